@@ -1,0 +1,240 @@
+//! Clients for the four servers and the readiness probes that use them.
+//!
+//! Every probe makes a real request: Kafka metadata, ClickHouse `SELECT 1`,
+//! PostgreSQL `SELECT 1`, Redis `PING`.
+
+use std::time::Duration;
+
+use crate::{
+    config::{ClickHouseConfig, KafkaConfig, PostgresConfig, RedisConfig},
+    ops::{Probe, ProbeFuture},
+};
+
+pub mod kafka {
+    use super::*;
+    use rdkafka::{
+        ClientConfig,
+        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+        client::DefaultClientContext,
+        types::RDKafkaErrorCode,
+    };
+
+    /// Base librdkafka settings shared by producers, consumers and admin clients.
+    pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("client.id", &cfg.client_id)
+            .set("socket.timeout.ms", "10000")
+            .set("log_level", "4");
+        config
+    }
+
+    pub fn admin(cfg: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, rdkafka::error::KafkaError> {
+        client_config(cfg).create()
+    }
+
+    /// A topic to create if it does not exist.
+    #[derive(Debug, Clone)]
+    pub struct TopicSpec {
+        pub name: String,
+        pub partitions: i32,
+        /// Retention in milliseconds; `None` keeps the broker default.
+        pub retention_ms: Option<i64>,
+    }
+
+    /// Creates the topics that are missing; existing ones are left as they are.
+    pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[TopicSpec]) -> anyhow::Result<()> {
+        let admin = admin(cfg)?;
+        let retention: Vec<Option<String>> = topics.iter().map(|t| t.retention_ms.map(|ms| ms.to_string())).collect();
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .zip(&retention)
+            .map(|(t, retention)| {
+                let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1));
+                match retention {
+                    Some(ms) => topic.set("retention.ms", ms),
+                    None => topic,
+                }
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.create_topics(&new_topics, &options).await? {
+            match result {
+                Ok(name) => tracing::info!(topic = %name, "created kafka topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => anyhow::bail!("cannot create kafka topic {name}: {code}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes topics (tests clean up after themselves).
+    pub async fn delete_topics(cfg: &KafkaConfig, names: &[&str]) -> anyhow::Result<()> {
+        let admin = admin(cfg)?;
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.delete_topics(names, &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((name, code)) => anyhow::bail!("cannot delete kafka topic {name}: {code}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Readiness: a metadata request answered by a broker.
+    pub struct KafkaProbe {
+        admin: std::sync::Arc<AdminClient<DefaultClientContext>>,
+        timeout: Duration,
+    }
+
+    impl KafkaProbe {
+        pub fn new(cfg: &KafkaConfig, timeout: Duration) -> Result<Self, rdkafka::error::KafkaError> {
+            Ok(Self { admin: std::sync::Arc::new(admin(cfg)?), timeout })
+        }
+    }
+
+    impl Probe for KafkaProbe {
+        fn name(&self) -> &'static str {
+            "kafka"
+        }
+
+        fn check(&self) -> ProbeFuture<'_> {
+            let admin = self.admin.clone();
+            let timeout = self.timeout;
+            Box::pin(async move {
+                let metadata =
+                    tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, timeout).map(|m| m.brokers().len()))
+                        .await
+                        .map_err(|e| format!("probe task failed: {e}"))?;
+                match metadata {
+                    Ok(0) => Err("metadata lists no broker".into()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+        }
+    }
+}
+
+pub mod clickhouse {
+    use super::*;
+
+    /// Readiness: `SELECT 1` through the official client.
+    pub struct ClickHouseProbe {
+        client: ::clickhouse::Client,
+    }
+
+    impl ClickHouseProbe {
+        pub fn new(cfg: &ClickHouseConfig) -> Self {
+            Self { client: cfg.server_client() }
+        }
+    }
+
+    impl Probe for ClickHouseProbe {
+        fn name(&self) -> &'static str {
+            "clickhouse"
+        }
+
+        fn check(&self) -> ProbeFuture<'_> {
+            Box::pin(async move {
+                let one: u8 = self.client.query("SELECT 1").fetch_one().await.map_err(|e| e.to_string())?;
+                if one == 1 { Ok(()) } else { Err(format!("SELECT 1 returned {one}")) }
+            })
+        }
+    }
+}
+
+pub mod postgres {
+    use super::*;
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+
+    /// A connection pool. Connections are made lazily, so this succeeds while
+    /// PostgreSQL is down; the probe and the first query tell.
+    pub fn pool(cfg: &PostgresConfig) -> anyhow::Result<Pool> {
+        let mut pg: tokio_postgres::Config =
+            cfg.url.parse().map_err(|e| anyhow::anyhow!("invalid postgres url: {e}"))?;
+        pg.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
+        let manager = Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        });
+        Ok(Pool::builder(manager)
+            .max_size(cfg.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
+            .create_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
+            .build()?)
+    }
+
+    /// Readiness: `SELECT 1` on a pooled connection.
+    pub struct PostgresProbe {
+        pool: Pool,
+    }
+
+    impl PostgresProbe {
+        pub fn new(pool: Pool) -> Self {
+            Self { pool }
+        }
+    }
+
+    impl Probe for PostgresProbe {
+        fn name(&self) -> &'static str {
+            "postgres"
+        }
+
+        fn check(&self) -> ProbeFuture<'_> {
+            Box::pin(async move {
+                let client = self.pool.get().await.map_err(|e| e.to_string())?;
+                client.simple_query("SELECT 1").await.map_err(|e| e.to_string())?;
+                Ok(())
+            })
+        }
+    }
+}
+
+pub mod redis {
+    use super::*;
+    use fred::prelude::{ClientLike, Config, ReconnectPolicy};
+
+    /// A Redis client that connects in the background and reconnects forever,
+    /// so the service starts (unready) while Redis is down.
+    pub fn client(cfg: &RedisConfig) -> anyhow::Result<fred::clients::Client> {
+        let config = Config::from_url(&cfg.url).map_err(|e| anyhow::anyhow!("invalid redis url: {e}"))?;
+        let client = fred::types::Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(2))
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .build()?;
+        client.connect();
+        Ok(client)
+    }
+
+    /// Readiness: `PING` answered with `PONG`.
+    pub struct RedisProbe {
+        client: fred::clients::Client,
+    }
+
+    impl RedisProbe {
+        pub fn new(client: fred::clients::Client) -> Self {
+            Self { client }
+        }
+    }
+
+    impl Probe for RedisProbe {
+        fn name(&self) -> &'static str {
+            "redis"
+        }
+
+        fn check(&self) -> ProbeFuture<'_> {
+            Box::pin(async move {
+                use fred::interfaces::ClientLike as _;
+                let pong: String = self.client.ping(None).await.map_err(|e| e.to_string())?;
+                if pong.eq_ignore_ascii_case("PONG") { Ok(()) } else { Err(format!("PING answered {pong:?}")) }
+            })
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Service plumbing written once and shared by every binary of the workspace.
+//!
+//! - [`config`]: typed configuration (defaults < file < environment).
+//! - [`telemetry`]: `tracing` subscriber honouring `LOG_LEVEL`, text or JSON.
+//! - [`ops`]: `GET /health`, `GET /ready` (real dependency probes with timeouts)
+//!   and `GET /metrics` (Prometheus text), mountable on an API server or served alone.
+//! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token.
+//! - [`deps`]: clients for Kafka, ClickHouse, PostgreSQL and Redis, and their probes.
+//! - [`migrate`]: versioned ClickHouse and PostgreSQL migrations from `schemas/`.
+//! - [`service`]: the shared `main`: config, logging, bind, run until a signal.
+//! - [`testing`]: helpers for integration tests against the local stack.
+
+pub mod config;
+pub mod deps;
+pub mod migrate;
+pub mod ops;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;
+pub mod testing;
+
+pub use config::{ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig};
+pub use ops::{Probe, Readiness};
+pub use service::{ServiceConfig, run_main};
+pub use shutdown::Shutdown;

@@ -1,0 +1,233 @@
+//! Operational endpoints every binary serves: `GET /health`, `GET /ready`, `GET /metrics`.
+//!
+//! - `/health` is liveness: 200 while the process can answer at all.
+//! - `/ready` runs every dependency probe concurrently, each under a timeout,
+//!   and answers 503 when one fails or once shutdown has begun (so a load
+//!   balancer stops routing before the process exits).
+//! - `/metrics` is the Prometheus text exposition of the process-wide recorder.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    net::TcpListener,
+    pin::Pin,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+
+use crate::{config::HttpConfig, shutdown::Shutdown};
+
+/// The future a [`Probe`] returns: `Err` carries a short reason.
+pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// A readiness check of one dependency (a real request, not a config look-up).
+pub trait Probe: Send + Sync {
+    /// Bounded, stable name used in JSON and as a metric label (`kafka`, `clickhouse`).
+    fn name(&self) -> &'static str;
+    fn check(&self) -> ProbeFuture<'_>;
+}
+
+/// Readiness state of one service: its probes and whether it is shutting down.
+pub struct Readiness {
+    service: &'static str,
+    probes: Vec<Box<dyn Probe>>,
+    timeout: Duration,
+    shutting_down: AtomicBool,
+    started: Instant,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    Ready,
+    NotReady,
+    ShuttingDown,
+}
+
+/// The body of `GET /ready`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadyReport {
+    pub status: ReadyStatus,
+    pub service: &'static str,
+    pub checks: BTreeMap<&'static str, CheckResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub ok: bool,
+    pub latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Readiness {
+    pub fn new(service: &'static str, timeout: Duration) -> Self {
+        Self { service, probes: Vec::new(), timeout, shutting_down: AtomicBool::new(false), started: Instant::now() }
+    }
+
+    pub fn with_probe(mut self, probe: impl Probe + 'static) -> Self {
+        self.probes.push(Box::new(probe));
+        self
+    }
+
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    /// From now on `/ready` answers 503.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Runs every probe concurrently, each bounded by the timeout.
+    pub async fn check(&self) -> ReadyReport {
+        let runs = self.probes.iter().map(|probe| async move {
+            let started = Instant::now();
+            let outcome = match tokio::time::timeout(self.timeout, probe.check()).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+            };
+            let ok = outcome.is_ok();
+            metrics::gauge!("analytics_service_dependency_up", "dependency" => probe.name()).set(f64::from(u8::from(ok)));
+            let result = CheckResult {
+                ok,
+                latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                error: outcome.err(),
+            };
+            (probe.name(), result)
+        });
+        let checks: BTreeMap<_, _> = futures::future::join_all(runs).await.into_iter().collect();
+        let status = if self.is_shutting_down() {
+            ReadyStatus::ShuttingDown
+        } else if checks.values().all(|c| c.ok) {
+            ReadyStatus::Ready
+        } else {
+            ReadyStatus::NotReady
+        };
+        ReadyReport { status, service: self.service, checks }
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+///
+/// Returns `None` when another recorder was installed first (the endpoint then
+/// says so instead of serving an empty page).
+pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ])
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Registers `/health`, `/ready` and `/metrics` on an actix-web app.
+pub fn routes(readiness: Arc<Readiness>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::from(readiness))
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ready))
+            .route("/metrics", web::get().to(prometheus));
+    }
+}
+
+async fn health(readiness: web::Data<Readiness>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "service": readiness.service,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": readiness.started.elapsed().as_secs(),
+    }))
+}
+
+async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
+    let report = readiness.check().await;
+    match report.status {
+        ReadyStatus::Ready => HttpResponse::Ok().json(report),
+        ReadyStatus::NotReady | ReadyStatus::ShuttingDown => HttpResponse::ServiceUnavailable().json(report),
+    }
+}
+
+async fn prometheus() -> HttpResponse {
+    match metrics_handle() {
+        Some(handle) => {
+            HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(handle.render())
+        }
+        None => HttpResponse::InternalServerError().body("metrics recorder unavailable: another recorder was installed"),
+    }
+}
+
+/// Binds the configured address (port 0 picks a free port).
+pub fn bind(http: &HttpConfig) -> std::io::Result<TcpListener> {
+    let addr = crate::config::socket_addr(http)?;
+    TcpListener::bind(addr).map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))
+}
+
+/// Serves the ops endpoints plus `app`'s routes on `listener` until `shutdown`.
+///
+/// On shutdown `/ready` turns 503 first, then the server stops accepting and
+/// gives in-flight requests `http.shutdown_timeout` to finish.
+pub async fn serve<F>(
+    listener: TcpListener,
+    http: &HttpConfig,
+    readiness: Arc<Readiness>,
+    shutdown: Shutdown,
+    app: F,
+) -> std::io::Result<()>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    metrics_handle();
+    metrics::gauge!("analytics_service_build_info", "service" => readiness.service(), "version" => env!("CARGO_PKG_VERSION"))
+        .set(1.0);
+    let addr = listener.local_addr()?;
+    let ops_readiness = readiness.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .configure(routes(ops_readiness.clone()))
+            .configure(app.clone())
+    })
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(http.shutdown_timeout_secs);
+    if http.workers > 0 {
+        server = server.workers(http.workers);
+    }
+    let server = server.run();
+    let handle = server.handle();
+    tracing::info!(service = readiness.service(), %addr, "listening");
+    tokio::spawn(async move {
+        shutdown.wait().await;
+        readiness.begin_shutdown();
+        handle.stop(true).await;
+    });
+    server.await
+}

@@ -1,0 +1,314 @@
+//! Helpers for integration tests against the real local stack.
+//!
+//! Tests find the servers through the same environment names the services use
+//! (`KAFKA_BROKERS`, `CLICKHOUSE_URL`, `DATABASE_URL`, `REDIS_URL`), defaulting to
+//! the brief's local ports. Each test isolates itself: its own topic prefix,
+//! ClickHouse database, PostgreSQL database or Redis key prefix.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use crate::config::{ClickHouseConfig, KafkaConfig, PostgresConfig, RedisConfig};
+
+/// `prefix_<32 hex digits>`: a name no other test run uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+}
+
+/// Kafka of the local stack with a topic prefix unique to this test.
+pub fn kafka_config() -> KafkaConfig {
+    KafkaConfig {
+        brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
+        topic_prefix: format!("{}.", unique_name("test")),
+        consumer_group: unique_name("test-group"),
+        client_id: "analytics-tests".into(),
+    }
+}
+
+/// ClickHouse of the local stack with a database name unique to this test (not created).
+pub fn clickhouse_config() -> ClickHouseConfig {
+    ClickHouseConfig {
+        url: env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+        database: unique_name("test"),
+        ..ClickHouseConfig::default()
+    }
+}
+
+/// PostgreSQL of the local stack (the shared development database).
+pub fn postgres_config() -> PostgresConfig {
+    PostgresConfig { url: env_or("DATABASE_URL", &PostgresConfig::default().url), ..PostgresConfig::default() }
+}
+
+/// Redis of the local stack with a key prefix unique to this test.
+pub fn redis_config() -> RedisConfig {
+    RedisConfig { url: env_or("REDIS_URL", "redis://127.0.0.1:6379"), key_prefix: format!("{}:", unique_name("test")) }
+}
+
+/// A ClickHouse database of its own, with every migration applied.
+pub struct TestClickHouse {
+    pub config: ClickHouseConfig,
+}
+
+impl TestClickHouse {
+    pub async fn create() -> anyhow::Result<Self> {
+        let config = clickhouse_config();
+        crate::migrate::apply_clickhouse(&config).await?;
+        Ok(Self { config })
+    }
+
+    pub fn client(&self) -> clickhouse::Client {
+        self.config.client()
+    }
+
+    /// Drops the database. Call at the end of the test.
+    pub async fn drop(self) -> anyhow::Result<()> {
+        let sql = format!("DROP DATABASE IF EXISTS {}", self.config.database);
+        self.config.server_client().query(&sql).execute().await?;
+        Ok(())
+    }
+}
+
+/// A PostgreSQL database of its own (created by the `analytics` role), with every migration applied.
+pub struct TestPostgres {
+    pub config: PostgresConfig,
+    admin: PostgresConfig,
+    name: String,
+}
+
+impl TestPostgres {
+    pub async fn create() -> anyhow::Result<Self> {
+        let admin = postgres_config();
+        let name = unique_name("test");
+        let pool = crate::deps::postgres::pool(&admin)?;
+        pool.get().await?.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+        let mut url: url_parts::Url = url_parts::Url::parse(&admin.url);
+        url.database = name.clone();
+        let config = PostgresConfig { url: url.to_string(), ..admin.clone() };
+        crate::migrate::apply_postgres(&config).await?;
+        Ok(Self { config, admin, name })
+    }
+
+    pub fn pool(&self) -> anyhow::Result<deadpool_postgres::Pool> {
+        crate::deps::postgres::pool(&self.config)
+    }
+
+    /// Drops the database. Call at the end of the test.
+    pub async fn drop(self) -> anyhow::Result<()> {
+        let pool = crate::deps::postgres::pool(&self.admin)?;
+        pool.get().await?.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await?;
+        Ok(())
+    }
+}
+
+mod url_parts {
+    /// Just enough of a `postgres://user:pass@host:port/db?params` URL to swap the database.
+    pub struct Url {
+        head: String,
+        pub database: String,
+        query: String,
+    }
+
+    impl Url {
+        pub fn parse(url: &str) -> Self {
+            let (without_query, query) = match url.split_once('?') {
+                Some((u, q)) => (u, format!("?{q}")),
+                None => (url, String::new()),
+            };
+            let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
+            match without_query[scheme_end..].rfind('/') {
+                Some(slash) => Self {
+                    head: without_query[..scheme_end + slash].to_string(),
+                    database: without_query[scheme_end + slash + 1..].to_string(),
+                    query,
+                },
+                None => Self { head: without_query.to_string(), database: String::new(), query },
+            }
+        }
+    }
+
+    impl std::fmt::Display for Url {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}/{}{}", self.head, self.database, self.query)
+        }
+    }
+}
+
+/// A service binary started by a test, listening on a port it chose itself.
+pub struct ServiceProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    name: String,
+}
+
+impl ServiceProcess {
+    /// Starts `binary` with `PORT=0`, JSON logs and `env`, and waits (up to
+    /// 30 s) for its `listening` log line to learn the address.
+    pub fn spawn(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let name = std::path::Path::new(binary).file_name().map_or(binary.into(), |n| n.to_string_lossy().to_string());
+        let mut command = Command::new(binary);
+        command
+            .env("PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .env("LOG_FORMAT", "json")
+            .env("LOG_LEVEL", "info")
+            .env("KAFKA_TOPIC_PREFIX", format!("{}.", unique_name("test")))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().map_err(|e| anyhow::anyhow!("cannot start {binary}: {e}"))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let (tx, rx) = mpsc::channel();
+        let log_name = name.clone();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(addr) = listening_addr(&line) {
+                        let _ = tx.send(addr);
+                        sent = true;
+                    }
+                }
+                eprintln!("[{log_name}] {line}");
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => Ok(Self { child, addr, name }),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                anyhow::bail!("{name} did not log `listening` within 30 s (exit status: {status:?})")
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} {} failed", self.pid());
+        Ok(())
+    }
+
+    /// Waits for the process to exit, polling until `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> anyhow::Result<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if started.elapsed() > deadline {
+                anyhow::bail!("{} still running {:?} after the signal", self.name, deadline);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    if value.get("message")?.as_str()? != "listening" {
+        return None;
+    }
+    value.get("addr")?.as_str()?.parse().ok()
+}
+
+/// Polls `check` until it returns `Ok`, or fails with its last error after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match check().await {
+            Ok(value) => return Ok(value),
+            Err(error) if started.elapsed() >= deadline => {
+                return Err(error.context(format!("still failing after {deadline:?}")));
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// The lifecycle every binary must honour, checked against the real stack:
+/// `/health`, `/ready` (eventually 200) and `/metrics` answer, and SIGTERM
+/// makes the process exit with status 0 within 5 s.
+pub async fn assert_lifecycle(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut service = ServiceProcess::spawn(binary, env)?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+
+    let health = http.get(service.url("/health")).send().await?;
+    anyhow::ensure!(health.status() == 200, "/health answered {}", health.status());
+    let body: serde_json::Value = health.json().await?;
+    anyhow::ensure!(body["status"] == "ok", "/health body {body}");
+
+    eventually(Duration::from_secs(30), || async {
+        let ready = http.get(service.url("/ready")).send().await?;
+        let status = ready.status();
+        let body = ready.text().await?;
+        anyhow::ensure!(status == 200, "/ready answered {status}: {body}");
+        Ok(())
+    })
+    .await?;
+
+    let metrics = http.get(service.url("/metrics")).send().await?;
+    anyhow::ensure!(metrics.status() == 200, "/metrics answered {}", metrics.status());
+    let text = metrics.text().await?;
+    anyhow::ensure!(text.contains("analytics_service_build_info"), "/metrics lacks build info:\n{text}");
+
+    service.signal("TERM")?;
+    let status = service.wait_exit(Duration::from_secs(5))?;
+    anyhow::ensure!(status.success(), "exit status after SIGTERM: {status}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swaps_the_database_of_a_postgres_url() {
+        let mut url = url_parts::Url::parse("postgres://a:b@127.0.0.1:5432/analytics?sslmode=disable");
+        url.database = "other".into();
+        assert_eq!(url.to_string(), "postgres://a:b@127.0.0.1:5432/other?sslmode=disable");
+    }
+
+    #[test]
+    fn finds_the_listening_address_in_json_logs() {
+        let line = r#"{"timestamp":"x","level":"INFO","message":"listening","service":"s","addr":"127.0.0.1:4321"}"#;
+        assert_eq!(listening_addr(line), Some("127.0.0.1:4321".parse().unwrap()));
+        assert_eq!(listening_addr(r#"{"message":"starting"}"#), None);
+        assert_eq!(listening_addr("not json"), None);
+    }
+}
