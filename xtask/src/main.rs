@@ -1,1 +1,110 @@
-fn main() {}
+//! `cargo xtask <command>`: the local stack, migrations and the test suite.
+//!
+//! State lives in `.stack/` at the repository root: `logs/<component>.log`,
+//! `pids/<component>.pid` and one data directory per server.
+
+mod docker;
+mod install;
+mod layout;
+mod probe;
+mod process;
+mod servers;
+mod services;
+mod stack;
+mod ui;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Local stack, migrations and tests for the analytics service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install what is missing, start Kafka, ClickHouse, PostgreSQL, Redis and
+    /// the five services, apply migrations, print the URLs. Idempotent.
+    Up {
+        /// Only the four servers and the migrations, not the five binaries.
+        #[arg(long)]
+        no_services: bool,
+        /// Native processes even when a Docker engine answers.
+        #[arg(long)]
+        native: bool,
+    },
+    /// Stop everything `up` started (by pid file), servers last.
+    Down,
+    /// Show whether each of the nine components answers; non-zero exit if any does not.
+    Status,
+    /// Apply the ClickHouse and PostgreSQL migrations of schemas/.
+    Migrate,
+    /// Run `cargo test --workspace` against the stack, starting (and afterwards
+    /// stopping) the servers that do not answer.
+    Test {
+        /// Native processes even when a Docker engine answers.
+        #[arg(long)]
+        native: bool,
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Print the end of a component's log (.stack/logs/<component>.log).
+    Logs {
+        /// kafka, clickhouse, postgres, redis, a binary's name, install, kafka-download, …
+        component: String,
+        /// How many lines.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+        /// Keep printing what is appended.
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let layout = layout::Layout::discover();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: could not start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Cmd::Up {
+                no_services,
+                native,
+            } => stack::up(&layout, no_services, native)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            Cmd::Down => stack::down(&layout).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Status => stack::status(&layout).await,
+            Cmd::Migrate => stack::migrate(&layout).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Test { native, cargo_args } => stack::test(&layout, native, &cargo_args).await,
+            Cmd::Logs {
+                component,
+                lines,
+                follow,
+            } => stack::logs(&layout, &component, lines, follow).map(|_| ExitCode::SUCCESS),
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("\nerror: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

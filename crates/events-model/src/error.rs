@@ -108,7 +108,11 @@ pub struct ValidationError {
 impl ValidationError {
     /// Creates a problem report.
     pub fn new(field: impl Into<String>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ValidationError { field: field.into(), code, message: message.into() }
+        ValidationError {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
     }
 }
 

@@ -1,1 +1,42 @@
-//! placeholder
+//! The event model shared by every service of the video analytics platform.
+//!
+//! * [`EventType`], [`Properties`] and [`Event`]: what a player reports.
+//! * [`Event::parse_json`] / [`Event::from_value`]: validation of client
+//!   input; every problem is reported as a [`ValidationError`] naming the
+//!   field, an [`ErrorCode`] and a readable message.
+//! * [`Event::to_wire`] / [`Event::from_wire`]: the Kafka message format
+//!   (exact round trip), keyed by [`Event::kafka_key`].
+//! * [`Topics`] and the `DLQ_*_HEADER` names: Kafka topology.
+//! * [`EventRow`]: the ClickHouse `events` row.
+//! * [`limits`]: every bound the validator enforces.
+//!
+//! ```
+//! use chrono::Utc;
+//! use events_model::{Event, EventType};
+//!
+//! let body = br#"{"event_type":"video_start","session_id":"s1","video_id":"v1"}"#;
+//! let event = Event::parse_json(body, Utc::now()).unwrap();
+//! assert_eq!(event.event_type, EventType::VideoStart);
+//! assert_eq!(Event::from_wire(&event.to_wire()).unwrap(), event);
+//! ```
+
+mod error;
+mod event;
+mod event_type;
+pub mod limits;
+mod parse;
+mod properties;
+mod row;
+mod topics;
+mod wire;
+
+pub use error::{ErrorCode, ROOT_FIELD, ValidationError, ValidationErrors};
+pub use event::Event;
+pub use event_type::{EventType, UnknownEventTypeError};
+pub use properties::Properties;
+pub use row::{EVENT_ROW_COLUMNS, EVENTS_TABLE, EventRow};
+pub use topics::{
+    DEFAULT_TOPIC_PREFIX, DLQ_FAILED_AT_HEADER, DLQ_REASON_HEADER, DLQ_SOURCE_OFFSET_HEADER,
+    DLQ_SOURCE_PARTITION_HEADER, DLQ_SOURCE_TOPIC_HEADER, Topics,
+};
+pub use wire::{SCHEMA_VERSION_HEADER, WIRE_SCHEMA_VERSION, format_time};

@@ -80,15 +80,29 @@ where
         }
     }
 
-    for (name, key) in WELL_KNOWN_ENV {
-        if let Some(value) = env.get(*name).filter(|v| !v.is_empty()) {
-            builder = builder.set_override(*key, value.as_str())?;
-        }
-    }
+    // The seed's names, rewritten as one more environment source so that the
+    // service's own prefixed variables (added after) still win over them.
+    let well_known: HashMap<String, String> = WELL_KNOWN_ENV
+        .iter()
+        .filter_map(|(name, key)| {
+            let value = env.get(*name).filter(|v| !v.is_empty())?;
+            Some((format!("WELL_KNOWN__{}", key.replace('.', "__").to_ascii_uppercase()), value.clone()))
+        })
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("WELL_KNOWN")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(well_known)),
+    );
 
     let prefix = env_prefix(service);
-    let prefixed: HashMap<String, String> =
-        env.iter().filter(|(k, _)| k.starts_with(&format!("{prefix}__"))).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let prefixed: HashMap<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{prefix}__")))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     builder = builder.add_source(
         config::Environment::with_prefix(&prefix)
             .prefix_separator("__")
@@ -152,13 +166,7 @@ impl HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self {
-            host: "127.0.0.1".into(),
-            port: 0,
-            workers: 0,
-            shutdown_timeout_secs: 3,
-            probe_timeout_ms: 2000,
-        }
+        Self { host: "127.0.0.1".into(), port: 0, workers: 0, shutdown_timeout_secs: 3, probe_timeout_ms: 2000 }
     }
 }
 
@@ -337,7 +345,12 @@ mod tests {
         let cfg: Sample = load_from(
             "sample-svc",
             None,
-            &env_of(&[("KAFKA_BROKERS", "kafka:9092"), ("CLICKHOUSE_HOST", "clickhouse"), ("PORT", "4000"), ("LOG_LEVEL", "debug")]),
+            &env_of(&[
+                ("KAFKA_BROKERS", "kafka:9092"),
+                ("CLICKHOUSE_HOST", "clickhouse"),
+                ("PORT", "4000"),
+                ("LOG_LEVEL", "debug"),
+            ]),
         )
         .unwrap();
         assert_eq!(cfg.kafka.brokers, "kafka:9092");

@@ -103,10 +103,11 @@ pub mod kafka {
             let admin = self.admin.clone();
             let timeout = self.timeout;
             Box::pin(async move {
-                let metadata =
-                    tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, timeout).map(|m| m.brokers().len()))
-                        .await
-                        .map_err(|e| format!("probe task failed: {e}"))?;
+                let metadata = tokio::task::spawn_blocking(move || {
+                    admin.inner().fetch_metadata(None, timeout).map(|m| m.brokers().len())
+                })
+                .await
+                .map_err(|e| format!("probe task failed: {e}"))?;
                 match metadata {
                     Ok(0) => Err("metadata lists no broker".into()),
                     Ok(_) => Ok(()),
@@ -155,9 +156,8 @@ pub mod postgres {
         let mut pg: tokio_postgres::Config =
             cfg.url.parse().map_err(|e| anyhow::anyhow!("invalid postgres url: {e}"))?;
         pg.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
-        let manager = Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        });
+        let manager =
+            Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         Ok(Pool::builder(manager)
             .max_size(cfg.pool_size)
             .runtime(Runtime::Tokio1)

@@ -1,0 +1,520 @@
+//! Versioned ClickHouse and PostgreSQL migrations from `schemas/`.
+//!
+//! The SQL files are embedded at compile time, so every binary (and `cargo
+//! xtask migrate`) carries exactly the schema it was built with. Each engine keeps
+//! a `schema_migrations` table of applied versions with the SHA-256 of the file;
+//! applying is idempotent, and a file edited after it was applied is refused
+//! (add a new numbered file instead). The rules are in `schemas/README.md`.
+//!
+//! ClickHouse has no transactional DDL, so its migrations are applied statement
+//! by statement and recorded once all statements succeeded; write them with
+//! `IF NOT EXISTS` so that a retry after a partial failure works. PostgreSQL
+//! migrations run whole inside one transaction each, together with their record.
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{ClickHouseConfig, PostgresConfig};
+
+/// One numbered SQL file of `schemas/<engine>/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// The file's number (`0001_events.sql` → 1).
+    pub version: u32,
+    /// The file name without `.sql` (`0001_events`).
+    pub name: &'static str,
+    /// The file's contents.
+    pub sql: &'static str,
+}
+
+impl Migration {
+    /// Hex SHA-256 of the SQL, line endings normalised to `\n`.
+    pub fn checksum(&self) -> String {
+        checksum(self.sql)
+    }
+}
+
+macro_rules! migration {
+    ($engine:literal, $version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../../schemas/", $engine, "/", $name, ".sql")),
+        }
+    };
+}
+
+/// ClickHouse migrations, in version order. A new file must be added here too
+/// (the `migrations` integration test checks the list against the directory).
+static CLICKHOUSE: &[Migration] = &[migration!("clickhouse", 1, "0001_events")];
+
+/// PostgreSQL migrations, in version order.
+static POSTGRES: &[Migration] = &[migration!("postgres", 1, "0001_video_catalog")];
+
+/// The embedded ClickHouse migrations, in version order.
+pub fn clickhouse_migrations() -> &'static [Migration] {
+    CLICKHOUSE
+}
+
+/// The embedded PostgreSQL migrations, in version order.
+pub fn postgres_migrations() -> &'static [Migration] {
+    POSTGRES
+}
+
+/// DDL of the ClickHouse bookkeeping table, unqualified (run it with the target
+/// database selected). Valid on ClickHouse 18.16 and current releases.
+pub const CLICKHOUSE_SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
+     (version UInt32, name String, checksum String, applied_at DateTime) \
+     ENGINE = MergeTree() ORDER BY version";
+
+/// DDL of the PostgreSQL bookkeeping table.
+pub const POSTGRES_SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
+     version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, \
+     applied_at TIMESTAMPTZ NOT NULL DEFAULT now())";
+
+/// Arbitrary constant key of the advisory lock serialising concurrent
+/// PostgreSQL migration runs on one database.
+const POSTGRES_LOCK_KEY: i64 = 0x616e_616c_7974_6963; // "analytic"
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Migrations applied by this run: (version, name), in order.
+    pub applied: Vec<(u32, String)>,
+    /// Migrations found already applied (checksum verified).
+    pub already: usize,
+}
+
+/// Why migrations could not be applied. Every variant names the engine, and the
+/// migration file when one is involved.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("{engine}: database name {name:?} is not a plain identifier ([A-Za-z0-9_], not starting with a digit)")]
+    InvalidDatabaseName { engine: &'static str, name: String },
+
+    #[error("ClickHouse at {endpoint}: {context}: {source}")]
+    ClickHouse {
+        endpoint: String,
+        context: String,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+
+    #[error("PostgreSQL: {context}: {message}")]
+    Postgres {
+        context: String,
+        message: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("{file}: statement {statement} of {statements} failed on ClickHouse at {endpoint}: {source}")]
+    ClickHouseMigration {
+        file: String,
+        endpoint: String,
+        statement: usize,
+        statements: usize,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+
+    #[error("{file}: failed on PostgreSQL (rolled back): {message}")]
+    PostgresMigration {
+        file: String,
+        message: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("{file}: contains no SQL statement")]
+    Empty { file: String },
+
+    #[error(
+        "{file} was edited after it was applied to {engine} (recorded checksum {recorded}, file now {current}); \
+         applied migrations are immutable: restore the file and add a new numbered migration instead"
+    )]
+    ChecksumMismatch { engine: &'static str, file: String, recorded: String, current: String },
+}
+
+/// Applies the embedded ClickHouse migrations to `cfg.database`, creating the
+/// database and its `schema_migrations` table when missing.
+pub async fn apply_clickhouse(cfg: &ClickHouseConfig) -> Result<Report, MigrateError> {
+    apply_clickhouse_migrations(cfg, CLICKHOUSE).await
+}
+
+/// Applies the embedded PostgreSQL migrations to the database of `cfg.url`.
+pub async fn apply_postgres(cfg: &PostgresConfig) -> Result<Report, MigrateError> {
+    apply_postgres_migrations(cfg, POSTGRES).await
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct AppliedRow {
+    version: u32,
+    name: String,
+    checksum: String,
+}
+
+/// [`apply_clickhouse`] with an explicit migration list (tests, tools).
+pub async fn apply_clickhouse_migrations(
+    cfg: &ClickHouseConfig,
+    migrations: &[Migration],
+) -> Result<Report, MigrateError> {
+    let endpoint = cfg.endpoint();
+    let database = checked_identifier("ClickHouse", &cfg.database)?;
+    let ch_err = |context: String| {
+        let endpoint = endpoint.clone();
+        move |source| MigrateError::ClickHouse { endpoint, context, source }
+    };
+
+    cfg.server_client()
+        .query_raw(&format!("CREATE DATABASE IF NOT EXISTS `{database}`"))
+        .execute()
+        .await
+        .map_err(ch_err(format!("creating database {database}")))?;
+
+    let client = cfg.client();
+    client
+        .query_raw(CLICKHOUSE_SCHEMA_MIGRATIONS_DDL)
+        .execute()
+        .await
+        .map_err(ch_err(format!("creating {database}.schema_migrations")))?;
+
+    let rows: Vec<AppliedRow> = client
+        .query("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+        .fetch_all()
+        .await
+        .map_err(ch_err(format!("reading {database}.schema_migrations")))?;
+    let applied: BTreeMap<u32, (String, String)> =
+        rows.into_iter().map(|r| (r.version, (r.name, r.checksum))).collect();
+
+    let mut report = Report::default();
+    for migration in sorted(migrations) {
+        let file = file_name("clickhouse", migration);
+        let current = migration.checksum();
+        if let Some((_, recorded)) = applied.get(&migration.version) {
+            verify_checksum("ClickHouse", &file, recorded, &current)?;
+            report.already += 1;
+            continue;
+        }
+
+        let statements = split_statements(migration.sql);
+        if statements.is_empty() {
+            return Err(MigrateError::Empty { file });
+        }
+        let total = statements.len();
+        for (index, statement) in statements.iter().enumerate() {
+            client.query_raw(statement).execute().await.map_err(|source| MigrateError::ClickHouseMigration {
+                file: file.clone(),
+                endpoint: endpoint.clone(),
+                statement: index + 1,
+                statements: total,
+                source,
+            })?;
+        }
+
+        client
+            .query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now())")
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(current.as_str())
+            .execute()
+            .await
+            .map_err(ch_err(format!("recording {file} in {database}.schema_migrations")))?;
+        tracing::info!(engine = "clickhouse", %database, file = %file, "migration applied");
+        report.applied.push((migration.version, migration.name.to_string()));
+    }
+    Ok(report)
+}
+
+/// [`apply_postgres`] with an explicit migration list (tests, tools).
+pub async fn apply_postgres_migrations(cfg: &PostgresConfig, migrations: &[Migration]) -> Result<Report, MigrateError> {
+    let pg_err = |context: &str| {
+        let context = context.to_string();
+        move |source: tokio_postgres::Error| MigrateError::Postgres {
+            context,
+            message: postgres_message(&source),
+            source,
+        }
+    };
+
+    let mut pg_config: tokio_postgres::Config =
+        cfg.url.parse().map_err(pg_err("parsing DATABASE_URL (postgres.url)"))?;
+    if cfg.connect_timeout_ms > 0 {
+        pg_config.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
+    }
+    let target = describe_postgres(&pg_config);
+    let (mut client, connection) =
+        pg_config.connect(tokio_postgres::NoTls).await.map_err(pg_err(&format!("connecting to {target}")))?;
+    let connection = tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(error = %err, "PostgreSQL migration connection ended with an error");
+        }
+    });
+
+    let result = async {
+        client
+            .batch_execute(POSTGRES_SCHEMA_MIGRATIONS_DDL)
+            .await
+            .map_err(pg_err(&format!("creating schema_migrations in {target}")))?;
+        // Serialise concurrent runners (several services starting at once).
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&POSTGRES_LOCK_KEY])
+            .await
+            .map_err(pg_err("taking the migration advisory lock"))?;
+
+        let outcome = async {
+            let rows = client
+                .query("SELECT version, checksum FROM schema_migrations ORDER BY version", &[])
+                .await
+                .map_err(pg_err(&format!("reading schema_migrations in {target}")))?;
+            let applied: BTreeMap<u32, String> =
+                rows.iter().map(|row| (row.get::<_, i32>(0) as u32, row.get::<_, String>(1))).collect();
+
+            let mut report = Report::default();
+            for migration in sorted(migrations) {
+                let file = file_name("postgres", migration);
+                let current = migration.checksum();
+                if let Some(recorded) = applied.get(&migration.version) {
+                    verify_checksum("PostgreSQL", &file, recorded, &current)?;
+                    report.already += 1;
+                    continue;
+                }
+                if split_statements(migration.sql).is_empty() {
+                    return Err(MigrateError::Empty { file });
+                }
+
+                let migration_err = |source: tokio_postgres::Error| MigrateError::PostgresMigration {
+                    file: file.clone(),
+                    message: postgres_message(&source),
+                    source,
+                };
+                let tx = client.transaction().await.map_err(migration_err)?;
+                tx.batch_execute(migration.sql).await.map_err(migration_err)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    &[&(migration.version as i32), &migration.name, &current],
+                )
+                .await
+                .map_err(migration_err)?;
+                tx.commit().await.map_err(migration_err)?;
+                tracing::info!(engine = "postgres", file = %file, "migration applied");
+                report.applied.push((migration.version, migration.name.to_string()));
+            }
+            Ok(report)
+        }
+        .await;
+
+        // Released with the session anyway; unlocking explicitly keeps it short.
+        let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&POSTGRES_LOCK_KEY]).await;
+        outcome
+    }
+    .await;
+
+    drop(client);
+    let _ = connection.await;
+    result
+}
+
+/// Splits SQL text into statements, dropping comments.
+///
+/// A statement ends at `;` outside string literals, quoted identifiers and
+/// comments (the rule in `schemas/README.md` is: end each statement with `;` at
+/// the end of a line). `--` and `/* */` comments are removed, blank statements
+/// skipped. `schemas/check_chdb.py` splits the same way.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    let mut i = 0;
+    let n = chars.len();
+
+    fn finish(current: &mut String, statements: &mut Vec<String>) {
+        let statement = current.trim();
+        if !statement.is_empty() {
+            statements.push(statement.to_string());
+        }
+        current.clear();
+    }
+
+    while i < n {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match c {
+            '\'' | '"' | '`' => {
+                let mut j = i + 1;
+                while j < n {
+                    if chars[j] == '\\' {
+                        j += 2;
+                        continue;
+                    }
+                    if chars[j] == c {
+                        if chars.get(j + 1) == Some(&c) {
+                            j += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    j += 1;
+                }
+                let end = (j + 1).min(n);
+                current.extend(&chars[i..end]);
+                i = end;
+            }
+            '-' if next == Some('-') => {
+                while i < n && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if next == Some('*') => {
+                let mut j = i + 2;
+                while j + 1 < n && !(chars[j] == '*' && chars[j + 1] == '/') {
+                    j += 1;
+                }
+                i = (j + 2).min(n);
+                current.push(' ');
+            }
+            ';' => {
+                finish(&mut current, &mut statements);
+                i += 1;
+            }
+            _ => {
+                current.push(c);
+                i += 1;
+            }
+        }
+    }
+    finish(&mut current, &mut statements);
+    statements
+}
+
+fn checksum(sql: &str) -> String {
+    let normalised = sql.replace("\r\n", "\n");
+    let digest = Sha256::digest(normalised.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+fn verify_checksum(engine: &'static str, file: &str, recorded: &str, current: &str) -> Result<(), MigrateError> {
+    if recorded == current {
+        return Ok(());
+    }
+    Err(MigrateError::ChecksumMismatch {
+        engine,
+        file: file.to_string(),
+        recorded: recorded.to_string(),
+        current: current.to_string(),
+    })
+}
+
+fn sorted(migrations: &[Migration]) -> Vec<&Migration> {
+    let mut list: Vec<&Migration> = migrations.iter().collect();
+    list.sort_by_key(|m| m.version);
+    list
+}
+
+fn file_name(engine: &str, migration: &Migration) -> String {
+    format!("schemas/{engine}/{}.sql", migration.name)
+}
+
+fn checked_identifier<'a>(engine: &'static str, name: &'a str) -> Result<&'a str, MigrateError> {
+    let valid = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if valid { Ok(name) } else { Err(MigrateError::InvalidDatabaseName { engine, name: name.to_string() }) }
+}
+
+/// The server's message (with detail and hint) rather than tokio-postgres's
+/// terse "db error".
+fn postgres_message(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => {
+            let mut message = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                let _ = write!(message, "; detail: {detail}");
+            }
+            if let Some(hint) = db.hint() {
+                let _ = write!(message, "; hint: {hint}");
+            }
+            message
+        }
+        None => {
+            let mut message = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(inner) = source {
+                let _ = write!(message, ": {inner}");
+                source = inner.source();
+            }
+            message
+        }
+    }
+}
+
+/// `analytics@127.0.0.1:5432/analytics`, without the password.
+fn describe_postgres(cfg: &tokio_postgres::Config) -> String {
+    let host = cfg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{host}:{port}/{}",
+        cfg.get_user().unwrap_or("?"),
+        cfg.get_dbname().unwrap_or(cfg.get_user().unwrap_or("?"))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_semicolons_outside_literals_and_drops_comments() {
+        let sql = "-- header; not a statement\nCREATE TABLE a (x String DEFAULT ';') ENGINE = Memory; -- trailing\n\n\
+                   /* block; comment */ SELECT 'it''s;' , `we;ird`;\n-- only a comment\n";
+        assert_eq!(
+            split_statements(sql),
+            vec!["CREATE TABLE a (x String DEFAULT ';') ENGINE = Memory", "SELECT 'it''s;' , `we;ird`"]
+        );
+    }
+
+    #[test]
+    fn statement_without_final_semicolon_is_kept() {
+        assert_eq!(split_statements("SELECT 1"), vec!["SELECT 1"]);
+        assert!(split_statements("-- nothing\n\n  ;\n").is_empty());
+    }
+
+    #[test]
+    fn embedded_migrations_are_numbered_in_order() {
+        for list in [clickhouse_migrations(), postgres_migrations()] {
+            for (index, migration) in list.iter().enumerate() {
+                assert_eq!(migration.version as usize, index + 1, "{}", migration.name);
+                assert!(migration.name.starts_with(&format!("{:04}_", migration.version)), "{}", migration.name);
+                assert!(!split_statements(migration.sql).is_empty(), "{} is empty", migration.name);
+            }
+        }
+    }
+
+    #[test]
+    fn checksum_is_hex_sha256_and_ignores_crlf() {
+        assert_eq!(checksum(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(checksum("a\r\nb"), checksum("a\nb"));
+    }
+
+    #[test]
+    fn database_names_must_be_plain_identifiers() {
+        assert!(checked_identifier("ClickHouse", "analytics").is_ok());
+        assert!(checked_identifier("ClickHouse", "test_0af3").is_ok());
+        for bad in ["", "a-b", "a`b", "1abc", "a b"] {
+            assert!(checked_identifier("ClickHouse", bad).is_err(), "{bad}");
+        }
+    }
+}

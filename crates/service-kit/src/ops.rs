@@ -34,6 +34,16 @@ pub trait Probe: Send + Sync {
     fn check(&self) -> ProbeFuture<'_>;
 }
 
+impl<P: Probe + ?Sized> Probe for Box<P> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn check(&self) -> ProbeFuture<'_> {
+        (**self).check()
+    }
+}
+
 /// Readiness state of one service: its probes and whether it is shutting down.
 pub struct Readiness {
     service: &'static str,
@@ -99,7 +109,8 @@ impl Readiness {
                 Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
             };
             let ok = outcome.is_ok();
-            metrics::gauge!("analytics_service_dependency_up", "dependency" => probe.name()).set(f64::from(u8::from(ok)));
+            metrics::gauge!("analytics_service_dependency_up", "dependency" => probe.name())
+                .set(f64::from(u8::from(ok)));
             let result = CheckResult {
                 ok,
                 latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -181,7 +192,9 @@ async fn prometheus() -> HttpResponse {
         Some(handle) => {
             HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(handle.render())
         }
-        None => HttpResponse::InternalServerError().body("metrics recorder unavailable: another recorder was installed"),
+        None => {
+            HttpResponse::InternalServerError().body("metrics recorder unavailable: another recorder was installed")
+        }
     }
 }
 
@@ -210,14 +223,11 @@ where
         .set(1.0);
     let addr = listener.local_addr()?;
     let ops_readiness = readiness.clone();
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .configure(routes(ops_readiness.clone()))
-            .configure(app.clone())
-    })
-    .listen(listener)?
-    .disable_signals()
-    .shutdown_timeout(http.shutdown_timeout_secs);
+    let mut server =
+        HttpServer::new(move || App::new().configure(routes(ops_readiness.clone())).configure(app.clone()))
+            .listen(listener)?
+            .disable_signals()
+            .shutdown_timeout(http.shutdown_timeout_secs);
     if http.workers > 0 {
         server = server.workers(http.workers);
     }

@@ -7,8 +7,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     config::{self, HttpConfig, LogConfig},
-    ops, telemetry,
+    ops,
     shutdown::Shutdown,
+    telemetry,
 };
 
 /// What the shared start-up needs from a service's configuration.

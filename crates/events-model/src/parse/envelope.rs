@@ -33,7 +33,11 @@ pub(crate) fn parse_envelope(
         .and_then(|v| id(v, "session_id", &mut problems));
     let video_id = required(object.remove("video_id"), "video_id", &mut problems)
         .and_then(|v| id(v, "video_id", &mut problems));
-    let timestamp = timestamp(non_null(object.remove("timestamp")), received_at, &mut problems);
+    let timestamp = timestamp(
+        non_null(object.remove("timestamp")),
+        received_at,
+        &mut problems,
+    );
     let properties = properties(non_null(object.remove("properties")), &mut problems);
     let metadata = metadata(non_null(object.remove("metadata")), &mut problems);
 
@@ -46,10 +50,19 @@ pub(crate) fn parse_envelope(
         } else {
             "is not an event field; send custom data inside \"metadata\" or \"properties\""
         };
-        problems.add(field, ErrorCode::UnknownField, message);
+        problems.add(&unknown_field_name(field), ErrorCode::UnknownField, message);
     }
 
-    match (event_id, event_type, session_id, video_id, timestamp, received_at, properties, metadata) {
+    match (
+        event_id,
+        event_type,
+        session_id,
+        video_id,
+        timestamp,
+        received_at,
+        properties,
+        metadata,
+    ) {
         (
             Some(event_id),
             Some(event_type),
@@ -72,6 +85,27 @@ pub(crate) fn parse_envelope(
         }),
         _ => Err(problems.into_errors()),
     }
+}
+
+/// Longest unknown field name echoed back verbatim.
+const MAX_ECHOED_FIELD_CHARS: usize = 64;
+
+/// How an unknown field is named in a problem report: as sent when that is
+/// readable; otherwise (empty, very long or containing control characters)
+/// JSON-quoted and shortened, so the name is never empty or unbounded.
+fn unknown_field_name(key: &str) -> String {
+    let readable =
+        !key.is_empty() && check_text(key, MAX_ECHOED_FIELD_CHARS, Controls::Forbidden).is_ok();
+    if readable {
+        return key.to_owned();
+    }
+    let quoted = serde_json::to_string(key).unwrap_or_else(|_| String::from("\"?\""));
+    if quoted.chars().count() <= MAX_ECHOED_FIELD_CHARS {
+        return quoted;
+    }
+    let mut short: String = quoted.chars().take(MAX_ECHOED_FIELD_CHARS).collect();
+    short.push('…');
+    short
 }
 
 /// Null counts as absent; absent is reported as missing.
@@ -103,7 +137,11 @@ fn event_id(value: Option<Value>, source: Source, problems: &mut Problems) -> Op
         }
     };
     let Value::String(text) = value else {
-        problems.add(FIELD, ErrorCode::WrongType, wrong_type("a uuid string", &value));
+        problems.add(
+            FIELD,
+            ErrorCode::WrongType,
+            wrong_type("a uuid string", &value),
+        );
         return None;
     };
     match Uuid::parse_str(&text) {
@@ -113,7 +151,11 @@ fn event_id(value: Option<Value>, source: Source, problems: &mut Problems) -> Op
         }
         Ok(uuid) => Some(uuid),
         Err(err) => {
-            problems.add(FIELD, ErrorCode::InvalidFormat, format!("expected a uuid ({err})"));
+            problems.add(
+                FIELD,
+                ErrorCode::InvalidFormat,
+                format!("expected a uuid ({err})"),
+            );
             None
         }
     }
@@ -183,7 +225,11 @@ fn properties(value: Option<Value>, problems: &mut Problems) -> Option<Propertie
         None => Some(Properties::default()),
         Some(Value::Object(map)) => Some(parse_properties(map, problems)),
         Some(other) => {
-            problems.add(properties::FIELD, ErrorCode::WrongType, wrong_type("an object", &other));
+            problems.add(
+                properties::FIELD,
+                ErrorCode::WrongType,
+                wrong_type("an object", &other),
+            );
             None
         }
     }

@@ -99,13 +99,19 @@ mod tests {
     #[test]
     fn compact_len_matches_serialisation() {
         let value = json!({"a": [1, 2.5, "x\"y"], "b": null, "ü": true});
-        assert_eq!(compact_len(&value), serde_json::to_vec(&value).unwrap().len());
+        assert_eq!(
+            compact_len(&value),
+            serde_json::to_vec(&value).unwrap().len()
+        );
     }
 
     #[test]
     fn check_text_reports_length_then_characters() {
         assert!(check_text("abc", 3, Controls::Forbidden).is_ok());
-        assert_eq!(check_text("abcd", 3, Controls::Forbidden).unwrap_err().0, ErrorCode::TooLong);
+        assert_eq!(
+            check_text("abcd", 3, Controls::Forbidden).unwrap_err().0,
+            ErrorCode::TooLong
+        );
         // Characters, not bytes.
         assert!(check_text("ééé", 3, Controls::Forbidden).is_ok());
         let (code, message) = check_text("a\u{1}b", 10, Controls::Forbidden).unwrap_err();

@@ -18,8 +18,6 @@ use crate::Event;
 use crate::error::{ErrorCode, ROOT_FIELD, ValidationErrors};
 use crate::limits::{MAX_EVENT_BYTES, MAX_WIRE_EVENT_BYTES};
 
-pub(crate) use time::truncate_to_millis;
-
 /// Where an event comes from, which decides a few rules.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Source {
@@ -50,11 +48,18 @@ pub(crate) fn parse_bytes(bytes: &[u8], source: Source) -> Result<Event, Validat
         ValidationErrors::single(
             ROOT_FIELD,
             ErrorCode::InvalidUtf8,
-            format!("body is not valid utf-8: invalid byte sequence at byte {}", err.valid_up_to()),
+            format!(
+                "body is not valid utf-8: invalid byte sequence at byte {}",
+                err.valid_up_to()
+            ),
         )
     })?;
     let value: Value = serde_json::from_str(text).map_err(|err| {
-        ValidationErrors::single(ROOT_FIELD, ErrorCode::InvalidJson, format!("invalid json: {err}"))
+        ValidationErrors::single(
+            ROOT_FIELD,
+            ErrorCode::InvalidJson,
+            format!("invalid json: {err}"),
+        )
     })?;
     parse_value_unchecked(value, source)
 }

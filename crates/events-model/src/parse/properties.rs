@@ -81,7 +81,11 @@ pub(crate) fn check_required(event_type: EventType, props: &Properties, problems
     for name in event_type.required_properties() {
         let field = field_path(name);
         if !props.is_set(name) && !problems.mentions(&field) {
-            problems.add(&field, ErrorCode::Missing, format!("is required for {event_type} events"));
+            problems.add(
+                &field,
+                ErrorCode::Missing,
+                format!("is required for {event_type} events"),
+            );
         }
     }
 }
@@ -101,7 +105,9 @@ fn number_property<T>(
         Value::Number(number) => parse(number),
         other => Err((ErrorCode::WrongType, wrong_type("a number", other))),
     };
-    result.map_err(|(code, message)| problems.add(field, code, message)).ok()
+    result
+        .map_err(|(code, message)| problems.add(field, code, message))
+        .ok()
 }
 
 /// A non-negative, finite number of seconds up to [`MAX_SECONDS`].
@@ -114,7 +120,10 @@ fn parse_seconds(number: &Number) -> Result<f64, (ErrorCode, String)> {
         return Err((ErrorCode::OutOfRange, "must not be negative".to_owned()));
     }
     if value > MAX_SECONDS {
-        return Err((ErrorCode::OutOfRange, format!("must be at most {MAX_SECONDS}")));
+        return Err((
+            ErrorCode::OutOfRange,
+            format!("must be at most {MAX_SECONDS}"),
+        ));
     }
     // Adding zero turns -0.0 into 0.0.
     Ok(value + 0.0)
@@ -126,14 +135,20 @@ fn parse_whole(number: &Number, max: u32) -> Result<u32, (ErrorCode, String)> {
     let too_large = || (ErrorCode::OutOfRange, format!("must be at most {max}"));
     let negative = || (ErrorCode::OutOfRange, "must not be negative".to_owned());
     if let Some(value) = number.as_u64() {
-        return u32::try_from(value).ok().filter(|v| *v <= max).ok_or_else(too_large);
+        return u32::try_from(value)
+            .ok()
+            .filter(|v| *v <= max)
+            .ok_or_else(too_large);
     }
     if number.is_i64() {
         return Err(negative());
     }
     let value = number.as_f64().unwrap_or(f64::NAN);
     if !value.is_finite() || value.fract() != 0.0 {
-        return Err((ErrorCode::WrongType, "expected a whole number, got a fraction".to_owned()));
+        return Err((
+            ErrorCode::WrongType,
+            "expected a whole number, got a fraction".to_owned(),
+        ));
     }
     if value < 0.0 {
         return Err(negative());

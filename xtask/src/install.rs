@@ -1,0 +1,281 @@
+//! Installing what the native stack needs: Debian packages (as root), chDB
+//! for the migration tests, and the Kafka jars (cached outside the checkout).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{layout::Layout, process, servers::postgres, ui::Step};
+
+/// A Debian package and how to tell it is present.
+struct Requirement {
+    package: &'static str,
+    present: fn() -> bool,
+}
+
+const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        package: "clickhouse-server",
+        present: || process::find_executable("clickhouse-server").is_some(),
+    },
+    Requirement {
+        package: "clickhouse-client",
+        present: || process::find_executable("clickhouse-client").is_some(),
+    },
+    Requirement {
+        package: "redis-server",
+        present: || process::find_executable("redis-server").is_some(),
+    },
+    Requirement {
+        package: "postgresql",
+        present: || postgres::bin_dir().is_some(),
+    },
+    Requirement {
+        package: "maven",
+        present: || process::find_executable("mvn").is_some(),
+    },
+    Requirement {
+        package: "default-jre-headless",
+        present: || process::find_executable("java").is_some(),
+    },
+    Requirement {
+        package: "python3",
+        present: || process::find_executable("python3").is_some(),
+    },
+    Requirement {
+        package: "python3-pip",
+        present: pip_present,
+    },
+];
+
+fn pip_present() -> bool {
+    Command::new("python3")
+        .args(["-m", "pip", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+pub fn missing_packages() -> Vec<&'static str> {
+    REQUIREMENTS
+        .iter()
+        .filter(|r| !(r.present)())
+        .map(|r| r.package)
+        .collect()
+}
+
+/// Installs the missing Debian packages with apt-get when running as root;
+/// otherwise prints the command to run and fails.
+pub fn ensure_packages(layout: &Layout) -> Result<()> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    if !process::is_root() {
+        bail!(
+            "missing Debian packages: {list}\n\
+             xtask installs them only when run as root; run:\n\n    \
+             sudo apt-get update && sudo apt-get install -y {list}\n\n\
+             then rerun this command"
+        );
+    }
+    if process::find_executable("apt-get").is_none() {
+        bail!(
+            "missing packages ({list}) and no apt-get on this machine: install their equivalents by hand"
+        );
+    }
+    let log = layout.log("install");
+    let step = Step::start(format!("installing {list}"));
+    let _guard = NoServiceStarts::install();
+    let result = (|| {
+        step.set_message("apt-get update");
+        let mut update = Command::new("apt-get");
+        update
+            .args(["update"])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        process::run_logged(&mut update, &log, "apt-get update")?;
+        step.set_message("apt-get install");
+        let mut install = Command::new("apt-get");
+        install
+            .args(["install", "-y"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        process::run_logged(&mut install, &log, &format!("apt-get install -y {list}"))
+    })();
+    match result {
+        Ok(()) => step.ok(format!("(log: {})", layout.show(&log))),
+        Err(err) => {
+            step.fail("failed");
+            return Err(err);
+        }
+    }
+    let still = missing_packages();
+    if !still.is_empty() {
+        bail!(
+            "after apt-get install these are still missing: {}; read {}",
+            still.join(" "),
+            layout.show(&log)
+        );
+    }
+    Ok(())
+}
+
+/// While apt-get runs, a `policy-rc.d` that forbids starting services, so the
+/// packages' own PostgreSQL/Redis/ClickHouse services do not take our ports.
+/// Only created when the machine has none; removed afterwards.
+struct NoServiceStarts(Option<PathBuf>);
+
+impl NoServiceStarts {
+    fn install() -> Self {
+        let path = PathBuf::from("/usr/sbin/policy-rc.d");
+        if path.exists() {
+            return Self(None);
+        }
+        let written = std::fs::write(
+            &path,
+            "#!/bin/sh\n# Temporary, written by cargo xtask while installing packages.\nexit 101\n",
+        )
+        .and_then(|_| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        });
+        Self(written.ok().map(|_| path))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+pub fn chdb_present() -> bool {
+    Command::new("python3")
+        .args(["-c", "import chdb"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// `pip install chdb-core` when `import chdb` fails (needed by the migration tests).
+pub fn ensure_chdb(layout: &Layout) -> Result<()> {
+    if chdb_present() {
+        return Ok(());
+    }
+    let log = layout.log("install");
+    let step = Step::start("installing chdb-core (pip)");
+    let mut pip = Command::new("python3");
+    pip.args(["-m", "pip", "install", "--quiet", "chdb-core"]);
+    let mut result = process::run_logged(&mut pip, &log, "pip install chdb-core");
+    if result.is_err()
+        && std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("externally-managed-environment")
+    {
+        // Debian's system Python (PEP 668); pyenv/venv Pythons never get here.
+        let mut pip = Command::new("python3");
+        pip.args(["-m", "pip", "install", "--quiet", "--break-system-packages"]);
+        if !process::is_root() {
+            pip.arg("--user");
+        }
+        pip.arg("chdb-core");
+        result = process::run_logged(
+            &mut pip,
+            &log,
+            "pip install --break-system-packages chdb-core",
+        );
+    }
+    match result {
+        Ok(()) if chdb_present() => {
+            step.ok("");
+            Ok(())
+        }
+        Ok(()) => {
+            step.fail("installed but `import chdb` still fails");
+            bail!(
+                "pip installed chdb-core but `python3 -c 'import chdb'` fails; read {}",
+                layout.show(&log)
+            )
+        }
+        Err(err) => {
+            step.fail("failed");
+            Err(err)
+        }
+    }
+}
+
+/// The Kafka version the pom fetches (`<kafka.version>`).
+pub fn kafka_version(layout: &Layout) -> Result<String> {
+    let pom = pom_path(layout);
+    let text =
+        std::fs::read_to_string(&pom).with_context(|| format!("reading {}", pom.display()))?;
+    let start = text
+        .find("<kafka.version>")
+        .context("no <kafka.version> in the pom")?
+        + "<kafka.version>".len();
+    let end = text[start..]
+        .find("</kafka.version>")
+        .context("unterminated <kafka.version>")?
+        + start;
+    Ok(text[start..end].trim().to_string())
+}
+
+fn pom_path(layout: &Layout) -> PathBuf {
+    layout.root.join("deploy/native/kafka/pom.xml")
+}
+
+/// `~/.cache/analytics-stack/kafka-<version>/libs`, downloaded with Maven on
+/// first use (every clone of the repository shares it).
+pub fn kafka_jars(layout: &Layout) -> Result<PathBuf> {
+    let version = kafka_version(layout)?;
+    let cache = layout.cache_dir()?.join(format!("kafka-{version}"));
+    let libs = cache.join("libs");
+    if is_complete(&libs, &version) {
+        return Ok(libs);
+    }
+    let mvn =
+        process::find_executable("mvn").context("mvn not found (install the maven package)")?;
+    let step = Step::start(format!(
+        "downloading Kafka {version} jars from Maven Central"
+    ));
+    let partial = cache.join("libs.partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let log = layout.log("kafka-download");
+    let mut cmd = Command::new(mvn);
+    cmd.args(["-q", "-B", "-f"])
+        .arg(pom_path(layout))
+        .arg("dependency:copy-dependencies")
+        .arg(format!("-DoutputDirectory={}", partial.display()));
+    if let Err(err) = process::run_logged(
+        &mut cmd,
+        &log,
+        "mvn dependency:copy-dependencies (Kafka jars)",
+    ) {
+        step.fail("failed");
+        return Err(err);
+    }
+    if !is_complete(&partial, &version) {
+        step.fail("incomplete");
+        bail!(
+            "Maven finished but kafka_2.13-{version}.jar is not in {}; read {}",
+            partial.display(),
+            layout.show(&log)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&libs);
+    std::fs::rename(&partial, &libs)
+        .with_context(|| format!("moving the jars to {}", libs.display()))?;
+    step.ok(format!("into {}", libs.display()));
+    Ok(libs)
+}
+
+fn is_complete(dir: &Path, version: &str) -> bool {
+    dir.join(format!("kafka_2.13-{version}.jar")).exists()
+}

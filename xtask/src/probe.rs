@@ -1,0 +1,312 @@
+//! Real requests proving a component answers: a Kafka metadata request, a
+//! ClickHouse query, a PostgreSQL query, a Redis PING, a binary's `/ready`.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::timeout,
+};
+
+/// Budget of one probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn within<T>(what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    timeout(PROBE_TIMEOUT, fut)
+        .await
+        .map_err(|_| anyhow!("{what}: no answer within {PROBE_TIMEOUT:?}"))?
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub async fn port_in_use(port: u16) -> bool {
+    matches!(
+        timeout(
+            Duration::from_secs(1),
+            TcpStream::connect(("127.0.0.1", port))
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+// ---------------------------------------------------------------- Kafka ---
+
+const API_METADATA: i16 = 3;
+const API_VERSIONS: i16 = 18;
+const CLIENT_ID: &str = "xtask-probe";
+
+/// Asks the broker for its supported API versions, then for cluster metadata
+/// (brokers and controller), speaking the Kafka wire protocol directly.
+pub async fn kafka(addr: &str) -> Result<String> {
+    within("Kafka metadata request", async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+
+        // ApiVersions v0: supported by every broker, empty body.
+        let response = kafka_call(&mut stream, API_VERSIONS, 0, 1, &[]).await?;
+        let mut r = Reader::new(&response);
+        let error = r.i16()?;
+        ensure!(error == 0, "ApiVersions answered error code {error}");
+        let mut metadata_range = None;
+        for _ in 0..r.array_len()? {
+            let (key, min, max) = (r.i16()?, r.i16()?, r.i16()?);
+            if key == API_METADATA {
+                metadata_range = Some((min, max));
+            }
+        }
+        let (min, max) = metadata_range.context("broker does not offer the Metadata API")?;
+        // v4..=v8 share the non-flexible encoding handled below.
+        let version = min.max(4);
+        ensure!(
+            version <= max.min(8),
+            "broker supports Metadata v{min}..v{max}; this probe speaks v4..v8"
+        );
+
+        // Metadata: empty topic list (brokers and controller only).
+        let mut body = Vec::new();
+        body.extend_from_slice(&0i32.to_be_bytes()); // topics: empty array
+        body.push(0); // allow_auto_topic_creation = false
+        if version >= 8 {
+            body.extend_from_slice(&[0, 0]); // include cluster/topic authorized operations = false
+        }
+        let response = kafka_call(&mut stream, API_METADATA, version, 2, &body).await?;
+        let mut r = Reader::new(&response);
+        let _throttle_ms = r.i32()?;
+        let brokers = r.array_len()?;
+        let mut listed = Vec::new();
+        for _ in 0..brokers {
+            let node = r.i32()?;
+            let host = r.string()?.unwrap_or_default();
+            let port = r.i32()?;
+            let _rack = r.string()?;
+            listed.push(format!("{node}@{host}:{port}"));
+        }
+        let cluster = r.string()?.unwrap_or_default();
+        let controller = r.i32()?;
+        ensure!(!listed.is_empty(), "metadata lists no broker");
+        ensure!(controller >= 0, "metadata names no active controller yet");
+        Ok(format!(
+            "cluster {cluster}, brokers {}, controller {controller}",
+            listed.join(",")
+        ))
+    })
+    .await
+}
+
+async fn kafka_call(
+    stream: &mut TcpStream,
+    api: i16,
+    version: i16,
+    correlation: i32,
+    body: &[u8],
+) -> Result<Vec<u8>> {
+    // Request header v1: api key, version, correlation id, client id.
+    let mut frame = Vec::with_capacity(64 + body.len());
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(&api.to_be_bytes());
+    frame.extend_from_slice(&version.to_be_bytes());
+    frame.extend_from_slice(&correlation.to_be_bytes());
+    frame.extend_from_slice(&(CLIENT_ID.len() as i16).to_be_bytes());
+    frame.extend_from_slice(CLIENT_ID.as_bytes());
+    frame.extend_from_slice(body);
+    let size = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    stream.write_all(&frame).await.context("sending request")?;
+
+    let size = stream
+        .read_i32()
+        .await
+        .context("reading response size (the broker closed the connection)")?;
+    ensure!(
+        (4..=16 << 20).contains(&size),
+        "implausible response size {size}"
+    );
+    let mut response = vec![0; size as usize];
+    stream
+        .read_exact(&mut response)
+        .await
+        .context("reading response")?;
+    let got = i32::from_be_bytes(response[..4].try_into().expect("4 bytes"));
+    ensure!(
+        got == correlation,
+        "response correlation id {got}, expected {correlation}"
+    );
+    response.drain(..4);
+    Ok(response)
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self { buf }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.buf.len() < n {
+            bail!("truncated response");
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn i16(&mut self) -> Result<i16> {
+        Ok(i16::from_be_bytes(self.take(2)?.try_into()?))
+    }
+
+    fn i32(&mut self) -> Result<i32> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into()?))
+    }
+
+    fn array_len(&mut self) -> Result<usize> {
+        Ok(self.i32()?.max(0) as usize)
+    }
+
+    fn string(&mut self) -> Result<Option<String>> {
+        let len = self.i16()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        Ok(Some(
+            String::from_utf8_lossy(self.take(len as usize)?).into_owned(),
+        ))
+    }
+}
+
+// ----------------------------------------------------------- ClickHouse ---
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .build()
+        .expect("HTTP client")
+}
+
+/// `SELECT 1` over the HTTP interface; returns the server version.
+pub async fn clickhouse(endpoint: &str) -> Result<String> {
+    within("ClickHouse query", async {
+        let response = http_client()
+            .get(format!(
+                "{}/?query=SELECT%201%2C%20version%28%29",
+                endpoint.trim_end_matches('/')
+            ))
+            .send()
+            .await
+            .with_context(|| format!("GET {endpoint}/?query=SELECT 1"))?;
+        let status = response.status();
+        let body = response.text().await.context("reading the answer")?;
+        ensure!(status.is_success(), "HTTP {status}: {}", body.trim());
+        match body.trim().split_once('\t') {
+            Some(("1", version)) => Ok(format!("version {version}")),
+            _ => bail!("unexpected answer to SELECT 1: {body:?}"),
+        }
+    })
+    .await
+}
+
+// ----------------------------------------------------------- PostgreSQL ---
+
+/// Connects with `url` and runs a query.
+pub async fn postgres(url: &str) -> Result<String> {
+    within("PostgreSQL query", async {
+        let mut config: tokio_postgres::Config =
+            url.parse().context("parsing the PostgreSQL URL")?;
+        config.connect_timeout(PROBE_TIMEOUT);
+        postgres_query(&config).await
+    })
+    .await
+}
+
+/// Runs `SELECT version()` through `config`; errors carry the server's message.
+pub async fn postgres_query(config: &tokio_postgres::Config) -> Result<String> {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(pg_error)?;
+    let task = tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT current_user, split_part(version(), ' ', 2)", &[])
+        .await
+        .map_err(pg_error)?;
+    let (user, version): (String, String) = (row.get(0), row.get(1));
+    drop(client);
+    let _ = task.await;
+    Ok(format!("version {version} as {user}"))
+}
+
+/// The server's message rather than tokio-postgres's terse "db error".
+pub fn pg_error(err: tokio_postgres::Error) -> anyhow::Error {
+    match err.as_db_error() {
+        Some(db) => anyhow!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        ),
+        None => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(inner) = source {
+                text.push_str(&format!(": {inner}"));
+                source = inner.source();
+            }
+            anyhow!(text)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Redis ---
+
+/// Sends `PING` and expects `+PONG`.
+pub async fn redis(addr: &str) -> Result<String> {
+    within("Redis PING", async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream
+            .write_all(b"*1\r\n$4\r\nPING\r\n")
+            .await
+            .context("sending PING")?;
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).await.context("reading the answer")?;
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        ensure!(
+            answer.starts_with("+PONG"),
+            "unexpected answer to PING: {:?}",
+            answer.trim()
+        );
+        Ok("PONG".to_string())
+    })
+    .await
+}
+
+// ------------------------------------------------------------- binaries ---
+
+/// `GET http://127.0.0.1:<port>/ready` must answer 200.
+pub async fn ready(port: u16) -> Result<String> {
+    if !port_in_use(port).await {
+        bail!("nothing listens on 127.0.0.1:{port}");
+    }
+    within("GET /ready", async {
+        let url = format!("http://127.0.0.1:{port}/ready");
+        let response = http_client()
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        if status.as_u16() == 200 {
+            return Ok("ready".to_string());
+        }
+        let body = response.text().await.unwrap_or_default();
+        let body: String = body.chars().take(300).collect();
+        bail!("GET {url} answered {status}: {}", body.trim())
+    })
+    .await
+}

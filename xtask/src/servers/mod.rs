@@ -1,0 +1,270 @@
+//! The four servers of the native stack: Kafka, ClickHouse, PostgreSQL, Redis.
+//!
+//! Each runs as a background process with its state in `.stack/<name>/`, its
+//! output in `.stack/logs/<name>.log` and its pid in `.stack/pids/<name>.pid`.
+
+pub mod clickhouse;
+pub mod kafka;
+pub mod postgres;
+pub mod redis;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use tokio::task::JoinSet;
+
+use crate::{layout::Layout, probe, process, stack, ui::Step};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Kafka,
+    ClickHouse,
+    Postgres,
+    Redis,
+}
+
+impl Server {
+    pub const ALL: [Server; 4] = [
+        Server::Kafka,
+        Server::ClickHouse,
+        Server::Postgres,
+        Server::Redis,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Kafka => "kafka",
+            Server::ClickHouse => "clickhouse",
+            Server::Postgres => "postgres",
+            Server::Redis => "redis",
+        }
+    }
+
+    /// The port clients use (shown by `status`).
+    pub fn port(self) -> u16 {
+        self.ports()[0]
+    }
+
+    /// Every port the server listens on.
+    pub fn ports(self) -> &'static [u16] {
+        match self {
+            Server::Kafka => &[9092, 9093],
+            Server::ClickHouse => &[8123, 9000],
+            Server::Postgres => &[5432],
+            Server::Redis => &[6379],
+        }
+    }
+
+    /// Text that the server process's command line contains.
+    pub fn marker(self) -> &'static str {
+        match self {
+            Server::Kafka => "kafka.Kafka",
+            Server::ClickHouse => "clickhouse",
+            Server::Postgres => "postgres",
+            Server::Redis => "redis-server",
+        }
+    }
+
+    /// The request that proves it answers, for messages.
+    pub fn request(self) -> &'static str {
+        match self {
+            Server::Kafka => "a Kafka metadata request",
+            Server::ClickHouse => "SELECT 1 over HTTP",
+            Server::Postgres => "a PostgreSQL query as analytics",
+            Server::Redis => "PING",
+        }
+    }
+
+    fn deadline(self) -> Duration {
+        match self {
+            Server::Kafka => Duration::from_secs(120),
+            Server::ClickHouse | Server::Postgres => Duration::from_secs(60),
+            Server::Redis => Duration::from_secs(30),
+        }
+    }
+
+    /// Sends the real request to the stack's address.
+    pub async fn probe(self) -> Result<String> {
+        if !probe::port_in_use(self.port()).await {
+            bail!("nothing listens on 127.0.0.1:{}", self.port());
+        }
+        match self {
+            Server::Kafka => probe::kafka(stack::KAFKA_ADDR).await,
+            Server::ClickHouse => probe::clickhouse(stack::CLICKHOUSE_URL).await,
+            Server::Postgres => probe::postgres(stack::DATABASE_URL).await,
+            Server::Redis => probe::redis(stack::REDIS_ADDR).await,
+        }
+    }
+
+    /// The pid of this server if xtask started it and it still runs.
+    pub fn live_pid(self, layout: &Layout) -> Option<u32> {
+        process::live_pid(&layout.pid_file(self.name()), self.marker())
+    }
+
+    /// Prepares state and configuration and starts the process; returns its pid.
+    fn spawn(self, layout: &Layout) -> Result<u32> {
+        let pid = match self {
+            Server::Kafka => kafka::spawn(layout)?,
+            Server::ClickHouse => clickhouse::spawn(layout)?,
+            Server::Postgres => postgres::spawn(layout)?,
+            Server::Redis => redis::spawn(layout)?,
+        };
+        process::write_pid(&layout.pid_file(self.name()), pid)?;
+        Ok(pid)
+    }
+}
+
+/// Starts every server of `servers` that does not answer yet and waits until
+/// all answer. Servers this call started are pushed to `started` as soon as
+/// they are spawned (so a caller can stop them even when waiting fails).
+pub async fn start_missing(
+    layout: &Layout,
+    servers: &[Server],
+    started: &mut Vec<Server>,
+) -> Result<()> {
+    let mut waiting = Vec::new();
+    for &server in servers {
+        let step = Step::start(server.name());
+        if let Some(pid) = server.live_pid(layout) {
+            if let Ok(detail) = server.probe().await {
+                step.skip(format!(
+                    "already running (pid {pid}, started by xtask), answering ({detail})"
+                ));
+                continue;
+            }
+            step.set_message(format!(
+                "started earlier by xtask (pid {pid}); waiting for it to answer"
+            ));
+            waiting.push((server, Some(pid), step));
+            continue;
+        }
+        let _ = std::fs::remove_file(layout.pid_file(server.name()));
+        step.set_message("checking whether it already runs");
+        if let Ok(detail) = server.probe().await {
+            step.skip(format!(
+                "already answering on port {} ({detail}); not started by xtask",
+                server.port()
+            ));
+            continue;
+        }
+        for &port in server.ports() {
+            if probe::port_in_use(port).await {
+                step.fail(format!("port {port} is taken"));
+                bail!(
+                    "{name} cannot start: port {port} is in use by a process that does not answer {request} \
+                     (see `ss -ltnp 'sport = :{port}'`); stop that process, then rerun",
+                    name = server.name(),
+                    request = server.request(),
+                );
+            }
+        }
+        step.set_message("preparing and starting");
+        match server.spawn(layout) {
+            Ok(pid) => {
+                started.push(server);
+                step.set_message(format!(
+                    "pid {pid}; waiting for it to answer {}",
+                    server.request()
+                ));
+                waiting.push((server, Some(pid), step));
+            }
+            Err(err) => {
+                step.fail("could not start");
+                return Err(err.context(format!(
+                    "starting {}; read {}",
+                    server.name(),
+                    layout.show(&layout.log(server.name()))
+                )));
+            }
+        }
+    }
+
+    let mut tasks = JoinSet::new();
+    for (server, pid, step) in waiting {
+        let layout = layout.clone();
+        tasks.spawn(async move {
+            let outcome = wait_ready(&layout, server, pid, &step).await;
+            match &outcome {
+                Ok(detail) => step.ok(format!("answering on port {} ({detail})", server.port())),
+                Err(_) => step.fail("did not become ready"),
+            }
+            outcome.map(|_| ())
+        });
+    }
+    let mut errors = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => errors.push(format!("{err:#}")),
+            Err(err) => errors.push(format!("waiting task failed: {err}")),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n\n"));
+    }
+    Ok(())
+}
+
+/// Polls the server until it answers its real request, failing early when its
+/// process exits and late at its deadline, naming the log in both cases.
+async fn wait_ready(
+    layout: &Layout,
+    server: Server,
+    pid: Option<u32>,
+    step: &Step,
+) -> Result<String> {
+    if server == Server::Postgres {
+        if let Some(pid) = pid {
+            postgres::bootstrap(layout, pid, server.deadline(), step).await?;
+        }
+    }
+    let log = layout.log(server.name());
+    let started = Instant::now();
+    loop {
+        let last_error = match server.probe().await {
+            Ok(detail) => return Ok(detail),
+            Err(err) => format!("{err:#}"),
+        };
+        if let Some(pid) = pid {
+            if !process::is_running(pid) {
+                bail!(
+                    "{} (pid {pid}) exited before answering {}; read {}\n{}",
+                    server.name(),
+                    server.request(),
+                    layout.show(&log),
+                    process::indent_tail(&log, 30)
+                );
+            }
+        }
+        if started.elapsed() > server.deadline() {
+            bail!(
+                "{} did not answer {} within {}s (last error: {last_error}); read {}\n{}",
+                server.name(),
+                server.request(),
+                server.deadline().as_secs(),
+                layout.show(&log),
+                process::indent_tail(&log, 30)
+            );
+        }
+        step.set_message(format!("waiting for {} ({last_error})", server.request()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Stops a server xtask started (by its pid file). Returns the pid stopped, if any.
+pub fn stop(layout: &Layout, server: Server) -> Result<Option<u32>> {
+    let pid_file = layout.pid_file(server.name());
+    let Some(pid) = server.live_pid(layout) else {
+        let _ = std::fs::remove_file(&pid_file);
+        return Ok(None);
+    };
+    process::log_marker(&layout.log(server.name()), &format!("stopping pid {pid}"));
+    match server {
+        Server::Postgres => postgres::stop(layout, pid)?,
+        _ => {
+            process::terminate(pid, libc::SIGTERM, Duration::from_secs(10))?;
+        }
+    }
+    let _ = std::fs::remove_file(&pid_file);
+    Ok(Some(pid))
+}
