@@ -35,6 +35,12 @@ CREATE TABLE IF NOT EXISTS events
     properties String,                       -- unknown properties as a JSON object string
     metadata Nullable(String)                -- the envelope's optional metadata object as JSON
 )
-ENGINE = MergeTree()
+-- ReplacingMergeTree: a redelivered or retried event (same event_id, same day)
+-- shares the sorting key with its first copy and is merged away in the
+-- background. Merges are eventual, so exact queries still deduplicate by
+-- event_id; the engine only keeps the table from growing with duplicates.
+-- The day rather than the timestamp is in the key so that a client retry
+-- without its own timestamp (stamped anew on receipt) still collapses.
+ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(timestamp)
-ORDER BY (video_id, timestamp, event_id);
+ORDER BY (video_id, toDate(timestamp), session_id, event_id);

@@ -6,6 +6,8 @@ pub const DEFAULT_TOPIC_PREFIX: &str = "analytics.";
 /// Dead-letter header: why the message failed, an
 /// [`ErrorCode`](crate::ErrorCode) name or another short snake_case reason.
 pub const DLQ_REASON_HEADER: &str = "dlq.reason";
+/// Dead-letter header: the full, human-readable explanation (validation errors as JSON).
+pub const DLQ_DETAIL_HEADER: &str = "dlq.detail";
 /// Dead-letter header: topic the message was read from.
 pub const DLQ_SOURCE_TOPIC_HEADER: &str = "dlq.source_topic";
 /// Dead-letter header: partition the message was read from (decimal).

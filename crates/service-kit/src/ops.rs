@@ -222,16 +222,7 @@ where
     metrics::gauge!("analytics_service_build_info", "service" => readiness.service(), "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
     let addr = listener.local_addr()?;
-    let ops_readiness = readiness.clone();
-    let mut server =
-        HttpServer::new(move || App::new().configure(routes(ops_readiness.clone())).configure(app.clone()))
-            .listen(listener)?
-            .disable_signals()
-            .shutdown_timeout(http.shutdown_timeout_secs);
-    if http.workers > 0 {
-        server = server.workers(http.workers);
-    }
-    let server = server.run();
+    let server = build_server(listener, http, readiness.clone(), app)?;
     let handle = server.handle();
     tracing::info!(service = readiness.service(), %addr, "listening");
     tokio::spawn(async move {
@@ -240,4 +231,25 @@ where
         handle.stop(true).await;
     });
     server.await
+}
+
+/// Builds the actix server outside any `async` block, so the future of
+/// [`serve`] holds only the `Send` server handle and can be spawned.
+fn build_server<F>(
+    listener: TcpListener,
+    http: &HttpConfig,
+    readiness: Arc<Readiness>,
+    app: F,
+) -> std::io::Result<actix_web::dev::Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    let mut server = HttpServer::new(move || App::new().configure(routes(readiness.clone())).configure(app.clone()))
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(http.shutdown_timeout_secs);
+    if http.workers > 0 {
+        server = server.workers(http.workers);
+    }
+    Ok(server.run())
 }

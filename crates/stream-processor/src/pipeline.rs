@@ -1,0 +1,305 @@
+//! The consumer loop: Kafka → batch → ClickHouse → commit.
+//!
+//! Runs on one blocking thread that owns the consumer. The order of effects
+//! is what makes the pipeline lossless:
+//!
+//! 1. a message becomes a row in the batch, or a dead letter acknowledged by Kafka;
+//! 2. the batch is inserted into ClickHouse, retried with backoff (consumption
+//!    paused, the group membership kept alive by polling) until it succeeds;
+//! 3. only then are the batch's offsets committed.
+//!
+//! A crash anywhere before 3 means the messages are read again by whoever owns
+//! the partition next: at-least-once. Rows stored twice that way carry the
+//! same `event_id` and are counted once (see ARCHITECTURE.md, "Counted once").
+
+use std::time::{Duration, Instant};
+
+use events_model::{Event, EventRow};
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, CommitMode, Consumer},
+    message::BorrowedMessage,
+};
+use service_kit::Shutdown;
+use tokio::runtime::Handle;
+
+use crate::{
+    backoff::Backoff,
+    batch::Batch,
+    context::ProcessorContext,
+    dlq::{DeadLetter, DeadLetters},
+    sink::ClickHouseSink,
+};
+
+/// Tuning of the loop (from `ProcessorConfig`).
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    pub batch_max_events: usize,
+    pub batch_max_wait: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// How long a final flush may keep retrying after shutdown was requested.
+    pub shutdown_flush: Duration,
+}
+
+/// The flush did not complete because shutdown came first; nothing was committed.
+#[derive(Debug)]
+struct Aborted;
+
+const POLL_SLICE: Duration = Duration::from_millis(100);
+
+pub struct Pipeline {
+    pub consumer: BaseConsumer<ProcessorContext>,
+    pub sink: ClickHouseSink,
+    pub dead_letters: DeadLetters,
+    pub source_topic: String,
+    pub settings: LoopSettings,
+    pub runtime: Handle,
+    pub shutdown: Shutdown,
+}
+
+impl Pipeline {
+    /// Consumes until shutdown, then flushes what it holds (bounded by
+    /// `shutdown_flush`) and commits it.
+    pub fn run(self) -> anyhow::Result<()> {
+        self.consumer.subscribe(&[&self.source_topic])?;
+        tracing::info!(topic = %self.source_topic, "consuming");
+        let mut batch = Batch::new(self.settings.batch_max_events, self.settings.batch_max_wait);
+
+        while !self.shutdown.is_triggered() {
+            let wait = batch.time_left().map_or(POLL_SLICE, |left| left.min(POLL_SLICE));
+            if let Some(polled) = self.consumer.poll(wait) {
+                match polled {
+                    Ok(message) => {
+                        if self.handle(&message, &mut batch).is_err() {
+                            break;
+                        }
+                    }
+                    Err(error) => tracing::warn!(error = %error, "kafka consumer error"),
+                }
+            }
+            self.forget_revoked(&mut batch);
+            if batch.is_due() && self.flush(&mut batch, None).is_err() {
+                break;
+            }
+        }
+
+        if !batch.is_empty() {
+            let deadline = Instant::now() + self.settings.shutdown_flush;
+            match self.flush(&mut batch, Some(deadline)) {
+                Ok(()) => tracing::info!("final batch stored and committed"),
+                Err(Aborted) => {
+                    tracing::warn!(rows = batch.len(), "final batch not stored; it will be read again after restart")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns one message into a row, or into an acknowledged dead letter.
+    fn handle(&self, message: &BorrowedMessage<'_>, batch: &mut Batch) -> Result<(), Aborted> {
+        let (partition, offset) = (message.partition(), message.offset());
+        let payload = message.payload().unwrap_or_default();
+        let failure = if payload.is_empty() {
+            Some(("empty_payload".to_string(), "message has no payload".to_string()))
+        } else {
+            match Event::from_wire(payload) {
+                Ok(event) => {
+                    batch.push(partition, offset, EventRow::from(&event));
+                    None
+                }
+                Err(errors) => Some((
+                    errors.primary_code().map_or("invalid", |c| c.as_str()).to_string(),
+                    serde_json::to_string(&errors).unwrap_or_else(|_| errors.to_string()),
+                )),
+            }
+        };
+        if let Some((reason, detail)) = failure {
+            let letter = DeadLetter {
+                key: message.key(),
+                payload,
+                reason: &reason,
+                detail,
+                source_topic: message.topic(),
+                partition,
+                offset,
+            };
+            self.dead_letter(&letter)?;
+            batch.skip(partition, offset);
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&self, letter: &DeadLetter<'_>) -> Result<(), Aborted> {
+        let mut backoff = Backoff::new(self.settings.retry_initial, self.settings.retry_max);
+        loop {
+            match self.runtime.block_on(self.dead_letters.send(letter)) {
+                Ok(()) => {
+                    tracing::warn!(
+                        reason = letter.reason,
+                        partition = letter.partition,
+                        offset = letter.offset,
+                        "message dead-lettered"
+                    );
+                    metrics::counter!("analytics_service_dead_letters_total", "reason" => letter.reason.to_string())
+                        .increment(1);
+                    metrics::counter!("analytics_service_events_processed_total", "outcome" => "dead_lettered")
+                        .increment(1);
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, attempt = backoff.attempts(), "dead letter not acknowledged; retrying");
+                    self.wait_keeping_membership(backoff.next_delay(), None, None)?;
+                }
+            }
+        }
+    }
+
+    /// Inserts the batch (retrying until it succeeds, shutdown, or `deadline`),
+    /// then commits its offsets.
+    fn flush(&self, batch: &mut Batch, deadline: Option<Instant>) -> Result<(), Aborted> {
+        let started = Instant::now();
+        let mut backoff = Backoff::new(self.settings.retry_initial, self.settings.retry_max);
+        let mut paused: Option<TopicPartitionList> = None;
+        let outcome = loop {
+            match self.runtime.block_on(self.sink.insert(batch.rows())) {
+                Ok(()) => break Ok(()),
+                Err(error) => {
+                    metrics::counter!("analytics_service_clickhouse_insert_retries_total").increment(1);
+                    tracing::warn!(
+                        error = %error,
+                        rows = batch.len(),
+                        attempt = backoff.attempts() + 1,
+                        "clickhouse insert failed; retrying with backoff"
+                    );
+                    if paused.is_none() {
+                        paused = self.pause();
+                    }
+                    let delay = backoff.next_delay();
+                    if let Err(aborted) = self.wait_keeping_membership(delay, Some(&mut *batch), deadline) {
+                        break Err(aborted);
+                    }
+                    if batch.is_empty() {
+                        break Ok(()); // every partition of the batch was revoked meanwhile
+                    }
+                }
+            }
+        };
+        if let Some(partitions) = paused {
+            self.resume(&partitions);
+        }
+        outcome?;
+
+        let rows = batch.len();
+        self.commit(batch);
+        let elapsed = started.elapsed();
+        metrics::counter!("analytics_service_events_processed_total", "outcome" => "stored").increment(rows as u64);
+        metrics::histogram!("analytics_service_event_processing_duration_seconds").record(elapsed.as_secs_f64());
+        metrics::histogram!("analytics_service_processor_batch_size").record(rows as f64);
+        if let Some(oldest) = batch.rows().iter().map(|r| r.received_at_ms).min() {
+            let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+            let age = Duration::from_millis(now_ms.saturating_sub(oldest));
+            metrics::histogram!("analytics_service_event_ingest_to_store_seconds").record(age.as_secs_f64());
+        }
+        tracing::debug!(rows, elapsed_ms = elapsed.as_millis() as u64, "batch stored");
+        batch.clear();
+        Ok(())
+    }
+
+    fn commit(&self, batch: &Batch) {
+        if batch.commit_offsets().is_empty() {
+            return;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (&partition, &next) in batch.commit_offsets() {
+            if let Err(error) = offsets.add_partition_offset(&self.source_topic, partition, Offset::Offset(next)) {
+                tracing::error!(error = %error, partition, "cannot build the offset list");
+            }
+        }
+        if let Err(error) = self.consumer.commit(&offsets, CommitMode::Sync) {
+            // The rows are stored; they will be read and stored again by the
+            // partition's next owner, and counted once by event_id.
+            metrics::counter!("analytics_service_kafka_commit_failures_total").increment(1);
+            tracing::warn!(error = %error, "offset commit failed; the batch may be redelivered");
+        }
+    }
+
+    /// Waits `delay` in slices, polling so the group membership stays alive,
+    /// dropping revoked partitions from `batch`, and giving up on shutdown
+    /// (or at `deadline`, during the final flush).
+    fn wait_keeping_membership(
+        &self,
+        delay: Duration,
+        mut batch: Option<&mut Batch>,
+        deadline: Option<Instant>,
+    ) -> Result<(), Aborted> {
+        let until = Instant::now() + delay;
+        loop {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) || (deadline.is_none() && self.shutdown.is_triggered()) {
+                return Err(Aborted);
+            }
+            if now >= until {
+                return Ok(());
+            }
+            if let Some(polled) = self.consumer.poll((until - now).min(POLL_SLICE)) {
+                // Paused partitions deliver nothing; anything already in flight joins the batch.
+                match (polled, batch.as_deref_mut()) {
+                    (Ok(message), Some(batch)) => self.handle(&message, batch)?,
+                    (Ok(message), None) => {
+                        tracing::debug!(partition = message.partition(), offset = message.offset(), "seeking back");
+                        let _ = self.consumer.seek(
+                            message.topic(),
+                            message.partition(),
+                            Offset::Offset(message.offset()),
+                            Duration::from_secs(1),
+                        );
+                    }
+                    (Err(error), _) => tracing::warn!(error = %error, "kafka consumer error"),
+                }
+            }
+            if let Some(batch) = batch.as_deref_mut() {
+                self.forget_revoked(batch);
+            }
+        }
+    }
+
+    fn forget_revoked(&self, batch: &mut Batch) {
+        let revoked = self.consumer.context().take_revoked();
+        let dropped = batch.drop_partitions(&revoked);
+        if dropped > 0 {
+            tracing::info!(?revoked, rows = dropped, "dropped uncommitted rows of revoked partitions");
+        }
+    }
+
+    fn pause(&self) -> Option<TopicPartitionList> {
+        let assignment = self.consumer.assignment().ok()?;
+        match self.consumer.pause(&assignment) {
+            Ok(()) => {
+                metrics::gauge!("analytics_service_processor_paused").set(1.0);
+                tracing::info!(partitions = assignment.count(), "consumption paused");
+                Some(assignment)
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot pause consumption");
+                None
+            }
+        }
+    }
+
+    fn resume(&self, partitions: &TopicPartitionList) {
+        // Partitions revoked meanwhile are no longer ours; resume what is still assigned.
+        let assigned = self.consumer.assignment().unwrap_or_default();
+        let mut still = TopicPartitionList::new();
+        for element in partitions.elements() {
+            if assigned.find_partition(element.topic(), element.partition()).is_some() {
+                still.add_partition(element.topic(), element.partition());
+            }
+        }
+        if let Err(error) = self.consumer.resume(&still) {
+            tracing::warn!(error = %error, "cannot resume consumption");
+        }
+        metrics::gauge!("analytics_service_processor_paused").set(0.0);
+        tracing::info!("consumption resumed");
+    }
+}

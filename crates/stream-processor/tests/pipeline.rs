@@ -1,0 +1,157 @@
+//! Against the local stack, each test with its own topics, consumer group and
+//! ClickHouse database: events written to the raw topic end up in ClickHouse
+//! exactly once, poison messages end up in the dead-letter topic, and offsets
+//! are committed so a restart does not store anything twice.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use events_model::{DLQ_REASON_HEADER, DLQ_SOURCE_OFFSET_HEADER, Event, Topics};
+use rdkafka::{
+    Message,
+    consumer::{BaseConsumer, Consumer},
+    message::Headers,
+    producer::{FutureProducer, FutureRecord},
+};
+use service_kit::{KafkaConfig, Shutdown, deps::kafka, testing};
+use stream_processor::Config;
+
+fn event(i: usize) -> Event {
+    let body = format!(
+        r#"{{"event_type":"video_progress","user_id":"u{}","session_id":"s{}","video_id":"v{}",
+            "properties":{{"position_seconds":{i}}}}}"#,
+        i % 7,
+        i % 50,
+        i % 3
+    );
+    Event::parse_json(body.as_bytes(), Utc::now()).unwrap()
+}
+
+async fn produce(cfg: &KafkaConfig, topic: &str, payloads: &[(String, Vec<u8>)]) {
+    let producer: FutureProducer = kafka::client_config(cfg).set("acks", "all").set("linger.ms", "5").create().unwrap();
+    let sends = payloads.iter().map(|(key, payload)| {
+        producer.send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(30))
+    });
+    for result in futures::future::join_all(sends).await {
+        result.map_err(|(e, _)| e).unwrap();
+    }
+}
+
+struct Running {
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn start(config: Config) -> Running {
+    let _ = service_kit::telemetry::init(&service_kit::LogConfig::default());
+    let shutdown = Shutdown::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let task = tokio::spawn(stream_processor::run(config, listener, shutdown.clone()));
+    Running { shutdown, task }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(10), self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+async fn stored(client: &clickhouse::Client) -> anyhow::Result<(u64, u64)> {
+    Ok(client.query("SELECT count(), uniqExact(event_id) FROM events").fetch_one::<(u64, u64)>().await?)
+}
+
+fn test_config(kafka: &KafkaConfig, clickhouse: &service_kit::ClickHouseConfig) -> Config {
+    let mut config = Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Config::default() };
+    config.processor.batch_max_events = 500;
+    config.processor.batch_max_wait_ms = 200;
+    config.processor.raw_topic_partitions = 3;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_every_event_once_and_dead_letters_poison() {
+    let kafka_cfg = testing::kafka_config();
+    let db = testing::TestClickHouse::create().await.unwrap();
+    let topics = Topics::new(&kafka_cfg.topic_prefix);
+    let config = test_config(&kafka_cfg, &db.config);
+
+    let events: Vec<Event> = (0..2_000).map(event).collect();
+    let mut payloads: Vec<(String, Vec<u8>)> =
+        events.iter().map(|e| (e.kafka_key().to_string(), e.to_wire())).collect();
+    payloads.insert(1000, ("s1".into(), b"{not json".to_vec()));
+    payloads.insert(10, ("s1".into(), br#"{"event_type":"video_start","session_id":"s1"}"#.to_vec()));
+
+    kafka::ensure_topics(
+        &kafka_cfg,
+        &[kafka::TopicSpec { name: topics.raw_events.clone(), partitions: 3, retention_ms: None }],
+    )
+    .await
+    .unwrap();
+    let running = start(config.clone());
+    produce(&kafka_cfg, &topics.raw_events, &payloads).await;
+
+    let client = db.client();
+    testing::eventually(Duration::from_secs(60), || async {
+        let (rows, distinct) = stored(&client).await?;
+        anyhow::ensure!(rows == 2_000, "{rows} rows stored so far");
+        Ok(distinct)
+    })
+    .await
+    .map(|distinct| assert_eq!(distinct, 2_000))
+    .unwrap();
+
+    // Both poison messages are in the dead-letter topic, with their reasons.
+    let dlq_cfg = kafka_cfg.clone();
+    let dlq_topic = topics.dead_letters.clone();
+    let letters = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = kafka::client_config(&dlq_cfg)
+            .set("group.id", testing::unique_name("dlq-reader"))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&dlq_topic]).unwrap();
+        let mut letters = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while letters.len() < 2 && std::time::Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                let headers = message.headers().unwrap();
+                let header = |name: &str| {
+                    headers
+                        .iter()
+                        .find(|h| h.key == name)
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).to_string())
+                };
+                letters.push((header(DLQ_REASON_HEADER).unwrap(), header(DLQ_SOURCE_OFFSET_HEADER).is_some()));
+            }
+        }
+        letters
+    })
+    .await
+    .unwrap();
+    let mut reasons: Vec<String> = letters.iter().map(|(r, _)| r.clone()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["invalid_json", "missing"]);
+    assert!(letters.iter().all(|(_, has_offset)| *has_offset));
+
+    running.stop().await;
+
+    // A restart with the same group resumes after the committed offsets: new
+    // events are stored, old ones are not stored again.
+    let more: Vec<(String, Vec<u8>)> =
+        (2_000..2_100).map(event).map(|e| (e.kafka_key().to_string(), e.to_wire())).collect();
+    produce(&kafka_cfg, &topics.raw_events, &more).await;
+    let running = start(config);
+    testing::eventually(Duration::from_secs(60), || async {
+        let (rows, distinct) = stored(&client).await?;
+        anyhow::ensure!(rows == 2_100 && distinct == 2_100, "{rows} rows, {distinct} distinct");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    running.stop().await;
+
+    kafka::delete_topics(&kafka_cfg, &[&topics.raw_events, &topics.dead_letters]).await.unwrap();
+    db.drop().await.unwrap();
+}
