@@ -6,15 +6,10 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use events_model::{DLQ_REASON_HEADER, DLQ_SOURCE_OFFSET_HEADER, Event, Topics};
-use rdkafka::{
-    Message,
-    consumer::{BaseConsumer, Consumer},
-    message::Headers,
-    producer::{FutureProducer, FutureRecord},
-};
+use events_model::{Event, Topics};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use service_kit::{KafkaConfig, Shutdown, deps::kafka, testing};
-use stream_processor::Config;
+use stream_processor::{Config, dlq};
 
 fn event(i: usize) -> Event {
     let body = format!(
@@ -55,6 +50,23 @@ impl Running {
         self.shutdown.trigger();
         tokio::time::timeout(Duration::from_secs(10), self.task).await.unwrap().unwrap().unwrap();
     }
+}
+
+/// Polls the dead-letter topic until `at_least` letters match `selection`.
+async fn read_dead_letters(
+    cfg: &KafkaConfig,
+    topic: &str,
+    selection: &dlq::Selection,
+    at_least: usize,
+) -> Vec<dlq::StoredDeadLetter> {
+    testing::eventually(Duration::from_secs(30), || async {
+        let (cfg, topic, selection) = (cfg.clone(), topic.to_string(), selection.clone());
+        let letters = tokio::task::spawn_blocking(move || dlq::read(&cfg, &topic, &selection)).await??;
+        anyhow::ensure!(letters.len() >= at_least, "{} dead letters so far", letters.len());
+        Ok(letters)
+    })
+    .await
+    .unwrap()
 }
 
 async fn stored(client: &clickhouse::Client) -> anyhow::Result<(u64, u64)> {
@@ -101,39 +113,25 @@ async fn stores_every_event_once_and_dead_letters_poison() {
     .map(|distinct| assert_eq!(distinct, 2_000))
     .unwrap();
 
-    // Both poison messages are in the dead-letter topic, with their reasons.
-    let dlq_cfg = kafka_cfg.clone();
-    let dlq_topic = topics.dead_letters.clone();
-    let letters = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = kafka::client_config(&dlq_cfg)
-            .set("group.id", testing::unique_name("dlq-reader"))
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .unwrap();
-        consumer.subscribe(&[&dlq_topic]).unwrap();
-        let mut letters = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while letters.len() < 2 && std::time::Instant::now() < deadline {
-            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-                let headers = message.headers().unwrap();
-                let header = |name: &str| {
-                    headers
-                        .iter()
-                        .find(|h| h.key == name)
-                        .and_then(|h| h.value)
-                        .map(|v| String::from_utf8_lossy(v).to_string())
-                };
-                letters.push((header(DLQ_REASON_HEADER).unwrap(), header(DLQ_SOURCE_OFFSET_HEADER).is_some()));
-            }
-        }
-        letters
-    })
-    .await
-    .unwrap();
-    let mut reasons: Vec<String> = letters.iter().map(|(r, _)| r.clone()).collect();
+    // Both poison messages are in the dead-letter topic, with their reasons and origin.
+    let everything = dlq::Selection::default();
+    let letters = read_dead_letters(&kafka_cfg, &topics.dead_letters, &everything, 2).await;
+    let mut reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     reasons.sort();
     assert_eq!(reasons, ["invalid_json", "missing"]);
-    assert!(letters.iter().all(|(_, has_offset)| *has_offset));
+    assert!(letters.iter().all(|l| l.source_topic == topics.raw_events && l.source_offset.is_some()));
+    let missing = letters.iter().find(|l| l.reason == "missing").unwrap();
+    assert!(missing.detail.contains("video_id"), "detail names the field: {}", missing.detail);
+    assert_eq!(missing.payload, br#"{"event_type":"video_start","session_id":"s1"}"#);
+
+    // Replaying by reason sends exactly that message back through the pipeline
+    // (still invalid, so it returns to the dead-letter topic).
+    let by_reason = dlq::Selection { reason: Some("missing".into()), ..Default::default() };
+    let selected = read_dead_letters(&kafka_cfg, &topics.dead_letters, &by_reason, 1).await;
+    assert_eq!(dlq::replay(&kafka_cfg, &topics.raw_events, &selected).await.unwrap(), 1);
+    let letters = read_dead_letters(&kafka_cfg, &topics.dead_letters, &by_reason, 2).await;
+    assert_eq!(letters.len(), 2);
+    assert_eq!(stored(&client).await.unwrap(), (2_000, 2_000));
 
     running.stop().await;
 
