@@ -16,12 +16,8 @@ pub fn engine_available() -> bool {
     if process::find_executable("docker").is_none() {
         return false;
     }
-    let Ok(mut child) = Command::new("docker")
-        .arg("info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let Ok(mut child) =
+        Command::new("docker").arg("info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
     else {
         return false;
     };
@@ -56,20 +52,13 @@ pub fn compose(layout: &Layout, args: &[&str]) -> Result<()> {
     } else if process::find_executable("docker-compose").is_some() {
         Command::new("docker-compose")
     } else {
-        bail!(
-            "a Docker engine answers but neither `docker compose` nor `docker-compose` is installed"
-        );
+        bail!("a Docker engine answers but neither `docker compose` nor `docker-compose` is installed");
     };
-    cmd.arg("-f")
-        .arg(layout.root.join(COMPOSE_FILE))
-        .args(args)
-        .current_dir(&layout.root);
+    cmd.arg("-f").arg(layout.root.join(COMPOSE_FILE)).args(args).current_dir(&layout.root);
     let shown = process::describe(&cmd);
     let status = cmd.status().with_context(|| format!("running {shown}"))?;
     if !status.success() {
-        bail!(
-            "`{shown}` failed ({status}); see its output above and `docker compose -f {COMPOSE_FILE} logs`"
-        );
+        bail!("`{shown}` failed ({status}); see its output above and `docker compose -f {COMPOSE_FILE} logs`");
     }
     Ok(())
 }

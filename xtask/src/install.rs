@@ -17,54 +17,22 @@ struct Requirement {
 }
 
 const REQUIREMENTS: &[Requirement] = &[
-    Requirement {
-        package: "clickhouse-server",
-        present: || process::find_executable("clickhouse-server").is_some(),
-    },
-    Requirement {
-        package: "clickhouse-client",
-        present: || process::find_executable("clickhouse-client").is_some(),
-    },
-    Requirement {
-        package: "redis-server",
-        present: || process::find_executable("redis-server").is_some(),
-    },
-    Requirement {
-        package: "postgresql",
-        present: || postgres::bin_dir().is_some(),
-    },
-    Requirement {
-        package: "maven",
-        present: || process::find_executable("mvn").is_some(),
-    },
-    Requirement {
-        package: "default-jre-headless",
-        present: || process::find_executable("java").is_some(),
-    },
-    Requirement {
-        package: "python3",
-        present: || process::find_executable("python3").is_some(),
-    },
-    Requirement {
-        package: "python3-pip",
-        present: pip_present,
-    },
+    Requirement { package: "clickhouse-server", present: || process::find_executable("clickhouse-server").is_some() },
+    Requirement { package: "clickhouse-client", present: || process::find_executable("clickhouse-client").is_some() },
+    Requirement { package: "redis-server", present: || process::find_executable("redis-server").is_some() },
+    Requirement { package: "postgresql", present: || postgres::bin_dir().is_some() },
+    Requirement { package: "maven", present: || process::find_executable("mvn").is_some() },
+    Requirement { package: "default-jre-headless", present: || process::find_executable("java").is_some() },
+    Requirement { package: "python3", present: || process::find_executable("python3").is_some() },
+    Requirement { package: "python3-pip", present: pip_present },
 ];
 
 fn pip_present() -> bool {
-    Command::new("python3")
-        .args(["-m", "pip", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    Command::new("python3").args(["-m", "pip", "--version"]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 pub fn missing_packages() -> Vec<&'static str> {
-    REQUIREMENTS
-        .iter()
-        .filter(|r| !(r.present)())
-        .map(|r| r.package)
-        .collect()
+    REQUIREMENTS.iter().filter(|r| !(r.present)()).map(|r| r.package).collect()
 }
 
 /// Installs the missing Debian packages with apt-get when running as root;
@@ -84,9 +52,7 @@ pub fn ensure_packages(layout: &Layout) -> Result<()> {
         );
     }
     if process::find_executable("apt-get").is_none() {
-        bail!(
-            "missing packages ({list}) and no apt-get on this machine: install their equivalents by hand"
-        );
+        bail!("missing packages ({list}) and no apt-get on this machine: install their equivalents by hand");
     }
     let log = layout.log("install");
     let step = Step::start(format!("installing {list}"));
@@ -94,16 +60,11 @@ pub fn ensure_packages(layout: &Layout) -> Result<()> {
     let result = (|| {
         step.set_message("apt-get update");
         let mut update = Command::new("apt-get");
-        update
-            .args(["update"])
-            .env("DEBIAN_FRONTEND", "noninteractive");
+        update.args(["update"]).env("DEBIAN_FRONTEND", "noninteractive");
         process::run_logged(&mut update, &log, "apt-get update")?;
         step.set_message("apt-get install");
         let mut install = Command::new("apt-get");
-        install
-            .args(["install", "-y"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive");
+        install.args(["install", "-y"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
         process::run_logged(&mut install, &log, &format!("apt-get install -y {list}"))
     })();
     match result {
@@ -115,11 +76,7 @@ pub fn ensure_packages(layout: &Layout) -> Result<()> {
     }
     let still = missing_packages();
     if !still.is_empty() {
-        bail!(
-            "after apt-get install these are still missing: {}; read {}",
-            still.join(" "),
-            layout.show(&log)
-        );
+        bail!("after apt-get install these are still missing: {}; read {}", still.join(" "), layout.show(&log));
     }
     Ok(())
 }
@@ -156,11 +113,7 @@ impl Drop for NoServiceStarts {
 }
 
 pub fn chdb_present() -> bool {
-    Command::new("python3")
-        .args(["-c", "import chdb"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    Command::new("python3").args(["-c", "import chdb"]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 /// `pip install chdb-core` when `import chdb` fails (needed by the migration tests).
@@ -173,11 +126,7 @@ pub fn ensure_chdb(layout: &Layout) -> Result<()> {
     let mut pip = Command::new("python3");
     pip.args(["-m", "pip", "install", "--quiet", "chdb-core"]);
     let mut result = process::run_logged(&mut pip, &log, "pip install chdb-core");
-    if result.is_err()
-        && std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("externally-managed-environment")
-    {
+    if result.is_err() && std::fs::read_to_string(&log).unwrap_or_default().contains("externally-managed-environment") {
         // Debian's system Python (PEP 668); pyenv/venv Pythons never get here.
         let mut pip = Command::new("python3");
         pip.args(["-m", "pip", "install", "--quiet", "--break-system-packages"]);
@@ -185,11 +134,7 @@ pub fn ensure_chdb(layout: &Layout) -> Result<()> {
             pip.arg("--user");
         }
         pip.arg("chdb-core");
-        result = process::run_logged(
-            &mut pip,
-            &log,
-            "pip install --break-system-packages chdb-core",
-        );
+        result = process::run_logged(&mut pip, &log, "pip install --break-system-packages chdb-core");
     }
     match result {
         Ok(()) if chdb_present() => {
@@ -198,10 +143,7 @@ pub fn ensure_chdb(layout: &Layout) -> Result<()> {
         }
         Ok(()) => {
             step.fail("installed but `import chdb` still fails");
-            bail!(
-                "pip installed chdb-core but `python3 -c 'import chdb'` fails; read {}",
-                layout.show(&log)
-            )
+            bail!("pip installed chdb-core but `python3 -c 'import chdb'` fails; read {}", layout.show(&log))
         }
         Err(err) => {
             step.fail("failed");
@@ -213,16 +155,9 @@ pub fn ensure_chdb(layout: &Layout) -> Result<()> {
 /// The Kafka version the pom fetches (`<kafka.version>`).
 pub fn kafka_version(layout: &Layout) -> Result<String> {
     let pom = pom_path(layout);
-    let text =
-        std::fs::read_to_string(&pom).with_context(|| format!("reading {}", pom.display()))?;
-    let start = text
-        .find("<kafka.version>")
-        .context("no <kafka.version> in the pom")?
-        + "<kafka.version>".len();
-    let end = text[start..]
-        .find("</kafka.version>")
-        .context("unterminated <kafka.version>")?
-        + start;
+    let text = std::fs::read_to_string(&pom).with_context(|| format!("reading {}", pom.display()))?;
+    let start = text.find("<kafka.version>").context("no <kafka.version> in the pom")? + "<kafka.version>".len();
+    let end = text[start..].find("</kafka.version>").context("unterminated <kafka.version>")? + start;
     Ok(text[start..end].trim().to_string())
 }
 
@@ -239,25 +174,18 @@ pub fn kafka_jars(layout: &Layout) -> Result<PathBuf> {
     if is_complete(&libs, &version) {
         return Ok(libs);
     }
-    let mvn =
-        process::find_executable("mvn").context("mvn not found (install the maven package)")?;
-    let step = Step::start(format!(
-        "downloading Kafka {version} jars from Maven Central"
-    ));
+    let mvn = process::find_executable("mvn").context("mvn not found (install the maven package)")?;
+    let step = Step::start(format!("downloading Kafka {version} jars from Maven Central"));
     let partial = cache.join("libs.partial");
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let log = layout.log("kafka-download");
     let mut cmd = Command::new(mvn);
-    cmd.args(["-q", "-B", "-f"])
+    cmd.args(["-q", "-B", "-Dstyle.color=never", "-f"])
         .arg(pom_path(layout))
         .arg("dependency:copy-dependencies")
         .arg(format!("-DoutputDirectory={}", partial.display()));
-    if let Err(err) = process::run_logged(
-        &mut cmd,
-        &log,
-        "mvn dependency:copy-dependencies (Kafka jars)",
-    ) {
+    if let Err(err) = process::run_logged(&mut cmd, &log, "mvn dependency:copy-dependencies (Kafka jars)") {
         step.fail("failed");
         return Err(err);
     }
@@ -270,8 +198,7 @@ pub fn kafka_jars(layout: &Layout) -> Result<PathBuf> {
         );
     }
     let _ = std::fs::remove_dir_all(&libs);
-    std::fs::rename(&partial, &libs)
-        .with_context(|| format!("moving the jars to {}", libs.display()))?;
+    std::fs::rename(&partial, &libs).with_context(|| format!("moving the jars to {}", libs.display()))?;
     step.ok(format!("into {}", libs.display()));
     Ok(libs)
 }

@@ -57,11 +57,7 @@ impl Layout {
         match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) => {
                 let dir = PathBuf::from(dir);
-                if dir.is_absolute() {
-                    dir
-                } else {
-                    self.root.join(dir)
-                }
+                if dir.is_absolute() { dir } else { self.root.join(dir) }
             }
             None => self.root.join("target"),
         }
@@ -87,8 +83,6 @@ impl Layout {
 
     /// A path as shown to people: relative to the root when inside it.
     pub fn show(&self, path: &Path) -> String {
-        path.strip_prefix(&self.root)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| path.display().to_string())
+        path.strip_prefix(&self.root).map(|p| p.display().to_string()).unwrap_or_else(|_| path.display().to_string())
     }
 }

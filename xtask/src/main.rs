@@ -18,10 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cargo xtask",
-    about = "Local stack, migrations and tests for the analytics service"
-)]
+#[command(name = "cargo xtask", about = "Local stack, migrations and tests for the analytics service")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -40,7 +37,11 @@ enum Cmd {
         native: bool,
     },
     /// Stop everything `up` started (by pid file), servers last.
-    Down,
+    Down {
+        /// Also delete the servers' data (databases, topics) for a fresh start; logs stay.
+        #[arg(long)]
+        purge: bool,
+    },
     /// Show whether each of the nine components answers; non-zero exit if any does not.
     Status,
     /// Apply the ClickHouse and PostgreSQL migrations of schemas/.
@@ -71,10 +72,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let layout = layout::Layout::discover();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: could not start the async runtime: {err}");
@@ -83,21 +81,14 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Cmd::Up {
-                no_services,
-                native,
-            } => stack::up(&layout, no_services, native)
-                .await
-                .map(|_| ExitCode::SUCCESS),
-            Cmd::Down => stack::down(&layout).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Up { no_services, native } => stack::up(&layout, no_services, native).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Down { purge } => stack::down(&layout, purge).await.map(|_| ExitCode::SUCCESS),
             Cmd::Status => stack::status(&layout).await,
             Cmd::Migrate => stack::migrate(&layout).await.map(|_| ExitCode::SUCCESS),
             Cmd::Test { native, cargo_args } => stack::test(&layout, native, &cargo_args).await,
-            Cmd::Logs {
-                component,
-                lines,
-                follow,
-            } => stack::logs(&layout, &component, lines, follow).map(|_| ExitCode::SUCCESS),
+            Cmd::Logs { component, lines, follow } => {
+                stack::logs(&layout, &component, lines, follow).map(|_| ExitCode::SUCCESS)
+            }
         }
     });
     match outcome {

@@ -14,21 +14,12 @@ use tokio::{
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn within<T>(what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
-    timeout(PROBE_TIMEOUT, fut)
-        .await
-        .map_err(|_| anyhow!("{what}: no answer within {PROBE_TIMEOUT:?}"))?
+    timeout(PROBE_TIMEOUT, fut).await.map_err(|_| anyhow!("{what}: no answer within {PROBE_TIMEOUT:?}"))?
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
 pub async fn port_in_use(port: u16) -> bool {
-    matches!(
-        timeout(
-            Duration::from_secs(1),
-            TcpStream::connect(("127.0.0.1", port))
-        )
-        .await,
-        Ok(Ok(_))
-    )
+    matches!(timeout(Duration::from_secs(1), TcpStream::connect(("127.0.0.1", port))).await, Ok(Ok(_)))
 }
 
 // ---------------------------------------------------------------- Kafka ---
@@ -41,9 +32,7 @@ const CLIENT_ID: &str = "xtask-probe";
 /// (brokers and controller), speaking the Kafka wire protocol directly.
 pub async fn kafka(addr: &str) -> Result<String> {
     within("Kafka metadata request", async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
+        let mut stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
 
         // ApiVersions v0: supported by every broker, empty body.
         let response = kafka_call(&mut stream, API_VERSIONS, 0, 1, &[]).await?;
@@ -60,10 +49,7 @@ pub async fn kafka(addr: &str) -> Result<String> {
         let (min, max) = metadata_range.context("broker does not offer the Metadata API")?;
         // v4..=v8 share the non-flexible encoding handled below.
         let version = min.max(4);
-        ensure!(
-            version <= max.min(8),
-            "broker supports Metadata v{min}..v{max}; this probe speaks v4..v8"
-        );
+        ensure!(version <= max.min(8), "broker supports Metadata v{min}..v{max}; this probe speaks v4..v8");
 
         // Metadata: empty topic list (brokers and controller only).
         let mut body = Vec::new();
@@ -88,21 +74,12 @@ pub async fn kafka(addr: &str) -> Result<String> {
         let controller = r.i32()?;
         ensure!(!listed.is_empty(), "metadata lists no broker");
         ensure!(controller >= 0, "metadata names no active controller yet");
-        Ok(format!(
-            "cluster {cluster}, brokers {}, controller {controller}",
-            listed.join(",")
-        ))
+        Ok(format!("cluster {cluster}, brokers {}, controller {controller}", listed.join(",")))
     })
     .await
 }
 
-async fn kafka_call(
-    stream: &mut TcpStream,
-    api: i16,
-    version: i16,
-    correlation: i32,
-    body: &[u8],
-) -> Result<Vec<u8>> {
+async fn kafka_call(stream: &mut TcpStream, api: i16, version: i16, correlation: i32, body: &[u8]) -> Result<Vec<u8>> {
     // Request header v1: api key, version, correlation id, client id.
     let mut frame = Vec::with_capacity(64 + body.len());
     frame.extend_from_slice(&[0; 4]);
@@ -116,24 +93,12 @@ async fn kafka_call(
     frame[..4].copy_from_slice(&size.to_be_bytes());
     stream.write_all(&frame).await.context("sending request")?;
 
-    let size = stream
-        .read_i32()
-        .await
-        .context("reading response size (the broker closed the connection)")?;
-    ensure!(
-        (4..=16 << 20).contains(&size),
-        "implausible response size {size}"
-    );
+    let size = stream.read_i32().await.context("reading response size (the broker closed the connection)")?;
+    ensure!((4..=16 << 20).contains(&size), "implausible response size {size}");
     let mut response = vec![0; size as usize];
-    stream
-        .read_exact(&mut response)
-        .await
-        .context("reading response")?;
+    stream.read_exact(&mut response).await.context("reading response")?;
     let got = i32::from_be_bytes(response[..4].try_into().expect("4 bytes"));
-    ensure!(
-        got == correlation,
-        "response correlation id {got}, expected {correlation}"
-    );
+    ensure!(got == correlation, "response correlation id {got}, expected {correlation}");
     response.drain(..4);
     Ok(response)
 }
@@ -173,29 +138,21 @@ impl<'a> Reader<'a> {
         if len < 0 {
             return Ok(None);
         }
-        Ok(Some(
-            String::from_utf8_lossy(self.take(len as usize)?).into_owned(),
-        ))
+        Ok(Some(String::from_utf8_lossy(self.take(len as usize)?).into_owned()))
     }
 }
 
 // ----------------------------------------------------------- ClickHouse ---
 
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(PROBE_TIMEOUT)
-        .build()
-        .expect("HTTP client")
+    reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().expect("HTTP client")
 }
 
 /// `SELECT 1` over the HTTP interface; returns the server version.
 pub async fn clickhouse(endpoint: &str) -> Result<String> {
     within("ClickHouse query", async {
         let response = http_client()
-            .get(format!(
-                "{}/?query=SELECT%201%2C%20version%28%29",
-                endpoint.trim_end_matches('/')
-            ))
+            .get(format!("{}/?query=SELECT%201%2C%20version%28%29", endpoint.trim_end_matches('/')))
             .send()
             .await
             .with_context(|| format!("GET {endpoint}/?query=SELECT 1"))?;
@@ -215,8 +172,7 @@ pub async fn clickhouse(endpoint: &str) -> Result<String> {
 /// Connects with `url` and runs a query.
 pub async fn postgres(url: &str) -> Result<String> {
     within("PostgreSQL query", async {
-        let mut config: tokio_postgres::Config =
-            url.parse().context("parsing the PostgreSQL URL")?;
+        let mut config: tokio_postgres::Config = url.parse().context("parsing the PostgreSQL URL")?;
         config.connect_timeout(PROBE_TIMEOUT);
         postgres_query(&config).await
     })
@@ -225,15 +181,9 @@ pub async fn postgres(url: &str) -> Result<String> {
 
 /// Runs `SELECT version()` through `config`; errors carry the server's message.
 pub async fn postgres_query(config: &tokio_postgres::Config) -> Result<String> {
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(pg_error)?;
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(pg_error)?;
     let task = tokio::spawn(connection);
-    let row = client
-        .query_one("SELECT current_user, split_part(version(), ' ', 2)", &[])
-        .await
-        .map_err(pg_error)?;
+    let row = client.query_one("SELECT current_user, split_part(version(), ' ', 2)", &[]).await.map_err(pg_error)?;
     let (user, version): (String, String) = (row.get(0), row.get(1));
     drop(client);
     let _ = task.await;
@@ -243,12 +193,7 @@ pub async fn postgres_query(config: &tokio_postgres::Config) -> Result<String> {
 /// The server's message rather than tokio-postgres's terse "db error".
 pub fn pg_error(err: tokio_postgres::Error) -> anyhow::Error {
     match err.as_db_error() {
-        Some(db) => anyhow!(
-            "{}: {} (SQLSTATE {})",
-            db.severity(),
-            db.message(),
-            db.code().code()
-        ),
+        Some(db) => anyhow!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code()),
         None => {
             let mut text = err.to_string();
             let mut source = std::error::Error::source(&err);
@@ -266,21 +211,12 @@ pub fn pg_error(err: tokio_postgres::Error) -> anyhow::Error {
 /// Sends `PING` and expects `+PONG`.
 pub async fn redis(addr: &str) -> Result<String> {
     within("Redis PING", async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        stream
-            .write_all(b"*1\r\n$4\r\nPING\r\n")
-            .await
-            .context("sending PING")?;
+        let mut stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.context("sending PING")?;
         let mut buf = [0u8; 64];
         let n = stream.read(&mut buf).await.context("reading the answer")?;
         let answer = String::from_utf8_lossy(&buf[..n]);
-        ensure!(
-            answer.starts_with("+PONG"),
-            "unexpected answer to PING: {:?}",
-            answer.trim()
-        );
+        ensure!(answer.starts_with("+PONG"), "unexpected answer to PING: {:?}", answer.trim());
         Ok("PONG".to_string())
     })
     .await
@@ -295,11 +231,7 @@ pub async fn ready(port: u16) -> Result<String> {
     }
     within("GET /ready", async {
         let url = format!("http://127.0.0.1:{port}/ready");
-        let response = http_client()
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
+        let response = http_client().get(&url).send().await.with_context(|| format!("GET {url}"))?;
         let status = response.status();
         if status.as_u16() == 200 {
             return Ok("ready".to_string());
@@ -309,4 +241,36 @@ pub async fn ready(port: u16) -> Result<String> {
         bail!("GET {url} answered {status}: {}", body.trim())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_decodes_kafka_primitives_and_null_strings() {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&7i16.to_be_bytes());
+        bytes.extend_from_slice(&(-1i16).to_be_bytes()); // null string
+        bytes.extend_from_slice(&3i16.to_be_bytes());
+        bytes.extend_from_slice(b"abc");
+        bytes.extend_from_slice(&42i32.to_be_bytes());
+        let mut r = Reader::new(&bytes);
+        assert_eq!(r.i16().unwrap(), 7);
+        assert_eq!(r.string().unwrap(), None);
+        assert_eq!(r.string().unwrap().as_deref(), Some("abc"));
+        assert_eq!(r.i32().unwrap(), 42);
+        assert!(r.i16().is_err(), "reading past the end must fail, not panic");
+    }
+
+    #[tokio::test]
+    async fn probes_of_a_closed_port_fail_quickly() {
+        // Bind then drop: the port is free and nothing listens on it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        assert!(!port_in_use(port).await);
+        assert!(kafka(&format!("127.0.0.1:{port}")).await.is_err());
+        assert!(redis(&format!("127.0.0.1:{port}")).await.is_err());
+        let err = ready(port).await.unwrap_err();
+        assert!(err.to_string().contains("nothing listens"), "{err}");
+    }
 }

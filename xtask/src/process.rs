@@ -16,20 +16,13 @@ pub fn open_log(log: &Path) -> Result<File> {
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))
+    OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))
 }
 
 /// Appends a marker line to a log so that each run is easy to find.
 pub fn log_marker(log: &Path, text: &str) {
     if let Ok(mut file) = open_log(log) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let _ = writeln!(file, "==== xtask [unix time {now}]: {text} ====");
     }
 }
@@ -40,9 +33,7 @@ pub fn log_marker(log: &Path, text: &str) {
 pub fn spawn_background(cmd: &mut Command, log: &Path) -> Result<u32> {
     log_marker(log, &format!("starting {}", describe(cmd)));
     let out = open_log(log)?;
-    let err = out
-        .try_clone()
-        .with_context(|| format!("duplicating {}", log.display()))?;
+    let err = out.try_clone().with_context(|| format!("duplicating {}", log.display()))?;
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
@@ -66,11 +57,7 @@ pub fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
         .status()
         .with_context(|| format!("{what}: could not run {}", describe(cmd)))?;
     if !status.success() {
-        bail!(
-            "{what} failed ({status}); read {}\n{}",
-            log.display(),
-            indent_tail(log, 25)
-        );
+        bail!("{what} failed ({status}); read {}\n{}", log.display(), indent_tail(log, 25));
     }
     Ok(())
 }
@@ -115,9 +102,7 @@ pub fn is_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // The state letter follows the parenthesised command name.
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
             !matches!(state, Some('Z') | Some('X') | None)
         }
         Err(_) if Path::new("/proc/self").exists() => false,
@@ -129,12 +114,7 @@ pub fn is_running(pid: u32) -> bool {
 /// The process's command line, arguments joined by spaces.
 pub fn cmdline(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        raw.split(|b| *b == 0)
-            .map(|part| String::from_utf8_lossy(part))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    Some(raw.split(|b| *b == 0).map(|part| String::from_utf8_lossy(part)).collect::<Vec<_>>().join(" "))
 }
 
 /// The pid recorded in `pid_file` if that process still runs and its command
@@ -223,12 +203,7 @@ pub fn lookup_account(name: &str) -> Option<Account> {
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.len() >= 4 && fields[0] == name)
-            .then(|| {
-                Some(Account {
-                    uid: fields[2].parse().ok()?,
-                    gid: fields[3].parse().ok()?,
-                })
-            })
+            .then(|| Some(Account { uid: fields[2].parse().ok()?, gid: fields[3].parse().ok()? }))
             .flatten()
     })
 }
@@ -242,14 +217,32 @@ pub fn is_root() -> bool {
 pub fn find_executable(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let extra = ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin"].map(std::path::PathBuf::from);
-    std::env::split_paths(&path)
-        .chain(extra)
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            use std::os::unix::fs::PermissionsExt;
-            candidate
-                .metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
+    std::env::split_paths(&path).chain(extra).map(|dir| dir.join(name)).find(|candidate| {
+        use std::os::unix::fs::PermissionsExt;
+        candidate.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_runs_and_exited_child_does_not() {
+        assert!(is_running(std::process::id()));
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        assert!(wait_exit(pid, Duration::from_secs(5)), "an exited child (zombie) counts as gone");
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn tail_returns_the_last_lines() {
+        let path = std::env::temp_dir().join(format!("xtask-tail-{}.log", std::process::id()));
+        std::fs::write(&path, "a\nb\nc\nd\n").unwrap();
+        assert_eq!(tail(&path, 2), "c\nd");
+        assert_eq!(tail(&path, 10), "a\nb\nc\nd");
+        std::fs::remove_file(&path).unwrap();
+        assert!(tail(&path, 2).contains("does not exist"));
+    }
 }

@@ -17,26 +17,11 @@ pub struct Service {
 }
 
 pub const SERVICES: [Service; 5] = [
-    Service {
-        name: "ingest-gateway",
-        port: 3001,
-    },
-    Service {
-        name: "stream-processor",
-        port: 9101,
-    },
-    Service {
-        name: "aggregator-cron",
-        port: 9102,
-    },
-    Service {
-        name: "query-api",
-        port: 3000,
-    },
-    Service {
-        name: "realtime-hub",
-        port: 3002,
-    },
+    Service { name: "ingest-gateway", port: 3001 },
+    Service { name: "stream-processor", port: 9101 },
+    Service { name: "aggregator-cron", port: 9102 },
+    Service { name: "query-api", port: 3000 },
+    Service { name: "realtime-hub", port: 3002 },
 ];
 
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -79,14 +64,10 @@ pub async fn start_all(layout: &Layout) -> Result<()> {
         let step = Step::start(service.name);
         if let Some(pid) = service.live_pid(layout) {
             if service.probe().await.is_ok() {
-                step.skip(format!(
-                    "already running (pid {pid}, started by xtask), ready"
-                ));
+                step.skip(format!("already running (pid {pid}, started by xtask), ready"));
                 continue;
             }
-            step.set_message(format!(
-                "started earlier by xtask (pid {pid}); waiting for GET /ready"
-            ));
+            step.set_message(format!("started earlier by xtask (pid {pid}); waiting for GET /ready"));
             waiting.push((service, pid, step));
             continue;
         }
@@ -94,10 +75,7 @@ pub async fn start_all(layout: &Layout) -> Result<()> {
         if probe::port_in_use(service.port).await {
             match service.probe().await {
                 Ok(_) => {
-                    step.skip(format!(
-                        "already answering on port {}; not started by xtask",
-                        service.port
-                    ));
+                    step.skip(format!("already answering on port {}; not started by xtask", service.port));
                     continue;
                 }
                 Err(err) => {
@@ -115,15 +93,10 @@ pub async fn start_all(layout: &Layout) -> Result<()> {
         let binary = layout.binary(service.name);
         if !binary.exists() {
             step.fail("not built");
-            bail!(
-                "{} does not exist; `cargo build --bins` did not produce it",
-                binary.display()
-            );
+            bail!("{} does not exist; `cargo build --bins` did not produce it", binary.display());
         }
         let mut cmd = Command::new(&binary);
-        cmd.current_dir(&layout.root)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("PORT", service.port.to_string());
+        cmd.current_dir(&layout.root).envs(env.iter().map(|(k, v)| (k, v))).env("PORT", service.port.to_string());
         let log = layout.log(service.name);
         let pid = process::spawn_background(&mut cmd, &log)
             .with_context(|| format!("starting {}; read {}", service.name, layout.show(&log)))?;
@@ -198,10 +171,7 @@ pub fn stop(layout: &Layout, service: Service) -> Result<Option<u32>> {
     process::log_marker(&layout.log(service.name), &format!("stopping pid {pid}"));
     let killed = process::terminate(pid, libc::SIGTERM, Duration::from_secs(10))?;
     if killed {
-        crate::ui::line(format!(
-            "  {} ignored SIGTERM for 10 s and was killed",
-            service.name
-        ));
+        crate::ui::line(format!("  {} ignored SIGTERM for 10 s and was killed", service.name));
     }
     let _ = std::fs::remove_file(&pid_file);
     Ok(Some(pid))

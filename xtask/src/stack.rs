@@ -38,22 +38,12 @@ pub fn stack_env(layout: &Layout) -> Vec<(String, String)> {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     for (name, default) in [("LOG_LEVEL", "info"), ("LOG_FORMAT", "text")] {
-        env.push((
-            name.to_string(),
-            std::env::var(name).unwrap_or_else(|_| default.to_string()),
-        ));
+        env.push((name.to_string(), std::env::var(name).unwrap_or_else(|_| default.to_string())));
     }
     if let Ok(text) = std::fs::read_to_string(layout.credentials_file()) {
-        for line in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
             if let Some((key, value)) = line.split_once('=') {
-                env.push((
-                    key.trim().to_string(),
-                    value.trim().trim_matches('"').to_string(),
-                ));
+                env.push((key.trim().to_string(), value.trim().trim_matches('"').to_string()));
             }
         }
     }
@@ -69,9 +59,7 @@ pub fn service_env(layout: &Layout) -> Vec<(String, String)> {
 }
 
 fn uses_docker(layout: &Layout) -> bool {
-    std::fs::read_to_string(layout.mode_file())
-        .map(|m| m.trim() == "docker")
-        .unwrap_or(false)
+    std::fs::read_to_string(layout.mode_file()).map(|m| m.trim() == "docker").unwrap_or(false)
 }
 
 fn choose_docker(native: bool) -> bool {
@@ -179,20 +167,16 @@ fn print_urls(layout: &Layout, no_services: bool) {
 
 // ----------------------------------------------------------------- down ---
 
-pub async fn down(layout: &Layout) -> Result<()> {
+pub async fn down(layout: &Layout, purge: bool) -> Result<()> {
     if uses_docker(layout) {
-        docker::compose(layout, &["down"])?;
+        docker::compose(layout, if purge { &["down", "--volumes"] } else { &["down"] })?;
         let _ = std::fs::remove_file(layout.mode_file());
         ui::line("✓ Docker Compose stack stopped");
         return Ok(());
     }
     let mut failures = Vec::new();
     for service in SERVICES.iter().rev() {
-        report_stop(
-            service.name,
-            services::stop(layout, *service),
-            &mut failures,
-        );
+        report_stop(service.name, services::stop(layout, *service), &mut failures);
     }
     for server in Server::ALL {
         report_stop(server.name(), servers::stop(layout, server), &mut failures);
@@ -212,7 +196,39 @@ pub async fn down(layout: &Layout) -> Result<()> {
     if !failures.is_empty() {
         bail!("{}", failures.join("\n"));
     }
+    if purge {
+        purge_state(layout)?;
+    }
     Ok(())
+}
+
+/// Deletes the servers' data (`.stack/<server>/`, and the PostgreSQL directory
+/// outside the checkout when `.stack/postgres` links to one). Logs stay.
+fn purge_state(layout: &Layout) -> Result<()> {
+    for server in Server::ALL {
+        let dir = layout.state_dir(server.name());
+        if dir.is_symlink() {
+            if let Ok(target) = std::fs::read_link(&dir) {
+                remove_tree(&target)?;
+                if let Some(parent) = target.parent().filter(|p| p.starts_with("/var/tmp")) {
+                    let _ = std::fs::remove_dir(parent);
+                }
+            }
+            std::fs::remove_file(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        } else {
+            remove_tree(&dir)?;
+        }
+        ui::line(format!("✓ {:<16} data removed ({})", server.name(), layout.show(&dir)));
+    }
+    Ok(())
+}
+
+fn remove_tree(dir: &std::path::Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("removing {}", dir.display())),
+    }
 }
 
 fn report_stop(name: &str, outcome: Result<Option<u32>>, failures: &mut Vec<String>) {
@@ -248,7 +264,7 @@ pub async fn status(layout: &Layout) -> Result<ExitCode> {
         results[index] = Some(outcome);
     }
 
-    println!("{:<18} {:>8} {:>6}  STATE", "COMPONENT", "PID", "PORT");
+    ui::out(format!("{:<18} {:>8} {:>6}  STATE", "COMPONENT", "PID", "PORT"));
     let mut down = 0;
     for ((name, pid, port), outcome) in rows.into_iter().zip(results) {
         let pid = match (pid, docker) {
@@ -267,13 +283,10 @@ pub async fn status(layout: &Layout) -> Result<ExitCode> {
                 "NOT CHECKED".to_string()
             }
         };
-        println!("{name:<18} {pid:>8} {port:>6}  {state}");
+        ui::out(format!("{name:<18} {pid:>8} {port:>6}  {state}"));
     }
     if down > 0 {
-        println!(
-            "\n{down} of 9 components do not answer; logs are in {}/",
-            layout.show(&layout.logs_dir())
-        );
+        ui::out(format!("\n{down} of 9 components do not answer; logs are in {}/", layout.show(&layout.logs_dir())));
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -281,11 +294,7 @@ pub async fn status(layout: &Layout) -> Result<ExitCode> {
 
 fn one_line(text: &str) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() > 140 {
-        format!("{}…", flat.chars().take(140).collect::<String>())
-    } else {
-        flat
-    }
+    if flat.chars().count() > 140 { format!("{}…", flat.chars().take(140).collect::<String>()) } else { flat }
 }
 
 // -------------------------------------------------------------- migrate ---
@@ -301,8 +310,8 @@ struct DatabasesConfig {
 /// `CLICKHOUSE_HOST`, `CLICKHOUSE_DATABASE`, `DATABASE_URL`, …), defaults = local stack.
 pub async fn migrate(_layout: &Layout) -> Result<()> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    let cfg: DatabasesConfig = service_kit::config::load_from("xtask", None, &env)
-        .context("reading the database configuration")?;
+    let cfg: DatabasesConfig =
+        service_kit::config::load_from("xtask", None, &env).context("reading the database configuration")?;
     apply(&cfg).await
 }
 
@@ -323,8 +332,14 @@ async fn apply(cfg: &DatabasesConfig) -> Result<()> {
         Ok(report) => step.ok(describe_report(&report)),
         Err(err) => {
             step.fail("failed");
-            return Err(anyhow::Error::new(err)
-                .context("applying ClickHouse migrations (schemas/clickhouse)"));
+            let hint = if matches!(err, service_kit::migrate::MigrateError::ChecksumMismatch { .. }) {
+                " (on a local development stack, `cargo xtask down --purge` then `cargo xtask up` starts from empty databases)"
+            } else {
+                ""
+            };
+            return Err(
+                anyhow::Error::new(err).context(format!("applying ClickHouse migrations (schemas/clickhouse){hint}"))
+            );
         }
     }
     let step = Step::start("PostgreSQL migrations");
@@ -332,8 +347,14 @@ async fn apply(cfg: &DatabasesConfig) -> Result<()> {
         Ok(report) => step.ok(describe_report(&report)),
         Err(err) => {
             step.fail("failed");
-            return Err(anyhow::Error::new(err)
-                .context("applying PostgreSQL migrations (schemas/postgres)"));
+            let hint = if matches!(err, service_kit::migrate::MigrateError::ChecksumMismatch { .. }) {
+                " (on a local development stack, `cargo xtask down --purge` then `cargo xtask up` starts from empty databases)"
+            } else {
+                ""
+            };
+            return Err(
+                anyhow::Error::new(err).context(format!("applying PostgreSQL migrations (schemas/postgres){hint}"))
+            );
         }
     }
     Ok(())
@@ -343,16 +364,8 @@ fn describe_report(report: &service_kit::migrate::Report) -> String {
     if report.applied.is_empty() {
         return format!("up to date ({} already applied)", report.already);
     }
-    let names: Vec<String> = report
-        .applied
-        .iter()
-        .map(|(_, name)| name.clone())
-        .collect();
-    format!(
-        "applied {} ({} already applied)",
-        names.join(", "),
-        report.already
-    )
+    let names: Vec<String> = report.applied.iter().map(|(_, name)| name.clone()).collect();
+    format!("applied {} ({} already applied)", names.join(", "), report.already)
 }
 
 // ----------------------------------------------------------------- test ---
@@ -379,10 +392,7 @@ pub async fn test(layout: &Layout, native: bool, cargo_args: &[String]) -> Resul
     let outcome = async {
         if !missing.is_empty() {
             let names: Vec<&str> = missing.iter().map(|s| s.name()).collect();
-            ui::line(format!(
-                "Not answering: {}; starting them for this test run.",
-                names.join(", ")
-            ));
+            ui::line(format!("Not answering: {}; starting them for this test run.", names.join(", ")));
             if !uses_docker(layout) && choose_docker(native) {
                 docker_started = true;
                 docker::compose(layout, &{
@@ -403,18 +413,13 @@ pub async fn test(layout: &Layout, native: bool, cargo_args: &[String]) -> Resul
 
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = tokio::process::Command::new(&cargo);
-        cmd.args(["test", "--workspace"])
+        // --no-fail-fast: one run reports every failing test binary, not only the first.
+        cmd.args(["test", "--workspace", "--no-fail-fast"])
             .args(cargo_args)
             .current_dir(&layout.root)
             .envs(stack_env(layout));
-        ui::line(format!(
-            "Running: {cargo} test --workspace {}",
-            cargo_args.join(" ")
-        ));
-        let status = cmd
-            .status()
-            .await
-            .with_context(|| format!("running {cargo} test"))?;
+        ui::line(format!("Running: {cargo} test --workspace --no-fail-fast {}", cargo_args.join(" ")));
+        let status = cmd.status().await.with_context(|| format!("running {cargo} test"))?;
         Ok::<_, anyhow::Error>(status)
     }
     .await;
@@ -430,10 +435,7 @@ pub async fn test(layout: &Layout, native: bool, cargo_args: &[String]) -> Resul
     }
     for server in started.iter().rev() {
         match servers::stop(layout, *server) {
-            Ok(Some(pid)) => ui::line(format!(
-                "✓ stopped {} (pid {pid}), started for this test run",
-                server.name()
-            )),
+            Ok(Some(pid)) => ui::line(format!("✓ stopped {} (pid {pid}), started for this test run", server.name())),
             Ok(None) => {}
             Err(err) => ui::line(format!("✗ stopping {}: {err:#}", server.name())),
         }
@@ -446,13 +448,7 @@ pub async fn test(layout: &Layout, native: bool, cargo_args: &[String]) -> Resul
         Ok(ExitCode::SUCCESS)
     } else {
         ui::line(format!("✗ cargo test failed ({status})"));
-        Ok(ExitCode::from(
-            status
-                .code()
-                .and_then(|c| u8::try_from(c).ok())
-                .filter(|c| *c != 0)
-                .unwrap_or(1),
-        ))
+        Ok(ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).filter(|c| *c != 0).unwrap_or(1)))
     }
 }
 
@@ -465,24 +461,15 @@ pub fn logs(layout: &Layout, component: &str, lines: usize, follow: bool) -> Res
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".log")
-                    .map(str::to_string)
-            })
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log").map(str::to_string))
             .collect();
         bail!(
             "no log for {component:?} at {}; logs present: {}",
             layout.show(&path),
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
         );
     }
-    println!("{}", process::tail(&path, lines));
+    ui::out(process::tail(&path, lines));
     if follow {
         follow_file(&path)?;
     }

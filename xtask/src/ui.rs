@@ -19,12 +19,18 @@ pub fn interactive() -> bool {
     *INTERACTIVE.get_or_init(|| std::io::stderr().is_terminal() && std::env::var_os("CI").is_none())
 }
 
+/// Writes a line to stdout; a closed pipe (`| head`) only stops the output.
+pub fn out(text: impl AsRef<str>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{}", text.as_ref());
+}
+
 /// Prints a line without tearing any running spinner.
 pub fn line(message: impl AsRef<str>) {
     if interactive() {
         let _ = multi().println(message.as_ref());
     } else {
-        println!("{}", message.as_ref());
+        out(message.as_ref());
     }
 }
 
@@ -49,14 +55,10 @@ impl Step {
             bar.enable_steady_tick(Duration::from_millis(100));
             Some(bar)
         } else {
-            println!("… {label}");
+            out(format!("… {label}"));
             None
         };
-        Self {
-            label,
-            bar,
-            started: Instant::now(),
-        }
+        Self { label, bar, started: Instant::now() }
     }
 
     /// Updates the detail shown next to the spinner (silent without a terminal).
@@ -68,12 +70,9 @@ impl Step {
 
     pub fn ok(self, detail: impl AsRef<str>) {
         let elapsed = self.started.elapsed();
-        let text = format!(
-            "✓ {} {} ({:.1}s)",
-            self.label,
-            detail.as_ref(),
-            elapsed.as_secs_f64()
-        );
+        let detail = detail.as_ref();
+        let separator = if detail.is_empty() { "" } else { " " };
+        let text = format!("✓ {}{separator}{detail} ({:.1}s)", self.label, elapsed.as_secs_f64());
         self.finish(text);
     }
 
@@ -94,7 +93,7 @@ impl Step {
                 multi().remove(bar);
                 let _ = multi().println(text);
             }
-            None => println!("{text}"),
+            None => out(text),
         }
     }
 }

@@ -108,11 +108,7 @@ pub struct ValidationError {
 impl ValidationError {
     /// Creates a problem report.
     pub fn new(field: impl Into<String>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ValidationError {
-            field: field.into(),
-            code,
-            message: message.into(),
-        }
+        ValidationError { field: field.into(), code, message: message.into() }
     }
 }
 
@@ -217,11 +213,7 @@ mod tests {
     fn errors_serialise_as_an_array_of_objects() {
         let errors = ValidationErrors(vec![
             ValidationError::new("event_type", ErrorCode::Missing, "is required"),
-            ValidationError::new(
-                "properties.position_seconds",
-                ErrorCode::WrongType,
-                "expected a number, got string",
-            ),
+            ValidationError::new("properties.position_seconds", ErrorCode::WrongType, "expected a number, got string"),
         ]);
         let json = serde_json::to_value(&errors).unwrap();
         assert_eq!(

@@ -93,7 +93,6 @@ impl Event {
 
     /// Whether this event reports an error that ended playback.
     pub fn is_fatal_error(&self) -> bool {
-        self.event_type == EventType::VideoError
-            && self.properties.fatal_or_default(self.event_type)
+        self.event_type == EventType::VideoError && self.properties.fatal_or_default(self.event_type)
     }
 }

@@ -93,10 +93,7 @@ impl fmt::Display for EventType {
 /// Returned by [`EventType::from_str`] for a name that is not one of
 /// [`EventType::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown event type \"{value}\"; expected one of: {}",
-    EventType::valid_names()
-)]
+#[error("unknown event type \"{value}\"; expected one of: {}", EventType::valid_names())]
 pub struct UnknownEventTypeError {
     /// The rejected name, as given.
     pub value: String,
@@ -109,9 +106,7 @@ impl FromStr for EventType {
         EventType::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| UnknownEventTypeError {
-                value: s.to_owned(),
-            })
+            .ok_or_else(|| UnknownEventTypeError { value: s.to_owned() })
     }
 }
 

@@ -181,21 +181,12 @@ mod tests {
     fn fatal_defaults_to_true_only_for_errors() {
         let props = Properties::default();
         assert!(props.fatal_or_default(EventType::VideoError));
-        for t in EventType::ALL
-            .into_iter()
-            .filter(|t| *t != EventType::VideoError)
-        {
+        for t in EventType::ALL.into_iter().filter(|t| *t != EventType::VideoError) {
             assert!(!props.fatal_or_default(t), "{t}");
         }
-        let non_fatal = Properties {
-            fatal: Some(false),
-            ..Properties::default()
-        };
+        let non_fatal = Properties { fatal: Some(false), ..Properties::default() };
         assert!(!non_fatal.fatal_or_default(EventType::VideoError));
-        let fatal = Properties {
-            fatal: Some(true),
-            ..Properties::default()
-        };
+        let fatal = Properties { fatal: Some(true), ..Properties::default() };
         assert!(fatal.fatal_or_default(EventType::VideoPause));
     }
 

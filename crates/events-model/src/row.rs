@@ -140,10 +140,7 @@ impl From<&Event> for EventRow {
             player: text(&props.player),
             cdn: text(&props.cdn),
             properties: props.extra_json(),
-            metadata: event
-                .metadata
-                .as_ref()
-                .and_then(|metadata| serde_json::to_string(metadata).ok()),
+            metadata: event.metadata.as_ref().and_then(|metadata| serde_json::to_string(metadata).ok()),
         }
     }
 }
@@ -197,10 +194,7 @@ mod tests {
         });
         let event = Event::from_value(body, time("2024-05-01T12:00:01.000Z")).unwrap();
         let row = EventRow::from(&event);
-        assert_eq!(
-            row.event_id.to_string(),
-            "0190a6a0-0000-7000-8000-000000000001"
-        );
+        assert_eq!(row.event_id.to_string(), "0190a6a0-0000-7000-8000-000000000001");
         assert_eq!(row.event_type, "video_error");
         assert_eq!(row.user_id, None);
         assert_eq!(row.timestamp, 1_714_564_800);
@@ -235,10 +229,7 @@ mod tests {
         assert_eq!(row.fatal, 0);
         assert_eq!(row.from_quality, "480p");
         assert_eq!(row.to_quality, "1080p");
-        assert_eq!(
-            row.timestamp_ms, row.received_at_ms,
-            "timestamp defaults to received_at"
-        );
+        assert_eq!(row.timestamp_ms, row.received_at_ms, "timestamp defaults to received_at");
         assert_eq!(row.properties, "{}");
         assert_eq!(row.metadata, None);
     }

@@ -31,30 +31,20 @@ impl Event {
     /// properties in one object, and `null` for an absent `user_id` or
     /// `metadata`.
     pub fn to_wire(&self) -> Vec<u8> {
-        to_json_bytes(&WireView {
-            event: self,
-            with_received_at: true,
-        })
+        to_json_bytes(&WireView { event: self, with_received_at: true })
     }
 
     /// The event in the client format accepted by [`Event::parse_json`]:
     /// the wire object without `received_at`. Useful for load generators
     /// and tests.
     pub fn to_client_json(&self) -> Vec<u8> {
-        to_json_bytes(&WireView {
-            event: self,
-            with_received_at: false,
-        })
+        to_json_bytes(&WireView { event: self, with_received_at: false })
     }
 }
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        WireView {
-            event: self,
-            with_received_at: true,
-        }
-        .serialize(serializer)
+        WireView { event: self, with_received_at: true }.serialize(serializer)
     }
 }
 

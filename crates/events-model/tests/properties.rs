@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use events_model::limits::{
-    MAX_BITRATE_KBPS, MAX_DURATION_MS, MAX_FUTURE_SKEW, MAX_SECONDS, MAX_TIMESTAMP_MS,
-    MIN_TIMESTAMP_MS,
+    MAX_BITRATE_KBPS, MAX_DURATION_MS, MAX_FUTURE_SKEW, MAX_SECONDS, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS,
 };
 use events_model::{Event, EventRow, EventType, Properties, ValidationErrors};
 use proptest::prelude::*;
@@ -12,11 +11,7 @@ use serde_json::{Map, Number, Value};
 use uuid::Uuid;
 
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 // ---------------------------------------------------------------------------
@@ -42,12 +37,7 @@ fn error_message() -> impl Strategy<Value = String> {
 }
 
 fn seconds() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        0.0..=MAX_SECONDS,
-        (0u32..100_000).prop_map(f64::from),
-        Just(0.0),
-        Just(MAX_SECONDS),
-    ]
+    prop_oneof![0.0..=MAX_SECONDS, (0u32..100_000).prop_map(f64::from), Just(0.0), Just(MAX_SECONDS),]
 }
 
 /// Scalar and nested JSON values for unknown properties and metadata.
@@ -57,16 +47,13 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter_map("finite", Number::from_f64)
-            .prop_map(Value::Number),
+        any::<f64>().prop_filter_map("finite", Number::from_f64).prop_map(Value::Number),
         ".{0,20}".prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            proptest::collection::btree_map(".{0,8}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            proptest::collection::btree_map(".{0,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -77,9 +64,7 @@ fn json_map(key: impl Strategy<Value = String>) -> impl Strategy<Value = Map<Str
 
 /// Unknown property names: anything that is not a known property.
 fn extra_properties() -> impl Strategy<Value = Map<String, Value>> {
-    json_map(
-        "[a-z_]{1,12}|.{0,12}".prop_filter("not a known property", |k| !Properties::is_known(k)),
-    )
+    json_map("[a-z_]{1,12}|.{0,12}".prop_filter("not a known property", |k| !Properties::is_known(k)))
 }
 
 prop_compose! {
@@ -130,14 +115,10 @@ fn with_required(event_type: EventType, mut props: Properties, seed: u32) -> Pro
             props.seek_to_seconds.get_or_insert(value / 2.0);
         }
         EventType::VideoBuffer => {
-            props
-                .buffer_duration_ms
-                .get_or_insert(seed % MAX_DURATION_MS);
+            props.buffer_duration_ms.get_or_insert(seed % MAX_DURATION_MS);
         }
         EventType::QualityChange => {
-            props
-                .to_quality
-                .get_or_insert_with(|| format!("{}p", seed % 2160));
+            props.to_quality.get_or_insert_with(|| format!("{}p", seed % 2160));
         }
         _ => {}
     }
@@ -212,10 +193,8 @@ fn event_like_object() -> impl Strategy<Value = Value> {
         "\\PC{0,300}".prop_map(Value::from),
         Just(Value::from("")),
     ];
-    let property_key = prop_oneof![
-        proptest::sample::select(Properties::KNOWN.to_vec()).prop_map(str::to_owned),
-        "[a-z]{1,6}",
-    ];
+    let property_key =
+        prop_oneof![proptest::sample::select(Properties::KNOWN.to_vec()).prop_map(str::to_owned), "[a-z]{1,6}",];
     let properties = proptest::collection::btree_map(property_key, plausible.clone(), 0..8)
         .prop_map(|m| Value::Object(m.into_iter().collect()));
     (
@@ -237,10 +216,7 @@ fn received_at() -> DateTime<Utc> {
 
 fn assert_well_formed(result: &Result<Event, ValidationErrors>) -> Result<(), TestCaseError> {
     if let Err(errors) = result {
-        prop_assert!(
-            !errors.is_empty(),
-            "an error result must name at least one problem"
-        );
+        prop_assert!(!errors.is_empty(), "an error result must name at least one problem");
         for error in errors {
             prop_assert!(!error.field.is_empty(), "empty field name in {errors}");
             prop_assert!(!error.message.is_empty(), "empty message in {errors}");

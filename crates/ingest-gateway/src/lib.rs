@@ -1,37 +1,86 @@
 //! ingest-gateway: accepts playback events over HTTP and produces them to Kafka.
 //!
+//! - `POST /api/events`: one event (JSON object).
+//! - `POST /api/events/batch`: a JSON array, or NDJSON (`application/x-ndjson`).
+//!
+//! Both accept gzip bodies and answer 202 only once Kafka acknowledged every
+//! accepted event. See `README.md` beside this crate for the response shapes.
+//!
 //! This crate holds everything testable; `main.rs` only calls [`run`].
 
-use std::{net::TcpListener, sync::Arc};
+mod body;
+mod config;
+mod error;
+mod handlers;
+mod metrics;
+mod producer;
+mod report;
+mod topic;
 
-use serde::{Deserialize, Serialize};
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::web;
+use anyhow::Context as _;
+use events_model::Topics;
 use service_kit::{
-    HttpConfig, KafkaConfig, LogConfig, Readiness, Shutdown, deps::kafka::KafkaProbe, impl_service_config,
+    Readiness, Shutdown,
+    deps::kafka::{KafkaProbe, TopicSpec},
 };
 
+pub use config::{Config, DEFAULT_PORT, IngestConfig};
+
 pub const SERVICE: &str = "ingest-gateway";
-pub const DEFAULT_PORT: u16 = 3001;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Config {
-    pub http: HttpConfig,
-    pub log: LogConfig,
-    pub kafka: KafkaConfig,
-}
+/// How long queued events may take to reach Kafka once the server has stopped.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-impl Default for Config {
-    fn default() -> Self {
-        Self { http: HttpConfig::with_port(DEFAULT_PORT), log: LogConfig::default(), kafka: KafkaConfig::default() }
-    }
-}
-
-impl_service_config!(Config);
-
-/// Serves until `shutdown`; ready while Kafka answers.
+/// Serves until `shutdown`; ready while Kafka answers and the raw topic exists.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    config.ingest.validate()?;
+    let raw_topic = Topics::new(&config.kafka.topic_prefix).raw_events;
+    let producer = producer::EventProducer::new(&config.kafka, &config.ingest, raw_topic.clone())
+        .context("cannot create the kafka producer")?;
+
+    let topic_state = Arc::new(topic::TopicState::default());
+    let spec =
+        TopicSpec { name: raw_topic.clone(), partitions: config.ingest.raw_topic_partitions, retention_ms: None };
+    let ensure_topic =
+        tokio::spawn(topic::ensure_raw_topic(config.kafka.clone(), spec, topic_state.clone(), shutdown.clone()));
+
     let timeout = config.http.probe_timeout();
-    let readiness = Readiness::new(SERVICE, timeout).with_probe(KafkaProbe::new(&config.kafka, timeout)?);
-    service_kit::ops::serve(listener, &config.http, Arc::new(readiness), shutdown, |_| {}).await?;
+    let readiness = Readiness::new(SERVICE, timeout)
+        .with_probe(KafkaProbe::new(&config.kafka, timeout)?)
+        .with_probe(topic::TopicProbe { state: topic_state, topic: raw_topic.clone() });
+
+    let ingest = &config.ingest;
+    tracing::info!(
+        topic = %raw_topic,
+        max_batch_events = ingest.max_batch_events,
+        max_body_bytes = ingest.max_body_bytes,
+        produce_timeout_ms = ingest.produce_timeout_ms,
+        linger_ms = ingest.linger_ms,
+        "ingest configured"
+    );
+    let state = web::Data::new(handlers::AppState { producer, limits: config.ingest.clone() });
+    let served = service_kit::ops::serve(
+        listener,
+        &config.http,
+        Arc::new(readiness),
+        shutdown.clone(),
+        handlers::configure(state.clone()),
+    )
+    .await;
+
+    // Stops the topic task too when the server ended on an error.
+    shutdown.trigger();
+    let _ = ensure_topic.await;
+    let state = state.into_inner();
+    let flushed = tokio::task::spawn_blocking(move || state.producer.flush(FLUSH_TIMEOUT)).await;
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(error = %error, "events still queued for kafka at exit"),
+        Err(error) => tracing::warn!(error = %error, "producer flush task failed"),
+    }
+    served.context("http server failed")?;
     Ok(())
 }

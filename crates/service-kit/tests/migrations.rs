@@ -15,10 +15,7 @@ const DEFAULT_CLICKHOUSE_URL: &str = "http://127.0.0.1:8123";
 const DEFAULT_DATABASE_URL: &str = "postgres://analytics:analytics@127.0.0.1:5432/analytics";
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
 fn unique_database() -> String {
@@ -30,10 +27,9 @@ fn unique_database() -> String {
 /// Every `schemas/<engine>/*.sql` file is embedded, in order, byte for byte.
 #[test]
 fn embedded_migrations_match_schema_files() {
-    for (engine, embedded) in [
-        ("clickhouse", migrate::clickhouse_migrations()),
-        ("postgres", migrate::postgres_migrations()),
-    ] {
+    for (engine, embedded) in
+        [("clickhouse", migrate::clickhouse_migrations()), ("postgres", migrate::postgres_migrations())]
+    {
         let dir = workspace_root().join("schemas").join(engine);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
@@ -41,25 +37,15 @@ fn embedded_migrations_match_schema_files() {
             .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
             .collect();
         files.sort();
-        let names: Vec<String> = files
-            .iter()
-            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
-            .collect();
+        let names: Vec<String> = files.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
         let embedded_names: Vec<&str> = embedded.iter().map(|m| m.name).collect();
         assert_eq!(
             names, embedded_names,
             "schemas/{engine}/ and the list in crates/service-kit/src/migrate.rs differ: add new files to the list"
         );
         for (path, migration) in files.iter().zip(embedded) {
-            assert_eq!(
-                std::fs::read_to_string(path).unwrap(),
-                migration.sql,
-                "{}",
-                path.display()
-            );
-            let number: u32 = migration.name[..4]
-                .parse()
-                .expect("file names start with a 4-digit number");
+            assert_eq!(std::fs::read_to_string(path).unwrap(), migration.sql, "{}", path.display());
+            let number: u32 = migration.name[..4].parse().expect("file names start with a 4-digit number");
             assert_eq!(number, migration.version, "{}", migration.name);
         }
     }
@@ -68,9 +54,7 @@ fn embedded_migrations_match_schema_files() {
 // ----------------------------------------------------------- ClickHouse ---
 
 fn clickhouse_config(database: &str) -> ClickHouseConfig {
-    let url = std::env::var("CLICKHOUSE_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
+    let url = std::env::var("CLICKHOUSE_URL").ok().filter(|u| !u.is_empty());
     ClickHouseConfig {
         url: url.unwrap_or_else(|| DEFAULT_CLICKHOUSE_URL.to_string()),
         database: database.to_string(),
@@ -137,25 +121,16 @@ where
 async fn clickhouse_migrations_applied_twice_change_nothing_the_second_time() {
     with_clickhouse_database(|cfg| async move {
         let first = migrate::apply_clickhouse(&cfg).await.expect("first run");
-        let all: Vec<(u32, String)> = migrate::clickhouse_migrations()
-            .iter()
-            .map(|m| (m.version, m.name.to_string()))
-            .collect();
+        let all: Vec<(u32, String)> =
+            migrate::clickhouse_migrations().iter().map(|m| (m.version, m.name.to_string())).collect();
         assert_eq!(first.applied, all);
         assert_eq!(first.already, 0);
         let before = clickhouse_snapshot(&cfg).await;
-        assert!(
-            before.0.contains(&"events".to_string()),
-            "tables after the first run: {:?}",
-            before.0
-        );
+        assert!(before.0.contains(&"events".to_string()), "tables after the first run: {:?}", before.0);
         assert!(before.0.contains(&"schema_migrations".to_string()));
         assert_eq!(before.1.len(), all.len());
         for (row, migration) in before.1.iter().zip(migrate::clickhouse_migrations()) {
-            assert_eq!(
-                (row.version, row.name.as_str()),
-                (migration.version, migration.name)
-            );
+            assert_eq!((row.version, row.name.as_str()), (migration.version, migration.name));
             assert_eq!(row.checksum, migration.checksum());
         }
 
@@ -169,38 +144,18 @@ async fn clickhouse_migrations_applied_twice_change_nothing_the_second_time() {
 }
 
 fn edited(migrations: &[Migration], version: u32, sql: &'static str) -> Vec<Migration> {
-    migrations
-        .iter()
-        .map(|m| {
-            if m.version == version {
-                Migration { sql, ..*m }
-            } else {
-                *m
-            }
-        })
-        .collect()
+    migrations.iter().map(|m| if m.version == version { Migration { sql, ..*m } } else { *m }).collect()
 }
 
 #[tokio::test]
 async fn clickhouse_refuses_an_edited_applied_migration_naming_the_file() {
     with_clickhouse_database(|cfg| async move {
         migrate::apply_clickhouse(&cfg).await.expect("first run");
-        let tampered = edited(
-            migrate::clickhouse_migrations(),
-            1,
-            "CREATE TABLE IF NOT EXISTS other (x UInt8) ENGINE = Memory;",
-        );
-        let err = migrate::apply_clickhouse_migrations(&cfg, &tampered)
-            .await
-            .expect_err("edited migration accepted");
-        assert!(
-            matches!(err, MigrateError::ChecksumMismatch { .. }),
-            "{err:?}"
-        );
-        let first_file = format!(
-            "schemas/clickhouse/{}.sql",
-            migrate::clickhouse_migrations()[0].name
-        );
+        let tampered =
+            edited(migrate::clickhouse_migrations(), 1, "CREATE TABLE IF NOT EXISTS other (x UInt8) ENGINE = Memory;");
+        let err = migrate::apply_clickhouse_migrations(&cfg, &tampered).await.expect_err("edited migration accepted");
+        assert!(matches!(err, MigrateError::ChecksumMismatch { .. }), "{err:?}");
+        let first_file = format!("schemas/clickhouse/{}.sql", migrate::clickhouse_migrations()[0].name);
         assert!(err.to_string().contains(&first_file), "{err}");
     })
     .await;
@@ -248,10 +203,7 @@ fn clickhouse_migrations_run_on_current_clickhouse_via_chdb() {
 // ----------------------------------------------------------- PostgreSQL ---
 
 fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
+    std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
 }
 
 /// `url` with its database name replaced (keeps user, password, host, options).
@@ -261,31 +213,22 @@ fn with_database(url: &str, database: &str) -> String {
         Some((location, query)) => (location, format!("?{query}")),
         None => (rest, String::new()),
     };
-    let authority = location
-        .split_once('/')
-        .map(|(authority, _)| authority)
-        .unwrap_or(location);
+    let authority = location.split_once('/').map(|(authority, _)| authority).unwrap_or(location);
     format!("{scheme}://{authority}/{database}{query}")
 }
 
 async fn admin_client() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connecting with DATABASE_URL");
+    let (client, connection) =
+        tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await.expect("connecting with DATABASE_URL");
     tokio::spawn(connection);
     client
 }
 
 async fn postgres_snapshot(url: &str) -> (Vec<String>, Vec<(i32, String, String, String)>) {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connecting");
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connecting");
     tokio::spawn(connection);
     let tables = client
-        .query(
-            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
-            &[],
-        )
+        .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1", &[])
         .await
         .expect("listing tables")
         .iter()
@@ -310,19 +253,10 @@ where
 {
     let database = unique_database();
     let admin = admin_client().await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {database}"))
-        .await
-        .expect("CREATE DATABASE (needs CREATEDB)");
-    let cfg = PostgresConfig {
-        url: with_database(&admin_url(), &database),
-        ..PostgresConfig::default()
-    };
+    admin.batch_execute(&format!("CREATE DATABASE {database}")).await.expect("CREATE DATABASE (needs CREATEDB)");
+    let cfg = PostgresConfig { url: with_database(&admin_url(), &database), ..PostgresConfig::default() };
     let outcome = tokio::spawn(body(cfg)).await;
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .await
-        .expect("DROP DATABASE");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await.expect("DROP DATABASE");
     if let Err(err) = outcome {
         std::panic::resume_unwind(err.into_panic());
     }
@@ -332,26 +266,17 @@ where
 async fn postgres_migrations_applied_twice_change_nothing_the_second_time() {
     with_postgres_database(|cfg| async move {
         let first = migrate::apply_postgres(&cfg).await.expect("first run");
-        let all: Vec<(u32, String)> = migrate::postgres_migrations()
-            .iter()
-            .map(|m| (m.version, m.name.to_string()))
-            .collect();
+        let all: Vec<(u32, String)> =
+            migrate::postgres_migrations().iter().map(|m| (m.version, m.name.to_string())).collect();
         assert_eq!(first.applied, all);
         assert_eq!(first.already, 0);
         let before = postgres_snapshot(&cfg.url).await;
         let tables: BTreeSet<&str> = before.0.iter().map(String::as_str).collect();
-        assert!(
-            tables.contains("videos") && tables.contains("schema_migrations"),
-            "{tables:?}"
-        );
+        assert!(tables.contains("videos") && tables.contains("schema_migrations"), "{tables:?}");
         for (row, migration) in before.1.iter().zip(migrate::postgres_migrations()) {
             assert_eq!(
                 (row.0 as u32, row.1.as_str(), row.2.as_str()),
-                (
-                    migration.version,
-                    migration.name,
-                    migration.checksum().as_str()
-                )
+                (migration.version, migration.name, migration.checksum().as_str())
             );
         }
 
@@ -372,46 +297,23 @@ async fn postgres_failure_rolls_back_and_names_the_file() {
             name: "9999_broken",
             sql: "CREATE TABLE half_done (x INT);\nSELECT no_such_function();\n",
         });
-        let err = migrate::apply_postgres_migrations(&cfg, &list)
-            .await
-            .expect_err("broken migration accepted");
+        let err = migrate::apply_postgres_migrations(&cfg, &list).await.expect_err("broken migration accepted");
         let text = err.to_string();
-        assert!(
-            text.contains("schemas/postgres/9999_broken.sql") && text.contains("no_such_function"),
-            "{text}"
-        );
+        assert!(text.contains("schemas/postgres/9999_broken.sql") && text.contains("no_such_function"), "{text}");
         let (tables, recorded) = postgres_snapshot(&cfg.url).await;
-        assert!(
-            !tables.contains(&"half_done".to_string()),
-            "the failed migration was not rolled back: {tables:?}"
-        );
+        assert!(!tables.contains(&"half_done".to_string()), "the failed migration was not rolled back: {tables:?}");
         assert!(recorded.iter().all(|r| r.0 != 9999));
 
-        let tampered = edited(
-            migrate::postgres_migrations(),
-            1,
-            "CREATE TABLE other (x INT);",
-        );
-        let err = migrate::apply_postgres_migrations(&cfg, &tampered)
-            .await
-            .expect_err("edited migration accepted");
-        assert!(
-            matches!(err, MigrateError::ChecksumMismatch { .. }),
-            "{err:?}"
-        );
+        let tampered = edited(migrate::postgres_migrations(), 1, "CREATE TABLE other (x INT);");
+        let err = migrate::apply_postgres_migrations(&cfg, &tampered).await.expect_err("edited migration accepted");
+        assert!(matches!(err, MigrateError::ChecksumMismatch { .. }), "{err:?}");
     })
     .await;
 }
 
 #[test]
 fn database_urls_are_rewritten_keeping_credentials_and_options() {
-    assert_eq!(
-        with_database("postgres://a:b@h:5432/analytics", "test_x"),
-        "postgres://a:b@h:5432/test_x"
-    );
-    assert_eq!(
-        with_database("postgres://a:b@h/analytics?sslmode=disable", "t"),
-        "postgres://a:b@h/t?sslmode=disable"
-    );
+    assert_eq!(with_database("postgres://a:b@h:5432/analytics", "test_x"), "postgres://a:b@h:5432/test_x");
+    assert_eq!(with_database("postgres://a:b@h/analytics?sslmode=disable", "t"), "postgres://a:b@h/t?sslmode=disable");
     assert_eq!(with_database("postgres://a@h", "t"), "postgres://a@h/t");
 }

@@ -76,9 +76,7 @@ fn config_xml(layout: &Layout) -> String {
 }
 
 fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 pub fn spawn(layout: &Layout) -> Result<u32> {
@@ -86,12 +84,10 @@ pub fn spawn(layout: &Layout) -> Result<u32> {
         .context("clickhouse-server not found (install the clickhouse-server package)")?;
     let dir = layout.state_dir("clickhouse");
     for sub in ["data", "tmp", "user_files", "format_schemas"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
     let config = dir.join("config.xml");
-    std::fs::write(&config, config_xml(layout))
-        .with_context(|| format!("writing {}", config.display()))?;
+    std::fs::write(&config, config_xml(layout)).with_context(|| format!("writing {}", config.display()))?;
     std::fs::write(dir.join("users.xml"), USERS_XML)?;
 
     let mut cmd = Command::new(server);

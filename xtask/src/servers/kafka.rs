@@ -57,17 +57,13 @@ Configuration:
 
 pub fn spawn(layout: &Layout) -> Result<u32> {
     let jars = install::kafka_jars(layout)?;
-    let java = process::find_executable("java")
-        .context("java not found (install default-jre-headless)")?;
+    let java = process::find_executable("java").context("java not found (install default-jre-headless)")?;
     let dir = layout.state_dir("kafka");
     let data = dir.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
 
     let properties = dir.join("server.properties");
-    std::fs::write(
-        &properties,
-        format!("{SERVER_PROPERTIES}log.dirs={}\n", data.display()),
-    )?;
+    std::fs::write(&properties, format!("{SERVER_PROPERTIES}log.dirs={}\n", data.display()))?;
     let log4j = dir.join("log4j2.yaml");
     std::fs::write(&log4j, LOG4J2_YAML)?;
     let log = layout.log("kafka");
@@ -78,15 +74,7 @@ pub fn spawn(layout: &Layout) -> Result<u32> {
         let cluster_id = cluster_id(&dir, &java, &classpath, &log)?;
         let mut format = Command::new(&java);
         format
-            .args([
-                "-cp",
-                &classpath,
-                &log4j_flag,
-                "kafka.tools.StorageTool",
-                "format",
-                "--standalone",
-                "-t",
-            ])
+            .args(["-cp", &classpath, &log4j_flag, "kafka.tools.StorageTool", "format", "--standalone", "-t"])
             .arg(&cluster_id)
             .arg("-c")
             .arg(&properties)
@@ -95,18 +83,10 @@ pub fn spawn(layout: &Layout) -> Result<u32> {
     }
 
     let mut cmd = Command::new(&java);
-    cmd.args([
-        "-Xmx512m",
-        "-Xms256m",
-        "-XX:+UseG1GC",
-        "-Djava.awt.headless=true",
-        "-cp",
-        &classpath,
-        &log4j_flag,
-    ])
-    .arg("kafka.Kafka")
-    .arg(&properties)
-    .current_dir(&dir);
+    cmd.args(["-Xmx512m", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true", "-cp", &classpath, &log4j_flag])
+        .arg("kafka.Kafka")
+        .arg(&properties)
+        .current_dir(&dir);
     process::spawn_background(&mut cmd, &log)
 }
 
@@ -123,11 +103,10 @@ fn cluster_id(dir: &Path, java: &Path, classpath: &str, log: &Path) -> Result<St
         .output()
         .context("running kafka.tools.StorageTool random-uuid")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let id = stdout.lines().map(str::trim).rfind(|l| {
-        l.len() == 22
-            && l.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    });
+    let id = stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|l| l.len() == 22 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     let Some(id) = id.filter(|_| output.status.success()) else {
         process::log_marker(log, "kafka.tools.StorageTool random-uuid failed");
         bail!(

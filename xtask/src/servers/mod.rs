@@ -24,12 +24,7 @@ pub enum Server {
 }
 
 impl Server {
-    pub const ALL: [Server; 4] = [
-        Server::Kafka,
-        Server::ClickHouse,
-        Server::Postgres,
-        Server::Redis,
-    ];
+    pub const ALL: [Server; 4] = [Server::Kafka, Server::ClickHouse, Server::Postgres, Server::Redis];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -117,34 +112,23 @@ impl Server {
 /// Starts every server of `servers` that does not answer yet and waits until
 /// all answer. Servers this call started are pushed to `started` as soon as
 /// they are spawned (so a caller can stop them even when waiting fails).
-pub async fn start_missing(
-    layout: &Layout,
-    servers: &[Server],
-    started: &mut Vec<Server>,
-) -> Result<()> {
+pub async fn start_missing(layout: &Layout, servers: &[Server], started: &mut Vec<Server>) -> Result<()> {
     let mut waiting = Vec::new();
     for &server in servers {
         let step = Step::start(server.name());
         if let Some(pid) = server.live_pid(layout) {
             if let Ok(detail) = server.probe().await {
-                step.skip(format!(
-                    "already running (pid {pid}, started by xtask), answering ({detail})"
-                ));
+                step.skip(format!("already running (pid {pid}, started by xtask), answering ({detail})"));
                 continue;
             }
-            step.set_message(format!(
-                "started earlier by xtask (pid {pid}); waiting for it to answer"
-            ));
+            step.set_message(format!("started earlier by xtask (pid {pid}); waiting for it to answer"));
             waiting.push((server, Some(pid), step));
             continue;
         }
         let _ = std::fs::remove_file(layout.pid_file(server.name()));
         step.set_message("checking whether it already runs");
         if let Ok(detail) = server.probe().await {
-            step.skip(format!(
-                "already answering on port {} ({detail}); not started by xtask",
-                server.port()
-            ));
+            step.skip(format!("already answering on port {} ({detail}); not started by xtask", server.port()));
             continue;
         }
         for &port in server.ports() {
@@ -162,10 +146,7 @@ pub async fn start_missing(
         match server.spawn(layout) {
             Ok(pid) => {
                 started.push(server);
-                step.set_message(format!(
-                    "pid {pid}; waiting for it to answer {}",
-                    server.request()
-                ));
+                step.set_message(format!("pid {pid}; waiting for it to answer {}", server.request()));
                 waiting.push((server, Some(pid), step));
             }
             Err(err) => {
@@ -207,12 +188,7 @@ pub async fn start_missing(
 
 /// Polls the server until it answers its real request, failing early when its
 /// process exits and late at its deadline, naming the log in both cases.
-async fn wait_ready(
-    layout: &Layout,
-    server: Server,
-    pid: Option<u32>,
-    step: &Step,
-) -> Result<String> {
+async fn wait_ready(layout: &Layout, server: Server, pid: Option<u32>, step: &Step) -> Result<String> {
     if server == Server::Postgres {
         if let Some(pid) = pid {
             postgres::bootstrap(layout, pid, server.deadline(), step).await?;

@@ -56,8 +56,7 @@ pub fn bin_dir() -> Option<PathBuf> {
 }
 
 fn bin(name: &str) -> Result<PathBuf> {
-    let dir =
-        bin_dir().context("PostgreSQL binaries not found (install the postgresql package)")?;
+    let dir = bin_dir().context("PostgreSQL binaries not found (install the postgresql package)")?;
     Ok(dir.join(name))
 }
 
@@ -108,17 +107,11 @@ pub fn paths(layout: &Layout) -> Result<Paths> {
     let link = layout.state_dir("postgres");
     let base = if link.is_symlink() {
         let target = std::fs::read_link(&link)?;
-        std::fs::create_dir_all(&target)
-            .with_context(|| format!("creating {}", target.display()))?;
+        std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
         target
-    } else if let Some(account) = owner.filter(|a| !link.exists() && !can_enter(&layout.stack, *a))
-    {
-        let target = PathBuf::from(format!(
-            "/var/tmp/analytics-stack-{}/postgres",
-            checkout_tag(layout)
-        ));
-        std::fs::create_dir_all(&target)
-            .with_context(|| format!("creating {}", target.display()))?;
+    } else if let Some(account) = owner.filter(|a| !link.exists() && !can_enter(&layout.stack, *a)) {
+        let target = PathBuf::from(format!("/var/tmp/analytics-stack-{}/postgres", checkout_tag(layout)));
+        std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
         if let Some(parent) = target.parent() {
             std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
         }
@@ -132,30 +125,19 @@ pub fn paths(layout: &Layout) -> Result<Paths> {
     let data = base.join("data");
     let mut sockets = base.join("run");
     // A unix socket path must fit in 107 bytes.
-    if sockets
-        .join(format!(".s.PGSQL.{PORT}.lock"))
-        .as_os_str()
-        .len()
-        > 100
-    {
+    if sockets.join(format!(".s.PGSQL.{PORT}.lock")).as_os_str().len() > 100 {
         sockets = PathBuf::from(format!("/tmp/analytics-stack-{}-pg", checkout_tag(layout)));
     }
-    Ok(Paths {
-        base,
-        data,
-        sockets,
-    })
+    Ok(Paths { base, data, sockets })
 }
 
 pub fn spawn(layout: &Layout) -> Result<u32> {
     let owner = owner()?;
     let paths = paths(layout)?;
     let log = layout.log("postgres");
-    std::fs::create_dir_all(&paths.base)
-        .with_context(|| format!("creating {}", paths.base.display()))?;
+    std::fs::create_dir_all(&paths.base).with_context(|| format!("creating {}", paths.base.display()))?;
     chown(&paths.base, owner)?;
-    std::fs::create_dir_all(&paths.sockets)
-        .with_context(|| format!("creating {}", paths.sockets.display()))?;
+    std::fs::create_dir_all(&paths.sockets).with_context(|| format!("creating {}", paths.sockets.display()))?;
     chown(&paths.sockets, owner)?;
     std::fs::set_permissions(&paths.sockets, std::fs::Permissions::from_mode(0o700))?;
 
@@ -164,50 +146,21 @@ pub fn spawn(layout: &Layout) -> Result<u32> {
         initdb
             .arg("-D")
             .arg(&paths.data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ])
+            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C"])
             .current_dir(&paths.base);
         as_owner(&mut initdb, owner);
-        process::run_logged(
-            &mut initdb,
-            &log,
-            "initdb (creating the PostgreSQL cluster)",
-        )
-        .with_context(|| {
-            format!(
-                "if {} holds a half-created cluster, remove it and rerun",
-                paths.data.display()
-            )
+        process::run_logged(&mut initdb, &log, "initdb (creating the PostgreSQL cluster)").with_context(|| {
+            format!("if {} holds a half-created cluster, remove it and rerun", paths.data.display())
         })?;
     }
 
     let mut cmd = Command::new(bin("postgres")?);
     cmd.arg("-D")
         .arg(&paths.data)
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            &format!("port={PORT}"),
-        ])
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", &format!("port={PORT}")])
         .arg("-c")
-        .arg(format!(
-            "unix_socket_directories={}",
-            paths.sockets.display()
-        ))
-        .args([
-            "-c",
-            "max_connections=200",
-            "-c",
-            "log_line_prefix=%m [%p] ",
-        ])
+        .arg(format!("unix_socket_directories={}", paths.sockets.display()))
+        .args(["-c", "max_connections=200", "-c", "log_line_prefix=%m [%p] "])
         .current_dir(&paths.base);
     as_owner(&mut cmd, owner);
     process::spawn_background(&mut cmd, &log)
@@ -219,11 +172,7 @@ pub async fn bootstrap(layout: &Layout, pid: u32, deadline: Duration, step: &Ste
     let paths = paths(layout)?;
     let log = layout.log("postgres");
     let mut config = tokio_postgres::Config::new();
-    config
-        .host_path(&paths.sockets)
-        .port(PORT)
-        .user("postgres")
-        .dbname("postgres");
+    config.host_path(&paths.sockets).port(PORT).user("postgres").dbname("postgres");
     config.connect_timeout(probe::PROBE_TIMEOUT);
 
     let started = Instant::now();
@@ -255,12 +204,7 @@ pub async fn bootstrap(layout: &Layout, pid: u32, deadline: Duration, step: &Ste
     };
     let task = tokio::spawn(connection);
     step.set_message("creating role and database analytics");
-    let context = || {
-        format!(
-            "creating the analytics role and database; read {}",
-            layout.show(&log)
-        )
-    };
+    let context = || format!("creating the analytics role and database; read {}", layout.show(&log));
     client
         .batch_execute(
             "DO $$ BEGIN
@@ -297,18 +241,12 @@ pub fn stop(layout: &Layout, pid: u32) -> Result<()> {
     let stopped = (|| -> Result<()> {
         let paths = paths(layout)?;
         let mut cmd = Command::new(bin("pg_ctl")?);
-        cmd.arg("stop")
-            .arg("-D")
-            .arg(&paths.data)
-            .args(["-m", "fast", "-w", "-t", "15"])
-            .current_dir(&paths.base);
+        cmd.arg("stop").arg("-D").arg(&paths.data).args(["-m", "fast", "-w", "-t", "15"]).current_dir(&paths.base);
         as_owner(&mut cmd, owner()?);
         process::run_logged(&mut cmd, &log, "pg_ctl stop")
     })();
     if let Err(err) = stopped {
-        crate::ui::line(format!(
-            "  pg_ctl stop failed ({err:#}); signalling pid {pid}"
-        ));
+        crate::ui::line(format!("  pg_ctl stop failed ({err:#}); signalling pid {pid}"));
         process::terminate(pid, libc::SIGINT, Duration::from_secs(10))?;
     }
     // Reaps it when it is our child (`cargo xtask test`).

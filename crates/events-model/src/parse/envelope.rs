@@ -8,18 +8,13 @@ use super::Source;
 use super::json::{Controls, check_text, compact_len, non_null, wrong_type};
 use super::problems::Problems;
 use super::properties::{self, parse_properties};
-use super::time::{
-    check_not_beyond_max, check_not_in_future, check_not_too_old, parse_time, truncate_to_millis,
-};
+use super::time::{check_not_beyond_max, check_not_in_future, check_not_too_old, parse_time, truncate_to_millis};
 use crate::error::{ErrorCode, ValidationErrors};
 use crate::limits::{MAX_ID_CHARS, MAX_METADATA_BYTES};
 use crate::{Event, EventType, Properties};
 
 /// Validates and normalises one event object.
-pub(crate) fn parse_envelope(
-    mut object: Map<String, Value>,
-    source: Source,
-) -> Result<Event, ValidationErrors> {
+pub(crate) fn parse_envelope(mut object: Map<String, Value>, source: Source) -> Result<Event, ValidationErrors> {
     let mut problems = Problems::default();
 
     let received_at = match source {
@@ -31,13 +26,9 @@ pub(crate) fn parse_envelope(
     let user_id = non_null(object.remove("user_id")).and_then(|v| id(v, "user_id", &mut problems));
     let session_id = required(object.remove("session_id"), "session_id", &mut problems)
         .and_then(|v| id(v, "session_id", &mut problems));
-    let video_id = required(object.remove("video_id"), "video_id", &mut problems)
-        .and_then(|v| id(v, "video_id", &mut problems));
-    let timestamp = timestamp(
-        non_null(object.remove("timestamp")),
-        received_at,
-        &mut problems,
-    );
+    let video_id =
+        required(object.remove("video_id"), "video_id", &mut problems).and_then(|v| id(v, "video_id", &mut problems));
+    let timestamp = timestamp(non_null(object.remove("timestamp")), received_at, &mut problems);
     let properties = properties(non_null(object.remove("properties")), &mut problems);
     let metadata = metadata(non_null(object.remove("metadata")), &mut problems);
 
@@ -53,16 +44,7 @@ pub(crate) fn parse_envelope(
         problems.add(&unknown_field_name(field), ErrorCode::UnknownField, message);
     }
 
-    match (
-        event_id,
-        event_type,
-        session_id,
-        video_id,
-        timestamp,
-        received_at,
-        properties,
-        metadata,
-    ) {
+    match (event_id, event_type, session_id, video_id, timestamp, received_at, properties, metadata) {
         (
             Some(event_id),
             Some(event_type),
@@ -94,8 +76,7 @@ const MAX_ECHOED_FIELD_CHARS: usize = 64;
 /// readable; otherwise (empty, very long or containing control characters)
 /// JSON-quoted and shortened, so the name is never empty or unbounded.
 fn unknown_field_name(key: &str) -> String {
-    let readable =
-        !key.is_empty() && check_text(key, MAX_ECHOED_FIELD_CHARS, Controls::Forbidden).is_ok();
+    let readable = !key.is_empty() && check_text(key, MAX_ECHOED_FIELD_CHARS, Controls::Forbidden).is_ok();
     if readable {
         return key.to_owned();
     }
@@ -121,8 +102,7 @@ fn required(value: Option<Value>, field: &str, problems: &mut Problems) -> Optio
 fn wire_received_at(value: Option<Value>, problems: &mut Problems) -> Option<DateTime<Utc>> {
     const FIELD: &str = "received_at";
     let parsed = parse_time(&required(value, FIELD, problems)?, FIELD, problems)?;
-    let plausible = check_not_too_old(parsed, FIELD, problems)
-        && check_not_beyond_max(parsed.time, FIELD, problems);
+    let plausible = check_not_too_old(parsed, FIELD, problems) && check_not_beyond_max(parsed.time, FIELD, problems);
     plausible.then_some(parsed.time)
 }
 
@@ -137,11 +117,7 @@ fn event_id(value: Option<Value>, source: Source, problems: &mut Problems) -> Op
         }
     };
     let Value::String(text) = value else {
-        problems.add(
-            FIELD,
-            ErrorCode::WrongType,
-            wrong_type("a uuid string", &value),
-        );
+        problems.add(FIELD, ErrorCode::WrongType, wrong_type("a uuid string", &value));
         return None;
     };
     match Uuid::parse_str(&text) {
@@ -151,11 +127,7 @@ fn event_id(value: Option<Value>, source: Source, problems: &mut Problems) -> Op
         }
         Ok(uuid) => Some(uuid),
         Err(err) => {
-            problems.add(
-                FIELD,
-                ErrorCode::InvalidFormat,
-                format!("expected a uuid ({err})"),
-            );
+            problems.add(FIELD, ErrorCode::InvalidFormat, format!("expected a uuid ({err})"));
             None
         }
     }
@@ -212,9 +184,7 @@ fn timestamp(
         return None;
     }
     match received_at {
-        Some(received_at) => {
-            check_not_in_future(parsed.time, received_at, FIELD, problems).then_some(parsed.time)
-        }
+        Some(received_at) => check_not_in_future(parsed.time, received_at, FIELD, problems).then_some(parsed.time),
         // received_at itself is invalid (already reported); the event fails anyway.
         None => None,
     }
@@ -225,11 +195,7 @@ fn properties(value: Option<Value>, problems: &mut Problems) -> Option<Propertie
         None => Some(Properties::default()),
         Some(Value::Object(map)) => Some(parse_properties(map, problems)),
         Some(other) => {
-            problems.add(
-                properties::FIELD,
-                ErrorCode::WrongType,
-                wrong_type("an object", &other),
-            );
+            problems.add(properties::FIELD, ErrorCode::WrongType, wrong_type("an object", &other));
             None
         }
     }

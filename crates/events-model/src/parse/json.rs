@@ -64,27 +64,17 @@ pub(crate) enum Controls {
 }
 
 /// Checks a string's length in characters and its characters.
-pub(crate) fn check_text(
-    text: &str,
-    max_chars: usize,
-    controls: Controls,
-) -> Result<(), (ErrorCode, String)> {
+pub(crate) fn check_text(text: &str, max_chars: usize, controls: Controls) -> Result<(), (ErrorCode, String)> {
     let chars = text.chars().count();
     if chars > max_chars {
-        return Err((
-            ErrorCode::TooLong,
-            format!("must be at most {max_chars} characters, got {chars}"),
-        ));
+        return Err((ErrorCode::TooLong, format!("must be at most {max_chars} characters, got {chars}")));
     }
     let allowed = |c: char| controls == Controls::Whitespace && matches!(c, '\n' | '\r' | '\t');
     if let Some(c) = text.chars().find(|&c| c.is_control() && !allowed(c)) {
         let position = text.chars().take_while(|&x| x != c).count();
         return Err((
             ErrorCode::InvalidCharacters,
-            format!(
-                "must not contain control characters, found U+{:04X} at character {position}",
-                u32::from(c)
-            ),
+            format!("must not contain control characters, found U+{:04X} at character {position}", u32::from(c)),
         ));
     }
     Ok(())
@@ -99,19 +89,13 @@ mod tests {
     #[test]
     fn compact_len_matches_serialisation() {
         let value = json!({"a": [1, 2.5, "x\"y"], "b": null, "ü": true});
-        assert_eq!(
-            compact_len(&value),
-            serde_json::to_vec(&value).unwrap().len()
-        );
+        assert_eq!(compact_len(&value), serde_json::to_vec(&value).unwrap().len());
     }
 
     #[test]
     fn check_text_reports_length_then_characters() {
         assert!(check_text("abc", 3, Controls::Forbidden).is_ok());
-        assert_eq!(
-            check_text("abcd", 3, Controls::Forbidden).unwrap_err().0,
-            ErrorCode::TooLong
-        );
+        assert_eq!(check_text("abcd", 3, Controls::Forbidden).unwrap_err().0, ErrorCode::TooLong);
         // Characters, not bytes.
         assert!(check_text("ééé", 3, Controls::Forbidden).is_ok());
         let (code, message) = check_text("a\u{1}b", 10, Controls::Forbidden).unwrap_err();

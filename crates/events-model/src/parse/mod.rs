@@ -48,19 +48,11 @@ pub(crate) fn parse_bytes(bytes: &[u8], source: Source) -> Result<Event, Validat
         ValidationErrors::single(
             ROOT_FIELD,
             ErrorCode::InvalidUtf8,
-            format!(
-                "body is not valid utf-8: invalid byte sequence at byte {}",
-                err.valid_up_to()
-            ),
+            format!("body is not valid utf-8: invalid byte sequence at byte {}", err.valid_up_to()),
         )
     })?;
-    let value: Value = serde_json::from_str(text).map_err(|err| {
-        ValidationErrors::single(
-            ROOT_FIELD,
-            ErrorCode::InvalidJson,
-            format!("invalid json: {err}"),
-        )
-    })?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|err| ValidationErrors::single(ROOT_FIELD, ErrorCode::InvalidJson, format!("invalid json: {err}")))?;
     parse_value_unchecked(value, source)
 }
 
@@ -77,18 +69,12 @@ pub(crate) fn parse_value(value: Value, source: Source) -> Result<Event, Validat
 fn parse_value_unchecked(value: Value, source: Source) -> Result<Event, ValidationErrors> {
     match value {
         Value::Object(object) => envelope::parse_envelope(object, source),
-        other => Err(ValidationErrors::single(
-            ROOT_FIELD,
-            ErrorCode::NotAnObject,
-            json::wrong_type("a json object", &other),
-        )),
+        other => {
+            Err(ValidationErrors::single(ROOT_FIELD, ErrorCode::NotAnObject, json::wrong_type("a json object", &other)))
+        }
     }
 }
 
 fn too_large(bytes: usize, max: usize) -> ValidationErrors {
-    ValidationErrors::single(
-        ROOT_FIELD,
-        ErrorCode::TooLarge,
-        format!("event is {bytes} bytes; the limit is {max}"),
-    )
+    ValidationErrors::single(ROOT_FIELD, ErrorCode::TooLarge, format!("event is {bytes} bytes; the limit is {max}"))
 }

@@ -6,8 +6,8 @@ use super::json::{Controls, check_text, compact_len, non_null, wrong_type};
 use super::problems::Problems;
 use crate::error::ErrorCode;
 use crate::limits::{
-    MAX_BITRATE_KBPS, MAX_DIMENSION_CHARS, MAX_DURATION_MS, MAX_ERROR_MESSAGE_CHARS,
-    MAX_EXTRA_PROPERTIES_BYTES, MAX_SECONDS,
+    MAX_BITRATE_KBPS, MAX_DIMENSION_CHARS, MAX_DURATION_MS, MAX_ERROR_MESSAGE_CHARS, MAX_EXTRA_PROPERTIES_BYTES,
+    MAX_SECONDS,
 };
 use crate::{EventType, Properties};
 
@@ -27,18 +27,10 @@ pub(crate) fn parse_properties(mut map: Map<String, Value>, problems: &mut Probl
     }
 
     let seconds = |v, f: &str, p: &mut Problems| number_property(v, f, p, parse_seconds);
-    let bitrate = |v, f: &str, p: &mut Problems| {
-        number_property(v, f, p, |n| parse_whole(n, MAX_BITRATE_KBPS))
-    };
-    let millis = |v, f: &str, p: &mut Problems| {
-        number_property(v, f, p, |n| parse_whole(n, MAX_DURATION_MS))
-    };
-    let dimension = |v, f: &str, p: &mut Problems| {
-        text_property(v, f, p, MAX_DIMENSION_CHARS, Controls::Forbidden)
-    };
-    let message = |v, f: &str, p: &mut Problems| {
-        text_property(v, f, p, MAX_ERROR_MESSAGE_CHARS, Controls::Whitespace)
-    };
+    let bitrate = |v, f: &str, p: &mut Problems| number_property(v, f, p, |n| parse_whole(n, MAX_BITRATE_KBPS));
+    let millis = |v, f: &str, p: &mut Problems| number_property(v, f, p, |n| parse_whole(n, MAX_DURATION_MS));
+    let dimension = |v, f: &str, p: &mut Problems| text_property(v, f, p, MAX_DIMENSION_CHARS, Controls::Forbidden);
+    let message = |v, f: &str, p: &mut Problems| text_property(v, f, p, MAX_ERROR_MESSAGE_CHARS, Controls::Whitespace);
 
     parse!(position_seconds, seconds);
     parse!(duration_seconds, seconds);
@@ -81,11 +73,7 @@ pub(crate) fn check_required(event_type: EventType, props: &Properties, problems
     for name in event_type.required_properties() {
         let field = field_path(name);
         if !props.is_set(name) && !problems.mentions(&field) {
-            problems.add(
-                &field,
-                ErrorCode::Missing,
-                format!("is required for {event_type} events"),
-            );
+            problems.add(&field, ErrorCode::Missing, format!("is required for {event_type} events"));
         }
     }
 }
@@ -105,9 +93,7 @@ fn number_property<T>(
         Value::Number(number) => parse(number),
         other => Err((ErrorCode::WrongType, wrong_type("a number", other))),
     };
-    result
-        .map_err(|(code, message)| problems.add(field, code, message))
-        .ok()
+    result.map_err(|(code, message)| problems.add(field, code, message)).ok()
 }
 
 /// A non-negative, finite number of seconds up to [`MAX_SECONDS`].
@@ -120,10 +106,7 @@ fn parse_seconds(number: &Number) -> Result<f64, (ErrorCode, String)> {
         return Err((ErrorCode::OutOfRange, "must not be negative".to_owned()));
     }
     if value > MAX_SECONDS {
-        return Err((
-            ErrorCode::OutOfRange,
-            format!("must be at most {MAX_SECONDS}"),
-        ));
+        return Err((ErrorCode::OutOfRange, format!("must be at most {MAX_SECONDS}")));
     }
     // Adding zero turns -0.0 into 0.0.
     Ok(value + 0.0)
@@ -135,20 +118,14 @@ fn parse_whole(number: &Number, max: u32) -> Result<u32, (ErrorCode, String)> {
     let too_large = || (ErrorCode::OutOfRange, format!("must be at most {max}"));
     let negative = || (ErrorCode::OutOfRange, "must not be negative".to_owned());
     if let Some(value) = number.as_u64() {
-        return u32::try_from(value)
-            .ok()
-            .filter(|v| *v <= max)
-            .ok_or_else(too_large);
+        return u32::try_from(value).ok().filter(|v| *v <= max).ok_or_else(too_large);
     }
     if number.is_i64() {
         return Err(negative());
     }
     let value = number.as_f64().unwrap_or(f64::NAN);
     if !value.is_finite() || value.fract() != 0.0 {
-        return Err((
-            ErrorCode::WrongType,
-            "expected a whole number, got a fraction".to_owned(),
-        ));
+        return Err((ErrorCode::WrongType, "expected a whole number, got a fraction".to_owned()));
     }
     if value < 0.0 {
         return Err(negative());

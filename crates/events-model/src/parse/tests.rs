@@ -6,9 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::limits::{
-    MAX_EVENT_BYTES, MAX_EXTRA_PROPERTIES_BYTES, MAX_METADATA_BYTES, MAX_REPORTED_ERRORS,
-};
+use crate::limits::{MAX_EVENT_BYTES, MAX_EXTRA_PROPERTIES_BYTES, MAX_METADATA_BYTES, MAX_REPORTED_ERRORS};
 use crate::{ErrorCode, Event, EventType, ROOT_FIELD, ValidationErrors};
 
 fn time(text: &str) -> DateTime<Utc> {
@@ -85,11 +83,7 @@ fn single_error(body: Value, field: &str, code: ErrorCode) -> String {
     let errors = errors(body);
     assert_eq!(errors.len(), 1, "{errors}");
     let error = &errors.as_slice()[0];
-    assert_eq!(
-        (error.field.as_str(), error.code),
-        (field, code),
-        "{errors}"
-    );
+    assert_eq!((error.field.as_str(), error.code), (field, code), "{errors}");
     error.message.clone()
 }
 
@@ -109,11 +103,7 @@ mod envelope {
     #[test]
     fn defaults_are_applied() {
         let event = ok(without(valid(EventType::VideoStart), "properties"));
-        assert_eq!(
-            event.event_id.get_version_num(),
-            7,
-            "server assigns a v7 id"
-        );
+        assert_eq!(event.event_id.get_version_num(), 7, "server assigns a v7 id");
         assert_eq!(event.timestamp, received());
         assert_eq!(event.received_at, received());
         assert_eq!(event.user_id, None);
@@ -160,10 +150,7 @@ mod envelope {
     #[test]
     fn event_id_accepts_any_version_and_notation() {
         let v4 = Uuid::new_v4();
-        assert_eq!(
-            ok(start_with("event_id", json!(v4.to_string()))).event_id,
-            v4
-        );
+        assert_eq!(ok(start_with("event_id", json!(v4.to_string()))).event_id, v4);
         let upper = v4.to_string().to_uppercase();
         assert_eq!(ok(start_with("event_id", json!(upper))).event_id, v4);
         let simple = v4.simple().to_string();
@@ -172,62 +159,32 @@ mod envelope {
 
     #[test]
     fn event_id_must_be_a_non_nil_uuid_string() {
-        single_error(
-            start_with("event_id", json!("not-a-uuid")),
-            "event_id",
-            ErrorCode::InvalidFormat,
-        );
-        single_error(
-            start_with("event_id", json!(42)),
-            "event_id",
-            ErrorCode::WrongType,
-        );
-        let message = single_error(
-            start_with("event_id", json!(Uuid::nil().to_string())),
-            "event_id",
-            ErrorCode::InvalidFormat,
-        );
+        single_error(start_with("event_id", json!("not-a-uuid")), "event_id", ErrorCode::InvalidFormat);
+        single_error(start_with("event_id", json!(42)), "event_id", ErrorCode::WrongType);
+        let message =
+            single_error(start_with("event_id", json!(Uuid::nil().to_string())), "event_id", ErrorCode::InvalidFormat);
         assert!(message.contains("nil"), "{message}");
     }
 
     #[test]
     fn event_type_is_required() {
-        single_error(
-            without(valid(EventType::VideoStart), "event_type"),
-            "event_type",
-            ErrorCode::Missing,
-        );
-        single_error(
-            start_with("event_type", Value::Null),
-            "event_type",
-            ErrorCode::Missing,
-        );
+        single_error(without(valid(EventType::VideoStart), "event_type"), "event_type", ErrorCode::Missing);
+        single_error(start_with("event_type", Value::Null), "event_type", ErrorCode::Missing);
     }
 
     #[test]
     fn event_type_must_be_known() {
-        let message = single_error(
-            start_with("event_type", json!("video_stop")),
-            "event_type",
-            ErrorCode::UnknownEventType,
-        );
+        let message =
+            single_error(start_with("event_type", json!("video_stop")), "event_type", ErrorCode::UnknownEventType);
         assert!(message.contains("video_stop"), "{message}");
         assert!(message.contains("quality_change"), "{message}");
-        single_error(
-            start_with("event_type", json!(1)),
-            "event_type",
-            ErrorCode::WrongType,
-        );
+        single_error(start_with("event_type", json!(1)), "event_type", ErrorCode::WrongType);
     }
 
     #[test]
     fn session_and_video_ids_are_required() {
         for field in ["session_id", "video_id"] {
-            let message = single_error(
-                without(valid(EventType::VideoStart), field),
-                field,
-                ErrorCode::Missing,
-            );
+            let message = single_error(without(valid(EventType::VideoStart), field), field, ErrorCode::Missing);
             assert_eq!(message, "is required");
             single_error(start_with(field, Value::Null), field, ErrorCode::Missing);
         }
@@ -238,36 +195,17 @@ mod envelope {
         for field in ["session_id", "video_id", "user_id"] {
             let message = single_error(start_with(field, json!(7)), field, ErrorCode::WrongType);
             assert_eq!(message, "expected a string, got number");
-            single_error(
-                start_with(field, json!("")),
-                field,
-                ErrorCode::InvalidFormat,
-            );
-            single_error(
-                start_with(field, json!("x".repeat(257))),
-                field,
-                ErrorCode::TooLong,
-            );
-            single_error(
-                start_with(field, json!("a\u{0}b")),
-                field,
-                ErrorCode::InvalidCharacters,
-            );
-            single_error(
-                start_with(field, json!("a\nb")),
-                field,
-                ErrorCode::InvalidCharacters,
-            );
+            single_error(start_with(field, json!("")), field, ErrorCode::InvalidFormat);
+            single_error(start_with(field, json!("x".repeat(257))), field, ErrorCode::TooLong);
+            single_error(start_with(field, json!("a\u{0}b")), field, ErrorCode::InvalidCharacters);
+            single_error(start_with(field, json!("a\nb")), field, ErrorCode::InvalidCharacters);
             ok(start_with(field, json!("é".repeat(256))));
         }
     }
 
     #[test]
     fn user_id_is_optional() {
-        assert_eq!(
-            ok(start_with("user_id", json!("u-1"))).user_id.as_deref(),
-            Some("u-1")
-        );
+        assert_eq!(ok(start_with("user_id", json!("u-1"))).user_id.as_deref(), Some("u-1"));
         assert_eq!(ok(start_with("user_id", Value::Null)).user_id, None);
     }
 
@@ -283,11 +221,7 @@ mod envelope {
 
     #[test]
     fn unknown_top_level_fields_are_rejected() {
-        let message = single_error(
-            start_with("campaign", json!("spring")),
-            "campaign",
-            ErrorCode::UnknownField,
-        );
+        let message = single_error(start_with("campaign", json!("spring")), "campaign", ErrorCode::UnknownField);
         assert!(message.contains("metadata"), "{message}");
     }
 
@@ -302,8 +236,7 @@ mod envelope {
             "extra_field": 1
         });
         let errors = errors(body);
-        let found: Vec<(&str, ErrorCode)> =
-            errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
+        let found: Vec<(&str, ErrorCode)> = errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
         assert_eq!(
             found,
             vec![
@@ -352,101 +285,40 @@ mod timestamps {
 
     #[test]
     fn rfc3339_with_offset_is_normalised_to_utc() {
-        assert_eq!(
-            timestamp_of(json!("2024-05-01T14:00:00+02:00")),
-            time("2024-05-01T12:00:00Z")
-        );
-        assert_eq!(
-            timestamp_of(json!("2024-05-01T07:30:00.5-04:30")),
-            time("2024-05-01T12:00:00.500Z")
-        );
-        assert_eq!(
-            timestamp_of(json!("2024-05-01t12:00:00z")),
-            time("2024-05-01T12:00:00Z")
-        );
+        assert_eq!(timestamp_of(json!("2024-05-01T14:00:00+02:00")), time("2024-05-01T12:00:00Z"));
+        assert_eq!(timestamp_of(json!("2024-05-01T07:30:00.5-04:30")), time("2024-05-01T12:00:00.500Z"));
+        assert_eq!(timestamp_of(json!("2024-05-01t12:00:00z")), time("2024-05-01T12:00:00Z"));
     }
 
     #[test]
     fn sub_millisecond_precision_is_truncated() {
-        assert_eq!(
-            timestamp_of(json!("2024-05-01T12:00:00.123999999Z")),
-            time("2024-05-01T12:00:00.123Z")
-        );
+        assert_eq!(timestamp_of(json!("2024-05-01T12:00:00.123999999Z")), time("2024-05-01T12:00:00.123Z"));
     }
 
     #[test]
     fn epoch_milliseconds_are_accepted() {
-        assert_eq!(
-            timestamp_of(json!(1_714_564_800_250_i64)),
-            time("2024-05-01T12:00:00.250Z")
-        );
-        assert_eq!(
-            timestamp_of(json!(1_714_564_800_250.0)),
-            time("2024-05-01T12:00:00.250Z")
-        );
+        assert_eq!(timestamp_of(json!(1_714_564_800_250_i64)), time("2024-05-01T12:00:00.250Z"));
+        assert_eq!(timestamp_of(json!(1_714_564_800_250.0)), time("2024-05-01T12:00:00.250Z"));
     }
 
     #[test]
     fn malformed_timestamps_are_rejected() {
-        single_error(
-            start_with("timestamp", json!("2024-05-01 noon")),
-            "timestamp",
-            ErrorCode::InvalidFormat,
-        );
-        single_error(
-            start_with("timestamp", json!("2024-05-01T12:00:00")),
-            "timestamp",
-            ErrorCode::InvalidFormat,
-        );
-        single_error(
-            start_with("timestamp", json!(1_714_564_800_250.5)),
-            "timestamp",
-            ErrorCode::InvalidFormat,
-        );
-        single_error(
-            start_with("timestamp", json!(true)),
-            "timestamp",
-            ErrorCode::WrongType,
-        );
-        single_error(
-            start_with("timestamp", json!(u64::MAX)),
-            "timestamp",
-            ErrorCode::OutOfRange,
-        );
-        single_error(
-            start_with("timestamp", json!(i64::MAX)),
-            "timestamp",
-            ErrorCode::OutOfRange,
-        );
-        single_error(
-            start_with("timestamp", json!(1e300)),
-            "timestamp",
-            ErrorCode::OutOfRange,
-        );
+        single_error(start_with("timestamp", json!("2024-05-01 noon")), "timestamp", ErrorCode::InvalidFormat);
+        single_error(start_with("timestamp", json!("2024-05-01T12:00:00")), "timestamp", ErrorCode::InvalidFormat);
+        single_error(start_with("timestamp", json!(1_714_564_800_250.5)), "timestamp", ErrorCode::InvalidFormat);
+        single_error(start_with("timestamp", json!(true)), "timestamp", ErrorCode::WrongType);
+        single_error(start_with("timestamp", json!(u64::MAX)), "timestamp", ErrorCode::OutOfRange);
+        single_error(start_with("timestamp", json!(i64::MAX)), "timestamp", ErrorCode::OutOfRange);
+        single_error(start_with("timestamp", json!(1e300)), "timestamp", ErrorCode::OutOfRange);
     }
 
     #[test]
     fn epoch_seconds_are_too_old_with_a_hint() {
-        let message = single_error(
-            start_with("timestamp", json!(1_714_564_800)),
-            "timestamp",
-            ErrorCode::TooOld,
-        );
+        let message = single_error(start_with("timestamp", json!(1_714_564_800)), "timestamp", ErrorCode::TooOld);
         assert!(message.contains("milliseconds"), "{message}");
-        single_error(
-            start_with("timestamp", json!(-1)),
-            "timestamp",
-            ErrorCode::TooOld,
-        );
-        single_error(
-            start_with("timestamp", json!("1999-12-31T23:59:59.999Z")),
-            "timestamp",
-            ErrorCode::TooOld,
-        );
-        assert_eq!(
-            timestamp_of(json!("2000-01-01T00:00:00Z")),
-            time("2000-01-01T00:00:00Z")
-        );
+        single_error(start_with("timestamp", json!(-1)), "timestamp", ErrorCode::TooOld);
+        single_error(start_with("timestamp", json!("1999-12-31T23:59:59.999Z")), "timestamp", ErrorCode::TooOld);
+        assert_eq!(timestamp_of(json!("2000-01-01T00:00:00Z")), time("2000-01-01T00:00:00Z"));
     }
 
     #[test]
@@ -454,20 +326,13 @@ mod timestamps {
         let limit = received() + TimeDelta::hours(24);
         assert_eq!(timestamp_of(json!(limit.timestamp_millis())), limit);
         let beyond = limit + TimeDelta::milliseconds(1);
-        single_error(
-            start_with("timestamp", json!(beyond.timestamp_millis())),
-            "timestamp",
-            ErrorCode::InFuture,
-        );
+        single_error(start_with("timestamp", json!(beyond.timestamp_millis())), "timestamp", ErrorCode::InFuture);
     }
 
     #[test]
     fn old_but_plausible_timestamps_are_kept() {
         // Offline playback uploaded much later is legitimate.
-        assert_eq!(
-            timestamp_of(json!("2001-01-01T00:00:00Z")),
-            time("2001-01-01T00:00:00Z")
-        );
+        assert_eq!(timestamp_of(json!("2001-01-01T00:00:00Z")), time("2001-01-01T00:00:00Z"));
     }
 }
 
@@ -506,10 +371,7 @@ mod properties {
         assert_eq!(props.buffer_duration_ms, Some(0));
         assert_eq!(props.startup_time_ms, Some(850));
         assert_eq!(props.error_code.as_deref(), Some("E42"));
-        assert_eq!(
-            props.error_message.as_deref(),
-            Some("line one\nline two\tend")
-        );
+        assert_eq!(props.error_message.as_deref(), Some("line one\nline two\tend"));
         assert_eq!(props.fatal, Some(false));
         assert_eq!(props.seek_from_seconds, Some(1.0));
         assert_eq!(props.seek_to_seconds, Some(2.25));
@@ -529,11 +391,7 @@ mod properties {
 
     #[test]
     fn properties_must_be_an_object() {
-        let message = single_error(
-            start_with("properties", json!([1])),
-            "properties",
-            ErrorCode::WrongType,
-        );
+        let message = single_error(start_with("properties", json!([1])), "properties", ErrorCode::WrongType);
         assert_eq!(message, "expected an object, got array");
     }
 
@@ -554,28 +412,11 @@ mod properties {
 
     #[test]
     fn seconds_must_be_non_negative_and_bounded() {
-        for name in [
-            "position_seconds",
-            "duration_seconds",
-            "seek_from_seconds",
-            "seek_to_seconds",
-        ] {
+        for name in ["position_seconds", "duration_seconds", "seek_from_seconds", "seek_to_seconds"] {
             let field = format!("properties.{name}");
-            single_error(
-                start_with_property(name, json!(-0.5)),
-                &field,
-                ErrorCode::OutOfRange,
-            );
-            single_error(
-                start_with_property(name, json!(10_000_000.5)),
-                &field,
-                ErrorCode::OutOfRange,
-            );
-            single_error(
-                start_with_property(name, json!(true)),
-                &field,
-                ErrorCode::WrongType,
-            );
+            single_error(start_with_property(name, json!(-0.5)), &field, ErrorCode::OutOfRange);
+            single_error(start_with_property(name, json!(10_000_000.5)), &field, ErrorCode::OutOfRange);
+            single_error(start_with_property(name, json!(true)), &field, ErrorCode::WrongType);
             ok(start_with_property(name, json!(10_000_000)));
             ok(start_with_property(name, json!(0)));
         }
@@ -584,70 +425,32 @@ mod properties {
     #[test]
     fn negative_zero_is_normalised() {
         let props = ok(start_with_property("position_seconds", json!(-0.0))).properties;
-        assert!(
-            props
-                .position_seconds
-                .is_some_and(|v| v == 0.0 && v.is_sign_positive())
-        );
+        assert!(props.position_seconds.is_some_and(|v| v == 0.0 && v.is_sign_positive()));
     }
 
     #[test]
     fn counters_must_be_whole_and_bounded() {
-        let cases = [
-            ("bitrate_kbps", 1_000_000_u64),
-            ("buffer_duration_ms", 86_400_000),
-            ("startup_time_ms", 86_400_000),
-        ];
+        let cases =
+            [("bitrate_kbps", 1_000_000_u64), ("buffer_duration_ms", 86_400_000), ("startup_time_ms", 86_400_000)];
         for (name, max) in cases {
             let field = format!("properties.{name}");
             ok(start_with_property(name, json!(max)));
-            single_error(
-                start_with_property(name, json!(max + 1)),
-                &field,
-                ErrorCode::OutOfRange,
-            );
-            single_error(
-                start_with_property(name, json!(u64::MAX)),
-                &field,
-                ErrorCode::OutOfRange,
-            );
-            single_error(
-                start_with_property(name, json!(1e12)),
-                &field,
-                ErrorCode::OutOfRange,
-            );
-            single_error(
-                start_with_property(name, json!(-1)),
-                &field,
-                ErrorCode::OutOfRange,
-            );
-            single_error(
-                start_with_property(name, json!(-1.0)),
-                &field,
-                ErrorCode::OutOfRange,
-            );
-            let message = single_error(
-                start_with_property(name, json!(1.5)),
-                &field,
-                ErrorCode::WrongType,
-            );
+            single_error(start_with_property(name, json!(max + 1)), &field, ErrorCode::OutOfRange);
+            single_error(start_with_property(name, json!(u64::MAX)), &field, ErrorCode::OutOfRange);
+            single_error(start_with_property(name, json!(1e12)), &field, ErrorCode::OutOfRange);
+            single_error(start_with_property(name, json!(-1)), &field, ErrorCode::OutOfRange);
+            single_error(start_with_property(name, json!(-1.0)), &field, ErrorCode::OutOfRange);
+            let message = single_error(start_with_property(name, json!(1.5)), &field, ErrorCode::WrongType);
             assert!(message.contains("whole number"), "{message}");
         }
     }
 
     #[test]
     fn fatal_must_be_a_boolean() {
-        let message = single_error(
-            start_with_property("fatal", json!("true")),
-            "properties.fatal",
-            ErrorCode::WrongType,
-        );
+        let message =
+            single_error(start_with_property("fatal", json!("true")), "properties.fatal", ErrorCode::WrongType);
         assert_eq!(message, "expected a boolean, got string");
-        single_error(
-            start_with_property("fatal", json!(1)),
-            "properties.fatal",
-            ErrorCode::WrongType,
-        );
+        single_error(start_with_property("fatal", json!(1)), "properties.fatal", ErrorCode::WrongType);
     }
 
     #[test]
@@ -676,49 +479,25 @@ mod properties {
         for name in dimensions {
             let field = format!("properties.{name}");
             ok(start_with_property(name, json!("x".repeat(128))));
-            single_error(
-                start_with_property(name, json!("x".repeat(129))),
-                &field,
-                ErrorCode::TooLong,
-            );
-            single_error(
-                start_with_property(name, json!("a\nb")),
-                &field,
-                ErrorCode::InvalidCharacters,
-            );
-            single_error(
-                start_with_property(name, json!(5)),
-                &field,
-                ErrorCode::WrongType,
-            );
+            single_error(start_with_property(name, json!("x".repeat(129))), &field, ErrorCode::TooLong);
+            single_error(start_with_property(name, json!("a\nb")), &field, ErrorCode::InvalidCharacters);
+            single_error(start_with_property(name, json!(5)), &field, ErrorCode::WrongType);
         }
     }
 
     #[test]
     fn error_message_allows_line_breaks_but_not_other_controls() {
         let field = "properties.error_message";
-        ok(start_with_property(
-            "error_message",
-            json!("x".repeat(2048)),
-        ));
-        single_error(
-            start_with_property("error_message", json!("x".repeat(2049))),
-            field,
-            ErrorCode::TooLong,
-        );
+        ok(start_with_property("error_message", json!("x".repeat(2048))));
+        single_error(start_with_property("error_message", json!("x".repeat(2049))), field, ErrorCode::TooLong);
         ok(start_with_property("error_message", json!("a\r\n\tb")));
-        single_error(
-            start_with_property("error_message", json!("bell\u{7}")),
-            field,
-            ErrorCode::InvalidCharacters,
-        );
+        single_error(start_with_property("error_message", json!("bell\u{7}")), field, ErrorCode::InvalidCharacters);
     }
 
     #[test]
     fn empty_strings_and_nulls_count_as_absent() {
         let mut body = valid(EventType::VideoStart);
-        body["properties"] =
-            json!({"quality": "", "cdn": null, "position_seconds": null, "fatal": null});
+        body["properties"] = json!({"quality": "", "cdn": null, "position_seconds": null, "fatal": null});
         let props = ok(body).properties;
         assert_eq!(props, crate::Properties::default());
     }
@@ -727,10 +506,7 @@ mod properties {
     fn required_properties_per_type() {
         let cases = [
             (EventType::VideoProgress, vec!["position_seconds"]),
-            (
-                EventType::Seek,
-                vec!["seek_from_seconds", "seek_to_seconds"],
-            ),
+            (EventType::Seek, vec!["seek_from_seconds", "seek_to_seconds"]),
             (EventType::VideoBuffer, vec!["buffer_duration_ms"]),
             (EventType::QualityChange, vec!["to_quality"]),
         ];
@@ -738,17 +514,10 @@ mod properties {
             let body = without(valid(event_type), "properties");
             let errors = errors(body);
             let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-            let expected: Vec<String> = required
-                .iter()
-                .map(|name| format!("properties.{name}"))
-                .collect();
+            let expected: Vec<String> = required.iter().map(|name| format!("properties.{name}")).collect();
             assert_eq!(fields, expected, "{event_type}");
             assert!(errors.iter().all(|e| e.code == ErrorCode::Missing));
-            assert!(
-                errors
-                    .iter()
-                    .all(|e| e.message.contains(event_type.as_str()))
-            );
+            assert!(errors.iter().all(|e| e.message.contains(event_type.as_str())));
         }
     }
 
@@ -772,10 +541,7 @@ mod properties {
         body["properties"] = json!({"ab_variant": "b", "nested": {"x": [1, null, "y"]}, "n": 1.5});
         let props = ok(body).properties;
         assert_eq!(props.extra.get("ab_variant"), Some(&json!("b")));
-        assert_eq!(
-            props.extra.get("nested"),
-            Some(&json!({"x": [1, null, "y"]}))
-        );
+        assert_eq!(props.extra.get("nested"), Some(&json!({"x": [1, null, "y"]})));
         assert_eq!(props.extra.get("n"), Some(&json!(1.5)));
         assert_eq!(props.extra.len(), 3);
     }
@@ -783,15 +549,10 @@ mod properties {
     #[test]
     fn unknown_properties_are_size_limited() {
         let filler = "x".repeat(MAX_EXTRA_PROPERTIES_BYTES);
-        let message = single_error(
-            start_with_property("blob", json!(filler)),
-            "properties",
-            ErrorCode::TooLarge,
-        );
+        let message = single_error(start_with_property("blob", json!(filler)), "properties", ErrorCode::TooLarge);
         assert!(message.contains("8192"), "{message}");
         // Known properties do not count against the limit.
-        let mut body =
-            start_with_property("blob", json!("x".repeat(MAX_EXTRA_PROPERTIES_BYTES - 20)));
+        let mut body = start_with_property("blob", json!("x".repeat(MAX_EXTRA_PROPERTIES_BYTES - 20)));
         body["properties"]["error_message"] = json!("y".repeat(2000));
         ok(body);
     }
@@ -802,32 +563,19 @@ mod metadata {
 
     #[test]
     fn metadata_object_is_kept() {
-        let event = ok(start_with(
-            "metadata",
-            json!({"page": "/watch", "exp": [1, 2]}),
-        ));
+        let event = ok(start_with("metadata", json!({"page": "/watch", "exp": [1, 2]})));
         let metadata = event.metadata.unwrap();
-        assert_eq!(
-            Value::Object(metadata),
-            json!({"page": "/watch", "exp": [1, 2]})
-        );
+        assert_eq!(Value::Object(metadata), json!({"page": "/watch", "exp": [1, 2]}));
     }
 
     #[test]
     fn empty_metadata_object_is_not_absent() {
-        assert_eq!(
-            ok(start_with("metadata", json!({}))).metadata,
-            Some(serde_json::Map::new())
-        );
+        assert_eq!(ok(start_with("metadata", json!({}))).metadata, Some(serde_json::Map::new()));
     }
 
     #[test]
     fn metadata_must_be_an_object() {
-        let message = single_error(
-            start_with("metadata", json!("x")),
-            "metadata",
-            ErrorCode::WrongType,
-        );
+        let message = single_error(start_with("metadata", json!("x")), "metadata", ErrorCode::WrongType);
         assert_eq!(message, "expected an object, got string");
     }
 
@@ -896,8 +644,7 @@ mod body {
         let message = single_body_error(&body, ErrorCode::TooLarge);
         assert!(message.contains("32768"), "{message}");
         // Exactly at the limit is fine size-wise.
-        let mut at_limit =
-            br#"{"event_type":"video_start","session_id":"s","video_id":"v"}"#.to_vec();
+        let mut at_limit = br#"{"event_type":"video_start","session_id":"s","video_id":"v"}"#.to_vec();
         at_limit.resize(MAX_EVENT_BYTES, b' ');
         assert!(Event::parse_json(&at_limit, received()).is_ok());
     }
@@ -958,11 +705,7 @@ mod wire {
 
     #[test]
     fn wire_round_trip_is_exact() {
-        for event in [
-            full_event(),
-            ok(valid(EventType::VideoError)),
-            ok(valid(EventType::Seek)),
-        ] {
+        for event in [full_event(), ok(valid(EventType::VideoError)), ok(valid(EventType::Seek))] {
             assert_eq!(Event::from_wire(&event.to_wire()), Ok(event));
         }
     }
@@ -996,14 +739,12 @@ mod wire {
     #[test]
     fn wire_checks_timestamp_against_its_own_received_at() {
         // Years old: replaying a topic must not reject old events.
-        let old =
-            br#"{"event_id":"0190a6a0-1234-7abc-8def-0123456789ab","event_type":"video_start",
+        let old = br#"{"event_id":"0190a6a0-1234-7abc-8def-0123456789ab","event_type":"video_start",
             "session_id":"s","video_id":"v","timestamp":"2020-01-01T00:00:00.000Z",
             "received_at":"2020-01-01T00:00:01.000Z","properties":{}}"#;
         let event = Event::from_wire(old).unwrap();
         assert_eq!(event.received_at, time("2020-01-01T00:00:01Z"));
-        let future =
-            br#"{"event_id":"0190a6a0-1234-7abc-8def-0123456789ab","event_type":"video_start",
+        let future = br#"{"event_id":"0190a6a0-1234-7abc-8def-0123456789ab","event_type":"video_start",
             "session_id":"s","video_id":"v","timestamp":"2020-01-03T00:00:00.000Z",
             "received_at":"2020-01-01T00:00:00.000Z"}"#;
         let errors = Event::from_wire(future).unwrap_err();
@@ -1027,24 +768,13 @@ mod wire {
 
     #[test]
     fn poison_messages_are_rejected_with_a_reason() {
-        assert_eq!(
-            Event::from_wire(b"\x00\x01binary")
-                .unwrap_err()
-                .primary_code(),
-            Some(ErrorCode::InvalidJson)
-        );
-        assert_eq!(
-            Event::from_wire(b"\xff").unwrap_err().primary_code(),
-            Some(ErrorCode::InvalidUtf8)
-        );
+        assert_eq!(Event::from_wire(b"\x00\x01binary").unwrap_err().primary_code(), Some(ErrorCode::InvalidJson));
+        assert_eq!(Event::from_wire(b"\xff").unwrap_err().primary_code(), Some(ErrorCode::InvalidUtf8));
         let mut wire: Value = serde_json::from_slice(&full_event().to_wire()).unwrap();
         wire["properties"]["position_seconds"] = json!(-3);
         wire["injected"] = json!(true);
         let errors = Event::from_wire(&serde_json::to_vec(&wire).unwrap()).unwrap_err();
-        assert!(
-            errors.has("properties.position_seconds", ErrorCode::OutOfRange),
-            "{errors}"
-        );
+        assert!(errors.has("properties.position_seconds", ErrorCode::OutOfRange), "{errors}");
         assert!(errors.has("injected", ErrorCode::UnknownField), "{errors}");
     }
 
@@ -1054,15 +784,7 @@ mod wire {
         body["metadata"] = json!({"m": "x".repeat(MAX_METADATA_BYTES - 10)});
         body["properties"]["blob"] = json!("y".repeat(MAX_EXTRA_PROPERTIES_BYTES - 14));
         body["properties"]["error_message"] = json!("\"".repeat(2048));
-        for name in [
-            "quality",
-            "device_type",
-            "browser",
-            "os",
-            "country",
-            "player",
-            "cdn",
-        ] {
+        for name in ["quality", "device_type", "browser", "os", "country", "player", "cdn"] {
             body["properties"][name] = json!("\\".repeat(128));
         }
         let event = ok(body);

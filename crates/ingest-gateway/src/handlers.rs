@@ -1,0 +1,164 @@
+//! `POST /api/events` and `POST /api/events/batch`.
+//!
+//! A request is read and decoded ([`crate::body`]), every event validated by
+//! `events-model` with `received_at` = now, the valid ones produced to Kafka,
+//! and 202 answered only once Kafka acknowledged all of them.
+
+use std::borrow::Cow;
+
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError as _,
+    http::header::{self, HeaderName},
+    web,
+};
+use chrono::Utc;
+use events_model::Event;
+use serde_json::json;
+
+use crate::{
+    body::{self, BodyFormat},
+    config::IngestConfig,
+    error::IngestError,
+    metrics::{self, Endpoint, InFlight, Tally},
+    producer::{EventProducer, ProduceError},
+    report::{BatchReport, Rejection, SingleAccepted},
+};
+
+/// What the handlers share.
+pub struct AppState {
+    pub producer: EventProducer,
+    pub limits: IngestConfig,
+}
+
+/// Mounts the ingest routes.
+pub fn configure(state: web::Data<AppState>) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    move |cfg| {
+        cfg.app_data(state.clone())
+            .service(
+                web::resource("/api/events")
+                    .route(web::post().to(post_event))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/events/batch")
+                    .route(web::post().to(post_batch))
+                    .default_service(web::to(method_not_allowed)),
+            );
+    }
+}
+
+async fn post_event(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let _in_flight = InFlight::enter();
+    finish(Endpoint::Single, single_event(&req, payload, &state).await)
+}
+
+async fn post_batch(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let _in_flight = InFlight::enter();
+    finish(Endpoint::Batch, batch(&req, payload, &state).await)
+}
+
+async fn single_event(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, IngestError> {
+    let (_, bytes) = read_body(req, payload, &state.limits, false).await?;
+    let value = body::single(&bytes)?;
+    let mut tally = Tally::default();
+    let validated = Event::from_value(value, Utc::now());
+    match &validated {
+        Ok(event) => tally.valid(event.event_type),
+        Err(errors) => tally.invalid(errors),
+    }
+    tally.record();
+    let event = validated.map_err(IngestError::InvalidEvent)?;
+
+    produce(state, std::slice::from_ref(&event)).await?;
+    metrics::accepted(1);
+    Ok(HttpResponse::Accepted().json(SingleAccepted { accepted: 1, event_ids: [event.event_id] }))
+}
+
+async fn batch(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, IngestError> {
+    let (format, bytes) = read_body(req, payload, &state.limits, true).await?;
+    let raw_events = body::batch(&bytes, format, state.limits.max_batch_events)?;
+
+    let received_at = Utc::now();
+    let mut tally = Tally::default();
+    let mut events = Vec::with_capacity(raw_events.len());
+    let mut rejected = Vec::new();
+    for (index, raw) in raw_events.into_iter().enumerate() {
+        match raw.validate(received_at) {
+            Ok(event) => {
+                tally.valid(event.event_type);
+                events.push(event);
+            }
+            Err(errors) => {
+                tally.invalid(&errors);
+                rejected.push(Rejection { index, errors });
+            }
+        }
+    }
+    tally.record();
+    if events.is_empty() {
+        return Err(IngestError::AllInvalid(BatchReport { accepted: 0, event_ids: Vec::new(), rejected }));
+    }
+
+    produce(state, &events).await?;
+    metrics::accepted(events.len());
+    let event_ids = events.iter().map(|e| e.event_id).collect();
+    Ok(HttpResponse::Accepted().json(BatchReport { accepted: events.len(), event_ids, rejected }))
+}
+
+/// Checks the headers, then reads and decodes the body within the size limit.
+async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limits: &IngestConfig,
+    allow_ndjson: bool,
+) -> Result<(BodyFormat, web::Bytes), IngestError> {
+    let format = body::body_format(header_text(req, header::CONTENT_TYPE).as_deref(), allow_ndjson)?;
+    let encoding = body::content_encoding(header_text(req, header::CONTENT_ENCODING).as_deref())?;
+    let declared = header_text(req, header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
+    let raw = body::read_limited(payload, declared, limits.max_body_bytes).await?;
+    Ok((format, body::decode(raw, encoding, limits.max_body_bytes)?))
+}
+
+fn header_text(req: &HttpRequest, name: HeaderName) -> Option<Cow<'_, str>> {
+    req.headers().get(name).map(|v| String::from_utf8_lossy(v.as_bytes()))
+}
+
+async fn produce(state: &AppState, events: &[Event]) -> Result<(), IngestError> {
+    let Err(error) = state.producer.produce(events).await else {
+        return Ok(());
+    };
+    tracing::warn!(
+        topic = state.producer.topic(),
+        events = events.len(),
+        error = %error,
+        "kafka did not acknowledge the events; answering 503"
+    );
+    let retry_after = state.limits.retry_after_secs;
+    Err(match error {
+        ProduceError::QueueFull => IngestError::KafkaQueueFull { retry_after, events: events.len() },
+        other => IngestError::KafkaUnavailable { reason: other.client_reason(), retry_after, events: events.len() },
+    })
+}
+
+/// Turns the outcome into the answer, counting refusals and the request.
+fn finish(endpoint: Endpoint, outcome: Result<HttpResponse, IngestError>) -> HttpResponse {
+    let response = match outcome {
+        Ok(response) => response,
+        Err(error) => {
+            if let Some((reason, events)) = error.rejected_events() {
+                metrics::rejected(reason, events);
+            }
+            tracing::debug!(endpoint = endpoint.as_str(), code = error.code(), error = %error, "request refused");
+            error.error_response()
+        }
+    };
+    metrics::request(endpoint, response.status().as_u16());
+    response
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, "POST")).json(json!({
+        "error": "method_not_allowed",
+        "message": format!("{} is not supported on {}; use POST", req.method(), req.path()),
+    }))
+}

@@ -1,0 +1,132 @@
+//! Producing validated events to the raw topic and waiting for Kafka's acknowledgement.
+//!
+//! Producer settings and why:
+//! - `acks=all` + `enable.idempotence=true`: an acknowledged event is on every
+//!   in-sync replica, and librdkafka's internal retries neither duplicate nor
+//!   reorder messages of a partition.
+//! - `compression.type=lz4`: cheap on CPU and effective on repetitive JSON.
+//! - `linger.ms` (default 2): concurrent requests share broker batches, at
+//!   the cost of at most that much added latency per request. Measured
+//!   against 0 and 5 ms, 2 ms gave the best throughput and tail latency for
+//!   both single events and batches (figures in the crate README).
+//! - `message.timeout.ms` = the request deadline, so every delivery future
+//!   resolves (delivered or failed) within the time a client waits.
+//! - `allow.auto.create.topics=false`: the topic is created by the gateway
+//!   with its configured partitions (see [`crate::topic`]), never by a racing
+//!   produce with the broker's defaults.
+
+use std::time::{Duration, Instant};
+
+use events_model::{Event, SCHEMA_VERSION_HEADER, WIRE_SCHEMA_VERSION};
+use rdkafka::{
+    error::KafkaError,
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer as _},
+    types::RDKafkaErrorCode,
+};
+use service_kit::{KafkaConfig, deps::kafka::client_config};
+
+use crate::config::IngestConfig;
+
+/// Extra wait beyond `message.timeout.ms` before giving up on a delivery
+/// report librdkafka should already have sent.
+const REPORT_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a request's events were not all acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("the producer queue is full")]
+    QueueFull,
+    #[error("no delivery report within the deadline")]
+    NoReport,
+    #[error("kafka did not store an event: {0}")]
+    Failed(#[source] KafkaError),
+}
+
+impl ProduceError {
+    /// A short explanation for clients (details go to the logs).
+    pub fn client_reason(&self) -> &'static str {
+        match self {
+            ProduceError::QueueFull => "the gateway's queue towards kafka is full",
+            ProduceError::NoReport => "kafka did not acknowledge the events in time",
+            ProduceError::Failed(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut) => {
+                "kafka did not acknowledge the events in time"
+            }
+            ProduceError::Failed(_) => "kafka could not store the events",
+        }
+    }
+}
+
+/// The gateway's producer of the raw events topic.
+pub struct EventProducer {
+    producer: FutureProducer,
+    topic: String,
+    deadline: Duration,
+    headers: OwnedHeaders,
+}
+
+impl EventProducer {
+    pub fn new(kafka: &KafkaConfig, ingest: &IngestConfig, topic: String) -> Result<Self, KafkaError> {
+        let producer: FutureProducer = client_config(kafka)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("compression.type", "lz4")
+            .set("linger.ms", ingest.linger_ms.to_string())
+            .set("message.timeout.ms", ingest.produce_timeout_ms.to_string())
+            .set("queue.buffering.max.messages", ingest.producer_queue_max_messages.to_string())
+            .set("allow.auto.create.topics", "false")
+            .create()?;
+        let version = WIRE_SCHEMA_VERSION.to_string();
+        let headers =
+            OwnedHeaders::new_with_capacity(1).insert(Header { key: SCHEMA_VERSION_HEADER, value: Some(&version) });
+        Ok(Self { producer, topic, deadline: ingest.produce_timeout(), headers })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Sends `events` in order (keyed by session, so a view's events keep
+    /// their order) and resolves once Kafka acknowledged every one of them.
+    ///
+    /// On error some events may still have been stored; clients retry with
+    /// the same `event_id`s and the pipeline counts each id once.
+    pub async fn produce(&self, events: &[Event]) -> Result<(), ProduceError> {
+        let started = Instant::now();
+        let outcome = self.send_all(events).await;
+        crate::metrics::produce_duration(started.elapsed(), outcome.is_ok());
+        outcome
+    }
+
+    async fn send_all(&self, events: &[Event]) -> Result<(), ProduceError> {
+        let mut deliveries = Vec::with_capacity(events.len());
+        for event in events {
+            let payload = event.to_wire();
+            let record =
+                FutureRecord::to(&self.topic).key(event.kafka_key()).payload(&payload).headers(self.headers.clone());
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    return Err(ProduceError::QueueFull);
+                }
+                Err((error, _)) => return Err(ProduceError::Failed(error)),
+            }
+        }
+        let acknowledged = futures::future::try_join_all(deliveries.into_iter().map(|delivery| async move {
+            match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((error, _))) => Err(ProduceError::Failed(error)),
+                Err(_) => Err(ProduceError::Failed(KafkaError::Canceled)),
+            }
+        }));
+        match tokio::time::timeout(self.deadline + REPORT_GRACE, acknowledged).await {
+            Ok(outcome) => outcome.map(|_| ()),
+            Err(_) => Err(ProduceError::NoReport),
+        }
+    }
+
+    /// Waits (blocking, up to `timeout`) for queued events to be delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}

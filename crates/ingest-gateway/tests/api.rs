@@ -1,0 +1,359 @@
+//! The ingest endpoints end to end: HTTP in, Kafka out, against the local stack.
+//! Each test runs its own gateway in-process with a unique topic prefix and
+//! reads the raw topic back to check exactly the valid events arrived.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::{Gateway, JSON, NDJSON, event_ids, expected, gzip, progress};
+use events_model::{SCHEMA_VERSION_HEADER, WIRE_SCHEMA_VERSION};
+use ingest_gateway::IngestConfig;
+use serde_json::{Value, json};
+use service_kit::{KafkaConfig, testing};
+
+fn small_topic() -> IngestConfig {
+    IngestConfig { raw_topic_partitions: 3, ..IngestConfig::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_event_is_stored_once_kafka_acknowledged_it() {
+    let gateway = Gateway::start(small_topic()).await;
+    let sent = json!({
+        "event_type": "video_start",
+        "user_id": "user-7",
+        "session_id": "session-single",
+        "video_id": "video-9",
+        "properties": {"startup_time_ms": 850, "device_type": "tv"},
+    });
+    let before = Utc::now();
+    let answer = gateway.post_json("/api/events", &sent).await;
+    let after = Utc::now();
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let ids = event_ids(&answer);
+    assert_eq!(answer.body, json!({"accepted": 1, "event_ids": ids}));
+    let id = uuid::Uuid::parse_str(&ids[0]).unwrap();
+    assert_eq!(id.get_version_num(), 7, "server-assigned ids are uuid v7");
+
+    let stored = gateway.stored(1).await;
+    let message = &stored[0];
+    assert_eq!(message.key, "session-single");
+    assert_eq!(
+        message.headers,
+        vec![(SCHEMA_VERSION_HEADER.to_string(), WIRE_SCHEMA_VERSION.to_string().into_bytes())]
+    );
+    assert_eq!(message.event.event_id, id);
+    let received = message.event.received_at;
+    assert!(received >= before - chrono::TimeDelta::milliseconds(1) && received <= after, "{received}");
+    assert_eq!(message.event.timestamp, received, "no client timestamp: the receive time");
+    assert_eq!(message.event, expected(sent, &ids[0], &message.event));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_batch_stores_exactly_the_valid_events_and_reports_the_others_by_index() {
+    let gateway = Gateway::start(small_topic()).await;
+    let client_id = uuid::Uuid::new_v4().to_string();
+    let mut with_id = progress("session-batch", 30.0);
+    with_id["event_id"] = json!(client_id);
+    let mut missing_session = progress("session-batch", 5.0);
+    missing_session.as_object_mut().unwrap().remove("session_id");
+    let mut unknown_type = progress("session-batch", 6.0);
+    unknown_type["event_type"] = json!("video_stop");
+    let mut bad_position = progress("session-batch", 7.0);
+    bad_position["properties"]["position_seconds"] = json!("ten");
+    let batch = vec![
+        progress("session-batch", 10.0),
+        missing_session,
+        progress("session-batch", 20.0),
+        unknown_type,
+        with_id,
+        bad_position,
+    ];
+
+    let answer = gateway.post_json("/api/events/batch", &Value::Array(batch.clone())).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    assert_eq!(answer.body["accepted"], 3);
+    let ids = event_ids(&answer);
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[2], client_id, "client-supplied event_id kept");
+    let rejected = answer.body["rejected"].as_array().unwrap();
+    let summary: Vec<(u64, &str, &str)> = rejected
+        .iter()
+        .map(|r| {
+            let first = &r["errors"][0];
+            (r["index"].as_u64().unwrap(), first["field"].as_str().unwrap(), first["code"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, "session_id", "missing"),
+            (3, "event_type", "unknown_event_type"),
+            (5, "properties.position_seconds", "wrong_type"),
+        ]
+    );
+    assert!(rejected.iter().all(|r| r["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty())));
+
+    // One session, one partition: stored in the order sent.
+    let stored = gateway.stored(3).await;
+    let stored_ids: Vec<String> = stored.iter().map(|s| s.event.event_id.to_string()).collect();
+    assert_eq!(stored_ids, ids);
+    for ((message, sent), id) in stored.iter().zip([&batch[0], &batch[2], &batch[4]]).zip(&ids) {
+        assert_eq!(message.key, "session-batch");
+        assert_eq!(message.event, expected(sent.clone(), id, &message.event));
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_batch_reports_a_malformed_line_and_stores_its_neighbours() {
+    let gateway = Gateway::start(small_topic()).await;
+    let first = progress("session-a", 1.0);
+    let last = progress("session-b", 2.0);
+    let body = format!("{first}\r\n{{\"event_type\": \"video_start\",\n\n{last}\n");
+    let answer = gateway.post("/api/events/batch", Some(NDJSON), body.into_bytes(), &[]).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    assert_eq!(answer.body["accepted"], 2);
+    assert_eq!(answer.body["rejected"].as_array().unwrap().len(), 1);
+    assert_eq!(answer.body["rejected"][0]["index"], 1);
+    assert_eq!(answer.body["rejected"][0]["errors"][0]["field"], "$");
+    assert_eq!(answer.body["rejected"][0]["errors"][0]["code"], "invalid_json");
+
+    let ids = event_ids(&answer);
+    let mut stored = gateway.stored(2).await;
+    stored.sort_by_key(|s| s.key.clone());
+    assert_eq!(stored[0].event, expected(first, &ids[0], &stored[0].event));
+    assert_eq!(stored[1].event, expected(last, &ids[1], &stored[1].event));
+    assert_eq!((stored[0].key.as_str(), stored[1].key.as_str()), ("session-a", "session-b"));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bodies_are_accepted_and_bombs_refused() {
+    let gateway = Gateway::start(IngestConfig { max_body_bytes: 64 * 1024, ..small_topic() }).await;
+    let batch: Vec<Value> = (0..3).map(|i| progress("session-gzip", f64::from(i))).collect();
+    let compressed = gzip(&serde_json::to_vec(&batch).unwrap());
+    let answer = gateway.post("/api/events/batch", Some(JSON), compressed, &[("content-encoding", "gzip")]).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    assert_eq!(answer.body["accepted"], 3);
+
+    let single = gzip(&serde_json::to_vec(&progress("session-gzip", 9.0)).unwrap());
+    let answer = gateway.post("/api/events", Some(JSON), single, &[("content-encoding", "gzip")]).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+
+    // 10 MiB of spaces compress to a few KiB, far under the 64 KiB limit.
+    let mut bomb_text = b"[".to_vec();
+    bomb_text.extend(std::iter::repeat_n(b' ', 10 * 1024 * 1024));
+    bomb_text.push(b']');
+    let bomb = gzip(&bomb_text);
+    assert!(bomb.len() < 64 * 1024);
+    let answer = gateway.post("/api/events/batch", Some(JSON), bomb, &[("content-encoding", "gzip")]).await;
+    assert_eq!(answer.status, 413, "{:?}", answer.body);
+    assert_eq!(answer.body["error"], "payload_too_large");
+
+    let answer = gateway.post("/api/events", Some(JSON), b"not gzip".to_vec(), &[("content-encoding", "gzip")]).await;
+    assert_eq!((answer.status, answer.body["error"].as_str()), (400, Some("invalid_gzip")));
+
+    gateway.stored(4).await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_and_count_limits_answer_413_and_store_nothing() {
+    let gateway =
+        Gateway::start(IngestConfig { max_body_bytes: 16 * 1024, max_batch_events: 5, ..small_topic() }).await;
+
+    let mut big = progress("session-big", 1.0);
+    big["metadata"]["padding"] = json!("x".repeat(20 * 1024));
+    let answer = gateway.post_json("/api/events", &big).await;
+    assert_eq!(answer.status, 413, "{:?}", answer.body);
+    assert_eq!(answer.body["error"], "payload_too_large");
+    assert_eq!(answer.body["limit"], 16 * 1024);
+    assert!(answer.body["message"].as_str().unwrap().contains("16384"), "{:?}", answer.body);
+
+    let six: Vec<Value> = (0..6).map(|i| progress("session-many", f64::from(i))).collect();
+    let answer = gateway.post_json("/api/events/batch", &Value::Array(six.clone())).await;
+    assert_eq!(answer.status, 413, "{:?}", answer.body);
+    assert_eq!(answer.body["error"], "too_many_events");
+    assert_eq!(answer.body["limit"], 5);
+    assert!(answer.body["message"].as_str().unwrap().contains("6 events"), "{:?}", answer.body);
+
+    let lines: String = six.iter().map(|e| format!("{e}\n")).collect();
+    let answer = gateway.post("/api/events/batch", Some(NDJSON), lines.into_bytes(), &[]).await;
+    assert_eq!((answer.status, answer.body["error"].as_str()), (413, Some("too_many_events")));
+
+    // Exactly at the limit is accepted.
+    let answer = gateway.post_json("/api/events/batch", &Value::Array(six[..5].to_vec())).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    gateway.stored(5).await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_get_a_json_reason_and_store_nothing() {
+    let gateway = Gateway::start(small_topic()).await;
+    let event = serde_json::to_vec(&progress("session-x", 1.0)).unwrap();
+    let batch = serde_json::to_vec(&json!([progress("session-x", 1.0)])).unwrap();
+
+    const SINGLE: &str = "/api/events";
+    const BATCH: &str = "/api/events/batch";
+    let latin1 = "application/json; charset=iso-8859-1";
+    // (path, content type, body, status, error code)
+    let cases = [
+        (SINGLE, Some("text/plain"), &event[..], 415, "unsupported_media_type"),
+        (SINGLE, None, &event[..], 415, "unsupported_media_type"),
+        (SINGLE, Some(NDJSON), &event[..], 415, "unsupported_media_type"),
+        (SINGLE, Some(latin1), &event[..], 415, "unsupported_media_type"),
+        (BATCH, Some("application/xml"), &batch[..], 415, "unsupported_media_type"),
+        (SINGLE, Some(JSON), b"{\"event_type\": ", 400, "invalid_json"),
+        (BATCH, Some(JSON), b"[{\"event_type\": \"video_start\"", 400, "invalid_json"),
+        (SINGLE, Some(JSON), b"{\"video_id\": \"\xff\xfe\"}", 400, "invalid_utf8"),
+        (BATCH, Some(JSON), b"[\"\xc3\x28\"]", 400, "invalid_utf8"),
+        (BATCH, Some(JSON), b"[]", 400, "empty_batch"),
+        (BATCH, Some(JSON), &event[..], 400, "invalid_batch"),
+        (SINGLE, Some(JSON), b"[]", 400, "invalid_event"),
+    ];
+    for (path, content_type, body, status, code) in cases {
+        let answer = gateway.post(path, content_type, body.to_vec(), &[]).await;
+        let context = format!("{path} {content_type:?} {:?}: {:?}", String::from_utf8_lossy(body), answer.body);
+        assert_eq!(answer.status, status, "{context}");
+        assert_eq!(answer.body["error"], code, "{context}");
+        assert!(answer.body["message"].as_str().is_some_and(|m| m.len() > 10), "{context}");
+    }
+    let answer = gateway.post(SINGLE, Some(JSON), event.clone(), &[("content-encoding", "br")]).await;
+    assert_eq!((answer.status, answer.body["error"].as_str()), (415, Some("unsupported_encoding")));
+
+    // A single invalid event names its fields.
+    let answer = gateway.post_json("/api/events", &json!({"event_type": "video_start", "video_id": 5})).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.body["error"], "invalid_event");
+    let errors: Vec<(&str, &str)> = answer.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["field"].as_str().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(errors, vec![("session_id", "missing"), ("video_id", "wrong_type")]);
+
+    // A batch of only invalid events is a 400 with the per-index report.
+    let answer = gateway.post_json("/api/events/batch", &json!([{"event_type": "nope"}, 42])).await;
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert_eq!(answer.body["error"], "invalid_events");
+    assert_eq!(answer.body["accepted"], 0);
+    assert_eq!(answer.body["event_ids"], json!([]));
+    let indexes: Vec<u64> =
+        answer.body["rejected"].as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(indexes, vec![0, 1]);
+    assert_eq!(answer.body["rejected"][1]["errors"][0]["code"], "not_an_object");
+
+    let answer = gateway.http.get(gateway.url("/api/events")).send().await.unwrap();
+    assert_eq!(answer.status(), 405);
+    assert_eq!(answer.headers()["allow"], "POST");
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed");
+
+    assert_eq!(gateway.stored_count().await, 0, "nothing refused reached kafka");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_strings_are_stored_verbatim_or_rejected_by_field() {
+    let gateway = Gateway::start(small_topic()).await;
+    let quotes = r#"she said "hi" \ 'x'; DROP TABLE events; -- {"#;
+    let emoji = "🎬 clip ✓ 日本語 👩‍👩‍👧";
+    let mut hostile = progress(quotes, 3.0);
+    hostile["video_id"] = json!(emoji);
+    hostile["user_id"] = json!("\u{202e}rtl\u{200b}zero-width");
+    hostile["metadata"] = json!({"note": "line\nbreak \"quoted\" </script>"});
+    let mut nul_session = progress("ok", 1.0);
+    nul_session["session_id"] = json!("abc\u{0000}def");
+    let mut nul_quality = progress("ok", 1.0);
+    nul_quality["properties"]["quality"] = json!("720p\u{0000}");
+
+    let batch = json!([hostile.clone(), nul_session, nul_quality]);
+    let answer = gateway.post_json("/api/events/batch", &batch).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    assert_eq!(answer.body["accepted"], 1);
+    let rejected = &answer.body["rejected"];
+    assert_eq!(rejected[0]["index"], 1);
+    assert_eq!(rejected[0]["errors"][0]["field"], "session_id");
+    assert_eq!(rejected[0]["errors"][0]["code"], "invalid_characters");
+    assert_eq!(rejected[1]["index"], 2);
+    assert_eq!(rejected[1]["errors"][0]["field"], "properties.quality");
+    assert_eq!(rejected[1]["errors"][0]["code"], "invalid_characters");
+
+    let ids = event_ids(&answer);
+    let stored = gateway.stored(1).await;
+    assert_eq!(stored[0].key, quotes);
+    assert_eq!(stored[0].event.video_id, emoji);
+    assert_eq!(stored[0].event, expected(hostile, &ids[0], &stored[0].event));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_event_id_is_kept_across_retries() {
+    let gateway = Gateway::start(small_topic()).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut event = progress("session-retry", 12.5);
+    event["event_id"] = json!(id);
+    // A client retrying after a lost answer sends the same id again; both are
+    // stored and the pipeline counts the id once.
+    for _ in 0..2 {
+        let answer = gateway.post_json("/api/events", &event).await;
+        assert_eq!(answer.status, 202, "{:?}", answer.body);
+        assert_eq!(answer.body, json!({"accepted": 1, "event_ids": [id]}));
+    }
+    let stored = gateway.stored(2).await;
+    assert!(stored.iter().all(|s| s.event.event_id.to_string() == id));
+    assert_eq!(stored[0].partition, stored[1].partition, "same key, same partition");
+
+    let mut malformed_id = event.clone();
+    malformed_id["event_id"] = json!("not-a-uuid");
+    let answer = gateway.post_json("/api/events", &malformed_id).await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.body["errors"].as_array().unwrap().iter().any(|e| e["field"] == "event_id"));
+    gateway.stop().await;
+}
+
+/// A loopback port nothing listens on.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_kafka_answers_503_with_retry_after_and_accepts_nothing() {
+    let kafka = KafkaConfig { brokers: format!("127.0.0.1:{}", dead_port()), ..testing::kafka_config() };
+    let ingest = IngestConfig {
+        produce_timeout_ms: 800,
+        producer_queue_max_messages: 1,
+        retry_after_secs: 3,
+        ..IngestConfig::default()
+    };
+    let gateway = Gateway::start_with(kafka, ingest).await;
+    let ready = gateway.http.get(gateway.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready without kafka");
+
+    // The delivery deadline passes: 503 soon after it.
+    let started = Instant::now();
+    let answer = gateway.post_json("/api/events", &progress("session-down", 1.0)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert!(elapsed >= Duration::from_millis(700) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(answer.retry_after.as_deref(), Some("3"));
+    assert_eq!(answer.body["error"], "kafka_unavailable");
+    assert!(answer.body["message"].as_str().unwrap().contains("same event_id"), "{:?}", answer.body);
+    assert!(answer.body.get("accepted").is_none() && answer.body.get("event_ids").is_none());
+
+    // The producer queue (1 message here) overflows: 503 at once.
+    let batch: Vec<Value> = (0..3).map(|i| progress("session-down", f64::from(i))).collect();
+    let started = Instant::now();
+    let answer = gateway.post_json("/api/events/batch", &Value::Array(batch)).await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+    assert_eq!(answer.retry_after.as_deref(), Some("3"));
+    assert_eq!(answer.body["error"], "kafka_queue_full");
+    assert!(answer.body.get("accepted").is_none());
+    gateway.stop().await;
+}
