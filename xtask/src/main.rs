@@ -3,6 +3,7 @@
 //! State lives in `.stack/` at the repository root: `logs/<component>.log`,
 //! `pids/<component>.pid` and one data directory per server.
 
+mod dlq;
 mod docker;
 mod install;
 mod layout;
@@ -56,6 +57,11 @@ enum Cmd {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Inspect dead letters, or replay them to the raw topic after a fix.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCmd,
+    },
     /// Print the end of a component's log (.stack/logs/<component>.log).
     Logs {
         /// kafka, clickhouse, postgres, redis, a binary's name, install, kafka-download, …
@@ -86,6 +92,7 @@ fn main() -> ExitCode {
             Cmd::Status => stack::status(&layout).await,
             Cmd::Migrate => stack::migrate(&layout).await.map(|_| ExitCode::SUCCESS),
             Cmd::Test { native, cargo_args } => stack::test(&layout, native, &cargo_args).await,
+            Cmd::Dlq { command } => dlq::run(command).await,
             Cmd::Logs { component, lines, follow } => {
                 stack::logs(&layout, &component, lines, follow).map(|_| ExitCode::SUCCESS)
             }
