@@ -34,7 +34,7 @@ async fn produce(cfg: &KafkaConfig, topic: &str, payloads: &[(String, Vec<u8>)])
 
 struct Running {
     shutdown: Shutdown,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 fn start(config: Config) -> Running {
@@ -42,13 +42,21 @@ fn start(config: Config) -> Running {
     let shutdown = Shutdown::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let task = tokio::spawn(stream_processor::run(config, listener, shutdown.clone()));
-    Running { shutdown, task }
+    Running { shutdown, task: Some(task) }
 }
 
 impl Running {
-    async fn stop(self) {
+    async fn stop(mut self) {
         self.shutdown.trigger();
-        tokio::time::timeout(Duration::from_secs(10), self.task).await.unwrap().unwrap().unwrap();
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+/// A failing test must not leave the consumer thread holding the runtime open.
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
     }
 }
 

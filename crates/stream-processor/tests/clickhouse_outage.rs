@@ -1,0 +1,186 @@
+//! ClickHouse stopped for 30 s in the middle of a load: the stream-processor
+//! backs off (its insert retries grow), the consumer lag grows, and once
+//! ClickHouse is back the lag drains to zero with every event stored exactly once.
+//!
+//! ClickHouse is a scratch server of this test (the shared one stays up for
+//! the other tests); Kafka is the shared stack's, with topics of our own.
+
+mod drill;
+
+use std::time::{Duration, Instant};
+
+use events_model::Topics;
+use local_stack::ScratchClickHouse;
+use rdkafka::producer::{FutureProducer, FutureRecord, future_producer::OwnedDeliveryResult};
+use service_kit::{
+    ClickHouseConfig, KafkaConfig, Shutdown,
+    deps::kafka::{self, TopicSpec},
+    testing::{self, eventually},
+};
+use tokio::task::JoinHandle;
+
+/// Events produced every 50 ms while the load runs (≈ 1,000 a second).
+const EVENTS_PER_TICK: usize = 50;
+const OUTAGE: Duration = Duration::from_secs(30);
+const RETRIES: &str = "analytics_service_clickhouse_insert_retries_total";
+const LAG: &str = "analytics_service_kafka_consumer_lag";
+
+/// Produces events to the raw topic at a steady pace until stopped.
+struct Load {
+    stop: Shutdown,
+    task: JoinHandle<usize>,
+}
+
+impl Load {
+    fn start(kafka: &KafkaConfig, topic: &str) -> Self {
+        let producer: FutureProducer =
+            kafka::client_config(kafka).set("acks", "all").set("linger.ms", "5").create().unwrap();
+        let (stop, topic) = (Shutdown::new(), topic.to_string());
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut deliveries = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            while !stopped.is_triggered() {
+                tokio::select! {
+                    () = stopped.wait() => break,
+                    _ = tick.tick() => {}
+                }
+                for _ in 0..EVENTS_PER_TICK {
+                    let event = drill::event(uuid::Uuid::new_v4(), deliveries.len());
+                    let payload = event.to_wire();
+                    let record = FutureRecord::to(&topic).key(event.kafka_key()).payload(&payload);
+                    deliveries.push(producer.send_result(record).map_err(|(e, _)| e).expect("queued for kafka"));
+                }
+            }
+            let produced = deliveries.len();
+            for delivery in deliveries {
+                let delivered: OwnedDeliveryResult = delivery.await.expect("delivery report");
+                delivered.map_err(|(e, _)| e).expect("kafka acknowledged the event");
+            }
+            produced
+        });
+        Self { stop, task }
+    }
+
+    /// Stops producing; returns how many events Kafka acknowledged (all of them).
+    async fn finish(self) -> usize {
+        self.stop.trigger();
+        self.task.await.expect("load task")
+    }
+}
+
+async fn stored(client: &clickhouse::Client) -> anyhow::Result<(u64, u64)> {
+    Ok(client.query("SELECT count(), uniqExact(event_id) FROM events").fetch_one::<(u64, u64)>().await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_outage_backs_off_then_drains_the_lag_with_nothing_lost() {
+    let began = Instant::now();
+    let mut scratch = ScratchClickHouse::start().await.unwrap();
+    let clickhouse =
+        ClickHouseConfig { url: scratch.url(), database: "analytics".into(), ..ClickHouseConfig::default() };
+    service_kit::migrate::apply_clickhouse(&clickhouse).await.unwrap();
+
+    let kafka_cfg = testing::kafka_config();
+    let topics = Topics::new(&kafka_cfg.topic_prefix);
+    let raw = topics.raw_events.clone();
+    kafka::ensure_topics(
+        &kafka_cfg,
+        &[
+            TopicSpec { name: raw.clone(), partitions: 3, retention_ms: None },
+            TopicSpec { name: topics.dead_letters.clone(), partitions: 1, retention_ms: None },
+        ],
+    )
+    .await
+    .unwrap();
+
+    let mut config =
+        stream_processor::Config { kafka: kafka_cfg.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
+    let p = &mut config.processor;
+    (p.batch_max_events, p.batch_max_wait_ms, p.insert_timeout_ms) = (2_000, 200, 5_000);
+    (p.retry_initial_ms, p.retry_max_ms, p.statistics_interval_ms) = (100, 1_000, 500);
+    let processor = drill::start_processor(config);
+    let http = drill::client();
+    let metric = |name: &'static str, labels: &'static [(&'static str, &'static str)]| {
+        let (http, processor) = (&http, &processor);
+        async move { anyhow::Ok(drill::total(&processor.metrics(http).await?, name, labels).unwrap_or(0.0)) }
+    };
+    let topic_lag = || {
+        let (http, processor, raw) = (&http, &processor, raw.as_str());
+        async move { anyhow::Ok(drill::samples(&processor.metrics(http).await?, LAG, &[("topic", raw)])) }
+    };
+
+    // The load flows into ClickHouse and offsets are committed.
+    let load = Load::start(&kafka_cfg, &raw);
+    let client = clickhouse.client();
+    eventually(Duration::from_secs(30), || async {
+        let (rows, _) = stored(&client).await?;
+        anyhow::ensure!(rows >= 2_000, "{rows} rows stored so far");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let retries_before = metric(RETRIES, &[]).await.unwrap();
+
+    scratch.stop().await.unwrap();
+    let down_since = Instant::now();
+
+    // The processor backs off: its retries keep growing, once per backoff interval…
+    let mut retries = retries_before;
+    for _ in 0..3 {
+        retries = eventually(Duration::from_secs(10), || async {
+            let now = metric(RETRIES, &[]).await?;
+            anyhow::ensure!(now > retries, "{RETRIES} still {now}");
+            Ok(now)
+        })
+        .await
+        .unwrap();
+    }
+    // …and the lag of our topic grows while the load goes on.
+    let mut lag = 0.0;
+    for _ in 0..2 {
+        lag = eventually(Duration::from_secs(10), || async {
+            let now: f64 = topic_lag().await?.iter().map(|(_, v)| v).sum();
+            anyhow::ensure!(now > lag, "{LAG} of {raw} is {now}, not above {lag}");
+            Ok(now)
+        })
+        .await
+        .unwrap();
+    }
+    assert!(down_since.elapsed() < OUTAGE, "the backoff and the lag showed only after {:?}", down_since.elapsed());
+
+    // The outage lasts its 30 s, the load going on all along.
+    tokio::time::sleep_until((down_since + OUTAGE).into()).await;
+    let outage_retries = metric(RETRIES, &[]).await.unwrap() - retries_before;
+    let outage_lag: f64 = topic_lag().await.unwrap().iter().map(|(_, v)| v).sum();
+    scratch.start_again().await.unwrap();
+    let produced = load.finish().await as u64;
+    eprintln!(
+        "outage of {:?}: {outage_retries} insert retries, lag {outage_lag} before the restart; {produced} events produced",
+        down_since.elapsed()
+    );
+    assert!(outage_retries >= 10.0, "only {outage_retries} retries in 30 s with retry_max_ms = 1000");
+    assert!(outage_lag >= 10_000.0, "lag {outage_lag} after 30 s of ≈ 1,000 events/s");
+
+    // Everything arrives, exactly once, and the lag drains to zero on every partition.
+    eventually(Duration::from_secs(60), || async {
+        let (rows, distinct) = stored(&client).await?;
+        anyhow::ensure!(distinct == produced, "{distinct} of {produced} events stored ({rows} rows)");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let deduplicated: u64 = client.query("SELECT count() FROM events FINAL").fetch_one().await.unwrap();
+    assert_eq!(deduplicated, produced, "count() FINAL");
+    eventually(Duration::from_secs(30), || async {
+        let lag = topic_lag().await?;
+        anyhow::ensure!(lag.len() == 3 && lag.iter().all(|(_, v)| *v == 0.0), "lag of {raw}: {lag:?}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    processor.stop().await;
+    kafka::delete_topics(&kafka_cfg, &[&raw, &topics.dead_letters]).await.unwrap();
+    eprintln!("ClickHouse outage drill took {:?}", began.elapsed());
+}

@@ -1,0 +1,137 @@
+//! What the outage drills (`clickhouse_outage.rs`, `kafka_outage.rs`) share:
+//! the stream-processor and the ingest-gateway started in-process, events with
+//! ids of the test's choosing, and values read from `/metrics`.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use chrono::Utc;
+use events_model::Event;
+use serde_json::{Value, json};
+use service_kit::{HttpConfig, Shutdown, testing};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// A service running in this test process, on a port of its own.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: Shutdown,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn spawn<F>(run: impl FnOnce(std::net::TcpListener, Shutdown) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(run(listener, shutdown.clone()));
+        Self { addr, shutdown, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Asks for a graceful stop; the service must exit cleanly within 20 s.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        let outcome = tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("service stops in time");
+        outcome.expect("service task").expect("service exits cleanly");
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self, http: &reqwest::Client) -> anyhow::Result<String> {
+        let response = http.get(self.url("/metrics")).send().await?;
+        anyhow::ensure!(response.status() == 200, "/metrics answered {}", response.status());
+        Ok(response.text().await?)
+    }
+}
+
+/// The stream-processor, consuming until [`Running::stop`].
+pub fn start_processor(config: stream_processor::Config) -> Running {
+    let _ = service_kit::telemetry::init(&service_kit::LogConfig::default());
+    Running::spawn(|listener, shutdown| stream_processor::run(config, listener, shutdown))
+}
+
+/// The ingest-gateway, once its `/ready` answers 200 (Kafka reachable, raw topic there).
+pub async fn start_gateway(config: ingest_gateway::Config) -> Running {
+    let _ = service_kit::telemetry::init(&service_kit::LogConfig::default());
+    let config = ingest_gateway::Config {
+        http: HttpConfig { workers: 2, probe_timeout_ms: 500, ..HttpConfig::default() },
+        ..config
+    };
+    let gateway = Running::spawn(|listener, shutdown| ingest_gateway::run(config, listener, shutdown));
+    let http = client();
+    testing::eventually(Duration::from_secs(30), || async {
+        let response = http.get(gateway.url("/ready")).send().await?;
+        let status = response.status();
+        anyhow::ensure!(status == 200, "gateway /ready answered {status}: {}", response.text().await?);
+        Ok(())
+    })
+    .await
+    .expect("gateway ready");
+    gateway
+}
+
+/// An HTTP client without idle keep-alive connections (which would hold up a graceful stop).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(15)).pool_max_idle_per_host(0).build().unwrap()
+}
+
+/// A valid `video_progress` event with `id` as its `event_id`; `i` spreads
+/// events over sessions (so over partitions) and videos.
+pub fn event_json(id: Uuid, i: usize) -> Value {
+    json!({
+        "event_id": id.to_string(),
+        "event_type": "video_progress",
+        "user_id": format!("u{}", i % 101),
+        "session_id": format!("s{}", i % 499),
+        "video_id": format!("v{}", i % 13),
+        "properties": {"position_seconds": (i % 3_600) as f64, "bitrate_kbps": 2_500},
+    })
+}
+
+/// [`event_json`] validated as the gateway would, ready for the raw topic.
+pub fn event(id: Uuid, i: usize) -> Event {
+    Event::from_value(event_json(id, i), Utc::now()).expect("valid event")
+}
+
+/// The samples of metric `name` in Prometheus text whose labels include every
+/// `key="value"` of `labels`: (label text, value).
+pub fn samples(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels_text, value) = match rest.strip_prefix('{') {
+                Some(rest) => rest.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            Some((labels_text.to_string(), value.trim().parse::<f64>().ok()?))
+        })
+        .filter(|(labels_text, _)| labels.iter().all(|(k, v)| labels_text.contains(&format!("{k}=\"{v}\""))))
+        .collect()
+}
+
+/// The sum of [`samples`]; `None` when there is none.
+pub fn total(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let found = samples(text, name, labels);
+    (!found.is_empty()).then(|| found.iter().map(|(_, v)| v).sum())
+}
+
+#[test]
+fn samples_select_by_name_and_labels() {
+    let text = "# TYPE lag gauge\n\
+                lag{topic=\"a\",partition=\"0\"} 3\n\
+                lag{topic=\"a\",partition=\"1\"} 4\n\
+                lag{topic=\"b\",partition=\"0\"} 100\n\
+                lag_other 7\n\
+                retries_total 5\n";
+    assert_eq!(total(text, "lag", &[("topic", "a")]), Some(7.0));
+    assert_eq!(samples(text, "lag", &[("topic", "b")]), [("topic=\"b\",partition=\"0\"".to_string(), 100.0)]);
+    assert_eq!(total(text, "retries_total", &[]), Some(5.0));
+    assert_eq!(total(text, "lag", &[("topic", "c")]), None);
+}
