@@ -239,6 +239,49 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     value.get("addr")?.as_str()?.parse().ok()
 }
 
+/// A service's `run` function started in-process on `127.0.0.1:0`.
+///
+/// Shutdown is triggered when it is stopped or dropped, so a failing test
+/// never leaves a worker thread holding the runtime open.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    shutdown: crate::Shutdown,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcess {
+    pub fn spawn<C, F, Fut>(config: C, run: F) -> Self
+    where
+        F: FnOnce(C, std::net::TcpListener, crate::Shutdown) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("bound address");
+        let shutdown = crate::Shutdown::new();
+        let task = tokio::spawn(run(config, listener, shutdown.clone()));
+        Self { addr, shutdown, task: Some(task) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Triggers shutdown and waits (up to 15 s) for `run` to return.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.trigger();
+        let Some(task) = self.task.take() else { return Ok(()) };
+        tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .map_err(|_| anyhow::anyhow!("service still running 15 s after shutdown"))??
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
 /// Polls `check` until it returns `Ok`, or fails with its last error after `deadline`.
 pub async fn eventually<T, F, Fut>(deadline: Duration, mut check: F) -> anyhow::Result<T>
 where

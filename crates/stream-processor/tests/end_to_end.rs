@@ -5,66 +5,36 @@
 use std::{collections::HashSet, net::SocketAddr, time::Duration};
 
 use serde_json::{Value, json};
-use service_kit::{ClickHouseConfig, HttpConfig, KafkaConfig, Shutdown, testing};
+use service_kit::{
+    ClickHouseConfig, HttpConfig, KafkaConfig,
+    testing::{self, InProcess},
+};
 
-/// A service running in-process; shut down when stopped or dropped (so a
-/// failing test does not leave a consumer thread holding the runtime open).
-struct Service {
-    addr: SocketAddr,
-    shutdown: Shutdown,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Service {
-    async fn stop(mut self) {
-        self.shutdown.trigger();
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(15), task).await.unwrap().unwrap().unwrap();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
-}
-
-fn bind() -> (std::net::TcpListener, SocketAddr) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    (listener, addr)
-}
-
-async fn start_gateway(kafka: &KafkaConfig) -> Service {
+async fn start_gateway(kafka: &KafkaConfig) -> InProcess {
     let config = ingest_gateway::Config {
         http: HttpConfig { workers: 2, ..HttpConfig::default() },
         kafka: kafka.clone(),
         ..ingest_gateway::Config::default()
     };
-    let (listener, addr) = bind();
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn(ingest_gateway::run(config, listener, shutdown.clone()));
+    let gateway = InProcess::spawn(config, ingest_gateway::run);
     let http = reqwest::Client::new();
     testing::eventually(Duration::from_secs(30), || async {
-        let status = http.get(format!("http://{addr}/ready")).send().await?.status();
+        let status = http.get(gateway.url("/ready")).send().await?.status();
         anyhow::ensure!(status == 200, "gateway /ready answered {status}");
         Ok(())
     })
     .await
     .unwrap();
-    Service { addr, shutdown, task: Some(task) }
+    gateway
 }
 
-fn start_processor(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig) -> Service {
+fn start_processor(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig) -> InProcess {
     let mut config =
         stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
     config.processor.batch_max_events = 10_000;
     config.processor.batch_max_wait_ms = 250;
     config.processor.session_timeout_ms = 6_000;
-    let (listener, addr) = bind();
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn(stream_processor::run(config, listener, shutdown.clone()));
-    Service { addr, shutdown, task: Some(task) }
+    InProcess::spawn(config, stream_processor::run)
 }
 
 fn event(i: usize) -> Value {
@@ -153,8 +123,8 @@ async fn posted_events_are_stored_exactly_once() {
     let stored_mixed: HashSet<String> = stored_mixed.into_iter().map(|id| format!("\"{id}\"")).collect();
     assert_eq!(stored_mixed, expected_valid);
 
-    processor.stop().await;
-    gateway.stop().await;
+    processor.stop().await.unwrap();
+    gateway.stop().await.unwrap();
     db.drop().await.unwrap();
 }
 
@@ -187,7 +157,7 @@ async fn two_replicas_and_a_replica_leaving_mid_load_store_each_event_once() {
     for batch in late.chunks(1_000) {
         post_batch(&http, gateway.addr, batch).await;
     }
-    leaving.await.unwrap();
+    leaving.await.unwrap().unwrap();
 
     testing::eventually(Duration::from_secs(120), || async {
         let (rows, distinct) = counts(&client).await?;
@@ -199,7 +169,7 @@ async fn two_replicas_and_a_replica_leaving_mid_load_store_each_event_once() {
     let deduplicated: u64 = client.query("SELECT count() FROM events FINAL").fetch_one().await.unwrap();
     assert_eq!(deduplicated, TOTAL as u64);
 
-    second.stop().await;
-    gateway.stop().await;
+    second.stop().await.unwrap();
+    gateway.stop().await.unwrap();
     db.drop().await.unwrap();
 }

@@ -8,7 +8,11 @@ use std::time::Duration;
 use chrono::Utc;
 use events_model::{Event, Topics};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use service_kit::{KafkaConfig, Shutdown, deps::kafka, testing};
+use service_kit::{
+    KafkaConfig,
+    deps::kafka,
+    testing::{self, InProcess},
+};
 use stream_processor::{Config, dlq};
 
 fn event(i: usize) -> Event {
@@ -32,32 +36,9 @@ async fn produce(cfg: &KafkaConfig, topic: &str, payloads: &[(String, Vec<u8>)])
     }
 }
 
-struct Running {
-    shutdown: Shutdown,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-fn start(config: Config) -> Running {
+fn start(config: Config) -> InProcess {
     let _ = service_kit::telemetry::init(&service_kit::LogConfig::default());
-    let shutdown = Shutdown::new();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let task = tokio::spawn(stream_processor::run(config, listener, shutdown.clone()));
-    Running { shutdown, task: Some(task) }
-}
-
-impl Running {
-    async fn stop(mut self) {
-        self.shutdown.trigger();
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
-    }
-}
-
-/// A failing test must not leave the consumer thread holding the runtime open.
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
+    InProcess::spawn(config, stream_processor::run)
 }
 
 /// Polls the dead-letter topic until `at_least` letters match `selection`.
@@ -141,7 +122,7 @@ async fn stores_every_event_once_and_dead_letters_poison() {
     assert_eq!(letters.len(), 2);
     assert_eq!(stored(&client).await.unwrap(), (2_000, 2_000));
 
-    running.stop().await;
+    running.stop().await.unwrap();
 
     // A restart with the same group resumes after the committed offsets: new
     // events are stored, old ones are not stored again.
@@ -156,7 +137,7 @@ async fn stores_every_event_once_and_dead_letters_poison() {
     })
     .await
     .unwrap();
-    running.stop().await;
+    running.stop().await.unwrap();
 
     kafka::delete_topics(&kafka_cfg, &[&topics.raw_events, &topics.dead_letters]).await.unwrap();
     db.drop().await.unwrap();
