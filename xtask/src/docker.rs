@@ -6,8 +6,9 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use local_stack::process;
 
-use crate::{layout::Layout, process};
+use crate::layout::Layout;
 
 pub const COMPOSE_FILE: &str = "deploy/docker-compose.yml";
 

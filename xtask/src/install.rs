@@ -1,14 +1,15 @@
 //! Installing what the native stack needs: Debian packages (as root), chDB
 //! for the migration tests, and the Kafka jars (cached outside the checkout).
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Result, bail};
+use local_stack::{
+    process,
+    servers::{kafka::Jars, postgres},
 };
 
-use anyhow::{Context, Result, bail};
-
-use crate::{layout::Layout, process, servers::postgres, ui::Step};
+use crate::{layout::Layout, ui::Step};
 
 /// A Debian package and how to tell it is present.
 struct Requirement {
@@ -152,57 +153,22 @@ pub fn ensure_chdb(layout: &Layout) -> Result<()> {
     }
 }
 
-/// The Kafka version the pom fetches (`<kafka.version>`).
-pub fn kafka_version(layout: &Layout) -> Result<String> {
-    let pom = pom_path(layout);
-    let text = std::fs::read_to_string(&pom).with_context(|| format!("reading {}", pom.display()))?;
-    let start = text.find("<kafka.version>").context("no <kafka.version> in the pom")? + "<kafka.version>".len();
-    let end = text[start..].find("</kafka.version>").context("unterminated <kafka.version>")? + start;
-    Ok(text[start..end].trim().to_string())
-}
-
-fn pom_path(layout: &Layout) -> PathBuf {
-    layout.root.join("deploy/native/kafka/pom.xml")
-}
-
 /// `~/.cache/analytics-stack/kafka-<version>/libs`, downloaded with Maven on
 /// first use (every clone of the repository shares it).
 pub fn kafka_jars(layout: &Layout) -> Result<PathBuf> {
-    let version = kafka_version(layout)?;
-    let cache = layout.cache_dir()?.join(format!("kafka-{version}"));
-    let libs = cache.join("libs");
-    if is_complete(&libs, &version) {
-        return Ok(libs);
+    let jars = Jars::new(&layout.root.join("deploy/native/kafka/pom.xml"), &layout.cache_dir()?)?;
+    if jars.is_complete() {
+        return Ok(jars.libs);
     }
-    let mvn = process::find_executable("mvn").context("mvn not found (install the maven package)")?;
-    let step = Step::start(format!("downloading Kafka {version} jars from Maven Central"));
-    let partial = cache.join("libs.partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-    let log = layout.log("kafka-download");
-    let mut cmd = Command::new(mvn);
-    cmd.args(["-q", "-B", "-Dstyle.color=never", "-f"])
-        .arg(pom_path(layout))
-        .arg("dependency:copy-dependencies")
-        .arg(format!("-DoutputDirectory={}", partial.display()));
-    if let Err(err) = process::run_logged(&mut cmd, &log, "mvn dependency:copy-dependencies (Kafka jars)") {
-        step.fail("failed");
-        return Err(err);
+    let step = Step::start(format!("downloading Kafka {} jars from Maven Central", jars.version));
+    match jars.ensure(&layout.log("kafka-download")) {
+        Ok(libs) => {
+            step.ok(format!("into {}", libs.display()));
+            Ok(libs.to_path_buf())
+        }
+        Err(err) => {
+            step.fail("failed");
+            Err(err)
+        }
     }
-    if !is_complete(&partial, &version) {
-        step.fail("incomplete");
-        bail!(
-            "Maven finished but kafka_2.13-{version}.jar is not in {}; read {}",
-            partial.display(),
-            layout.show(&log)
-        );
-    }
-    let _ = std::fs::remove_dir_all(&libs);
-    std::fs::rename(&partial, &libs).with_context(|| format!("moving the jars to {}", libs.display()))?;
-    step.ok(format!("into {}", libs.display()));
-    Ok(libs)
-}
-
-fn is_complete(dir: &Path, version: &str) -> bool {
-    dir.join(format!("kafka_2.13-{version}.jar")).exists()
 }

@@ -70,8 +70,7 @@ impl Layout {
 
     /// `~/.cache/analytics-stack/`: downloads shared by every clone.
     pub fn cache_dir(&self) -> Result<PathBuf> {
-        let home = std::env::var_os("HOME").context("HOME is not set; cannot locate ~/.cache")?;
-        Ok(PathBuf::from(home).join(".cache").join("analytics-stack"))
+        local_stack::cache_dir()
     }
 
     pub fn ensure_dirs(&self) -> Result<()> {

@@ -7,8 +7,6 @@ mod dlq;
 mod docker;
 mod install;
 mod layout;
-mod probe;
-mod process;
 mod servers;
 mod services;
 mod stack;

@@ -6,9 +6,13 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use local_stack::{
+    probe::{self, NotAnswering},
+    process,
+};
 use tokio::task::JoinSet;
 
-use crate::{layout::Layout, probe, process, stack, ui::Step};
+use crate::{layout::Layout, stack, ui::Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Service {
@@ -133,31 +137,22 @@ pub async fn start_all(layout: &Layout) -> Result<()> {
 
 async fn wait_ready(layout: &Layout, service: Service, pid: u32, step: &Step) -> Result<()> {
     let log = layout.log(service.name);
-    let started = Instant::now();
-    loop {
-        let last_error = match service.probe().await {
-            Ok(_) => return Ok(()),
-            Err(err) => format!("{err:#}"),
-        };
-        if !process::is_running(pid) {
-            bail!(
-                "{} (pid {pid}) exited before becoming ready; read {}\n{}",
-                service.name,
-                layout.show(&log),
-                process::indent_tail(&log, 30)
-            );
-        }
-        if started.elapsed() > READY_DEADLINE {
-            bail!(
-                "{} did not answer GET /ready with 200 within {}s (last: {last_error}); read {}\n{}",
-                service.name,
-                READY_DEADLINE.as_secs(),
-                layout.show(&log),
-                process::indent_tail(&log, 30)
-            );
-        }
-        step.set_message(format!("waiting for GET /ready ({last_error})"));
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = |last_error: &str| step.set_message(format!("waiting for GET /ready ({last_error})"));
+    match probe::until_answers(Some(pid), READY_DEADLINE, || service.probe(), waiting).await {
+        Ok(_) => Ok(()),
+        Err(NotAnswering::Exited) => bail!(
+            "{} (pid {pid}) exited before becoming ready; read {}\n{}",
+            service.name,
+            layout.show(&log),
+            process::indent_tail(&log, 30)
+        ),
+        Err(NotAnswering::TimedOut(last_error)) => bail!(
+            "{} did not answer GET /ready with 200 within {}s (last: {last_error}); read {}\n{}",
+            service.name,
+            READY_DEADLINE.as_secs(),
+            layout.show(&log),
+            process::indent_tail(&log, 30)
+        ),
     }
 }
 

@@ -3,13 +3,13 @@
 use std::{collections::HashMap, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, Result, bail};
+use local_stack::process;
 use serde::{Deserialize, Serialize};
 use service_kit::{ClickHouseConfig, PostgresConfig};
 
 use crate::{
     docker, install,
     layout::Layout,
-    process,
     servers::{self, Server},
     services::{self, SERVICES},
     ui::{self, Step},

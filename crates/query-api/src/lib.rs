@@ -1,50 +1,58 @@
 //! query-api: the REST API over ClickHouse, the PostgreSQL catalog and the Redis cache.
 //!
+//! Served today (see [`openapi::ROUTES`]):
+//! - `PUT`/`GET /api/videos/{videoId}`: the video catalog ([`catalog`]);
+//! - `GET /api/metrics/health`: status of ClickHouse, PostgreSQL and Redis;
+//! - `GET /api/openapi.json`: the OpenAPI 3 document;
+//! - `GET /health`, `/ready`, `/metrics` from `service_kit::ops`.
+//!
+//! [`cache`] holds the Redis result cache the metric endpoints will use.
 //! This crate holds everything testable; `main.rs` only calls [`run`].
+
+pub mod cache;
+pub mod catalog;
+mod config;
+pub mod error;
+pub mod handlers;
+pub mod openapi;
 
 use std::{net::TcpListener, sync::Arc};
 
-use serde::{Deserialize, Serialize};
+use actix_web::web;
 use service_kit::{
-    ClickHouseConfig, HttpConfig, LogConfig, PostgresConfig, Readiness, RedisConfig, Shutdown,
+    Readiness, Shutdown,
     deps::{clickhouse::ClickHouseProbe, postgres, redis},
-    impl_service_config,
 };
 
+pub use config::{CacheConfig, Config, DEFAULT_PORT};
+
 pub const SERVICE: &str = "query-api";
-pub const DEFAULT_PORT: u16 = 3000;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Config {
-    pub http: HttpConfig,
-    pub log: LogConfig,
-    pub clickhouse: ClickHouseConfig,
-    pub postgres: PostgresConfig,
-    pub redis: RedisConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http: HttpConfig::with_port(DEFAULT_PORT),
-            log: LogConfig::default(),
-            clickhouse: ClickHouseConfig::default(),
-            postgres: PostgresConfig::default(),
-            redis: RedisConfig::default(),
-        }
-    }
-}
-
-impl_service_config!(Config);
 
 /// Serves until `shutdown`; ready while ClickHouse, PostgreSQL and Redis answer.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let timeout = config.http.probe_timeout();
-    let readiness = Readiness::new(SERVICE, timeout)
-        .with_probe(ClickHouseProbe::new(&config.clickhouse))
-        .with_probe(postgres::PostgresProbe::new(postgres::pool(&config.postgres)?))
-        .with_probe(redis::RedisProbe::new(redis::client(&config.redis)?));
-    service_kit::ops::serve(listener, &config.http, Arc::new(readiness), shutdown, |_| {}).await?;
+    let pool = postgres::pool(&config.postgres)?;
+    let redis_client = redis::client(&config.redis)?;
+    let readiness = Arc::new(
+        Readiness::new(SERVICE, timeout)
+            .with_probe(ClickHouseProbe::new(&config.clickhouse))
+            .with_probe(postgres::PostgresProbe::new(pool.clone()))
+            .with_probe(redis::RedisProbe::new(redis_client.clone())),
+    );
+    let cache = cache::QueryCache::new(redis_client, &config.redis.key_prefix, config.cache.clone());
+    cache::describe_metrics();
+    tracing::info!(
+        cache_enabled = config.cache.enabled,
+        short_ttl_secs = config.cache.short_ttl_secs,
+        long_ttl_secs = config.cache.long_ttl_secs,
+        "query api configured"
+    );
+
+    let state = web::Data::new(handlers::AppState {
+        catalog: catalog::Catalog::new(pool),
+        cache,
+        readiness: readiness.clone(),
+    });
+    service_kit::ops::serve(listener, &config.http, readiness, shutdown, handlers::configure(state)).await?;
     Ok(())
 }

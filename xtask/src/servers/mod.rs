@@ -1,19 +1,22 @@
 //! The four servers of the native stack: Kafka, ClickHouse, PostgreSQL, Redis.
 //!
 //! Each runs as a background process with its state in `.stack/<name>/`, its
-//! output in `.stack/logs/<name>.log` and its pid in `.stack/pids/<name>.pid`.
+//! output in `.stack/logs/<name>.log` and its pid in `.stack/pids/<name>.pid`,
+//! on the standard ports. How each is configured, started and probed is
+//! `local_stack`'s; this module decides what to start and reports progress.
 
-pub mod clickhouse;
-pub mod kafka;
-pub mod postgres;
-pub mod redis;
-
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
+use local_stack::{
+    ClickHouse, Kafka, Kind, NativeServer, Postgres, Redis,
+    probe::{self, NotAnswering},
+    process::{self, Detach},
+    servers::{clickhouse, kafka, postgres, redis},
+};
 use tokio::task::JoinSet;
 
-use crate::{layout::Layout, probe, process, stack, ui::Step};
+use crate::{install, layout::Layout, stack, ui::Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {
@@ -26,13 +29,18 @@ pub enum Server {
 impl Server {
     pub const ALL: [Server; 4] = [Server::Kafka, Server::ClickHouse, Server::Postgres, Server::Redis];
 
-    pub fn name(self) -> &'static str {
+    /// Its name, process marker and proof of life, as `local_stack` defines them.
+    fn kind(self) -> Kind {
         match self {
-            Server::Kafka => "kafka",
-            Server::ClickHouse => "clickhouse",
-            Server::Postgres => "postgres",
-            Server::Redis => "redis",
+            Server::Kafka => Kafka::KIND,
+            Server::ClickHouse => ClickHouse::KIND,
+            Server::Postgres => Postgres::KIND,
+            Server::Redis => Redis::KIND,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.kind().name
     }
 
     /// The port clients use (shown by `status`).
@@ -43,31 +51,21 @@ impl Server {
     /// Every port the server listens on.
     pub fn ports(self) -> &'static [u16] {
         match self {
-            Server::Kafka => &[9092, 9093],
-            Server::ClickHouse => &[8123, 9000],
-            Server::Postgres => &[5432],
-            Server::Redis => &[6379],
+            Server::Kafka => &[kafka::BROKER_PORT, kafka::CONTROLLER_PORT],
+            Server::ClickHouse => &[clickhouse::HTTP_PORT, clickhouse::TCP_PORT],
+            Server::Postgres => &[postgres::PORT],
+            Server::Redis => &[redis::PORT],
         }
     }
 
     /// Text that the server process's command line contains.
     pub fn marker(self) -> &'static str {
-        match self {
-            Server::Kafka => "kafka.Kafka",
-            Server::ClickHouse => "clickhouse",
-            Server::Postgres => "postgres",
-            Server::Redis => "redis-server",
-        }
+        self.kind().marker
     }
 
     /// The request that proves it answers, for messages.
     pub fn request(self) -> &'static str {
-        match self {
-            Server::Kafka => "a Kafka metadata request",
-            Server::ClickHouse => "SELECT 1 over HTTP",
-            Server::Postgres => "a PostgreSQL query as analytics",
-            Server::Redis => "PING",
-        }
+        self.kind().request
     }
 
     fn deadline(self) -> Duration {
@@ -99,14 +97,52 @@ impl Server {
     /// Prepares state and configuration and starts the process; returns its pid.
     fn spawn(self, layout: &Layout) -> Result<u32> {
         let pid = match self {
-            Server::Kafka => kafka::spawn(layout)?,
-            Server::ClickHouse => clickhouse::spawn(layout)?,
-            Server::Postgres => postgres::spawn(layout)?,
-            Server::Redis => redis::spawn(layout)?,
+            Server::Kafka => local_stack::spawn(&kafka_server(layout)?, Detach::Yes)?,
+            Server::ClickHouse => local_stack::spawn(&clickhouse_server(layout), Detach::Yes)?,
+            Server::Postgres => local_stack::spawn(&postgres_server(layout), Detach::Yes)?,
+            Server::Redis => local_stack::spawn(&redis_server(layout), Detach::Yes)?,
         };
         process::write_pid(&layout.pid_file(self.name()), pid)?;
         Ok(pid)
     }
+}
+
+/// The stack's ClickHouse: `.stack/clickhouse`, ports 8123 and 9000.
+fn clickhouse_server(layout: &Layout) -> ClickHouse {
+    ClickHouse {
+        dir: layout.state_dir("clickhouse"),
+        log: layout.log("clickhouse"),
+        http_port: clickhouse::HTTP_PORT,
+        tcp_port: clickhouse::TCP_PORT,
+    }
+}
+
+/// The stack's Kafka: `.stack/kafka`, ports 9092 and 9093, a 512 MB heap.
+fn kafka_server(layout: &Layout) -> Result<Kafka> {
+    Ok(Kafka {
+        jars: install::kafka_jars(layout)?,
+        dir: layout.state_dir("kafka"),
+        log: layout.log("kafka"),
+        broker_port: kafka::BROKER_PORT,
+        controller_port: kafka::CONTROLLER_PORT,
+        java_options: vec!["-Xmx512m".into(), "-Xms256m".into()],
+        extra_properties: Vec::new(),
+    })
+}
+
+/// The stack's PostgreSQL: `.stack/postgres` (or a directory it links to), port 5432.
+fn postgres_server(layout: &Layout) -> Postgres {
+    Postgres {
+        dir: layout.state_dir("postgres"),
+        log: layout.log("postgres"),
+        port: postgres::PORT,
+        tag: postgres::short_hash(&layout.root),
+    }
+}
+
+/// The stack's Redis: `.stack/redis`, port 6379.
+fn redis_server(layout: &Layout) -> Redis {
+    Redis { dir: layout.state_dir("redis"), log: layout.log("redis"), port: redis::PORT }
 }
 
 /// Starts every server of `servers` that does not answer yet and waits until
@@ -191,39 +227,29 @@ pub async fn start_missing(layout: &Layout, servers: &[Server], started: &mut Ve
 async fn wait_ready(layout: &Layout, server: Server, pid: Option<u32>, step: &Step) -> Result<String> {
     if server == Server::Postgres {
         if let Some(pid) = pid {
-            postgres::bootstrap(layout, pid, server.deadline(), step).await?;
+            postgres_server(layout).bootstrap(pid, server.deadline(), |message| step.set_message(message)).await?;
         }
     }
     let log = layout.log(server.name());
-    let started = Instant::now();
-    loop {
-        let last_error = match server.probe().await {
-            Ok(detail) => return Ok(detail),
-            Err(err) => format!("{err:#}"),
-        };
-        if let Some(pid) = pid {
-            if !process::is_running(pid) {
-                bail!(
-                    "{} (pid {pid}) exited before answering {}; read {}\n{}",
-                    server.name(),
-                    server.request(),
-                    layout.show(&log),
-                    process::indent_tail(&log, 30)
-                );
-            }
-        }
-        if started.elapsed() > server.deadline() {
-            bail!(
-                "{} did not answer {} within {}s (last error: {last_error}); read {}\n{}",
-                server.name(),
-                server.request(),
-                server.deadline().as_secs(),
-                layout.show(&log),
-                process::indent_tail(&log, 30)
-            );
-        }
-        step.set_message(format!("waiting for {} ({last_error})", server.request()));
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = |last_error: &str| step.set_message(format!("waiting for {} ({last_error})", server.request()));
+    match probe::until_answers(pid, server.deadline(), || server.probe(), waiting).await {
+        Ok(detail) => Ok(detail),
+        Err(NotAnswering::Exited) => bail!(
+            "{} (pid {}) exited before answering {}; read {}\n{}",
+            server.name(),
+            pid.unwrap_or_default(),
+            server.request(),
+            layout.show(&log),
+            process::indent_tail(&log, 30)
+        ),
+        Err(NotAnswering::TimedOut(last_error)) => bail!(
+            "{} did not answer {} within {}s (last error: {last_error}); read {}\n{}",
+            server.name(),
+            server.request(),
+            server.deadline().as_secs(),
+            layout.show(&log),
+            process::indent_tail(&log, 30)
+        ),
     }
 }
 
@@ -236,7 +262,15 @@ pub fn stop(layout: &Layout, server: Server) -> Result<Option<u32>> {
     };
     process::log_marker(&layout.log(server.name()), &format!("stopping pid {pid}"));
     match server {
-        Server::Postgres => postgres::stop(layout, pid)?,
+        Server::Postgres => {
+            // A fast shutdown by pg_ctl as the cluster owner; SIGINT (the same) by pid if that fails.
+            if let Err(err) = postgres_server(layout).pg_ctl_stop() {
+                crate::ui::line(format!("  pg_ctl stop failed ({err:#}); signalling pid {pid}"));
+                process::terminate(pid, libc::SIGINT, Duration::from_secs(10))?;
+            }
+            // Reaps it when it is our child (`cargo xtask test`).
+            process::wait_exit(pid, Duration::from_secs(5));
+        }
         _ => {
             process::terminate(pid, libc::SIGTERM, Duration::from_secs(10))?;
         }

@@ -3,67 +3,38 @@
 //! ids of the test's choosing, and values read from `/metrics`.
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use chrono::Utc;
 use events_model::Event;
 use serde_json::{Value, json};
-use service_kit::{HttpConfig, Shutdown, testing};
-use tokio::task::JoinHandle;
+use service_kit::{
+    HttpConfig,
+    testing::{self, InProcess},
+};
 use uuid::Uuid;
 
-/// A service running in this test process, on a port of its own.
-pub struct Running {
-    pub addr: SocketAddr,
-    shutdown: Shutdown,
-    task: JoinHandle<anyhow::Result<()>>,
+/// The Prometheus text of a service's `GET /metrics`.
+pub async fn metrics(http: &reqwest::Client, service: &InProcess) -> anyhow::Result<String> {
+    let response = http.get(service.url("/metrics")).send().await?;
+    anyhow::ensure!(response.status() == 200, "/metrics answered {}", response.status());
+    Ok(response.text().await?)
 }
 
-impl Running {
-    fn spawn<F>(run: impl FnOnce(std::net::TcpListener, Shutdown) -> F) -> Self
-    where
-        F: Future<Output = anyhow::Result<()>> + Send + 'static,
-    {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(run(listener, shutdown.clone()));
-        Self { addr, shutdown, task }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Asks for a graceful stop; the service must exit cleanly within 20 s.
-    pub async fn stop(self) {
-        self.shutdown.trigger();
-        let outcome = tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("service stops in time");
-        outcome.expect("service task").expect("service exits cleanly");
-    }
-
-    /// The Prometheus text of `GET /metrics`.
-    pub async fn metrics(&self, http: &reqwest::Client) -> anyhow::Result<String> {
-        let response = http.get(self.url("/metrics")).send().await?;
-        anyhow::ensure!(response.status() == 200, "/metrics answered {}", response.status());
-        Ok(response.text().await?)
-    }
-}
-
-/// The stream-processor, consuming until [`Running::stop`].
-pub fn start_processor(config: stream_processor::Config) -> Running {
+/// The stream-processor, consuming until stopped.
+pub fn start_processor(config: stream_processor::Config) -> InProcess {
     let _ = service_kit::telemetry::init(&service_kit::LogConfig::default());
-    Running::spawn(|listener, shutdown| stream_processor::run(config, listener, shutdown))
+    InProcess::spawn(config, stream_processor::run)
 }
 
 /// The ingest-gateway, once its `/ready` answers 200 (Kafka reachable, raw topic there).
-pub async fn start_gateway(config: ingest_gateway::Config) -> Running {
+pub async fn start_gateway(config: ingest_gateway::Config) -> InProcess {
     let _ = service_kit::telemetry::init(&service_kit::LogConfig::default());
     let config = ingest_gateway::Config {
         http: HttpConfig { workers: 2, probe_timeout_ms: 500, ..HttpConfig::default() },
         ..config
     };
-    let gateway = Running::spawn(|listener, shutdown| ingest_gateway::run(config, listener, shutdown));
+    let gateway = InProcess::spawn(config, ingest_gateway::run);
     let http = client();
     testing::eventually(Duration::from_secs(30), || async {
         let response = http.get(gateway.url("/ready")).send().await?;

@@ -19,28 +19,50 @@ pub fn open_log(log: &Path) -> Result<File> {
     OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))
 }
 
-/// Appends a marker line to a log so that each run is easy to find.
+/// Appends a marker line, naming the program that writes it (`xtask`, a test
+/// binary), to a log so that each run is easy to find.
 pub fn log_marker(log: &Path, text: &str) {
     if let Ok(mut file) = open_log(log) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let _ = writeln!(file, "==== xtask [unix time {now}]: {text} ====");
+        let _ = writeln!(file, "==== {} [unix time {now}]: {text} ====", program_name());
     }
+}
+
+fn program_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_name().map(|name| name.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "local-stack".to_string())
+}
+
+/// How a background process relates to the one that starts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detach {
+    /// In its own process group: Ctrl-C on the starter leaves it running and
+    /// it outlives the starter (the stack of `cargo xtask up`).
+    Yes,
+    /// In the starter's process group: Ctrl-C reaches it too (scratch servers of tests).
+    No,
 }
 
 /// Starts `cmd` in the background: stdin from /dev/null, stdout and stderr
 /// appended to `log`, in its own process group (so Ctrl-C on xtask leaves it
 /// running). Returns its pid; the process outlives xtask.
 pub fn spawn_background(cmd: &mut Command, log: &Path) -> Result<u32> {
+    spawn_logged(cmd, log, Detach::Yes)
+}
+
+/// Starts `cmd` with stdin from /dev/null and stdout and stderr appended to
+/// `log`; returns its pid (exited children are reaped by [`is_running`]).
+pub fn spawn_logged(cmd: &mut Command, log: &Path, detach: Detach) -> Result<u32> {
     log_marker(log, &format!("starting {}", describe(cmd)));
     let out = open_log(log)?;
     let err = out.try_clone().with_context(|| format!("duplicating {}", log.display()))?;
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("could not start {}", describe(cmd)))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
+    if detach == Detach::Yes {
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().with_context(|| format!("could not start {}", describe(cmd)))?;
     Ok(child.id())
 }
 
@@ -238,7 +260,7 @@ mod tests {
 
     #[test]
     fn tail_returns_the_last_lines() {
-        let path = std::env::temp_dir().join(format!("xtask-tail-{}.log", std::process::id()));
+        let path = std::env::temp_dir().join(format!("local-stack-tail-{}.log", std::process::id()));
         std::fs::write(&path, "a\nb\nc\nd\n").unwrap();
         assert_eq!(tail(&path, 2), "c\nd");
         assert_eq!(tail(&path, 10), "a\nb\nc\nd");

@@ -1,7 +1,7 @@
 //! Real requests proving a component answers: a Kafka metadata request, a
 //! ClickHouse query, a PostgreSQL query, a Redis PING, a binary's `/ready`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use tokio::{
@@ -17,6 +17,45 @@ async fn within<T>(what: &str, fut: impl Future<Output = Result<T>>) -> Result<T
     timeout(PROBE_TIMEOUT, fut).await.map_err(|_| anyhow!("{what}: no answer within {PROBE_TIMEOUT:?}"))?
 }
 
+/// Why [`until_answers`] gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotAnswering {
+    /// The process exited before it answered.
+    Exited,
+    /// The deadline passed; the last probe's error.
+    TimedOut(String),
+}
+
+/// Polls `probe` until it answers, failing early when the process `pid`
+/// exits and late once `deadline` has passed; `waiting` sees the error of
+/// every unanswered attempt (for progress messages).
+pub async fn until_answers<F, Fut>(
+    pid: Option<u32>,
+    deadline: Duration,
+    mut probe: F,
+    mut waiting: impl FnMut(&str),
+) -> Result<String, NotAnswering>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<String>>,
+{
+    let started = Instant::now();
+    loop {
+        let last_error = match probe().await {
+            Ok(detail) => return Ok(detail),
+            Err(err) => format!("{err:#}"),
+        };
+        if pid.is_some_and(|pid| !crate::process::is_running(pid)) {
+            return Err(NotAnswering::Exited);
+        }
+        if started.elapsed() > deadline {
+            return Err(NotAnswering::TimedOut(last_error));
+        }
+        waiting(&last_error);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
 pub async fn port_in_use(port: u16) -> bool {
     matches!(timeout(Duration::from_secs(1), TcpStream::connect(("127.0.0.1", port))).await, Ok(Ok(_)))
@@ -26,7 +65,7 @@ pub async fn port_in_use(port: u16) -> bool {
 
 const API_METADATA: i16 = 3;
 const API_VERSIONS: i16 = 18;
-const CLIENT_ID: &str = "xtask-probe";
+const CLIENT_ID: &str = "local-stack-probe";
 
 /// Asks the broker for its supported API versions, then for cluster metadata
 /// (brokers and controller), speaking the Kafka wire protocol directly.

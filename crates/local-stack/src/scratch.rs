@@ -1,0 +1,311 @@
+//! Servers of a test's own, which it may stop and start again (an outage
+//! drill) without disturbing the shared local stack other tests use.
+//!
+//! Each lives in a fresh directory under `<temp>/local-stack-scratch/` (data,
+//! generated configuration, its log) and listens on loopback ports the system
+//! handed out as free. [`Scratch::stop`] ends the process and keeps the data;
+//! [`Scratch::start_again`] runs it again on the same directory and ports, so
+//! databases, topics and committed offsets survive. Dropping the value kills
+//! the process and removes the directory (kept when the test is panicking, so
+//! its log can be read). Errors carry the end of the server's log.
+//!
+//! ```no_run
+//! # async fn drill() -> anyhow::Result<()> {
+//! let mut clickhouse = local_stack::ScratchClickHouse::start().await?;
+//! println!("{}", clickhouse.url());
+//! clickhouse.stop().await?;
+//! clickhouse.start_again().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    probe::{self, NotAnswering},
+    process::{self, Detach},
+    servers::{self, NativeServer, clickhouse::ClickHouse, kafka::Kafka},
+};
+
+/// A scratch ClickHouse (`start`, `url`, and [`Scratch`]'s stop and restart).
+pub type ScratchClickHouse = Scratch<ClickHouse>;
+/// A scratch single-node Kafka in KRaft mode (`start`, `bootstrap`, and [`Scratch`]'s stop and restart).
+pub type ScratchKafka = Scratch<Kafka>;
+
+/// How long a ClickHouse start may take until it answers `SELECT 1`.
+const CLICKHOUSE_DEADLINE: Duration = Duration::from_secs(30);
+/// A JVM start plus the KRaft election, on a busy machine.
+const KAFKA_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a server may take to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+/// The file in a scratch directory holding the server's pid.
+const PID_FILE: &str = "server.pid";
+
+/// A server of the test's own; see the module documentation.
+pub struct Scratch<S: NativeServer> {
+    server: S,
+    dir: PathBuf,
+    deadline: Duration,
+    pid: Option<u32>,
+}
+
+impl Scratch<ClickHouse> {
+    /// Starts a ClickHouse on free ports in a new directory and waits (up to
+    /// 30 s) until it answers `SELECT 1`.
+    pub async fn start() -> Result<Self> {
+        let dir = new_dir("clickhouse")?;
+        let [http_port, tcp_port] = free_ports()?;
+        let server = ClickHouse { log: dir.join("clickhouse.log"), dir: dir.clone(), http_port, tcp_port };
+        Self::launch_new(server, dir, CLICKHOUSE_DEADLINE).await
+    }
+
+    /// The HTTP endpoint, `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+}
+
+impl Scratch<Kafka> {
+    /// Starts a single KRaft node (broker and controller, small heap) on free
+    /// ports in a new directory, fetching the broker jars first if they are
+    /// not cached yet, and waits (up to 60 s) until it answers a metadata request.
+    pub async fn start() -> Result<Self> {
+        let dir = new_dir("kafka")?;
+        let download_log = dir.join("kafka-download.log");
+        let jars = tokio::task::spawn_blocking(move || -> Result<PathBuf> {
+            let jars = servers::kafka::Jars::standard()?;
+            Ok(jars.ensure(&download_log)?.to_path_buf())
+        })
+        .await
+        .context("the jar fetching task failed")?
+        .context("fetching the Kafka jars")?;
+        let [broker_port, controller_port] = free_ports()?;
+        let server = Kafka {
+            jars,
+            log: dir.join("kafka.log"),
+            dir: dir.clone(),
+            broker_port,
+            controller_port,
+            java_options: ["-Xmx256m", "-Xms64m", "-XX:TieredStopAtLevel=1"].map(String::from).to_vec(),
+            // One partition for the internal topics: a fresh node is ready sooner.
+            extra_properties: ["offsets.topic.num.partitions=1", "transaction.state.log.num.partitions=1"]
+                .map(String::from)
+                .to_vec(),
+        };
+        Self::launch_new(server, dir, KAFKA_DEADLINE).await
+    }
+
+    /// `127.0.0.1:<port>`, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.server.bootstrap()
+    }
+}
+
+impl<S: NativeServer + Clone + Send + Sync + 'static> Scratch<S> {
+    async fn launch_new(server: S, dir: PathBuf, deadline: Duration) -> Result<Self> {
+        let mut scratch = Self { server, dir, deadline, pid: None };
+        // On failure the value is dropped here: the process is killed and the directory removed.
+        scratch.launch().await?;
+        Ok(scratch)
+    }
+
+    /// Ends the server with SIGTERM and waits for it to exit (SIGKILL after
+    /// 30 s); its data stays for [`Self::start_again`]. Does nothing when stopped.
+    pub async fn stop(&mut self) -> Result<()> {
+        let Some(pid) = self.pid.take() else {
+            return Ok(());
+        };
+        let log = self.server.log().to_path_buf();
+        process::log_marker(&log, &format!("stopping pid {pid}"));
+        let killed = tokio::task::spawn_blocking(move || process::terminate(pid, libc::SIGTERM, STOP_GRACE))
+            .await
+            .context("the stopping task failed")??;
+        if killed {
+            process::log_marker(&log, &format!("pid {pid} ignored SIGTERM for {STOP_GRACE:?} and was killed"));
+        }
+        let _ = std::fs::remove_file(self.dir.join(PID_FILE));
+        Ok(())
+    }
+
+    /// Starts the stopped server again on the same directory and ports and
+    /// waits until it answers.
+    pub async fn start_again(&mut self) -> Result<()> {
+        if let Some(pid) = self.pid.filter(|pid| process::is_running(*pid)) {
+            bail!("scratch {} is still running (pid {pid}); stop it first", S::KIND.name);
+        }
+        self.launch().await
+    }
+
+    /// The server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid.filter(|pid| process::is_running(*pid))
+    }
+
+    /// The directory holding its data, configuration and log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The server's log file.
+    pub fn log(&self) -> &Path {
+        self.server.log()
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        process::tail(self.server.log(), lines)
+    }
+
+    /// Every port it listens on.
+    pub fn ports(&self) -> Vec<u16> {
+        self.server.ports()
+    }
+
+    async fn launch(&mut self) -> Result<()> {
+        let name = S::KIND.name;
+        let server = self.server.clone();
+        let spawned = tokio::task::spawn_blocking(move || servers::spawn(&server, Detach::No))
+            .await
+            .context("the start task failed")?;
+        let pid = spawned.with_context(|| format!("starting scratch {name} in {}", self.dir.display()))?;
+        self.pid = Some(pid);
+        process::write_pid(&self.dir.join(PID_FILE), pid)?;
+
+        let server = &self.server;
+        match probe::until_answers(Some(pid), self.deadline, || server.probe(), |_| {}).await {
+            Ok(_) => Ok(()),
+            Err(NotAnswering::Exited) => {
+                self.pid = None;
+                bail!(
+                    "scratch {name} (pid {pid}) exited before answering {}\n{}",
+                    S::KIND.request,
+                    process::indent_tail(server.log(), 30)
+                )
+            }
+            Err(NotAnswering::TimedOut(last_error)) => bail!(
+                "scratch {name} (pid {pid}) did not answer {} within {:?} (last error: {last_error})\n{}",
+                S::KIND.request,
+                self.deadline,
+                process::indent_tail(server.log(), 30)
+            ),
+        }
+    }
+}
+
+impl<S: NativeServer> Drop for Scratch<S> {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            kill_now(pid);
+        }
+        if std::thread::panicking() {
+            eprintln!("scratch {}: kept {} for its log", S::KIND.name, self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn kill_now(pid: u32) {
+    if let Ok(raw) = i32::try_from(pid) {
+        if process::is_running(pid) {
+            // SAFETY: kill(2) on the pid of a server this process started and has not reaped.
+            unsafe { libc::kill(raw, libc::SIGKILL) };
+            process::wait_exit(pid, Duration::from_secs(5));
+        }
+    }
+}
+
+/// `<temp>/local-stack-scratch`
+fn scratch_root() -> PathBuf {
+    std::env::temp_dir().join("local-stack-scratch")
+}
+
+/// A new directory `<root>/<kind>-<our pid>-<n>`, after clearing what dead
+/// test processes left behind.
+fn new_dir(kind: &str) -> Result<PathBuf> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let root = scratch_root();
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    sweep(&root);
+    let dir = root.join(format!("{kind}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    // A leftover of an earlier process that had our pid.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Removes the directories of test processes that no longer run, killing a
+/// server still running from one (a test killed before its `Drop`).
+fn sweep(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let owner = entry.file_name().to_str().and_then(|name| name.split('-').nth(1)?.parse::<u32>().ok());
+        if owner.is_none_or(process::is_running) {
+            continue;
+        }
+        if let Some(pid) = process::read_pid(&dir.join(PID_FILE)) {
+            // Only a process whose command line names this directory is ours to kill.
+            let ours = process::cmdline(pid).is_some_and(|cmd| cmd.contains(&*dir.to_string_lossy()));
+            if ours {
+                kill_now(pid);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// `N` distinct loopback ports that were free a moment ago (bound to port 0
+/// together, then released for the server to take).
+fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("binding 127.0.0.1:0 to find free ports")?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_and_bindable() {
+        let ports: [u16; 3] = free_ports().unwrap();
+        assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2], "{ports:?}");
+        for port in ports {
+            TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
+
+    #[test]
+    fn sweep_removes_directories_of_dead_owners_only() {
+        let root = std::env::temp_dir().join(format!("local-stack-sweep-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        // A child that has exited: its pid is certainly not running.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let gone = root.join(format!("kafka-{dead}-0"));
+        let kept = root.join(format!("kafka-{}-0", std::process::id()));
+        for dir in [&gone, &kept] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        sweep(&root);
+        assert!(!gone.exists() && kept.exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

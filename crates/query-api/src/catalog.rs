@@ -1,0 +1,220 @@
+//! The video catalog in PostgreSQL (table `videos`): validation of what is
+//! stored and every SQL statement that touches it, parameterised only.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+pub const MAX_VIDEO_ID_CHARS: usize = 256;
+pub const MAX_TITLE_CHARS: usize = 512;
+pub const MAX_CATEGORY_CHARS: usize = 128;
+
+const UPSERT: &str = "\
+INSERT INTO videos (video_id, title, duration_seconds, category)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (video_id) DO UPDATE
+SET title = EXCLUDED.title,
+    duration_seconds = EXCLUDED.duration_seconds,
+    category = EXCLUDED.category,
+    updated_at = now()
+RETURNING video_id, title, duration_seconds, category, created_at, updated_at";
+
+const SELECT_ONE: &str = "\
+SELECT video_id, title, duration_seconds, category, created_at, updated_at
+FROM videos
+WHERE video_id = $1";
+
+/// A catalog entry as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Video {
+    pub video_id: String,
+    pub title: String,
+    /// Length of the video in seconds; the denominator of watch percentages.
+    pub duration_seconds: Option<f64>,
+    pub category: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The body of `PUT /api/videos/{videoId}`: the whole entry (an omitted
+/// optional field is stored as null).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VideoInput {
+    /// Required, 1 to 512 characters.
+    pub title: String,
+    /// Greater than 0, or null when unknown.
+    #[serde(default)]
+    pub duration_seconds: Option<f64>,
+    /// At most 128 characters, or null.
+    #[serde(default)]
+    pub category: Option<String>,
+}
+
+impl VideoInput {
+    /// Reads and validates a request body; the error names the first field at fault.
+    pub fn from_json(body: &Value) -> Result<Self, ApiError> {
+        let Value::Object(object) = body else {
+            return Err(ApiError::BadRequest { field: None, message: "request body must be a json object".into() });
+        };
+        if let Some(unknown) = object.keys().find(|k| !matches!(k.as_str(), "title" | "duration_seconds" | "category"))
+        {
+            return Err(ApiError::bad_field(
+                unknown.as_str(),
+                format!("unknown field {unknown:?}; expected title, duration_seconds, category"),
+            ));
+        }
+        let title = match object.get("title") {
+            None | Some(Value::Null) => return Err(ApiError::bad_field("title", "title is required")),
+            Some(Value::String(title)) => title.clone(),
+            Some(_) => return Err(ApiError::bad_field("title", "title must be a string")),
+        };
+        if title.trim().is_empty() {
+            return Err(ApiError::bad_field("title", "title must not be empty"));
+        }
+        check_text("title", &title, MAX_TITLE_CHARS)?;
+
+        let duration_seconds = match object.get("duration_seconds") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(d) if d.is_finite() && d > 0.0 => Some(d),
+                _ => return Err(ApiError::bad_field("duration_seconds", "duration_seconds must be greater than 0")),
+            },
+            Some(_) => return Err(ApiError::bad_field("duration_seconds", "duration_seconds must be a number")),
+        };
+
+        let category = optional_string(object, "category")?;
+        if let Some(category) = &category {
+            check_text("category", category, MAX_CATEGORY_CHARS)?;
+        }
+        Ok(Self { title, duration_seconds, category })
+    }
+}
+
+fn optional_string(object: &Map<String, Value>, field: &'static str) -> Result<Option<String>, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_field(field, format!("{field} must be a string or null"))),
+    }
+}
+
+/// Length in characters, and no NUL (PostgreSQL text cannot hold it).
+fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), ApiError> {
+    if value.chars().count() > max_chars {
+        return Err(ApiError::bad_field(field, format!("{field} must be at most {max_chars} characters")));
+    }
+    if value.contains('\0') {
+        return Err(ApiError::bad_field(field, format!("{field} must not contain NUL characters")));
+    }
+    Ok(())
+}
+
+/// A video id from the path: 1 to 256 characters, no control characters.
+pub fn validate_video_id(video_id: &str) -> Result<(), ApiError> {
+    if video_id.is_empty() {
+        return Err(ApiError::bad_field("videoId", "videoId must not be empty"));
+    }
+    if video_id.chars().count() > MAX_VIDEO_ID_CHARS {
+        return Err(ApiError::bad_field("videoId", format!("videoId must be at most {MAX_VIDEO_ID_CHARS} characters")));
+    }
+    if video_id.chars().any(char::is_control) {
+        return Err(ApiError::bad_field("videoId", "videoId must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// The catalog's PostgreSQL access.
+#[derive(Clone)]
+pub struct Catalog {
+    pool: Pool,
+}
+
+impl Catalog {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// Inserts or replaces the entry of `video_id` and returns what is stored.
+    pub async fn upsert(&self, video_id: &str, input: &VideoInput) -> Result<Video, ApiError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(UPSERT).await?;
+        let row =
+            client.query_one(&statement, &[&video_id, &input.title, &input.duration_seconds, &input.category]).await?;
+        video_from_row(&row)
+    }
+
+    pub async fn get(&self, video_id: &str) -> Result<Option<Video>, ApiError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(SELECT_ONE).await?;
+        let row = client.query_opt(&statement, &[&video_id]).await?;
+        row.as_ref().map(video_from_row).transpose()
+    }
+}
+
+fn video_from_row(row: &tokio_postgres::Row) -> Result<Video, ApiError> {
+    Ok(Video {
+        video_id: row.try_get("video_id")?,
+        title: row.try_get("title")?,
+        duration_seconds: row.try_get("duration_seconds")?,
+        category: row.try_get("category")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn field_of(body: Value) -> String {
+        match VideoInput::from_json(&body) {
+            Err(ApiError::BadRequest { field, .. }) => field.unwrap_or_default(),
+            other => panic!("expected a bad request for {body}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_full_and_a_minimal_entry() {
+        let full = VideoInput::from_json(&json!({"title": "T", "duration_seconds": 12.5, "category": "c"})).unwrap();
+        assert_eq!(full, VideoInput { title: "T".into(), duration_seconds: Some(12.5), category: Some("c".into()) });
+        let minimal = VideoInput::from_json(&json!({"title": "T", "duration_seconds": null})).unwrap();
+        assert_eq!(minimal, VideoInput { title: "T".into(), duration_seconds: None, category: None });
+    }
+
+    #[test]
+    fn names_the_field_at_fault() {
+        assert_eq!(field_of(json!({})), "title");
+        assert_eq!(field_of(json!({"title": "  "})), "title");
+        assert_eq!(field_of(json!({"title": 5})), "title");
+        assert_eq!(field_of(json!({"title": "x".repeat(513)})), "title");
+        assert_eq!(field_of(json!({"title": "a\u{0}b"})), "title");
+        assert_eq!(field_of(json!({"title": "t", "duration_seconds": 0})), "duration_seconds");
+        assert_eq!(field_of(json!({"title": "t", "duration_seconds": -1.5})), "duration_seconds");
+        assert_eq!(field_of(json!({"title": "t", "duration_seconds": "10"})), "duration_seconds");
+        assert_eq!(field_of(json!({"title": "t", "category": "c".repeat(129)})), "category");
+        assert_eq!(field_of(json!({"title": "t", "category": 3})), "category");
+        assert_eq!(field_of(json!({"title": "t", "duration": 3})), "duration");
+        assert_eq!(field_of(json!([1])), "");
+    }
+
+    #[test]
+    fn limits_count_characters_not_bytes() {
+        assert!(VideoInput::from_json(&json!({"title": "é".repeat(512)})).is_ok());
+        assert!(validate_video_id(&"é".repeat(256)).is_ok());
+        assert!(validate_video_id(&"v".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn video_ids_refuse_control_characters() {
+        assert!(validate_video_id("video-1 'x\"; --").is_ok());
+        assert!(validate_video_id("a\nb").is_err());
+        assert!(validate_video_id("a\u{7f}").is_err());
+        assert!(validate_video_id("").is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! The query API's configuration: the shared sections plus `[cache]`.
+//!
+//! Every key can be set in `config/query-api.toml` or through the environment,
+//! e.g. `QUERY_API__CACHE__SHORT_TTL_SECS=5`.
+
+use serde::{Deserialize, Serialize};
+use service_kit::{ClickHouseConfig, HttpConfig, LogConfig, PostgresConfig, RedisConfig, impl_service_config};
+
+pub const DEFAULT_PORT: u16 = 3000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub cache: CacheConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http: HttpConfig::with_port(DEFAULT_PORT),
+            log: LogConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
+            postgres: PostgresConfig::default(),
+            redis: RedisConfig::default(),
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+impl_service_config!(Config);
+
+/// The Redis cache of query results.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CacheConfig {
+    /// `false` computes every answer (nothing is read from or written to Redis).
+    pub enabled: bool,
+    /// Prepended to every cache key, after `redis.key_prefix`.
+    pub key_prefix: String,
+    /// TTL of answers whose range includes the current hour (still changing).
+    pub short_ttl_secs: u64,
+    /// TTL of answers whose range ended before the current hour.
+    pub long_ttl_secs: u64,
+    /// Budget of one Redis command; past it the answer is computed uncached.
+    pub timeout_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { enabled: true, key_prefix: "query:".into(), short_ttl_secs: 10, long_ttl_secs: 3600, timeout_ms: 200 }
+    }
+}

@@ -1,0 +1,204 @@
+//! Why a request failed, and the JSON answer for each reason.
+//!
+//! Every error answer is `{"error": <code>, "message": <text>}`, plus `field`
+//! when one input field is to blame. Internal causes are logged, never sent.
+
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    error::JsonPayloadError,
+    http::{StatusCode, header},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is invalid; `field` names the input at fault when there is one.
+    #[error("{message}")]
+    BadRequest { field: Option<String>, message: String },
+
+    #[error("{0}")]
+    NotFound(String),
+
+    #[error("{method} is not allowed on {path}; allowed: {allowed}")]
+    MethodNotAllowed { method: String, path: String, allowed: &'static str },
+
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+
+    /// A dependency (PostgreSQL, ClickHouse, Redis) cannot be reached.
+    #[error("{dependency} is unavailable")]
+    Unavailable { dependency: &'static str, cause: String },
+
+    /// Anything else; the cause is logged, the client only learns that it failed.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable snake_case code: `bad_request`, `not_found`, `method_not_allowed`,
+    /// `unsupported_media_type`, `payload_too_large`, `unavailable`, `internal`.
+    pub error: &'static str,
+    pub message: String,
+    /// The input field at fault, for `bad_request`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { field: Some(field.into()), message: message.into() }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { .. } => "bad_request",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let field = match self {
+            ApiError::BadRequest { field, .. } => field.clone(),
+            _ => None,
+        };
+        ErrorBody { error: self.code(), message: self.to_string(), field }
+    }
+
+    /// The error for a JSON body actix could not read (wrong content type, too
+    /// large, not JSON).
+    pub fn from_json_payload(error: &JsonPayloadError) -> Self {
+        match error {
+            JsonPayloadError::ContentType => {
+                ApiError::UnsupportedMediaType("the request body must be json (content-type: application/json)".into())
+            }
+            JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
+                ApiError::PayloadTooLarge { limit: *limit }
+            }
+            JsonPayloadError::Deserialize(e) => {
+                ApiError::BadRequest { field: None, message: format!("request body is not valid json: {e}") }
+            }
+            other => ApiError::BadRequest { field: None, message: format!("cannot read the request body: {other}") },
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(cause) => tracing::error!(error = format!("{cause:#}"), "request failed"),
+            ApiError::Unavailable { dependency, cause } => {
+                tracing::warn!(dependency, error = %cause, "dependency unavailable")
+            }
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::MethodNotAllowed { allowed, .. } = self {
+            response.insert_header((header::ALLOW, *allowed));
+        }
+        response.json(self.body())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        ApiError::Unavailable { dependency: "postgres", cause: error.to_string() }
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let io_failure = std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>());
+        if error.is_closed() || io_failure {
+            ApiError::Unavailable { dependency: "postgres", cause: error.to_string() }
+        } else {
+            ApiError::Internal(anyhow::Error::new(error).context("postgres query failed"))
+        }
+    }
+}
+
+/// The app's answer for paths no route serves.
+pub async fn unknown_route(req: HttpRequest) -> HttpResponse {
+    ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())).error_response()
+}
+
+/// A resource's answer for methods it does not serve.
+pub fn method_not_allowed(
+    allowed: &'static str,
+) -> impl Fn(HttpRequest) -> std::future::Ready<HttpResponse> + Clone + 'static {
+    move |req: HttpRequest| {
+        let error =
+            ApiError::MethodNotAllowed { method: req.method().to_string(), path: req.path().to_string(), allowed };
+        std::future::ready(error.error_response())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody as _;
+
+    use super::*;
+
+    fn answer(error: &ApiError) -> (u16, serde_json::Value) {
+        let response = error.error_response();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().try_into_bytes().unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn each_error_has_its_status_and_code() {
+        let cases = [
+            (ApiError::bad_field("title", "title is required"), 400, "bad_request"),
+            (ApiError::NotFound("no video".into()), 404, "not_found"),
+            (ApiError::UnsupportedMediaType("json only".into()), 415, "unsupported_media_type"),
+            (ApiError::PayloadTooLarge { limit: 10 }, 413, "payload_too_large"),
+            (ApiError::Unavailable { dependency: "postgres", cause: "refused".into() }, 503, "unavailable"),
+            (ApiError::Internal(anyhow::anyhow!("boom")), 500, "internal"),
+        ];
+        for (error, status, code) in cases {
+            let (got_status, body) = answer(&error);
+            assert_eq!(got_status, status, "{error}");
+            assert_eq!(body["error"], code);
+            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        }
+    }
+
+    #[test]
+    fn bad_request_names_the_field() {
+        let (_, body) = answer(&ApiError::bad_field("duration_seconds", "must be greater than 0"));
+        assert_eq!(body["field"], "duration_seconds");
+        let (_, body) = answer(&ApiError::NotFound("x".into()));
+        assert!(body.get("field").is_none(), "{body}");
+    }
+
+    #[test]
+    fn internal_and_unavailable_causes_stay_out_of_the_answer() {
+        let (_, body) = answer(&ApiError::Internal(anyhow::anyhow!("password=secret in connection string")));
+        assert_eq!(body["message"], "internal error");
+        let (_, body) = answer(&ApiError::Unavailable { dependency: "postgres", cause: "10.0.0.5 refused".into() });
+        assert_eq!(body["message"], "postgres is unavailable");
+    }
+}

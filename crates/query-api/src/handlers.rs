@@ -1,0 +1,171 @@
+//! The HTTP endpoints of the query API (besides `/health`, `/ready`,
+//! `/metrics`, which `service_kit::ops` serves).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use service_kit::{Readiness, ops::ReadyReport};
+use utoipa::ToSchema;
+
+use crate::{
+    cache::QueryCache,
+    catalog::{self, Catalog, Video, VideoInput},
+    error::{self, ApiError, ErrorBody},
+    openapi,
+};
+
+/// Largest JSON request body accepted.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+
+pub const VIDEO_PATH: &str = "/api/videos/{videoId}";
+pub const METRICS_HEALTH_PATH: &str = "/api/metrics/health";
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
+
+/// What the handlers share.
+pub struct AppState {
+    pub catalog: Catalog,
+    /// The result cache for the metric endpoints to come; no endpoint uses it yet.
+    pub cache: QueryCache,
+    pub readiness: Arc<Readiness>,
+}
+
+/// Registers the API routes, JSON error answers for unreadable bodies and
+/// unknown routes, and the OpenAPI document.
+pub fn configure(state: web::Data<AppState>) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    move |cfg| {
+        let json = web::JsonConfig::default()
+            .limit(MAX_JSON_BYTES)
+            .error_handler(|error, _req| ApiError::from_json_payload(&error).into());
+        cfg.app_data(state.clone())
+            .app_data(json)
+            .service(
+                web::resource(VIDEO_PATH)
+                    .route(web::put().to(put_video))
+                    .route(web::get().to(get_video))
+                    .default_service(web::to(error::method_not_allowed("GET, PUT"))),
+            )
+            .service(
+                web::resource(METRICS_HEALTH_PATH)
+                    .route(web::get().to(metrics_health))
+                    .default_service(web::to(error::method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource(OPENAPI_PATH)
+                    .route(web::get().to(openapi_document))
+                    .default_service(web::to(error::method_not_allowed("GET"))),
+            )
+            .default_service(web::to(error::unknown_route));
+    }
+}
+
+/// Creates or replaces a catalog entry.
+#[utoipa::path(
+    put,
+    path = "/api/videos/{videoId}",
+    tag = "catalog",
+    params(("videoId" = String, Path, description = "1 to 256 characters, no control characters")),
+    request_body = VideoInput,
+    responses(
+        (status = 200, description = "the entry as stored", body = Video),
+        (status = 400, description = "invalid field (named in `field`) or malformed json", body = ErrorBody),
+        (status = 415, description = "body is not application/json", body = ErrorBody),
+        (status = 503, description = "postgresql unavailable", body = ErrorBody),
+    )
+)]
+pub async fn put_video(
+    state: web::Data<AppState>,
+    video_id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<web::Json<Video>, ApiError> {
+    catalog::validate_video_id(&video_id)?;
+    let input = VideoInput::from_json(&body)?;
+    let video = state.catalog.upsert(&video_id, &input).await?;
+    tracing::debug!(video_id = %video.video_id, "video stored");
+    Ok(web::Json(video))
+}
+
+/// One catalog entry.
+#[utoipa::path(
+    get,
+    path = "/api/videos/{videoId}",
+    tag = "catalog",
+    params(("videoId" = String, Path, description = "1 to 256 characters, no control characters")),
+    responses(
+        (status = 200, description = "the entry", body = Video),
+        (status = 400, description = "invalid videoId", body = ErrorBody),
+        (status = 404, description = "no such video in the catalog", body = ErrorBody),
+        (status = 503, description = "postgresql unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get_video(state: web::Data<AppState>, video_id: web::Path<String>) -> Result<web::Json<Video>, ApiError> {
+    catalog::validate_video_id(&video_id)?;
+    match state.catalog.get(&video_id).await? {
+        Some(video) => Ok(web::Json(video)),
+        None => Err(ApiError::NotFound(format!("video {:?} is not in the catalog", video_id.as_str()))),
+    }
+}
+
+/// The body of `GET /api/metrics/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricsHealth {
+    /// `ok` when every dependency answered, else `unavailable`.
+    pub status: &'static str,
+    pub service: &'static str,
+    /// By name: `clickhouse`, `postgres`, `redis`.
+    pub dependencies: BTreeMap<String, DependencyHealth>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DependencyHealth {
+    /// `up` or `down`.
+    pub status: &'static str,
+    pub latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl MetricsHealth {
+    pub fn from_report(report: ReadyReport) -> Self {
+        let all_up = report.checks.values().all(|c| c.ok);
+        let dependencies = report
+            .checks
+            .into_iter()
+            .map(|(name, check)| {
+                let status = if check.ok { "up" } else { "down" };
+                (name.to_string(), DependencyHealth { status, latency_ms: check.latency_ms, error: check.error })
+            })
+            .collect();
+        Self { status: if all_up { "ok" } else { "unavailable" }, service: report.service, dependencies }
+    }
+}
+
+/// Status of the query API's dependencies, each checked with a real request.
+#[utoipa::path(
+    get,
+    path = "/api/metrics/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "every dependency answered", body = MetricsHealth),
+        (status = 503, description = "at least one dependency is down", body = MetricsHealth),
+    )
+)]
+pub async fn metrics_health(state: web::Data<AppState>) -> HttpResponse {
+    let health = MetricsHealth::from_report(state.readiness.check().await);
+    if health.status == "ok" {
+        HttpResponse::Ok().json(health)
+    } else {
+        HttpResponse::ServiceUnavailable().json(health)
+    }
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "the OpenAPI 3 document of this service", content_type = "application/json"))
+)]
+pub async fn openapi_document() -> HttpResponse {
+    HttpResponse::Ok().json(openapi::document())
+}
