@@ -1,6 +1,9 @@
 //! The consumer's librdkafka context: rebalance notes and lag from statistics.
 
-use std::sync::Mutex;
+use std::sync::{
+    Mutex,
+    atomic::{AtomicBool, Ordering},
+};
 
 use rdkafka::{
     ClientContext, Statistics,
@@ -11,6 +14,10 @@ use rdkafka::{
 #[derive(Default)]
 pub struct ProcessorContext {
     revoked: Mutex<Vec<i32>>,
+    /// While consumption is paused the statistics' lag is stale (paused
+    /// partitions are not fetched, so their high watermark is not refreshed);
+    /// the consumer loop publishes the lag itself then.
+    paused: AtomicBool,
 }
 
 impl ProcessorContext {
@@ -20,20 +27,34 @@ impl ProcessorContext {
     }
 }
 
+impl ProcessorContext {
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+}
+
+/// Publishes one partition's consumer lag.
+pub fn set_lag(topic: &str, partition: i32, lag: i64) {
+    metrics::gauge!(
+        "analytics_service_kafka_consumer_lag",
+        "topic" => topic.to_string(),
+        "partition" => partition.to_string()
+    )
+    .set(lag.max(0) as f64);
+}
+
 impl ClientContext for ProcessorContext {
     fn stats(&self, statistics: Statistics) {
+        if self.paused.load(Ordering::SeqCst) {
+            return;
+        }
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
                 // librdkafka reports -1 for the internal UA partition and for unknown lag.
                 if *partition < 0 || p.consumer_lag < 0 {
                     continue;
                 }
-                metrics::gauge!(
-                    "analytics_service_kafka_consumer_lag",
-                    "topic" => topic.clone(),
-                    "partition" => partition.to_string()
-                )
-                .set(p.consumer_lag as f64);
+                set_lag(topic, *partition, p.consumer_lag);
             }
         }
     }

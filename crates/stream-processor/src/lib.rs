@@ -160,6 +160,7 @@ fn build_pipeline(config: &Config, shutdown: Shutdown) -> anyhow::Result<Pipelin
             retry_initial: Duration::from_millis(p.retry_initial_ms),
             retry_max: Duration::from_millis(p.retry_max_ms),
             shutdown_flush: Duration::from_millis(p.shutdown_flush_ms),
+            lag_refresh: Duration::from_millis(p.statistics_interval_ms),
         },
         runtime: tokio::runtime::Handle::current(),
         shutdown,

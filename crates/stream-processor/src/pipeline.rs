@@ -40,6 +40,8 @@ pub struct LoopSettings {
     pub retry_max: Duration,
     /// How long a final flush may keep retrying after shutdown was requested.
     pub shutdown_flush: Duration,
+    /// While paused, how often the loop publishes the consumer lag itself.
+    pub lag_refresh: Duration,
 }
 
 /// The flush did not complete because shutdown came first; nothing was committed.
@@ -234,6 +236,7 @@ impl Pipeline {
         deadline: Option<Instant>,
     ) -> Result<(), Aborted> {
         let until = Instant::now() + delay;
+        let mut lag_published: Option<Instant> = None;
         loop {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) || (deadline.is_none() && self.shutdown.is_triggered()) {
@@ -260,7 +263,33 @@ impl Pipeline {
             }
             if let Some(batch) = batch.as_deref_mut() {
                 self.forget_revoked(batch);
+                if lag_published.is_none_or(|at| at.elapsed() >= self.settings.lag_refresh) {
+                    self.publish_lag_while_paused();
+                    lag_published = Some(Instant::now());
+                }
             }
+        }
+    }
+
+    /// Lag = high watermark − committed offset, per assigned partition, asked
+    /// of the broker (librdkafka's statistics go stale while paused).
+    fn publish_lag_while_paused(&self) {
+        let timeout = Duration::from_secs(2);
+        let committed = match self.consumer.committed(timeout) {
+            Ok(committed) => committed,
+            Err(error) => {
+                tracing::debug!(error = %error, "cannot read committed offsets for the lag");
+                return;
+            }
+        };
+        for element in committed.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let Ok((low, high)) = self.consumer.fetch_watermarks(topic, partition, timeout) else { continue };
+            let from = match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => low,
+            };
+            crate::context::set_lag(topic, partition, high - from);
         }
     }
 
@@ -276,6 +305,7 @@ impl Pipeline {
         let assignment = self.consumer.assignment().ok()?;
         match self.consumer.pause(&assignment) {
             Ok(()) => {
+                self.consumer.context().set_paused(true);
                 metrics::gauge!("analytics_service_processor_paused").set(1.0);
                 tracing::info!(partitions = assignment.count(), "consumption paused");
                 Some(assignment)
@@ -299,6 +329,7 @@ impl Pipeline {
         if let Err(error) = self.consumer.resume(&still) {
             tracing::warn!(error = %error, "cannot resume consumption");
         }
+        self.consumer.context().set_paused(false);
         metrics::gauge!("analytics_service_processor_paused").set(0.0);
         tracing::info!("consumption resumed");
     }
