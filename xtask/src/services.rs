@@ -121,18 +121,7 @@ pub async fn start_all(layout: &Layout) -> Result<()> {
             outcome
         });
     }
-    let mut errors = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => errors.push(format!("{err:#}")),
-            Err(err) => errors.push(format!("waiting task failed: {err}")),
-        }
-    }
-    if !errors.is_empty() {
-        bail!("{}", errors.join("\n\n"));
-    }
-    Ok(())
+    crate::ui::join_all(tasks).await
 }
 
 async fn wait_ready(layout: &Layout, service: Service, pid: u32, step: &Step) -> Result<()> {

@@ -322,6 +322,16 @@ async fn migrate_stack(layout: &Layout) -> Result<()> {
     apply(&cfg).await
 }
 
+/// A failed migration, with a way out when an applied migration was edited.
+fn migration_error(err: service_kit::migrate::MigrateError, engine: &str, dir: &str) -> anyhow::Error {
+    let hint = if matches!(err, service_kit::migrate::MigrateError::ChecksumMismatch { .. }) {
+        " (on a local development stack, `cargo xtask down --purge` then `cargo xtask up` starts from empty databases)"
+    } else {
+        ""
+    };
+    anyhow::Error::new(err).context(format!("applying {engine} migrations ({dir}){hint}"))
+}
+
 async fn apply(cfg: &DatabasesConfig) -> Result<()> {
     let step = Step::start(format!(
         "ClickHouse migrations ({}, database {})",
@@ -332,14 +342,7 @@ async fn apply(cfg: &DatabasesConfig) -> Result<()> {
         Ok(report) => step.ok(describe_report(&report)),
         Err(err) => {
             step.fail("failed");
-            let hint = if matches!(err, service_kit::migrate::MigrateError::ChecksumMismatch { .. }) {
-                " (on a local development stack, `cargo xtask down --purge` then `cargo xtask up` starts from empty databases)"
-            } else {
-                ""
-            };
-            return Err(
-                anyhow::Error::new(err).context(format!("applying ClickHouse migrations (schemas/clickhouse){hint}"))
-            );
+            return Err(migration_error(err, "ClickHouse", "schemas/clickhouse"));
         }
     }
     let step = Step::start("PostgreSQL migrations");
@@ -347,14 +350,7 @@ async fn apply(cfg: &DatabasesConfig) -> Result<()> {
         Ok(report) => step.ok(describe_report(&report)),
         Err(err) => {
             step.fail("failed");
-            let hint = if matches!(err, service_kit::migrate::MigrateError::ChecksumMismatch { .. }) {
-                " (on a local development stack, `cargo xtask down --purge` then `cargo xtask up` starts from empty databases)"
-            } else {
-                ""
-            };
-            return Err(
-                anyhow::Error::new(err).context(format!("applying PostgreSQL migrations (schemas/postgres){hint}"))
-            );
+            return Err(migration_error(err, "PostgreSQL", "schemas/postgres"));
         }
     }
     Ok(())

@@ -97,3 +97,20 @@ impl Step {
         }
     }
 }
+
+/// Waits for every task and fails with all their errors together, so one
+/// component failing does not hide another's.
+pub async fn join_all(mut tasks: tokio::task::JoinSet<anyhow::Result<()>>) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => errors.push(format!("{err:#}")),
+            Err(err) => errors.push(format!("waiting task failed: {err}")),
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("{}", errors.join("\n\n"));
+    }
+    Ok(())
+}

@@ -8,38 +8,9 @@ use crate::Event;
 /// Name of the raw events table.
 pub const EVENTS_TABLE: &str = "events";
 
-/// Columns of [`EVENTS_TABLE`], in table (and [`EventRow`] field) order.
-pub const EVENT_ROW_COLUMNS: &[&str] = &[
-    "event_id",
-    "event_type",
-    "user_id",
-    "session_id",
-    "video_id",
-    "timestamp",
-    "timestamp_ms",
-    "received_at_ms",
-    "position_seconds",
-    "duration_seconds",
-    "quality",
-    "bitrate_kbps",
-    "buffer_duration_ms",
-    "startup_time_ms",
-    "error_code",
-    "error_message",
-    "fatal",
-    "seek_from_seconds",
-    "seek_to_seconds",
-    "from_quality",
-    "to_quality",
-    "device_type",
-    "browser",
-    "os",
-    "country",
-    "player",
-    "cdn",
-    "properties",
-    "metadata",
-];
+/// Columns of [`EVENTS_TABLE`], in table (and [`EventRow`] field) order,
+/// as the `clickhouse::Row` derive lists them.
+pub const EVENT_ROW_COLUMNS: &[&str] = <EventRow as clickhouse::Row>::COLUMN_NAMES;
 
 /// One row of the `events` table. The comment on each field is its
 /// ClickHouse column type. Absent string dimensions are stored as `''`.

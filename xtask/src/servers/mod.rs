@@ -208,18 +208,7 @@ pub async fn start_missing(layout: &Layout, servers: &[Server], started: &mut Ve
             outcome.map(|_| ())
         });
     }
-    let mut errors = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => errors.push(format!("{err:#}")),
-            Err(err) => errors.push(format!("waiting task failed: {err}")),
-        }
-    }
-    if !errors.is_empty() {
-        bail!("{}", errors.join("\n\n"));
-    }
-    Ok(())
+    crate::ui::join_all(tasks).await
 }
 
 /// Polls the server until it answers its real request, failing early when its

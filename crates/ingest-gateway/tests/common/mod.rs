@@ -4,7 +4,6 @@
 
 use std::{
     io::Write as _,
-    net::SocketAddr,
     time::{Duration, Instant},
 };
 
@@ -17,19 +16,20 @@ use rdkafka::{
     message::Headers,
 };
 use serde_json::Value;
-use service_kit::{HttpConfig, KafkaConfig, Shutdown, deps::kafka, testing};
-use tokio::task::JoinHandle;
+use service_kit::{
+    HttpConfig, KafkaConfig,
+    deps::kafka,
+    testing::{self, InProcess},
+};
 
 pub const JSON: &str = "application/json";
 pub const NDJSON: &str = "application/x-ndjson";
 
 pub struct Gateway {
-    pub addr: SocketAddr,
     pub kafka: KafkaConfig,
     pub topic: String,
     pub http: reqwest::Client,
-    shutdown: Shutdown,
-    task: JoinHandle<anyhow::Result<()>>,
+    service: InProcess,
 }
 
 /// An answer: status, `Retry-After` header, and the body as JSON.
@@ -74,14 +74,11 @@ impl Gateway {
             ingest,
             ..Config::default()
         };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(ingest_gateway::run(config, listener, shutdown.clone()));
+        let service = InProcess::spawn(config, ingest_gateway::run);
         // No idle keep-alive connections, which would hold up the graceful stop.
         let http =
             reqwest::Client::builder().timeout(Duration::from_secs(15)).pool_max_idle_per_host(0).build().unwrap();
-        let gateway = Self { addr, topic: Topics::new(&kafka.topic_prefix).raw_events, kafka, http, shutdown, task };
+        let gateway = Self { topic: Topics::new(&kafka.topic_prefix).raw_events, kafka, http, service };
         let health = gateway.url("/health");
         testing::eventually(Duration::from_secs(10), || async {
             let status = gateway.http.get(&health).send().await?.status();
@@ -94,7 +91,7 @@ impl Gateway {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        self.service.url(path)
     }
 
     /// POSTs `body` with a content type and optional extra headers.
@@ -199,9 +196,7 @@ impl Gateway {
 
     /// Stops the gateway (it must exit cleanly) and deletes its topic.
     pub async fn stop(self) {
-        self.shutdown.trigger();
-        let outcome = tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("gateway stops in time");
-        outcome.expect("gateway task").expect("gateway exits cleanly");
+        self.service.stop().await.expect("gateway stops in time and exits cleanly");
         if testing::kafka_config().brokers == self.kafka.brokers {
             kafka::delete_topics(&self.kafka, &[&self.topic]).await.unwrap();
         }
