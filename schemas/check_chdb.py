@@ -5,13 +5,14 @@ The local stack runs Debian's ClickHouse 18.16 while production runs a current
 release; the Rust migration tests apply the same files to the 18.16 server, and
 this script proves they are valid on the modern engine too.
 
-    python3 schemas/check_chdb.py [--statement SQL]...
+    python3 schemas/check_chdb.py [--statement SQL]... [--queries-json FILE]
 
 It creates a fresh database in a throw-away chDB session, executes each
 statement of schemas/clickhouse/*.sql in file order (split exactly as the Rust
 runner in crates/service-kit/src/migrate.rs splits them), runs any extra
 `--statement` given (the runner's own bookkeeping DDL), then inserts one row into
-`events` and reads it back. It exits non-zero naming the failing file and the
+`events` and reads it back, and finally runs every query of `--queries-json`
+(a JSON list of SQL strings; the services' query tests pass their SQL here). It exits non-zero naming the failing file and the
 engine's error; a missing chdb module is an error too, never a skip.
 """
 
@@ -87,6 +88,10 @@ def main():
         default=[],
         help="extra SQL to run after the migrations (may repeat)",
     )
+    parser.add_argument(
+        "--queries-json",
+        help="a JSON file holding a list of SQL queries to run after the round trip, each must succeed",
+    )
     args = parser.parse_args()
 
     try:
@@ -147,6 +152,17 @@ def main():
         if got != expected:
             fail(f"round trip on `events` returned {got!r}, expected {expected!r}")
         print(f"ok  events round trip on chDB {chdb_version()}")
+
+        if args.queries_json:
+            import json
+
+            queries = json.loads(pathlib.Path(args.queries_json).read_text(encoding="utf-8"))
+            for number, query in enumerate(queries, start=1):
+                try:
+                    sess.query(query, "TabSeparated")
+                except Exception as err:
+                    fail(f"query {number} of {args.queries_json} failed on chDB: {err}\n--- query ---\n{query}")
+            print(f"ok  {len(queries)} queries from {args.queries_json}")
     finally:
         try:
             sess.query(f"DROP DATABASE IF EXISTS {database}")

@@ -47,10 +47,15 @@ macro_rules! migration {
 
 /// ClickHouse migrations, in version order. A new file must be added here too
 /// (the `migrations` integration test checks the list against the directory).
-static CLICKHOUSE: &[Migration] = &[migration!("clickhouse", 1, "0001_events")];
+static CLICKHOUSE: &[Migration] = &[
+    migration!("clickhouse", 1, "0001_events"),
+    migration!("clickhouse", 2, "0002_events_inserted_at"),
+    migration!("clickhouse", 3, "0003_aggregates"),
+];
 
 /// PostgreSQL migrations, in version order.
-static POSTGRES: &[Migration] = &[migration!("postgres", 1, "0001_video_catalog")];
+static POSTGRES: &[Migration] =
+    &[migration!("postgres", 1, "0001_video_catalog"), migration!("postgres", 2, "0002_aggregation_runs")];
 
 /// The embedded ClickHouse migrations, in version order.
 pub fn clickhouse_migrations() -> &'static [Migration] {

@@ -1,0 +1,203 @@
+//! The query API's reads: each answers a range by merging the pre-aggregated
+//! rows of the windows the aggregator has up to date with rows computed from
+//! the raw events for the others (a [`Split`]), in one statement.
+
+use serde::Deserialize;
+
+use crate::{
+    Statement, deduplicated_events,
+    rows::{USER_ENGAGEMENT_COLUMNS, VIDEO_METRICS_COLUMNS, user_engagement_rows, video_metric_rows},
+    views::Scope,
+    windows::Split,
+};
+
+/// `SELECT {columns}` over the table rows of `split.aggregated` and the
+/// rows computed for `split.raw`, as one `UNION ALL` (without parentheses).
+fn merged_rows(table: &str, columns: &str, scope: Scope<'_>, split: &Split) -> Statement {
+    assert!(!(split.aggregated.is_empty() && split.raw.is_empty()), "a read needs at least one window");
+    let (key, window) = match table {
+        "video_metrics" => ("video_id", "toUInt32(intDiv(toUInt32(hour), 3600))"),
+        _ => ("user_id", "toUInt32(toUInt16(date))"),
+    };
+    let mut sql = Statement::default();
+    if !split.aggregated.is_empty() {
+        sql.sql(&format!("SELECT {columns} FROM {table} FINAL WHERE has("));
+        sql.bind(split.aggregated.as_slice()).sql(&format!(", {window})"));
+        match scope {
+            Scope::All => {}
+            Scope::Video(id) | Scope::User(id) => {
+                sql.sql(&format!(" AND {key} = ")).bind(id);
+            }
+        }
+    }
+    if !split.raw.is_empty() {
+        if !split.aggregated.is_empty() {
+            sql.sql(" UNION ALL ");
+        }
+        let rows = match table {
+            "video_metrics" => video_metric_rows(scope, &split.raw),
+            _ => user_engagement_rows(scope, &split.raw),
+        };
+        sql.sql(&format!("SELECT {columns} FROM (")).append(&rows).sql(")");
+    }
+    sql
+}
+
+/// One row summarising the views of `video_id` over the hours of `split`:
+/// `views`, `unique_viewers`, `completed_views`, `failed_views`,
+/// `exits_before_start`, `buffer_ms`, `startup_count` (UInt64);
+/// `watch_time_seconds`, `watch_percentage_sum` (Float64: Σ over views of
+/// min(100, 100 × watch ÷ duration), 0 without a duration);
+/// `events_duration` (Nullable(Float64)); `startup_median_ms`,
+/// `startup_p95_ms` (UInt64, nearest rank; 0 when `startup_count` is 0).
+///
+/// `duration_seconds` is the catalog's duration; without it the largest
+/// duration the players reported is used.
+pub fn video_summary(video_id: &str, split: &Split, duration_seconds: Option<f64>) -> Statement {
+    let mut sql = Statement::new(
+        "SELECT views, unique_viewers, completed_views, failed_views, exits_before_start, buffer_ms, \
+         length(startups) AS startup_count, watch_time_seconds, \
+         if(d > 0, arraySum(arrayMap(w -> least(100., 100. * w / d), watches)), 0.) AS watch_percentage_sum, \
+         events_duration, \
+         if(startup_count = 0, toUInt64(0), arrayElement(startups, intDiv(startup_count * 50 + 99, 100))) \
+             AS startup_median_ms, \
+         if(startup_count = 0, toUInt64(0), arrayElement(startups, intDiv(startup_count * 95 + 99, 100))) \
+             AS startup_p95_ms \
+         FROM (SELECT toUInt64(sum(views)) AS views, toUInt64(uniqExactArray(viewers)) AS unique_viewers, \
+         toUInt64(sum(completed_views)) AS completed_views, toUInt64(sum(failed_views)) AS failed_views, \
+         toUInt64(sum(exits_before_start)) AS exits_before_start, toUInt64(sum(buffer_ms)) AS buffer_ms, \
+         sum(watch_time_seconds) AS watch_time_seconds, max(duration_seconds) AS events_duration, \
+         if(",
+    );
+    let catalog = duration_seconds.unwrap_or(0.0);
+    sql.bind(catalog).sql(" > 0, ").bind(catalog);
+    sql.sql(
+        ", ifNull(events_duration, 0.)) AS d, groupArrayArray(view_watch_seconds) AS watches, \
+         arraySort(groupArrayArray(startup_times_ms)) AS startups FROM (",
+    );
+    sql.append(&merged_rows("video_metrics", VIDEO_METRICS_COLUMNS, Scope::Video(video_id), split)).sql("))");
+    sql
+}
+
+/// What [`top_videos`] ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopMetric {
+    Views,
+    WatchTime,
+    CompletionRate,
+}
+
+impl TopMetric {
+    fn order(self) -> &'static str {
+        match self {
+            TopMetric::Views => "views DESC",
+            TopMetric::WatchTime => "watch_time_seconds DESC",
+            TopMetric::CompletionRate => "completed_views / views DESC, views DESC",
+        }
+    }
+}
+
+/// The `limit` videos with the most `metric` over the hours of `split`:
+/// `video_id`, `views`, `completed_views` (UInt64), `watch_time_seconds`
+/// (Float64); ties by video_id.
+pub fn top_videos(split: &Split, metric: TopMetric, limit: u32) -> Statement {
+    let mut sql = Statement::new(
+        "SELECT video_id, toUInt64(sum(views)) AS views, toUInt64(sum(completed_views)) AS completed_views, \
+         sum(watch_time_seconds) AS watch_time_seconds FROM (",
+    );
+    sql.append(&merged_rows(
+        "video_metrics",
+        "video_id, views, completed_views, watch_time_seconds",
+        Scope::All,
+        split,
+    ));
+    sql.sql(&format!(") GROUP BY video_id ORDER BY {}, video_id LIMIT ", metric.order())).bind(limit);
+    sql
+}
+
+/// The user's rows over the days of `split`, one per day with views (see
+/// [`USER_ENGAGEMENT_COLUMNS`] minus `user_id` and `date`).
+pub fn user_days(user_id: &str, split: &Split) -> Statement {
+    let columns = "sessions, views, completed_views, watch_time_seconds, view_video_ids, view_qualities, \
+                   view_device_types, view_hours, view_watch_seconds";
+    let mut sql = Statement::new(&format!("SELECT {columns} FROM ("));
+    sql.append(&merged_rows("user_engagement_daily", USER_ENGAGEMENT_COLUMNS, Scope::User(user_id), split)).sql(")");
+    sql
+}
+
+/// The realtime figures over events received in `(from_ms, to_ms]`: `events`,
+/// `errors`, `concurrent_viewers`, `active_streams`, `bandwidth_kbps`
+/// (UInt64). A view is live when its latest event in the window (by client
+/// time, then receive time, then id) is neither a `video_complete` nor a
+/// fatal `video_error`; its bitrate is its latest reported one.
+pub fn realtime(from_ms: u64, to_ms: u64) -> Statement {
+    let mut filter = Statement::new("received_at_ms > ");
+    filter.bind(from_ms).sql(" AND received_at_ms <= ").bind(to_ms);
+    let events = deduplicated_events(
+        "event_id, event_type, session_id, video_id, timestamp_ms, received_at_ms, fatal, bitrate_kbps",
+        filter.text(),
+    );
+    let mut sql = Statement::new(
+        "SELECT toUInt64(sum(n)) AS events, toUInt64(sum(errors)) AS errors, toUInt64(countIf(live)) AS concurrent_viewers, \
+         toUInt64(uniqExactIf(video_id, live)) AS active_streams, toUInt64(sumIf(bitrate, live)) AS bandwidth_kbps \
+         FROM (SELECT video_id, count() AS n, countIf(event_type = 'video_error') AS errors, \
+         argMax(event_type, (timestamp_ms, received_at_ms, toString(event_id))) AS last_type, \
+         argMax(fatal, (timestamp_ms, received_at_ms, toString(event_id))) AS last_fatal, \
+         NOT (last_type = 'video_complete' OR (last_type = 'video_error' AND last_fatal = 1)) AS live, \
+         argMaxIf(assumeNotNull(bitrate_kbps), (timestamp_ms, received_at_ms, toString(event_id)), \
+             isNotNull(bitrate_kbps)) AS bitrate FROM (",
+    );
+    sql.append(&Statement::from_parts(events, filter.params().to_vec())).sql(") GROUP BY session_id, video_id)");
+    sql
+}
+
+/// A row of [`video_summary`].
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
+pub struct VideoSummaryRow {
+    pub views: u64,
+    pub unique_viewers: u64,
+    pub completed_views: u64,
+    pub failed_views: u64,
+    pub exits_before_start: u64,
+    pub buffer_ms: u64,
+    pub startup_count: u64,
+    pub watch_time_seconds: f64,
+    pub watch_percentage_sum: f64,
+    pub events_duration: Option<f64>,
+    pub startup_median_ms: u64,
+    pub startup_p95_ms: u64,
+}
+
+/// A row of [`top_videos`].
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
+pub struct TopVideoRow {
+    pub video_id: String,
+    pub views: u64,
+    pub completed_views: u64,
+    pub watch_time_seconds: f64,
+}
+
+/// A row of [`user_days`]: one day of a user's views; the `view_*` arrays
+/// have one entry per view, in the same order.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
+pub struct UserDayRow {
+    pub sessions: Vec<String>,
+    pub views: u32,
+    pub completed_views: u32,
+    pub watch_time_seconds: f64,
+    pub view_video_ids: Vec<String>,
+    pub view_qualities: Vec<String>,
+    pub view_device_types: Vec<String>,
+    pub view_hours: Vec<u8>,
+    pub view_watch_seconds: Vec<f64>,
+}
+
+/// The row of [`realtime`].
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
+pub struct RealtimeRow {
+    pub events: u64,
+    pub errors: u64,
+    pub concurrent_viewers: u64,
+    pub active_streams: u64,
+    pub bandwidth_kbps: u64,
+}

@@ -1,0 +1,139 @@
+//! The rows of the pre-aggregated tables, computed from view facts: what
+//! aggregator-cron inserts and what the query API computes for windows not
+//! (yet) aggregated. Both use the same statements, so they cannot disagree.
+
+use serde::Deserialize;
+
+use crate::{
+    Statement,
+    views::{Scope, view_facts},
+    windows::{Grain, Job},
+};
+
+/// Columns of `video_metrics` that [`video_metric_rows`] produces, in order.
+pub const VIDEO_METRICS_COLUMNS: &str = "video_id, hour, date, views, unique_viewers, watch_time_seconds, \
+    avg_watch_percentage, completion_rate, completed_views, failed_views, exits_before_start, buffer_ms, viewers, \
+    view_watch_seconds, startup_times_ms, duration_seconds";
+
+/// Columns of `user_engagement_daily` that [`user_engagement_rows`] produces, in order.
+pub const USER_ENGAGEMENT_COLUMNS: &str = "user_id, date, sessions, views, completed_views, watch_time_seconds, \
+    view_video_ids, view_qualities, view_device_types, view_hours, view_watch_seconds";
+
+/// `video_metrics` rows (see [`VIDEO_METRICS_COLUMNS`]) of the views of
+/// `scope` that started in the hours `windows`.
+pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32]) -> Statement {
+    let mut sql = Statement::new(
+        "SELECT video_id, toDateTime(window * 3600) AS hour, toDate(intDiv(window, 24)) AS date, \
+         toUInt32(count()) AS views, toUInt32(uniqExact(viewer)) AS unique_viewers, \
+         sum(watch_seconds) AS watch_time_seconds, \
+         toFloat32(if(ifNull(max(view_duration), 0) > 0, \
+             arraySum(arrayMap(w -> least(100., 100. * w / assumeNotNull(max(view_duration))), \
+                 groupArray(watch_seconds))) / count(), 0)) AS avg_watch_percentage, \
+         toFloat32(countIf(completed) / count()) AS completion_rate, \
+         toUInt32(countIf(completed)) AS completed_views, toUInt32(countIf(failed)) AS failed_views, \
+         toUInt32(countIf(exited_before_start)) AS exits_before_start, toUInt64(sum(view_buffer_ms)) AS buffer_ms, \
+         groupUniqArray(viewer) AS viewers, groupArray(watch_seconds) AS view_watch_seconds, \
+         groupArrayIf(toUInt64(startup_ms), startup_ms >= 0) AS startup_times_ms, \
+         max(view_duration) AS duration_seconds FROM (",
+    );
+    sql.append(&view_facts(scope, Grain::Hour, windows)).sql(") GROUP BY video_id, window");
+    sql
+}
+
+/// `user_engagement_daily` rows (see [`USER_ENGAGEMENT_COLUMNS`]) of the
+/// views of `scope` that started in the days `windows`; views without a
+/// `user_id` belong to no user and are left out.
+pub fn user_engagement_rows(scope: Scope<'_>, windows: &[u32]) -> Statement {
+    let mut sql = Statement::new(
+        "SELECT assumeNotNull(view_user) AS user_id, toDate(window) AS date, groupUniqArray(session_id) AS sessions, \
+         toUInt32(count()) AS views, toUInt32(countIf(completed)) AS completed_views, \
+         sum(watch_seconds) AS watch_time_seconds, \
+         groupArray(tuple(video_id, view_quality, view_device, toUInt8(intDiv(start_ms, 3600000) % 24), watch_seconds)) \
+             AS per_view, \
+         arrayMap(x -> tupleElement(x, 1), per_view) AS view_video_ids, \
+         arrayMap(x -> tupleElement(x, 2), per_view) AS view_qualities, \
+         arrayMap(x -> tupleElement(x, 3), per_view) AS view_device_types, \
+         arrayMap(x -> tupleElement(x, 4), per_view) AS view_hours, \
+         arrayMap(x -> tupleElement(x, 5), per_view) AS view_watch_seconds FROM (",
+    );
+    sql.append(&view_facts(scope, Grain::Day, windows)).sql(") WHERE isNotNull(view_user) GROUP BY view_user, window");
+    sql
+}
+
+/// The rows of `job` for `windows`, in the table's column order.
+pub fn job_rows(job: Job, scope: Scope<'_>, windows: &[u32]) -> Statement {
+    match job {
+        Job::VideoMetrics => video_metric_rows(scope, windows),
+        Job::UserEngagementDaily => user_engagement_rows(scope, windows),
+    }
+}
+
+/// Recomputes one window of `job` from the raw events and inserts its rows
+/// with `version` (larger than any before, so they replace the window's
+/// previous rows).
+pub fn insert_window(job: Job, window: u32, version: u64) -> Statement {
+    let columns = match job {
+        Job::VideoMetrics => VIDEO_METRICS_COLUMNS,
+        Job::UserEngagementDaily => USER_ENGAGEMENT_COLUMNS,
+    };
+    let table = job.name();
+    let mut sql = Statement::new(&format!("INSERT INTO {table} ({columns}, version, computed_at) SELECT {columns}, "));
+    sql.bind(version).sql(" AS version, now() AS computed_at FROM (");
+    sql.append(&job_rows(job, Scope::All, &[window])).sql(")");
+    sql
+}
+
+/// The number of rows `version` wrote for `window` of `job`.
+pub fn count_window_rows(job: Job, window: u32, version: u64) -> Statement {
+    let key = match job {
+        Job::VideoMetrics => "hour",
+        Job::UserEngagementDaily => "toDateTime(date)",
+    };
+    let mut sql = Statement::new(&format!("SELECT count() FROM {} WHERE {key} = toDateTime(", job.name()));
+    sql.bind(job.grain().start_of(window)).sql(") AND version = ").bind(version);
+    sql
+}
+
+/// Records that `version` holds every row of `window` for the events
+/// inserted up to `covered_until` (epoch seconds). Written after the rows.
+pub fn insert_marker(job: Job, window: u32, version: u64, covered_until: u32, rows: u64) -> Statement {
+    let mut sql = Statement::new(
+        "INSERT INTO aggregation_windows (job, window_start, version, covered_until, rows, computed_at) \
+         SELECT ",
+    );
+    sql.bind(job.name()).sql(", toDateTime(").bind(job.grain().start_of(window)).sql("), ").bind(version);
+    sql.sql(", toDateTime(").bind(covered_until).sql("), ").bind(rows).sql(", now()");
+    sql
+}
+
+/// The markers of `job` for windows in `[from, to)`: columns `window`
+/// (UInt32), `covered_until` (UInt32), `version` (UInt64) of the newest run.
+pub fn markers(job: Job, from: u32, to: u32) -> Statement {
+    let grain = job.grain();
+    let mut sql = Statement::new(&format!(
+        "SELECT toUInt32(intDiv(toUInt32(start), {secs})) AS window, toUInt32(covered) AS covered_until, \
+         newest AS version FROM (SELECT window_start AS start, argMax(covered_until, version) AS covered, \
+         max(version) AS newest FROM aggregation_windows WHERE job = ",
+        secs = grain.secs()
+    ));
+    sql.bind(job.name()).sql(" AND window_start >= toDateTime(").bind(grain.start_of(from));
+    sql.sql(") AND window_start < toDateTime(")
+        .bind(grain.start_of(to))
+        .sql(") GROUP BY window_start) ORDER BY window");
+    sql
+}
+
+/// A row of [`markers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct MarkerRow {
+    pub window: u32,
+    pub covered_until: u32,
+    pub version: u64,
+}
+
+/// A row of [`crate::views::last_inserted_by_window`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct LastInsertedRow {
+    pub window: u32,
+    pub last_inserted: u32,
+}

@@ -1,0 +1,150 @@
+//! Views and their facts: the per-view SQL every metric is built from
+//! (docs/metrics.md, "Views").
+
+use events_model::EVENTS_TABLE;
+
+use crate::{
+    Statement, deduplicated_events,
+    windows::{Grain, VIEW_SPAN_MS},
+};
+
+/// Whose views a statement reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    All,
+    Video(&'a str),
+    /// The views whose first `user_id` is this one.
+    User(&'a str),
+}
+
+/// The event columns the view facts read.
+const EVENT_COLUMNS: &str = "event_id, event_type, user_id, session_id, video_id, timestamp_ms, position_seconds, \
+    duration_seconds, quality, to_quality, buffer_duration_ms, startup_time_ms, fatal, seek_from_seconds, \
+    seek_to_seconds, device_type, inserted_at";
+
+/// Per view (one row per `(session_id, video_id)` with a `video_start`), for
+/// the views whose start falls in one of `windows` (ascending indexes of
+/// `grain`), these columns:
+///
+/// `session_id`, `video_id`, `start_ms`, `window` (index of the start's
+/// window), `watch_seconds`, `completed`, `failed`, `exited_before_start`
+/// (UInt8), `startup_ms` (Int64, -1 when unknown), `view_buffer_ms`,
+/// `view_duration` (Nullable), `view_quality`, `view_device`, `view_user`
+/// (Nullable), `viewer` (`u:<user_id>` or `s:<session_id>`), `last_inserted`.
+///
+/// The `view_` names differ from every events column on purpose: ClickHouse
+/// resolves a name to a same-named alias of the enclosing SELECT first.
+pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement {
+    let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
+        panic!("view_facts needs at least one window");
+    };
+    let scan_from = grain.start_of(first);
+    // Events of a view lie within VIEW_SPAN_MS of its start.
+    let scan_to = grain.start_of(last) + grain.secs() + VIEW_SPAN_MS / 1000;
+
+    let mut filter = Statement::new("timestamp >= toDateTime(");
+    filter.bind(scan_from).sql(") AND timestamp <= toDateTime(").bind(scan_to).sql(")");
+    match scope {
+        Scope::All => {}
+        Scope::Video(video_id) => {
+            filter.sql(" AND video_id = ").bind(video_id);
+        }
+        Scope::User(user_id) => {
+            filter.sql(&format!(" AND session_id IN (SELECT session_id FROM {EVENTS_TABLE} WHERE user_id = "));
+            filter.bind(user_id).sql(" AND timestamp >= toDateTime(").bind(scan_from);
+            filter.sql(") AND timestamp <= toDateTime(").bind(scan_to).sql("))");
+        }
+    }
+
+    let window_ms = grain.millis();
+    let mut sql = Statement::new(&format!(
+        "SELECT session_id, video_id, start_ms, intDiv(start_ms, {window_ms}) AS window, \
+         arrayFilter(x -> tupleElement(x, 1) >= start_ms AND tupleElement(x, 1) <= start_ms + {VIEW_SPAN_MS}, evs) AS e, \
+         {FACTS} \
+         FROM (SELECT session_id, video_id, minIf(timestamp_ms, event_type = 'video_start') AS start_ms, \
+         {EVENTS_ARRAY} AS evs, max(inserted_at) AS last_inserted FROM ("
+    ));
+    sql.append(&Statement::from_parts(deduplicated_events(EVENT_COLUMNS, filter.text()), filter.params().to_vec()));
+    sql.sql(") GROUP BY session_id, video_id HAVING countIf(event_type = 'video_start') > 0) WHERE has(");
+    sql.bind(windows).sql(&format!(", toUInt32(intDiv(start_ms, {window_ms})))"));
+    if let Scope::User(user_id) = scope {
+        sql.sql(" AND view_user = ").bind(user_id);
+    }
+    sql
+}
+
+/// A view's events, sorted by client time then event id, as tuples of
+/// 1 timestamp_ms, 2 event_id, 3 event_type, 4 playhead when the event
+/// happened, 5 playhead after it (they differ for a seek), 6 fatal,
+/// 7 startup_time_ms, 8 buffer_duration_ms, 9 duration_seconds,
+/// 10 rendition in effect after the event, 11 device_type, 12 user_id,
+/// 13 inserted_at.
+const EVENTS_ARRAY: &str = "arraySort(x -> (tupleElement(x, 1), tupleElement(x, 2)), groupArray(tuple(\
+    timestamp_ms, toString(event_id), event_type, \
+    if(event_type = 'seek', coalesce(seek_from_seconds, position_seconds), position_seconds), \
+    if(event_type = 'seek', coalesce(seek_to_seconds, position_seconds), position_seconds), \
+    fatal, startup_time_ms, buffer_duration_ms, duration_seconds, \
+    if(event_type = 'quality_change' AND to_quality != '', to_quality, quality), \
+    device_type, user_id, inserted_at)))";
+
+/// The facts of a view from its span's events `e` (see [`EVENTS_ARRAY`]).
+///
+/// Watch time: consecutive events that both carry a playhead form a segment;
+/// it adds the playhead advance from the first's position after the event to
+/// the second's position when it happened, clamped to [0, 2 × wall-clock
+/// seconds between them], and nothing when the first paused or ended playback.
+const FACTS: &str = "\
+    arrayFilter(x -> isNotNull(tupleElement(x, 4)) AND isNotNull(tupleElement(x, 5)), e) AS p, \
+    arraySum(arrayMap(i -> if(i = 1 \
+            OR has(['video_pause', 'video_complete'], tupleElement(p[i - 1], 3)) \
+            OR (tupleElement(p[i - 1], 3) = 'video_error' AND tupleElement(p[i - 1], 6) = 1), \
+        0., \
+        greatest(0., least(assumeNotNull(tupleElement(p[i], 4)) - assumeNotNull(tupleElement(p[i - 1], 5)), \
+            2. * (toInt64(tupleElement(p[i], 1)) - toInt64(tupleElement(p[i - 1], 1))) / 1000.))), \
+        arrayEnumerate(p))) AS watch_seconds, \
+    arrayExists(x -> tupleElement(x, 3) = 'video_complete', e) AS completed, \
+    arrayExists(x -> tupleElement(x, 3) = 'video_error' AND tupleElement(x, 6) = 1, e) AS failed, \
+    arrayExists(x -> tupleElement(x, 3) = 'video_progress', e) AS progressed, \
+    (NOT progressed) AND (NOT failed) AS exited_before_start, \
+    coalesce(toInt64(tupleElement(arrayFirst(x -> isNotNull(tupleElement(x, 7)), e), 7)), \
+        if(progressed, \
+            toInt64(tupleElement(arrayFirst(x -> tupleElement(x, 3) = 'video_progress', e), 1)) - toInt64(start_ms), \
+            -1)) AS startup_ms, \
+    arraySum(arrayMap(x -> if(tupleElement(x, 3) = 'video_buffer', \
+        toUInt64(ifNull(tupleElement(x, 8), 0)), toUInt64(0)), e)) AS view_buffer_ms, \
+    arrayReduce('max', arrayMap(x -> tupleElement(x, 9), e)) AS view_duration, \
+    tupleElement(arrayFirst(x -> tupleElement(x, 10) != '', arrayReverse(e)), 10) AS view_quality, \
+    tupleElement(arrayFirst(x -> tupleElement(x, 11) != '', arrayReverse(e)), 11) AS view_device, \
+    tupleElement(arrayFirst(x -> isNotNull(tupleElement(x, 12)), e), 12) AS view_user, \
+    if(isNull(view_user), concat('s:', session_id), concat('u:', assumeNotNull(view_user))) AS viewer, \
+    last_inserted";
+
+/// Per window of `grain` at or after `horizon_ms`, the latest insert time
+/// (epoch seconds) among the rows of the views that started in it: columns
+/// `window` (UInt32) and `last_inserted` (UInt32).
+///
+/// Not deduplicated on purpose: a redelivered copy is an insert too, and
+/// treating it as a change only costs a recomputation.
+pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) -> Statement {
+    let window_ms = grain.millis();
+    let mut sql = Statement::new(&format!(
+        "SELECT toUInt32(intDiv(start_ms, {window_ms})) AS window, toUInt32(max(last_inserted)) AS last_inserted \
+         FROM (SELECT minIf(timestamp_ms, event_type = 'video_start') AS start_ms, max(inserted_at) AS last_inserted, \
+         argMinIf(assumeNotNull(user_id), timestamp_ms, isNotNull(user_id)) AS first_user \
+         FROM {EVENTS_TABLE} WHERE timestamp >= toDateTime("
+    ));
+    sql.bind(horizon_ms / 1000).sql(")");
+    match scope {
+        Scope::All | Scope::User(_) => {}
+        Scope::Video(video_id) => {
+            sql.sql(" AND video_id = ").bind(video_id);
+        }
+    }
+    sql.sql(" GROUP BY session_id, video_id HAVING countIf(event_type = 'video_start') > 0) WHERE start_ms >= ");
+    sql.bind(horizon_ms);
+    if let Scope::User(user_id) = scope {
+        sql.sql(" AND first_user = ").bind(user_id);
+    }
+    sql.sql(" GROUP BY window ORDER BY window");
+    sql
+}

@@ -1,0 +1,143 @@
+//! Aggregation windows: the jobs, their grain, and which windows of a range
+//! the pre-aggregated tables can answer.
+
+use std::collections::BTreeMap;
+
+/// Milliseconds after its `video_start` during which events still belong to a
+/// view (docs/metrics.md, "Views"). Later events of the same key are ignored.
+pub const VIEW_SPAN_MS: u64 = 24 * 3600 * 1000;
+
+/// The pre-aggregating jobs of aggregator-cron.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Job {
+    /// `video_metrics`: per video and hour of view start.
+    VideoMetrics,
+    /// `user_engagement_daily`: per user and UTC day of view start.
+    UserEngagementDaily,
+}
+
+impl Job {
+    pub const ALL: [Job; 2] = [Job::VideoMetrics, Job::UserEngagementDaily];
+
+    /// The job's name, which is also its table's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::VideoMetrics => "video_metrics",
+            Job::UserEngagementDaily => "user_engagement_daily",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Job> {
+        Job::ALL.into_iter().find(|job| job.name() == name)
+    }
+
+    pub fn grain(self) -> Grain {
+        match self {
+            Job::VideoMetrics => Grain::Hour,
+            Job::UserEngagementDaily => Grain::Day,
+        }
+    }
+}
+
+/// The length of a window. Windows are aligned to the Unix epoch, so they are
+/// UTC hours and UTC days; a window is named by its index, `start / length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grain {
+    Hour,
+    Day,
+}
+
+impl Grain {
+    pub fn secs(self) -> u64 {
+        match self {
+            Grain::Hour => 3600,
+            Grain::Day => 86_400,
+        }
+    }
+
+    pub fn millis(self) -> u64 {
+        self.secs() * 1000
+    }
+
+    /// The window containing `epoch_secs`.
+    pub fn index_of(self, epoch_secs: u64) -> u32 {
+        u32::try_from(epoch_secs / self.secs()).expect("windows of this grain fit in u32 until year 2400")
+    }
+
+    /// Epoch seconds at which window `index` starts.
+    pub fn start_of(self, index: u32) -> u64 {
+        u64::from(index) * self.secs()
+    }
+}
+
+/// What the aggregator recorded for one window (`aggregation_windows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    /// Every event row inserted up to this time (epoch seconds, inclusive) is in the window's rows.
+    pub covered_until: u32,
+    pub version: u64,
+}
+
+/// Which windows of a range come from the pre-aggregated table and which
+/// from the raw events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Split {
+    pub aggregated: Vec<u32>,
+    pub raw: Vec<u32>,
+}
+
+/// Splits `windows` (ascending) into those the aggregated table answers
+/// exactly and those to compute from the raw events.
+///
+/// A window is answered from the table when it has a marker and none of its
+/// views received a row after the marker's `covered_until`. `last_inserted`
+/// holds, per window at or after `horizon` (the oldest window still open to
+/// late events), the latest insert time among its views' rows; windows before
+/// the horizon are final once aggregated.
+pub fn split(
+    windows: &[u32],
+    markers: &BTreeMap<u32, Marker>,
+    last_inserted: &BTreeMap<u32, u32>,
+    horizon: u32,
+) -> Split {
+    let mut split = Split::default();
+    for &window in windows {
+        let fresh = match markers.get(&window) {
+            None => false,
+            Some(_) if window < horizon => true,
+            Some(marker) => last_inserted.get(&window).is_none_or(|&last| last <= marker.covered_until),
+        };
+        if fresh { split.aggregated.push(window) } else { split.raw.push(window) }
+    }
+    split
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_utc_hours_and_days() {
+        // 2025-11-24T16:00:00Z
+        assert_eq!(Grain::Hour.start_of(Grain::Hour.index_of(1_764_000_000 + 3599)), 1_764_000_000);
+        assert_eq!(Grain::Day.start_of(Grain::Day.index_of(1_764_000_000)), 1_763_942_400);
+    }
+
+    #[test]
+    fn a_window_is_aggregated_only_with_a_marker_and_no_later_insert() {
+        let marker = |covered_until| Marker { covered_until, version: 1 };
+        let markers = BTreeMap::from([(10, marker(500)), (11, marker(500)), (12, marker(500)), (3, marker(1))]);
+        // 11's views got a row after the marker; 12's did not; 13 was never aggregated.
+        let last = BTreeMap::from([(11, 501), (12, 500), (13, 900), (3, 999)]);
+        let got = split(&[3, 10, 11, 12, 13], &markers, &last, 5);
+        assert_eq!(got, Split { aggregated: vec![3, 10, 12], raw: vec![11, 13] });
+    }
+
+    #[test]
+    fn job_names_round_trip() {
+        for job in Job::ALL {
+            assert_eq!(Job::from_name(job.name()), Some(job));
+        }
+        assert_eq!(Job::from_name("nope"), None);
+    }
+}

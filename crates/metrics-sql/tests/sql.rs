@@ -1,0 +1,284 @@
+//! The metric SQL against the local stack's ClickHouse 18.16 (own database
+//! per test) and, rendered with its values, against chDB (current
+//! ClickHouse). A small scenario with answers worked out by hand checks the
+//! definitions; the aggregated, raw and mixed reads of the same windows must
+//! agree exactly.
+
+use std::{path::PathBuf, process::Command};
+
+use events_model::EventRow;
+use metrics_sql::{
+    Statement,
+    read::{self, RealtimeRow, TopMetric, TopVideoRow, UserDayRow, VideoSummaryRow},
+    rows::{self, LastInsertedRow, MarkerRow},
+    views::{self, Scope},
+    windows::{Grain, Job, Split},
+};
+use service_kit::testing::TestClickHouse;
+
+/// 2025-11-24T16:10:00Z
+const T: u64 = 1_764_000_600_000;
+const HOUR: u32 = (T / 3_600_000) as u32;
+const DAY: u32 = (T / 86_400_000) as u32;
+
+fn event(event_type: &str, at_ms: u64, session: &str, user: Option<&str>) -> EventRow {
+    EventRow {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: event_type.into(),
+        user_id: user.map(Into::into),
+        session_id: session.into(),
+        video_id: "v1".into(),
+        timestamp: (at_ms / 1000) as u32,
+        timestamp_ms: at_ms,
+        received_at_ms: at_ms + 5,
+        position_seconds: None,
+        duration_seconds: None,
+        quality: String::new(),
+        bitrate_kbps: None,
+        buffer_duration_ms: None,
+        startup_time_ms: None,
+        error_code: String::new(),
+        error_message: String::new(),
+        fatal: u8::from(event_type == "video_error"),
+        seek_from_seconds: None,
+        seek_to_seconds: None,
+        from_quality: String::new(),
+        to_quality: String::new(),
+        device_type: String::new(),
+        browser: String::new(),
+        os: String::new(),
+        country: String::new(),
+        player: String::new(),
+        cdn: String::new(),
+        properties: "{}".into(),
+        metadata: None,
+    }
+}
+
+fn at(mut row: EventRow, position: f64) -> EventRow {
+    row.position_seconds = Some(position);
+    row
+}
+
+/// Three views of v1: s1 (u1, hour 0): 61 s watched through a seek, a
+/// buffer and a pause, completed, startup 1500 ms from its first progress;
+/// s2 (anonymous, hour 0): exits before start; s3 (u1 again, hour 1): 5 s
+/// watched, startup 800 ms as reported, then a fatal error.
+fn scenario() -> Vec<EventRow> {
+    let u1 = Some("u1");
+    let mut start = at(event("video_start", T, "s1", u1), 0.0);
+    start.duration_seconds = Some(100.0);
+    start.quality = "720p".into();
+    start.device_type = "tv".into();
+    let mut seek = event("seek", T + 12_000, "s1", u1);
+    seek.seek_from_seconds = Some(11.0);
+    seek.seek_to_seconds = Some(50.0);
+    let mut buffer = at(event("video_buffer", T + 12_500, "s1", u1), 50.0);
+    buffer.buffer_duration_ms = Some(700);
+    let mut quality = at(event("quality_change", T + 81_000, "s1", u1), 58.0);
+    quality.to_quality = "1080p".into();
+    let progress = at(event("video_progress", T + 1_500, "s1", u1), 0.5);
+    let s3 = T + 3_600_000;
+    let mut s3_start = at(event("video_start", s3, "s3", u1), 0.0);
+    s3_start.startup_time_ms = Some(800);
+    s3_start.device_type = "mobile".into();
+    vec![
+        start,
+        progress.clone(),
+        progress, // a redelivered copy: same event_id
+        at(event("video_progress", T + 11_500, "s1", u1), 10.5),
+        seek,
+        buffer,
+        at(event("video_pause", T + 20_000, "s1", u1), 57.0),
+        at(event("video_resume", T + 80_000, "s1", u1), 57.0),
+        quality,
+        at(event("video_complete", T + 130_000, "s1", u1), 100.0),
+        at(event("video_start", T + 5_000, "s2", None), 0.0),
+        event("video_pause", T + 6_000, "s2", None),
+        s3_start,
+        at(event("video_progress", s3 + 5_000, "s3", u1), 5.0),
+        event("video_error", s3 + 6_000, "s3", u1),
+    ]
+}
+
+async fn insert(db: &TestClickHouse, rows: &[EventRow]) {
+    let client = db.client();
+    let mut insert = client.insert::<EventRow>("events").await.unwrap();
+    for row in rows {
+        insert.write(row).await.unwrap();
+    }
+    insert.end().await.unwrap();
+}
+
+async fn one<T>(db: &TestClickHouse, statement: &Statement) -> T
+where
+    T: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    statement.query(&db.client()).fetch_one::<T>().await.unwrap_or_else(|e| panic!("{e}\n{}", statement.text()))
+}
+
+async fn all<T>(db: &TestClickHouse, statement: &Statement) -> Vec<T>
+where
+    T: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    statement.query(&db.client()).fetch_all::<T>().await.unwrap_or_else(|e| panic!("{e}\n{}", statement.text()))
+}
+
+async fn aggregate(db: &TestClickHouse, job: Job, windows: &[u32], version: u64) {
+    for &window in windows {
+        let insert = rows::insert_window(job, window, version);
+        insert.query(&db.client()).execute().await.unwrap_or_else(|e| panic!("{e}\n{}", insert.text()));
+        let count: u64 = one(db, &rows::count_window_rows(job, window, version)).await;
+        rows::insert_marker(job, window, version, u32::MAX - 1, count).query(&db.client()).execute().await.unwrap();
+    }
+}
+
+fn splits(windows: &[u32]) -> Vec<Split> {
+    vec![
+        Split { aggregated: vec![], raw: windows.to_vec() },
+        Split { aggregated: windows.to_vec(), raw: vec![] },
+        Split { aggregated: windows[..1].to_vec(), raw: windows[1..].to_vec() },
+    ]
+}
+
+#[tokio::test]
+async fn video_metrics_match_the_definitions_from_raw_and_aggregated_windows() {
+    let db = TestClickHouse::create().await.unwrap();
+    insert(&db, &scenario()).await;
+    aggregate(&db, Job::VideoMetrics, &[HOUR, HOUR + 1], 1).await;
+    // A second run of the same windows replaces, never adds.
+    aggregate(&db, Job::VideoMetrics, &[HOUR, HOUR + 1], 2).await;
+
+    let expected = VideoSummaryRow {
+        views: 3,
+        unique_viewers: 2,
+        completed_views: 1,
+        failed_views: 1,
+        exits_before_start: 1,
+        buffer_ms: 700,
+        startup_count: 2,
+        watch_time_seconds: 66.0,
+        watch_percentage_sum: 66.0,
+        events_duration: Some(100.0),
+        startup_median_ms: 800,
+        startup_p95_ms: 1500,
+    };
+    for split in splits(&[HOUR, HOUR + 1]) {
+        let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;
+        assert_eq!(got, expected, "{split:?}");
+    }
+    // A catalog duration of 50 s caps s1 at 100 %: (100 + 0 + 10) over the views.
+    let got: VideoSummaryRow =
+        one(&db, &read::video_summary("v1", &Split { aggregated: vec![HOUR], raw: vec![HOUR + 1] }, Some(50.0))).await;
+    assert_eq!(got.watch_percentage_sum, 110.0);
+
+    for split in splits(&[HOUR, HOUR + 1]) {
+        let top: Vec<TopVideoRow> = all(&db, &read::top_videos(&split, TopMetric::WatchTime, 10)).await;
+        assert_eq!(
+            top,
+            vec![TopVideoRow { video_id: "v1".into(), views: 3, completed_views: 1, watch_time_seconds: 66.0 }]
+        );
+    }
+
+    let last: Vec<LastInsertedRow> =
+        all(&db, &views::last_inserted_by_window(Scope::Video("v1"), Grain::Hour, T - 3_600_000)).await;
+    assert_eq!(last.iter().map(|r| r.window).collect::<Vec<_>>(), vec![HOUR, HOUR + 1]);
+    let markers: Vec<MarkerRow> = all(&db, &rows::markers(Job::VideoMetrics, HOUR, HOUR + 2)).await;
+    assert_eq!(markers.iter().map(|m| (m.window, m.version)).collect::<Vec<_>>(), vec![(HOUR, 2), (HOUR + 1, 2)]);
+    db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn user_days_match_from_raw_and_aggregated_windows() {
+    let db = TestClickHouse::create().await.unwrap();
+    insert(&db, &scenario()).await;
+    aggregate(&db, Job::UserEngagementDaily, &[DAY], 7).await;
+    for split in [Split { aggregated: vec![], raw: vec![DAY] }, Split { aggregated: vec![DAY], raw: vec![] }] {
+        let mut days: Vec<UserDayRow> = all(&db, &read::user_days("u1", &split)).await;
+        assert_eq!(days.len(), 1, "{split:?}");
+        let mut day = days.remove(0);
+        day.sessions.sort();
+        assert_eq!(day.sessions, vec!["s1", "s3"]);
+        assert_eq!((day.views, day.completed_views, day.watch_time_seconds), (2, 1, 66.0));
+        let mut per_view: Vec<_> = (0..day.view_video_ids.len())
+            .map(|i| {
+                (
+                    day.view_video_ids[i].clone(),
+                    day.view_qualities[i].clone(),
+                    day.view_device_types[i].clone(),
+                    day.view_hours[i],
+                    day.view_watch_seconds[i],
+                )
+            })
+            .collect();
+        per_view.sort_by(|a, b| a.3.cmp(&b.3));
+        assert_eq!(
+            per_view,
+            vec![
+                ("v1".into(), "1080p".into(), "tv".into(), 16, 61.0),
+                ("v1".into(), String::new(), "mobile".into(), 17, 5.0)
+            ]
+        );
+    }
+    let anonymous: Vec<UserDayRow> =
+        all(&db, &read::user_days("s2", &Split { aggregated: vec![], raw: vec![DAY] })).await;
+    assert!(anonymous.is_empty(), "an anonymous view belongs to no user");
+    db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn realtime_counts_live_views_and_errors_in_the_window() {
+    let db = TestClickHouse::create().await.unwrap();
+    let rows = scenario();
+    insert(&db, &rows).await;
+    // Received in (T + 4 s, T + 3_600_000 + 10 s]: s1 from its progress at 11.5 s on (completed at the end, so
+    // not live), s2's pause (live: paused is still watching), all of s3 (ends in a fatal error: not live).
+    let row: RealtimeRow = one(&db, &read::realtime(T + 6_000, T + 3_610_000)).await;
+    let in_window = rows[..]
+        .iter()
+        .filter(|r| r.received_at_ms > T + 6_000)
+        .map(|r| r.event_id)
+        .collect::<std::collections::HashSet<_>>();
+    assert_eq!(row.events, in_window.len() as u64);
+    assert_eq!(row.errors, 1);
+    assert_eq!((row.concurrent_viewers, row.active_streams, row.bandwidth_kbps), (1, 1, 0));
+    db.drop().await.unwrap();
+}
+
+/// Every statement, values written in, runs on chDB against the migrations.
+#[test]
+fn every_statement_runs_on_current_clickhouse() {
+    let split = Split { aggregated: vec![HOUR], raw: vec![HOUR + 1] };
+    let days = Split { aggregated: vec![DAY], raw: vec![DAY + 1] };
+    let statements = [
+        rows::insert_window(Job::VideoMetrics, HOUR, 1),
+        rows::insert_window(Job::UserEngagementDaily, DAY, 1),
+        rows::count_window_rows(Job::VideoMetrics, HOUR, 1),
+        rows::count_window_rows(Job::UserEngagementDaily, DAY, 1),
+        rows::insert_marker(Job::VideoMetrics, HOUR, 1, 1_764_000_000, 3),
+        rows::markers(Job::UserEngagementDaily, DAY, DAY + 3),
+        views::last_inserted_by_window(Scope::All, Grain::Hour, T),
+        views::last_inserted_by_window(Scope::User("u'1"), Grain::Day, T),
+        read::video_summary("v'1", &split, Some(10.0)),
+        read::top_videos(&split, TopMetric::CompletionRate, 5),
+        read::user_days("u1", &days),
+        read::realtime(T, T + 60_000),
+    ];
+    let queries: Vec<String> = statements.iter().map(Statement::render).collect();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let file = std::env::temp_dir().join(format!("metrics-sql-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, serde_json::to_string(&queries).unwrap()).unwrap();
+    let output = Command::new("python3")
+        .arg(root.join("schemas/check_chdb.py"))
+        .arg("--queries-json")
+        .arg(&file)
+        .output()
+        .expect("running python3 schemas/check_chdb.py");
+    std::fs::remove_file(&file).ok();
+    assert!(
+        output.status.success(),
+        "chDB rejected a statement:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

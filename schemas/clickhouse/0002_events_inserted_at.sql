@@ -1,0 +1,11 @@
+-- When each row became part of the table, by the ClickHouse server's clock.
+--
+-- aggregator-cron records, per aggregated window, the insert time up to which
+-- it has certainly seen every row; a view with a row inserted after that mark
+-- makes its window stale, and the query API reads such windows from the raw
+-- events until the aggregator recomputes them (docs/metrics.md, "Freshness").
+-- Nobody writes this column: the DEFAULT is evaluated when the insert reaches
+-- the server. Rows stored before this migration read it as the current time,
+-- which only makes their windows look stale (never fresh) until they age out
+-- of the lateness horizon.
+ALTER TABLE events ADD COLUMN inserted_at DateTime DEFAULT now();
