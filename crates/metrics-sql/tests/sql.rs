@@ -211,7 +211,7 @@ async fn user_days_match_from_raw_and_aggregated_windows() {
                 )
             })
             .collect();
-        per_view.sort_by(|a, b| a.3.cmp(&b.3));
+        per_view.sort_by_key(|v| v.3);
         assert_eq!(
             per_view,
             vec![
