@@ -78,6 +78,45 @@ pub struct EventRow {
     pub metadata: Option<String>,
 }
 
+impl EventRow {
+    /// A row with only the envelope set: a new random `event_id`, no user,
+    /// received when it happened, no properties (`fatal` by the type's
+    /// default). Tests and tools fill in the fields they need.
+    pub fn new(event_type: &str, session_id: &str, video_id: &str, timestamp_ms: u64) -> EventRow {
+        EventRow {
+            event_id: Uuid::new_v4(),
+            event_type: event_type.to_owned(),
+            user_id: None,
+            session_id: session_id.to_owned(),
+            video_id: video_id.to_owned(),
+            timestamp: epoch_seconds((timestamp_ms / 1000) as i64),
+            timestamp_ms,
+            received_at_ms: timestamp_ms,
+            position_seconds: None,
+            duration_seconds: None,
+            quality: String::new(),
+            bitrate_kbps: None,
+            buffer_duration_ms: None,
+            startup_time_ms: None,
+            error_code: String::new(),
+            error_message: String::new(),
+            fatal: u8::from(event_type == crate::EventType::VideoError.as_str()),
+            seek_from_seconds: None,
+            seek_to_seconds: None,
+            from_quality: String::new(),
+            to_quality: String::new(),
+            device_type: String::new(),
+            browser: String::new(),
+            os: String::new(),
+            country: String::new(),
+            player: String::new(),
+            cdn: String::new(),
+            properties: "{}".to_owned(),
+            metadata: None,
+        }
+    }
+}
+
 impl From<&Event> for EventRow {
     fn from(event: &Event) -> EventRow {
         let props = &event.properties;

@@ -4,8 +4,6 @@
 //! value can never drift apart, and statements nest: an inner statement is
 //! appended with its values in place.
 
-use std::fmt::Write as _;
-
 /// A value bound to one `?` of a statement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
@@ -13,6 +11,7 @@ pub enum Param {
     F64(f64),
     Str(String),
     U32s(Vec<u32>),
+    Strs(Vec<String>),
 }
 
 impl From<u64> for Param {
@@ -57,9 +56,9 @@ impl Statement {
         Self { sql: sql.to_owned(), params: Vec::new() }
     }
 
-    /// SQL whose `?` placeholders are exactly those of `params`' source: used to
-    /// wrap a statement's text in more static SQL.
-    pub(crate) fn from_parts(sql: String, params: Vec<Param>) -> Self {
+    /// SQL built elsewhere with one `?` per value of `params`, in order (no
+    /// other `?` in it, and no value written into it).
+    pub fn from_parts(sql: String, params: Vec<Param>) -> Self {
         debug_assert_eq!(sql.matches('?').count(), params.len());
         Self { sql, params }
     }
@@ -102,51 +101,18 @@ impl Statement {
                 Param::F64(v) => query.bind(*v),
                 Param::Str(v) => query.bind(v.as_str()),
                 Param::U32s(v) => query.bind(v.as_slice()),
+                Param::Strs(v) => query.bind(v.as_slice()),
             };
         }
         query
     }
 
-    /// The SQL with every value written in as a literal. For tests that run
-    /// the statement elsewhere (chDB); services always use [`Self::query`].
+    /// The SQL with every value written in, exactly as the client sends it.
+    /// For tests that run the statement elsewhere (chDB) and for debugging;
+    /// services always use [`Self::query`].
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(self.sql.len());
-        let mut params = self.params.iter();
-        for c in self.sql.chars() {
-            if c != '?' {
-                out.push(c);
-                continue;
-            }
-            match params.next().expect("as many values as placeholders") {
-                Param::U64(v) => write!(out, "{v}").unwrap(),
-                Param::F64(v) => write!(out, "{v:?}").unwrap(),
-                Param::Str(v) => write_string(&mut out, v),
-                Param::U32s(v) => {
-                    out.push('[');
-                    for (i, n) in v.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        write!(out, "{n}").unwrap();
-                    }
-                    out.push(']');
-                }
-            }
-        }
-        out
+        self.query(&clickhouse::Client::default()).sql_display().to_string()
     }
-}
-
-fn write_string(out: &mut String, value: &str) {
-    out.push('\'');
-    for c in value.chars() {
-        match c {
-            '\'' => out.push_str("\\'"),
-            '\\' => out.push_str("\\\\"),
-            _ => out.push(c),
-        }
-    }
-    out.push('\'');
 }
 
 #[cfg(test)]

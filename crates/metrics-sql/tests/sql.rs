@@ -22,37 +22,10 @@ const HOUR: u32 = (T / 3_600_000) as u32;
 const DAY: u32 = (T / 86_400_000) as u32;
 
 fn event(event_type: &str, at_ms: u64, session: &str, user: Option<&str>) -> EventRow {
-    EventRow {
-        event_id: uuid::Uuid::new_v4(),
-        event_type: event_type.into(),
-        user_id: user.map(Into::into),
-        session_id: session.into(),
-        video_id: "v1".into(),
-        timestamp: (at_ms / 1000) as u32,
-        timestamp_ms: at_ms,
-        received_at_ms: at_ms + 5,
-        position_seconds: None,
-        duration_seconds: None,
-        quality: String::new(),
-        bitrate_kbps: None,
-        buffer_duration_ms: None,
-        startup_time_ms: None,
-        error_code: String::new(),
-        error_message: String::new(),
-        fatal: u8::from(event_type == "video_error"),
-        seek_from_seconds: None,
-        seek_to_seconds: None,
-        from_quality: String::new(),
-        to_quality: String::new(),
-        device_type: String::new(),
-        browser: String::new(),
-        os: String::new(),
-        country: String::new(),
-        player: String::new(),
-        cdn: String::new(),
-        properties: "{}".into(),
-        metadata: None,
-    }
+    let mut row = EventRow::new(event_type, session, "v1", at_ms);
+    row.user_id = user.map(Into::into);
+    row.received_at_ms = at_ms + 5;
+    row
 }
 
 fn at(mut row: EventRow, position: f64) -> EventRow {

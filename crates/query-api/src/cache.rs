@@ -65,25 +65,38 @@ fn escape_into(out: &mut String, text: &str) {
 }
 
 /// How long an answer about `range` may be cached at `now`: the short TTL
-/// while the range reaches into the current hour (or later), because its
-/// numbers still change; the long TTL once the whole range is in past hours
-/// (only its end matters).
+/// while the range still changes, the long TTL once it cannot.
 ///
-/// Events arriving late (after their hour closed) change past hours too; the
-/// long TTL bounds how long such a change can stay invisible.
-pub fn ttl_for_range(range: &Range<DateTime<Utc>>, now: DateTime<Utc>, config: &CacheConfig) -> Duration {
+/// A range changes while it reaches into the current hour, and also while
+/// late events may still be folded into it: until `lateness` after its end
+/// (docs/metrics.md, "Pre-aggregated tables and freshness").
+pub fn ttl_for_range(
+    range: &Range<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    lateness: Duration,
+    config: &CacheConfig,
+) -> Duration {
     let hour_start = now.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0));
-    match hour_start {
-        Some(hour_start) if range.end <= hour_start => Duration::from_secs(config.long_ttl_secs),
+    let settled = chrono::Duration::from_std(lateness).ok().and_then(|l| range.end.checked_add_signed(l));
+    match (hour_start, settled) {
+        (Some(hour_start), Some(settled)) if range.end <= hour_start && settled <= now => {
+            Duration::from_secs(config.long_ttl_secs)
+        }
         _ => Duration::from_secs(config.short_ttl_secs),
     }
 }
 
 /// [`ttl_for_range`] for inclusive UTC days (`startDate`..=`endDate`).
-pub fn ttl_for_days(start: NaiveDate, end: NaiveDate, now: DateTime<Utc>, config: &CacheConfig) -> Duration {
+pub fn ttl_for_days(
+    start: NaiveDate,
+    end: NaiveDate,
+    now: DateTime<Utc>,
+    lateness: Duration,
+    config: &CacheConfig,
+) -> Duration {
     let midnight = |d: NaiveDate| Utc.with_ymd_and_hms(d.year(), d.month(), d.day(), 0, 0, 0).single();
     match (midnight(start), end.succ_opt().and_then(midnight)) {
-        (Some(from), Some(to)) => ttl_for_range(&(from..to), now, config),
+        (Some(from), Some(to)) => ttl_for_range(&(from..to), now, lateness, config),
         _ => Duration::from_secs(config.short_ttl_secs),
     }
 }
@@ -206,20 +219,34 @@ mod tests {
     }
 
     #[test]
-    fn ranges_reaching_the_current_hour_get_the_short_ttl() {
+    fn ranges_still_open_to_changes_get_the_short_ttl() {
         let config = CacheConfig { short_ttl_secs: 10, long_ttl_secs: 3600, ..CacheConfig::default() };
         let now = at("2024-05-10T14:25:00Z");
-        let short = Duration::from_secs(10);
-        let long = Duration::from_secs(3600);
+        let (short, long) = (Duration::from_secs(10), Duration::from_secs(3600));
+        let none = Duration::ZERO;
         let from = at("2024-05-01T00:00:00Z");
-        assert_eq!(ttl_for_range(&(from..at("2024-05-10T14:00:00Z")), now, &config), long, "ends as the hour begins");
-        assert_eq!(ttl_for_range(&(from..at("2024-05-10T14:00:01Z")), now, &config), short);
-        assert_eq!(ttl_for_range(&(from..at("2024-06-01T00:00:00Z")), now, &config), short, "future end");
+        assert_eq!(
+            ttl_for_range(&(from..at("2024-05-10T14:00:00Z")), now, none, &config),
+            long,
+            "ends as the hour begins"
+        );
+        assert_eq!(ttl_for_range(&(from..at("2024-05-10T14:00:01Z")), now, none, &config), short);
+        assert_eq!(ttl_for_range(&(from..at("2024-06-01T00:00:00Z")), now, none, &config), short, "future end");
 
-        assert_eq!(ttl_for_days(day("2024-05-01"), day("2024-05-09"), now, &config), long);
-        assert_eq!(ttl_for_days(day("2024-05-01"), day("2024-05-10"), now, &config), short, "today included");
-        assert_eq!(ttl_for_days(day("2024-05-10"), day("2024-05-10"), now, &config), short);
+        let lateness = Duration::from_secs(48 * 3600);
+        assert_eq!(ttl_for_range(&(from..at("2024-05-08T14:25:00Z")), now, lateness, &config), long, "settled");
+        assert_eq!(
+            ttl_for_range(&(from..at("2024-05-08T14:25:01Z")), now, lateness, &config),
+            short,
+            "late events may come"
+        );
+
+        assert_eq!(ttl_for_days(day("2024-05-01"), day("2024-05-09"), now, none, &config), long);
+        assert_eq!(ttl_for_days(day("2024-05-01"), day("2024-05-09"), now, lateness, &config), short);
+        assert_eq!(ttl_for_days(day("2024-05-01"), day("2024-05-07"), now, lateness, &config), long);
+        assert_eq!(ttl_for_days(day("2024-05-01"), day("2024-05-10"), now, none, &config), short, "today included");
+        assert_eq!(ttl_for_days(day("2024-05-10"), day("2024-05-10"), now, none, &config), short);
         let just_after_midnight = at("2024-05-10T00:00:00Z");
-        assert_eq!(ttl_for_days(day("2024-05-09"), day("2024-05-09"), just_after_midnight, &config), long);
+        assert_eq!(ttl_for_days(day("2024-05-09"), day("2024-05-09"), just_after_midnight, none, &config), long);
     }
 }

@@ -1,6 +1,8 @@
 //! The video catalog in PostgreSQL (table `videos`): validation of what is
 //! stored and every SQL statement that touches it, parameterised only.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,11 @@ SET title = EXCLUDED.title,
     category = EXCLUDED.category,
     updated_at = now()
 RETURNING video_id, title, duration_seconds, category, created_at, updated_at";
+
+const SELECT_CATEGORIES: &str = "\
+SELECT video_id, category
+FROM videos
+WHERE video_id = ANY($1) AND category IS NOT NULL";
 
 const SELECT_ONE: &str = "\
 SELECT video_id, title, duration_seconds, category, created_at, updated_at
@@ -115,14 +122,20 @@ fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), 
 
 /// A video id from the path: 1 to 256 characters, no control characters.
 pub fn validate_video_id(video_id: &str) -> Result<(), ApiError> {
-    if video_id.is_empty() {
-        return Err(ApiError::bad_field("videoId", "videoId must not be empty"));
+    validate_id("videoId", video_id)
+}
+
+/// An id taken from a path (`videoId`, `userId`): 1 to 256 characters, no
+/// control characters.
+pub fn validate_id(field: &str, id: &str) -> Result<(), ApiError> {
+    if id.is_empty() {
+        return Err(ApiError::bad_field(field, format!("{field} must not be empty")));
     }
-    if video_id.chars().count() > MAX_VIDEO_ID_CHARS {
-        return Err(ApiError::bad_field("videoId", format!("videoId must be at most {MAX_VIDEO_ID_CHARS} characters")));
+    if id.chars().count() > MAX_VIDEO_ID_CHARS {
+        return Err(ApiError::bad_field(field, format!("{field} must be at most {MAX_VIDEO_ID_CHARS} characters")));
     }
-    if video_id.chars().any(char::is_control) {
-        return Err(ApiError::bad_field("videoId", "videoId must not contain control characters"));
+    if id.chars().any(char::is_control) {
+        return Err(ApiError::bad_field(field, format!("{field} must not contain control characters")));
     }
     Ok(())
 }
@@ -152,6 +165,17 @@ impl Catalog {
         let statement = client.prepare_cached(SELECT_ONE).await?;
         let row = client.query_opt(&statement, &[&video_id]).await?;
         row.as_ref().map(video_from_row).transpose()
+    }
+
+    /// The category of each of `video_ids` that has one.
+    pub async fn categories(&self, video_ids: &[String]) -> Result<HashMap<String, String>, ApiError> {
+        if video_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(SELECT_CATEGORIES).await?;
+        let rows = client.query(&statement, &[&video_ids]).await?;
+        rows.iter().map(|row| Ok((row.try_get("video_id")?, row.try_get("category")?))).collect()
     }
 }
 

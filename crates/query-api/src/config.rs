@@ -4,7 +4,9 @@
 //! e.g. `QUERY_API__CACHE__SHORT_TTL_SECS=5`.
 
 use serde::{Deserialize, Serialize};
-use service_kit::{ClickHouseConfig, HttpConfig, LogConfig, PostgresConfig, RedisConfig, impl_service_config};
+use service_kit::{
+    ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, impl_service_config,
+};
 
 pub const DEFAULT_PORT: u16 = 3000;
 
@@ -17,6 +19,10 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub redis: RedisConfig,
     pub cache: CacheConfig,
+    pub freshness: FreshnessConfig,
+    /// Only read for `/api/metrics/health`'s consumer lag: the raw topic
+    /// (`topic_prefix`) and the stream processor's `consumer_group`.
+    pub kafka: KafkaConfig,
 }
 
 impl Default for Config {
@@ -28,6 +34,8 @@ impl Default for Config {
             postgres: PostgresConfig::default(),
             redis: RedisConfig::default(),
             cache: CacheConfig::default(),
+            freshness: FreshnessConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -53,5 +61,27 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self { enabled: true, key_prefix: "query:".into(), short_ttl_secs: 10, long_ttl_secs: 3600, timeout_ms: 200 }
+    }
+}
+
+/// How the metric endpoints combine aggregated and raw windows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FreshnessConfig {
+    /// How long after a window ends late events may still change it; keep it
+    /// equal to aggregator-cron's `aggregation.lateness_hours` (a larger value
+    /// only costs more freshness checks, a smaller one can serve stale windows).
+    pub lateness_hours: u64,
+}
+
+impl Default for FreshnessConfig {
+    fn default() -> Self {
+        Self { lateness_hours: 48 }
+    }
+}
+
+impl FreshnessConfig {
+    pub fn lateness(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lateness_hours * 3600)
     }
 }

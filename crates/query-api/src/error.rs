@@ -139,6 +139,19 @@ impl From<tokio_postgres::Error> for ApiError {
     }
 }
 
+impl From<clickhouse::error::Error> for ApiError {
+    /// ClickHouse out of reach is `Unavailable` (503); anything else, such as
+    /// a query the server rejected, is `Internal` (500).
+    fn from(error: clickhouse::error::Error) -> Self {
+        match error {
+            clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut => {
+                ApiError::Unavailable { dependency: "clickhouse", cause: error.to_string() }
+            }
+            other => ApiError::Internal(anyhow::Error::new(other).context("clickhouse query failed")),
+        }
+    }
+}
+
 /// The app's answer for paths no route serves.
 pub async fn unknown_route(req: HttpRequest) -> HttpResponse {
     ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())).error_response()

@@ -5,14 +5,16 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
-use service_kit::{Readiness, ops::ReadyReport};
+use service_kit::{KafkaConfig, Readiness, ops::ReadyReport};
 use utoipa::ToSchema;
 
 use crate::{
     cache::QueryCache,
     catalog::{self, Catalog, Video, VideoInput},
+    config::FreshnessConfig,
+    custom_query,
     error::{self, ApiError, ErrorBody},
-    openapi,
+    metric_api, openapi,
 };
 
 /// Largest JSON request body accepted.
@@ -20,13 +22,19 @@ pub const MAX_JSON_BYTES: usize = 64 * 1024;
 
 pub const VIDEO_PATH: &str = "/api/videos/{videoId}";
 pub const METRICS_HEALTH_PATH: &str = "/api/metrics/health";
+pub const QUERY_PATH: &str = "/api/metrics/query";
 pub const OPENAPI_PATH: &str = "/api/openapi.json";
 
 /// What the handlers share.
 pub struct AppState {
     pub catalog: Catalog,
-    /// The result cache for the metric endpoints to come; no endpoint uses it yet.
+    /// ClickHouse, bound to the `analytics` database (custom queries).
+    pub clickhouse: clickhouse::Client,
+    /// The result cache of the metric endpoints.
     pub cache: QueryCache,
+    pub freshness: FreshnessConfig,
+    /// Where `/api/metrics/health` reads the stream processor's consumer lag.
+    pub kafka: KafkaConfig,
     pub readiness: Arc<Readiness>,
 }
 
@@ -49,6 +57,31 @@ pub fn configure(state: web::Data<AppState>) -> impl Fn(&mut web::ServiceConfig)
                 web::resource(METRICS_HEALTH_PATH)
                     .route(web::get().to(metrics_health))
                     .default_service(web::to(error::method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource(metric_api::VIDEO_METRICS_PATH)
+                    .route(web::get().to(metric_api::get_video_metrics))
+                    .default_service(web::to(error::method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource(metric_api::USER_METRICS_PATH)
+                    .route(web::get().to(metric_api::get_user_metrics))
+                    .default_service(web::to(error::method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource(metric_api::TOP_VIDEOS_PATH)
+                    .route(web::get().to(metric_api::get_top_videos))
+                    .default_service(web::to(error::method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource(metric_api::REALTIME_PATH)
+                    .route(web::get().to(metric_api::get_realtime))
+                    .default_service(web::to(error::method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource(QUERY_PATH)
+                    .route(web::post().to(custom_query::post_query))
+                    .default_service(web::to(error::method_not_allowed("POST"))),
             )
             .service(
                 web::resource(OPENAPI_PATH)
@@ -114,6 +147,37 @@ pub struct MetricsHealth {
     pub service: &'static str,
     /// By name: `clickhouse`, `postgres`, `redis`.
     pub dependencies: BTreeMap<String, DependencyHealth>,
+    /// How far the stream processor is behind the raw topic.
+    pub consumer_lag: ConsumerLag,
+}
+
+/// Messages of the raw topic the stream processor's group has not committed yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsumerLag {
+    pub topic: String,
+    pub group: String,
+    /// Null when Kafka could not be asked (see `error`).
+    pub messages: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ConsumerLag {
+    /// Asks the broker, within the readiness probe timeout.
+    pub async fn read(kafka: &KafkaConfig, timeout: std::time::Duration) -> Self {
+        let topic = events_model::Topics::new(&kafka.topic_prefix).raw_events;
+        let group = kafka.consumer_group.clone();
+        let (cfg, t, g) = (kafka.clone(), topic.clone(), group.clone());
+        let asked =
+            tokio::task::spawn_blocking(move || service_kit::deps::kafka::consumer_group_lag(&cfg, &g, &t, timeout));
+        let (messages, error) = match tokio::time::timeout(timeout + timeout, asked).await {
+            Ok(Ok(Ok(lag))) => (Some(lag), None),
+            Ok(Ok(Err(e))) => (None, Some(e.to_string())),
+            Ok(Err(e)) => (None, Some(e.to_string())),
+            Err(_) => (None, Some(format!("kafka did not answer within {} ms", (timeout + timeout).as_millis()))),
+        };
+        Self { topic, group, messages, error }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -126,7 +190,7 @@ pub struct DependencyHealth {
 }
 
 impl MetricsHealth {
-    pub fn from_report(report: ReadyReport) -> Self {
+    pub fn from_report(report: ReadyReport, consumer_lag: ConsumerLag) -> Self {
         let all_up = report.checks.values().all(|c| c.ok);
         let dependencies = report
             .checks
@@ -136,7 +200,7 @@ impl MetricsHealth {
                 (name.to_string(), DependencyHealth { status, latency_ms: check.latency_ms, error: check.error })
             })
             .collect();
-        Self { status: if all_up { "ok" } else { "unavailable" }, service: report.service, dependencies }
+        Self { status: if all_up { "ok" } else { "unavailable" }, service: report.service, dependencies, consumer_lag }
     }
 }
 
@@ -151,7 +215,9 @@ impl MetricsHealth {
     )
 )]
 pub async fn metrics_health(state: web::Data<AppState>) -> HttpResponse {
-    let health = MetricsHealth::from_report(state.readiness.check().await);
+    let (report, lag) =
+        tokio::join!(state.readiness.check(), ConsumerLag::read(&state.kafka, state.readiness.timeout()));
+    let health = MetricsHealth::from_report(report, lag);
     if health.status == "ok" {
         HttpResponse::Ok().json(health)
     } else {

@@ -3,6 +3,10 @@
 //! Served today (see [`openapi::ROUTES`]):
 //! - `PUT`/`GET /api/videos/{videoId}`: the video catalog ([`catalog`]);
 //! - `GET /api/metrics/health`: status of ClickHouse, PostgreSQL and Redis;
+//! - `POST /api/metrics/query`: custom aggregations over the deduplicated
+//!   events: metrics, group-by dimensions and filters from fixed lists, a
+//!   time range and granularity, compiled to parameterised SQL
+//!   ([`custom_query`], `docs/custom-query.md`);
 //! - `GET /api/openapi.json`: the OpenAPI 3 document;
 //! - `GET /health`, `/ready`, `/metrics` from `service_kit::ops`.
 //!
@@ -12,8 +16,10 @@
 pub mod cache;
 pub mod catalog;
 mod config;
+pub mod custom_query;
 pub mod error;
 pub mod handlers;
+pub mod metric_api;
 pub mod openapi;
 
 use std::{net::TcpListener, sync::Arc};
@@ -24,7 +30,7 @@ use service_kit::{
     deps::{clickhouse::ClickHouseProbe, postgres, redis},
 };
 
-pub use config::{CacheConfig, Config, DEFAULT_PORT};
+pub use config::{CacheConfig, Config, DEFAULT_PORT, FreshnessConfig};
 
 pub const SERVICE: &str = "query-api";
 
@@ -50,7 +56,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
 
     let state = web::Data::new(handlers::AppState {
         catalog: catalog::Catalog::new(pool),
+        clickhouse: config.clickhouse.client(),
         cache,
+        freshness: config.freshness.clone(),
+        kafka: config.kafka.clone(),
         readiness: readiness.clone(),
     });
     service_kit::ops::serve(listener, &config.http, readiness, shutdown, handlers::configure(state)).await?;

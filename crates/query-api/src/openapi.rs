@@ -14,7 +14,7 @@ use utoipa::{
     },
 };
 
-use crate::{catalog, error, handlers};
+use crate::{catalog, custom_query, error, handlers, metric_api};
 
 /// Every `(method, path)` the service answers, in OpenAPI path syntax.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -22,6 +22,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/ready"),
     ("get", "/metrics"),
     ("get", handlers::METRICS_HEALTH_PATH),
+    ("get", metric_api::VIDEO_METRICS_PATH),
+    ("get", metric_api::USER_METRICS_PATH),
+    ("get", metric_api::TOP_VIDEOS_PATH),
+    ("get", metric_api::REALTIME_PATH),
+    ("post", handlers::QUERY_PATH),
     ("get", handlers::OPENAPI_PATH),
     ("get", handlers::VIDEO_PATH),
     ("put", handlers::VIDEO_PATH),
@@ -30,10 +35,39 @@ pub const ROUTES: &[(&str, &str)] = &[
 #[derive(OpenApi)]
 #[openapi(
     info(title = "query-api", description = "Analytics queries, the video catalog and operational endpoints."),
-    paths(handlers::put_video, handlers::get_video, handlers::metrics_health, handlers::openapi_document),
-    components(schemas(catalog::Video, catalog::VideoInput, error::ErrorBody, handlers::MetricsHealth, handlers::DependencyHealth)),
+    paths(
+        handlers::put_video,
+        handlers::get_video,
+        handlers::metrics_health,
+        metric_api::get_video_metrics,
+        metric_api::get_user_metrics,
+        metric_api::get_top_videos,
+        metric_api::get_realtime,
+        custom_query::post_query,
+        handlers::openapi_document
+    ),
+    components(schemas(
+        catalog::Video,
+        catalog::VideoInput,
+        error::ErrorBody,
+        handlers::MetricsHealth,
+        handlers::DependencyHealth,
+        handlers::ConsumerLag,
+        metric_api::VideoMetrics,
+        metric_api::StartupTime,
+        metric_api::Freshness,
+        metric_api::UserMetrics,
+        metric_api::Preferences,
+        metric_api::TopVideos,
+        metric_api::TopVideo,
+        metric_api::RealtimeMetrics,
+        custom_query::QueryRequest,
+        custom_query::Filter,
+        custom_query::QueryResponse
+    )),
     tags(
         (name = "catalog", description = "the video catalog in PostgreSQL"),
+        (name = "metrics", description = "analytics over the events in ClickHouse"),
         (name = "operations", description = "liveness, readiness, dependency status, metrics"),
     )
 )]
@@ -106,7 +140,7 @@ mod tests {
     fn the_document_is_openapi_3_with_its_schemas() {
         let json = serde_json::to_value(document()).unwrap();
         assert!(json["openapi"].as_str().unwrap().starts_with("3."), "{}", json["openapi"]);
-        for schema in ["Video", "VideoInput", "ErrorBody", "MetricsHealth"] {
+        for schema in ["Video", "VideoInput", "ErrorBody", "MetricsHealth", "QueryRequest", "Filter", "QueryResponse"] {
             assert!(json["components"]["schemas"].get(schema).is_some(), "missing schema {schema}");
         }
     }

@@ -305,10 +305,11 @@ async fn the_openapi_document_covers_every_route_and_each_route_is_served() {
     // wrong-method answer).
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
-            let url = api.service.url(&path.replace("{videoId}", "doc-check"));
+            let url = api.service.url(&path.replace("{videoId}", "doc-check").replace("{userId}", "doc-check"));
             let request = match method.as_str() {
                 "get" => api.http.get(&url),
                 "put" => api.http.put(&url).json(&json!({"title": "t"})),
+                "post" => api.http.post(&url).json(&json!({"metrics": ["event_count"], "start": "2026-11-01"})),
                 other => panic!("unexpected method {other} on {path}"),
             };
             let response = request.send().await.unwrap();

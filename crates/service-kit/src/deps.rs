@@ -34,6 +34,48 @@ pub mod kafka {
         client_config(cfg).create()
     }
 
+    /// Messages of `topic` not yet committed by consumer `group`: Σ over its
+    /// partitions of high watermark − committed offset (the low watermark when
+    /// the group has committed nothing). Asked of the broker, without joining
+    /// the group. Blocking: call it from `spawn_blocking`.
+    pub fn consumer_group_lag(
+        cfg: &KafkaConfig,
+        group: &str,
+        topic: &str,
+        timeout: std::time::Duration,
+    ) -> Result<i64, rdkafka::error::KafkaError> {
+        use rdkafka::{
+            Offset, TopicPartitionList,
+            consumer::{BaseConsumer, Consumer as _},
+        };
+        let consumer: BaseConsumer = client_config(cfg)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("allow.auto.create.topics", "false")
+            .create()?;
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let mut partitions = TopicPartitionList::new();
+        for t in metadata.topics().iter().filter(|t| t.name() == topic && t.error().is_none()) {
+            for p in t.partitions() {
+                partitions.add_partition(topic, p.id());
+            }
+        }
+        if partitions.count() == 0 {
+            return Err(rdkafka::error::KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
+        }
+        let committed = consumer.committed_offsets(partitions, timeout)?;
+        let mut lag = 0;
+        for element in committed.elements() {
+            let (low, high) = consumer.fetch_watermarks(topic, element.partition(), timeout)?;
+            let from = match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => low,
+            };
+            lag += (high - from).max(0);
+        }
+        Ok(lag)
+    }
+
     /// A topic to create if it does not exist.
     #[derive(Debug, Clone)]
     pub struct TopicSpec {

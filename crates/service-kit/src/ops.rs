@@ -78,6 +78,11 @@ pub struct CheckResult {
 }
 
 impl Readiness {
+    /// The budget of each probe.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn new(service: &'static str, timeout: Duration) -> Self {
         Self { service, probes: Vec::new(), timeout, shutting_down: AtomicBool::new(false), started: Instant::now() }
     }

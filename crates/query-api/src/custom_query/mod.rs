@@ -1,0 +1,94 @@
+//! Custom aggregations: `POST /api/metrics/query` (see `docs/custom-query.md`).
+//!
+//! A JSON body names metrics, group-by dimensions, filters, a time range and
+//! a granularity, all from fixed lists ([`lists`]); it is read by
+//! [`QueryRequest::from_json`], validated and turned into parameterised SQL by
+//! [`compile`], and run by [`execute::run`]. Every rejection is a 400 naming
+//! the field (`metrics[2]`, `filters[0].op`, ...) and is decided before
+//! ClickHouse is contacted. No string from a request is ever part of the SQL
+//! text: names select `&'static str` fragments, values are bound.
+//!
+//! Events are read through [`metrics_sql::deduplicated_events`], so an event
+//! stored twice counts once.
+
+pub mod compile;
+pub mod execute;
+pub mod lists;
+pub mod request;
+
+use actix_web::web;
+use chrono::Utc;
+
+pub use compile::{CompiledQuery, OutputColumn, Param, compile};
+pub use execute::QueryResponse;
+pub use request::{Filter, QueryRequest};
+
+use crate::{
+    error::{ApiError, ErrorBody},
+    handlers::AppState,
+};
+
+/// Rows returned when the request gives no `limit`.
+pub const DEFAULT_LIMIT: usize = 1000;
+/// Largest `limit`.
+pub const MAX_LIMIT: usize = 10_000;
+/// Most filters in one request.
+pub const MAX_FILTERS: usize = 20;
+/// Most entries in a filter's `values`.
+pub const MAX_FILTER_VALUES: usize = 100;
+/// Longest filter value, in bytes of UTF-8.
+pub const MAX_FILTER_VALUE_BYTES: usize = 256;
+
+/// Aggregates deduplicated events by the requested dimensions (and time buckets).
+#[utoipa::path(
+    post,
+    path = "/api/metrics/query",
+    tag = "metrics",
+    request_body(
+        content = QueryRequest,
+        example = json!({
+            "metrics": ["event_count", "unique_users"],
+            "group_by": ["country", "hour"],
+            "filters": [
+                {"dimension": "device_type", "op": "eq", "value": "mobile"},
+                {"dimension": "event_type", "op": "in", "values": ["video_start", "seek"]}
+            ],
+            "start": "2026-11-01T00:00:00Z",
+            "end": "2026-11-02T00:00:00Z",
+            "granularity": "hour",
+            "limit": 100,
+            "order_by": "event_count"
+        })
+    ),
+    responses(
+        (status = 200, description = "the aggregated rows", body = QueryResponse),
+        (status = 400, description = "unknown name, invalid value or limit exceeded (the input is named in `field`), \
+                                      or malformed json", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "body is not application/json", body = ErrorBody),
+        (status = 503, description = "clickhouse unavailable", body = ErrorBody),
+    )
+)]
+pub async fn post_query(
+    state: web::Data<AppState>,
+    body: web::Json<serde_json::Value>,
+) -> Result<web::Json<QueryResponse>, ApiError> {
+    let compiled =
+        QueryRequest::from_json(&body).and_then(|request| compile(&request, Utc::now())).inspect_err(|error| {
+            if let ApiError::BadRequest { field, message } = error {
+                tracing::debug!(field = field.as_deref().unwrap_or(""), message, "custom query refused");
+            }
+        })?;
+    let response = execute::run(&state.clickhouse, &compiled).await?;
+    tracing::debug!(
+        columns = response.columns.len(),
+        rows = response.rows.len(),
+        truncated = response.truncated,
+        sql_ms = response.sql_ms,
+        "custom query answered"
+    );
+    Ok(web::Json(response))
+}
+
+#[cfg(test)]
+mod tests;

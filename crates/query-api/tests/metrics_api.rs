@@ -1,0 +1,356 @@
+//! The metric endpoints served in-process against the local stack (own
+//! ClickHouse and PostgreSQL databases, own Redis prefix), with events
+//! written straight into ClickHouse: answers from raw events, from the
+//! aggregated tables and from a mix are the same; a late event shows at once;
+//! bad parameters are 400s naming the parameter; the health report carries
+//! the consumer lag.
+
+use std::time::Duration;
+
+use events_model::EventRow;
+use metrics_sql::{rows, windows::Job};
+use query_api::{CacheConfig, Config};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use reqwest::Client;
+use serde_json::{Value, json};
+use service_kit::{
+    KafkaConfig,
+    deps::kafka::{TopicSpec, ensure_topics},
+    testing::{self, InProcess, TestClickHouse, TestPostgres},
+};
+
+/// 2025-11-24: long past, so its windows are final.
+const DAY: &str = "2025-11-24";
+const DAY_MS: u64 = 1_763_942_400_000;
+const HOUR_MS: u64 = 3_600_000;
+
+struct Api {
+    service: InProcess,
+    clickhouse: TestClickHouse,
+    postgres: TestPostgres,
+    kafka: KafkaConfig,
+    http: Client,
+}
+
+impl Api {
+    async fn start(cache: CacheConfig, redis_url: Option<&str>) -> Self {
+        let clickhouse = TestClickHouse::create().await.expect("test clickhouse database");
+        let postgres = TestPostgres::create().await.expect("test postgres database");
+        let mut redis = testing::redis_config();
+        if let Some(url) = redis_url {
+            redis.url = url.to_string();
+        }
+        let config = Config {
+            postgres: postgres.config.clone(),
+            clickhouse: clickhouse.config.clone(),
+            redis,
+            cache,
+            kafka: testing::kafka_config(),
+            ..Config::default()
+        };
+        let kafka = config.kafka.clone();
+        let service = InProcess::spawn(config, query_api::run);
+        let http = Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Self { service, clickhouse, postgres, kafka, http }
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.service.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not json: {text}")))
+    }
+
+    async fn ok(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+
+    async fn insert(&self, rows: &[EventRow]) {
+        let client = self.clickhouse.client();
+        let mut insert = client.insert::<EventRow>("events").await.unwrap();
+        for row in rows {
+            insert.write(row).await.unwrap();
+        }
+        insert.end().await.unwrap();
+    }
+
+    /// Aggregates `window` of `job` the way aggregator-cron does, marking it
+    /// complete for every row inserted before the current second (inserted_at
+    /// has second precision, so it first waits for the server's clock to pass
+    /// the second of the last insert).
+    async fn aggregate(&self, job: Job, window: u32) {
+        let client = self.clickhouse.client();
+        testing::eventually(Duration::from_secs(5), || async {
+            let passed: u8 = client.query("SELECT now() > (SELECT max(inserted_at) FROM events)").fetch_one().await?;
+            anyhow::ensure!(passed == 1, "the server clock is still in the second of the last insert");
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let now: u32 = client.query("SELECT toUInt32(now())").fetch_one().await.unwrap();
+        let version = u64::from(now) * 1000 + u64::from(window % 1000);
+        rows::insert_window(job, window, version).query(&client).execute().await.unwrap();
+        let count: u64 = rows::count_window_rows(job, window, version).query(&client).fetch_one().await.unwrap();
+        rows::insert_marker(job, window, version, now - 1, count).query(&client).execute().await.unwrap();
+    }
+
+    async fn put_video(&self, id: &str, body: Value) {
+        let response = self.http.put(self.service.url(&format!("/api/videos/{id}"))).json(&body).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+
+    async fn stop(self) {
+        self.service.stop().await.unwrap();
+        self.clickhouse.drop().await.unwrap();
+        self.postgres.drop().await.unwrap();
+    }
+}
+
+fn no_cache() -> CacheConfig {
+    CacheConfig { enabled: false, ..CacheConfig::default() }
+}
+
+fn event(event_type: &str, session: &str, user: &str, video: &str, at_ms: u64, position: Option<f64>) -> EventRow {
+    let mut row = EventRow::new(event_type, session, video, at_ms);
+    row.user_id = Some(user.to_string());
+    row.position_seconds = position;
+    row
+}
+
+/// On DAY: view A (u1, v1, 10:00) watches 20 s of a 40 s video and
+/// completes, startup 400 ms reported, on a tv; view B (u2, v1, 11:00)
+/// starts in 2 s, watches 2 s, stalls 1.5 s and is abandoned; view C (u1,
+/// v2, 12:00) fails at once.
+fn day_scenario() -> Vec<EventRow> {
+    let (a, b, c) = (DAY_MS + 10 * HOUR_MS, DAY_MS + 11 * HOUR_MS, DAY_MS + 12 * HOUR_MS);
+    let mut a_start = event("video_start", "s1", "u1", "v1", a, Some(0.0));
+    a_start.startup_time_ms = Some(400);
+    a_start.duration_seconds = Some(40.0);
+    a_start.device_type = "tv".into();
+    let mut b_buffer = event("video_buffer", "s2", "u2", "v1", b + 3_000, Some(2.0));
+    b_buffer.buffer_duration_ms = Some(1_500);
+    vec![
+        a_start,
+        event("video_progress", "s1", "u1", "v1", a + 10_000, Some(10.0)),
+        event("video_complete", "s1", "u1", "v1", a + 20_000, Some(20.0)),
+        event("video_start", "s2", "u2", "v1", b, Some(0.0)),
+        event("video_progress", "s2", "u2", "v1", b + 2_000, Some(2.0)),
+        b_buffer,
+        event("video_start", "s3", "u1", "v2", c, Some(0.0)),
+        event("video_error", "s3", "u1", "v2", c + 1_000, Some(0.0)),
+    ]
+}
+
+fn assert_close(got: &Value, expected: f64, what: &str) {
+    let got = got.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {got}"));
+    assert!((got - expected).abs() <= 1e-9 * expected.abs().max(1.0), "{what}: got {got}, expected {expected}");
+}
+
+fn check_video_v1(body: &Value, avg_watch_percentage: f64, duration: f64, source: &str) {
+    assert_eq!(body["video_id"], "v1");
+    assert_eq!((body["start_date"].as_str(), body["end_date"].as_str()), (Some(DAY), Some(DAY)));
+    assert_eq!(body["views"], 2);
+    assert_eq!(body["unique_viewers"], 2);
+    assert_close(&body["watch_time_seconds"], 22.0, "watch_time_seconds");
+    assert_close(&body["avg_watch_percentage"], avg_watch_percentage, "avg_watch_percentage");
+    assert_close(&body["completion_rate"], 0.5, "completion_rate");
+    assert_eq!(body["startup_time_ms"], json!({"median": 400, "p95": 2000}));
+    let rebuffer = 1_500.0 / 22_000.0 * 100.0;
+    assert_close(&body["rebuffer_percentage"], rebuffer, "rebuffer_percentage");
+    assert_close(&body["playback_failure_percentage"], 0.0, "playback_failure_percentage");
+    assert_close(&body["exits_before_video_start_percentage"], 0.0, "exits");
+    let score = 10.0 * (0.4 * avg_watch_percentage / 100.0 + 0.3 * 0.5 + 0.2 * (1.0 - rebuffer / 10.0));
+    assert_close(&body["engagement_score"], (score * 100.0).round() / 100.0, "engagement_score");
+    assert_close(&body["duration_seconds"], duration, "duration_seconds");
+    assert_eq!(body["duration_source"], source);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_user_and_top_answers_are_the_same_from_raw_and_aggregated_windows() {
+    let api = Api::start(no_cache(), None).await;
+    api.insert(&day_scenario()).await;
+    let range = format!("startDate={DAY}&endDate={DAY}");
+
+    let raw = api.ok(&format!("/api/metrics/video/v1?{range}")).await;
+    check_video_v1(&raw, (50.0 + 5.0) / 2.0, 40.0, "events");
+    assert_eq!(raw["freshness"], json!({"aggregated_windows": 0, "raw_windows": 24}));
+
+    let first_hour = (DAY_MS / HOUR_MS) as u32;
+    for hour in first_hour + 10..first_hour + 13 {
+        api.aggregate(Job::VideoMetrics, hour).await;
+    }
+    api.aggregate(Job::UserEngagementDaily, (DAY_MS / 86_400_000) as u32).await;
+    let aggregated = api.ok(&format!("/api/metrics/video/v1?{range}")).await;
+    check_video_v1(&aggregated, (50.0 + 5.0) / 2.0, 40.0, "events");
+    assert_eq!(aggregated["freshness"], json!({"aggregated_windows": 3, "raw_windows": 21}));
+
+    // The catalog's duration wins: A watched all of 20 s, B a tenth.
+    api.put_video("v1", json!({"title": "One", "duration_seconds": 20.0, "category": "drama"})).await;
+    let with_catalog = api.ok(&format!("/api/metrics/video/v1?{range}")).await;
+    check_video_v1(&with_catalog, (100.0 + 10.0) / 2.0, 20.0, "catalog");
+
+    let user = api.ok(&format!("/api/metrics/user/u1?{range}")).await;
+    assert_eq!(user["sessions"], 2);
+    assert_eq!(user["views"], 2);
+    assert_close(&user["watch_time_seconds"], 20.0, "user watch time");
+    assert_close(&user["completion_rate"], 0.5, "user completion");
+    assert_eq!(
+        user["preferences"],
+        json!({"quality": null, "device_type": "tv", "category": "drama", "hour_of_day": 10})
+    );
+    assert_eq!(user["freshness"], json!({"aggregated_windows": 1, "raw_windows": 0}));
+
+    let top = api.ok(&format!("/api/metrics/videos/top?metric=views&{range}")).await;
+    let videos: Vec<(&str, u64)> = top["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["video_id"].as_str().unwrap(), v["views"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(videos, vec![("v1", 2), ("v2", 1)]);
+    let top = api.ok(&format!("/api/metrics/videos/top?metric=completion_rate&limit=1&{range}")).await;
+    assert_eq!(top["videos"].as_array().unwrap().len(), 1);
+    assert_eq!(top["videos"][0]["video_id"], "v1");
+    assert_close(&top["videos"][0]["completion_rate"], 0.5, "top completion_rate");
+
+    let empty = api.ok(&format!("/api/metrics/video/nobody-watched?{range}")).await;
+    assert_eq!((empty["views"].as_u64(), empty["startup_time_ms"]["median"].is_null()), (Some(0), true));
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_event_for_an_aggregated_hour_shows_at_once() {
+    let api = Api::start(no_cache(), None).await;
+    // A view two hours ago, aggregated.
+    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+    let start = (now_ms / HOUR_MS - 2) * HOUR_MS + 60_000;
+    api.insert(&[
+        event("video_start", "s1", "u1", "v1", start, Some(0.0)),
+        event("video_progress", "s1", "u1", "v1", start + 10_000, Some(10.0)),
+    ])
+    .await;
+    let hour = (start / HOUR_MS) as u32;
+    api.aggregate(Job::VideoMetrics, hour).await;
+    let before = api.ok("/api/metrics/video/v1").await;
+    assert_close(&before["watch_time_seconds"], 10.0, "before");
+    assert_eq!(before["freshness"]["aggregated_windows"], 1, "{before}");
+
+    // The same view goes on for 5 s more; the aggregator has not run again.
+    api.insert(&[event("video_progress", "s1", "u1", "v1", start + 15_000, Some(15.0))]).await;
+    let after = api.ok("/api/metrics/video/v1").await;
+    assert_close(&after["watch_time_seconds"], 15.0, "after the late event");
+    assert_eq!(after["freshness"]["aggregated_windows"], 0, "the changed hour is read raw: {after}");
+
+    // Once re-aggregated, the hour is served from the table again, same numbers.
+    api.aggregate(Job::VideoMetrics, hour).await;
+    let again = api.ok("/api/metrics/video/v1").await;
+    assert_close(&again["watch_time_seconds"], 15.0, "re-aggregated");
+    assert_eq!(again["freshness"]["aggregated_windows"], 1, "{again}");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_are_400s_naming_the_parameter() {
+    let api = Api::start(no_cache(), None).await;
+    let cases = [
+        ("/api/metrics/video/v1?startDate=2024-13-01", "startDate"),
+        ("/api/metrics/video/v1?startDate=24-01-01", "startDate"),
+        ("/api/metrics/video/v1?endDate=2024-01-01%27%3B%20DROP%20TABLE%20events", "endDate"),
+        ("/api/metrics/video/v1?startDate=2024-02-01&endDate=2024-01-01", "startDate"),
+        ("/api/metrics/video/v1?startDate=2020-01-01&endDate=2024-01-01", "endDate"),
+        ("/api/metrics/video/v1?start=2024-01-01", "start"),
+        ("/api/metrics/video/v1?startDate=2024-01-01&startDate=2024-01-02", "startDate"),
+        ("/api/metrics/video/a%0Ab", "videoId"),
+        ("/api/metrics/user/a%00b", "userId"),
+        ("/api/metrics/user/u1?endDate=tomorrow", "endDate"),
+        ("/api/metrics/videos/top?metric=likes", "metric"),
+        ("/api/metrics/videos/top?limit=0", "limit"),
+        ("/api/metrics/videos/top?limit=101", "limit"),
+        ("/api/metrics/videos/top?limit=abc", "limit"),
+        ("/api/metrics/realtime?window=5", "window"),
+    ];
+    for (path, field) in cases {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"], "bad_request", "{path}");
+        assert_eq!(body["field"], field, "{path}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{path}");
+    }
+    let (status, body) = api.get("/api/metrics/nothing-here").await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_counts_the_last_minute() {
+    let api = Api::start(no_cache(), None).await;
+    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+    let mut watching = event("video_progress", "s1", "u1", "v1", now_ms - 5_000, Some(30.0));
+    watching.bitrate_kbps = Some(2_500);
+    let mut other = event("video_start", "s2", "u2", "v2", now_ms - 4_000, Some(0.0));
+    other.bitrate_kbps = Some(1_500);
+    let done = event("video_complete", "s3", "u3", "v1", now_ms - 3_000, Some(90.0));
+    let error = event("video_error", "s4", "u4", "v3", now_ms - 2_000, Some(1.0));
+    let old = event("video_start", "s5", "u5", "v5", now_ms - 600_000, Some(0.0));
+    api.insert(&[watching.clone(), watching, other, done, error, old]).await;
+    let body = api.ok("/api/metrics/realtime").await;
+    assert_eq!(body["concurrent_viewers"], 2, "{body}");
+    assert_eq!(body["active_streams"], 2);
+    assert_close(&body["bandwidth_gbps"], 4_000.0 / 1_000_000.0, "bandwidth");
+    assert_close(&body["events_per_second"], 4.0 / 60.0, "events/s (the duplicate counts once)");
+    assert_close(&body["error_rate"], 0.25, "error rate");
+    assert_eq!(body["window_seconds"], 60);
+    api.stop().await;
+}
+
+/// The current value of a counter in the process-wide Prometheus recorder.
+fn counter(name: &str) -> f64 {
+    let text = service_kit::ops::metrics_handle().expect("prometheus recorder").render();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_cached_and_redis_down_still_answers() {
+    let api = Api::start(CacheConfig::default(), None).await;
+    api.insert(&day_scenario()).await;
+    let path = format!("/api/metrics/video/v1?startDate={DAY}&endDate={DAY}");
+    let hits = counter("analytics_service_query_cache_hits_total");
+    let first = api.ok(&path).await;
+    let second = api.ok(&format!("/api/metrics/video/v1?endDate={DAY}&startDate={DAY}")).await;
+    assert_eq!(first, second);
+    assert!(counter("analytics_service_query_cache_hits_total") > hits, "the reordered query hit the cache");
+    api.stop().await;
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let api = Api::start(CacheConfig::default(), Some(&format!("redis://127.0.0.1:{closed}"))).await;
+    api.insert(&day_scenario()).await;
+    let body = api.ok(&path).await;
+    assert_eq!(body["views"], 2, "answered uncached without redis");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_report_carries_the_consumer_lag() {
+    let api = Api::start(no_cache(), None).await;
+    let (_, body) = api.get("/api/metrics/health").await;
+    assert!(body["consumer_lag"]["messages"].is_null(), "no raw topic yet: {body}");
+    assert!(body["consumer_lag"]["error"].is_string(), "{body}");
+
+    // Three messages on the raw topic that no processor has consumed.
+    let topic = events_model::Topics::new(&api.kafka.topic_prefix).raw_events;
+    ensure_topics(&api.kafka, &[TopicSpec { name: topic.clone(), partitions: 2, retention_ms: None }]).await.unwrap();
+    let producer: BaseProducer = service_kit::deps::kafka::client_config(&api.kafka).create().unwrap();
+    for key in ["a", "b", "c"] {
+        producer.send(BaseRecord::to(&topic).key(key).payload("{}")).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let (_, body) = api.get("/api/metrics/health").await;
+    assert_eq!(body["consumer_lag"]["messages"], 3, "{body}");
+    assert_eq!(body["consumer_lag"]["topic"], topic.as_str());
+    service_kit::deps::kafka::delete_topics(&api.kafka, &[&topic]).await.unwrap();
+    api.stop().await;
+}
