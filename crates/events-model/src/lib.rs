@@ -8,6 +8,8 @@
 //!   (exact round trip), keyed by [`Event::kafka_key`].
 //! * [`Topics`] and the `DLQ_*_HEADER` names: Kafka topology.
 //! * [`EventRow`]: the ClickHouse `events` row.
+//! * [`RealtimePartial`]: the realtime window partials the stream-processor
+//!   publishes and the realtime-hub merges.
 //! * [`limits`]: every bound the validator enforces.
 //!
 //! ```
@@ -25,6 +27,7 @@ mod event;
 mod event_type;
 pub mod limits;
 mod parse;
+mod partial;
 mod properties;
 mod row;
 mod topics;
@@ -33,6 +36,7 @@ mod wire;
 pub use error::{ErrorCode, ROOT_FIELD, ValidationError, ValidationErrors};
 pub use event::Event;
 pub use event_type::{EventType, UnknownEventTypeError};
+pub use partial::{PartialEvent, PartialView, RealtimePartial};
 pub use properties::Properties;
 pub use row::{EVENT_ROW_COLUMNS, EVENTS_TABLE, EventRow};
 pub use topics::{
