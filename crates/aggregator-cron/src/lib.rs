@@ -1,47 +1,64 @@
-//! aggregator-cron: builds the hourly and daily tables, applies retention, backfills.
+//! aggregator-cron: builds the hourly `video_metrics` and daily
+//! `user_engagement_daily` tables, keeps them up to date with late events,
+//! applies retention, and backfills on demand.
 //!
-//! This crate holds everything testable; `main.rs` only calls [`run`].
+//! - [`Aggregator`]: one window run, a scheduler tick, backfill, retention;
+//! - [`scheduler`]: the loop the service runs;
+//! - [`runs`]: `aggregation_runs` in PostgreSQL;
+//! - [`retention`]: monthly partitions past their retention;
+//! - [`schedule`]: the window arithmetic, pure;
+//! - [`cli`]: the `run` (backfill) and `retention` commands.
+//!
+//! This crate holds everything testable; `main.rs` only dispatches.
+
+mod aggregator;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod retention;
+pub mod runs;
+pub mod schedule;
+pub mod scheduler;
 
 use std::{net::TcpListener, sync::Arc};
 
-use serde::{Deserialize, Serialize};
 use service_kit::{
-    ClickHouseConfig, HttpConfig, LogConfig, PostgresConfig, Readiness, Shutdown,
-    deps::{clickhouse::ClickHouseProbe, postgres},
-    impl_service_config,
+    Readiness, Shutdown,
+    deps::{clickhouse::ClickHouseProbe, postgres::PostgresProbe},
 };
 
+pub use aggregator::{
+    AggregateError, Aggregator, BackfillPlan, BackfillProgress, BackfillReport, TickReport, TickRun, Trigger, WindowRun,
+};
+pub use config::{AggregationConfig, Config, DEFAULT_PORT, RetentionConfig};
+pub use retention::{PartitionDrop, RetentionTable};
+
 pub const SERVICE: &str = "aggregator-cron";
-pub const DEFAULT_PORT: u16 = 9102;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Config {
-    pub http: HttpConfig,
-    pub log: LogConfig,
-    pub clickhouse: ClickHouseConfig,
-    pub postgres: PostgresConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http: HttpConfig::with_port(DEFAULT_PORT),
-            log: LogConfig::default(),
-            clickhouse: ClickHouseConfig::default(),
-            postgres: PostgresConfig::default(),
-        }
-    }
-}
-
-impl_service_config!(Config);
-
-/// Serves the ops endpoints until `shutdown`; ready while ClickHouse and PostgreSQL answer.
+/// Serves the ops endpoints and runs the scheduler until `shutdown`; ready
+/// while ClickHouse and PostgreSQL answer.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let timeout = config.http.probe_timeout();
-    let readiness = Readiness::new(SERVICE, timeout)
+    let aggregator = Arc::new(Aggregator::connect(&config).await?);
+    let readiness = Readiness::new(SERVICE, config.http.probe_timeout())
         .with_probe(ClickHouseProbe::new(&config.clickhouse))
-        .with_probe(postgres::PostgresProbe::new(postgres::pool(&config.postgres)?));
-    service_kit::ops::serve(listener, &config.http, Arc::new(readiness), shutdown, |_| {}).await?;
+        .with_probe(PostgresProbe::new(aggregator.postgres().clone()));
+    service_kit::ops::metrics_handle();
+    metrics::describe();
+    tracing::info!(
+        scheduler = config.aggregation.enabled,
+        retention = config.retention.enabled,
+        lateness_hours = config.aggregation.lateness_hours,
+        tick_interval_secs = config.aggregation.tick_interval_secs,
+        "aggregator configured"
+    );
+
+    let scheduler = config.aggregation.enabled.then(|| tokio::spawn(scheduler::run(aggregator, shutdown.clone())));
+    let served = service_kit::ops::serve(listener, &config.http, Arc::new(readiness), shutdown.clone(), |_| {}).await;
+    // The server stopped, on a signal or on an error: the scheduler stops too.
+    shutdown.trigger();
+    if let Some(scheduler) = scheduler {
+        scheduler.await?;
+    }
+    served?;
     Ok(())
 }

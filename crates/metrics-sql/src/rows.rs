@@ -83,14 +83,51 @@ pub fn insert_window(job: Job, window: u32, version: u64) -> Statement {
     sql
 }
 
-/// The number of rows `version` wrote for `window` of `job`.
+/// Replaces, with an empty row of `version`, every row of `window` that the
+/// run `version` did not rewrite: a key whose views all left the window (a
+/// late, earlier `video_start` moved its view to another window, or a view's
+/// first user changed). Run right after [`insert_window`] with the same
+/// version; without it such a key would keep its old numbers under `FINAL`.
+pub fn retire_vanished_rows(job: Job, window: u32, version: u64) -> Statement {
+    let (key, window_column, empty) = match job {
+        Job::VideoMetrics => (
+            "video_id",
+            "hour",
+            "video_id, hour, date, toUInt32(0), toUInt32(0), 0., toFloat32(0), toFloat32(0), toUInt32(0), \
+             toUInt32(0), toUInt32(0), toUInt64(0), emptyArrayString(), emptyArrayFloat64(), emptyArrayUInt64(), \
+             CAST(NULL AS Nullable(Float64))",
+        ),
+        Job::UserEngagementDaily => (
+            "user_id",
+            "toDateTime(date)",
+            "user_id, date, emptyArrayString(), toUInt32(0), toUInt32(0), 0., emptyArrayString(), \
+             emptyArrayString(), emptyArrayString(), emptyArrayUInt8(), emptyArrayFloat64()",
+        ),
+    };
+    let columns = match job {
+        Job::VideoMetrics => VIDEO_METRICS_COLUMNS,
+        Job::UserEngagementDaily => USER_ENGAGEMENT_COLUMNS,
+    };
+    let table = job.name();
+    let mut sql = Statement::new(&format!("INSERT INTO {table} ({columns}, version, computed_at) SELECT {empty}, "));
+    sql.bind(version).sql(&format!(" AS version, now() AS computed_at FROM (SELECT {key}, "));
+    sql.sql(match job {
+        Job::VideoMetrics => "hour, date",
+        Job::UserEngagementDaily => "date",
+    });
+    sql.sql(&format!(" FROM {table} FINAL WHERE {window_column} = toDateTime("));
+    sql.bind(job.grain().start_of(window)).sql(") AND version < ").bind(version).sql(" AND views > 0)");
+    sql
+}
+
+/// The number of rows with views that `version` wrote for `window` of `job`.
 pub fn count_window_rows(job: Job, window: u32, version: u64) -> Statement {
     let key = match job {
         Job::VideoMetrics => "hour",
         Job::UserEngagementDaily => "toDateTime(date)",
     };
     let mut sql = Statement::new(&format!("SELECT count() FROM {} WHERE {key} = toDateTime(", job.name()));
-    sql.bind(job.grain().start_of(window)).sql(") AND version = ").bind(version);
+    sql.bind(job.grain().start_of(window)).sql(") AND version = ").bind(version).sql(" AND views > 0");
     sql
 }
 

@@ -38,8 +38,10 @@ pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement 
     let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
         panic!("view_facts needs at least one window");
     };
-    let scan_from = grain.start_of(first);
-    // Events of a view lie within VIEW_SPAN_MS of its start.
+    // Events of a view lie within VIEW_SPAN_MS after its start; reading as
+    // far before the first window finds an earlier video_start that moves a
+    // view out of these windows (sessions are taken to last under a day).
+    let scan_from = grain.start_of(first).saturating_sub(VIEW_SPAN_MS / 1000);
     let scan_to = grain.start_of(last) + grain.secs() + VIEW_SPAN_MS / 1000;
 
     let mut filter = Statement::new("timestamp >= toDateTime(");
@@ -120,16 +122,20 @@ const FACTS: &str = "\
     last_inserted";
 
 /// Per window of `grain` at or after `horizon_ms`, the latest insert time
-/// (epoch seconds) among the rows of the views that started in it: columns
-/// `window` (UInt32) and `last_inserted` (UInt32).
+/// (epoch seconds) among the rows of the views that have a `video_start` in
+/// it: columns `window` (UInt32) and `last_inserted` (UInt32). A view is
+/// listed under the window of every `video_start` it has, not only its
+/// earliest, so that when a late, earlier `video_start` moves a view, the
+/// window it left is flagged too.
 ///
 /// Not deduplicated on purpose: a redelivered copy is an insert too, and
 /// treating it as a change only costs a recomputation.
 pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) -> Statement {
     let window_ms = grain.millis();
     let mut sql = Statement::new(&format!(
-        "SELECT toUInt32(intDiv(start_ms, {window_ms})) AS window, toUInt32(max(last_inserted)) AS last_inserted \
-         FROM (SELECT minIf(timestamp_ms, event_type = 'video_start') AS start_ms, max(inserted_at) AS last_inserted, \
+        "SELECT toUInt32(w) AS window, toUInt32(max(last_inserted)) AS last_inserted \
+         FROM (SELECT groupUniqArrayIf(intDiv(timestamp_ms, {window_ms}), event_type = 'video_start') AS start_windows, \
+         max(inserted_at) AS last_inserted, \
          argMinIf(assumeNotNull(user_id), timestamp_ms, isNotNull(user_id)) AS first_user \
          FROM {EVENTS_TABLE} WHERE timestamp >= toDateTime("
     ));
@@ -140,11 +146,11 @@ pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) 
             sql.sql(" AND video_id = ").bind(video_id);
         }
     }
-    sql.sql(" GROUP BY session_id, video_id HAVING countIf(event_type = 'video_start') > 0) WHERE start_ms >= ");
-    sql.bind(horizon_ms);
+    sql.sql(" GROUP BY session_id, video_id HAVING length(start_windows) > 0");
     if let Scope::User(user_id) = scope {
         sql.sql(" AND first_user = ").bind(user_id);
     }
-    sql.sql(" GROUP BY window ORDER BY window");
+    sql.sql(") ARRAY JOIN start_windows AS w WHERE w >= ");
+    sql.bind(horizon_ms / window_ms).sql(" GROUP BY w ORDER BY w");
     sql
 }

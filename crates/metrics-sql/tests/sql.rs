@@ -99,8 +99,9 @@ where
 
 async fn aggregate(db: &TestClickHouse, job: Job, windows: &[u32], version: u64) {
     for &window in windows {
-        let insert = rows::insert_window(job, window, version);
-        insert.query(&db.client()).execute().await.unwrap_or_else(|e| panic!("{e}\n{}", insert.text()));
+        for step in [rows::insert_window(job, window, version), rows::retire_vanished_rows(job, window, version)] {
+            step.query(&db.client()).execute().await.unwrap_or_else(|e| panic!("{e}\n{}", step.text()));
+        }
         let count: u64 = one(db, &rows::count_window_rows(job, window, version)).await;
         rows::insert_marker(job, window, version, u32::MAX - 1, count).query(&db.client()).execute().await.unwrap();
     }
@@ -218,6 +219,28 @@ async fn realtime_counts_live_views_and_errors_in_the_window() {
     db.drop().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_view_moved_to_an_earlier_window_leaves_the_later_one() {
+    let db = TestClickHouse::create().await.unwrap();
+    let later = T + 3_600_000;
+    insert(&db, &[at(event("video_start", later, "s9", Some("u9")), 0.0)]).await;
+    aggregate(&db, Job::VideoMetrics, &[HOUR, HOUR + 1], 1).await;
+    aggregate(&db, Job::UserEngagementDaily, &[DAY], 1).await;
+    // A late video_start an hour earlier: the view now starts in HOUR.
+    insert(&db, &[at(event("video_start", T, "s9", Some("u9")), 0.0)]).await;
+    let last: Vec<LastInsertedRow> =
+        all(&db, &views::last_inserted_by_window(Scope::All, Grain::Hour, T - 3_600_000)).await;
+    assert_eq!(last.iter().map(|r| r.window).collect::<Vec<_>>(), vec![HOUR, HOUR + 1], "both windows flagged");
+    aggregate(&db, Job::VideoMetrics, &[HOUR, HOUR + 1], 2).await;
+    for split in splits(&[HOUR, HOUR + 1]) {
+        let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;
+        assert_eq!(got.views, 1, "{split:?}");
+    }
+    let moved: u64 = one(&db, &rows::count_window_rows(Job::VideoMetrics, HOUR + 1, 2)).await;
+    assert_eq!(moved, 0, "the later hour kept no view");
+    db.drop().await.unwrap();
+}
+
 /// Every statement, values written in, runs on chDB against the migrations.
 #[test]
 fn every_statement_runs_on_current_clickhouse() {
@@ -226,6 +249,8 @@ fn every_statement_runs_on_current_clickhouse() {
     let statements = [
         rows::insert_window(Job::VideoMetrics, HOUR, 1),
         rows::insert_window(Job::UserEngagementDaily, DAY, 1),
+        rows::retire_vanished_rows(Job::VideoMetrics, HOUR, 2),
+        rows::retire_vanished_rows(Job::UserEngagementDaily, DAY, 2),
         rows::count_window_rows(Job::VideoMetrics, HOUR, 1),
         rows::count_window_rows(Job::UserEngagementDaily, DAY, 1),
         rows::insert_marker(Job::VideoMetrics, HOUR, 1, 1_764_000_000, 3),

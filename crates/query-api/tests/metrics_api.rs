@@ -92,6 +92,7 @@ impl Api {
         let now: u32 = client.query("SELECT toUInt32(now())").fetch_one().await.unwrap();
         let version = u64::from(now) * 1000 + u64::from(window % 1000);
         rows::insert_window(job, window, version).query(&client).execute().await.unwrap();
+        rows::retire_vanished_rows(job, window, version).query(&client).execute().await.unwrap();
         let count: u64 = rows::count_window_rows(job, window, version).query(&client).fetch_one().await.unwrap();
         rows::insert_marker(job, window, version, now - 1, count).query(&client).execute().await.unwrap();
     }

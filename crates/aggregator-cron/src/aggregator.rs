@@ -1,0 +1,643 @@
+//! The aggregator: one window run, a scheduler tick, backfill and retention.
+//!
+//! Every metric statement comes from `metrics_sql`; this module decides what
+//! to run, in which order, and records it (ClickHouse marker after the rows,
+//! `aggregation_runs` in PostgreSQL around the work).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::Range,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use chrono::{DateTime, NaiveTime, Utc};
+use deadpool_postgres::Pool;
+use metrics_sql::{
+    rows::{self, LastInsertedRow, MarkerRow},
+    views::{self, Scope},
+    windows::{Grain, Job},
+};
+use service_kit::Shutdown;
+
+use crate::{
+    config::{AggregationConfig, Config, RetentionConfig},
+    metrics,
+    retention::{self, PartitionDrop, PartitionRow},
+    runs::{self, RETENTION_JOB, RunsError, Status},
+    schedule::{self, Freshness, epoch_secs, window_start},
+};
+
+/// Why a run was started; stored in `aggregation_runs.trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trigger {
+    /// The window that just became due, run on time.
+    Schedule,
+    /// A due window run late (the service was down or behind), or a window
+    /// within the lateness horizon that has views but no record.
+    CatchUp,
+    /// A window recomputed because its views received rows after it was aggregated.
+    LateEvents,
+    /// `aggregator-cron run` over a range.
+    Backfill,
+    /// Run by hand (library call or `aggregator-cron retention`).
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::CatchUp => "catch_up",
+            Trigger::LateEvents => "late_events",
+            Trigger::Backfill => "backfill",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// What a succeeded window run wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowRun {
+    pub job: Job,
+    pub window: u32,
+    pub trigger: Trigger,
+    /// The `version` of the rows and of the window's record.
+    pub version: u64,
+    /// Rows written for the window.
+    pub rows: u64,
+    /// Every event row inserted up to this time (epoch seconds) is in the rows.
+    pub covered_until: u32,
+    pub duration: Duration,
+}
+
+/// Why a window run failed. The run is recorded as failed whenever PostgreSQL
+/// allows. Each message carries its cause (so the variants have no `source`).
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    #[error("cannot record the run: {0}")]
+    Runs(RunsError),
+    #[error("clickhouse failed to {step}: {error}")]
+    ClickHouse { step: &'static str, error: clickhouse::error::Error },
+    #[error("interrupted by shutdown")]
+    Interrupted,
+}
+
+impl From<RunsError> for AggregateError {
+    fn from(error: RunsError) -> Self {
+        AggregateError::Runs(error)
+    }
+}
+
+fn clickhouse_step(step: &'static str) -> impl FnOnce(clickhouse::error::Error) -> AggregateError {
+    move |error| AggregateError::ClickHouse { step, error }
+}
+
+/// One window a tick ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickRun {
+    pub job: Job,
+    pub window: u32,
+    pub trigger: Trigger,
+    /// The run, or the error it failed with (also in `aggregation_runs`).
+    pub result: Result<WindowRun, String>,
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Another replica held the tick lock, so this one did nothing.
+    pub skipped: bool,
+    /// The windows run, in the order they ran.
+    pub runs: Vec<TickRun>,
+    /// Per job, due windows not aggregated after the catch-up (0 when up to date).
+    pub windows_behind: BTreeMap<Job, u64>,
+    /// Retention, when it was due: the partitions dropped, or why it failed.
+    pub retention: Option<Result<Vec<PartitionDrop>, String>>,
+}
+
+impl TickReport {
+    /// The windows of `job` run with `trigger`, in order.
+    pub fn windows(&self, job: Job, trigger: Trigger) -> Vec<u32> {
+        self.runs.iter().filter(|r| r.job == job && r.trigger == trigger).map(|r| r.window).collect()
+    }
+
+    /// The runs that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &TickRun> {
+        self.runs.iter().filter(|r| r.result.is_err())
+    }
+}
+
+/// The windows of a backfill, planned before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillPlan {
+    pub job: Job,
+    /// The closed windows overlapping the range, in order: these run.
+    pub windows: Range<u32>,
+    /// Windows of the range not closed yet: not run.
+    pub open: u64,
+}
+
+impl BackfillPlan {
+    /// The windows of `job` overlapping `[from, to)`; those not closed at `now` are left out.
+    pub fn new(job: Job, from: DateTime<Utc>, to: DateTime<Utc>, now: DateTime<Utc>) -> anyhow::Result<Self> {
+        anyhow::ensure!(from < to, "the range is empty: --from {from} is not before --to {to}");
+        let (all, closed) = schedule::backfill_windows(job.grain(), epoch_secs(from), epoch_secs(to), epoch_secs(now));
+        Ok(Self { job, open: (all.len() - closed.len()) as u64, windows: closed })
+    }
+
+    pub fn total(&self) -> u64 {
+        self.windows.len() as u64
+    }
+}
+
+/// Progress of a backfill, reported after each window.
+#[derive(Debug)]
+pub struct BackfillProgress<'a> {
+    pub done: u64,
+    pub total: u64,
+    pub window: u32,
+    pub result: &'a Result<WindowRun, AggregateError>,
+}
+
+/// How a backfill went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillReport {
+    pub job: Job,
+    /// Windows planned (closed windows of the range).
+    pub total: u64,
+    pub succeeded: u64,
+    pub rows: u64,
+    /// Windows that failed, with the error.
+    pub failed: Vec<(u32, String)>,
+    /// Windows not attempted because the backfill was interrupted.
+    pub not_run: u64,
+    /// Windows of the range left out because they are not closed yet.
+    pub open: u64,
+    pub duration: Duration,
+}
+
+impl BackfillReport {
+    /// Every planned window succeeded.
+    pub fn is_success(&self) -> bool {
+        self.failed.is_empty() && self.not_run == 0
+    }
+}
+
+/// Builds the aggregate tables, catches up, folds in late events and applies retention.
+pub struct Aggregator {
+    clickhouse: clickhouse::Client,
+    postgres: Pool,
+    aggregation: AggregationConfig,
+    retention: RetentionConfig,
+    retention_time: NaiveTime,
+    last_version: AtomicU64,
+}
+
+impl Aggregator {
+    /// Validates the configuration and creates the clients. Connections are
+    /// made on first use, so this succeeds while a database is down.
+    pub async fn connect(config: &Config) -> anyhow::Result<Aggregator> {
+        for warning in config.validate()? {
+            tracing::warn!(warning = %warning, "questionable configuration");
+        }
+        Ok(Aggregator {
+            clickhouse: config.clickhouse.client(),
+            postgres: service_kit::deps::postgres::pool(&config.postgres)?,
+            aggregation: config.aggregation.clone(),
+            retention: config.retention.clone(),
+            retention_time: config.retention.time_of_day()?,
+            last_version: AtomicU64::new(0),
+        })
+    }
+
+    /// The PostgreSQL pool (`aggregation_runs`).
+    pub fn postgres(&self) -> &Pool {
+        &self.postgres
+    }
+
+    /// The ClickHouse client, bound to the configured database.
+    pub fn clickhouse(&self) -> &clickhouse::Client {
+        &self.clickhouse
+    }
+
+    /// A version larger than any this process handed out: the current epoch
+    /// microseconds, or the previous version + 1.
+    fn next_version(&self) -> u64 {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        let now = u64::try_from(now).unwrap_or(u64::MAX);
+        let previous = self
+            .last_version
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)))
+            .unwrap_or_else(|last| last);
+        now.max(previous + 1)
+    }
+
+    /// Recomputes `window` of `job` from the raw events, replacing its rows,
+    /// and records it (ClickHouse marker after the rows; `aggregation_runs`).
+    pub async fn run_window(&self, job: Job, window: u32, trigger: Trigger) -> Result<WindowRun, AggregateError> {
+        self.run_window_until(job, window, trigger, None).await
+    }
+
+    /// [`Self::run_window`]; with `stop`, the work is abandoned (recorded as
+    /// failed) when shutdown was requested and the grace period passed.
+    async fn run_window_until(
+        &self,
+        job: Job,
+        window: u32,
+        trigger: Trigger,
+        stop: Option<&Shutdown>,
+    ) -> Result<WindowRun, AggregateError> {
+        let started = Instant::now();
+        let grain = job.grain();
+        let (start, end) = (window_start(grain, window), window_start(grain, window + 1));
+        let version = self.next_version();
+        let id = match runs::start(&self.postgres, job.name(), (start, end), trigger.as_str(), Some(version)).await {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::error!(job = job.name(), window_start = %start, trigger = trigger.as_str(), error = %error,
+                    "cannot record the start of a window run");
+                metrics::run(job.name(), false, started.elapsed(), 0);
+                return Err(error.into());
+            }
+        };
+
+        let work = self.compute_window(job, window, version);
+        let outcome = match stop {
+            None => work.await,
+            Some(stop) => {
+                let grace = self.aggregation.shutdown_grace();
+                tokio::select! {
+                    outcome = work => outcome,
+                    () = async { stop.wait().await; tokio::time::sleep(grace).await } => Err(AggregateError::Interrupted),
+                }
+            }
+        };
+        let duration = started.elapsed();
+        let duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+
+        let error_text = outcome.as_ref().err().map(ToString::to_string);
+        let recorded = runs::finish(
+            &self.postgres,
+            id,
+            runs::Outcome {
+                status: if outcome.is_ok() { Status::Succeeded } else { Status::Failed },
+                rows: outcome.as_ref().ok().map(|(rows, _)| *rows),
+                duration_ms,
+                error: error_text.as_deref(),
+            },
+        )
+        .await;
+        let outcome = match (outcome, recorded) {
+            (Ok(done), Ok(())) => Ok(done),
+            (Ok(_), Err(error)) => Err(AggregateError::Runs(error)),
+            (Err(error), recorded) => {
+                if let Err(record_error) = recorded {
+                    tracing::error!(job = job.name(), window_start = %start, error = %record_error,
+                        "cannot record a failed window run");
+                }
+                Err(error)
+            }
+        };
+        match outcome {
+            Ok((rows, covered_until)) => {
+                metrics::run(job.name(), true, duration, rows);
+                tracing::info!(job = job.name(), window_start = %start, trigger = trigger.as_str(), version, rows,
+                    covered_until, duration_ms, "window aggregated");
+                Ok(WindowRun { job, window, trigger, version, rows, covered_until, duration })
+            }
+            Err(error) => {
+                metrics::run(job.name(), false, duration, 0);
+                tracing::error!(job = job.name(), window_start = %start, trigger = trigger.as_str(), version,
+                    duration_ms, error = %error, "window aggregation failed");
+                Err(error)
+            }
+        }
+    }
+
+    /// The ClickHouse part of a run: rows, empty rows for keys whose views left
+    /// the window, their count, then the record.
+    async fn compute_window(&self, job: Job, window: u32, version: u64) -> Result<(u64, u32), AggregateError> {
+        let server_now: u32 = self
+            .clickhouse
+            .query("SELECT toUInt32(now())")
+            .fetch_one()
+            .await
+            .map_err(clickhouse_step("read the server clock"))?;
+        let margin = u32::try_from(self.aggregation.safety_margin_secs).unwrap_or(u32::MAX);
+        let covered_until = server_now.saturating_sub(margin);
+        rows::insert_window(job, window, version)
+            .query(&self.clickhouse)
+            .execute()
+            .await
+            .map_err(clickhouse_step("insert the window's rows"))?;
+        rows::retire_vanished_rows(job, window, version)
+            .query(&self.clickhouse)
+            .execute()
+            .await
+            .map_err(clickhouse_step("retire the rows of views that left the window"))?;
+        let rows: u64 = rows::count_window_rows(job, window, version)
+            .query(&self.clickhouse)
+            .fetch_one()
+            .await
+            .map_err(clickhouse_step("count the window's rows"))?;
+        rows::insert_marker(job, window, version, covered_until, rows)
+            .query(&self.clickhouse)
+            .execute()
+            .await
+            .map_err(clickhouse_step("record the window"))?;
+        Ok((rows, covered_until))
+    }
+
+    /// One scheduler step at `now`: for each job, catch up the due windows in
+    /// order, then recompute the windows within the lateness horizon that are
+    /// stale or missing; then retention when due. Window failures are recorded
+    /// and in the report (retried at the next tick); an `Err` means the tick
+    /// could not find out what to run.
+    pub async fn tick(&self, now: DateTime<Utc>) -> anyhow::Result<TickReport> {
+        self.tick_until(now, &Shutdown::new()).await
+    }
+
+    /// [`Self::tick`], stopping between windows once `stop` is triggered.
+    pub async fn tick_until(&self, now: DateTime<Utc>, stop: &Shutdown) -> anyhow::Result<TickReport> {
+        let Some(lock) = runs::try_lock(&self.postgres).await.context("cannot take the tick lock")? else {
+            tracing::info!("another replica holds the tick lock; tick skipped");
+            return Ok(TickReport { skipped: true, ..TickReport::default() });
+        };
+        let outcome = self.tick_locked(now, stop).await;
+        runs::unlock(lock).await;
+        outcome
+    }
+
+    async fn tick_locked(&self, now: DateTime<Utc>, stop: &Shutdown) -> anyhow::Result<TickReport> {
+        let mut report = TickReport::default();
+        let mut problems = Vec::new();
+        for job in Job::ALL {
+            if let Err(error) = self.tick_job(job, now, stop, &mut report).await {
+                tracing::error!(job = job.name(), error = %format!("{error:#}"), "cannot plan the job's windows");
+                problems.push(format!("{}: {error:#}", job.name()));
+            }
+        }
+        if self.retention.enabled && !stop.is_triggered() {
+            match self.retention_due(now).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    let outcome = self.retention_with(now, false, Trigger::Schedule).await;
+                    report.retention = Some(outcome.map_err(|e| format!("{e:#}")));
+                }
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "cannot tell whether retention is due");
+                    problems.push(format!("retention: {error:#}"));
+                }
+            }
+        }
+        if problems.is_empty() { Ok(report) } else { Err(anyhow::anyhow!(problems.join("; "))) }
+    }
+
+    async fn tick_job(
+        &self,
+        job: Job,
+        now: DateTime<Utc>,
+        stop: &Shutdown,
+        report: &mut TickReport,
+    ) -> anyhow::Result<()> {
+        let grain = job.grain();
+        let now_secs = epoch_secs(now);
+        let Some(last_due) = schedule::last_due_window(grain, self.aggregation.offset(job).as_secs(), now_secs) else {
+            return Ok(());
+        };
+
+        // (a) Catch up, in order, stopping at the first failure.
+        let frontier = runs::last_succeeded_window(&self.postgres, job.name())
+            .await
+            .context("cannot read the last succeeded window")?
+            .map(|start| grain.index_of(epoch_secs(start)));
+        let lookback_start = grain.index_of(now_secs.saturating_sub(self.aggregation.initial_lookback().as_secs()));
+        let range = schedule::catch_up_range(frontier, lookback_start, last_due);
+        let trigger = schedule::catch_up_trigger(&range);
+        let mut ran = BTreeSet::new();
+        let mut blocked_from = None;
+        for window in range {
+            if stop.is_triggered() {
+                blocked_from = Some(window);
+                break;
+            }
+            let result = self.run_window_until(job, window, trigger, Some(stop)).await;
+            ran.insert(window);
+            let failed = result.is_err();
+            report.runs.push(TickRun { job, window, trigger, result: result.map_err(|e| e.to_string()) });
+            if failed {
+                blocked_from = Some(window);
+                break;
+            }
+            metrics::windows_behind(job.name(), u64::from(last_due - window));
+        }
+        let behind = blocked_from.map_or(0, |window| u64::from(last_due + 1 - window));
+        metrics::windows_behind(job.name(), behind);
+        report.windows_behind.insert(job, behind);
+
+        // (b) Late and missing windows within the lateness horizon.
+        if stop.is_triggered() {
+            return Ok(());
+        }
+        let horizon_secs = now_secs.saturating_sub(self.aggregation.lateness().as_secs() + grain.secs());
+        let horizon = grain.index_of(horizon_secs);
+        let freshness = self.freshness(job, horizon, last_due).await?;
+        for (window, trigger) in schedule::late_windows(&freshness, last_due, blocked_from, &ran) {
+            if stop.is_triggered() {
+                break;
+            }
+            let result = self.run_window_until(job, window, trigger, Some(stop)).await;
+            if result.is_ok() && trigger == Trigger::LateEvents {
+                metrics::late_recomputation(job.name());
+            }
+            report.runs.push(TickRun { job, window, trigger, result: result.map_err(|e| e.to_string()) });
+        }
+        Ok(())
+    }
+
+    /// Last insert times and records of the windows of `job` in `[horizon, last_due]`.
+    async fn freshness(&self, job: Job, horizon: u32, last_due: u32) -> anyhow::Result<Freshness> {
+        let grain: Grain = job.grain();
+        let horizon_ms = grain.start_of(horizon) * 1000;
+        let inserted: Vec<LastInsertedRow> = views::last_inserted_by_window(Scope::All, grain, horizon_ms)
+            .query(&self.clickhouse)
+            .fetch_all()
+            .await
+            .context("cannot read the windows' last insert times")?;
+        let markers: Vec<MarkerRow> = rows::markers(job, horizon, last_due + 1)
+            .query(&self.clickhouse)
+            .fetch_all()
+            .await
+            .context("cannot read the windows' records")?;
+        Ok(Freshness {
+            last_inserted: inserted.into_iter().map(|r| (r.window, r.last_inserted)).collect(),
+            covered_until: markers.into_iter().map(|m| (m.window, m.covered_until)).collect(),
+        })
+    }
+
+    /// When the scheduler should look again after `now`: the next due time of
+    /// a window or of retention, or the tick interval, whichever comes first.
+    pub fn next_wake(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let now_secs = epoch_secs(now);
+        let mut next = now + self.aggregation.tick_interval();
+        for job in Job::ALL {
+            let due = schedule::next_due_at(job.grain(), self.aggregation.offset(job).as_secs(), now_secs);
+            next = next.min(schedule::instant(due));
+        }
+        if self.retention.enabled {
+            next = next.min(schedule::next_daily_at(self.retention_time, now));
+        }
+        // A second late rather than a hair early, whatever the clocks do.
+        next + Duration::from_secs(1)
+    }
+
+    /// Recomputes the windows of `job` overlapping `[from, to)`, each once, in
+    /// order, carrying on past failures. Windows not closed yet are left out.
+    pub async fn backfill(
+        &self,
+        job: Job,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        on_window: impl FnMut(&BackfillProgress<'_>),
+    ) -> anyhow::Result<BackfillReport> {
+        let plan = BackfillPlan::new(job, from, to, Utc::now())?;
+        Ok(self.run_backfill(&plan, &Shutdown::new(), on_window).await)
+    }
+
+    /// Runs a planned backfill; once `stop` is triggered no further window starts.
+    pub async fn run_backfill(
+        &self,
+        plan: &BackfillPlan,
+        stop: &Shutdown,
+        mut on_window: impl FnMut(&BackfillProgress<'_>),
+    ) -> BackfillReport {
+        let started = Instant::now();
+        let mut report = BackfillReport {
+            job: plan.job,
+            total: plan.total(),
+            succeeded: 0,
+            rows: 0,
+            failed: Vec::new(),
+            not_run: 0,
+            open: plan.open,
+            duration: Duration::ZERO,
+        };
+        for (index, window) in (0u64..).zip(plan.windows.clone()) {
+            if stop.is_triggered() {
+                report.not_run = plan.total() - index;
+                break;
+            }
+            let result = self.run_window_until(plan.job, window, Trigger::Backfill, Some(stop)).await;
+            let done = index + 1;
+            match &result {
+                Ok(run) => {
+                    report.succeeded += 1;
+                    report.rows += run.rows;
+                }
+                Err(error) => report.failed.push((window, error.to_string())),
+            }
+            on_window(&BackfillProgress { done, total: plan.total(), window, result: &result });
+        }
+        report.duration = started.elapsed();
+        report
+    }
+
+    /// Drops the monthly partitions past their table's retention at `now`
+    /// (or, with `dry_run`, only lists them). A real run is recorded in
+    /// `aggregation_runs` (job `retention`); a failed drop makes it `Err`.
+    pub async fn retention(&self, now: DateTime<Utc>, dry_run: bool) -> anyhow::Result<Vec<PartitionDrop>> {
+        self.retention_with(now, dry_run, Trigger::Manual).await
+    }
+
+    /// Whether the scheduled retention of `now`'s day is due and not done.
+    async fn retention_due(&self, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        if now < schedule::today_at(self.retention_time, now) {
+            return Ok(false);
+        }
+        Ok(!runs::scheduled_retention_done(&self.postgres, schedule::day_start(now)).await?)
+    }
+
+    async fn retention_with(
+        &self,
+        now: DateTime<Utc>,
+        dry_run: bool,
+        trigger: Trigger,
+    ) -> anyhow::Result<Vec<PartitionDrop>> {
+        let started = Instant::now();
+        let listed: Vec<PartitionRow> = self
+            .clickhouse
+            .query(&retention::partitions_sql())
+            .fetch_all()
+            .await
+            .context("cannot list partitions from system.parts")?;
+        let plan = retention::plan(
+            &listed,
+            now,
+            |table| self.retention.days(table),
+            |row| {
+                tracing::warn!(table = %row.table, partition = %row.partition_id,
+                    "partition id is not a YYYYMM month; left alone");
+            },
+        );
+        if dry_run {
+            for drop in &plan {
+                tracing::info!(table = drop.table.name(), partition = drop.partition, rows = drop.rows,
+                    bytes = drop.bytes, cutoff = %drop.cutoff, "would drop partition");
+            }
+            return Ok(plan);
+        }
+
+        let day = schedule::day_start(now);
+        let id =
+            runs::start(&self.postgres, RETENTION_JOB, (day, day + chrono::Duration::days(1)), trigger.as_str(), None)
+                .await
+                .context("cannot record the retention run")?;
+        let mut dropped = Vec::new();
+        let mut errors = Vec::new();
+        for drop in plan {
+            let sql = retention::drop_partition_sql(drop.table, drop.partition);
+            match self.clickhouse.query(&sql).execute().await {
+                Ok(()) => {
+                    metrics::partition_dropped(drop.table.name());
+                    tracing::info!(table = drop.table.name(), partition = drop.partition, rows = drop.rows,
+                        bytes = drop.bytes, cutoff = %drop.cutoff, "dropped partition");
+                    dropped.push(drop);
+                }
+                Err(error) => {
+                    tracing::error!(table = drop.table.name(), partition = drop.partition, error = %error,
+                        "cannot drop partition");
+                    errors.push(format!("{} {}: {error}", drop.table.name(), drop.partition));
+                }
+            }
+        }
+        let rows: u64 = dropped.iter().map(|d| d.rows).sum();
+        let duration = started.elapsed();
+        let error = (!errors.is_empty()).then(|| errors.join("; "));
+        let recorded = runs::finish(
+            &self.postgres,
+            id,
+            runs::Outcome {
+                status: if error.is_none() { Status::Succeeded } else { Status::Failed },
+                rows: Some(rows),
+                duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                error: error.as_deref(),
+            },
+        )
+        .await;
+        metrics::run(RETENTION_JOB, error.is_none(), duration, rows);
+        tracing::info!(
+            partitions = dropped.len(),
+            rows,
+            failed = errors.len(),
+            trigger = trigger.as_str(),
+            "retention done"
+        );
+        if let Some(error) = error {
+            anyhow::bail!("retention could not drop every partition: {error}");
+        }
+        recorded.context("cannot record the end of the retention run")?;
+        Ok(dropped)
+    }
+}

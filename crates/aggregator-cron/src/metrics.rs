@@ -1,0 +1,54 @@
+//! The aggregator's Prometheus metrics. Labels are bounded: `job` is one of
+//! the two aggregation jobs or `retention`, `status` succeeded/failed,
+//! `table` one of the four tables under retention.
+
+use std::time::Duration;
+
+pub const RUNS: &str = "analytics_service_aggregation_runs_total";
+pub const RUN_DURATION: &str = "analytics_service_aggregation_run_duration_seconds";
+pub const ROWS_WRITTEN: &str = "analytics_service_aggregation_rows_written_total";
+pub const WINDOWS_BEHIND: &str = "analytics_service_aggregation_windows_behind";
+pub const LATE_RECOMPUTATIONS: &str = "analytics_service_aggregation_late_recomputations_total";
+pub const PARTITIONS_DROPPED: &str = "analytics_service_retention_partitions_dropped_total";
+
+/// Registers the descriptions shown on `/metrics`. Call once the recorder is installed.
+pub fn describe() {
+    metrics::describe_counter!(RUNS, "aggregation and retention runs by job and how they ended");
+    metrics::describe_histogram!(
+        RUN_DURATION,
+        metrics::Unit::Seconds,
+        "time to recompute one window (or run retention), by job"
+    );
+    metrics::describe_counter!(ROWS_WRITTEN, "rows written to the aggregate tables by succeeded runs, by job");
+    metrics::describe_gauge!(
+        WINDOWS_BEHIND,
+        "due windows not yet aggregated after the last tick, by job (0 when the scheduler is up to date)"
+    );
+    metrics::describe_counter!(
+        LATE_RECOMPUTATIONS,
+        "windows recomputed because their views received rows after they were aggregated, by job"
+    );
+    metrics::describe_counter!(PARTITIONS_DROPPED, "monthly partitions dropped by retention, by table");
+}
+
+/// One finished run of `job` (`video_metrics`, `user_engagement_daily`, `retention`).
+pub fn run(job: &'static str, succeeded: bool, duration: Duration, rows: u64) {
+    let status = if succeeded { "succeeded" } else { "failed" };
+    metrics::counter!(RUNS, "job" => job, "status" => status).increment(1);
+    metrics::histogram!(RUN_DURATION, "job" => job).record(duration.as_secs_f64());
+    if succeeded && job != crate::runs::RETENTION_JOB {
+        metrics::counter!(ROWS_WRITTEN, "job" => job).increment(rows);
+    }
+}
+
+pub fn late_recomputation(job: &'static str) {
+    metrics::counter!(LATE_RECOMPUTATIONS, "job" => job).increment(1);
+}
+
+pub fn windows_behind(job: &'static str, windows: u64) {
+    metrics::gauge!(WINDOWS_BEHIND, "job" => job).set(windows as f64);
+}
+
+pub fn partition_dropped(table: &'static str) {
+    metrics::counter!(PARTITIONS_DROPPED, "table" => table).increment(1);
+}

@@ -1,0 +1,200 @@
+//! When windows are due and which ones a tick runs: pure functions of the
+//! clock, the recorded runs and the ClickHouse freshness records, so the
+//! scheduler's decisions are tested without a database or a sleep.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::Range,
+};
+
+use chrono::{DateTime, NaiveTime, TimeZone as _, Utc};
+use metrics_sql::windows::Grain;
+
+use crate::Trigger;
+
+/// Epoch seconds of `time` (0 for instants before the epoch).
+pub fn epoch_secs(time: DateTime<Utc>) -> u64 {
+    u64::try_from(time.timestamp()).unwrap_or(0)
+}
+
+/// The instant `secs` after the epoch.
+pub fn instant(secs: u64) -> DateTime<Utc> {
+    Utc.timestamp_opt(i64::try_from(secs).unwrap_or(i64::MAX), 0).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The start of `window` of `grain`.
+pub fn window_start(grain: Grain, window: u32) -> DateTime<Utc> {
+    instant(grain.start_of(window))
+}
+
+/// The newest window of `grain` that is due at `now`: closed, and `offset_secs`
+/// past its end. `None` before the epoch's first window is due.
+pub fn last_due_window(grain: Grain, offset_secs: u64, now: u64) -> Option<u32> {
+    let shifted = now.checked_sub(offset_secs)?;
+    grain.index_of(shifted).checked_sub(1)
+}
+
+/// The first instant after `now` at which another window of `grain` becomes due.
+pub fn next_due_at(grain: Grain, offset_secs: u64, now: u64) -> u64 {
+    let len = grain.secs();
+    match now.checked_sub(offset_secs) {
+        Some(shifted) => (shifted / len + 1) * len + offset_secs,
+        None => offset_secs,
+    }
+}
+
+/// The first instant after `now` at `time` of day (UTC).
+pub fn next_daily_at(time: NaiveTime, now: DateTime<Utc>) -> DateTime<Utc> {
+    let today = now.date_naive().and_time(time).and_utc();
+    if today > now { today } else { today + chrono::Duration::days(1) }
+}
+
+/// Today's (UTC) instant at `time` of day.
+pub fn today_at(time: NaiveTime, now: DateTime<Utc>) -> DateTime<Utc> {
+    now.date_naive().and_time(time).and_utc()
+}
+
+/// The start of the UTC day of `now`.
+pub fn day_start(now: DateTime<Utc>) -> DateTime<Utc> {
+    today_at(NaiveTime::MIN, now)
+}
+
+/// The windows a tick catches up, oldest first: every due window after the
+/// last succeeded one (`frontier`), or from `lookback_start` without history,
+/// up to `last_due`.
+pub fn catch_up_range(frontier: Option<u32>, lookback_start: u32, last_due: u32) -> Range<u32> {
+    let start = frontier.map_or(lookback_start, |f| f.saturating_add(1));
+    start..last_due.saturating_add(1).max(start)
+}
+
+/// The trigger of the windows of a catch-up: `schedule` when the scheduler is
+/// on time (only the window that just became due), `catch_up` when it is behind.
+pub fn catch_up_trigger(range: &Range<u32>) -> Trigger {
+    if range.len() == 1 { Trigger::Schedule } else { Trigger::CatchUp }
+}
+
+/// What the freshness records say about the windows within the lateness horizon.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Freshness {
+    /// Per window with views, the latest insert time (epoch seconds) among its views' rows.
+    pub last_inserted: BTreeMap<u32, u32>,
+    /// Per aggregated window, its record's `covered_until` (epoch seconds).
+    pub covered_until: BTreeMap<u32, u32>,
+}
+
+/// The windows to recompute after catching up, oldest first:
+///
+/// - a window whose views received rows after its record's `covered_until`
+///   is stale (`late_events`);
+/// - a window with views but no record is missing (`catch_up`).
+///
+/// Only due windows (`<= last_due`) are considered; windows at or after
+/// `blocked_from` (a window whose catch-up failed: later ones must not get
+/// ahead of it) and windows already run in this tick are left out.
+pub fn late_windows(
+    freshness: &Freshness,
+    last_due: u32,
+    blocked_from: Option<u32>,
+    already_run: &BTreeSet<u32>,
+) -> Vec<(u32, Trigger)> {
+    freshness
+        .last_inserted
+        .iter()
+        .filter(|&(&window, _)| window <= last_due && blocked_from.is_none_or(|b| window < b))
+        .filter(|&(window, _)| !already_run.contains(window))
+        .filter_map(|(&window, &last)| match freshness.covered_until.get(&window) {
+            Some(&covered) if covered < last => Some((window, Trigger::LateEvents)),
+            Some(_) => None,
+            None => Some((window, Trigger::CatchUp)),
+        })
+        .collect()
+}
+
+/// The windows of a backfill over `[from, to)` (epoch seconds): every window
+/// that overlaps the range, and among them the ones closed at `now` (the
+/// others are not run).
+pub fn backfill_windows(grain: Grain, from: u64, to: u64, now: u64) -> (Range<u32>, Range<u32>) {
+    let first = grain.index_of(from);
+    let end = if to <= from { first } else { grain.index_of(to - 1).saturating_add(1) };
+    let all = first..end.max(first);
+    let closed_end = grain.index_of(now).clamp(all.start, all.end);
+    (all.clone(), all.start..closed_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2025-11-24T16:00:00Z, the start of hour window H.
+    const H_START: u64 = 1_764_000_000;
+    const H: u32 = (H_START / 3600) as u32;
+
+    #[test]
+    fn an_hour_is_due_five_minutes_after_it_ends() {
+        let offset = 300;
+        assert_eq!(last_due_window(Grain::Hour, offset, H_START + 3600 + 299), Some(H - 1));
+        assert_eq!(last_due_window(Grain::Hour, offset, H_START + 3600 + 300), Some(H));
+        assert_eq!(next_due_at(Grain::Hour, offset, H_START + 3600 + 299), H_START + 3600 + 300);
+        assert_eq!(next_due_at(Grain::Hour, offset, H_START + 3600 + 300), H_START + 7200 + 300);
+    }
+
+    #[test]
+    fn a_day_is_due_at_quarter_past_midnight() {
+        let day_start = 1_763_942_400; // 2025-11-24T00:00:00Z
+        let day = (day_start / 86_400) as u32;
+        let offset = 15 * 60;
+        assert_eq!(last_due_window(Grain::Day, offset, day_start + 86_400 + offset - 1), Some(day - 1));
+        assert_eq!(last_due_window(Grain::Day, offset, day_start + 86_400 + offset), Some(day));
+        assert_eq!(next_due_at(Grain::Day, offset, day_start + 3600), day_start + 86_400 + offset);
+    }
+
+    #[test]
+    fn retention_time_is_today_or_tomorrow() {
+        let at = NaiveTime::from_hms_opt(0, 30, 0).unwrap();
+        let now = instant(1_763_942_400 + 600); // 00:10
+        assert_eq!(next_daily_at(at, now), instant(1_763_942_400 + 1800));
+        let now = instant(1_763_942_400 + 1800);
+        assert_eq!(next_daily_at(at, now), instant(1_763_942_400 + 86_400 + 1800));
+        assert_eq!(today_at(at, now), instant(1_763_942_400 + 1800));
+        assert_eq!(day_start(now), instant(1_763_942_400));
+    }
+
+    #[test]
+    fn catch_up_resumes_after_the_last_success_or_from_the_lookback() {
+        assert_eq!(catch_up_range(Some(H), H - 48, H + 4), H + 1..H + 5);
+        assert_eq!(catch_up_range(None, H - 48, H + 4), H - 48..H + 5);
+        assert_eq!(catch_up_range(Some(H + 4), H - 48, H + 4), H + 5..H + 5);
+        assert!(catch_up_range(Some(H + 9), H, H + 4).is_empty(), "a frontier ahead of the clock runs nothing");
+        assert_eq!(catch_up_trigger(&(H + 4..H + 5)), Trigger::Schedule);
+        assert_eq!(catch_up_trigger(&(H + 1..H + 5)), Trigger::CatchUp);
+    }
+
+    #[test]
+    fn stale_and_missing_windows_are_recomputed_in_order() {
+        let freshness = Freshness {
+            last_inserted: BTreeMap::from([(H, 100), (H + 1, 200), (H + 2, 300), (H + 3, 50), (H + 9, 999)]),
+            covered_until: BTreeMap::from([(H, 100), (H + 1, 150), (H + 3, 10)]),
+        };
+        // H is fresh; H+1 got a row after its record; H+2 has views but no record; H+3 is stale;
+        // H+9 is not due yet.
+        let got = late_windows(&freshness, H + 5, None, &BTreeSet::new());
+        assert_eq!(got, vec![(H + 1, Trigger::LateEvents), (H + 2, Trigger::CatchUp), (H + 3, Trigger::LateEvents)]);
+        // A failed catch-up at H+2 blocks everything from there on; windows just run are skipped.
+        let got = late_windows(&freshness, H + 5, Some(H + 2), &BTreeSet::from([H + 1]));
+        assert_eq!(got, vec![]);
+    }
+
+    #[test]
+    fn backfill_takes_the_windows_overlapping_the_range_and_runs_the_closed_ones() {
+        let (all, closed) = backfill_windows(Grain::Hour, H_START, H_START + 3 * 3600, H_START + 10 * 3600);
+        assert_eq!((all.clone(), closed), (H..H + 3, H..H + 3));
+        // Unaligned bounds take the windows they touch.
+        let (all, _) = backfill_windows(Grain::Hour, H_START + 1800, H_START + 3600 + 1, H_START + 10 * 3600);
+        assert_eq!(all, H..H + 2);
+        // The window in progress and later ones are not run.
+        let (all, closed) = backfill_windows(Grain::Hour, H_START, H_START + 5 * 3600, H_START + 2 * 3600 + 10);
+        assert_eq!((all, closed), (H..H + 5, H..H + 2));
+        let (all, closed) = backfill_windows(Grain::Day, H_START, H_START, H_START);
+        assert!(all.is_empty() && closed.is_empty());
+    }
+}

@@ -1,0 +1,190 @@
+//! Retention by monthly partitions against ClickHouse 18.16 (the library with
+//! an injected `now`, and the real binary), and its statements on chDB.
+
+mod common;
+
+use std::{collections::BTreeMap, path::PathBuf, process::Command};
+
+use aggregator_cron::{RetentionTable, Trigger, retention};
+use common::*;
+use metrics_sql::windows::Job;
+
+/// The four months of events: one view each.
+const MONTHS: [&str; 4] =
+    ["2025-06-15T10:10:00Z", "2025-07-15T10:10:00Z", "2025-08-15T10:10:00Z", "2025-11-20T10:10:00Z"];
+
+/// Active partitions per table.
+async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
+    let rows: Vec<(String, String)> = env
+        .clickhouse
+        .client()
+        .query(
+            "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
+             AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows') \
+             GROUP BY table, partition_id ORDER BY table, partition_id",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (table, partition) in rows {
+        map.entry(table).or_default().push(partition);
+    }
+    map
+}
+
+async fn events_per_month(env: &Env) -> Vec<(u32, u64)> {
+    env.clickhouse
+        .client()
+        .query("SELECT toUInt32(toYYYYMM(timestamp)) AS m, count() FROM events GROUP BY m ORDER BY m")
+        .fetch_all()
+        .await
+        .unwrap()
+}
+
+fn all_four() -> Vec<String> {
+    ["202506", "202507", "202508", "202511"].map(String::from).to_vec()
+}
+
+#[tokio::test]
+async fn retention_drops_exactly_the_months_past_each_tables_limit() {
+    let env = Env::new(|c| {
+        c.retention.user_engagement_daily_days = 150;
+    })
+    .await;
+    for (i, month) in MONTHS.iter().enumerate() {
+        let start = ms(month);
+        env.insert(&view(&format!("s{i}"), start)).await;
+        let hour = u32::try_from(start / HOUR_MS).unwrap();
+        env.aggregator.run_window(Job::VideoMetrics, hour, Trigger::Manual).await.unwrap();
+        env.aggregator.run_window(Job::UserEngagementDaily, hour / 24, Trigger::Manual).await.unwrap();
+    }
+    let before = partitions(&env).await;
+    for table in ["events", "video_metrics", "user_engagement_daily", "aggregation_windows"] {
+        assert_eq!(before[table], all_four(), "{table}");
+    }
+    let now = instant(ms("2025-11-24T12:00:00Z"));
+    // 90 days before: 2025-08-26T12:00, so June and July are past it, August is not (it ends on 09-01);
+    // user_engagement_daily keeps 150 days: 2025-06-27, not even June has ended before it.
+    let expected = vec![
+        (RetentionTable::Events, 202_506),
+        (RetentionTable::Events, 202_507),
+        (RetentionTable::VideoMetrics, 202_506),
+        (RetentionTable::VideoMetrics, 202_507),
+        (RetentionTable::AggregationWindows, 202_506),
+        (RetentionTable::AggregationWindows, 202_507),
+    ];
+    let sorted = |drops: &[retention::PartitionDrop]| {
+        let mut got: Vec<_> = drops.iter().map(|d| (d.table, d.partition)).collect();
+        got.sort();
+        got
+    };
+
+    // The command's dry run lists them and drops nothing.
+    let output = Command::new(env!("CARGO_BIN_EXE_aggregator-cron"))
+        .args(["retention", "--dry-run", "--now", "2025-11-24T12:00:00Z"])
+        .envs(env.binary_env())
+        .env("AGGREGATOR_CRON__RETENTION__USER_ENGAGEMENT_DAILY_DAYS", "150")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for (table, partition) in &expected {
+        let line = stdout.lines().find(|l| l.starts_with(table.name()) && l.contains(&partition.to_string()));
+        assert!(line.is_some(), "{} {partition} not listed:\n{stdout}", table.name());
+    }
+    assert!(stdout.contains("would drop 6 partition(s), 10 row(s)"), "{stdout}");
+    let dry = env.aggregator.retention(now, true).await.unwrap();
+    assert_eq!(sorted(&dry), expected);
+    assert_eq!(partitions(&env).await, before, "a dry run drops nothing");
+    assert!(env.runs("retention").await.is_empty(), "a dry run is not recorded");
+
+    let dropped = env.aggregator.retention(now, false).await.unwrap();
+    assert_eq!(sorted(&dropped), expected);
+    let after = partitions(&env).await;
+    for table in ["events", "video_metrics", "aggregation_windows"] {
+        assert_eq!(after[table], ["202508", "202511"].map(String::from).to_vec(), "{table}");
+    }
+    assert_eq!(after["user_engagement_daily"], all_four());
+    assert_eq!(events_per_month(&env).await, vec![(202_508, 2), (202_511, 2)]);
+    let runs = env.runs("retention").await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!((runs[0].trigger.as_str(), runs[0].status.as_str()), ("manual", "succeeded"));
+    assert_eq!(runs[0].rows, Some(i64::try_from(dropped.iter().map(|d| d.rows).sum::<u64>()).unwrap()));
+    assert!(env.aggregator.retention(now, false).await.unwrap().is_empty(), "nothing left to drop");
+
+    // The command without --dry-run drops now: user_engagement_daily kept just long enough for August.
+    let days_since_august_15 = (chrono::Utc::now() - instant(ms("2025-08-15T00:00:00Z"))).num_days();
+    let output = Command::new(env!("CARGO_BIN_EXE_aggregator-cron"))
+        .arg("retention")
+        .envs(env.binary_env())
+        .env("AGGREGATOR_CRON__RETENTION__USER_ENGAGEMENT_DAILY_DAYS", days_since_august_15.to_string())
+        .env("AGGREGATOR_CRON__RETENTION__EVENTS_DAYS", "100000")
+        .env("AGGREGATOR_CRON__RETENTION__VIDEO_METRICS_DAYS", "100000")
+        .env("AGGREGATOR_CRON__RETENTION__AGGREGATION_WINDOWS_DAYS", "100000")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("dropped 2 partition(s)"), "{stdout}");
+    assert_eq!(partitions(&env).await["user_engagement_daily"], ["202508", "202511"].map(String::from).to_vec());
+    env.drop().await;
+}
+
+#[tokio::test]
+async fn the_scheduler_runs_retention_once_a_day_after_its_time() {
+    let env = Env::new(|c| c.aggregation.initial_lookback_hours = 1).await;
+    let day = ms("2025-11-24T00:00:00Z");
+    let tick = |offset_minutes: u64| env.aggregator.tick(instant(day + offset_minutes * MINUTE));
+
+    let report = tick(20).await.unwrap();
+    assert!(report.retention.is_none(), "not before 00:30: {report:?}");
+    let report = tick(31).await.unwrap();
+    assert_eq!(report.retention, Some(Ok(vec![])), "nothing to drop, but it ran");
+    let report = tick(45).await.unwrap();
+    assert!(report.retention.is_none(), "once a day");
+    let report = tick(24 * 60 + 31).await.unwrap();
+    assert_eq!(report.retention, Some(Ok(vec![])), "again the next day");
+
+    let runs = env.runs("retention").await;
+    let got: Vec<_> =
+        runs.iter().map(|r| (r.window_start.to_rfc3339(), r.trigger.as_str(), r.status.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("2025-11-24T00:00:00+00:00".to_owned(), "schedule", "succeeded"),
+            ("2025-11-25T00:00:00+00:00".to_owned(), "schedule", "succeeded"),
+        ]
+    );
+    env.drop().await;
+}
+
+/// The retention statements, values written in, run on chDB (current ClickHouse).
+#[test]
+fn retention_statements_run_on_current_clickhouse() {
+    let queries = vec![
+        retention::partitions_sql(),
+        // check_chdb.py stores one event in May 2024 before running these.
+        retention::drop_partition_sql(RetentionTable::Events, 202_405),
+        retention::drop_partition_sql(RetentionTable::VideoMetrics, 202_511),
+        retention::drop_partition_sql(RetentionTable::AggregationWindows, 202_511),
+        "SELECT count() FROM events".to_owned(),
+        "SELECT toUInt32(now())".to_owned(),
+    ];
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let file = std::env::temp_dir().join(format!("aggregator-cron-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, serde_json::to_string(&queries).unwrap()).unwrap();
+    let output = Command::new("python3")
+        .arg(root.join("schemas/check_chdb.py"))
+        .arg("--queries-json")
+        .arg(&file)
+        .output()
+        .expect("running python3 schemas/check_chdb.py");
+    std::fs::remove_file(&file).ok();
+    assert!(
+        output.status.success(),
+        "chDB rejected a statement:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

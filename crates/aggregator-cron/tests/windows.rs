@@ -1,0 +1,300 @@
+//! Window runs and scheduler ticks against the local stack's ClickHouse 18.16
+//! and PostgreSQL, each test in databases of its own. Ticks get an injected
+//! `now`, so nothing here waits for the wall clock to reach a schedule.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use aggregator_cron::{Aggregator, Trigger, runs::TICK_LOCK_KEY, scheduler};
+use common::*;
+use events_model::EventRow;
+use metrics_sql::{
+    Statement,
+    read::{self, VideoSummaryRow},
+    windows::{Job, Split},
+};
+use serde::Deserialize;
+use service_kit::{Shutdown, testing::eventually};
+
+/// `video_metrics` as read by the query API (FINAL), minus the run's own columns.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
+struct VideoMetricsRow {
+    video_id: String,
+    hour: u32,
+    views: u32,
+    unique_viewers: u32,
+    watch_time_seconds: f64,
+    completed_views: u32,
+    failed_views: u32,
+    exits_before_start: u32,
+    buffer_ms: u64,
+    viewers: Vec<String>,
+    view_watch_seconds: Vec<f64>,
+    startup_times_ms: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
+struct UserDayRow {
+    user_id: String,
+    date: String,
+    sessions: Vec<String>,
+    views: u32,
+    completed_views: u32,
+    watch_time_seconds: f64,
+    view_video_ids: Vec<String>,
+}
+
+async fn video_metrics(env: &Env) -> Vec<VideoMetricsRow> {
+    env.clickhouse
+        .client()
+        .query(
+            "SELECT video_id, toUInt32(hour) AS hour, views, unique_viewers, watch_time_seconds, completed_views, \
+             failed_views, exits_before_start, buffer_ms, arraySort(viewers) AS viewers, \
+             arraySort(view_watch_seconds) AS view_watch_seconds, arraySort(startup_times_ms) AS startup_times_ms \
+             FROM video_metrics FINAL ORDER BY video_id, hour",
+        )
+        .fetch_all()
+        .await
+        .unwrap()
+}
+
+async fn user_days(env: &Env) -> Vec<UserDayRow> {
+    env.clickhouse
+        .client()
+        .query(
+            "SELECT user_id, toString(date) AS date, arraySort(sessions) AS sessions, views, completed_views, \
+             watch_time_seconds, arraySort(view_video_ids) AS view_video_ids \
+             FROM user_engagement_daily FINAL ORDER BY user_id, date",
+        )
+        .fetch_all()
+        .await
+        .unwrap()
+}
+
+async fn summary(env: &Env, split: &Split) -> VideoSummaryRow {
+    let statement: Statement = read::video_summary("v1", split, None);
+    statement.query(&env.clickhouse.client()).fetch_one().await.unwrap()
+}
+
+/// Views s1 (hour H, 2 minutes watched, completed), s2 (hour H, anonymous,
+/// exits before start) and s3 (hour H+1).
+fn scenario() -> Vec<EventRow> {
+    let mut rows = view("s1", T);
+    rows.push(at("video_progress", T + 2 * MINUTE, "s1", Some("user-s1"), 120.0));
+    rows.push(at("video_complete", T + 2 * MINUTE + 1000, "s1", Some("user-s1"), 120.0));
+    rows.push(at("video_start", T + 5 * MINUTE, "s2", None, 0.0));
+    rows.extend(view("s3", T + HOUR_MS));
+    rows
+}
+
+#[tokio::test]
+async fn rerunning_a_window_replaces_it_and_both_runs_are_recorded() {
+    let env = Env::new(|_| {}).await;
+    env.insert(&scenario()).await;
+    let agg = &env.aggregator;
+
+    let mut first = Vec::new();
+    for window in [H, H + 1] {
+        first.push(agg.run_window(Job::VideoMetrics, window, Trigger::Manual).await.unwrap());
+    }
+    first.push(agg.run_window(Job::UserEngagementDaily, D, Trigger::Manual).await.unwrap());
+    let (metrics_before, days_before) = (video_metrics(&env).await, user_days(&env).await);
+    let aggregated = Split { aggregated: vec![H, H + 1], raw: vec![] };
+    let raw = Split { aggregated: vec![], raw: vec![H, H + 1] };
+    let summary_before = summary(&env, &aggregated).await;
+    assert_eq!(summary_before, summary(&env, &raw).await, "aggregated and raw reads agree");
+    assert_eq!((summary_before.views, summary_before.unique_viewers), (3, 3));
+    assert_eq!(summary_before.watch_time_seconds, 180.0);
+    assert_eq!(metrics_before.len(), 2);
+    assert_eq!(days_before.len(), 2, "one row per user with a user_id: user-s1 and user-s3");
+
+    let mut second = Vec::new();
+    for window in [H, H + 1] {
+        second.push(agg.run_window(Job::VideoMetrics, window, Trigger::Manual).await.unwrap());
+    }
+    second.push(agg.run_window(Job::UserEngagementDaily, D, Trigger::Manual).await.unwrap());
+
+    assert_eq!(video_metrics(&env).await, metrics_before);
+    assert_eq!(user_days(&env).await, days_before);
+    assert_eq!(summary(&env, &aggregated).await, summary_before);
+    for (a, b) in first.iter().zip(&second) {
+        assert!(b.version > a.version, "a rerun writes a newer version: {a:?} then {b:?}");
+        assert_eq!(a.rows, b.rows);
+    }
+    let markers = env.markers(Job::VideoMetrics, H, H + 2).await;
+    assert_eq!(markers[&H].version, second[0].version);
+    assert_eq!(markers[&(H + 1)].version, second[1].version);
+
+    let runs = env.runs("video_metrics").await;
+    let got: Vec<_> =
+        runs.iter().map(|r| (r.window_start.timestamp(), r.status.as_str(), r.trigger.as_str())).collect();
+    let h = |w: u32| i64::from(w) * 3600;
+    assert_eq!(
+        got,
+        vec![
+            (h(H), "succeeded", "manual"),
+            (h(H + 1), "succeeded", "manual"),
+            (h(H), "succeeded", "manual"),
+            (h(H + 1), "succeeded", "manual")
+        ]
+    );
+    for (run, done) in runs.iter().zip(first[..2].iter().chain(&second[..2])) {
+        assert_eq!(run.version, Some(i64::try_from(done.version).unwrap()));
+        assert_eq!(run.rows, Some(i64::try_from(done.rows).unwrap()));
+        assert!(run.duration_ms.is_some() && run.finished_at.is_some() && run.error.is_none());
+        assert_eq!(run.window_end.timestamp() - run.window_start.timestamp(), 3600);
+    }
+    let days = env.runs("user_engagement_daily").await;
+    assert_eq!(days.len(), 2);
+    assert!(days.iter().all(|r| r.status == "succeeded" && r.rows == Some(2)));
+    env.drop().await;
+}
+
+#[tokio::test]
+async fn a_late_event_is_folded_into_exactly_the_window_of_its_view() {
+    let env = Env::new(|c| {
+        c.aggregation.safety_margin_secs = 0;
+        c.aggregation.initial_lookback_hours = 3;
+        c.retention.enabled = false;
+    })
+    .await;
+    let mut rows = view("s1", T);
+    rows.extend(view("s2", T + HOUR_MS));
+    rows.extend(view("s3", T + 2 * HOUR_MS));
+    env.insert(&rows).await;
+    let agg = &env.aggregator;
+
+    // 19:05: hours H..H+2 are due; nothing was ever run, so the lookback (3 h) starts at H.
+    let now = instant(hour_ms(H + 3) + 5 * MINUTE);
+    let report = agg.tick(now).await.unwrap();
+    assert_eq!(report.windows(Job::VideoMetrics, Trigger::CatchUp), vec![H, H + 1, H + 2]);
+    assert_eq!(report.runs.len(), 3, "{report:?}");
+    assert_eq!(report.failures().count(), 0);
+    let before = env.markers(Job::VideoMetrics, H, H + 3).await;
+    let covered = before.values().map(|m| m.covered_until).max().unwrap();
+
+    // A progress event of s1 (started in H), stamped in H+1, inserted after the runs.
+    eventually(Duration::from_secs(5), || async {
+        let now = env.server_now().await;
+        anyhow::ensure!(now > covered, "server clock {now} not past {covered} yet");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    env.insert(&[at("video_progress", T + 70 * MINUTE, "s1", Some("user-s1"), 120.0)]).await;
+
+    let report = agg.tick(now + chrono::Duration::minutes(10)).await.unwrap();
+    assert_eq!(report.windows(Job::VideoMetrics, Trigger::LateEvents), vec![H]);
+    assert_eq!(report.runs.len(), 1, "only the view's window is recomputed: {report:?}");
+    let after = env.markers(Job::VideoMetrics, H, H + 3).await;
+    assert!(after[&H].version > before[&H].version);
+    assert_eq!(after[&(H + 1)], before[&(H + 1)], "H+1 untouched though the event's timestamp is in it");
+    assert_eq!(after[&(H + 2)], before[&(H + 2)]);
+
+    let aggregated = Split { aggregated: vec![H, H + 1, H + 2], raw: vec![] };
+    let got = summary(&env, &aggregated).await;
+    assert_eq!(got, summary(&env, &Split { aggregated: vec![], raw: vec![H, H + 1, H + 2] }).await);
+    assert_eq!(got.watch_time_seconds, 240.0, "s1 now watched 120 s");
+
+    let report = agg.tick(now + chrono::Duration::minutes(15)).await.unwrap();
+    assert!(report.runs.is_empty(), "everything is fresh: {report:?}");
+    let late: Vec<_> = env.runs("video_metrics").await.into_iter().filter(|r| r.trigger == "late_events").collect();
+    assert_eq!(late.len(), 1);
+    env.drop().await;
+}
+
+#[tokio::test]
+async fn a_tick_resumes_after_the_last_recorded_window_and_retries_a_failed_one() {
+    let env = Env::new(|c| {
+        c.aggregation.safety_margin_secs = 0;
+        c.retention.enabled = false;
+    })
+    .await;
+    let rows: Vec<EventRow> = (0..6u64).flat_map(|i| view(&format!("s{i}"), T + i * HOUR_MS)).collect();
+    env.insert(&rows).await;
+    let agg = &env.aggregator;
+    agg.run_window(Job::VideoMetrics, H, Trigger::Schedule).await.unwrap();
+
+    // Down from H+1 to H+5:05; the table is unavailable for the first tick.
+    let now = instant(hour_ms(H + 5) + 5 * MINUTE);
+    let hide = "RENAME TABLE video_metrics TO video_metrics_hidden";
+    env.clickhouse.client().query(hide).execute().await.unwrap();
+    let report = agg.tick(now).await.unwrap();
+    let video: Vec<_> = report.runs.iter().filter(|r| r.job == Job::VideoMetrics).collect();
+    assert_eq!(video.len(), 1, "no window after a failed one: {report:?}");
+    assert_eq!((video[0].window, video[0].trigger), (H + 1, Trigger::CatchUp));
+    assert!(video[0].result.as_ref().unwrap_err().contains("insert the window's rows"), "{video:?}");
+    assert_eq!(report.windows_behind[&Job::VideoMetrics], 4);
+
+    let restore = "RENAME TABLE video_metrics_hidden TO video_metrics";
+    env.clickhouse.client().query(restore).execute().await.unwrap();
+    let report = agg.tick(now).await.unwrap();
+    assert_eq!(report.windows(Job::VideoMetrics, Trigger::CatchUp), vec![H + 1, H + 2, H + 3, H + 4]);
+    assert_eq!(report.failures().count(), 0, "{report:?}");
+    assert_eq!(report.windows_behind[&Job::VideoMetrics], 0);
+
+    let runs = env.runs("video_metrics").await;
+    let got: Vec<_> = runs
+        .iter()
+        .map(|r| ((r.window_start.timestamp() / 3600) as u32 - H, r.trigger.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, "schedule", "succeeded"),
+            (1, "catch_up", "failed"),
+            (1, "catch_up", "succeeded"),
+            (2, "catch_up", "succeeded"),
+            (3, "catch_up", "succeeded"),
+            (4, "catch_up", "succeeded"),
+        ]
+    );
+    assert!(runs[1].error.as_deref().unwrap().contains("video_metrics"), "{:?}", runs[1].error);
+
+    // On time at H+6:05: just the window that became due, as `schedule`.
+    let report = agg.tick(instant(hour_ms(H + 6) + 5 * MINUTE)).await.unwrap();
+    assert_eq!(report.windows(Job::VideoMetrics, Trigger::Schedule), vec![H + 5]);
+    env.drop().await;
+}
+
+#[tokio::test]
+async fn only_one_replica_ticks_at_a_time() {
+    let env = Env::new(|c| {
+        c.aggregation.initial_lookback_hours = 1;
+        c.retention.enabled = false;
+    })
+    .await;
+    let other = env.postgres.pool().unwrap().get().await.unwrap();
+    other.query_one("SELECT pg_advisory_lock($1)", &[&TICK_LOCK_KEY]).await.unwrap();
+    let now = instant(hour_ms(H + 1) + 5 * MINUTE);
+    let report = env.aggregator.tick(now).await.unwrap();
+    assert!(report.skipped && report.runs.is_empty(), "{report:?}");
+
+    other.query_one("SELECT pg_advisory_unlock($1)", &[&TICK_LOCK_KEY]).await.unwrap();
+    let report = env.aggregator.tick(now).await.unwrap();
+    assert!(!report.skipped);
+    assert_eq!(report.windows(Job::VideoMetrics, Trigger::Schedule), vec![H]);
+    drop(other);
+    env.drop().await;
+}
+
+#[tokio::test]
+async fn the_scheduler_stops_promptly_on_shutdown() {
+    let env = Env::new(|c| c.retention.enabled = false).await;
+    let aggregator = Arc::new(Aggregator::connect(&env.config).await.unwrap());
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(scheduler::run(aggregator, shutdown.clone()));
+    // Let it start on its catch-up (48 empty hours of the wall clock), then stop it.
+    eventually(Duration::from_secs(10), || async {
+        anyhow::ensure!(!env.runs("video_metrics").await.is_empty(), "no run started yet");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("stopped within 5 s").unwrap();
+    let runs = env.runs("video_metrics").await;
+    assert!(runs.iter().all(|r| r.status != "running"), "every started run is finished: {runs:?}");
+    env.drop().await;
+}
