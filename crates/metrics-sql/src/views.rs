@@ -38,9 +38,8 @@ pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement 
     let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
         panic!("view_facts needs at least one window");
     };
-    // Events of a view lie within VIEW_SPAN_MS after its start; reading as
-    // far before the first window finds an earlier video_start that moves a
-    // view out of these windows (sessions are taken to last under a day).
+    // Events of a view lie within VIEW_SPAN_MS after its start, and whether a
+    // video_start opens a view depends on the VIEW_SPAN_MS before it.
     let scan_from = grain.start_of(first).saturating_sub(VIEW_SPAN_MS / 1000);
     let scan_to = grain.start_of(last) + grain.secs() + VIEW_SPAN_MS / 1000;
 
@@ -63,17 +62,28 @@ pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement 
         "SELECT session_id, video_id, start_ms, intDiv(start_ms, {window_ms}) AS window, \
          arrayFilter(x -> tupleElement(x, 1) >= start_ms AND tupleElement(x, 1) <= start_ms + {VIEW_SPAN_MS}, evs) AS e, \
          {FACTS} \
-         FROM (SELECT session_id, video_id, minIf(timestamp_ms, event_type = 'video_start') AS start_ms, \
+         FROM (SELECT session_id, video_id, {VIEW_STARTS} AS view_starts, \
          {EVENTS_ARRAY} AS evs, max(inserted_at) AS last_inserted FROM ("
     ));
     sql.append(&Statement::from_parts(deduplicated_events(EVENT_COLUMNS, filter.text()), filter.params().to_vec()));
-    sql.sql(") GROUP BY session_id, video_id HAVING countIf(event_type = 'video_start') > 0) WHERE has(");
+    sql.sql(
+        ") GROUP BY session_id, video_id HAVING countIf(event_type = 'video_start') > 0) \
+         ARRAY JOIN view_starts AS start_ms WHERE has(",
+    );
     sql.bind(windows).sql(&format!(", toUInt32(intDiv(start_ms, {window_ms})))"));
     if let Scope::User(user_id) = scope {
         sql.sql(" AND view_user = ").bind(user_id);
     }
     sql
 }
+
+/// The starts of a key's views: its `video_start` times in order (client
+/// time, then event id), keeping each that comes more than [`VIEW_SPAN_MS`]
+/// after the `video_start` before it.
+const VIEW_STARTS: &str = "arrayFilter((t, i) -> i = 1 OR t - ts[i - 1] > 86400000, \
+    arrayMap(x -> tupleElement(x, 1), \
+        arraySort(groupArrayIf(tuple(timestamp_ms, toString(event_id)), event_type = 'video_start'))) AS ts, \
+    arrayEnumerate(ts))";
 
 /// A view's events, sorted by client time then event id, as tuples of
 /// 1 timestamp_ms, 2 event_id, 3 event_type, 4 playhead when the event
@@ -122,20 +132,29 @@ const FACTS: &str = "\
     last_inserted";
 
 /// Per window of `grain` at or after `horizon_ms`, the latest insert time
-/// (epoch seconds) among the rows of the views that have a `video_start` in
-/// it: columns `window` (UInt32) and `last_inserted` (UInt32). A view is
-/// listed under the window of every `video_start` it has, not only its
-/// earliest, so that when a late, earlier `video_start` moves a view, the
-/// window it left is flagged too.
+/// (epoch seconds) that can change it: columns `window` (UInt32) and
+/// `last_inserted` (UInt32).
+///
+/// A view's window gets the latest insert among the rows of the view's key.
+/// Besides, the window of every `video_start` of a key gets the latest
+/// insert of a `video_start` of that key: a late `video_start` can move a view
+/// to another window, and the window it left must be recomputed too.
 ///
 /// Not deduplicated on purpose: a redelivered copy is an insert too, and
 /// treating it as a change only costs a recomputation.
 pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) -> Statement {
     let window_ms = grain.millis();
+    // ClickHouse 18.16 does not read a column used only inside a lambda, so
+    // the insert times reach the lambdas as arrays of their own.
     let mut sql = Statement::new(&format!(
-        "SELECT toUInt32(w) AS window, toUInt32(max(last_inserted)) AS last_inserted \
-         FROM (SELECT groupUniqArrayIf(intDiv(timestamp_ms, {window_ms}), event_type = 'video_start') AS start_windows, \
-         max(inserted_at) AS last_inserted, \
+        "SELECT toUInt32(tupleElement(p, 1)) AS window, toUInt32(max(tupleElement(p, 2))) AS last_inserted \
+         FROM (SELECT {VIEW_STARTS} AS view_starts, \
+         arrayConcat( \
+             arrayMap((s, t) -> tuple(intDiv(s, {window_ms}), t), view_starts, \
+                 arrayResize(emptyArrayDateTime(), length(view_starts), max(inserted_at))), \
+             arrayMap((s, t) -> tuple(intDiv(s, {window_ms}), t), ts, \
+                 arrayResize(emptyArrayDateTime(), length(ts), maxIf(inserted_at, event_type = 'video_start')))) \
+             AS pairs, \
          argMinIf(assumeNotNull(user_id), timestamp_ms, isNotNull(user_id)) AS first_user \
          FROM {EVENTS_TABLE} WHERE timestamp >= toDateTime("
     ));
@@ -146,11 +165,21 @@ pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) 
             sql.sql(" AND video_id = ").bind(video_id);
         }
     }
-    sql.sql(" GROUP BY session_id, video_id HAVING length(start_windows) > 0");
+    sql.sql(" GROUP BY session_id, video_id HAVING length(view_starts) > 0");
     if let Scope::User(user_id) = scope {
         sql.sql(" AND first_user = ").bind(user_id);
     }
-    sql.sql(") ARRAY JOIN start_windows AS w WHERE w >= ");
-    sql.bind(horizon_ms / window_ms).sql(" GROUP BY w ORDER BY w");
+    sql.sql(") ARRAY JOIN pairs AS p WHERE tupleElement(p, 1) >= ");
+    sql.bind(horizon_ms / window_ms).sql(" GROUP BY window ORDER BY window");
     sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_starts_use_the_view_span() {
+        assert!(VIEW_STARTS.contains(&format!("> {VIEW_SPAN_MS}")));
+    }
 }

@@ -241,6 +241,40 @@ async fn a_view_moved_to_an_earlier_window_leaves_the_later_one() {
     db.drop().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_restart_more_than_a_day_later_is_a_new_view_and_a_chain_of_restarts_is_not() {
+    let db = TestClickHouse::create().await.unwrap();
+    let h = 3_600_000;
+    insert(
+        &db,
+        &[
+            // s1: starts at 0 h and 30 h: two views.
+            at(event("video_start", T, "s1", None), 0.0),
+            at(event("video_start", T + 30 * h, "s1", None), 0.0),
+            // s2: starts at 0 h, 20 h and 40 h: one view (each start is within a day of the one before;
+            // the one at 40 h is past the first view's day).
+            at(event("video_start", T, "s2", None), 0.0),
+            at(event("video_start", T + 20 * h, "s2", None), 0.0),
+            at(event("video_start", T + 40 * h, "s2", None), 0.0),
+        ],
+    )
+    .await;
+    let hours: Vec<u32> = (HOUR..HOUR + 48).collect();
+    for split in [Split { aggregated: vec![], raw: hours.clone() }] {
+        let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;
+        assert_eq!(got.views, 3, "{split:?}");
+    }
+    // Computed one hour at a time, the same views land in the same hours.
+    let mut views = 0;
+    for hour in hours {
+        let got: VideoSummaryRow =
+            one(&db, &read::video_summary("v1", &Split { aggregated: vec![], raw: vec![hour] }, None)).await;
+        views += got.views;
+    }
+    assert_eq!(views, 3);
+    db.drop().await.unwrap();
+}
+
 /// Every statement, values written in, runs on chDB against the migrations.
 #[test]
 fn every_statement_runs_on_current_clickhouse() {

@@ -1,24 +1,29 @@
-//! The batch being built: rows to insert and the Kafka offsets they cover.
+//! The batch being built: the parsed events to store and the Kafka offsets
+//! they cover.
 //!
 //! Pure bookkeeping, no I/O: the consumer loop feeds it messages, flushes it
 //! when [`Batch::is_due`], and commits [`Batch::commit_offsets`] only after
-//! the rows are durable in ClickHouse.
+//! the events are durable in ClickHouse. The batch keeps the parsed
+//! [`Event`]s (each becomes an `EventRow` as it is written to ClickHouse, so
+//! nothing is held twice) because the realtime partials are built from them
+//! after the commit ([`Batch::events_by_partition`]).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     time::{Duration, Instant},
 };
 
-use events_model::EventRow;
+use events_model::Event;
 
 /// Next offset to consume (last handled + 1) for each partition of the batch.
 pub type Offsets = BTreeMap<i32, i64>;
 
 #[derive(Debug)]
 pub struct Batch {
-    rows: Vec<EventRow>,
-    /// Rows per partition, so a revoked partition's rows can be dropped.
-    partition_of_row: Vec<i32>,
+    events: Vec<Event>,
+    /// The partition of each event, so a revoked partition's events can be
+    /// dropped and the partials grouped.
+    partition_of_event: Vec<i32>,
     next_offsets: Offsets,
     started: Option<Instant>,
     max_events: usize,
@@ -28,8 +33,8 @@ pub struct Batch {
 impl Batch {
     pub fn new(max_events: usize, max_wait: Duration) -> Self {
         Self {
-            rows: Vec::with_capacity(max_events.min(65_536)),
-            partition_of_row: Vec::with_capacity(max_events.min(65_536)),
+            events: Vec::with_capacity(max_events.min(65_536)),
+            partition_of_event: Vec::with_capacity(max_events.min(65_536)),
             next_offsets: Offsets::new(),
             started: None,
             max_events: max_events.max(1),
@@ -37,14 +42,14 @@ impl Batch {
         }
     }
 
-    /// Adds a stored row read at `offset` of `partition`.
-    pub fn push(&mut self, partition: i32, offset: i64, row: EventRow) {
-        self.rows.push(row);
-        self.partition_of_row.push(partition);
+    /// Adds a valid event read at `offset` of `partition`.
+    pub fn push(&mut self, partition: i32, offset: i64, event: Event) {
+        self.events.push(event);
+        self.partition_of_event.push(partition);
         self.advance(partition, offset);
     }
 
-    /// Records a message handled without a row (dead-lettered), so its offset is committed too.
+    /// Records a message handled without an event (dead-lettered), so its offset is committed too.
     pub fn skip(&mut self, partition: i32, offset: i64) {
         self.advance(partition, offset);
     }
@@ -61,23 +66,38 @@ impl Batch {
         if partitions.is_empty() {
             return 0;
         }
-        let before = self.rows.len();
-        let mut keep = self.partition_of_row.iter().map(|p| !partitions.contains(p));
-        self.rows.retain(|_| keep.next().unwrap_or(true));
-        self.partition_of_row.retain(|p| !partitions.contains(p));
+        let before = self.events.len();
+        let mut keep = self.partition_of_event.iter().map(|p| !partitions.contains(p));
+        self.events.retain(|_| keep.next().unwrap_or(true));
+        self.partition_of_event.retain(|p| !partitions.contains(p));
         self.next_offsets.retain(|p, _| !partitions.contains(p));
         if self.next_offsets.is_empty() {
             self.started = None;
         }
-        before - self.rows.len()
+        before - self.events.len()
     }
 
-    pub fn rows(&self) -> &[EventRow] {
-        &self.rows
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// The events of each partition, in offset order, each `event_id` once
+    /// (the first copy; a redelivered or retried copy in the same batch is
+    /// the same event). Copies of an event share its Kafka key, so they are
+    /// always in the same partition.
+    pub fn events_by_partition(&self) -> BTreeMap<i32, Vec<&Event>> {
+        let mut grouped: BTreeMap<i32, Vec<&Event>> = BTreeMap::new();
+        let mut seen = HashSet::with_capacity(self.events.len());
+        for (event, &partition) in self.events.iter().zip(&self.partition_of_event) {
+            if seen.insert(event.event_id) {
+                grouped.entry(partition).or_default().push(event);
+            }
+        }
+        grouped
     }
 
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.events.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -90,7 +110,7 @@ impl Batch {
 
     /// Full, or the oldest message has waited `max_wait`.
     pub fn is_due(&self) -> bool {
-        self.rows.len() >= self.max_events || self.started.is_some_and(|s| s.elapsed() >= self.max_wait)
+        self.events.len() >= self.max_events || self.started.is_some_and(|s| s.elapsed() >= self.max_wait)
     }
 
     /// Time until the batch becomes due by age (for the poll timeout).
@@ -100,8 +120,8 @@ impl Batch {
 
     /// Empties the batch after a flush and commit.
     pub fn clear(&mut self) {
-        self.rows.clear();
-        self.partition_of_row.clear();
+        self.events.clear();
+        self.partition_of_event.clear();
         self.next_offsets.clear();
         self.started = None;
     }
@@ -113,18 +133,18 @@ mod tests {
     use chrono::Utc;
     use events_model::Event;
 
-    fn row(session: &str) -> EventRow {
+    fn event(session: &str) -> Event {
         let body = format!(r#"{{"event_type":"video_start","session_id":"{session}","video_id":"v"}}"#);
-        EventRow::from(&Event::parse_json(body.as_bytes(), Utc::now()).unwrap())
+        Event::parse_json(body.as_bytes(), Utc::now()).unwrap()
     }
 
     #[test]
     fn commit_offsets_are_one_past_the_highest_offset_per_partition() {
         let mut batch = Batch::new(10, Duration::from_secs(1));
-        batch.push(0, 5, row("a"));
-        batch.push(1, 9, row("b"));
+        batch.push(0, 5, event("a"));
+        batch.push(1, 9, event("b"));
         batch.skip(0, 6);
-        batch.push(0, 7, row("c"));
+        batch.push(0, 7, event("c"));
         assert_eq!(batch.commit_offsets(), &Offsets::from([(0, 8), (1, 10)]));
         assert_eq!(batch.len(), 3);
     }
@@ -132,9 +152,9 @@ mod tests {
     #[test]
     fn due_when_full() {
         let mut batch = Batch::new(2, Duration::from_secs(3600));
-        batch.push(0, 0, row("a"));
+        batch.push(0, 0, event("a"));
         assert!(!batch.is_due());
-        batch.push(0, 1, row("b"));
+        batch.push(0, 1, event("b"));
         assert!(batch.is_due());
     }
 
@@ -150,11 +170,11 @@ mod tests {
     #[test]
     fn revoked_partitions_leave_the_batch() {
         let mut batch = Batch::new(10, Duration::from_secs(1));
-        batch.push(0, 0, row("a"));
-        batch.push(1, 0, row("b"));
-        batch.push(0, 1, row("c"));
+        batch.push(0, 0, event("a"));
+        batch.push(1, 0, event("b"));
+        batch.push(0, 1, event("c"));
         assert_eq!(batch.drop_partitions(&[0]), 2);
-        assert_eq!(batch.rows().iter().map(|r| r.session_id.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(batch.events().iter().map(|r| r.session_id.as_str()).collect::<Vec<_>>(), ["b"]);
         assert_eq!(batch.commit_offsets(), &Offsets::from([(1, 1)]));
         assert_eq!(batch.drop_partitions(&[1]), 1);
         assert!(batch.is_empty());
@@ -164,8 +184,24 @@ mod tests {
     #[test]
     fn clear_resets_everything() {
         let mut batch = Batch::new(10, Duration::from_secs(1));
-        batch.push(0, 0, row("a"));
+        batch.push(0, 0, event("a"));
         batch.clear();
-        assert!(batch.is_empty() && batch.rows().is_empty() && !batch.is_due());
+        assert!(batch.is_empty() && batch.events().is_empty() && !batch.is_due());
+        assert!(batch.events_by_partition().is_empty());
+    }
+
+    #[test]
+    fn events_by_partition_keep_offset_order_and_each_id_once() {
+        let mut batch = Batch::new(10, Duration::from_secs(1));
+        let (a, b, c) = (event("a"), event("b"), event("c"));
+        batch.push(0, 0, a.clone());
+        batch.push(1, 0, b.clone());
+        batch.push(0, 1, c.clone());
+        batch.push(0, 2, a.clone()); // a redelivered copy
+        let grouped = batch.events_by_partition();
+        let ids = |p: i32| grouped[&p].iter().map(|e| e.event_id).collect::<Vec<_>>();
+        assert_eq!(ids(0), [a.event_id, c.event_id]);
+        assert_eq!(ids(1), [b.event_id]);
+        assert_eq!(batch.len(), 4, "every copy is still stored");
     }
 }

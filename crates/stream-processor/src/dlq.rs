@@ -111,6 +111,7 @@ pub fn read(
     let consumer: BaseConsumer = service_kit::deps::kafka::client_config(cfg)
         .set("group.id", "analytics-dlq-reader")
         .set("enable.auto.commit", "false")
+        .set("allow.auto.create.topics", "false")
         .create()?;
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
@@ -176,8 +177,11 @@ pub async fn replay(
     raw_topic: &str,
     letters: &[StoredDeadLetter],
 ) -> anyhow::Result<usize> {
-    let producer: FutureProducer =
-        service_kit::deps::kafka::client_config(cfg).set("acks", "all").set("enable.idempotence", "true").create()?;
+    let producer: FutureProducer = service_kit::deps::kafka::client_config(cfg)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("allow.auto.create.topics", "false")
+        .create()?;
     let replayed_from: Vec<String> = letters.iter().map(|l| format!("{}:{}", l.partition, l.offset)).collect();
     let sends = letters.iter().zip(&replayed_from).map(|(letter, from)| {
         let headers = OwnedHeaders::new().insert(Header { key: "dlq.replayed_from", value: Some(from.as_str()) });

@@ -3,18 +3,23 @@
 //! Runs on one blocking thread that owns the consumer. The order of effects
 //! is what makes the pipeline lossless:
 //!
-//! 1. a message becomes a row in the batch, or a dead letter acknowledged by Kafka;
+//! 1. a message becomes an event in the batch, or a dead letter acknowledged by Kafka;
 //! 2. the batch is inserted into ClickHouse, retried with backoff (consumption
 //!    paused, the group membership kept alive by polling) until it succeeds;
-//! 3. only then are the batch's offsets committed.
+//! 3. only then are the batch's offsets committed;
+//! 4. then the batch's realtime partials are handed to the partials producer
+//!    (see [`crate::partials`]), which delivers them in the background.
 //!
 //! A crash anywhere before 3 means the messages are read again by whoever owns
 //! the partition next: at-least-once. Rows stored twice that way carry the
 //! same `event_id` and are counted once (see ARCHITECTURE.md, "Counted once").
+//! Partials come after the commit so that a partition's next owner never
+//! republishes them; a crash between 3 and the partials' delivery leaves
+//! those events out of the realtime window only (ClickHouse has them).
 
 use std::time::{Duration, Instant};
 
-use events_model::{Event, EventRow};
+use events_model::Event;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer},
@@ -28,6 +33,7 @@ use crate::{
     batch::Batch,
     context::ProcessorContext,
     dlq::{DeadLetter, DeadLetters},
+    partials::PartialsPublisher,
     sink::ClickHouseSink,
 };
 
@@ -42,6 +48,8 @@ pub struct LoopSettings {
     pub shutdown_flush: Duration,
     /// While paused, how often the loop publishes the consumer lag itself.
     pub lag_refresh: Duration,
+    /// At shutdown, how long queued realtime partials may take to be delivered.
+    pub partials_flush: Duration,
 }
 
 /// The flush did not complete because shutdown came first; nothing was committed.
@@ -54,6 +62,8 @@ pub struct Pipeline {
     pub consumer: BaseConsumer<ProcessorContext>,
     pub sink: ClickHouseSink,
     pub dead_letters: DeadLetters,
+    /// `None` when realtime partials are disabled.
+    pub partials: Option<PartialsPublisher>,
     pub source_topic: String,
     pub settings: LoopSettings,
     pub runtime: Handle,
@@ -95,6 +105,9 @@ impl Pipeline {
                 }
             }
         }
+        if let Some(partials) = &self.partials {
+            partials.flush(self.settings.partials_flush);
+        }
         Ok(())
     }
 
@@ -107,7 +120,7 @@ impl Pipeline {
         } else {
             match Event::from_wire(payload) {
                 Ok(event) => {
-                    batch.push(partition, offset, EventRow::from(&event));
+                    batch.push(partition, offset, event);
                     None
                 }
                 Err(errors) => Some((
@@ -158,13 +171,13 @@ impl Pipeline {
     }
 
     /// Inserts the batch (retrying until it succeeds, shutdown, or `deadline`),
-    /// then commits its offsets.
+    /// commits its offsets, then publishes its realtime partials.
     fn flush(&self, batch: &mut Batch, deadline: Option<Instant>) -> Result<(), Aborted> {
         let started = Instant::now();
         let mut backoff = Backoff::new(self.settings.retry_initial, self.settings.retry_max);
         let mut paused: Option<TopicPartitionList> = None;
         let outcome = loop {
-            match self.runtime.block_on(self.sink.insert(batch.rows())) {
+            match self.runtime.block_on(self.sink.insert(batch.events())) {
                 Ok(()) => break Ok(()),
                 Err(error) => {
                     metrics::counter!("analytics_service_clickhouse_insert_retries_total").increment(1);
@@ -198,14 +211,26 @@ impl Pipeline {
         metrics::counter!("analytics_service_events_processed_total", "outcome" => "stored").increment(rows as u64);
         metrics::histogram!("analytics_service_event_processing_duration_seconds").record(elapsed.as_secs_f64());
         metrics::histogram!("analytics_service_processor_batch_size").record(rows as f64);
-        if let Some(oldest) = batch.rows().iter().map(|r| r.received_at_ms).min() {
-            let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
-            let age = Duration::from_millis(now_ms.saturating_sub(oldest));
+        if let Some(oldest) = batch.events().iter().map(|e| e.received_at).min() {
+            let age = (chrono::Utc::now() - oldest).to_std().unwrap_or_default();
             metrics::histogram!("analytics_service_event_ingest_to_store_seconds").record(age.as_secs_f64());
         }
         tracing::debug!(rows, elapsed_ms = elapsed.as_millis() as u64, "batch stored");
+        self.publish_partials(batch);
         batch.clear();
         Ok(())
+    }
+
+    /// Hands the stored batch's partials to the producer, without waiting
+    /// for their delivery. Done even when the commit failed: the batch may
+    /// then be published again by the partition's next owner, which the
+    /// hub's deduplication by `event_id` absorbs, whereas not publishing
+    /// would lose the events from the realtime window if the next commit
+    /// covers them.
+    fn publish_partials(&self, batch: &Batch) {
+        let Some(partials) = &self.partials else { return };
+        let outcome = partials.publish(&batch.events_by_partition());
+        tracing::debug!(queued = outcome.queued, dropped = outcome.dropped, "realtime partials queued");
     }
 
     fn commit(&self, batch: &Batch) {

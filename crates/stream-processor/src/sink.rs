@@ -1,8 +1,8 @@
-//! Inserting a batch of rows into ClickHouse with the official client (RowBinary).
+//! Inserting a batch of events into ClickHouse with the official client (RowBinary).
 
 use std::time::Duration;
 
-use events_model::{EVENTS_TABLE, EventRow};
+use events_model::{EVENTS_TABLE, Event, EventRow};
 
 /// Why an insert failed; every failure is retried (rows are already validated,
 /// so a failure is the server's state, not the data's).
@@ -24,15 +24,16 @@ impl ClickHouseSink {
         Self { client, timeout }
     }
 
-    /// One INSERT of all `rows`; returns once ClickHouse has acknowledged it.
-    pub async fn insert(&self, rows: &[EventRow]) -> Result<(), InsertError> {
-        if rows.is_empty() {
+    /// One INSERT of all `events` (each converted to its row as it is
+    /// written); returns once ClickHouse has acknowledged it.
+    pub async fn insert(&self, events: &[Event]) -> Result<(), InsertError> {
+        if events.is_empty() {
             return Ok(());
         }
         let insert = async {
             let mut insert = self.client.insert::<EventRow>(EVENTS_TABLE).await?;
-            for row in rows {
-                insert.write(row).await?;
+            for event in events {
+                insert.write(&EventRow::from(event)).await?;
             }
             insert.end().await
         };

@@ -239,6 +239,6 @@ async fn clickhouse_outage_backs_off_then_drains_the_lag_with_nothing_lost() {
     .unwrap();
 
     processor.stop().await.unwrap();
-    kafka::delete_topics(&kafka_cfg, &[&raw, &topics.dead_letters]).await.unwrap();
+    kafka::delete_topics(&kafka_cfg, &[&raw, &topics.dead_letters, &topics.realtime_partials]).await.unwrap();
     eprintln!("ClickHouse outage drill took {:?}", began.elapsed());
 }

@@ -104,6 +104,8 @@ async fn kill_9_mid_load_then_restart_stores_each_event_exactly_once() {
 
     second.signal("TERM").unwrap();
     assert!(second.wait_exit(Duration::from_secs(5)).unwrap().success());
-    kafka::delete_topics(&kafka_cfg, &[&topics.raw_events, &topics.dead_letters]).await.unwrap();
+    kafka::delete_topics(&kafka_cfg, &[&topics.raw_events, &topics.dead_letters, &topics.realtime_partials])
+        .await
+        .unwrap();
     db.drop().await.unwrap();
 }

@@ -139,6 +139,8 @@ async fn stores_every_event_once_and_dead_letters_poison() {
     .unwrap();
     running.stop().await.unwrap();
 
-    kafka::delete_topics(&kafka_cfg, &[&topics.raw_events, &topics.dead_letters]).await.unwrap();
+    kafka::delete_topics(&kafka_cfg, &[&topics.raw_events, &topics.dead_letters, &topics.realtime_partials])
+        .await
+        .unwrap();
     db.drop().await.unwrap();
 }

@@ -1,0 +1,594 @@
+//! Issue 4's acceptance test of the read path, end to end against the local
+//! stack: a few hundred generated sessions over four days are POSTed through
+//! the real ingest-gateway (shuffled, with duplicates), stored by the real
+//! stream-processor, aggregated by aggregator-cron's library, and every field
+//! of every metric endpoint of the real query API is compared with the
+//! answers of `metrics-oracle`, an independent plain-Rust implementation of
+//! docs/metrics.md over the same events.
+//!
+//! Phases: all raw (twice, the second time through the Redis cache); every
+//! closed window aggregated; every window aggregated again (nothing may
+//! change); a late event for an aggregated view (the API must read that
+//! window raw and the answers change exactly as the oracle says); a scheduler
+//! tick (which recomputes exactly the late event's windows).
+//!
+//! Everything is isolated: own topics, ClickHouse database, PostgreSQL
+//! database and Redis prefix. Every wait polls with a deadline.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use aggregator_cron::{Aggregator, TickReport, Trigger};
+use chrono::{DateTime, NaiveDate, Utc};
+use metrics_oracle::{
+    Catalog, CatalogEntry, Days, Oracle, TopMetric, View,
+    compare::differences,
+    generate::{self, Generated},
+    metrics::{date_of_ms, epoch_day},
+    rng::Rng,
+    views::{DAY_MS, HOUR_MS},
+};
+use metrics_sql::windows::Job;
+use serde_json::{Value, json};
+use service_kit::{
+    ClickHouseConfig, HttpConfig, KafkaConfig, PostgresConfig,
+    testing::{self, InProcess, TestClickHouse, TestPostgres},
+};
+
+/// aggregator-cron's `safety_margin_secs` in this test: small, and waited out before each run.
+const SAFETY_MARGIN_SECS: u64 = 1;
+const SESSIONS: usize = 300;
+const DAYS: u32 = 4;
+
+// ---------------------------------------------------------------------------
+// The services.
+
+async fn start_gateway(kafka: &KafkaConfig) -> InProcess {
+    let config = ingest_gateway::Config {
+        http: HttpConfig { workers: 2, ..HttpConfig::default() },
+        kafka: kafka.clone(),
+        ..ingest_gateway::Config::default()
+    };
+    let gateway = InProcess::spawn(config, ingest_gateway::run);
+    wait_ready(&gateway, "gateway").await;
+    gateway
+}
+
+fn start_processor(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig) -> InProcess {
+    let mut config =
+        stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
+    config.processor.batch_max_events = 10_000;
+    config.processor.batch_max_wait_ms = 250;
+    config.processor.session_timeout_ms = 6_000;
+    InProcess::spawn(config, stream_processor::run)
+}
+
+async fn start_api(
+    kafka: &KafkaConfig,
+    clickhouse: &ClickHouseConfig,
+    postgres: &PostgresConfig,
+    cached: bool,
+) -> InProcess {
+    let mut config = query_api::Config {
+        http: HttpConfig { workers: 2, ..HttpConfig::default() },
+        clickhouse: clickhouse.clone(),
+        postgres: postgres.clone(),
+        redis: testing::redis_config(),
+        kafka: kafka.clone(),
+        ..query_api::Config::default()
+    };
+    // Answers about recent days are cached for `short_ttl_secs`, so after an
+    // aggregation or a late event a cached answer may legitimately be the
+    // previous one for a few seconds. Only the first phase (twice, to compare
+    // cached with computed answers) goes through the cache.
+    config.cache.enabled = cached;
+    let api = InProcess::spawn(config, query_api::run);
+    wait_ready(&api, "query-api").await;
+    api
+}
+
+async fn wait_ready(service: &InProcess, name: &str) {
+    let http = reqwest::Client::new();
+    testing::eventually(Duration::from_secs(30), || async {
+        let status = http.get(service.url("/ready")).send().await?.status();
+        anyhow::ensure!(status == 200, "{name} /ready answered {status}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+async fn aggregator(clickhouse: &ClickHouseConfig, postgres: &PostgresConfig) -> Aggregator {
+    let mut config = aggregator_cron::Config {
+        clickhouse: clickhouse.clone(),
+        postgres: postgres.clone(),
+        ..aggregator_cron::Config::default()
+    };
+    config.aggregation.enabled = false;
+    config.aggregation.safety_margin_secs = SAFETY_MARGIN_SECS;
+    config.retention.enabled = false;
+    Aggregator::connect(&config).await.unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Input: sessions, catalog, posting.
+
+fn catalog_for(videos: &[generate::VideoSpec]) -> Catalog {
+    let mut catalog = Catalog::new();
+    let entry = |duration: Option<f64>, category: Option<&str>| CatalogEntry {
+        title: "A video".into(),
+        duration_seconds: duration,
+        category: category.map(str::to_owned),
+    };
+    // video-00..03: the true duration (players report it too); video-04: a catalog duration that differs from the
+    // players' (the catalog wins); video-05: no duration in the catalog (the events' is used) but a category;
+    // video-06: a duration but no category; the rest are not in the catalog (and the last one never reports a
+    // duration: unknown). One catalog video is never watched.
+    for (i, video) in videos.iter().enumerate().take(4) {
+        catalog.insert(video.video_id.clone(), entry(Some(video.duration_seconds), Some(["news", "sport"][i % 2])));
+    }
+    catalog.insert(videos[4].video_id.clone(), entry(Some(videos[4].duration_seconds + 37.25), Some("drama")));
+    catalog.insert(videos[5].video_id.clone(), entry(None, Some("sport")));
+    catalog.insert(videos[6].video_id.clone(), entry(Some(videos[6].duration_seconds), None));
+    catalog.insert("never-watched".into(), entry(Some(600.0), Some("news")));
+    catalog
+}
+
+async fn put_catalog(http: &reqwest::Client, api: &InProcess, catalog: &Catalog) {
+    for (video_id, entry) in catalog {
+        let mut body = json!({"title": entry.title});
+        if let Some(duration) = entry.duration_seconds {
+            body["duration_seconds"] = json!(duration);
+        }
+        if let Some(category) = &entry.category {
+            body["category"] = json!(category);
+        }
+        let answer = http.put(api.url(&format!("/api/videos/{video_id}"))).json(&body).send().await.unwrap();
+        let status = answer.status();
+        assert_eq!(status, 200, "PUT {video_id}: {}", answer.text().await.unwrap());
+    }
+}
+
+async fn post_batch(http: &reqwest::Client, gateway: &InProcess, batch: &[Value]) {
+    let answer = http.post(gateway.url("/api/events/batch")).json(batch).send().await.unwrap();
+    let status = answer.status();
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], batch.len(), "{body}");
+}
+
+/// Shuffled, in batches of 500, with 1 % of the events copied into another batch and one whole batch sent twice.
+async fn post_all(http: &reqwest::Client, gateway: &InProcess, events: &[Value], rng: &mut Rng) {
+    let mut events = events.to_vec();
+    rng.shuffle(&mut events);
+    let mut batches: Vec<Vec<Value>> = events.chunks(500).map(<[Value]>::to_vec).collect();
+    let count = batches.len();
+    for i in 0..events.len() / 100 {
+        let copy = events[i * 100].clone();
+        batches[rng.below(count as u64) as usize].push(copy);
+    }
+    for batch in &batches {
+        post_batch(http, gateway, batch).await;
+    }
+    post_batch(http, gateway, &batches[count / 2]).await;
+}
+
+async fn wait_stored(clickhouse: &clickhouse::Client, distinct: usize) {
+    testing::eventually(Duration::from_secs(180), || async {
+        let stored: u64 = clickhouse.query("SELECT uniqExact(event_id) FROM events").fetch_one().await?;
+        anyhow::ensure!(stored == distinct as u64, "{stored} of {distinct} distinct events stored");
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// Waits until ClickHouse's clock is past every stored row's insert time plus
+/// the safety margin, so that a run starting now covers every stored row.
+async fn wait_covered(clickhouse: &clickhouse::Client) {
+    testing::eventually(Duration::from_secs(30), || async {
+        let (now, last): (u32, u32) = clickhouse
+            .query("SELECT toUInt32(now()), (SELECT toUInt32(max(inserted_at)) FROM events)")
+            .fetch_one()
+            .await?;
+        anyhow::ensure!(
+            u64::from(now) > u64::from(last) + SAFETY_MARGIN_SECS,
+            "server clock {now}, last insert {last}"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// `aggregation_windows` as (job, window index) → version.
+async fn markers(clickhouse: &clickhouse::Client) -> BTreeMap<(String, u32), u64> {
+    let rows: Vec<(String, u32, u64)> = clickhouse
+        .query("SELECT job, toUInt32(window_start), version FROM aggregation_windows FINAL")
+        .fetch_all()
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|(job, start, version)| {
+            let grain = Job::from_name(&job).unwrap_or_else(|| panic!("unknown job {job}")).grain();
+            ((job, grain.index_of(u64::from(start))), version)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The questions and their expected answers.
+
+#[derive(Debug, Clone)]
+enum Question {
+    Video(String, Days),
+    User(String, Days),
+    Top(TopMetric, Days, usize),
+}
+
+/// Which windows each job has aggregated and up to date, as the API should see them.
+#[derive(Debug, Clone, Default)]
+struct Fresh {
+    hours: BTreeSet<i64>,
+    days: BTreeSet<i64>,
+    /// Windows made stale by a late event, per scope: (video id or "" for all videos, hour) and (user id, day).
+    stale_hours: BTreeSet<(String, i64)>,
+    stale_days: BTreeSet<(String, i64)>,
+}
+
+impl Question {
+    fn url(&self) -> String {
+        match self {
+            Question::Video(video, days) => format!("/api/metrics/video/{video}?{}", days.query()),
+            Question::User(user, days) => format!("/api/metrics/user/{user}?{}", days.query()),
+            Question::Top(metric, days, limit) => {
+                format!("/api/metrics/videos/top?metric={}&{}&limit={limit}", metric.name(), days.query())
+            }
+        }
+    }
+
+    fn check(&self, oracle: &Oracle, got: &Value) -> Vec<String> {
+        match self {
+            Question::Video(video, days) => oracle.video(video, *days).check(got),
+            Question::User(user, days) => oracle.user(user, *days).check(got),
+            Question::Top(metric, days, limit) => oracle.top(*metric, *days, *limit).check(got),
+        }
+    }
+
+    /// (aggregated, raw) windows the answer should report.
+    fn freshness(&self, fresh: &Fresh) -> (usize, usize) {
+        let (windows, aggregated, stale, scope) = match self {
+            Question::Video(video, days) => (hours_of(days), &fresh.hours, &fresh.stale_hours, video.as_str()),
+            Question::Top(_, days, _) => (hours_of(days), &fresh.hours, &fresh.stale_hours, ""),
+            Question::User(user, days) => (days_of(days), &fresh.days, &fresh.stale_days, user.as_str()),
+        };
+        let count =
+            windows.iter().filter(|&&w| aggregated.contains(&w) && !stale.contains(&(scope.to_owned(), w))).count();
+        (count, windows.len() - count)
+    }
+}
+
+fn days_of(days: &Days) -> Vec<i64> {
+    (epoch_day(days.from)..=epoch_day(days.to)).collect()
+}
+
+fn hours_of(days: &Days) -> Vec<i64> {
+    (epoch_day(days.from) * 24..(epoch_day(days.to) + 1) * 24).collect()
+}
+
+fn questions(oracle: &Oracle, catalog: &Catalog, first_day: NaiveDate, today: NaiveDate) -> Vec<Question> {
+    let all = Days::new(first_day, today);
+    let single: Vec<Days> = first_day.iter_days().take_while(|d| *d <= today).map(Days::day).collect();
+    let middle = Days::new(first_day.succ_opt().unwrap(), first_day.succ_opt().unwrap().succ_opt().unwrap());
+    let mut ranges = vec![all, middle];
+    ranges.extend(single.iter().copied());
+
+    let mut videos: BTreeSet<String> = oracle.video_ids().into_iter().collect();
+    videos.extend(catalog.keys().cloned());
+    let mut questions = Vec::new();
+    for video in &videos {
+        for range in &ranges {
+            questions.push(Question::Video(video.clone(), *range));
+        }
+    }
+    // Every user over everything; the five most active users day by day and over the middle days.
+    let users = oracle.user_ids();
+    let mut by_views: Vec<(usize, String)> = users
+        .iter()
+        .map(|u| (oracle.views.iter().filter(|v| v.user_id() == Some(u.as_str())).count(), u.clone()))
+        .collect();
+    by_views.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    for user in &users {
+        questions.push(Question::User(user.clone(), all));
+    }
+    for (_, user) in by_views.iter().take(5) {
+        for range in ranges.iter().skip(1) {
+            questions.push(Question::User(user.clone(), *range));
+        }
+    }
+    // Nobody, and an anonymous viewer's session id taken for a user id: no views ("u:" and "s:" keys never mix).
+    questions.push(Question::User("nobody-at-all".into(), all));
+    if let Some(anonymous) = oracle.views.iter().find(|v| v.user_id().is_none()) {
+        questions.push(Question::User(anonymous.session_id.clone(), all));
+    }
+    for metric in TopMetric::ALL {
+        for range in [all, middle, single[1]] {
+            for limit in [3, 100] {
+                questions.push(Question::Top(metric, range, limit));
+            }
+        }
+    }
+    questions
+}
+
+/// Asks every question (four at a time) and returns the answers in order.
+async fn ask_all(http: &reqwest::Client, api: &InProcess, questions: &[Question]) -> Vec<Value> {
+    let mut answers = Vec::with_capacity(questions.len());
+    for chunk in questions.chunks(4) {
+        let asked = chunk.iter().map(|q| async move {
+            let url = api.url(&q.url());
+            let response = http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            assert_eq!(status, 200, "GET {url}: {text}");
+            serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("GET {url}: {e}: {text}"))
+        });
+        answers.extend(futures::future::join_all(asked).await);
+    }
+    answers
+}
+
+/// Compares every answer with the oracle and its freshness with `fresh`; returns every difference found.
+fn check_all(phase: &str, questions: &[Question], answers: &[Value], oracle: &Oracle, fresh: &Fresh) -> Vec<String> {
+    check(phase, questions, answers, |_, question, answer| {
+        let mut found = question.check(oracle, answer);
+        found.extend(freshness_difference(question, answer, fresh));
+        found
+    })
+}
+
+/// Compares only the freshness of every answer with `fresh`.
+fn check_freshness(phase: &str, questions: &[Question], answers: &[Value], fresh: &Fresh) -> Vec<String> {
+    check(phase, questions, answers, |_, question, answer| {
+        freshness_difference(question, answer, fresh).into_iter().collect()
+    })
+}
+
+fn freshness_difference(question: &Question, answer: &Value, fresh: &Fresh) -> Option<String> {
+    let (aggregated, raw) = question.freshness(fresh);
+    let got = (&answer["freshness"]["aggregated_windows"], &answer["freshness"]["raw_windows"]);
+    ((got.0.as_u64(), got.1.as_u64()) != (Some(aggregated as u64), Some(raw as u64))).then(|| {
+        format!(
+            "$.freshness: expected {{aggregated_windows: {aggregated}, raw_windows: {raw}}}, got {}",
+            answer["freshness"]
+        )
+    })
+}
+
+fn check(
+    phase: &str,
+    questions: &[Question],
+    answers: &[Value],
+    differences: impl Fn(usize, &Question, &Value) -> Vec<String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, (question, answer)) in questions.iter().zip(answers).enumerate() {
+        let found = differences(i, question, answer);
+        if !found.is_empty() {
+            problems.push(format!("[{phase}] GET {}\n    {}", question.url(), found.join("\n    ")));
+        }
+    }
+    report(phase, questions.len(), problems)
+}
+
+/// Two rounds of answers agree (integers exactly, floats within 1e-9), freshness aside.
+fn check_same(phase: &str, questions: &[Question], before: &[Value], after: &[Value]) -> Vec<String> {
+    check(phase, questions, after, |i, _, answer| {
+        let (mut a, mut b) = (before[i].clone(), answer.clone());
+        for answer in [&mut a, &mut b] {
+            answer.as_object_mut().map(|o| o.remove("freshness"));
+        }
+        differences(&a, &b).into_iter().map(|d| format!("{d} (the earlier answer first)")).collect()
+    })
+}
+
+fn report(phase: &str, asked: usize, problems: Vec<String>) -> Vec<String> {
+    eprintln!("{phase}: {} of {asked} answers differ", problems.len());
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    problems
+}
+
+/// A named viewer's view whose hour and day are closed, aggregated and well
+/// within the lateness horizon, and to which a late heartbeat adds watch time.
+fn late_candidate(oracle: &Oracle, ids: &mut generate::EventIds, now: DateTime<Utc>) -> (View, Value) {
+    let now_ms = now.timestamp_millis();
+    let today = now_ms.div_euclid(DAY_MS);
+    // The daily window of yesterday is due at 00:15 UTC; keep clear of that.
+    let last_day = if now_ms.rem_euclid(DAY_MS) < 30 * 60_000 { today - 2 } else { today - 1 };
+    for view in &oracle.views {
+        let age = now_ms - view.start_ms;
+        let suitable = view.user_id().is_some()
+            && (3 * HOUR_MS..46 * HOUR_MS).contains(&age)
+            && view.day() <= last_day
+            && !view.completed
+            && !view.failed;
+        if !suitable {
+            continue;
+        }
+        let mut trial = ids.clone();
+        let Some(late) = generate::late_progress(view, &mut trial) else { continue };
+        let after = oracle.with_events(std::slice::from_ref(&late)).unwrap();
+        let changed = after.views.iter().find(|v| v.session_id == view.session_id && v.video_id == view.video_id);
+        if changed.is_some_and(|v| v.watch_seconds > view.watch_seconds) && late["timestamp"].as_i64() < Some(now_ms) {
+            *ids = trial;
+            return (view.clone(), late);
+        }
+    }
+    panic!("no view suits a late event");
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a_late_event() {
+    let kafka = testing::kafka_config();
+    let db = TestClickHouse::create().await.unwrap();
+    let pg = TestPostgres::create().await.unwrap();
+    let gateway = start_gateway(&kafka).await;
+    let processor = start_processor(&kafka, &db.config);
+    let cached_api = start_api(&kafka, &db.config, &pg.config, true).await;
+    let api = start_api(&kafka, &db.config, &pg.config, false).await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let clickhouse = db.client();
+
+    // Sessions over the four days up to now, a catalog for some of the videos.
+    let started = Utc::now();
+    // A new seed each run; METRICS_ACCEPTANCE_SEED replays one (the same sessions, shifted to end now).
+    let seed = std::env::var("METRICS_ACCEPTANCE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(started.timestamp_millis() as u64);
+    eprintln!("seed {seed}, sessions ending at {started}");
+    let mut rng = Rng::new(seed);
+    let videos = generate::videos(12, &mut rng);
+    let Generated { events, features, mut ids } = generate::generate(&generate::Config {
+        seed,
+        end_ms: started.timestamp_millis(),
+        days: DAYS,
+        sessions: SESSIONS,
+        users: 40,
+        videos: videos.clone(),
+        prefix: "acc-".into(),
+    });
+    eprintln!("{} events; features: {features:?}", events.len());
+    let catalog = catalog_for(&videos);
+    put_catalog(&http, &api, &catalog).await;
+    let oracle = Oracle::new(&events, catalog.clone()).unwrap();
+
+    post_all(&http, &gateway, &events, &mut rng).await;
+    wait_stored(&clickhouse, oracle.distinct_event_ids()).await;
+
+    let today = started.date_naive();
+    let first_day = date_of_ms(started.timestamp_millis() - i64::from(DAYS) * DAY_MS);
+    let questions = questions(&oracle, &catalog, first_day, today);
+    eprintln!("{} questions per phase", questions.len());
+
+    // 1. Nothing aggregated: every window raw. The second round comes from the cache.
+    let raw = Fresh::default();
+    let first = ask_all(&http, &cached_api, &questions).await;
+    let mut problems = check_all("raw", &questions, &first, &oracle, &raw);
+    let cached = ask_all(&http, &cached_api, &questions).await;
+    problems.extend(check_same("raw, from the cache", &questions, &first, &cached));
+    problems.extend(check_freshness("raw, from the cache", &questions, &cached, &raw));
+    let uncached = ask_all(&http, &api, &questions).await;
+    problems.extend(check_same("raw, uncached", &questions, &first, &uncached));
+    problems.extend(check_freshness("raw, uncached", &questions, &uncached, &raw));
+
+    // 2. Every closed window aggregated (hours and days from the first day on).
+    wait_covered(&clickhouse).await;
+    let aggregator = aggregator(&db.config, &pg.config).await;
+    let now_ms = Utc::now().timestamp_millis();
+    let (current_hour, current_day) = (now_ms.div_euclid(HOUR_MS), now_ms.div_euclid(DAY_MS));
+    let mut fresh = Fresh::default();
+    let run_all = |fresh: &mut Fresh| {
+        fresh.hours = (epoch_day(first_day) * 24..current_hour).collect();
+        fresh.days = (epoch_day(first_day)..current_day).collect();
+        let (hours, days) = (fresh.hours.clone(), fresh.days.clone());
+        let aggregator = &aggregator;
+        async move {
+            for hour in hours {
+                let run = aggregator.run_window(Job::VideoMetrics, hour as u32, Trigger::Manual).await;
+                run.unwrap_or_else(|e| panic!("video_metrics hour {hour}: {e}"));
+            }
+            for day in days {
+                let run = aggregator.run_window(Job::UserEngagementDaily, day as u32, Trigger::Manual).await;
+                run.unwrap_or_else(|e| panic!("user_engagement_daily day {day}: {e}"));
+            }
+        }
+    };
+    run_all(&mut fresh).await;
+    let aggregated = ask_all(&http, &api, &questions).await;
+    problems.extend(check_all("aggregated", &questions, &aggregated, &oracle, &fresh));
+    problems.extend(check_same("aggregated against raw", &questions, &uncached, &aggregated));
+    let some_aggregated = aggregated.iter().any(|a| a["freshness"]["aggregated_windows"].as_u64() > Some(0));
+    assert!(some_aggregated, "no answer used the aggregated tables");
+
+    // 3. The same windows aggregated again: newer versions, the same numbers.
+    let before_rerun = markers(&clickhouse).await;
+    wait_covered(&clickhouse).await;
+    run_all(&mut fresh).await;
+    let after_rerun = markers(&clickhouse).await;
+    for (window, version) in &before_rerun {
+        assert!(after_rerun[window] > *version, "{window:?} was not recomputed");
+    }
+    let rerun = ask_all(&http, &api, &questions).await;
+    problems.extend(check_same("aggregated again", &questions, &aggregated, &rerun));
+    problems.extend(check_freshness("aggregated again", &questions, &rerun, &fresh));
+
+    // 4. A late heartbeat for an aggregated view: its hour and day are read raw until the aggregator runs again.
+    let (late_view, late) = late_candidate(&oracle, &mut ids, Utc::now());
+    let late_oracle = oracle.with_events(std::slice::from_ref(&late)).unwrap();
+    let (late_hour, late_day) = (late_view.hour(), late_view.day());
+    let late_user = late_view.user_id().unwrap().to_owned();
+    eprintln!(
+        "late event {} for view ({}, {}) of {late_user}, hour {late_hour}, day {late_day}",
+        late["event_id"], late_view.session_id, late_view.video_id
+    );
+    let video_days = Days::day(date_of_ms(late_view.start_ms));
+    assert_ne!(
+        late_oracle.video(&late_view.video_id, video_days).watch_time_seconds,
+        oracle.video(&late_view.video_id, video_days).watch_time_seconds,
+        "the late event must change something"
+    );
+    let answer = http.post(gateway.url("/api/events")).json(&late).send().await.unwrap();
+    assert_eq!(answer.status(), 202, "{}", answer.text().await.unwrap());
+    wait_stored(&clickhouse, late_oracle.distinct_event_ids()).await;
+    let mut stale = fresh.clone();
+    stale.stale_hours = [(late_view.video_id.clone(), late_hour), (String::new(), late_hour)].into();
+    stale.stale_days = [(late_user.clone(), late_day)].into();
+    let late_raw = ask_all(&http, &api, &questions).await;
+    problems.extend(check_all("late event, before the aggregator ran", &questions, &late_raw, &late_oracle, &stale));
+
+    // 5. A scheduler tick recomputes exactly the late event's windows.
+    wait_covered(&clickhouse).await;
+    let before_tick = markers(&clickhouse).await;
+    let report: TickReport = aggregator.tick(Utc::now()).await.unwrap();
+    let failures: Vec<_> = report.failures().collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(report.windows(Job::VideoMetrics, Trigger::LateEvents), [late_hour as u32], "{report:?}");
+    assert_eq!(report.windows(Job::UserEngagementDaily, Trigger::LateEvents), [late_day as u32], "{report:?}");
+    let after_tick = markers(&clickhouse).await;
+    let expected_changes: BTreeSet<(String, u32)> = [
+        (Job::VideoMetrics.name().to_owned(), late_hour as u32),
+        (Job::UserEngagementDaily.name().to_owned(), late_day as u32),
+    ]
+    .into();
+    for (window, version) in &before_tick {
+        if expected_changes.contains(window) {
+            assert!(after_tick[window] > *version, "{window:?} was not recomputed");
+        } else {
+            assert_eq!(after_tick[window], *version, "{window:?} was recomputed without a late event");
+        }
+    }
+    // Windows that became due meanwhile (the clock moved into a new hour) may have been added.
+    for run in report.runs.iter().filter(|r| r.result.is_ok()) {
+        match run.job {
+            Job::VideoMetrics => fresh.hours.insert(i64::from(run.window)),
+            Job::UserEngagementDaily => fresh.days.insert(i64::from(run.window)),
+        };
+    }
+    let after_late = ask_all(&http, &api, &questions).await;
+    problems.extend(check_all("late event, after a tick", &questions, &after_late, &late_oracle, &fresh));
+
+    api.stop().await.unwrap();
+    cached_api.stop().await.unwrap();
+    processor.stop().await.unwrap();
+    gateway.stop().await.unwrap();
+    db.drop().await.unwrap();
+    pg.drop().await.unwrap();
+    assert!(problems.is_empty(), "{} answers differ from the definitions:\n{}", problems.len(), problems.join("\n"));
+}
