@@ -18,6 +18,7 @@ pub mod request;
 
 use actix_web::web;
 use chrono::Utc;
+use sha2::{Digest as _, Sha256};
 
 pub use compile::{CompiledQuery, OutputColumn, Param, compile};
 pub use execute::QueryResponse;
@@ -73,13 +74,18 @@ pub async fn post_query(
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<QueryResponse>, ApiError> {
-    let compiled =
-        QueryRequest::from_json(&body).and_then(|request| compile(&request, Utc::now())).inspect_err(|error| {
-            if let ApiError::BadRequest { field, message } = error {
-                tracing::debug!(field = field.as_deref().unwrap_or(""), message, "custom query refused");
-            }
-        })?;
-    let response = execute::run(&state.clickhouse, &compiled).await?;
+    let now = Utc::now();
+    let compiled = QueryRequest::from_json(&body).and_then(|request| compile(&request, now)).inspect_err(|error| {
+        if let ApiError::BadRequest { field, message } = error {
+            tracing::debug!(field = field.as_deref().unwrap_or(""), message, "custom query refused");
+        }
+    })?;
+    // The cache key is the SQL with its values (the normalised query): two
+    // bodies that ask the same thing share an entry.
+    let key = format!("{}#{:x}", crate::handlers::QUERY_PATH, Sha256::digest(compiled.render_sql().as_bytes()));
+    let (start, end) = compiled.range();
+    let ttl = crate::cache::ttl_for_range(&(start..end), now, state.freshness.lateness(), state.cache.config());
+    let response = state.cache.get_or_compute(&key, ttl, || execute::run(&state.clickhouse, &compiled)).await?;
     tracing::debug!(
         columns = response.columns.len(),
         rows = response.rows.len(),
