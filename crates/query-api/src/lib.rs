@@ -1,16 +1,19 @@
 //! query-api: the REST API over ClickHouse, the PostgreSQL catalog and the Redis cache.
 //!
-//! Served today (see [`openapi::ROUTES`]):
-//! - `PUT`/`GET /api/videos/{videoId}`: the video catalog ([`catalog`]);
-//! - `GET /api/metrics/health`: status of ClickHouse, PostgreSQL and Redis;
+//! Served (see [`openapi::ROUTES`]):
+//! - `GET /api/metrics/video/{videoId}`, `/api/metrics/user/{userId}`,
+//!   `/api/metrics/videos/top`, `/api/metrics/realtime`: the metrics of
+//!   docs/metrics.md ([`metric_api`]), merging aggregated and raw windows;
 //! - `POST /api/metrics/query`: custom aggregations over the deduplicated
 //!   events: metrics, group-by dimensions and filters from fixed lists, a
 //!   time range and granularity, compiled to parameterised SQL
 //!   ([`custom_query`], `docs/custom-query.md`);
+//! - `PUT`/`GET /api/videos/{videoId}`: the video catalog ([`catalog`]);
+//! - `GET /api/metrics/health`: status of ClickHouse, PostgreSQL, Redis and the consumer lag;
 //! - `GET /api/openapi.json`: the OpenAPI 3 document;
 //! - `GET /health`, `/ready`, `/metrics` from `service_kit::ops`.
 //!
-//! [`cache`] holds the Redis result cache the metric endpoints will use.
+//! Answers go through the Redis result cache ([`cache`]).
 //! This crate holds everything testable; `main.rs` only calls [`run`].
 
 pub mod cache;
