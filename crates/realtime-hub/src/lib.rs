@@ -1,37 +1,105 @@
 //! realtime-hub: WebSocket fan-out of realtime metrics and events, and the live dashboard.
 //!
+//! - [`consumer`]: every partition of the raw events and realtime partials
+//!   topics, read on dedicated threads;
+//! - [`window`]: the partials merged into the realtime metrics of
+//!   docs/metrics.md over the last 60 s (deduplicated by event id);
+//! - [`hub`]: the shared state, the per-second ticker and the history;
+//! - [`client`], [`outbox`], [`feed`], [`protocol`]: one task pair per
+//!   WebSocket client with its filter, sampling and bounded queue;
+//! - [`routes`]: `/ws`, `GET /api/metrics/realtime` and the dashboard page.
+//!
 //! This crate holds everything testable; `main.rs` only calls [`run`].
 
-use std::{net::TcpListener, sync::Arc};
+pub mod client;
+mod config;
+pub mod consumer;
+pub mod feed;
+pub mod hub;
+pub mod outbox;
+pub mod protocol;
+pub mod routes;
+pub mod telemetry;
+pub mod window;
 
-use serde::{Deserialize, Serialize};
-use service_kit::{
-    HttpConfig, KafkaConfig, LogConfig, Readiness, Shutdown, deps::kafka::KafkaProbe, impl_service_config,
-};
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use events_model::Topics;
+use rdkafka::Message as _;
+use service_kit::{Readiness, Shutdown, deps::kafka::KafkaProbe};
+
+pub use config::{Config, DEFAULT_PORT, HubConfig};
 
 pub const SERVICE: &str = "realtime-hub";
-pub const DEFAULT_PORT: u16 = 3002;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Config {
-    pub http: HttpConfig,
-    pub log: LogConfig,
-    pub kafka: KafkaConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self { http: HttpConfig::with_port(DEFAULT_PORT), log: LogConfig::default(), kafka: KafkaConfig::default() }
-    }
-}
-
-impl_service_config!(Config);
-
-/// Serves until `shutdown`; ready while Kafka answers.
+/// Serves until `shutdown`; ready while Kafka answers and the window is loaded.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    config.hub.validate()?;
+    telemetry::describe();
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    let refresh = Duration::from_millis(config.hub.metadata_refresh_ms.max(100));
+    let raw = consumer::TopicReader::new(&config.kafka, "raw", topics.raw_events, consumer::Start::End, refresh)?;
+    let partials = consumer::TopicReader::new(
+        &config.kafka,
+        "partials",
+        topics.realtime_partials,
+        consumer::Start::Lookback(Duration::from_secs(config.hub.lookback_secs)),
+        refresh,
+    )?;
+    let hub =
+        Arc::new(hub::Hub::new(config.hub.clone(), shutdown.clone(), raw.status.clone(), partials.status.clone()));
+    tracing::info!(
+        raw_topic = %raw.topic,
+        partials_topic = %partials.topic,
+        window_secs = config.hub.window_secs,
+        client_max_events_per_sec = config.hub.client_max_events_per_sec,
+        client_queue_size = config.hub.client_queue_size,
+        max_connections = config.hub.max_connections,
+        "realtime hub configured"
+    );
+
     let timeout = config.http.probe_timeout();
-    let readiness = Readiness::new(SERVICE, timeout).with_probe(KafkaProbe::new(&config.kafka, timeout)?);
-    service_kit::ops::serve(listener, &config.http, Arc::new(readiness), shutdown, |_| {}).await?;
+    let readiness = Readiness::new(SERVICE, timeout)
+        .with_probe(KafkaProbe::new(&config.kafka, timeout)?)
+        .with_probe(hub.data_probe());
+
+    let readers = [
+        spawn_reader(raw, &shutdown, {
+            let hub = hub.clone();
+            move |payload| hub.publish_event(payload)
+        })?,
+        spawn_reader(partials, &shutdown, {
+            let hub = hub.clone();
+            move |payload| hub.merge_partial(payload)
+        })?,
+    ];
+    let ticker = tokio::spawn(hub::run_ticker(hub.clone()));
+
+    let served =
+        service_kit::ops::serve(listener, &config.http, Arc::new(readiness), shutdown.clone(), routes::configure(hub))
+            .await;
+    // However serving ended, the readers and the ticker stop with it.
+    shutdown.trigger();
+    ticker.await.context("metrics ticker panicked")?;
+    for reader in readers {
+        tokio::task::spawn_blocking(move || reader.join())
+            .await
+            .context("cannot join a kafka reader")?
+            .map_err(|_| anyhow::anyhow!("a kafka reader thread panicked"))?;
+    }
+    served?;
     Ok(())
+}
+
+fn spawn_reader(
+    reader: consumer::TopicReader,
+    shutdown: &Shutdown,
+    mut handle: impl FnMut(&[u8]) + Send + 'static,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let shutdown = shutdown.clone();
+    std::thread::Builder::new()
+        .name(format!("kafka-{}", reader.name))
+        .spawn(move || reader.run(&shutdown, |message| handle(message.payload().unwrap_or_default())))
+        .context("cannot start a kafka reader thread")
 }

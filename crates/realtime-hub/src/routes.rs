@@ -1,0 +1,218 @@
+//! The hub's HTTP routes besides `/health`, `/ready` and `/metrics`:
+//! `GET /ws` (WebSocket), `GET /api/metrics/realtime`, and the dashboard
+//! (`GET /` and `/assets/*`, embedded in the binary).
+
+use std::sync::{Arc, LazyLock};
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::header::{self, HeaderValue},
+    web,
+};
+use serde_json::json;
+
+use crate::{client, consumer::now_ms, hub::Hub, protocol::MAX_CLIENT_MESSAGE_BYTES, window::RealtimeMetrics};
+
+pub const WS_PATH: &str = "/ws";
+pub const REALTIME_PATH: &str = "/api/metrics/realtime";
+
+/// A file of the dashboard, built by `web/` (see the crate README).
+pub struct Asset {
+    pub path: &'static str,
+    pub body: &'static [u8],
+    pub content_type: &'static str,
+    pub cache_control: &'static str,
+}
+
+const REVALIDATE: &str = "no-cache";
+const SHORT: &str = "public, max-age=300, must-revalidate";
+
+pub static ASSETS: &[Asset] = &[
+    Asset {
+        path: "/",
+        body: include_bytes!("../assets/index.html"),
+        content_type: "text/html; charset=utf-8",
+        cache_control: REVALIDATE,
+    },
+    Asset {
+        path: "/assets/app.js",
+        body: include_bytes!("../assets/app.js"),
+        content_type: "text/javascript; charset=utf-8",
+        cache_control: SHORT,
+    },
+    Asset {
+        path: "/assets/app.css",
+        body: include_bytes!("../assets/app.css"),
+        content_type: "text/css; charset=utf-8",
+        cache_control: SHORT,
+    },
+    Asset {
+        path: "/assets/uPlot.iife.min.js",
+        body: include_bytes!("../assets/uPlot.iife.min.js"),
+        content_type: "text/javascript; charset=utf-8",
+        cache_control: SHORT,
+    },
+    Asset {
+        path: "/assets/uPlot.min.css",
+        body: include_bytes!("../assets/uPlot.min.css"),
+        content_type: "text/css; charset=utf-8",
+        cache_control: SHORT,
+    },
+    Asset {
+        path: "/assets/uPlot.LICENSE.txt",
+        body: include_bytes!("../assets/uPlot.LICENSE.txt"),
+        content_type: "text/plain; charset=utf-8",
+        cache_control: SHORT,
+    },
+    Asset {
+        path: "/assets/favicon.svg",
+        body: include_bytes!("../assets/favicon.svg"),
+        content_type: "image/svg+xml",
+        cache_control: SHORT,
+    },
+];
+
+/// One strong ETag per asset: FNV-1a of its bytes.
+static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    ASSETS
+        .iter()
+        .map(|asset| {
+            let hash = asset
+                .body
+                .iter()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+            format!("\"{hash:016x}\"")
+        })
+        .collect()
+});
+
+/// The Content-Security-Policy of the dashboard: no inline script or style,
+/// nothing from elsewhere; WebSocket to this host only.
+pub fn content_security_policy(host: Option<&str>) -> String {
+    // 'self' covers ws(s) to the same host in current browsers; the explicit
+    // sources serve the others. The Host header is used only if it is a plain host[:port].
+    let socket = host
+        .filter(|h| {
+            !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .map(|h| format!(" ws://{h} wss://{h}"))
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; \
+         connect-src 'self'{socket}; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// Registers the hub's routes.
+pub fn configure(hub: Arc<Hub>) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    move |cfg| {
+        cfg.app_data(web::Data::from(hub.clone()))
+            .service(web::resource(WS_PATH).route(web::get().to(websocket)))
+            .service(web::resource(REALTIME_PATH).route(web::get().to(realtime)));
+        for (index, asset) in ASSETS.iter().enumerate() {
+            cfg.service(
+                web::resource(asset.path)
+                    .route(web::get().to(move |req: HttpRequest| async move { serve_asset(index, &req) })),
+            );
+        }
+    }
+}
+
+/// `GET /ws`: upgrades to a WebSocket, or 503 when `max_connections` are open.
+async fn websocket(req: HttpRequest, body: web::Payload, hub: web::Data<Hub>) -> actix_web::Result<HttpResponse> {
+    let hub = hub.into_inner();
+    let Some(slot) = hub.try_connect() else {
+        tracing::warn!(max_connections = hub.config.max_connections, "websocket connection refused: server full");
+        return Ok(HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "5"))
+            .json(json!({"error": "too many websocket connections; retry later"})));
+    };
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let stream = stream.max_frame_size(MAX_CLIENT_MESSAGE_BYTES);
+    actix_web::rt::spawn(client::serve(hub, slot, session, stream));
+    Ok(response)
+}
+
+/// `GET /api/metrics/realtime`: the figures of the window ending now, the
+/// same object as query-api's endpoint and the `realtime_metrics` payload.
+async fn realtime(hub: web::Data<Hub>) -> actix_web::Result<web::Json<RealtimeMetrics>> {
+    let figures = web::block(move || hub.figures(now_ms())).await?;
+    Ok(web::Json(figures.metrics))
+}
+
+fn serve_asset(index: usize, req: &HttpRequest) -> HttpResponse {
+    let asset = &ASSETS[index];
+    let etag = &ETAGS[index];
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    let mut response = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    response
+        .insert_header((header::CONTENT_TYPE, asset.content_type))
+        .insert_header((header::CACHE_CONTROL, asset.cache_control))
+        .insert_header((header::ETAG, etag.as_str()))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"));
+    if asset.content_type.starts_with("text/html") {
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        if let Ok(csp) = HeaderValue::from_str(&content_security_policy(host)) {
+            response.insert_header((header::CONTENT_SECURITY_POLICY, csp));
+        }
+    }
+    if fresh { response.finish() } else { response.body(asset.body) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_loads_only_embedded_assets() {
+        let index = std::str::from_utf8(ASSETS[0].body).unwrap();
+        for path in ["/assets/app.js", "/assets/app.css", "/assets/uPlot.iife.min.js", "/assets/uPlot.min.css"] {
+            assert!(index.contains(&format!("\"{path}\"")), "index.html lacks {path}");
+            assert!(ASSETS.iter().any(|a| a.path == path));
+        }
+        assert!(!index.contains("<script>"), "no inline script");
+        assert!(!index.contains("style="), "no inline style");
+        assert!(!index.contains("http://") && !index.contains("https://"), "nothing from elsewhere");
+        for id in [
+            "concurrent-viewers",
+            "events-per-second",
+            "error-rate",
+            "bandwidth",
+            "active-streams",
+            "event-feed",
+            "connection-state",
+            "top-videos",
+            "filter-video-ids",
+            "filter-event-types",
+            "filter-apply",
+        ] {
+            assert!(index.contains(&format!("id=\"{id}\"")), "index.html lacks #{id}");
+        }
+        let license =
+            std::str::from_utf8(ASSETS.iter().find(|a| a.path.ends_with("LICENSE.txt")).unwrap().body).unwrap();
+        assert!(license.contains("MIT"));
+    }
+
+    #[test]
+    fn csp_forbids_inline_code_and_names_the_socket_host() {
+        let csp = content_security_policy(Some("hub.example:3002"));
+        assert!(csp.contains("script-src 'self';"));
+        assert!(!csp.contains("unsafe"));
+        assert!(csp.contains("connect-src 'self' ws://hub.example:3002 wss://hub.example:3002;"));
+        let hostile = content_security_policy(Some("x; script-src *"));
+        assert!(hostile.contains("connect-src 'self';"), "{hostile}");
+    }
+
+    #[test]
+    fn etags_are_stable_and_distinct() {
+        assert_eq!(ETAGS.len(), ASSETS.len());
+        let distinct: std::collections::HashSet<_> = ETAGS.iter().collect();
+        assert_eq!(distinct.len(), ASSETS.len());
+    }
+}
