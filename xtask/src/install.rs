@@ -1,5 +1,6 @@
 //! Installing what the native stack needs: Debian packages (as root), chDB
-//! for the migration tests, and the Kafka jars (cached outside the checkout).
+//! for the migration tests, the Kafka jars (cached outside the checkout), and
+//! the dashboard's npm packages for its browser test.
 
 use std::{path::PathBuf, process::Command};
 
@@ -26,6 +27,10 @@ const REQUIREMENTS: &[Requirement] = &[
     Requirement { package: "default-jre-headless", present: || process::find_executable("java").is_some() },
     Requirement { package: "python3", present: || process::find_executable("python3").is_some() },
     Requirement { package: "python3-pip", present: pip_present },
+    // The dashboard's browser test (crates/realtime-hub/tests/browser.rs): headless Chromium and playwright-core.
+    Requirement { package: "chromium", present: || process::find_executable("chromium").is_some() },
+    Requirement { package: "nodejs", present: || process::find_executable("node").is_some() },
+    Requirement { package: "npm", present: || process::find_executable("npm").is_some() },
 ];
 
 fn pip_present() -> bool {
@@ -150,6 +155,28 @@ pub fn ensure_chdb(layout: &Layout) -> Result<()> {
             step.fail("failed");
             Err(err)
         }
+    }
+}
+
+/// `npm ci` in `crates/realtime-hub/web` when playwright-core is missing there
+/// (node_modules is git-ignored), for the dashboard's browser test. Without
+/// npm, or when it fails, says so and goes on: that test then fails with the fix.
+pub fn ensure_web_modules(layout: &Layout) {
+    let web = layout.root.join("crates/realtime-hub/web");
+    if web.join("node_modules/playwright-core/package.json").is_file() {
+        return;
+    }
+    let step = Step::start("npm ci in crates/realtime-hub/web (playwright-core for the browser test)");
+    if process::find_executable("npm").is_none() {
+        step.fail("npm not found: install Debian's nodejs, npm and chromium");
+        return;
+    }
+    let log = layout.log("install");
+    let mut npm = Command::new("npm");
+    npm.args(["ci", "--no-audit", "--no-fund"]).current_dir(&web);
+    match process::run_logged(&mut npm, &log, "npm ci") {
+        Ok(()) => step.ok(""),
+        Err(err) => step.fail(format!("{err:#}")),
     }
 }
 

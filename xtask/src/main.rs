@@ -1,4 +1,4 @@
-//! `cargo xtask <command>`: the local stack, migrations and the test suite.
+//! `cargo xtask <command>`: the local stack, migrations, the test suite and the load generator.
 //!
 //! State lives in `.stack/` at the repository root: `logs/<component>.log`,
 //! `pids/<component>.pid` and one data directory per server.
@@ -7,6 +7,7 @@ mod dlq;
 mod docker;
 mod install;
 mod layout;
+mod load;
 mod servers;
 mod services;
 mod stack;
@@ -34,6 +35,13 @@ enum Cmd {
         /// Native processes even when a Docker engine answers.
         #[arg(long)]
         native: bool,
+        /// Once the services are ready, keep simulated viewers sending events in the
+        /// background (`cargo xtask load --duration forever --catalog`, listed as demo-load).
+        #[arg(long, conflicts_with = "no_services")]
+        demo: bool,
+        /// Events per second of the demo traffic.
+        #[arg(long, default_value_t = 20.0, requires = "demo")]
+        demo_rate: f64,
     },
     /// Stop everything `up` started (by pid file), servers last.
     Down {
@@ -55,6 +63,8 @@ enum Cmd {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Send realistic live playback traffic to the ingest-gateway, with a progress bar.
+    Load(load::LoadArgs),
     /// Inspect dead letters, or replay them to the raw topic after a fix.
     Dlq {
         #[command(subcommand)]
@@ -85,11 +95,14 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Cmd::Up { no_services, native } => stack::up(&layout, no_services, native).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Up { no_services, native, demo, demo_rate } => {
+                stack::up(&layout, no_services, native, demo.then_some(demo_rate)).await.map(|_| ExitCode::SUCCESS)
+            }
             Cmd::Down { purge } => stack::down(&layout, purge).await.map(|_| ExitCode::SUCCESS),
             Cmd::Status => stack::status(&layout).await,
             Cmd::Migrate => stack::migrate(&layout).await.map(|_| ExitCode::SUCCESS),
             Cmd::Test { native, cargo_args } => stack::test(&layout, native, &cargo_args).await,
+            Cmd::Load(args) => load::run(args).await,
             Cmd::Dlq { command } => dlq::run(command).await,
             Cmd::Logs { component, lines, follow } => {
                 stack::logs(&layout, &component, lines, follow).map(|_| ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ use service_kit::{ClickHouseConfig, PostgresConfig};
 use crate::{
     docker, install,
     layout::Layout,
+    load,
     servers::{self, Server},
     services::{self, SERVICES},
     ui::{self, Step},
@@ -78,7 +79,8 @@ fn choose_docker(native: bool) -> bool {
 
 // ------------------------------------------------------------------- up ---
 
-pub async fn up(layout: &Layout, no_services: bool, native: bool) -> Result<()> {
+/// `demo`: the rate of the background demo traffic to start once the services are ready.
+pub async fn up(layout: &Layout, no_services: bool, native: bool, demo: Option<f64>) -> Result<()> {
     layout.ensure_dirs()?;
     if choose_docker(native) {
         std::fs::write(layout.mode_file(), "docker\n")?;
@@ -92,7 +94,9 @@ pub async fn up(layout: &Layout, no_services: bool, native: bool) -> Result<()> 
         if !no_services {
             services::wait_all_ready("docker compose -f deploy/docker-compose.yml logs").await?;
         }
+        start_demo(layout, demo).await?;
         print_urls(layout, no_services);
+        print_demo(layout, demo);
         return Ok(());
     }
     std::fs::write(layout.mode_file(), "native\n")?;
@@ -107,8 +111,30 @@ pub async fn up(layout: &Layout, no_services: bool, native: bool) -> Result<()> 
         services::build(layout).await?;
         services::start_all(layout).await?;
     }
+    start_demo(layout, demo).await?;
     print_urls(layout, no_services);
+    print_demo(layout, demo);
     Ok(())
+}
+
+async fn start_demo(layout: &Layout, demo: Option<f64>) -> Result<()> {
+    match demo {
+        Some(rate) => load::start_demo(layout, rate).await,
+        None => Ok(()),
+    }
+}
+
+fn print_demo(layout: &Layout, demo: Option<f64>) {
+    if demo.is_none() {
+        return;
+    }
+    let Some(pid) = load::demo_pid(layout) else { return };
+    let rate = load::demo_rate(pid).unwrap_or_else(|| "?".to_string());
+    ui::line(format!(
+        "\nDemo traffic is flowing: ~{rate} events/s of simulated viewers (pid {pid}; `cargo xtask logs {} -f`).\n\
+         Watch it live on the dashboard: http://127.0.0.1:3002/   (`cargo xtask down` stops it with the rest)",
+        load::DEMO
+    ));
 }
 
 /// For Docker: polls the four servers through their published ports.
@@ -168,13 +194,21 @@ fn print_urls(layout: &Layout, no_services: bool) {
 // ----------------------------------------------------------------- down ---
 
 pub async fn down(layout: &Layout, purge: bool) -> Result<()> {
+    // The demo traffic first: it feeds the services. Mentioned only when it ran.
+    let mut failures = Vec::new();
+    match load::stop_demo(layout) {
+        Ok(None) => {}
+        outcome => report_stop(load::DEMO, outcome, &mut failures),
+    }
     if uses_docker(layout) {
         docker::compose(layout, if purge { &["down", "--volumes"] } else { &["down"] })?;
         let _ = std::fs::remove_file(layout.mode_file());
         ui::line("✓ Docker Compose stack stopped");
+        if !failures.is_empty() {
+            bail!("{}", failures.join("\n"));
+        }
         return Ok(());
     }
-    let mut failures = Vec::new();
     for service in SERVICES.iter().rev() {
         report_stop(service.name, services::stop(layout, *service), &mut failures);
     }
@@ -284,6 +318,15 @@ pub async fn status(layout: &Layout) -> Result<ExitCode> {
             }
         };
         ui::out(format!("{name:<18} {pid:>8} {port:>6}  {state}"));
+    }
+    if let Some(pid) = load::demo_pid(layout) {
+        let rate = load::demo_rate(pid).unwrap_or_else(|| "?".to_string());
+        ui::out(format!(
+            "{:<18} {pid:>8} {:>6}  running (~{rate} events/s to the ingest-gateway; log {})",
+            load::DEMO,
+            "-",
+            layout.show(&layout.log(load::DEMO))
+        ));
     }
     if down > 0 {
         ui::out(format!("\n{down} of 9 components do not answer; logs are in {}/", layout.show(&layout.logs_dir())));
@@ -405,6 +448,8 @@ pub async fn test(layout: &Layout, native: bool, cargo_args: &[String]) -> Resul
         } else {
             ui::line("All four servers answer; using them.");
         }
+        // After the packages (npm among them) are installed.
+        install::ensure_web_modules(layout);
         migrate_stack(layout).await?;
 
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

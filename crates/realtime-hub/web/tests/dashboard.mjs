@@ -1,0 +1,395 @@
+// Browser test of the realtime-hub dashboard in headless Chromium (playwright-core).
+//
+// Run by crates/realtime-hub/tests/browser.rs, which starts the real
+// ingest-gateway, stream-processor and realtime-hub on isolated topics and
+// passes their addresses:
+//
+//   HUB_URL=http://127.0.0.1:PORT GATEWAY_URL=http://127.0.0.1:PORT \
+//     node crates/realtime-hub/web/tests/dashboard.mjs
+//
+// Optional: CHROMIUM_PATH (default /usr/bin/chromium), SCREENSHOT_PATH
+// (default <workspace>/target/dashboard.png), WAIT_MS (each wait's deadline,
+// default 20000).
+//
+// It opens the dashboard, waits for the connection, checks the initial
+// (empty) figures, POSTs a batch of events to the gateway, waits until the
+// totals, the top videos and the feed show exactly what that batch implies,
+// applies a video filter to the feed and checks that only matching events
+// are shown afterwards, and saves a full-page screenshot. Any failure exits
+// non-zero with the reason, the page's console errors and a screenshot of
+// the failing page (dashboard-failure.png beside the screenshot).
+import { randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const HUB_URL = requiredEnv('HUB_URL');
+const GATEWAY_URL = requiredEnv('GATEWAY_URL');
+const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const WORKSPACE = join(here, '..', '..', '..', '..');
+const SCREENSHOT_PATH = resolve(process.env.SCREENSHOT_PATH || join(WORKSPACE, 'target', 'dashboard.png'));
+const WAIT_MS = Number(process.env.WAIT_MS || 20000);
+const POLL_MS = 100;
+
+function requiredEnv(name) {
+  const value = process.env[name];
+  if (!value) {
+    const script = fileURLToPath(import.meta.url);
+    console.error(`dashboard test: ${name} is not set (see the comment at the top of ${script})`);
+    process.exit(2);
+  }
+  return value.replace(/\/+$/, '');
+}
+
+class TestFailure extends Error {}
+
+function fail(message) {
+  throw new TestFailure(message);
+}
+
+function step(message) {
+  console.log(`[${new Date().toISOString()}] ${message}`);
+}
+
+// ---------- the events ----------
+
+const run = randomUUID().slice(0, 8);
+const videos = { a: `video-a-${run}`, b: `video-b-${run}`, c: `video-c-${run}` };
+
+// One view per entry: its video and its events in order. Client timestamps
+// increase through the batch, so "latest event of a view" is unambiguous.
+function firstBatch(baseMs) {
+  const views = [
+    // Two viewers of video a: the latest reported bitrate counts.
+    [
+      videos.a,
+      [
+        ['video_start', { bitrate_kbps: 2500 }],
+        ['video_progress', { position_seconds: 5, bitrate_kbps: 2500 }],
+      ],
+    ],
+    [
+      videos.a,
+      [
+        ['video_start', { bitrate_kbps: 3000 }],
+        ['video_progress', { position_seconds: 4, bitrate_kbps: 4500 }],
+      ],
+    ],
+    // Video b: one viewer still playing (its progress reports no bitrate),
+    // one ended by a fatal error (fatal is the default for video_error).
+    [
+      videos.b,
+      [
+        ['video_start', { bitrate_kbps: 1800 }],
+        ['video_progress', { position_seconds: 3 }],
+        ['video_progress', { position_seconds: 6 }],
+      ],
+    ],
+    [videos.b, [['video_start', { bitrate_kbps: 1200 }], ['video_error', { error_code: 'MEDIA_ERR_DECODE' }]]],
+    // Video c: one viewer with a non-fatal error (still watching), one completed.
+    [videos.c, [['video_start', { bitrate_kbps: 5000 }], ['video_error', { error_code: 'NET_RETRY', fatal: false }]]],
+    [
+      videos.c,
+      [
+        ['video_start', { bitrate_kbps: 800 }],
+        ['video_progress', { position_seconds: 9, bitrate_kbps: 800 }],
+        ['video_complete', { position_seconds: 10 }],
+      ],
+    ],
+  ];
+  const events = [];
+  let at = baseMs;
+  views.forEach(([video, steps], index) => {
+    const session = `session-${run}-${index}`;
+    for (const [eventType, properties] of steps) {
+      at += 50;
+      events.push(makeEvent(eventType, session, video, at, properties));
+    }
+  });
+  return events;
+}
+
+// For the filtered feed: per session, events of other videos first and the
+// matching ones last. A session's events share a Kafka partition, in order,
+// so once its last (matching) event is shown every event before it has been
+// through the filter.
+function secondBatch(baseMs) {
+  const events = [];
+  let at = baseMs;
+  const plan = [
+    [videos.a, videos.b],
+    [videos.c, videos.b],
+    [videos.a, videos.c, videos.b],
+  ];
+  plan.forEach((sequence, index) => {
+    const session = `session-${run}-filter-${index}`;
+    for (const video of sequence) {
+      at += 50;
+      events.push(makeEvent('video_start', session, video, at, { bitrate_kbps: 1000 }));
+      at += 50;
+      events.push(makeEvent('video_progress', session, video, at, { position_seconds: 1 }));
+    }
+  });
+  return events;
+}
+
+function makeEvent(eventType, session, video, timestampMs, properties) {
+  return {
+    event_id: randomUUID(),
+    event_type: eventType,
+    user_id: `user-${session}`,
+    session_id: session,
+    video_id: video,
+    timestamp: new Date(timestampMs).toISOString(),
+    properties: { device_type: 'desktop', ...properties },
+  };
+}
+
+// The realtime figures of docs/metrics.md for events all inside the window.
+function expectedFigures(events) {
+  const byView = new Map();
+  for (const event of events) {
+    const key = event.session_id + '\u0000' + event.video_id;
+    if (!byView.has(key)) byView.set(key, []);
+    byView.get(key).push(event);
+  }
+  let viewers = 0;
+  let bandwidthKbps = 0;
+  const perVideo = new Map();
+  for (const viewEvents of byView.values()) {
+    viewEvents.sort((x, y) => Date.parse(x.timestamp) - Date.parse(y.timestamp));
+    const last = viewEvents[viewEvents.length - 1];
+    const fatal = last.event_type === 'video_error' && last.properties.fatal !== false;
+    if (last.event_type === 'video_complete' || fatal) continue;
+    viewers += 1;
+    const withBitrate = viewEvents.filter((e) => typeof e.properties.bitrate_kbps === 'number');
+    if (withBitrate.length) bandwidthKbps += withBitrate[withBitrate.length - 1].properties.bitrate_kbps;
+    perVideo.set(last.video_id, (perVideo.get(last.video_id) || 0) + 1);
+  }
+  const errors = events.filter((e) => e.event_type === 'video_error').length;
+  const top = [...perVideo.entries()]
+    .sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))
+    .map(([video_id, count]) => ({ video_id, viewers: count }));
+  return {
+    concurrent_viewers: viewers,
+    active_streams: perVideo.size,
+    events_per_second: events.length / 60,
+    error_rate: events.length ? errors / events.length : 0,
+    bandwidth_gbps: bandwidthKbps / 1000000,
+    top,
+  };
+}
+
+async function postBatch(events) {
+  const response = await fetch(`${GATEWAY_URL}/api/events/batch`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(events),
+  });
+  const text = await response.text();
+  if (response.status !== 202) fail(`POST /api/events/batch answered ${response.status}: ${text}`);
+  const answer = JSON.parse(text);
+  if (answer.accepted !== events.length || (answer.rejected && answer.rejected.length)) {
+    fail(`the gateway did not accept all ${events.length} events: ${text}`);
+  }
+}
+
+// ---------- reading the page ----------
+
+// Everything the checks look at, read in one go.
+function readDashboard(page) {
+  return page.evaluate(() => {
+    const stat = (id) => {
+      const el = document.getElementById(id);
+      return { text: el.textContent, value: el.dataset.value === '' ? null : Number(el.dataset.value) };
+    };
+    const errorEl = document.getElementById('filter-error');
+    return {
+      connection: document.getElementById('connection-state').dataset.state,
+      asOf: document.getElementById('as-of').dateTime,
+      concurrent_viewers: stat('concurrent-viewers'),
+      active_streams: stat('active-streams'),
+      events_per_second: stat('events-per-second'),
+      error_rate: stat('error-rate'),
+      bandwidth_gbps: stat('bandwidth'),
+      bandwidthUnit: document.getElementById('bandwidth-unit').textContent,
+      top: Array.from(document.querySelectorAll('#top-videos-body tr')).map((row) => ({
+        video_id: row.dataset.videoId,
+        viewers: Number(row.lastElementChild.textContent.replace(/,/g, '')),
+      })),
+      feed: Array.from(document.querySelectorAll('#event-feed li')).map((li) => ({
+        event_id: li.dataset.eventId,
+        event_type: li.dataset.eventType,
+        video_id: li.dataset.videoId,
+        sample_rate: li.dataset.sampleRate,
+      })),
+      filterStatus: document.getElementById('filter-status').textContent,
+      filterError: errorEl.hidden ? '' : errorEl.textContent,
+    };
+  });
+}
+
+// Polls the page until `check(snapshot)` returns no complaint, or fails with
+// the last complaint after WAIT_MS.
+async function waitUntil(page, what, check) {
+  const started = Date.now();
+  let complaint = 'not checked yet';
+  let snapshot = null;
+  while (Date.now() - started < WAIT_MS) {
+    snapshot = await readDashboard(page);
+    complaint = check(snapshot);
+    if (!complaint) {
+      step(`${what}: after ${Date.now() - started} ms`);
+      return snapshot;
+    }
+    await new Promise((done) => setTimeout(done, POLL_MS));
+  }
+  const shown = snapshot ? { ...snapshot, feed: `${snapshot.feed.length} rows` } : null;
+  fail(`timed out after ${WAIT_MS} ms waiting for ${what}: ${complaint}\npage state: ${JSON.stringify(shown)}`);
+}
+
+const FIGURES = ['concurrent_viewers', 'active_streams', 'events_per_second', 'error_rate', 'bandwidth_gbps'];
+
+function figuresComplaint(snapshot, expected) {
+  const wrong = FIGURES.filter((name) => snapshot[name].value !== expected[name]).map(
+    (name) =>
+      `${name} shows ${snapshot[name].value} (text ${JSON.stringify(snapshot[name].text)}), expected ${expected[name]}`,
+  );
+  return wrong.length ? wrong.join('; ') : null;
+}
+
+function feedComplaint(snapshot, events) {
+  const shown = new Map(snapshot.feed.map((row) => [row.event_id, row]));
+  const missing = events.filter((e) => !shown.has(e.event_id));
+  if (missing.length) return `${missing.length} of ${events.length} posted events not in the feed yet`;
+  for (const event of events) {
+    const row = shown.get(event.event_id);
+    if (row.video_id !== event.video_id || row.event_type !== event.event_type || row.sample_rate !== '1') {
+      return `feed row ${JSON.stringify(row)} does not match the posted event ${JSON.stringify(event)}`;
+    }
+  }
+  return null;
+}
+
+// ---------- the test ----------
+
+async function main(page) {
+  step(`opening ${HUB_URL}/`);
+  const response = await page.goto(`${HUB_URL}/`, { waitUntil: 'load', timeout: WAIT_MS });
+  if (!response || response.status() !== 200) fail(`GET / answered ${response && response.status()}`);
+
+  const initial = await waitUntil(page, 'the connection to be open and the first figures shown', (s) =>
+    s.connection !== 'open' ? `connection state is ${s.connection}` : !s.asOf ? 'no realtime_metrics shown yet' : null,
+  );
+  // The hub reads topics of this test only: nothing has been posted yet.
+  const empty = { concurrent_viewers: 0, active_streams: 0, events_per_second: 0, error_rate: 0, bandwidth_gbps: 0 };
+  const initialComplaint = figuresComplaint(initial, empty);
+  if (initialComplaint) fail(`initial figures are not those of an empty window: ${initialComplaint}`);
+  if (initial.feed.length) fail(`the feed is not empty before anything was posted: ${JSON.stringify(initial.feed)}`);
+  step(`initial figures: ${FIGURES.map((name) => `${name}=${initial[name].text}`).join(', ')}`);
+
+  // 1. A batch of events changes the totals, the top videos and the feed.
+  const first = firstBatch(Date.now() - 10000);
+  const expected = expectedFigures(first);
+  step(`posting ${first.length} events; expecting ${JSON.stringify(expected)}`);
+  await postBatch(first);
+  const shown = await waitUntil(page, 'the totals to show the posted events', (s) => figuresComplaint(s, expected));
+  // The formatted texts agree with the values (14 events, 2 errors, 13,800 kbps).
+  const texts = {
+    concurrent_viewers: String(expected.concurrent_viewers),
+    active_streams: String(expected.active_streams),
+    events_per_second: expected.events_per_second.toFixed(2),
+    error_rate: (expected.error_rate * 100).toFixed(2),
+    bandwidth_gbps: (expected.bandwidth_gbps * 1000).toFixed(1),
+  };
+  for (const [name, text] of Object.entries(texts)) {
+    if (shown[name].text !== text) {
+      fail(`${name} reads ${JSON.stringify(shown[name].text)}, expected ${JSON.stringify(text)}`);
+    }
+  }
+  if (shown.bandwidthUnit !== 'Mbps') {
+    fail(`bandwidth unit reads ${JSON.stringify(shown.bandwidthUnit)}, expected "Mbps"`);
+  }
+  await waitUntil(page, 'the top videos to list the viewers per video', (s) =>
+    JSON.stringify(s.top) === JSON.stringify(expected.top)
+      ? null
+      : `top videos ${JSON.stringify(s.top)}, expected ${JSON.stringify(expected.top)}`,
+  );
+  await waitUntil(page, 'the feed to show every posted event', (s) => feedComplaint(s, first));
+
+  // 2. A video filter: afterwards the feed shows that video's events only.
+  step(`filtering the feed to ${videos.b}`);
+  await page.fill('#filter-video-ids', videos.b);
+  await page.click('#filter-apply');
+  await waitUntil(page, 'the hub to confirm the filter (and the feed to be cleared)', (s) => {
+    if (s.filterError) return `the hub answered an error: ${s.filterError}`;
+    if (!s.filterStatus.includes(videos.b)) return `filter status reads ${JSON.stringify(s.filterStatus)}`;
+    if (s.feed.length) return `${s.feed.length} rows still in the feed`;
+    return null;
+  });
+  const second = secondBatch(Date.now() - 5000);
+  const matching = second.filter((e) => e.video_id === videos.b);
+  step(`posting ${second.length} events, ${matching.length} of them for ${videos.b}`);
+  await postBatch(second);
+  const filtered = await waitUntil(page, `the feed to show the events of ${videos.b}`, (s) =>
+    feedComplaint(s, matching),
+  );
+  const others = filtered.feed.filter((row) => row.video_id !== videos.b);
+  if (others.length) fail(`the filtered feed shows events of other videos: ${JSON.stringify(others)}`);
+  if (filtered.feed.length !== matching.length) {
+    fail(`the filtered feed shows ${filtered.feed.length} rows, expected the ${matching.length} matching events`);
+  }
+  // The totals count every event, whatever the feed's filter.
+  const all = expectedFigures([...first, ...second]);
+  await waitUntil(page, 'the totals to count both batches', (s) => figuresComplaint(s, all));
+
+  await mkdir(dirname(SCREENSHOT_PATH), { recursive: true });
+  // Clicking scrolled the page; the sticky top bar belongs at the top of the picture.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: SCREENSHOT_PATH, fullPage: true });
+  step(`screenshot saved to ${SCREENSHOT_PATH}`);
+}
+
+const problems = [];
+let browser;
+let page;
+let failed = false;
+try {
+  browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: ['--no-sandbox'] });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  page = await context.newPage();
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`uncaught exception: ${error.message}`));
+  page.on('requestfailed', (request) => {
+    // The WebSocket is closed on purpose when the browser closes; anything else is a problem.
+    if (!request.url().startsWith('ws')) {
+      problems.push(`request failed: ${request.url()} (${request.failure()?.errorText})`);
+    }
+  });
+  await main(page);
+  if (problems.length) fail(`the page reported ${problems.length} problem(s)`);
+  console.log('dashboard test passed');
+} catch (error) {
+  failed = true;
+  const reason = error instanceof TestFailure ? error.message : error.stack || String(error);
+  console.error(`\ndashboard test FAILED: ${reason}`);
+  if (problems.length) console.error(`page problems:\n  ${problems.join('\n  ')}`);
+  if (page) {
+    const failurePath = join(dirname(SCREENSHOT_PATH), 'dashboard-failure.png');
+    try {
+      await mkdir(dirname(failurePath), { recursive: true });
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.screenshot({ path: failurePath, fullPage: true });
+      console.error(`screenshot of the failing page: ${failurePath}`);
+    } catch (screenshotError) {
+      console.error(`no failure screenshot: ${screenshotError.message}`);
+    }
+  }
+} finally {
+  if (browser) await browser.close().catch(() => {});
+}
+process.exitCode = failed ? 1 : 0;
