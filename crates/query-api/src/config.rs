@@ -20,6 +20,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub cache: CacheConfig,
     pub freshness: FreshnessConfig,
+    pub limits: LimitsConfig,
     /// Only read for `/api/metrics/health`'s consumer lag: the raw topic
     /// (`topic_prefix`) and the stream processor's `consumer_group`.
     pub kafka: KafkaConfig,
@@ -35,6 +36,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             cache: CacheConfig::default(),
             freshness: FreshnessConfig::default(),
+            limits: LimitsConfig::default(),
             kafka: KafkaConfig::default(),
         }
     }
@@ -83,5 +85,20 @@ impl Default for FreshnessConfig {
 impl FreshnessConfig {
     pub fn lateness(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.lateness_hours * 3600)
+    }
+}
+
+/// Bounds on what one query may cost ClickHouse.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// ClickHouse's `max_execution_time` for every query of the API; a query
+    /// that runs longer is cancelled by the server (the request gets a 500).
+    pub max_execution_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_execution_secs: 30 }
     }
 }

@@ -33,7 +33,7 @@ use service_kit::{
     deps::{clickhouse::ClickHouseProbe, postgres, redis},
 };
 
-pub use config::{CacheConfig, Config, DEFAULT_PORT, FreshnessConfig};
+pub use config::{CacheConfig, Config, DEFAULT_PORT, FreshnessConfig, LimitsConfig};
 
 pub const SERVICE: &str = "query-api";
 
@@ -59,7 +59,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
 
     let state = web::Data::new(handlers::AppState {
         catalog: catalog::Catalog::new(pool),
-        clickhouse: config.clickhouse.client(),
+        clickhouse: config
+            .clickhouse
+            .client()
+            .with_setting("max_execution_time", config.limits.max_execution_secs.to_string()),
         cache,
         freshness: config.freshness.clone(),
         kafka: config.kafka.clone(),

@@ -81,7 +81,9 @@ pub mod kafka {
     pub struct TopicSpec {
         pub name: String,
         pub partitions: i32,
-        /// Retention in milliseconds; `None` keeps the broker default.
+        /// Retention in milliseconds; `None` keeps the broker default. The
+        /// topic's segments roll at the same interval, since Kafka only
+        /// deletes whole closed segments (the default roll is 7 days).
         pub retention_ms: Option<i64>,
     }
 
@@ -95,7 +97,7 @@ pub mod kafka {
             .map(|(t, retention)| {
                 let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1));
                 match retention {
-                    Some(ms) => topic.set("retention.ms", ms),
+                    Some(ms) => topic.set("retention.ms", ms).set("segment.ms", ms),
                     None => topic,
                 }
             })

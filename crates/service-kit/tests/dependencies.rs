@@ -84,6 +84,15 @@ async fn ensure_topics_is_idempotent() {
     .await
     .unwrap();
     assert_eq!(partitions, 3);
+
+    // Retention can only act when segments roll at least as often.
+    let admin = kafka::admin(&cfg).unwrap();
+    let resource = rdkafka::admin::ResourceSpecifier::Topic(&spec.name);
+    let described = admin.describe_configs([&resource], &rdkafka::admin::AdminOptions::new()).await.unwrap();
+    let config = described.into_iter().next().unwrap().unwrap();
+    let value = |key: &str| config.get(key).and_then(|entry| entry.value.clone());
+    assert_eq!(value("retention.ms").as_deref(), Some("3600000"));
+    assert_eq!(value("segment.ms").as_deref(), Some("3600000"));
     kafka::delete_topics(&cfg, &[&spec.name]).await.unwrap();
 }
 
