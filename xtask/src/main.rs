@@ -1,8 +1,9 @@
-//! `cargo xtask <command>`: the local stack, migrations, the test suite and the load generator.
+//! `cargo xtask <command>`: the local stack, migrations, the test suite, the load generator and the benchmarks.
 //!
 //! State lives in `.stack/` at the repository root: `logs/<component>.log`,
 //! `pids/<component>.pid` and one data directory per server.
 
+mod bench;
 mod dlq;
 mod docker;
 mod install;
@@ -65,6 +66,11 @@ enum Cmd {
     },
     /// Send realistic live playback traffic to the ingest-gateway, with a progress bar.
     Load(load::LoadArgs),
+    /// The benchmarks behind BENCHMARKS.md (release builds; see BENCHMARKS.md for each method).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCmd,
+    },
     /// Inspect dead letters, or replay them to the raw topic after a fix.
     Dlq {
         #[command(subcommand)]
@@ -103,6 +109,7 @@ fn main() -> ExitCode {
             Cmd::Migrate => stack::migrate(&layout).await.map(|_| ExitCode::SUCCESS),
             Cmd::Test { native, cargo_args } => stack::test(&layout, native, &cargo_args).await,
             Cmd::Load(args) => load::run(args).await,
+            Cmd::Bench { command } => bench::run(&layout, command).await,
             Cmd::Dlq { command } => dlq::run(command).await,
             Cmd::Logs { component, lines, follow } => {
                 stack::logs(&layout, &component, lines, follow).map(|_| ExitCode::SUCCESS)
