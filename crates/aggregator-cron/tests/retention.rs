@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command};
+use std::{collections::BTreeMap, process::Command};
 
 use aggregator_cron::{RetentionTable, Trigger, retention};
 use common::*;
@@ -171,20 +171,5 @@ fn retention_statements_run_on_current_clickhouse() {
         "SELECT count() FROM events".to_owned(),
         "SELECT toUInt32(now())".to_owned(),
     ];
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let file = std::env::temp_dir().join(format!("aggregator-cron-{}.json", uuid::Uuid::new_v4()));
-    std::fs::write(&file, serde_json::to_string(&queries).unwrap()).unwrap();
-    let output = Command::new("python3")
-        .arg(root.join("schemas/check_chdb.py"))
-        .arg("--queries-json")
-        .arg(&file)
-        .output()
-        .expect("running python3 schemas/check_chdb.py");
-    std::fs::remove_file(&file).ok();
-    assert!(
-        output.status.success(),
-        "chDB rejected a statement:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    service_kit::testing::run_on_chdb(&queries).unwrap_or_else(|e| panic!("{e}"));
 }

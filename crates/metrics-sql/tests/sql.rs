@@ -4,8 +4,6 @@
 //! definitions; the aggregated, raw and mixed reads of the same windows must
 //! agree exactly.
 
-use std::{path::PathBuf, process::Command};
-
 use events_model::EventRow;
 use metrics_sql::{
     Statement,
@@ -297,20 +295,5 @@ fn every_statement_runs_on_current_clickhouse() {
         read::realtime(T, T + 60_000),
     ];
     let queries: Vec<String> = statements.iter().map(Statement::render).collect();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let file = std::env::temp_dir().join(format!("metrics-sql-{}.json", uuid::Uuid::new_v4()));
-    std::fs::write(&file, serde_json::to_string(&queries).unwrap()).unwrap();
-    let output = Command::new("python3")
-        .arg(root.join("schemas/check_chdb.py"))
-        .arg("--queries-json")
-        .arg(&file)
-        .output()
-        .expect("running python3 schemas/check_chdb.py");
-    std::fs::remove_file(&file).ok();
-    assert!(
-        output.status.success(),
-        "chDB rejected a statement:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    service_kit::testing::run_on_chdb(&queries).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -21,12 +21,8 @@ fn answer() -> Answer {
     Answer { views: 42, title: "quote \" and 'apostrophe' é".into() }
 }
 
-/// The current value of a counter in the process-wide Prometheus recorder.
 fn counter(name: &str) -> f64 {
-    let text = service_kit::ops::metrics_handle().expect("prometheus recorder").render();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .map_or(0.0, |value| value.trim().parse().unwrap())
+    service_kit::testing::metric_value(name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -336,6 +336,41 @@ pub async fn assert_lifecycle(binary: &str, env: &[(&str, &str)]) -> anyhow::Res
     Ok(())
 }
 
+/// Runs `queries` on chDB (a current ClickHouse, in-process) after every
+/// migration, through `schemas/check_chdb.py --queries-json`; the error holds
+/// the script's output, naming the failing query. The local stack's server is
+/// ClickHouse 18.16, so SQL tests run their statements here too.
+pub fn run_on_chdb(queries: &[String]) -> Result<(), String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let file = std::env::temp_dir().join(format!("chdb-queries-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, serde_json::to_string(queries).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let output = std::process::Command::new("python3")
+        .arg(root.join("schemas/check_chdb.py"))
+        .arg("--queries-json")
+        .arg(&file)
+        .output();
+    std::fs::remove_file(&file).ok();
+    let output = output.map_err(|e| format!("running python3 schemas/check_chdb.py: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "chDB rejected a query:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// The current value of a counter or gauge in this process's Prometheus
+/// recorder (0 when it was never set).
+pub fn metric_value(name: &str) -> f64 {
+    let text = crate::ops::metrics_handle().expect("prometheus recorder").render();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |value| value.trim().parse().unwrap_or(0.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
