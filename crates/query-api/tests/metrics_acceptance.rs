@@ -52,7 +52,7 @@ async fn start_gateway(kafka: &KafkaConfig) -> InProcess {
         ..ingest_gateway::Config::default()
     };
     let gateway = InProcess::spawn(config, ingest_gateway::run);
-    wait_ready(&gateway, "gateway").await;
+    gateway.wait_ready(Duration::from_secs(30)).await.expect("gateway ready");
     gateway
 }
 
@@ -85,19 +85,8 @@ async fn start_api(
     // cached with computed answers) goes through the cache.
     config.cache.enabled = cached;
     let api = InProcess::spawn(config, query_api::run);
-    wait_ready(&api, "query-api").await;
+    api.wait_ready(Duration::from_secs(30)).await.expect("query-api ready");
     api
-}
-
-async fn wait_ready(service: &InProcess, name: &str) {
-    let http = reqwest::Client::new();
-    testing::eventually(Duration::from_secs(30), || async {
-        let status = http.get(service.url("/ready")).send().await?.status();
-        anyhow::ensure!(status == 200, "{name} /ready answered {status}");
-        Ok(())
-    })
-    .await
-    .unwrap();
 }
 
 async fn aggregator(clickhouse: &ClickHouseConfig, postgres: &PostgresConfig) -> Aggregator {

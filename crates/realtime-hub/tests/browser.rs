@@ -19,10 +19,7 @@ use std::{
 
 use common::Stack;
 use realtime_hub::HubConfig;
-use service_kit::{
-    ClickHouseConfig, HttpConfig, KafkaConfig,
-    testing::{self, InProcess, TestClickHouse},
-};
+use service_kit::testing::TestClickHouse;
 
 /// The whole script, as a last resort (each of its waits has a 20 s deadline).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
@@ -87,38 +84,6 @@ impl BrowserTools {
     }
 }
 
-async fn wait_ready(service: &InProcess, name: &str) {
-    let http = common::http();
-    testing::eventually(Duration::from_secs(30), || async {
-        let status = http.get(service.url("/ready")).send().await?.status();
-        anyhow::ensure!(status == 200, "{name} /ready answered {status}");
-        Ok(())
-    })
-    .await
-    .unwrap();
-}
-
-async fn start_gateway(kafka: &KafkaConfig) -> InProcess {
-    let config = ingest_gateway::Config {
-        http: HttpConfig { workers: 1, ..HttpConfig::default() },
-        kafka: kafka.clone(),
-        ..ingest_gateway::Config::default()
-    };
-    let gateway = InProcess::spawn(config, ingest_gateway::run);
-    wait_ready(&gateway, "ingest-gateway").await;
-    gateway
-}
-
-async fn start_processor(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig) -> InProcess {
-    let mut config =
-        stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
-    config.http.workers = 1;
-    config.processor.session_timeout_ms = 6_000;
-    let processor = InProcess::spawn(config, stream_processor::run);
-    wait_ready(&processor, "stream-processor").await;
-    processor
-}
-
 /// What a PNG's header says: `(width, height)`, or why it is not a PNG.
 fn png_size(bytes: &[u8]) -> Result<(u32, u32), String> {
     const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -137,8 +102,8 @@ async fn dashboard_shows_posted_events_in_headless_chromium() {
 
     let stack = Stack::new().await;
     let db = TestClickHouse::create().await.unwrap();
-    let gateway = start_gateway(&stack.kafka).await;
-    let processor = start_processor(&stack.kafka, &db.config).await;
+    let gateway = common::start_gateway(&stack.kafka).await;
+    let processor = common::start_processor(&stack.kafka, &db.config).await;
     // No feed sampling: the script checks that every posted event is shown.
     let hub = stack.start_hub(HubConfig { client_max_events_per_sec: 0, ..HubConfig::default() }).await;
 

@@ -42,39 +42,6 @@ const LATENCY_BOUND: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------
 // The services.
 
-async fn wait_ready(service: &InProcess, name: &str) {
-    let http = http();
-    testing::eventually(Duration::from_secs(30), || async {
-        let status = http.get(service.url("/ready")).send().await?.status();
-        anyhow::ensure!(status == 200, "{name} /ready answered {status}");
-        Ok(())
-    })
-    .await
-    .unwrap();
-}
-
-async fn start_gateway(kafka: &KafkaConfig) -> InProcess {
-    let config = ingest_gateway::Config {
-        http: HttpConfig { workers: 1, ..HttpConfig::default() },
-        kafka: kafka.clone(),
-        ..ingest_gateway::Config::default()
-    };
-    let gateway = InProcess::spawn(config, ingest_gateway::run);
-    wait_ready(&gateway, "ingest-gateway").await;
-    gateway
-}
-
-/// The processor with its production batching (it bounds the realtime latency).
-async fn start_processor(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig) -> InProcess {
-    let mut config =
-        stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
-    config.http.workers = 1;
-    config.processor.session_timeout_ms = 6_000;
-    let processor = InProcess::spawn(config, stream_processor::run);
-    wait_ready(&processor, "stream-processor").await;
-    processor
-}
-
 async fn start_api(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig, postgres: &PostgresConfig) -> InProcess {
     let config = query_api::Config {
         http: HttpConfig { workers: 1, ..HttpConfig::default() },
@@ -85,7 +52,7 @@ async fn start_api(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig, postgres:
         ..query_api::Config::default()
     };
     let api = InProcess::spawn(config, query_api::run);
-    wait_ready(&api, "query-api").await;
+    api.wait_ready(Duration::from_secs(30)).await.expect("query-api ready");
     api
 }
 
@@ -302,8 +269,8 @@ async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() 
     let stack = Stack::new().await;
     let clickhouse = TestClickHouse::create().await.unwrap();
     let postgres = TestPostgres::create().await.unwrap();
-    let gateway = start_gateway(&stack.kafka).await;
-    let processor = start_processor(&stack.kafka, &clickhouse.config).await;
+    let gateway = common::start_gateway(&stack.kafka).await;
+    let processor = common::start_processor(&stack.kafka, &clickhouse.config).await;
     // No feed sampling: every event is checked.
     let hub = stack.start_hub(HubConfig { client_max_events_per_sec: 0, ..HubConfig::default() }).await;
     let api = start_api(&stack.kafka, &clickhouse.config, &postgres.config).await;

@@ -266,6 +266,20 @@ impl InProcess {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Polls `GET /ready` until it answers 200 (its dependencies reachable),
+    /// or fails with the last answer after `deadline`.
+    pub async fn wait_ready(&self, deadline: Duration) -> anyhow::Result<()> {
+        // No idle keep-alive connection: it would hold up a graceful stop.
+        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+        eventually(deadline, || async {
+            let response = http.get(self.url("/ready")).send().await?;
+            let status = response.status();
+            anyhow::ensure!(status == 200, "{} /ready answered {status}: {}", self.addr, response.text().await?);
+            Ok(())
+        })
+        .await
+    }
+
     /// Triggers shutdown and waits (up to 15 s) for `run` to return.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.trigger();

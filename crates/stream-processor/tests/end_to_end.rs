@@ -17,14 +17,7 @@ async fn start_gateway(kafka: &KafkaConfig) -> InProcess {
         ..ingest_gateway::Config::default()
     };
     let gateway = InProcess::spawn(config, ingest_gateway::run);
-    let http = reqwest::Client::new();
-    testing::eventually(Duration::from_secs(30), || async {
-        let status = http.get(gateway.url("/ready")).send().await?.status();
-        anyhow::ensure!(status == 200, "gateway /ready answered {status}");
-        Ok(())
-    })
-    .await
-    .unwrap();
+    gateway.wait_ready(Duration::from_secs(30)).await.expect("gateway ready");
     gateway
 }
 

@@ -401,8 +401,8 @@ pub struct TopQuery {
     endDate: Option<String>,
 }
 
-fn top_metric(text: Option<&str>) -> Result<TopMetric, ApiError> {
-    match text.unwrap_or("views") {
+fn top_metric(text: &str) -> Result<TopMetric, ApiError> {
+    match text {
         "views" => Ok(TopMetric::Views),
         "watch_time" => Ok(TopMetric::WatchTime),
         "completion_rate" => Ok(TopMetric::CompletionRate),
@@ -440,7 +440,7 @@ pub async fn get_top_videos(state: web::Data<AppState>, req: HttpRequest) -> Res
     let state = &**state;
     let answer = answer_range(state, &req, &["metric", "limit"], |request| async move {
         let metric_name = request.params.get("metric").map_or("views", String::as_str).to_string();
-        let metric = top_metric(Some(&metric_name))?;
+        let metric = top_metric(&metric_name)?;
         let limit = top_limit(request.params.get("limit").map(String::as_str))?;
         let split = request.split(state, Job::VideoMetrics, Scope::All).await?;
         let rows = read::top_videos(&split, metric, limit).query(&state.clickhouse).fetch_all::<TopVideoRow>().await?;
@@ -605,8 +605,8 @@ mod tests {
 
     #[test]
     fn top_parameters_are_checked() {
-        assert_eq!(top_metric(None).unwrap(), TopMetric::Views);
-        assert!(top_metric(Some("likes")).is_err());
+        assert_eq!(top_metric("views").unwrap(), TopMetric::Views);
+        assert!(top_metric("likes").is_err());
         assert_eq!(top_limit(None).unwrap(), DEFAULT_TOP_LIMIT);
         for bad in ["0", "101", "-1", "ten", "1e3"] {
             assert!(top_limit(Some(bad)).is_err(), "{bad}");

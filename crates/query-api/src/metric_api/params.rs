@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, Days, NaiveDate, Utc};
 
 use crate::error::ApiError;
 
@@ -92,8 +92,6 @@ fn parse_day(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
 pub fn truncate(text: &str) -> String {
     text.chars().take(64).collect()
 }
-
-use chrono::Datelike as _;
 
 #[cfg(test)]
 mod tests {

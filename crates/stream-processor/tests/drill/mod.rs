@@ -8,10 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use events_model::Event;
 use serde_json::{Value, json};
-use service_kit::{
-    HttpConfig,
-    testing::{self, InProcess},
-};
+use service_kit::{HttpConfig, testing::InProcess};
 use uuid::Uuid;
 
 /// The Prometheus text of a service's `GET /metrics`.
@@ -35,15 +32,7 @@ pub async fn start_gateway(config: ingest_gateway::Config) -> InProcess {
         ..config
     };
     let gateway = InProcess::spawn(config, ingest_gateway::run);
-    let http = client();
-    testing::eventually(Duration::from_secs(30), || async {
-        let response = http.get(gateway.url("/ready")).send().await?;
-        let status = response.status();
-        anyhow::ensure!(status == 200, "gateway /ready answered {status}: {}", response.text().await?);
-        Ok(())
-    })
-    .await
-    .expect("gateway ready");
+    gateway.wait_ready(Duration::from_secs(30)).await.expect("gateway ready");
     gateway
 }
 
