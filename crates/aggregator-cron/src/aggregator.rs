@@ -15,9 +15,9 @@ use anyhow::Context as _;
 use chrono::{DateTime, NaiveTime, Utc};
 use deadpool_postgres::Pool;
 use metrics_sql::{
-    rows::{self, LastInsertedRow, MarkerRow},
+    rows,
     views::{self, Scope},
-    windows::{Grain, Job},
+    windows::{self, Job},
 };
 use service_kit::Shutdown;
 
@@ -441,8 +441,7 @@ impl Aggregator {
         if stop.is_triggered() {
             return Ok(());
         }
-        let horizon_secs = now_secs.saturating_sub(self.aggregation.lateness().as_secs() + grain.secs());
-        let horizon = grain.index_of(horizon_secs);
+        let horizon = windows::horizon(grain, now_secs, self.aggregation.lateness().as_secs());
         let freshness = self.freshness(job, horizon, last_due).await?;
         for (window, trigger) in schedule::late_windows(&freshness, last_due, blocked_from, &ran) {
             if stop.is_triggered() {
@@ -459,21 +458,15 @@ impl Aggregator {
 
     /// Last insert times and records of the windows of `job` in `[horizon, last_due]`.
     async fn freshness(&self, job: Job, horizon: u32, last_due: u32) -> anyhow::Result<Freshness> {
-        let grain: Grain = job.grain();
-        let horizon_ms = grain.start_of(horizon) * 1000;
-        let inserted: Vec<LastInsertedRow> = views::last_inserted_by_window(Scope::All, grain, horizon_ms)
-            .query(&self.clickhouse)
-            .fetch_all()
+        let last_inserted = views::fetch_last_inserted(&self.clickhouse, Scope::All, job.grain(), horizon)
             .await
             .context("cannot read the windows' last insert times")?;
-        let markers: Vec<MarkerRow> = rows::markers(job, horizon, last_due + 1)
-            .query(&self.clickhouse)
-            .fetch_all()
+        let markers = rows::fetch_markers(&self.clickhouse, job, horizon, last_due + 1)
             .await
             .context("cannot read the windows' records")?;
         Ok(Freshness {
-            last_inserted: inserted.into_iter().map(|r| (r.window, r.last_inserted)).collect(),
-            covered_until: markers.into_iter().map(|m| (m.window, m.covered_until)).collect(),
+            last_inserted,
+            covered_until: markers.into_iter().map(|(window, m)| (window, m.covered_until)).collect(),
         })
     }
 

@@ -160,6 +160,20 @@ pub fn markers(job: Job, from: u32, to: u32) -> Statement {
     sql
 }
 
+/// The records of `job`'s windows in `[from, to)`, by window.
+pub async fn fetch_markers(
+    client: &clickhouse::Client,
+    job: Job,
+    from: u32,
+    to: u32,
+) -> Result<std::collections::BTreeMap<u32, crate::windows::Marker>, clickhouse::error::Error> {
+    let rows = markers(job, from, to).query(client).fetch_all::<MarkerRow>().await?;
+    Ok(rows
+        .into_iter()
+        .map(|m| (m.window, crate::windows::Marker { covered_until: m.covered_until, version: m.version }))
+        .collect())
+}
+
 /// A row of [`markers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clickhouse::Row, Deserialize)]
 pub struct MarkerRow {

@@ -174,6 +174,20 @@ pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) 
     sql
 }
 
+/// [`last_inserted_by_window`] run on `client`, by window.
+pub async fn fetch_last_inserted(
+    client: &clickhouse::Client,
+    scope: Scope<'_>,
+    grain: Grain,
+    horizon: u32,
+) -> Result<std::collections::BTreeMap<u32, u32>, clickhouse::error::Error> {
+    let rows = last_inserted_by_window(scope, grain, grain.start_of(horizon) * 1000)
+        .query(client)
+        .fetch_all::<crate::rows::LastInsertedRow>()
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.window, r.last_inserted)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

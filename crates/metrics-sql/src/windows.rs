@@ -70,6 +70,13 @@ impl Grain {
     }
 }
 
+/// The oldest window of `grain` still open to late events at `now_secs`: the
+/// one containing `now − lateness`, less one window of slack. Windows before
+/// it are final once aggregated. aggregator-cron and query-api both use it.
+pub fn horizon(grain: Grain, now_secs: u64, lateness_secs: u64) -> u32 {
+    grain.index_of(now_secs.saturating_sub(lateness_secs)).saturating_sub(1)
+}
+
 /// What the aggregator recorded for one window (`aggregation_windows`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Marker {
@@ -131,6 +138,14 @@ mod tests {
         let last = BTreeMap::from([(11, 501), (12, 500), (13, 900), (3, 999)]);
         let got = split(&[3, 10, 11, 12, 13], &markers, &last, 5);
         assert_eq!(got, Split { aggregated: vec![3, 10, 12], raw: vec![11, 13] });
+    }
+
+    #[test]
+    fn the_horizon_is_one_window_before_the_window_of_now_minus_lateness() {
+        // 2025-11-24T16:30:00Z with 48 h of lateness: 2025-11-22T16:30 is in hour H − 48, so H − 49.
+        let h = Grain::Hour.index_of(1_764_000_000);
+        assert_eq!(horizon(Grain::Hour, 1_764_000_000 + 1_800, 48 * 3600), h - 49);
+        assert_eq!(horizon(Grain::Day, 1_764_000_000, 48 * 3600), Grain::Day.index_of(1_764_000_000) - 3);
     }
 
     #[test]

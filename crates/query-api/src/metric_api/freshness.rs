@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use metrics_sql::{
-    rows::{self, LastInsertedRow, MarkerRow},
+    rows,
     views::{self, Scope},
-    windows::{self, Job, Marker, Split},
+    windows::{self, Job, Split},
 };
 
 use crate::error::ApiError;
@@ -30,27 +30,10 @@ pub async fn split(
         return Ok(Split::default());
     };
     let grain = job.grain();
-    let markers: BTreeMap<u32, Marker> = rows::markers(job, first, last + 1)
-        .query(client)
-        .fetch_all::<MarkerRow>()
-        .await?
-        .into_iter()
-        .map(|m| (m.window, Marker { covered_until: m.covered_until, version: m.version }))
-        .collect();
-    // One window of slack below the lateness keeps the horizon conservative.
-    let now_secs = now.timestamp().max(0) as u64;
-    let horizon = grain.index_of(now_secs.saturating_sub(lateness.as_secs())).saturating_sub(1);
-    let mut last_inserted = BTreeMap::new();
+    let markers = rows::fetch_markers(client, job, first, last + 1).await?;
+    let horizon = windows::horizon(grain, now.timestamp().max(0) as u64, lateness.as_secs());
     let needs_check = windows.iter().any(|w| *w >= horizon && markers.contains_key(w));
-    if needs_check {
-        let horizon_ms = grain.start_of(horizon) * 1000;
-        last_inserted = views::last_inserted_by_window(scope, grain, horizon_ms)
-            .query(client)
-            .fetch_all::<LastInsertedRow>()
-            .await?
-            .into_iter()
-            .map(|r| (r.window, r.last_inserted))
-            .collect();
-    }
+    let last_inserted =
+        if needs_check { views::fetch_last_inserted(client, scope, grain, horizon).await? } else { BTreeMap::new() };
     Ok(windows::split(windows, &markers, &last_inserted, horizon))
 }
