@@ -317,14 +317,10 @@ async fn a_client_event_id_is_kept_across_retries() {
     gateway.stop().await;
 }
 
-/// A loopback port nothing listens on.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_kafka_answers_503_with_retry_after_and_accepts_nothing() {
-    let kafka = KafkaConfig { brokers: format!("127.0.0.1:{}", dead_port()), ..testing::kafka_config() };
+    let dead = testing::ClosedPort::new();
+    let kafka = KafkaConfig { brokers: dead.addr(), ..testing::kafka_config() };
     let ingest = IngestConfig {
         produce_timeout_ms: 800,
         producer_queue_max_messages: 1,

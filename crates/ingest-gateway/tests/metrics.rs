@@ -36,8 +36,8 @@ async fn metrics_count_received_rejected_and_produced_events() {
     assert_eq!(gateway.post("/api/events", Some("text/plain"), b"{}".to_vec(), &[]).await.status, 415);
     assert_eq!(gateway.post("/api/events", Some(JSON), b"{".to_vec(), &[]).await.status, 400);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dead = KafkaConfig { brokers: format!("127.0.0.1:{port}"), ..testing::kafka_config() };
+    let closed = testing::ClosedPort::new();
+    let dead = KafkaConfig { brokers: closed.addr(), ..testing::kafka_config() };
     let down = Gateway::start_with(dead, IngestConfig { produce_timeout_ms: 300, ..IngestConfig::default() }).await;
     let two = Value::Array(vec![start("d"), start("e")]);
     assert_eq!(down.post_json("/api/events/batch", &two).await.status, 503);

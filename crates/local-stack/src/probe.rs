@@ -304,8 +304,12 @@ mod tests {
 
     #[tokio::test]
     async fn probes_of_a_closed_port_fail_quickly() {
-        // Bind then drop: the port is free and nothing listens on it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // A socket bound but never listening holds the port for the whole
+        // test, so no concurrent test (nor a self-connect from an ephemeral
+        // port) can answer on it, and a connect to it is refused.
+        let holder = tokio::net::TcpSocket::new_v4().unwrap();
+        holder.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = holder.local_addr().unwrap().port();
         assert!(!port_in_use(port).await);
         assert!(kafka(&format!("127.0.0.1:{port}")).await.is_err());
         assert!(redis(&format!("127.0.0.1:{port}")).await.is_err());

@@ -538,20 +538,14 @@ async fn announce_body(addr: std::net::SocketAddr, length: usize) -> (u16, Value
     (status, serde_json::from_str(body).unwrap_or_else(|_| panic!("status {status}, body is not json: {body:?}")))
 }
 
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Every invalid or hostile body is a 400 naming the field, decided without
 /// ClickHouse: this service's ClickHouse is a closed port, where a valid body
 /// gets 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_and_hostile_bodies_are_refused_without_clickhouse() {
-    let clickhouse = service_kit::ClickHouseConfig {
-        url: format!("http://127.0.0.1:{}", closed_port()),
-        ..testing::clickhouse_config()
-    };
+    let closed = testing::ClosedPort::new();
+    let clickhouse =
+        service_kit::ClickHouseConfig { url: format!("http://{}", closed.addr()), ..testing::clickhouse_config() };
     let config = Config {
         clickhouse,
         postgres: testing::postgres_config(),

@@ -322,8 +322,8 @@ async fn answers_are_cached_and_redis_down_still_answers() {
     assert!(counter("analytics_service_query_cache_hits_total") > hits, "the reordered query hit the cache");
     api.stop().await;
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let api = Api::start(CacheConfig::default(), Some(&format!("redis://127.0.0.1:{closed}"))).await;
+    let closed = service_kit::testing::ClosedPort::new();
+    let api = Api::start(CacheConfig::default(), Some(&format!("redis://{}", closed.addr()))).await;
     api.insert(&day_scenario()).await;
     let body = api.ok(&path).await;
     assert_eq!(body["views"], 2, "answered uncached without redis");

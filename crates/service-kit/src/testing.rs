@@ -54,6 +54,37 @@ pub fn redis_config() -> RedisConfig {
 }
 
 /// A ClickHouse database of its own, with every migration applied.
+/// A loopback port that nothing listens on, held for as long as the value
+/// lives: the socket is bound but never listens, so connecting is refused and
+/// no concurrent test can be handed the same port (as it could after a
+/// bind-and-drop).
+pub struct ClosedPort {
+    socket: tokio::net::TcpSocket,
+}
+
+impl ClosedPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
+        socket.bind(([127, 0, 0, 1], 0).into()).expect("bind 127.0.0.1:0");
+        Self { socket }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().expect("bound address").port()
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port())
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub struct TestClickHouse {
     pub config: ClickHouseConfig,
 }

@@ -156,16 +156,11 @@ async fn probes_pass_against_the_stack() {
     assert_eq!(readiness.check().await.status, ReadyStatus::ShuttingDown);
 }
 
-/// A port on loopback that nothing listens on.
-fn dead_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn probes_fail_within_their_timeout_when_dependencies_are_down() {
     let timeout = Duration::from_millis(1500);
-    let port = dead_port();
+    let dead = service_kit::testing::ClosedPort::new();
+    let port = dead.port();
     let kafka_cfg = KafkaConfig { brokers: format!("127.0.0.1:{port}"), ..KafkaConfig::default() };
     let ch_cfg = ClickHouseConfig { url: format!("http://127.0.0.1:{port}"), ..ClickHouseConfig::default() };
     let pg_cfg = PostgresConfig { url: format!("postgres://a:b@127.0.0.1:{port}/x"), ..PostgresConfig::default() };
