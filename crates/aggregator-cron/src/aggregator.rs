@@ -26,7 +26,7 @@ use crate::{
     metrics,
     retention::{self, PartitionDrop, PartitionRow},
     runs::{self, RETENTION_JOB, RunsError, Status},
-    schedule::{self, Freshness, epoch_secs, window_start},
+    schedule::{self, Freshness, LatePlan, epoch_secs, window_start},
 };
 
 /// Why a run was started; stored in `aggregation_runs.trigger`.
@@ -113,6 +113,9 @@ pub struct TickReport {
     pub runs: Vec<TickRun>,
     /// Per job, due windows not aggregated after the catch-up (0 when up to date).
     pub windows_behind: BTreeMap<Job, u64>,
+    /// Per job, stale windows left for a later tick because they were
+    /// recomputed less than `min_recompute_interval_secs` ago.
+    pub deferred: BTreeMap<Job, u64>,
     /// Retention, when it was due: the partitions dropped, or why it failed.
     pub retention: Option<Result<Vec<PartitionDrop>, String>>,
 }
@@ -316,17 +319,20 @@ impl Aggregator {
         }
     }
 
+    /// ClickHouse's clock (epoch seconds): the clock of `inserted_at` and of the records.
+    async fn server_clock(&self) -> Result<u32, clickhouse::error::Error> {
+        self.clickhouse.query("SELECT toUInt32(now())").fetch_one().await
+    }
+
+    fn margin_secs(&self) -> u32 {
+        u32::try_from(self.aggregation.safety_margin_secs).unwrap_or(u32::MAX)
+    }
+
     /// The ClickHouse part of a run: rows, empty rows for keys whose views left
     /// the window, their count, then the record.
     async fn compute_window(&self, job: Job, window: u32, version: u64) -> Result<(u64, u32), AggregateError> {
-        let server_now: u32 = self
-            .clickhouse
-            .query("SELECT toUInt32(now())")
-            .fetch_one()
-            .await
-            .map_err(clickhouse_step("read the server clock"))?;
-        let margin = u32::try_from(self.aggregation.safety_margin_secs).unwrap_or(u32::MAX);
-        let covered_until = server_now.saturating_sub(margin);
+        let server_now = self.server_clock().await.map_err(clickhouse_step("read the server clock"))?;
+        let covered_until = server_now.saturating_sub(self.margin_secs());
         rows::insert_window(job, window, version)
             .query(&self.clickhouse)
             .execute()
@@ -443,7 +449,20 @@ impl Aggregator {
         }
         let horizon = windows::horizon(grain, now_secs, self.aggregation.lateness().as_secs());
         let freshness = self.freshness(job, horizon, last_due).await?;
-        for (window, trigger) in schedule::late_windows(&freshness, last_due, blocked_from, &ran) {
+        // Records carry the server clock minus the margin, so the interval is
+        // measured on the same clock.
+        let server_now = self.server_clock().await.context("cannot read the server clock")?;
+        let interval = u32::try_from(self.aggregation.min_recompute_interval_secs).unwrap_or(u32::MAX);
+        let plan = LatePlan {
+            last_due,
+            blocked_from,
+            already_run: ran,
+            recompute_before: server_now.saturating_sub(self.margin_secs()).saturating_sub(interval),
+        };
+        let (late, deferred) = schedule::late_windows(&freshness, &plan);
+        metrics::recomputes_deferred(job.name(), deferred);
+        report.deferred.insert(job, deferred);
+        for (window, trigger) in late {
             if stop.is_triggered() {
                 break;
             }

@@ -75,6 +75,12 @@ pub struct AggregationConfig {
     pub initial_lookback_hours: u64,
     /// How often the scheduler looks for late windows between the scheduled times.
     pub tick_interval_secs: u64,
+    /// A stale window is recomputed at most once per this interval. Windows whose
+    /// views are still playing get rows at every tick; without a floor each of
+    /// them would be recomputed every `tick_interval_secs`. Answers stay exact
+    /// either way: query-api reads a stale window from the raw events. 0 turns
+    /// the floor off.
+    pub min_recompute_interval_secs: u64,
     /// On shutdown, a window in progress may finish within this time; after it, it is abandoned
     /// (recorded as failed and run again at the next start).
     pub shutdown_grace_secs: u64,
@@ -90,6 +96,7 @@ impl Default for AggregationConfig {
             daily_offset_minutes: 15,
             initial_lookback_hours: 48,
             tick_interval_secs: 300,
+            min_recompute_interval_secs: 900,
             shutdown_grace_secs: 2,
         }
     }
@@ -115,6 +122,10 @@ impl AggregationConfig {
 
     pub fn tick_interval(&self) -> Duration {
         Duration::from_secs(self.tick_interval_secs)
+    }
+
+    pub fn min_recompute_interval(&self) -> Duration {
+        Duration::from_secs(self.min_recompute_interval_secs)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -9,6 +9,7 @@ pub const RUN_DURATION: &str = "analytics_service_aggregation_run_duration_secon
 pub const ROWS_WRITTEN: &str = "analytics_service_aggregation_rows_written_total";
 pub const WINDOWS_BEHIND: &str = "analytics_service_aggregation_windows_behind";
 pub const LATE_RECOMPUTATIONS: &str = "analytics_service_aggregation_late_recomputations_total";
+pub const RECOMPUTES_DEFERRED: &str = "analytics_service_aggregation_recomputes_deferred";
 pub const PARTITIONS_DROPPED: &str = "analytics_service_retention_partitions_dropped_total";
 
 /// Registers the descriptions shown on `/metrics`. Call once the recorder is installed.
@@ -27,6 +28,11 @@ pub fn describe() {
     metrics::describe_counter!(
         LATE_RECOMPUTATIONS,
         "windows recomputed because their views received rows after they were aggregated, by job"
+    );
+    metrics::describe_gauge!(
+        RECOMPUTES_DEFERRED,
+        "stale windows left for a later tick at the last tick because they were recomputed less than the \
+         minimum recompute interval ago, by job"
     );
     metrics::describe_counter!(PARTITIONS_DROPPED, "monthly partitions dropped by retention, by table");
 }
@@ -47,6 +53,10 @@ pub fn late_recomputation(job: &'static str) {
 
 pub fn windows_behind(job: &'static str, windows: u64) {
     metrics::gauge!(WINDOWS_BEHIND, "job" => job).set(windows as f64);
+}
+
+pub fn recomputes_deferred(job: &'static str, windows: u64) {
+    metrics::gauge!(RECOMPUTES_DEFERRED, "job" => job).set(windows as f64);
 }
 
 pub fn partition_dropped(table: &'static str) {

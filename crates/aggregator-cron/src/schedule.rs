@@ -82,32 +82,50 @@ pub struct Freshness {
     pub covered_until: BTreeMap<u32, u32>,
 }
 
-/// The windows to recompute after catching up, oldest first:
+/// Which windows a tick may run after catching up.
+#[derive(Debug, Clone, Default)]
+pub struct LatePlan {
+    /// The last due window: later ones are not considered.
+    pub last_due: u32,
+    /// A window whose catch-up failed: it and later ones must not get ahead of it.
+    pub blocked_from: Option<u32>,
+    /// Windows already run in this tick.
+    pub already_run: BTreeSet<u32>,
+    /// A stale window is recomputed only when its record's `covered_until`
+    /// is at or before this time (epoch seconds): the tick's time minus the
+    /// minimum recompute interval. Windows with views still in progress get
+    /// rows at every tick; this caps how often each is recomputed.
+    pub recompute_before: u32,
+}
+
+/// The windows to recompute, oldest first, and how many stale windows wait
+/// for their recompute interval:
 ///
 /// - a window whose views received rows after its record's `covered_until`
-///   is stale (`late_events`);
-/// - a window with views but no record is missing (`catch_up`).
+///   is stale (`late_events`), recomputed once its record is older than the
+///   interval;
+/// - a window with views but no record is missing (`catch_up`), run at once.
 ///
-/// Only due windows (`<= last_due`) are considered; windows at or after
-/// `blocked_from` (a window whose catch-up failed: later ones must not get
-/// ahead of it) and windows already run in this tick are left out.
-pub fn late_windows(
-    freshness: &Freshness,
-    last_due: u32,
-    blocked_from: Option<u32>,
-    already_run: &BTreeSet<u32>,
-) -> Vec<(u32, Trigger)> {
-    freshness
+/// Only due windows are considered; windows at or after `blocked_from` and
+/// windows already run in this tick are left out.
+pub fn late_windows(freshness: &Freshness, plan: &LatePlan) -> (Vec<(u32, Trigger)>, u64) {
+    let mut deferred = 0;
+    let windows = freshness
         .last_inserted
         .iter()
-        .filter(|&(&window, _)| window <= last_due && blocked_from.is_none_or(|b| window < b))
-        .filter(|&(window, _)| !already_run.contains(window))
+        .filter(|&(&window, _)| window <= plan.last_due && plan.blocked_from.is_none_or(|b| window < b))
+        .filter(|&(window, _)| !plan.already_run.contains(window))
         .filter_map(|(&window, &last)| match freshness.covered_until.get(&window) {
-            Some(&covered) if covered < last => Some((window, Trigger::LateEvents)),
+            Some(&covered) if covered < last && covered <= plan.recompute_before => Some((window, Trigger::LateEvents)),
+            Some(&covered) if covered < last => {
+                deferred += 1;
+                None
+            }
             Some(_) => None,
             None => Some((window, Trigger::CatchUp)),
         })
-        .collect()
+        .collect();
+    (windows, deferred)
 }
 
 /// The windows of a backfill over `[from, to)` (epoch seconds): every window
@@ -177,11 +195,32 @@ mod tests {
         };
         // H is fresh; H+1 got a row after its record; H+2 has views but no record; H+3 is stale;
         // H+9 is not due yet.
-        let got = late_windows(&freshness, H + 5, None, &BTreeSet::new());
-        assert_eq!(got, vec![(H + 1, Trigger::LateEvents), (H + 2, Trigger::CatchUp), (H + 3, Trigger::LateEvents)]);
+        let plan = LatePlan { last_due: H + 5, recompute_before: 1000, ..LatePlan::default() };
+        let got = late_windows(&freshness, &plan);
+        assert_eq!(
+            got,
+            (vec![(H + 1, Trigger::LateEvents), (H + 2, Trigger::CatchUp), (H + 3, Trigger::LateEvents)], 0)
+        );
         // A failed catch-up at H+2 blocks everything from there on; windows just run are skipped.
-        let got = late_windows(&freshness, H + 5, Some(H + 2), &BTreeSet::from([H + 1]));
-        assert_eq!(got, vec![]);
+        let blocked = LatePlan { blocked_from: Some(H + 2), already_run: BTreeSet::from([H + 1]), ..plan.clone() };
+        assert_eq!(late_windows(&freshness, &blocked), (vec![], 0));
+    }
+
+    #[test]
+    fn a_stale_window_waits_for_its_recompute_interval_and_a_missing_one_does_not() {
+        let freshness = Freshness {
+            last_inserted: BTreeMap::from([(H, 500), (H + 1, 500), (H + 2, 500)]),
+            covered_until: BTreeMap::from([(H, 100), (H + 1, 400)]),
+        };
+        // Records older than 300 are due again: H (covered until 100) is, H+1 (400) waits.
+        let plan = LatePlan { last_due: H + 5, recompute_before: 300, ..LatePlan::default() };
+        assert_eq!(late_windows(&freshness, &plan), (vec![(H, Trigger::LateEvents), (H + 2, Trigger::CatchUp)], 1));
+        // At the boundary, and once the interval passed, it is recomputed.
+        let later = LatePlan { recompute_before: 400, ..plan };
+        assert_eq!(
+            late_windows(&freshness, &later),
+            (vec![(H, Trigger::LateEvents), (H + 1, Trigger::LateEvents), (H + 2, Trigger::CatchUp)], 0)
+        );
     }
 
     #[test]

@@ -156,6 +156,7 @@ async fn a_late_event_is_folded_into_exactly_the_window_of_its_view() {
     let env = Env::new(|c| {
         c.aggregation.safety_margin_secs = 0;
         c.aggregation.initial_lookback_hours = 3;
+        c.aggregation.min_recompute_interval_secs = 0;
         c.retention.enabled = false;
     })
     .await;
@@ -201,6 +202,39 @@ async fn a_late_event_is_folded_into_exactly_the_window_of_its_view() {
     assert!(report.runs.is_empty(), "everything is fresh: {report:?}");
     let late: Vec<_> = env.runs("video_metrics").await.into_iter().filter(|r| r.trigger == "late_events").collect();
     assert_eq!(late.len(), 1);
+    env.drop().await;
+}
+
+#[tokio::test]
+async fn a_stale_window_recomputed_within_the_interval_waits_and_is_reported_deferred() {
+    let env = Env::new(|c| {
+        c.aggregation.safety_margin_secs = 0;
+        c.aggregation.initial_lookback_hours = 1;
+        c.aggregation.min_recompute_interval_secs = 3600;
+        c.retention.enabled = false;
+    })
+    .await;
+    env.insert(&view("s1", T)).await;
+    let agg = &env.aggregator;
+    let now = instant(hour_ms(H + 1) + 5 * MINUTE);
+    let report = agg.tick(now).await.unwrap();
+    assert_eq!(report.windows(Job::VideoMetrics, Trigger::Schedule), vec![H]);
+    let before = env.markers(Job::VideoMetrics, H, H + 1).await;
+    let covered = before[&H].covered_until;
+    eventually(Duration::from_secs(5), || async {
+        let now = env.server_now().await;
+        anyhow::ensure!(now > covered, "server clock {now} not past {covered} yet");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    env.insert(&[at("video_progress", T + 70 * MINUTE, "s1", Some("user-s1"), 120.0)]).await;
+
+    // Stale, but recomputed seconds ago: left for a later tick, and said so.
+    let report = agg.tick(now + chrono::Duration::minutes(10)).await.unwrap();
+    assert!(report.runs.is_empty(), "{report:?}");
+    assert_eq!(report.deferred[&Job::VideoMetrics], 1);
+    assert_eq!(env.markers(Job::VideoMetrics, H, H + 1).await, before);
     env.drop().await;
 }
 

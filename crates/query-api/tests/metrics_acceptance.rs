@@ -97,6 +97,8 @@ async fn aggregator(clickhouse: &ClickHouseConfig, postgres: &PostgresConfig) ->
     };
     config.aggregation.enabled = false;
     config.aggregation.safety_margin_secs = SAFETY_MARGIN_SECS;
+    // The late-event phase recomputes a window aggregated moments before.
+    config.aggregation.min_recompute_interval_secs = 0;
     config.retention.enabled = false;
     Aggregator::connect(&config).await.unwrap()
 }
