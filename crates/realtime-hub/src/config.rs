@@ -64,6 +64,9 @@ pub struct HubConfig {
     /// Events buffered between the raw-events consumer and the client tasks;
     /// a client task that falls further behind loses (and counts) the excess.
     pub feed_buffer: usize,
+    /// Event ids remembered to show a retried event (one id, two Kafka
+    /// messages) once in the feed; 0 turns the check off.
+    pub feed_dedupe_ids: usize,
     /// Facts the window holds at most (a guard against memory exhaustion).
     pub max_window_facts: usize,
     /// How often the topics' partition lists are re-read (new partitions are
@@ -85,6 +88,7 @@ impl Default for HubConfig {
             client_timeout_ms: 30_000,
             max_connections: 10_000,
             feed_buffer: 4096,
+            feed_dedupe_ids: 200_000,
             max_window_facts: 5_000_000,
             metadata_refresh_ms: 10_000,
         }

@@ -1,7 +1,7 @@
 //! The live event feed: each raw event once serialised, a client's filter,
 //! and the deterministic sampling that keeps a client under its rate.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use events_model::{Event, EventType};
 use uuid::Uuid;
@@ -41,6 +41,41 @@ pub fn id_hash(id: Uuid) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// The ids of the last `capacity` events forwarded to the feed, so that a
+/// client retry the gateway accepted twice (two Kafka messages with one
+/// `event_id`) is shown once. Oldest ids are forgotten first; memory is about
+/// 40 bytes per id.
+#[derive(Debug)]
+pub struct RecentIds {
+    capacity: usize,
+    set: HashSet<Uuid>,
+    order: VecDeque<Uuid>,
+}
+
+impl RecentIds {
+    /// Remembers `capacity` ids; 0 remembers none (every event is new).
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity, set: HashSet::new(), order: VecDeque::new() }
+    }
+
+    /// Records `id`; false when it is among the remembered ids already.
+    pub fn first_time(&mut self, id: Uuid) -> bool {
+        if self.capacity == 0 {
+            return true;
+        }
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.set.remove(&oldest);
+            }
+        }
+        true
+    }
 }
 
 /// Which events a client wants: `None` means every value.
@@ -130,6 +165,20 @@ mod tests {
 
     fn feed_event(video_id: &str, event_type: EventType) -> FeedEvent {
         FeedEvent { event_id: Uuid::new_v4(), event_type, video_id: video_id.into(), json: "{}".into() }
+    }
+
+    #[test]
+    fn a_repeated_id_is_refused_until_it_is_forgotten() {
+        let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        let mut recent = RecentIds::new(2);
+        assert!(recent.first_time(ids[0]) && recent.first_time(ids[1]));
+        assert!(!recent.first_time(ids[0]), "a retry within the last 2 is refused");
+        assert!(recent.first_time(ids[2]), "ids[0] is forgotten now");
+        assert!(recent.first_time(ids[0]), "forgotten, so shown again");
+        assert!(!recent.first_time(ids[2]));
+        assert_eq!((recent.set.len(), recent.order.len()), (2, 2), "bounded");
+        let mut off = RecentIds::new(0);
+        assert!(off.first_time(ids[3]) && off.first_time(ids[3]));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, watch};
 use crate::{
     config::HubConfig,
     consumer::{ReaderStatus, now_ms},
-    feed::FeedEvent,
+    feed::{FeedEvent, RecentIds},
     protocol,
     telemetry::{self, COMPUTE, CONNECTIONS_REJECTED, CONSUMED, FACTS, WINDOW_FACTS, WINDOW_VIEWS},
     window::{Figures, RealtimeMetrics, TopVideo, Window},
@@ -45,6 +45,7 @@ pub struct Hub {
     pub shutdown: Shutdown,
     window: Mutex<Window>,
     feed: broadcast::Sender<Arc<FeedEvent>>,
+    recent_ids: Mutex<RecentIds>,
     snapshot: watch::Sender<Option<Arc<Snapshot>>>,
     history: Mutex<VecDeque<RealtimeMetrics>>,
     connections: AtomicUsize,
@@ -65,6 +66,7 @@ impl Hub {
         Self {
             window: Mutex::new(window),
             feed,
+            recent_ids: Mutex::new(RecentIds::new(config.feed_dedupe_ids)),
             snapshot,
             history: Mutex::new(VecDeque::with_capacity(config.history_len().min(100_000))),
             connections: AtomicUsize::new(0),
@@ -111,6 +113,11 @@ impl Hub {
         }
         match Event::from_wire(bytes) {
             Ok(event) => {
+                let first = self.recent_ids.lock().unwrap_or_else(|e| e.into_inner()).first_time(event.event_id);
+                if !first {
+                    counter!(CONSUMED, "topic" => "raw", "outcome" => "duplicate").increment(1);
+                    return;
+                }
                 counter!(CONSUMED, "topic" => "raw", "outcome" => "ok").increment(1);
                 // Err only when every client left meanwhile.
                 let _ = self.feed.send(Arc::new(FeedEvent::new(&event)));

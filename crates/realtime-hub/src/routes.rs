@@ -135,9 +135,37 @@ async fn websocket(req: HttpRequest, body: web::Payload, hub: web::Data<Hub>) ->
 
 /// `GET /api/metrics/realtime`: the figures of the window ending now, the
 /// same object as query-api's endpoint and the `realtime_metrics` payload.
-async fn realtime(hub: web::Data<Hub>) -> actix_web::Result<web::Json<RealtimeMetrics>> {
+/// Like query-api's, it takes no query parameters and answers 400 to any.
+async fn realtime(req: HttpRequest, hub: web::Data<Hub>) -> actix_web::Result<HttpResponse> {
+    if let Some(refusal) = refuse_query_parameters(req.query_string()) {
+        return Ok(refusal);
+    }
     let figures = web::block(move || hub.figures(now_ms())).await?;
-    Ok(web::Json(figures.metrics))
+    let metrics: RealtimeMetrics = figures.metrics;
+    Ok(HttpResponse::Ok().json(metrics))
+}
+
+/// A 400 in query-api's error shape naming the first parameter, for an
+/// endpoint that takes none; `None` for an empty query string.
+fn refuse_query_parameters(query_string: &str) -> Option<HttpResponse> {
+    if query_string.is_empty() {
+        return None;
+    }
+    let bad_request = |message: String, field: Option<String>| {
+        let mut body = json!({ "error": "bad_request", "message": message });
+        if let Some(field) = field {
+            body["field"] = json!(field);
+        }
+        HttpResponse::BadRequest().json(body)
+    };
+    let pairs = match web::Query::<Vec<(String, String)>>::from_query(query_string) {
+        Ok(pairs) => pairs.into_inner(),
+        Err(error) => return Some(bad_request(format!("unreadable query string: {error}"), None)),
+    };
+    let (name, _) = pairs.into_iter().next()?;
+    let name: String = name.chars().take(64).collect();
+    let message = format!("unknown query parameter {name:?}; this endpoint takes none");
+    Some(bad_request(message, Some(name)))
 }
 
 fn serve_asset(index: usize, req: &HttpRequest) -> HttpResponse {

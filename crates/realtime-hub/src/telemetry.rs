@@ -37,7 +37,10 @@ pub fn describe() {
     describe_counter!(DISCONNECTS, "websocket connections ended, by reason");
     describe_counter!(DROPPED, "messages meant for a websocket client and not sent, by reason");
     describe_counter!(SENT, "messages sent to websocket clients, by type");
-    describe_counter!(CONSUMED, "kafka messages read, by topic (raw, partials) and outcome (ok, invalid)");
+    describe_counter!(
+        CONSUMED,
+        "kafka messages read, by topic (raw, partials) and outcome (ok, invalid, unread, duplicate)"
+    );
     describe_counter!(FACTS, "facts of realtime partials, by outcome");
     describe_gauge!(WINDOW_FACTS, "facts held by the realtime window");
     describe_gauge!(WINDOW_VIEWS, "views held by the realtime window");

@@ -92,6 +92,38 @@ async fn subscribe_filters_the_feed_by_video_and_event_type() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_event_is_shown_once() {
+    let stack = Stack::new().await;
+    let hub = stack.start_hub(HubConfig::default()).await;
+    let mut client = Client::connect(&hub).await;
+    // A client retry the gateway accepted twice: one id, two messages (the
+    // second stamped on receipt a little later), then a sentinel after them
+    // in the same partition.
+    let first = event(EventType::VideoStart, "s-retry", "video-r");
+    let mut retry = first.clone();
+    retry.received_at += chrono::Duration::milliseconds(800);
+    let sentinel = event(EventType::VideoProgress, "s-retry", "video-r");
+    stack.produce_events(&[first.clone(), retry, sentinel.clone()]);
+
+    let (first_id, sentinel_id) = (first.event_id.to_string(), sentinel.event_id.to_string());
+    let mut shown = Vec::new();
+    loop {
+        let message = client.next_of("analytics_event", WAIT).await.unwrap();
+        let id = event_id(&message);
+        if id == sentinel_id {
+            break;
+        }
+        shown.push(id);
+    }
+    assert_eq!(shown, vec![first_id], "the retry is not shown again");
+    let duplicates = scrape(&hub, "analytics_service_hub_messages_consumed_total", "outcome=\"duplicate\"").await;
+    assert!(duplicates >= 1.0, "counted as a duplicate: {duplicates}");
+
+    hub.stop().await.unwrap();
+    stack.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_subscribe_gets_an_error_and_the_connection_stays() {
     let stack = Stack::new().await;
     let hub = stack.start_hub(HubConfig::default()).await;

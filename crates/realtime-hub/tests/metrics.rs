@@ -87,6 +87,11 @@ async fn realtime_metrics_arrive_every_second_and_match_the_partials() {
     ws_keys.sort();
     assert_eq!(keys, ws_keys, "the same object");
     assert!(Expected::of(&partials, as_of_ms(&rest) as u64).matches(&rest), "{rest}");
+    // It takes no parameters, like query-api's: a 400 that names the one given.
+    let refused = http().get(hub.url("/api/metrics/realtime?window=30")).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!((body["error"].as_str(), body["field"].as_str()), (Some("bad_request"), Some("window")), "{body}");
 
     // Another second later the figures are the same (nothing left the window).
     let next = client.next_of("realtime_metrics", Duration::from_secs(3)).await.unwrap();
