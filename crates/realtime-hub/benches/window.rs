@@ -172,6 +172,21 @@ fn figures(c: &mut Criterion) {
             b.iter(|| black_box(window.figures(now_ms)));
         });
     }
+    // The same window after the hub has rolled it for ten minutes.
+    let rate = 5_000;
+    let mut traffic = Traffic::new(rate);
+    let mut window = full_window(&mut traffic);
+    for _ in 0..600 {
+        for partial in traffic.next_second() {
+            window.merge(&partial, traffic.now_ms());
+        }
+        window.evict(traffic.now_ms());
+    }
+    let now_ms = traffic.now_ms();
+    group.throughput(Throughput::Elements(window.len() as u64));
+    group.bench_function(BenchmarkId::new("aged_full_window_facts", window.len()), |b| {
+        b.iter(|| black_box(window.figures(now_ms)));
+    });
     group.finish();
 }
 
