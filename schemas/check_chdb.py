@@ -11,7 +11,7 @@ It creates a fresh database in a throw-away chDB session, executes each
 statement of schemas/clickhouse/*.sql in file order (split exactly as the Rust
 runner in crates/service-kit/src/migrate.rs splits them), runs any extra
 `--statement` given (the runner's own bookkeeping DDL), then inserts one row into
-`events` and reads it back, and finally runs every query of `--queries-json`
+`events` and reads it back (and its copy in `events_by_receipt`), and finally runs every query of `--queries-json`
 (a JSON list of SQL strings; the services' query tests pass their SQL here). It exits non-zero naming the failing file and the
 engine's error; a missing chdb module is an error too, never a skip.
 """
@@ -152,6 +152,18 @@ def main():
         if got != expected:
             fail(f"round trip on `events` returned {got!r}, expected {expected!r}")
         print(f"ok  events round trip on chDB {chdb_version()}")
+
+        # The materialized view copied the row into the receive-time table.
+        try:
+            copied = sess.query(
+                "SELECT toString(event_id), received_at_ms, bitrate_kbps FROM events_by_receipt", "TabSeparated"
+            )
+        except Exception as err:
+            fail(f"reading `events_by_receipt` failed on chDB: {err}")
+        got = copied.data().strip().split("\t")
+        if got != [event_id, "1714564800123", "2500"]:
+            fail(f"`events_by_receipt` holds {got!r} after the insert into `events`")
+        print("ok  events_by_receipt got the row through its materialized view")
 
         if args.queries_json:
             import json

@@ -556,7 +556,7 @@ impl Aggregator {
         report
     }
 
-    /// Drops the monthly partitions past their table's retention at `now`
+    /// Drops the monthly (daily) partitions past their table's retention at `now`
     /// (or, with `dry_run`, only lists them). A real run is recorded in
     /// `aggregation_runs` (job `retention`); a failed drop makes it `Err`.
     pub async fn retention(&self, now: DateTime<Utc>, dry_run: bool) -> anyhow::Result<Vec<PartitionDrop>> {

@@ -36,7 +36,7 @@ pub struct Cli {
 pub enum Command {
     /// Recompute every window of a job in [FROM, TO) (backfill); exits non-zero if a window failed.
     Run(RunArgs),
-    /// Drop the monthly partitions past their retention, or list them with --dry-run.
+    /// Drop the monthly (and daily) partitions past their retention, or list them with --dry-run.
     Retention(RetentionArgs),
 }
 

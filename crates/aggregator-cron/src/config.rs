@@ -148,7 +148,7 @@ impl AggregationConfig {
     }
 }
 
-/// `[retention]`: how long each table keeps its monthly partitions, and when
+/// `[retention]`: how long each table keeps its partitions, and when
 /// the daily retention run happens.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -161,6 +161,8 @@ pub struct RetentionConfig {
     pub video_metrics_days: u32,
     pub user_engagement_daily_days: u32,
     pub aggregation_windows_days: u32,
+    /// The receive-time copy the realtime metrics read (60 s of it), by day.
+    pub events_by_receipt_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -172,6 +174,7 @@ impl Default for RetentionConfig {
             video_metrics_days: 90,
             user_engagement_daily_days: 90,
             aggregation_windows_days: 90,
+            events_by_receipt_days: 2,
         }
     }
 }
@@ -184,6 +187,7 @@ impl RetentionConfig {
             RetentionTable::VideoMetrics => self.video_metrics_days,
             RetentionTable::UserEngagementDaily => self.user_engagement_daily_days,
             RetentionTable::AggregationWindows => self.aggregation_windows_days,
+            RetentionTable::EventsByReceipt => self.events_by_receipt_days,
         }
     }
 

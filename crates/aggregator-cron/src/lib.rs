@@ -5,7 +5,7 @@
 //! - [`Aggregator`]: one window run, a scheduler tick, backfill, retention;
 //! - [`scheduler`]: the loop the service runs;
 //! - [`runs`]: `aggregation_runs` in PostgreSQL;
-//! - [`retention`]: monthly partitions past their retention;
+//! - [`retention`]: monthly (daily) partitions past their retention;
 //! - [`schedule`]: the window arithmetic, pure;
 //! - [`cli`]: the `run` (backfill) and `retention` commands.
 //!

@@ -1,6 +1,6 @@
 //! The aggregator's Prometheus metrics. Labels are bounded: `job` is one of
 //! the two aggregation jobs or `retention`, `status` succeeded/failed,
-//! `table` one of the four tables under retention.
+//! `table` one of the five tables under retention.
 
 use std::time::Duration;
 
@@ -34,7 +34,10 @@ pub fn describe() {
         "stale windows left for a later tick at the last tick because they were recomputed less than the \
          minimum recompute interval ago, by job"
     );
-    metrics::describe_counter!(PARTITIONS_DROPPED, "monthly partitions dropped by retention, by table");
+    metrics::describe_counter!(
+        PARTITIONS_DROPPED,
+        "partitions (monthly, or daily for events_by_receipt) dropped by retention, by table"
+    );
 }
 
 /// One finished run of `job` (`video_metrics`, `user_engagement_daily`, `retention`).

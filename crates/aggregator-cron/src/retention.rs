@@ -1,11 +1,12 @@
-//! Retention by whole monthly partitions.
+//! Retention by whole partitions.
 //!
-//! Every table the aggregator cleans is partitioned by `toYYYYMM(...)`. A
-//! month's partition is dropped once the whole month ended before
-//! `now − retention` of its table. Partitions are listed from `system.parts`
-//! (active parts of the configured database; the columns used exist on
-//! ClickHouse 18.16 and current releases), and a partition id only reaches SQL
-//! after it parsed as a valid `YYYYMM` integer.
+//! The tables the aggregator cleans are partitioned by month (`toYYYYMM`),
+//! except `events_by_receipt`, by day (`toYYYYMMDD`). A partition is dropped
+//! once its whole month (or day) ended before `now − retention` of its table.
+//! Partitions are listed from `system.parts` (active parts of the configured
+//! database; the columns used exist on ClickHouse 18.16 and current
+//! releases), and a partition id only reaches SQL after it parsed as a valid
+//! `YYYYMM` (or `YYYYMMDD`) integer.
 
 use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
 use serde::Deserialize;
@@ -17,15 +18,63 @@ pub enum RetentionTable {
     VideoMetrics,
     UserEngagementDaily,
     AggregationWindows,
+    EventsByReceipt,
+}
+
+/// How a table is partitioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// `toYYYYMM(…)`: ids `YYYYMM`.
+    Month,
+    /// `toYYYYMMDD(…)`: ids `YYYYMMDD`.
+    Day,
+}
+
+impl Period {
+    /// A partition id of this period as its integer (`"202511"` → 202511,
+    /// `"20251124"` → 20251124); `None` for anything else (wrong length, not
+    /// digits, no such month or day).
+    pub fn parse(self, id: &str) -> Option<u32> {
+        let digits = match self {
+            Period::Month => 6,
+            Period::Day => 8,
+        };
+        if id.len() != digits || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let value: u32 = id.parse().ok()?;
+        self.end(value).map(|_| value)
+    }
+
+    /// The first instant after the month `YYYYMM` or day `YYYYMMDD`.
+    pub fn end(self, partition: u32) -> Option<DateTime<Utc>> {
+        match self {
+            Period::Month => month_end(partition),
+            Period::Day => {
+                let year = i32::try_from(partition / 10_000).ok()?;
+                let day = NaiveDate::from_ymd_opt(year, partition / 100 % 100, partition % 100)?;
+                Some(day.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc())
+            }
+        }
+    }
 }
 
 impl RetentionTable {
-    pub const ALL: [RetentionTable; 4] = [
+    pub const ALL: [RetentionTable; 5] = [
         RetentionTable::Events,
         RetentionTable::VideoMetrics,
         RetentionTable::UserEngagementDaily,
         RetentionTable::AggregationWindows,
+        RetentionTable::EventsByReceipt,
     ];
+
+    /// How the table is partitioned (see its migration).
+    pub fn period(self) -> Period {
+        match self {
+            RetentionTable::EventsByReceipt => Period::Day,
+            _ => Period::Month,
+        }
+    }
 
     /// The table's name, also the `table` label of the retention metric.
     pub fn name(self) -> &'static str {
@@ -34,6 +83,7 @@ impl RetentionTable {
             RetentionTable::VideoMetrics => "video_metrics",
             RetentionTable::UserEngagementDaily => "user_engagement_daily",
             RetentionTable::AggregationWindows => "aggregation_windows",
+            RetentionTable::EventsByReceipt => metrics_sql::EVENTS_BY_RECEIPT_TABLE,
         }
     }
 
@@ -46,12 +96,12 @@ impl RetentionTable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionDrop {
     pub table: RetentionTable,
-    /// The month, `YYYYMM`.
+    /// The month, `YYYYMM`, or for a daily table the day, `YYYYMMDD`.
     pub partition: u32,
     /// Rows and bytes of its active parts when listed.
     pub rows: u64,
     pub bytes: u64,
-    /// `now − retention` of the table: the month ended at or before it.
+    /// `now − retention` of the table: the month (day) ended at or before it.
     pub cutoff: DateTime<Utc>,
 }
 
@@ -76,21 +126,11 @@ pub fn partitions_sql() -> String {
     )
 }
 
-/// `ALTER TABLE … DROP PARTITION YYYYMM`: the table is one of a fixed list and
-/// the partition a validated integer, so nothing unchecked reaches the SQL.
+/// `ALTER TABLE … DROP PARTITION YYYYMM[DD]`: the table is one of a fixed list
+/// and the partition a validated integer, so nothing unchecked reaches the SQL.
 pub fn drop_partition_sql(table: RetentionTable, partition: u32) -> String {
-    debug_assert!(month_start(partition).is_some(), "{partition} is not a YYYYMM month");
+    debug_assert!(table.period().end(partition).is_some(), "{partition} is not a partition of {}", table.name());
     format!("ALTER TABLE {} DROP PARTITION {partition}", table.name())
-}
-
-/// A `toYYYYMM` partition id (`"202511"`) as the integer `202511`; `None` for
-/// anything else (not six digits, month not 01–12).
-pub fn month_partition(id: &str) -> Option<u32> {
-    if id.len() != 6 || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let value: u32 = id.parse().ok()?;
-    month_start(value).map(|_| value)
 }
 
 /// The first day of month `YYYYMM`.
@@ -110,13 +150,13 @@ pub fn month_end(yyyymm: u32) -> Option<DateTime<Utc>> {
     Some(next.and_hms_opt(0, 0, 0)?.and_utc())
 }
 
-/// Whether the whole month `YYYYMM` ended at or before `cutoff`.
-pub fn expired(yyyymm: u32, cutoff: DateTime<Utc>) -> bool {
-    month_end(yyyymm).is_some_and(|end| end <= cutoff)
+/// Whether the whole month (or day) `partition` ended at or before `cutoff`.
+pub fn expired(period: Period, partition: u32, cutoff: DateTime<Utc>) -> bool {
+    period.end(partition).is_some_and(|end| end <= cutoff)
 }
 
 /// The partitions of `listed` past their table's retention at `now`; rows
-/// whose partition id is not a month are reported to `skip` and left alone.
+/// whose partition id is not a month (day) are reported to `skip` and left alone.
 pub fn plan(
     listed: &[PartitionRow],
     now: DateTime<Utc>,
@@ -125,14 +165,14 @@ pub fn plan(
 ) -> Vec<PartitionDrop> {
     let mut drops = Vec::new();
     for row in listed {
-        let (Some(table), Some(partition)) =
-            (RetentionTable::from_name(&row.table), month_partition(&row.partition_id))
+        let Some((table, partition)) = RetentionTable::from_name(&row.table)
+            .and_then(|table| Some((table, table.period().parse(&row.partition_id)?)))
         else {
             skip(row);
             continue;
         };
         let cutoff = now - chrono::Duration::days(i64::from(days(table)));
-        if expired(partition, cutoff) {
+        if expired(table.period(), partition, cutoff) {
             drops.push(PartitionDrop { table, partition, rows: row.rows, bytes: row.bytes, cutoff });
         }
     }
@@ -149,20 +189,33 @@ mod tests {
 
     #[test]
     fn only_month_ids_are_accepted() {
-        assert_eq!(month_partition("202511"), Some(202_511));
-        assert_eq!(month_partition("199912"), Some(199_912));
+        assert_eq!(Period::Month.parse("202511"), Some(202_511));
+        assert_eq!(Period::Month.parse("199912"), Some(199_912));
         for bad in ["all", "202513", "202500", "20251", "2025111", "2025-1", "20251'", "-20251", " 202511", ""] {
-            assert_eq!(month_partition(bad), None, "{bad:?}");
+            assert_eq!(Period::Month.parse(bad), None, "{bad:?}");
         }
+        assert_eq!(Period::Month.parse("20251124"), None, "a day is not a month");
+    }
+
+    #[test]
+    fn only_day_ids_are_accepted_for_daily_tables() {
+        assert_eq!(Period::Day.parse("20251124"), Some(20_251_124));
+        assert_eq!(Period::Day.parse("20240229"), Some(20_240_229), "a leap day");
+        for bad in ["202511", "20250229", "20251131", "20251300", "20251100", "2025112a", "120251124", "all", ""] {
+            assert_eq!(Period::Day.parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(Period::Day.end(20_251_231), Some(at("2026-01-01T00:00:00Z")));
+        assert!(expired(Period::Day, 20_251_122, at("2025-11-23T00:00:00Z")));
+        assert!(!expired(Period::Day, 20_251_122, at("2025-11-22T23:59:59Z")));
     }
 
     #[test]
     fn a_month_expires_once_it_ended_before_the_cutoff() {
         assert_eq!(month_end(202_512), Some(at("2026-01-01T00:00:00Z")));
         assert_eq!(month_end(202_502), Some(at("2025-03-01T00:00:00Z")));
-        assert!(expired(202_507, at("2025-08-01T00:00:00Z")));
-        assert!(!expired(202_507, at("2025-07-31T23:59:59Z")));
-        assert!(!expired(202_508, at("2025-08-26T12:00:00Z")), "a month with recent days stays");
+        assert!(expired(Period::Month, 202_507, at("2025-08-01T00:00:00Z")));
+        assert!(!expired(Period::Month, 202_507, at("2025-07-31T23:59:59Z")));
+        assert!(!expired(Period::Month, 202_508, at("2025-08-26T12:00:00Z")), "a month with recent days stays");
     }
 
     #[test]
@@ -176,19 +229,35 @@ mod tests {
             row("events", "202511"),
             row("user_engagement_daily", "202506"),
             row("video_metrics", "all"),
+            row("events_by_receipt", "20251121"),
+            row("events_by_receipt", "20251122"),
+            row("events_by_receipt", "20251123"),
+            row("events_by_receipt", "202511"),
         ];
         let now = at("2025-11-24T12:00:00Z");
         let mut skipped = Vec::new();
         let drops = plan(
             &listed,
             now,
-            |t| if t == RetentionTable::UserEngagementDaily { 150 } else { 90 },
+            |t| match t {
+                RetentionTable::UserEngagementDaily => 150,
+                RetentionTable::EventsByReceipt => 2,
+                _ => 90,
+            },
             |r| skipped.push(r.partition_id.clone()),
         );
         let got: Vec<_> = drops.iter().map(|d| (d.table, d.partition)).collect();
-        assert_eq!(got, vec![(RetentionTable::Events, 202_506), (RetentionTable::Events, 202_507)]);
+        assert_eq!(
+            got,
+            vec![
+                (RetentionTable::Events, 202_506),
+                (RetentionTable::Events, 202_507),
+                (RetentionTable::EventsByReceipt, 20_251_121),
+            ]
+        );
         assert_eq!(drops[0].cutoff, at("2025-08-26T12:00:00Z"));
-        assert_eq!(skipped, vec!["all"]);
+        assert_eq!(drops[2].cutoff, at("2025-11-22T12:00:00Z"), "the 22nd ends after the cutoff and stays");
+        assert_eq!(skipped, vec!["all", "202511"]);
     }
 
     #[test]
@@ -197,9 +266,8 @@ mod tests {
             drop_partition_sql(RetentionTable::VideoMetrics, 202_506),
             "ALTER TABLE video_metrics DROP PARTITION 202506"
         );
-        assert!(
-            partitions_sql()
-                .contains("table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows')")
-        );
+        assert!(partitions_sql().contains(
+            "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt')"
+        ));
     }
 }

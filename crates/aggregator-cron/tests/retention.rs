@@ -1,4 +1,4 @@
-//! Retention by monthly partitions against ClickHouse 18.16 (the library with
+//! Retention by monthly (and daily) partitions against ClickHouse 18.16 (the library with
 //! an injected `now`, and the real binary), and its statements on chDB.
 
 mod common;
@@ -20,7 +20,8 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
         .client()
         .query(
             "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
-             AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows') \
+             AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
+             'events_by_receipt') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
         .fetch_all()
@@ -50,6 +51,7 @@ fn all_four() -> Vec<String> {
 async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     let env = Env::new(|c| {
         c.retention.user_engagement_daily_days = 150;
+        c.retention.events_by_receipt_days = 5;
     })
     .await;
     for (i, month) in MONTHS.iter().enumerate() {
@@ -63,9 +65,13 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     for table in ["events", "video_metrics", "user_engagement_daily", "aggregation_windows"] {
         assert_eq!(before[table], all_four(), "{table}");
     }
+    // The receive-time copy, by day (each event was received at its own time).
+    let days = ["20250615", "20250715", "20250815", "20251120"].map(String::from).to_vec();
+    assert_eq!(before["events_by_receipt"], days);
     let now = instant(ms("2025-11-24T12:00:00Z"));
     // 90 days before: 2025-08-26T12:00, so June and July are past it, August is not (it ends on 09-01);
-    // user_engagement_daily keeps 150 days: 2025-06-27, not even June has ended before it.
+    // user_engagement_daily keeps 150 days: 2025-06-27, not even June has ended before it;
+    // events_by_receipt keeps 5 days: 2025-11-19T12:00, every day but the 20th ended before it.
     let expected = vec![
         (RetentionTable::Events, 202_506),
         (RetentionTable::Events, 202_507),
@@ -73,6 +79,9 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         (RetentionTable::VideoMetrics, 202_507),
         (RetentionTable::AggregationWindows, 202_506),
         (RetentionTable::AggregationWindows, 202_507),
+        (RetentionTable::EventsByReceipt, 20_250_615),
+        (RetentionTable::EventsByReceipt, 20_250_715),
+        (RetentionTable::EventsByReceipt, 20_250_815),
     ];
     let sorted = |drops: &[retention::PartitionDrop]| {
         let mut got: Vec<_> = drops.iter().map(|d| (d.table, d.partition)).collect();
@@ -85,6 +94,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         .args(["retention", "--dry-run", "--now", "2025-11-24T12:00:00Z"])
         .envs(env.binary_env())
         .env("AGGREGATOR_CRON__RETENTION__USER_ENGAGEMENT_DAILY_DAYS", "150")
+        .env("AGGREGATOR_CRON__RETENTION__EVENTS_BY_RECEIPT_DAYS", "5")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -93,7 +103,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         let line = stdout.lines().find(|l| l.starts_with(table.name()) && l.contains(&partition.to_string()));
         assert!(line.is_some(), "{} {partition} not listed:\n{stdout}", table.name());
     }
-    assert!(stdout.contains("would drop 6 partition(s), 10 row(s)"), "{stdout}");
+    assert!(stdout.contains("would drop 9 partition(s), 16 row(s)"), "{stdout}");
     let dry = env.aggregator.retention(now, true).await.unwrap();
     assert_eq!(sorted(&dry), expected);
     assert_eq!(partitions(&env).await, before, "a dry run drops nothing");
@@ -106,6 +116,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         assert_eq!(after[table], ["202508", "202511"].map(String::from).to_vec(), "{table}");
     }
     assert_eq!(after["user_engagement_daily"], all_four());
+    assert_eq!(after["events_by_receipt"], vec!["20251120".to_string()]);
     assert_eq!(events_per_month(&env).await, vec![(202_508, 2), (202_511, 2)]);
     let runs = env.runs("retention").await;
     assert_eq!(runs.len(), 1);
@@ -122,6 +133,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         .env("AGGREGATOR_CRON__RETENTION__EVENTS_DAYS", "100000")
         .env("AGGREGATOR_CRON__RETENTION__VIDEO_METRICS_DAYS", "100000")
         .env("AGGREGATOR_CRON__RETENTION__AGGREGATION_WINDOWS_DAYS", "100000")
+        .env("AGGREGATOR_CRON__RETENTION__EVENTS_BY_RECEIPT_DAYS", "100000")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -168,7 +180,10 @@ fn retention_statements_run_on_current_clickhouse() {
         retention::drop_partition_sql(RetentionTable::Events, 202_405),
         retention::drop_partition_sql(RetentionTable::VideoMetrics, 202_511),
         retention::drop_partition_sql(RetentionTable::AggregationWindows, 202_511),
+        // ... received on 2024-05-01, the day of its receive-time copy.
+        retention::drop_partition_sql(RetentionTable::EventsByReceipt, 20_240_501),
         "SELECT count() FROM events".to_owned(),
+        "SELECT count() FROM events_by_receipt".to_owned(),
         "SELECT toUInt32(now())".to_owned(),
     ];
     service_kit::testing::run_on_chdb(&queries).unwrap_or_else(|e| panic!("{e}"));

@@ -32,8 +32,17 @@ pub use statement::{Param, Statement};
 /// `columns` must include nothing computed from other rows; `filter` is a
 /// static SQL condition (with `?` placeholders for values).
 pub fn deduplicated_events(columns: &str, filter: &str) -> String {
+    deduplicated_rows(EVENTS_TABLE, columns, filter)
+}
+
+/// The copy of `events`' realtime columns sorted by receive time
+/// (`schemas/clickhouse/0004_events_by_receipt.sql`), for receive-time ranges.
+pub const EVENTS_BY_RECEIPT_TABLE: &str = "events_by_receipt";
+
+/// [`deduplicated_events`] from `table`: `events` or [`EVENTS_BY_RECEIPT_TABLE`].
+pub fn deduplicated_rows(table: &str, columns: &str, filter: &str) -> String {
     format!(
-        "SELECT {columns} FROM {EVENTS_TABLE} WHERE {filter} \
+        "SELECT {columns} FROM {table} WHERE {filter} \
          ORDER BY event_id, received_at_ms LIMIT 1 BY event_id"
     )
 }

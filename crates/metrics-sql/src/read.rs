@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::{
-    Statement, deduplicated_events,
+    EVENTS_BY_RECEIPT_TABLE, Statement, deduplicated_rows,
     rows::{USER_ENGAGEMENT_COLUMNS, VIDEO_METRICS_COLUMNS, user_engagement_rows, video_metric_rows},
     views::Scope,
     windows::Split,
@@ -133,7 +133,8 @@ pub fn user_days(user_id: &str, split: &Split) -> Statement {
 pub fn realtime(from_ms: u64, to_ms: u64) -> Statement {
     let mut filter = Statement::new("received_at_ms > ");
     filter.bind(from_ms).sql(" AND received_at_ms <= ").bind(to_ms);
-    let events = deduplicated_events(
+    let events = deduplicated_rows(
+        EVENTS_BY_RECEIPT_TABLE,
         "event_id, event_type, session_id, video_id, timestamp_ms, received_at_ms, fatal, bitrate_kbps",
         filter.text(),
     );

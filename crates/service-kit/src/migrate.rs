@@ -51,6 +51,7 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 1, "0001_events"),
     migration!("clickhouse", 2, "0002_events_inserted_at"),
     migration!("clickhouse", 3, "0003_aggregates"),
+    migration!("clickhouse", 4, "0004_events_by_receipt"),
 ];
 
 /// PostgreSQL migrations, in version order.
