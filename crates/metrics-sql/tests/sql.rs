@@ -217,6 +217,32 @@ async fn realtime_counts_live_views_and_errors_in_the_window() {
     db.drop().await.unwrap();
 }
 
+/// The realtime window reads a key range of `events_by_receipt`, not the
+/// history: with 200,000 older rows stored, the query answers under a server
+/// limit of 40,000 rows read (a few granules), which a scan would exceed.
+#[tokio::test]
+async fn realtime_reads_only_the_window_not_the_history() {
+    let db = TestClickHouse::create().await.unwrap();
+    let old: Vec<EventRow> = (0..200_000u64)
+        .map(|i| event("video_progress", T - 86_400_000 + i * 100, &format!("old{}", i % 500), None))
+        .collect();
+    insert(&db, &old).await;
+    let recent = [event("video_start", T, "s1", None), event("video_error", T + 1_000, "s2", None)];
+    insert(&db, &recent).await;
+    let statement = read::realtime(T - 60_000, T + 60_000);
+    let limited = db.client().with_setting("max_rows_to_read", "40000").with_setting("read_overflow_mode", "throw");
+    let row: RealtimeRow = statement
+        .query(&limited)
+        .fetch_one()
+        .await
+        .unwrap_or_else(|e| panic!("the realtime window read more than a key range: {e}"));
+    assert_eq!((row.events, row.errors, row.concurrent_viewers), (2, 1, 1));
+    // The same limit does stop a scan of the history: the limit is real.
+    let scan = limited.query("SELECT count() FROM events WHERE received_at_ms > 0").fetch_one::<u64>().await;
+    assert!(scan.is_err(), "a full scan under the limit should fail: {scan:?}");
+    db.drop().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_view_moved_to_an_earlier_window_leaves_the_later_one() {
     let db = TestClickHouse::create().await.unwrap();
