@@ -346,8 +346,12 @@ pub async fn get_video_metrics(
     catalog::validate_video_id(&video_id)?;
     let (state, video_id) = (&**state, video_id.as_str());
     let answer = answer_range(state, &req, &[], |request| async move {
-        let catalog_duration = state.catalog.get(video_id).await?.and_then(|v| v.duration_seconds);
-        let split = request.split(state, Job::VideoMetrics, Scope::Video(video_id)).await?;
+        // The catalog (PostgreSQL) and the windows' freshness (ClickHouse) at once.
+        let (entry, split) = tokio::try_join!(
+            state.catalog.get(video_id),
+            request.split(state, Job::VideoMetrics, Scope::Video(video_id))
+        )?;
+        let catalog_duration = entry.and_then(|v| v.duration_seconds);
         let row = read::video_summary(video_id, &split, catalog_duration)
             .query(&state.clickhouse)
             .fetch_one::<VideoSummaryRow>()
