@@ -176,14 +176,7 @@ async fn a_late_event_is_folded_into_exactly_the_window_of_its_view() {
     let covered = before.values().map(|m| m.covered_until).max().unwrap();
 
     // A progress event of s1 (started in H), stamped in H+1, inserted after the runs.
-    eventually(Duration::from_secs(5), || async {
-        let now = env.server_now().await;
-        anyhow::ensure!(now > covered, "server clock {now} not past {covered} yet");
-        Ok(())
-    })
-    .await
-    .unwrap();
-    env.insert(&[at("video_progress", T + 70 * MINUTE, "s1", Some("user-s1"), 120.0)]).await;
+    env.insert_after(covered, &[at("video_progress", T + 70 * MINUTE, "s1", Some("user-s1"), 120.0)]).await;
 
     let report = agg.tick(now + chrono::Duration::minutes(10)).await.unwrap();
     assert_eq!(report.windows(Job::VideoMetrics, Trigger::LateEvents), vec![H]);
@@ -221,14 +214,7 @@ async fn a_stale_window_recomputed_within_the_interval_waits_and_is_reported_def
     assert_eq!(report.windows(Job::VideoMetrics, Trigger::Schedule), vec![H]);
     let before = env.markers(Job::VideoMetrics, H, H + 1).await;
     let covered = before[&H].covered_until;
-    eventually(Duration::from_secs(5), || async {
-        let now = env.server_now().await;
-        anyhow::ensure!(now > covered, "server clock {now} not past {covered} yet");
-        Ok(())
-    })
-    .await
-    .unwrap();
-    env.insert(&[at("video_progress", T + 70 * MINUTE, "s1", Some("user-s1"), 120.0)]).await;
+    env.insert_after(covered, &[at("video_progress", T + 70 * MINUTE, "s1", Some("user-s1"), 120.0)]).await;
 
     // Stale, but recomputed seconds ago: left for a later tick, and said so.
     let report = agg.tick(now + chrono::Duration::minutes(10)).await.unwrap();

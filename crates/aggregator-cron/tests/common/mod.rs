@@ -65,6 +65,19 @@ impl Env {
         self.clickhouse.client().query("SELECT toUInt32(now())").fetch_one().await.unwrap()
     }
 
+    /// Inserts `rows` once the server clock is past `covered` (a window's
+    /// `covered_until`), so that their `inserted_at` makes the window stale.
+    pub async fn insert_after(&self, covered: u32, rows: &[EventRow]) {
+        service_kit::testing::eventually(std::time::Duration::from_secs(5), || async {
+            let now = self.server_now().await;
+            anyhow::ensure!(now > covered, "server clock {now} not past {covered} yet");
+            Ok(())
+        })
+        .await
+        .unwrap();
+        self.insert(rows).await;
+    }
+
     /// Environment for the real binary pointing at these databases.
     pub fn binary_env(&self) -> Vec<(&'static str, String)> {
         vec![
