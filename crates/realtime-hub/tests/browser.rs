@@ -3,7 +3,10 @@
 //! and realtime-hub, run in-process on topics and a ClickHouse database of
 //! their own. The script opens the dashboard, posts events to the gateway,
 //! waits until the totals, the top videos and the feed show them, filters the
-//! feed by video, and saves a full-page screenshot to `target/dashboard.png`.
+//! feed by video, has this harness stop the hub (the page shows it is
+//! reconnecting, with a growing backoff) and start a new one on the same
+//! address (the page reconnects by itself, with the same figures and its
+//! filter), and saves a full-page screenshot to `target/dashboard.png`.
 //!
 //! Needs `node` (>= 18), `/usr/bin/chromium` (or `CHROMIUM_PATH`) and
 //! `npm ci` run in `crates/realtime-hub/web`; `.ci/run` installs all three. A
@@ -17,9 +20,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Context as _;
 use common::Stack;
 use realtime_hub::HubConfig;
-use service_kit::testing::TestClickHouse;
+use service_kit::testing::{InProcess, TestClickHouse};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// The whole script, as a last resort (each of its waits has a 20 s deadline).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
@@ -84,6 +89,55 @@ impl BrowserTools {
     }
 }
 
+/// Reads a pipe to its end, lossily as UTF-8.
+async fn read_all(mut pipe: impl tokio::io::AsyncRead + Unpin) -> String {
+    let mut bytes = Vec::new();
+    let _ = pipe.read_to_end(&mut bytes).await;
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Runs the script to its end, carrying out its requests to the harness: a
+/// stdout line `@stop-hub` stops the hub (answered `stopped` on its stdin),
+/// `@start-hub` starts a new one on the same address (answered `started`).
+/// Returns the exit status and everything the script printed.
+async fn drive(
+    child: &mut tokio::process::Child,
+    stack: &Stack,
+    hub: &mut Option<InProcess>,
+) -> anyhow::Result<(std::process::ExitStatus, String)> {
+    let mut stdin = child.stdin.take().context("piped stdin")?;
+    let mut lines = BufReader::new(child.stdout.take().context("piped stdout")?).lines();
+    let mut printed = String::new();
+    let mut addr = None;
+    while let Some(line) = lines.next_line().await? {
+        printed.push_str(&line);
+        printed.push('\n');
+        match line.trim() {
+            "@stop-hub" => {
+                let running = hub.take().context("@stop-hub: no hub is running")?;
+                addr = Some(running.addr);
+                running.stop().await?;
+                stdin.write_all(b"stopped\n").await?;
+            }
+            "@start-hub" => {
+                anyhow::ensure!(hub.is_none(), "@start-hub: a hub is running already");
+                let addr = addr.context("@start-hub before @stop-hub")?;
+                let listener = std::net::TcpListener::bind(addr).with_context(|| format!("bind {addr} again"))?;
+                *hub = Some(stack.start_hub_on(listener, browser_hub_config()).await);
+                stdin.write_all(b"started\n").await?;
+            }
+            _ => {}
+        }
+    }
+    drop(stdin);
+    Ok((child.wait().await?, printed))
+}
+
+/// No feed sampling: the script checks that every posted event is shown.
+fn browser_hub_config() -> HubConfig {
+    HubConfig { client_max_events_per_sec: 0, ..HubConfig::default() }
+}
+
 /// What a PNG's header says: `(width, height)`, or why it is not a PNG.
 fn png_size(bytes: &[u8]) -> Result<(u32, u32), String> {
     const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -104,8 +158,7 @@ async fn dashboard_shows_posted_events_in_headless_chromium() {
     let db = TestClickHouse::create().await.unwrap();
     let gateway = common::start_gateway(&stack.kafka).await;
     let processor = common::start_processor(&stack.kafka, &db.config).await;
-    // No feed sampling: the script checks that every posted event is shown.
-    let hub = stack.start_hub(HubConfig { client_max_events_per_sec: 0, ..HubConfig::default() }).await;
+    let hub = stack.start_hub(browser_hub_config()).await;
 
     let script = web_dir().join("tests/dashboard.mjs");
     let started = Instant::now();
@@ -116,12 +169,20 @@ async fn dashboard_shows_posted_events_in_headless_chromium() {
         .env("GATEWAY_URL", gateway.url(""))
         .env("CHROMIUM_PATH", &tools.chromium)
         .env("SCREENSHOT_PATH", &screenshot)
-        .stdin(Stdio::null())
+        .env("HUB_RESTART", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let outcome = tokio::time::timeout(SCRIPT_TIMEOUT, node.output()).await;
+    let mut child = node.spawn().unwrap_or_else(|error| panic!("cannot run node {}: {error}", script.display()));
+    let stderr = tokio::spawn(read_all(child.stderr.take().expect("piped stderr")));
+    let mut hub = Some(hub);
+    let outcome = tokio::time::timeout(SCRIPT_TIMEOUT, drive(&mut child, &stack, &mut hub)).await;
     let took = started.elapsed();
 
-    hub.stop().await.unwrap();
+    if let Some(hub) = hub {
+        hub.stop().await.unwrap();
+    }
     processor.stop().await.unwrap();
     gateway.stop().await.unwrap();
     let dead_letters = stack.topics.dead_letters.clone();
@@ -129,14 +190,17 @@ async fn dashboard_shows_posted_events_in_headless_chromium() {
     stack.cleanup().await;
     db.drop().await.unwrap();
 
-    let output = match outcome {
-        Ok(output) => output.unwrap_or_else(|error| panic!("cannot run node {}: {error}", script.display())),
-        Err(_) => panic!("node {} still running after {SCRIPT_TIMEOUT:?}; killed", script.display()),
+    if !matches!(outcome, Ok(Ok(_))) {
+        let _ = child.kill().await;
+    }
+    let stderr = stderr.await.unwrap_or_default();
+    let (status, stdout) = match outcome {
+        Ok(Ok(done)) => done,
+        Ok(Err(error)) => panic!("driving node {}: {error:#}\nstderr:\n{stderr}", script.display()),
+        Err(_) => panic!("node {} still running after {SCRIPT_TIMEOUT:?}; killed\nstderr:\n{stderr}", script.display()),
     };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
     eprintln!("--- node {} ({took:.1?}) stdout:\n{stdout}--- stderr:\n{stderr}---", script.display());
-    assert!(output.status.success(), "the dashboard script failed ({}):\n{stderr}", output.status);
+    assert!(status.success(), "the dashboard script failed ({status}):\n{stderr}");
 
     let bytes =
         std::fs::read(&screenshot).unwrap_or_else(|error| panic!("no screenshot at {}: {error}", screenshot.display()));

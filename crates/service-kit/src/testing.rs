@@ -287,6 +287,17 @@ impl InProcess {
         Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Self::spawn_on(listener, config, run)
+    }
+
+    /// [`InProcess::spawn`] on a listener of the caller's: e.g. a restart on
+    /// the address of a stopped instance (`TcpListener::bind` sets
+    /// `SO_REUSEADDR` on Unix, so the address is free again at once).
+    pub fn spawn_on<C, F, Fut>(listener: std::net::TcpListener, config: C, run: F) -> Self
+    where
+        F: FnOnce(C, std::net::TcpListener, crate::Shutdown) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
         let addr = listener.local_addr().expect("bound address");
         let shutdown = crate::Shutdown::new();
         let task = tokio::spawn(run(config, listener, shutdown.clone()));

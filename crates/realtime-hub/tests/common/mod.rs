@@ -18,7 +18,7 @@ use serde_json::Value;
 use service_kit::{
     HttpConfig, KafkaConfig,
     deps::kafka::{TopicSpec, delete_topics, ensure_topics},
-    testing::{InProcess, eventually, kafka_config},
+    testing::{InProcess, kafka_config},
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
@@ -68,18 +68,13 @@ impl Stack {
 
     /// Starts a hub in-process and waits until it is ready (window loaded).
     pub async fn start_hub(&self, hub: HubConfig) -> InProcess {
-        let service = InProcess::spawn(self.config(hub), realtime_hub::run);
-        let http = http();
-        let url = service.url("/ready");
-        eventually(Duration::from_secs(30), || async {
-            let response = http.get(&url).send().await?;
-            let status = response.status();
-            let body = response.text().await?;
-            anyhow::ensure!(status == 200, "/ready answered {status}: {body}");
-            Ok(())
-        })
-        .await
-        .expect("hub ready");
+        self.start_hub_on(std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"), hub).await
+    }
+
+    /// Starts a hub in-process on `listener` and waits until it is ready.
+    pub async fn start_hub_on(&self, listener: std::net::TcpListener, hub: HubConfig) -> InProcess {
+        let service = InProcess::spawn_on(listener, self.config(hub), realtime_hub::run);
+        service.wait_ready(Duration::from_secs(30)).await.expect("hub ready");
         service
     }
 

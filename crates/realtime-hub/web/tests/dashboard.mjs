@@ -9,18 +9,23 @@
 //
 // Optional: CHROMIUM_PATH (default /usr/bin/chromium), SCREENSHOT_PATH
 // (default <workspace>/target/dashboard.png), WAIT_MS (each wait's deadline,
-// default 20000).
+// default 20000), HUB_RESTART=1 (the hub-restart phase: the script prints
+// `@stop-hub`, then `@start-hub`, and waits for `stopped`, then `started`, on
+// its stdin; browser.rs does that).
 //
 // It opens the dashboard, waits for the connection, checks the initial
 // (empty) figures, POSTs a batch of events to the gateway, waits until the
 // totals, the top videos and the feed show exactly what that batch implies,
 // applies a video filter to the feed and checks that only matching events
-// are shown afterwards, and saves a full-page screenshot. Any failure exits
+// are shown afterwards, has the harness restart the hub (the page shows it is
+// reconnecting with a growing backoff, reconnects by itself, shows the same
+// figures and keeps its filter), and saves a full-page screenshot. Any failure exits
 // non-zero with the reason, the page's console errors and a screenshot of
 // the failing page (dashboard-failure.png beside the screenshot).
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -32,6 +37,9 @@ const WORKSPACE = join(here, '..', '..', '..', '..');
 const SCREENSHOT_PATH = resolve(process.env.SCREENSHOT_PATH || join(WORKSPACE, 'target', 'dashboard.png'));
 const WAIT_MS = Number(process.env.WAIT_MS || 20000);
 const POLL_MS = 100;
+const HUB_RESTART = process.env.HUB_RESTART === '1';
+// Must match BACKOFF_BASE_MS in src/app.js.
+const BACKOFF_BASE_MS = 500;
 
 function requiredEnv(name) {
   const value = process.env[name];
@@ -51,6 +59,33 @@ function fail(message) {
 
 function step(message) {
   console.log(`[${new Date().toISOString()}] ${message}`);
+}
+
+// ---------- the harness (browser.rs), for the hub restart ----------
+
+const harnessInput = HUB_RESTART ? createInterface({ input: process.stdin }) : null;
+const harnessLines = harnessInput ? harnessInput[Symbol.asyncIterator]() : null;
+
+// Asks the harness to do something (a `@request` line on stdout) and waits
+// for its one-line answer on stdin.
+async function askHarness(request, answer) {
+  step(`asking the harness to ${request}`);
+  console.log(`@${request}`);
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TestFailure(`the harness did not answer @${request} within ${WAIT_MS} ms`)),
+      WAIT_MS,
+    );
+  });
+  try {
+    const next = await Promise.race([harnessLines.next(), deadline]);
+    if (next.done || next.value.trim() !== answer) {
+      fail(`the harness answered @${request} with ${JSON.stringify(next.value)}, expected ${JSON.stringify(answer)}`);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 // ---------- the events ----------
@@ -135,6 +170,22 @@ function secondBatch(baseMs) {
   return events;
 }
 
+// After the hub restart: one session watches video a, then video b. Once
+// its video b events are in the (filtered) feed, its video a events have
+// been through the filter too.
+function thirdBatch(baseMs) {
+  const session = `session-${run}-after-restart`;
+  let at = baseMs;
+  const events = [];
+  for (const video of [videos.a, videos.b]) {
+    at += 50;
+    events.push(makeEvent('video_start', session, video, at, { bitrate_kbps: 2000 }));
+    at += 50;
+    events.push(makeEvent('video_progress', session, video, at, { position_seconds: 1, bitrate_kbps: 2000 }));
+  }
+  return events;
+}
+
 function makeEvent(eventType, session, video, timestampMs, properties) {
   return {
     event_id: randomUUID(),
@@ -206,8 +257,11 @@ function readDashboard(page) {
       return { text: el.textContent, value: el.dataset.value === '' ? null : Number(el.dataset.value) };
     };
     const errorEl = document.getElementById('filter-error');
+    const connection = document.getElementById('connection-state').dataset;
     return {
-      connection: document.getElementById('connection-state').dataset.state,
+      connection: connection.state,
+      attempt: Number(connection.attempt || 0),
+      retryInMs: connection.retryInMs === undefined ? null : Number(connection.retryInMs),
       asOf: document.getElementById('as-of').dateTime,
       concurrent_viewers: stat('concurrent-viewers'),
       active_streams: stat('active-streams'),
@@ -345,6 +399,8 @@ async function main(page) {
   const all = expectedFigures([...first, ...second]);
   await waitUntil(page, 'the totals to count both batches', (s) => figuresComplaint(s, all));
 
+  if (HUB_RESTART) await hubRestart(page, [...first, ...second]);
+
   await mkdir(dirname(SCREENSHOT_PATH), { recursive: true });
   // Clicking scrolled the page; the sticky top bar belongs at the top of the picture.
   await page.evaluate(() => window.scrollTo(0, 0));
@@ -352,6 +408,52 @@ async function main(page) {
   step(`screenshot saved to ${SCREENSHOT_PATH}`);
 }
 
+// 3. The hub goes away: the page says so and retries with a growing backoff.
+// A new hub on the same address: the page reconnects by itself, shows the
+// same window (the new hub refills it from the partials topic) and sends its
+// filter again.
+async function hubRestart(page, posted) {
+  socketErrorsExpected = true;
+  await askHarness('stop-hub', 'stopped');
+  const waiting = await waitUntil(page, 'the page to show it is reconnecting, on its third attempt', (s) => {
+    if (s.connection !== 'reconnecting') return `connection state is ${s.connection}`;
+    if (s.attempt < 3) return `on attempt ${s.attempt}`;
+    return null;
+  });
+  // Attempt n waits between half and all of BACKOFF_BASE_MS × 2^(n-1).
+  const ceiling = BACKOFF_BASE_MS * 2 ** (waiting.attempt - 1);
+  if (!(waiting.retryInMs >= ceiling / 2 && waiting.retryInMs <= ceiling)) {
+    fail(`attempt ${waiting.attempt} retries in ${waiting.retryInMs} ms, expected ${ceiling / 2}–${ceiling} ms`);
+  }
+  step(`attempt ${waiting.attempt} retries in ${waiting.retryInMs} ms`);
+  await askHarness('start-hub', 'started');
+  await waitUntil(page, 'the page to reconnect to the new hub', (s) =>
+    s.connection !== 'open' ? `connection state is ${s.connection} (attempt ${s.attempt})` : null,
+  );
+  socketErrorsExpected = false;
+  // The figures on the page until then are the old hub's: wait for newer ones.
+  await waitUntil(page, "the new hub's totals to count everything posted before", (s) =>
+    Date.parse(s.asOf) > Date.parse(waiting.asOf)
+      ? figuresComplaint(s, expectedFigures(posted))
+      : `the figures are still those of ${waiting.asOf}`,
+  );
+
+  const third = thirdBatch(Date.now() - 2000);
+  const matching = third.filter((e) => e.video_id === videos.b);
+  step(`posting ${third.length} events, ${matching.length} of them for ${videos.b}`);
+  await postBatch(third);
+  const shown = await waitUntil(page, `the feed to show the new events of ${videos.b}`, (s) =>
+    feedComplaint(s, matching),
+  );
+  const others = shown.feed.filter((row) => row.video_id !== videos.b);
+  if (others.length) fail(`after reconnecting, the feed shows events of other videos: ${JSON.stringify(others)}`);
+  await waitUntil(page, 'the totals to count all three batches', (s) =>
+    figuresComplaint(s, expectedFigures([...posted, ...third])),
+  );
+}
+
+// While the hub is down, Chromium reports each refused WebSocket as a console error.
+let socketErrorsExpected = false;
 const problems = [];
 let browser;
 let page;
@@ -361,7 +463,9 @@ try {
   const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
   page = await context.newPage();
   page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
+    if (message.type() !== 'error') return;
+    if (socketErrorsExpected && message.text().startsWith('WebSocket connection to')) return;
+    problems.push(`console error: ${message.text()}`);
   });
   page.on('pageerror', (error) => problems.push(`uncaught exception: ${error.message}`));
   page.on('requestfailed', (request) => {
@@ -391,5 +495,8 @@ try {
   }
 } finally {
   if (browser) await browser.close().catch(() => {});
+  // An open stdin would keep node running.
+  if (harnessInput) harnessInput.close();
+  process.stdin.destroy();
 }
 process.exitCode = failed ? 1 : 0;
