@@ -583,17 +583,16 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
         .into_iter()
         .flat_map(|job| report.windows(job, Trigger::LateEvents).into_iter().map(move |w| (job.name().to_owned(), w)))
         .collect();
-    // A copy of an already stored event that the processor wrote again
-    // (redelivery after a rebalance, an insert retried after a timeout) is a
-    // new row too, and its windows are rightly recomputed: only then may the
-    // tick recompute more than the late event's windows.
+    // For the diagnosis: copies of stored events the processor wrote again
+    // since the re-run (redelivery, a retried insert) are new rows too, and
+    // rightly make their windows stale.
     let copies = copies_inserted_after(&clickhouse, before_tick.values().map(|m| m.covered_until).min().unwrap()).await;
     let diagnosis = || format!("{report:?}\nredelivered copies since the re-run: {copies:?}");
     // The late event's windows must be recomputed. A window recomputed
     // besides them must keep its numbers (every answer is compared with the
     // oracle below); it is reported, not failed: in 2 of about 30 runs on a
     // loaded machine one extra window was recomputed without any copy found
-    // (cause under investigation, see the failure text of earlier runs).
+    // (cause not found yet).
     assert!(late_windows.is_superset(&expected_changes), "{}", diagnosis());
     if late_windows != expected_changes {
         eprintln!("late event phase: recomputed {late_windows:?}, expected {expected_changes:?}; {}", diagnosis());
