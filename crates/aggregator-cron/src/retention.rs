@@ -1,7 +1,8 @@
 //! Retention by whole partitions.
 //!
 //! The tables the aggregator cleans are partitioned by month (`toYYYYMM`),
-//! except `events_by_receipt`, by day (`toYYYYMMDD`). A partition is dropped
+//! except `events_by_receipt`, by day (`toYYYYMMDD`); `views_by_user` keeps
+//! `events`' retention. A partition is dropped
 //! once its whole month (or day) ended before `now − retention` of its table.
 //! Partitions are listed from `system.parts` (active parts of the configured
 //! database; the columns used exist on ClickHouse 18.16 and current
@@ -19,6 +20,8 @@ pub enum RetentionTable {
     UserEngagementDaily,
     AggregationWindows,
     EventsByReceipt,
+    /// The user → views index; kept as long as `events`.
+    ViewsByUser,
 }
 
 /// How a table is partitioned.
@@ -60,12 +63,13 @@ impl Period {
 }
 
 impl RetentionTable {
-    pub const ALL: [RetentionTable; 5] = [
+    pub const ALL: [RetentionTable; 6] = [
         RetentionTable::Events,
         RetentionTable::VideoMetrics,
         RetentionTable::UserEngagementDaily,
         RetentionTable::AggregationWindows,
         RetentionTable::EventsByReceipt,
+        RetentionTable::ViewsByUser,
     ];
 
     /// How the table is partitioned (see its migration).
@@ -84,6 +88,7 @@ impl RetentionTable {
             RetentionTable::UserEngagementDaily => "user_engagement_daily",
             RetentionTable::AggregationWindows => "aggregation_windows",
             RetentionTable::EventsByReceipt => metrics_sql::EVENTS_BY_RECEIPT_TABLE,
+            RetentionTable::ViewsByUser => metrics_sql::VIEWS_BY_USER_TABLE,
         }
     }
 
@@ -267,7 +272,8 @@ mod tests {
             "ALTER TABLE video_metrics DROP PARTITION 202506"
         );
         assert!(partitions_sql().contains(
-            "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt')"
+            "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
+             'views_by_user')"
         ));
     }
 }

@@ -21,7 +21,7 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
         .query(
             "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
              AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
-             'events_by_receipt') \
+             'events_by_receipt', 'views_by_user') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
         .fetch_all()
@@ -62,7 +62,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         env.aggregator.run_window(Job::UserEngagementDaily, hour / 24, Trigger::Manual).await.unwrap();
     }
     let before = partitions(&env).await;
-    for table in ["events", "video_metrics", "user_engagement_daily", "aggregation_windows"] {
+    for table in ["events", "video_metrics", "user_engagement_daily", "aggregation_windows", "views_by_user"] {
         assert_eq!(before[table], all_four(), "{table}");
     }
     // The receive-time copy, by day (each event was received at its own time).
@@ -82,6 +82,8 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         (RetentionTable::EventsByReceipt, 20_250_615),
         (RetentionTable::EventsByReceipt, 20_250_715),
         (RetentionTable::EventsByReceipt, 20_250_815),
+        (RetentionTable::ViewsByUser, 202_506),
+        (RetentionTable::ViewsByUser, 202_507),
     ];
     let sorted = |drops: &[retention::PartitionDrop]| {
         let mut got: Vec<_> = drops.iter().map(|d| (d.table, d.partition)).collect();
@@ -103,7 +105,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         let line = stdout.lines().find(|l| l.starts_with(table.name()) && l.contains(&partition.to_string()));
         assert!(line.is_some(), "{} {partition} not listed:\n{stdout}", table.name());
     }
-    assert!(stdout.contains("would drop 9 partition(s), 16 row(s)"), "{stdout}");
+    assert!(stdout.contains("would drop 11 partition(s), 20 row(s)"), "{stdout}");
     let dry = env.aggregator.retention(now, true).await.unwrap();
     assert_eq!(sorted(&dry), expected);
     assert_eq!(partitions(&env).await, before, "a dry run drops nothing");
@@ -112,7 +114,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     let dropped = env.aggregator.retention(now, false).await.unwrap();
     assert_eq!(sorted(&dropped), expected);
     let after = partitions(&env).await;
-    for table in ["events", "video_metrics", "aggregation_windows"] {
+    for table in ["events", "video_metrics", "aggregation_windows", "views_by_user"] {
         assert_eq!(after[table], ["202508", "202511"].map(String::from).to_vec(), "{table}");
     }
     assert_eq!(after["user_engagement_daily"], all_four());
@@ -180,6 +182,7 @@ fn retention_statements_run_on_current_clickhouse() {
         retention::drop_partition_sql(RetentionTable::Events, 202_405),
         retention::drop_partition_sql(RetentionTable::VideoMetrics, 202_511),
         retention::drop_partition_sql(RetentionTable::AggregationWindows, 202_511),
+        retention::drop_partition_sql(RetentionTable::ViewsByUser, 202_405),
         // ... received on 2024-05-01, the day of its receive-time copy.
         retention::drop_partition_sql(RetentionTable::EventsByReceipt, 20_240_501),
         "SELECT count() FROM events".to_owned(),

@@ -39,6 +39,10 @@ pub fn deduplicated_events(columns: &str, filter: &str) -> String {
 /// (`schemas/clickhouse/0004_events_by_receipt.sql`), for receive-time ranges.
 pub const EVENTS_BY_RECEIPT_TABLE: &str = "events_by_receipt";
 
+/// Which `(session_id, video_id)` keys each user had, by day
+/// (`schemas/clickhouse/0005_views_by_user.sql`): the user scope's index.
+pub const VIEWS_BY_USER_TABLE: &str = "views_by_user";
+
 /// [`deduplicated_events`] from `table`: `events` or [`EVENTS_BY_RECEIPT_TABLE`].
 pub fn deduplicated_rows(table: &str, columns: &str, filter: &str) -> String {
     format!(

@@ -4,7 +4,7 @@
 use events_model::EVENTS_TABLE;
 
 use crate::{
-    Statement, deduplicated_events,
+    Statement, VIEWS_BY_USER_TABLE,
     windows::{Grain, VIEW_SPAN_MS},
 };
 
@@ -16,11 +16,6 @@ pub enum Scope<'a> {
     /// The views whose first `user_id` is this one.
     User(&'a str),
 }
-
-/// The event columns the view facts read.
-const EVENT_COLUMNS: &str = "event_id, event_type, user_id, session_id, video_id, timestamp_ms, position_seconds, \
-    duration_seconds, quality, to_quality, buffer_duration_ms, startup_time_ms, fatal, seek_from_seconds, \
-    seek_to_seconds, device_type, inserted_at";
 
 /// Per view (one row per `(session_id, video_id)` with a `video_start`), for
 /// the views whose start falls in one of `windows` (ascending indexes of
@@ -51,23 +46,34 @@ pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement 
             filter.sql(" AND video_id = ").bind(video_id);
         }
         Scope::User(user_id) => {
-            filter.sql(&format!(" AND session_id IN (SELECT session_id FROM {EVENTS_TABLE} WHERE user_id = "));
-            filter.bind(user_id).sql(" AND timestamp >= toDateTime(").bind(scan_from);
-            filter.sql(") AND timestamp <= toDateTime(").bind(scan_to).sql("))");
+            // The user's keys from the index, then only their videos'
+            // granules of events (video_id leads the sorting key).
+            let keys = |filter: &mut Statement, columns: &str| {
+                filter.sql(&format!(" IN (SELECT {columns} FROM {VIEWS_BY_USER_TABLE} WHERE user_id = "));
+                filter.bind(user_id).sql(" AND date >= toDate(toDateTime(").bind(scan_from);
+                filter.sql(")) AND date <= toDate(toDateTime(").bind(scan_to).sql(")))");
+            };
+            filter.sql(" AND video_id");
+            keys(&mut filter, "video_id");
+            filter.sql(" AND (video_id, session_id)");
+            keys(&mut filter, "video_id, session_id");
         }
     }
 
     let window_ms = grain.millis();
+    // Copies of an event share its key, so each key deduplicates its own
+    // events (EVENTS_ARRAY) in the GROUP BY that builds its views: the rows
+    // scanned are read once, never sorted as a whole.
     let mut sql = Statement::new(&format!(
         "SELECT session_id, video_id, start_ms, intDiv(start_ms, {window_ms}) AS window, \
          arrayFilter(x -> tupleElement(x, 1) >= start_ms AND tupleElement(x, 1) <= start_ms + {VIEW_SPAN_MS}, evs) AS e, \
          {FACTS} \
-         FROM (SELECT session_id, video_id, {VIEW_STARTS} AS view_starts, \
-         {EVENTS_ARRAY} AS evs, max(inserted_at) AS last_inserted FROM ("
+         FROM (SELECT session_id, video_id, {EVENTS_ARRAY} AS evs, {VIEW_STARTS} AS view_starts, \
+         max(inserted_at) AS last_inserted FROM {EVENTS_TABLE} WHERE "
     ));
-    sql.append(&Statement::from_parts(deduplicated_events(EVENT_COLUMNS, filter.text()), filter.params().to_vec()));
+    sql.append(&filter);
     sql.sql(
-        ") GROUP BY session_id, video_id HAVING countIf(event_type = 'video_start') > 0) \
+        " GROUP BY session_id, video_id HAVING countIf(event_type = 'video_start') > 0) \
          ARRAY JOIN view_starts AS start_ms WHERE has(",
     );
     sql.bind(windows).sql(&format!(", toUInt32(intDiv(start_ms, {window_ms})))"));
@@ -79,25 +85,36 @@ pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement 
 
 /// The starts of a key's views: its `video_start` times in order (client
 /// time, then event id), keeping each that comes more than [`VIEW_SPAN_MS`]
-/// after the `video_start` before it.
+/// after the `video_start` before it. Read from `evs`, the key's
+/// deduplicated events ([`EVENTS_ARRAY`]).
 const VIEW_STARTS: &str = "arrayFilter((t, i) -> i = 1 OR t - ts[i - 1] > 86400000, \
+    arrayMap(x -> tupleElement(x, 1), arrayFilter(x -> tupleElement(x, 3) = 'video_start', evs)) AS ts, \
+    arrayEnumerate(ts))";
+
+/// [`VIEW_STARTS`] from a key's rows as stored, copies included (for
+/// [`last_inserted_by_window`], where a copy counts as an insert).
+const ROW_VIEW_STARTS: &str = "arrayFilter((t, i) -> i = 1 OR t - ts[i - 1] > 86400000, \
     arrayMap(x -> tupleElement(x, 1), \
         arraySort(groupArrayIf(tuple(timestamp_ms, toString(event_id)), event_type = 'video_start'))) AS ts, \
     arrayEnumerate(ts))";
 
-/// A view's events, sorted by client time then event id, as tuples of
-/// 1 timestamp_ms, 2 event_id, 3 event_type, 4 playhead when the event
-/// happened, 5 playhead after it (they differ for a seek), 6 fatal,
+/// A key's events, one copy of each `event_id` (the first received; copies
+/// of an event share its key), sorted by client time then event id, as
+/// tuples of 1 timestamp_ms, 2 event_id, 3 event_type, 4 playhead when the
+/// event happened, 5 playhead after it (they differ for a seek), 6 fatal,
 /// 7 startup_time_ms, 8 buffer_duration_ms, 9 duration_seconds,
 /// 10 rendition in effect after the event, 11 device_type, 12 user_id,
-/// 13 inserted_at.
-const EVENTS_ARRAY: &str = "arraySort(x -> (tupleElement(x, 1), tupleElement(x, 2)), groupArray(tuple(\
+/// 13 inserted_at, 14 received_at_ms.
+const EVENTS_ARRAY: &str = "arraySort(x -> (tupleElement(x, 1), tupleElement(x, 2)), \
+    arrayFilter((x, i) -> i = 1 OR tupleElement(x, 2) != tupleElement(copies[i - 1], 2), \
+    arraySort(x -> (tupleElement(x, 2), tupleElement(x, 14)), groupArray(tuple(\
     timestamp_ms, toString(event_id), event_type, \
     if(event_type = 'seek', coalesce(seek_from_seconds, position_seconds), position_seconds), \
     if(event_type = 'seek', coalesce(seek_to_seconds, position_seconds), position_seconds), \
     fatal, startup_time_ms, buffer_duration_ms, duration_seconds, \
     if(event_type = 'quality_change' AND to_quality != '', to_quality, quality), \
-    device_type, user_id, inserted_at)))";
+    device_type, user_id, inserted_at, received_at_ms))) AS copies, \
+    arrayEnumerate(copies)))";
 
 /// The facts of a view from its span's events `e` (see [`EVENTS_ARRAY`]).
 ///
@@ -148,7 +165,7 @@ pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) 
     // the insert times reach the lambdas as arrays of their own.
     let mut sql = Statement::new(&format!(
         "SELECT toUInt32(tupleElement(p, 1)) AS window, toUInt32(max(tupleElement(p, 2))) AS last_inserted \
-         FROM (SELECT {VIEW_STARTS} AS view_starts, \
+         FROM (SELECT {ROW_VIEW_STARTS} AS view_starts, \
          arrayConcat( \
              arrayMap((s, t) -> tuple(intDiv(s, {window_ms}), t), view_starts, \
                  arrayResize(emptyArrayDateTime(), length(view_starts), max(inserted_at))), \
@@ -195,5 +212,6 @@ mod tests {
     #[test]
     fn view_starts_use_the_view_span() {
         assert!(VIEW_STARTS.contains(&format!("> {VIEW_SPAN_MS}")));
+        assert!(ROW_VIEW_STARTS.contains(&format!("> {VIEW_SPAN_MS}")));
     }
 }

@@ -52,6 +52,7 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 2, "0002_events_inserted_at"),
     migration!("clickhouse", 3, "0003_aggregates"),
     migration!("clickhouse", 4, "0004_events_by_receipt"),
+    migration!("clickhouse", 5, "0005_views_by_user"),
 ];
 
 /// PostgreSQL migrations, in version order.
