@@ -7,7 +7,13 @@
 //! holds something unreadable, the answer is computed and returned uncached,
 //! and `analytics_service_query_cache_errors_total` counts it.
 
-use std::{future::Future, ops::Range, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    ops::Range,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Timelike as _, Utc};
 use fred::{
@@ -107,13 +113,44 @@ pub struct QueryCache {
     client: Client,
     prefix: String,
     config: CacheConfig,
+    flights: Flights,
+}
+
+/// The keys being computed in this process, each with the gate that its
+/// concurrent requests queue on (single flight): the first computes and
+/// stores, the others then read what it stored.
+#[derive(Clone, Default)]
+struct Flights(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl Flights {
+    fn gate(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.0.lock().expect("flights lock").entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Forgets `key`'s gate once no request holds it but this one.
+    fn release(&self, key: &str, gate: Arc<tokio::sync::Mutex<()>>) {
+        let mut flights = self.0.lock().expect("flights lock");
+        if Arc::strong_count(&gate) <= 2 {
+            flights.remove(key);
+        }
+    }
+
+    fn waiting(&self, key: &str) -> usize {
+        self.0.lock().expect("flights lock").get(key).map_or(0, |gate| Arc::strong_count(gate) - 1)
+    }
 }
 
 impl QueryCache {
     /// `redis_prefix` is `redis.key_prefix` (isolates environments and tests).
     pub fn new(client: Client, redis_prefix: &str, config: CacheConfig) -> Self {
         let prefix = format!("{redis_prefix}{}", config.key_prefix);
-        Self { client, prefix, config }
+        Self { client, prefix, config, flights: Flights::default() }
+    }
+
+    /// How many requests of this process are computing or waiting for `key`
+    /// (a query key, without the prefix).
+    pub fn in_flight(&self, key: &str) -> usize {
+        self.flights.waiting(&format!("{}{key}", self.prefix))
     }
 
     pub fn config(&self) -> &CacheConfig {
@@ -123,6 +160,10 @@ impl QueryCache {
     /// The cached answer of `key` if Redis holds one, else `compute()`'s,
     /// stored for `ttl` when it succeeded. Errors of `compute` are returned
     /// and never cached; Redis failures never fail the call.
+    ///
+    /// Concurrent misses of one key in this process compute once: the others
+    /// wait for it and read its stored answer (or compute in turn when it
+    /// failed).
     pub async fn get_or_compute<T, E, F, Fut>(&self, key: &str, ttl: Duration, compute: F) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned,
@@ -133,7 +174,26 @@ impl QueryCache {
             return compute().await;
         }
         let full_key = format!("{}{key}", self.prefix);
-        let usable = match self.read(&full_key).await {
+        if !self.client.is_connected() {
+            // Nothing to share an answer through: waiting would only queue.
+            return self.read_or_compute(&full_key, ttl, compute).await;
+        }
+        let gate = self.flights.gate(&full_key);
+        let answer = {
+            let _turn = gate.lock().await;
+            self.read_or_compute(&full_key, ttl, compute).await
+        };
+        self.flights.release(&full_key, gate);
+        answer
+    }
+
+    async fn read_or_compute<T, E, F, Fut>(&self, full_key: &str, ttl: Duration, compute: F) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let usable = match self.read(full_key).await {
             Ok(Some(bytes)) => match serde_json::from_slice::<T>(&bytes) {
                 Ok(value) => {
                     metrics::counter!(HITS).increment(1);
@@ -155,7 +215,7 @@ impl QueryCache {
         metrics::counter!(MISSES).increment(1);
         let value = compute().await?;
         if usable {
-            if let Err(error) = self.write(&full_key, &value, ttl).await {
+            if let Err(error) = self.write(full_key, &value, ttl).await {
                 metrics::counter!(ERRORS).increment(1);
                 tracing::warn!(key = %full_key, error = %error, "cache write failed");
             }

@@ -88,17 +88,51 @@ impl FreshnessConfig {
     }
 }
 
-/// Bounds on what one query may cost ClickHouse.
+/// Bounds on what one query may cost ClickHouse, per query class. The server
+/// stops a query that crosses one, and the request answers 503 naming it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LimitsConfig {
-    /// ClickHouse's `max_execution_time` for every query of the API; a query
-    /// that runs longer is cancelled by the server (the request gets a 500).
+    /// ClickHouse's `max_execution_time` for every query of the API.
     pub max_execution_secs: u64,
+    /// The metric endpoints (video, user, top videos, realtime).
+    pub metrics: QueryLimits,
+    /// `POST /api/metrics/custom`.
+    pub custom: QueryLimits,
+}
+
+/// ClickHouse settings that bound one class of queries; 0 means no limit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct QueryLimits {
+    /// `max_memory_usage`: bytes one query may hold.
+    pub max_memory_bytes: u64,
+    /// `max_rows_to_read`: rows one query may read from its tables.
+    pub max_rows_to_read: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_execution_secs: 30 }
+        Self {
+            max_execution_secs: 30,
+            metrics: QueryLimits { max_memory_bytes: 2 << 30, max_rows_to_read: 0 },
+            custom: QueryLimits { max_memory_bytes: 1 << 30, max_rows_to_read: 100_000_000 },
+        }
+    }
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        LimitsConfig::default().metrics
+    }
+}
+
+impl LimitsConfig {
+    /// `client` with the limits of `class` as ClickHouse settings.
+    pub fn apply(&self, client: clickhouse::Client, class: &QueryLimits) -> clickhouse::Client {
+        client
+            .with_setting("max_execution_time", self.max_execution_secs.to_string())
+            .with_setting("max_memory_usage", class.max_memory_bytes.to_string())
+            .with_setting("max_rows_to_read", class.max_rows_to_read.to_string())
     }
 }

@@ -33,6 +33,10 @@ pub enum ApiError {
     #[error("{dependency} is unavailable")]
     Unavailable { dependency: &'static str, cause: String },
 
+    /// ClickHouse stopped the query at one of the limits of `limits` (config).
+    #[error("the query was stopped by its {limit} limit (query-api setting {setting}); ask for a shorter range or fewer groups")]
+    TooExpensive { limit: &'static str, setting: &'static str },
+
     /// Anything else; the cause is logged, the client only learns that it failed.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -42,7 +46,8 @@ pub enum ApiError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable snake_case code: `bad_request`, `not_found`, `method_not_allowed`,
-    /// `unsupported_media_type`, `payload_too_large`, `unavailable`, `internal`.
+    /// `unsupported_media_type`, `payload_too_large`, `unavailable`,
+    /// `query_too_expensive`, `internal`.
     pub error: &'static str,
     pub message: String,
     /// The input field at fault, for `bad_request`.
@@ -63,6 +68,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable { .. } => "unavailable",
+            ApiError::TooExpensive { .. } => "query_too_expensive",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -101,7 +107,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::TooExpensive { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,6 +118,7 @@ impl ResponseError for ApiError {
             ApiError::Unavailable { dependency, cause } => {
                 tracing::warn!(dependency, error = %cause, "dependency unavailable")
             }
+            ApiError::TooExpensive { limit, .. } => tracing::warn!(limit, "query stopped at a limit"),
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
@@ -140,15 +147,38 @@ impl From<tokio_postgres::Error> for ApiError {
 }
 
 impl From<clickhouse::error::Error> for ApiError {
-    /// ClickHouse out of reach is `Unavailable` (503); anything else, such as
-    /// a query the server rejected, is `Internal` (500).
+    /// ClickHouse out of reach is `Unavailable` (503), a query it stopped at
+    /// a limit `TooExpensive` (503); anything else, such as a query the
+    /// server rejected, is `Internal` (500).
     fn from(error: clickhouse::error::Error) -> Self {
+        if let Some((limit, setting)) = server_error_code(&error.to_string()).and_then(limit_of_code) {
+            return ApiError::TooExpensive { limit, setting };
+        }
         match error {
             clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut => {
                 ApiError::Unavailable { dependency: "clickhouse", cause: error.to_string() }
             }
             other => ApiError::Internal(anyhow::Error::new(other).context("clickhouse query failed")),
         }
+    }
+}
+
+/// The ClickHouse exception code in an error text (`Code: 241. DB::Exception: …`).
+fn server_error_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + "Code: ".len()..];
+    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..digits].parse().ok()
+}
+
+/// The limit an exception code reports (ClickHouse `ErrorCodes.cpp`), with
+/// the `limits` setting that sets it: 241 MEMORY_LIMIT_EXCEEDED, 158
+/// TOO_MANY_ROWS, 307 TOO_MANY_BYTES, 159 TIMEOUT_EXCEEDED, 160 TOO_SLOW.
+fn limit_of_code(code: u32) -> Option<(&'static str, &'static str)> {
+    match code {
+        241 => Some(("memory (max_memory_usage)", "limits.{metrics,custom}.max_memory_bytes")),
+        158 | 307 => Some(("rows read (max_rows_to_read)", "limits.{metrics,custom}.max_rows_to_read")),
+        159 | 160 => Some(("execution time (max_execution_time)", "limits.max_execution_secs")),
+        _ => None,
     }
 }
 
@@ -189,6 +219,7 @@ mod tests {
             (ApiError::UnsupportedMediaType("json only".into()), 415, "unsupported_media_type"),
             (ApiError::PayloadTooLarge { limit: 10 }, 413, "payload_too_large"),
             (ApiError::Unavailable { dependency: "postgres", cause: "refused".into() }, 503, "unavailable"),
+            (ApiError::TooExpensive { limit: "memory", setting: "metrics.max_memory_bytes" }, 503, "query_too_expensive"),
             (ApiError::Internal(anyhow::anyhow!("boom")), 500, "internal"),
         ];
         for (error, status, code) in cases {
@@ -213,5 +244,21 @@ mod tests {
         assert_eq!(body["message"], "internal error");
         let (_, body) = answer(&ApiError::Unavailable { dependency: "postgres", cause: "10.0.0.5 refused".into() });
         assert_eq!(body["message"], "postgres is unavailable");
+    }
+
+    #[test]
+    fn clickhouse_limit_errors_name_the_limit() {
+        let memory = clickhouse::error::Error::BadResponse(
+            "Code: 241. DB::Exception: Memory limit (for query) exceeded: would use 3.73 GiB".into(),
+        );
+        let (status, body) = answer(&ApiError::from(memory));
+        assert_eq!((status, body["error"].as_str()), (503, Some("query_too_expensive")));
+        assert!(body["message"].as_str().unwrap().contains("max_memory_usage"), "{body}");
+        let rows = clickhouse::error::Error::BadResponse("Code: 158. DB::Exception: Limit for rows exceeded".into());
+        assert!(matches!(ApiError::from(rows), ApiError::TooExpensive { setting: "limits.{metrics,custom}.max_rows_to_read", .. }));
+        let time = clickhouse::error::Error::BadResponse("Code: 159, e.displayText() = DB::Exception: Timeout exceeded".into());
+        assert!(matches!(ApiError::from(time), ApiError::TooExpensive { setting: "limits.max_execution_secs", .. }));
+        let syntax = clickhouse::error::Error::BadResponse("Code: 62. DB::Exception: Syntax error".into());
+        assert_eq!(answer(&ApiError::from(syntax)).0, 500);
     }
 }

@@ -28,8 +28,11 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
 /// What the handlers share.
 pub struct AppState {
     pub catalog: Catalog,
-    /// ClickHouse, bound to the `analytics` database (custom queries).
+    /// ClickHouse, bound to the `analytics` database, with the metric
+    /// endpoints' limits (`limits.metrics`).
     pub clickhouse: clickhouse::Client,
+    /// The same, with the custom queries' limits (`limits.custom`).
+    pub custom_clickhouse: clickhouse::Client,
     /// The result cache of the metric endpoints.
     pub cache: QueryCache,
     pub freshness: FreshnessConfig,

@@ -59,10 +59,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
 
     let state = web::Data::new(handlers::AppState {
         catalog: catalog::Catalog::new(pool),
-        clickhouse: config
-            .clickhouse
-            .client()
-            .with_setting("max_execution_time", config.limits.max_execution_secs.to_string()),
+        clickhouse: config.limits.apply(config.clickhouse.client(), &config.limits.metrics),
+        custom_clickhouse: config.limits.apply(config.clickhouse.client(), &config.limits.custom),
         cache,
         freshness: config.freshness.clone(),
         kafka: config.kafka.clone(),

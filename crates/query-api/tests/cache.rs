@@ -97,3 +97,42 @@ async fn without_redis_every_call_is_computed_and_counted_as_an_error() {
     );
     assert!(counter("analytics_service_query_cache_errors_total") >= errors + 3.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_of_one_key_compute_once() {
+    let redis_config = testing::redis_config();
+    let client = redis::client(&redis_config).unwrap();
+    client.wait_for_connect().await.unwrap();
+    let cache = QueryCache::new(client.clone(), &redis_config.key_prefix, CacheConfig::default());
+    let key = query_api::cache::query_key("/api/metrics/videos/top", "single-flight=1").unwrap();
+    let computed = std::sync::Arc::new(AtomicUsize::new(0));
+    let (release, released) = tokio::sync::watch::channel(false);
+
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let (cache, key, computed, mut released) = (cache.clone(), key.clone(), computed.clone(), released.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_compute(&key, Duration::from_secs(60), || async move {
+                        computed.fetch_add(1, Ordering::SeqCst);
+                        released.wait_for(|go| *go).await.unwrap();
+                        Ok::<_, String>(answer())
+                    })
+                    .await
+            })
+        })
+        .collect();
+    // Poll until all four requests are in flight: one computing, three queued.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.in_flight(&key) < 4 {
+        assert!(Instant::now() < deadline, "only {} requests in flight", cache.in_flight(&key));
+        tokio::task::yield_now().await;
+    }
+    release.send(true).unwrap();
+    for request in requests {
+        assert_eq!(request.await.unwrap().unwrap(), answer());
+    }
+    assert_eq!(computed.load(Ordering::SeqCst), 1, "the queued requests read the first one's answer");
+    assert_eq!(cache.in_flight(&key), 0, "the gate is forgotten afterwards");
+    let _: i64 = client.del(format!("{}query:{key}", redis_config.key_prefix)).await.unwrap();
+}

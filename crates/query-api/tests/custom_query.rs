@@ -442,6 +442,39 @@ async fn answers_match_an_independent_evaluation_on_clickhouse_18() {
     database.drop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_its_limit_answers_503_naming_the_limit() {
+    let database = TestClickHouse::create().await.expect("test clickhouse database");
+    let mut config = Config {
+        clickhouse: database.config.clone(),
+        postgres: testing::postgres_config(),
+        redis: testing::redis_config(),
+        ..Config::default()
+    };
+    config.cache.enabled = false;
+    // Fewer rows than the fixture holds: the custom query class stops at it.
+    config.limits.custom.max_rows_to_read = 100;
+    let service = InProcess::spawn(config, query_api::run);
+    let (originals, _) = fixture();
+    insert(&database.client(), &originals).await;
+    let http = http();
+
+    let body = json!({"metrics": ["event_count"], "group_by": ["device_type"], "start": "2026-11-01", "end": "2026-11-04"});
+    let (status, answer) = read(http.post(service.url("/api/metrics/query")).json(&body)).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "query_too_expensive", "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("max_rows_to_read") && message.contains("limits.{metrics,custom}"), "{message}");
+
+    // The metric endpoints have their own class, without that row limit.
+    let (status, answer) = read(http.get(service.url("/api/metrics/realtime"))).await;
+    assert_eq!(status, 200, "{answer}");
+
+    drop(http);
+    service.stop().await.unwrap();
+    database.drop().await.unwrap();
+}
+
 // ---------------------------------------------------------------- chDB ---
 
 fn workspace_root() -> PathBuf {

@@ -30,10 +30,18 @@ pub async fn split(
         return Ok(Split::default());
     };
     let grain = job.grain();
-    let markers = rows::fetch_markers(client, job, first, last + 1).await?;
     let horizon = windows::horizon(grain, now.timestamp().max(0) as u64, lateness.as_secs());
+    let markers = rows::fetch_markers(client, job, first, last + 1);
+    if last < horizon {
+        // Every window is final: the markers alone decide.
+        return Ok(windows::split(windows, &markers.await?, &BTreeMap::new(), horizon));
+    }
+    // Some window is still open to late events: its check runs beside the
+    // markers' read (one round trip of latency, not two in a row), and is
+    // used only when that window was aggregated.
+    let (markers, last_inserted) = tokio::join!(markers, views::fetch_last_inserted(client, scope, grain, horizon));
+    let markers = markers?;
     let needs_check = windows.iter().any(|w| *w >= horizon && markers.contains_key(w));
-    let last_inserted =
-        if needs_check { views::fetch_last_inserted(client, scope, grain, horizon).await? } else { BTreeMap::new() };
+    let last_inserted = if needs_check { last_inserted? } else { BTreeMap::new() };
     Ok(windows::split(windows, &markers, &last_inserted, horizon))
 }
