@@ -45,22 +45,18 @@ pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement 
         Scope::Video(video_id) => {
             filter.sql(" AND video_id = ").bind(video_id);
         }
-        Scope::User(user_id) => {
-            // The user's keys from the index, then only their videos'
-            // granules of events (video_id leads the sorting key).
-            let keys = |filter: &mut Statement, columns: &str| {
-                filter.sql(&format!(" IN (SELECT {columns} FROM {VIEWS_BY_USER_TABLE} WHERE user_id = "));
-                filter.bind(user_id).sql(" AND date >= toDate(toDateTime(").bind(scan_from);
-                filter.sql(")) AND date <= toDate(toDateTime(").bind(scan_to).sql(")))");
-            };
-            filter.sql(" AND video_id");
-            keys(&mut filter, "video_id");
-            filter.sql(" AND (video_id, session_id)");
-            keys(&mut filter, "video_id, session_id");
-        }
+        Scope::User(user_id) => user_keys(&mut filter, user_id, scan_from, Some(scan_to)),
     }
 
     let window_ms = grain.millis();
+    // Only keys with a video_start in one of the windows can have a view
+    // starting there: the ±VIEW_SPAN_MS scan reads those keys' rows, not the
+    // whole platform's (an empty or future window reads almost nothing). A
+    // user's keys are already narrowed by the index above.
+    if !matches!(scope, Scope::User(_)) {
+        starts_in_windows(&mut filter, scope, grain, windows);
+    }
+
     // Copies of an event share its key, so each key deduplicates its own
     // events (EVENTS_ARRAY) in the GROUP BY that builds its views: the rows
     // scanned are read once, never sorted as a whole.
@@ -81,6 +77,40 @@ pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement 
         sql.sql(" AND view_user = ").bind(user_id);
     }
     sql
+}
+
+/// `AND` the key is one of `user_id`'s views between `from` and `to` (epoch
+/// seconds, `to` open-ended when `None`), from the [`VIEWS_BY_USER_TABLE`]
+/// index: first the videos, so that only their granules of `events` are read
+/// (`video_id` leads its sorting key), then the keys themselves.
+fn user_keys(filter: &mut Statement, user_id: &str, from: u64, to: Option<u64>) {
+    for columns in ["video_id", "(video_id, session_id)"] {
+        let selected = columns.trim_matches(|c| c == '(' || c == ')');
+        filter.sql(&format!(" AND {columns} IN (SELECT {selected} FROM {VIEWS_BY_USER_TABLE} WHERE user_id = "));
+        filter.bind(user_id).sql(" AND date >= toDate(toDateTime(").bind(from).sql("))");
+        if let Some(to) = to {
+            filter.sql(" AND date <= toDate(toDateTime(").bind(to).sql("))");
+        }
+        filter.sql(")");
+    }
+}
+
+/// `AND (video_id, session_id) IN (the keys with a video_start in one of
+/// `windows`)`, of `scope`'s video when it names one.
+fn starts_in_windows(filter: &mut Statement, scope: Scope<'_>, grain: Grain, windows: &[u32]) {
+    let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else { return };
+    let window_ms = grain.millis();
+    filter.sql(&format!(
+        " AND (video_id, session_id) IN (SELECT video_id, session_id FROM {EVENTS_TABLE} \
+         WHERE event_type = 'video_start' AND timestamp >= toDateTime("
+    ));
+    filter.bind(grain.start_of(first)).sql(") AND timestamp < toDateTime(");
+    filter.bind(grain.start_of(last) + grain.secs()).sql(") AND has(").bind(windows);
+    filter.sql(&format!(", toUInt32(intDiv(timestamp_ms, {window_ms})))"));
+    if let Scope::Video(video_id) = scope {
+        filter.sql(" AND video_id = ").bind(video_id);
+    }
+    filter.sql(")");
 }
 
 /// The starts of a key's views: its `video_start` times in order (client
@@ -177,10 +207,11 @@ pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) 
     ));
     sql.bind(horizon_ms / 1000).sql(")");
     match scope {
-        Scope::All | Scope::User(_) => {}
+        Scope::All => {}
         Scope::Video(video_id) => {
             sql.sql(" AND video_id = ").bind(video_id);
         }
+        Scope::User(user_id) => user_keys(&mut sql, user_id, horizon_ms / 1000, None),
     }
     sql.sql(" GROUP BY session_id, video_id HAVING length(view_starts) > 0");
     if let Scope::User(user_id) = scope {

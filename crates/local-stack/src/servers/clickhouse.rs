@@ -95,6 +95,13 @@ impl ClickHouse {
     <timezone>UTC</timezone>
     <mark_cache_size>536870912</mark_cache_size>
     <max_concurrent_queries>100</max_concurrent_queries>
+    <!-- Written only by queries run with log_queries = 1 (benchmarks, diagnosis). -->
+    <query_log>
+        <database>system</database>
+        <table>query_log</table>
+        <partition_by>toYYYYMM(event_date)</partition_by>
+        <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+    </query_log>
 </yandex>
 "#,
             log = xml_escape(&self.log.display().to_string()),
