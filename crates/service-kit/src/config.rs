@@ -9,7 +9,9 @@
 //! Each service owns a struct that embeds the sections it needs (`http`, `log`,
 //! `kafka`, `clickhouse`, `postgres`, `redis`); keys a service lacks are ignored.
 
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -228,6 +230,10 @@ pub struct ClickHouseConfig {
     pub database: String,
     pub user: String,
     pub password: String,
+    /// Extra ClickHouse settings sent with every query of this service, e.g.
+    /// `log_queries = "1"` to record them in `system.query_log` (benchmarks,
+    /// diagnosis). Limits a service sets per query class win over these.
+    pub settings: BTreeMap<String, String>,
 }
 
 impl Default for ClickHouseConfig {
@@ -239,6 +245,7 @@ impl Default for ClickHouseConfig {
             database: "analytics".into(),
             user: "default".into(),
             password: String::new(),
+            settings: BTreeMap::new(),
         }
     }
 }
@@ -265,11 +272,12 @@ impl ClickHouseConfig {
 
     /// A client with no database selected (for `CREATE DATABASE`).
     pub fn server_client(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
+        let client = clickhouse::Client::default()
             .with_url(self.endpoint())
             .with_user(&self.user)
             .with_password(&self.password)
-            .with_validation(false)
+            .with_validation(false);
+        self.settings.iter().fold(client, |client, (name, value)| client.with_setting(name, value))
     }
 }
 
@@ -397,6 +405,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!((cfg.http.port, cfg.batch_size), (4100, 9));
+    }
+
+    #[test]
+    fn extra_clickhouse_settings_come_from_file_or_env() {
+        let cfg: Sample =
+            load_from("sample-svc", None, &env_of(&[("SAMPLE_SVC__CLICKHOUSE__SETTINGS__LOG_QUERIES", "1")])).unwrap();
+        assert_eq!(cfg.clickhouse.settings.get("log_queries").map(String::as_str), Some("1"));
+        assert!(Sample::default().clickhouse.settings.is_empty());
     }
 
     #[test]
