@@ -1,21 +1,34 @@
-//! The metric definitions of `docs/metrics.md` as ClickHouse SQL.
+//! The metrics core: every metric of `docs/metrics.md`, defined once.
 //!
-//! One place for the SQL that aggregator-cron and query-api must agree on, so
+//! query-api, aggregator-cron and realtime-hub are thin adapters over this
+//! crate: it holds each metric's ClickHouse SQL, the formulas that finish a
+//! metric after its SQL returns, and the answer types the endpoints send, so
 //! that a pre-aggregated window and the same window computed from the raw
-//! events give the same numbers:
+//! events, and the API's and the hub's realtime figures, cannot disagree:
 //!
 //! - [`views`]: the per-view facts every metric is built from;
 //! - [`rows`]: the rows of `video_metrics` and `user_engagement_daily`, and
-//!   the statements aggregator-cron runs to (re)build a window;
+//!   the statements aggregator-cron runs to (re)build a window (built on
+//!   [`views`]);
 //! - [`read`]: the query API's reads, merging aggregated and raw windows;
-//! - [`windows`]: jobs, window grain, and which windows are up to date.
+//! - [`windows`]: jobs, window grain, day ranges, and which windows are up
+//!   to date;
+//! - [`custom`]: the custom-query vocabulary (metrics, dimensions,
+//!   granularities, filter operators) and the static SQL of each;
+//! - [`formulas`]: the finishing formulas (engagement score, ratios,
+//!   averages, preferences, realtime rates) from a read's rows to an answer;
+//! - [`responses`]: the answers themselves (the JSON of the metric endpoints
+//!   and of the hub's realtime payload, with their OpenAPI schemas).
 //!
 //! Every statement runs on ClickHouse 18.16 and on a current ClickHouse (the
 //! tests run them on both). Values are never spliced into SQL: a
 //! [`Statement`] carries `?` placeholders with their values and binds them
 //! through `clickhouse::Query::bind`.
 
+pub mod custom;
+pub mod formulas;
 pub mod read;
+pub mod responses;
 pub mod rows;
 mod statement;
 pub mod views;

@@ -88,6 +88,21 @@ pub enum TopMetric {
 }
 
 impl TopMetric {
+    pub const ALL: [TopMetric; 3] = [TopMetric::Views, TopMetric::WatchTime, TopMetric::CompletionRate];
+
+    /// The name in requests and answers (`metric=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TopMetric::Views => "views",
+            TopMetric::WatchTime => "watch_time",
+            TopMetric::CompletionRate => "completion_rate",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<TopMetric> {
+        TopMetric::ALL.into_iter().find(|metric| metric.name() == name)
+    }
+
     fn order(self) -> &'static str {
         match self {
             TopMetric::Views => "views DESC",
@@ -193,7 +208,9 @@ pub struct UserDayRow {
     pub view_watch_seconds: Vec<f64>,
 }
 
-/// The row of [`realtime`].
+/// The row of [`realtime`]: the counts of a realtime window, from which
+/// [`crate::formulas::realtime_metrics`] finishes the figures (realtime-hub
+/// fills it from the processor's partials).
 #[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
 pub struct RealtimeRow {
     pub events: u64,

@@ -181,10 +181,3 @@ pub struct MarkerRow {
     pub covered_until: u32,
     pub version: u64,
 }
-
-/// A row of [`crate::views::last_inserted_by_window`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clickhouse::Row, Deserialize)]
-pub struct LastInsertedRow {
-    pub window: u32,
-    pub last_inserted: u32,
-}

@@ -2,6 +2,7 @@
 //! (docs/metrics.md, "Views").
 
 use events_model::EVENTS_TABLE;
+use serde::Deserialize;
 
 use crate::{
     Statement, VIEWS_BY_USER_TABLE,
@@ -231,9 +232,16 @@ pub async fn fetch_last_inserted(
 ) -> Result<std::collections::BTreeMap<u32, u32>, clickhouse::error::Error> {
     let rows = last_inserted_by_window(scope, grain, grain.start_of(horizon) * 1000)
         .query(client)
-        .fetch_all::<crate::rows::LastInsertedRow>()
+        .fetch_all::<LastInsertedRow>()
         .await?;
     Ok(rows.into_iter().map(|r| (r.window, r.last_inserted)).collect())
+}
+
+/// A row of [`last_inserted_by_window`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct LastInsertedRow {
+    pub window: u32,
+    pub last_inserted: u32,
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{Days, NaiveDate};
+
 /// Milliseconds after its `video_start` during which events still belong to a
 /// view (docs/metrics.md, "Views"). Later events of the same key are ignored.
 pub const VIEW_SPAN_MS: u64 = 24 * 3600 * 1000;
@@ -67,6 +69,28 @@ impl Grain {
     /// Epoch seconds at which window `index` starts.
     pub fn start_of(self, index: u32) -> u64 {
         u64::from(index) * self.secs()
+    }
+}
+
+/// Inclusive UTC days `start..=end`: the range of the range endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayRange {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+impl DayRange {
+    /// Epoch seconds of the range's first instant and of the instant after its last.
+    pub fn epoch_bounds(&self) -> (u64, u64) {
+        let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp();
+        let after = self.end.checked_add_days(Days::new(1)).expect("validated range ends before year 262143");
+        (midnight(self.start).max(0) as u64, midnight(after).max(0) as u64)
+    }
+
+    /// The window indexes of `grain` in the range, ascending.
+    pub fn windows(&self, grain: Grain) -> Vec<u32> {
+        let (from, to) = self.epoch_bounds();
+        (grain.index_of(from)..grain.index_of(to)).collect()
     }
 }
 
@@ -146,6 +170,14 @@ mod tests {
         let h = Grain::Hour.index_of(1_764_000_000);
         assert_eq!(horizon(Grain::Hour, 1_764_000_000 + 1_800, 48 * 3600), h - 49);
         assert_eq!(horizon(Grain::Day, 1_764_000_000, 48 * 3600), Grain::Day.index_of(1_764_000_000) - 3);
+    }
+
+    #[test]
+    fn a_single_day_is_24_hours_from_midnight_utc() {
+        let range = DayRange { start: "2025-11-24".parse().unwrap(), end: "2025-11-24".parse().unwrap() };
+        assert_eq!(range.epoch_bounds(), (1_763_942_400, 1_763_942_400 + 86_400));
+        assert_eq!(range.windows(Grain::Hour).len(), 24);
+        assert_eq!(range.windows(Grain::Day), [Grain::Day.index_of(1_763_942_400)]);
     }
 
     #[test]

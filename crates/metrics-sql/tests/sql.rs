@@ -8,8 +8,8 @@ use events_model::EventRow;
 use metrics_sql::{
     Statement,
     read::{self, RealtimeRow, TopMetric, TopVideoRow, UserDayRow, VideoSummaryRow},
-    rows::{self, LastInsertedRow, MarkerRow},
-    views::{self, Scope},
+    rows::{self, MarkerRow},
+    views::{self, LastInsertedRow, Scope},
     windows::{Grain, Job, Split},
 };
 use service_kit::testing::TestClickHouse;

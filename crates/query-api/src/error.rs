@@ -34,7 +34,9 @@ pub enum ApiError {
     Unavailable { dependency: &'static str, cause: String },
 
     /// ClickHouse stopped the query at one of the limits of `limits` (config).
-    #[error("the query was stopped by its {limit} limit (query-api setting {setting}); ask for a shorter range or fewer groups")]
+    #[error(
+        "the query was stopped by its {limit} limit (query-api setting {setting}); ask for a shorter range or fewer groups"
+    )]
     TooExpensive { limit: &'static str, setting: &'static str },
 
     /// Anything else; the cause is logged, the client only learns that it failed.
@@ -219,7 +221,11 @@ mod tests {
             (ApiError::UnsupportedMediaType("json only".into()), 415, "unsupported_media_type"),
             (ApiError::PayloadTooLarge { limit: 10 }, 413, "payload_too_large"),
             (ApiError::Unavailable { dependency: "postgres", cause: "refused".into() }, 503, "unavailable"),
-            (ApiError::TooExpensive { limit: "memory", setting: "metrics.max_memory_bytes" }, 503, "query_too_expensive"),
+            (
+                ApiError::TooExpensive { limit: "memory", setting: "metrics.max_memory_bytes" },
+                503,
+                "query_too_expensive",
+            ),
             (ApiError::Internal(anyhow::anyhow!("boom")), 500, "internal"),
         ];
         for (error, status, code) in cases {
@@ -255,8 +261,13 @@ mod tests {
         assert_eq!((status, body["error"].as_str()), (503, Some("query_too_expensive")));
         assert!(body["message"].as_str().unwrap().contains("max_memory_usage"), "{body}");
         let rows = clickhouse::error::Error::BadResponse("Code: 158. DB::Exception: Limit for rows exceeded".into());
-        assert!(matches!(ApiError::from(rows), ApiError::TooExpensive { setting: "limits.{metrics,custom}.max_rows_to_read", .. }));
-        let time = clickhouse::error::Error::BadResponse("Code: 159, e.displayText() = DB::Exception: Timeout exceeded".into());
+        assert!(matches!(
+            ApiError::from(rows),
+            ApiError::TooExpensive { setting: "limits.{metrics,custom}.max_rows_to_read", .. }
+        ));
+        let time = clickhouse::error::Error::BadResponse(
+            "Code: 159, e.displayText() = DB::Exception: Timeout exceeded".into(),
+        );
         assert!(matches!(ApiError::from(time), ApiError::TooExpensive { setting: "limits.max_execution_secs", .. }));
         let syntax = clickhouse::error::Error::BadResponse("Code: 62. DB::Exception: Syntax error".into());
         assert_eq!(answer(&ApiError::from(syntax)).0, 500);

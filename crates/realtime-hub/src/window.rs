@@ -17,23 +17,14 @@ use std::{
 
 use chrono::{DateTime, TimeZone as _, Utc};
 use events_model::{EventType, PartialView, RealtimePartial};
+use metrics_sql::{formulas, read::RealtimeRow};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The realtime metrics: the same object, field for field, as query-api's
-/// `GET /api/metrics/realtime` and the `realtime_metrics` WebSocket payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RealtimeMetrics {
-    pub concurrent_viewers: u64,
-    pub active_streams: u64,
-    pub bandwidth_gbps: f64,
-    pub events_per_second: f64,
-    /// 0..1
-    pub error_rate: f64,
-    pub window_seconds: u64,
-    /// End of the window.
-    pub as_of: DateTime<Utc>,
-}
+/// The realtime metrics, defined once in the metrics core: the same object
+/// as query-api's `GET /api/metrics/realtime` and the `realtime_metrics`
+/// WebSocket payload.
+pub use metrics_sql::responses::RealtimeMetrics;
 
 /// A video and its concurrent viewers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -444,15 +435,11 @@ impl Window {
 
         let window_seconds = self.window_ms / 1000;
         Figures {
-            metrics: RealtimeMetrics {
-                concurrent_viewers: viewers,
-                active_streams,
-                bandwidth_gbps: bandwidth_kbps as f64 / 1_000_000.0,
-                events_per_second: events as f64 / window_seconds as f64,
-                error_rate: if events == 0 { 0.0 } else { errors as f64 / events as f64 },
+            metrics: formulas::realtime_metrics(
+                &RealtimeRow { events, errors, concurrent_viewers: viewers, active_streams, bandwidth_kbps },
                 window_seconds,
-                as_of: as_of(now_ms),
-            },
+                as_of(now_ms),
+            ),
             top_videos: top
                 .into_iter()
                 .map(|(video_id, viewers)| TopVideo { video_id: video_id.into(), viewers })

@@ -13,7 +13,8 @@
 
 pub mod compile;
 pub mod execute;
-pub mod lists;
+/// The custom-query vocabulary lives in the metrics core.
+pub use metrics_sql::custom as lists;
 pub mod request;
 
 use actix_web::web;

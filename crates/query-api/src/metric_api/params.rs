@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike as _, Days, NaiveDate, Utc};
+pub use metrics_sql::windows::DayRange;
 
 use crate::error::ApiError;
 
@@ -10,28 +11,6 @@ use crate::error::ApiError;
 pub const MAX_RANGE_DAYS: u64 = 366;
 /// Days covered when `startDate` is omitted: the week ending on `endDate`.
 pub const DEFAULT_RANGE_DAYS: u64 = 7;
-
-/// Inclusive UTC days `start..=end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DayRange {
-    pub start: NaiveDate,
-    pub end: NaiveDate,
-}
-
-impl DayRange {
-    /// Epoch seconds of the range's first instant and of the instant after its last.
-    pub fn epoch_bounds(&self) -> (u64, u64) {
-        let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp();
-        let after = self.end.checked_add_days(Days::new(1)).expect("validated range ends before year 262143");
-        (midnight(self.start).max(0) as u64, midnight(after).max(0) as u64)
-    }
-
-    /// The window indexes of `grain` in the range, ascending.
-    pub fn windows(&self, grain: metrics_sql::windows::Grain) -> Vec<u32> {
-        let (from, to) = self.epoch_bounds();
-        (grain.index_of(from)..grain.index_of(to)).collect()
-    }
-}
 
 /// The query string as name → value, rejecting repeated and unknown names.
 pub fn parse_query(query_string: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
@@ -145,11 +124,5 @@ mod tests {
         assert_eq!(field(error).as_deref(), Some("endDate"));
         let ok = parse_query("endDate=2024-01-02", &["startDate", "endDate"]).unwrap();
         assert_eq!(ok.get("endDate").map(String::as_str), Some("2024-01-02"));
-    }
-
-    #[test]
-    fn a_single_day_is_24_hours_from_midnight_utc() {
-        let range = DayRange { start: "2025-11-24".parse().unwrap(), end: "2025-11-24".parse().unwrap() };
-        assert_eq!(range.epoch_bounds(), (1_763_942_400, 1_763_942_400 + 86_400));
     }
 }

@@ -2,7 +2,7 @@
 //! and filter operators, each with the static SQL it compiles to.
 //!
 //! These tables are the only source of identifiers and expressions in the
-//! compiled SQL. The OpenAPI schema, the 400 messages and `docs/custom-query.md`
+//! SQL that query-api's custom query compiles. The OpenAPI schema, the 400 messages and `docs/custom-query.md`
 //! list the same names; a unit test keeps the document in step.
 
 /// How a result column comes back from ClickHouse and goes out as JSON.
