@@ -28,6 +28,7 @@ use service_kit::{
 };
 
 pub use config::{Config, DEFAULT_PORT, IngestConfig};
+pub use producer::producer_config;
 
 pub const SERVICE: &str = "ingest-gateway";
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use events_model::{Event, SCHEMA_VERSION_HEADER, WIRE_SCHEMA_VERSION};
 use rdkafka::{
+    ClientConfig,
     error::KafkaError,
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer as _},
@@ -57,6 +58,22 @@ impl ProduceError {
     }
 }
 
+/// The settings of the gateway's producer (see the module documentation);
+/// public so that `cargo xtask bench pipeline` measures its raw-produce
+/// baseline with exactly these.
+pub fn producer_config(kafka: &KafkaConfig, ingest: &IngestConfig) -> ClientConfig {
+    let mut config = client_config(kafka);
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", ingest.linger_ms.to_string())
+        .set("message.timeout.ms", ingest.produce_timeout_ms.to_string())
+        .set("queue.buffering.max.messages", ingest.producer_queue_max_messages.to_string())
+        .set("allow.auto.create.topics", "false");
+    config
+}
+
 /// The gateway's producer of the raw events topic.
 pub struct EventProducer {
     producer: FutureProducer,
@@ -67,15 +84,7 @@ pub struct EventProducer {
 
 impl EventProducer {
     pub fn new(kafka: &KafkaConfig, ingest: &IngestConfig, topic: String) -> Result<Self, KafkaError> {
-        let producer: FutureProducer = client_config(kafka)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("compression.type", "lz4")
-            .set("linger.ms", ingest.linger_ms.to_string())
-            .set("message.timeout.ms", ingest.produce_timeout_ms.to_string())
-            .set("queue.buffering.max.messages", ingest.producer_queue_max_messages.to_string())
-            .set("allow.auto.create.topics", "false")
-            .create()?;
+        let producer: FutureProducer = producer_config(kafka, ingest).create()?;
         let version = WIRE_SCHEMA_VERSION.to_string();
         let headers =
             OwnedHeaders::new_with_capacity(1).insert(Header { key: SCHEMA_VERSION_HEADER, value: Some(&version) });

@@ -6,6 +6,7 @@
 //!   criterion micro-benchmarks ([`window`]).
 
 mod client;
+mod pipeline;
 mod realtime;
 mod report;
 mod stats;
@@ -26,12 +27,16 @@ pub enum BenchCmd {
     /// The realtime-hub's window: facts merged per second and the per-tick figures at 60 k, 300 k and 1.2 M
     /// facts (criterion: `cargo bench -p realtime-hub --bench window`).
     Window(window::WindowArgs),
+    /// Write-path throughput against its raw limits (gateway ÷ raw producer, processor ÷ raw insert) and
+    /// POST → queryable latency at 5,000 events/s, against release builds of the services.
+    Pipeline(pipeline::PipelineArgs),
 }
 
 pub async fn run(layout: &Layout, command: BenchCmd) -> Result<ExitCode> {
     match command {
         BenchCmd::Realtime(args) => realtime::run(layout, args).await,
         BenchCmd::Window(args) => window::run(layout, args).await,
+        BenchCmd::Pipeline(args) => pipeline::run(layout, args).await,
     }
 }
 

@@ -50,7 +50,6 @@ impl Profile {
 /// `cargo build [--release] --bins -p …`: the services (unless `stack`) and,
 /// always in release, the load generator (`xtask`).
 pub async fn build(layout: &Layout, profile: Profile, stack: bool) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut builds: Vec<(Profile, Vec<&str>)> = Vec::new();
     let mut release = vec!["xtask"];
     if !stack {
@@ -61,38 +60,45 @@ pub async fn build(layout: &Layout, profile: Profile, stack: bool) -> Result<()>
     }
     builds.push((Profile::Release, release));
     for (profile, packages) in builds {
-        let mut args = vec!["build", "--bins"];
-        if profile == Profile::Release {
-            args.push("--release");
-        }
-        for package in &packages {
-            args.extend(["-p", package]);
-        }
-        let step = Step::start(format!("building {} ({})", packages.join(", "), profile.as_str()));
-        let status = tokio::process::Command::new(&cargo)
-            .args(&args)
-            .current_dir(&layout.root)
-            .status()
-            .await
-            .with_context(|| format!("running {cargo} {}", args.join(" ")))?;
-        if !status.success() {
-            step.fail(format!("cargo exited with {status}"));
-            bail!("`cargo {}` failed ({status}); its errors are printed above", args.join(" "));
-        }
-        step.ok("");
+        cargo_build(layout, profile, &packages).await?;
     }
     Ok(())
 }
 
-fn binary(layout: &Layout, profile: Profile, name: &str) -> PathBuf {
+/// `cargo build --bins [--release] -p <packages>…`, with a progress line.
+pub(super) async fn cargo_build(layout: &Layout, profile: Profile, packages: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["build", "--bins"];
+    if profile == Profile::Release {
+        args.push("--release");
+    }
+    for package in packages {
+        args.extend(["-p", package]);
+    }
+    let step = Step::start(format!("building {} ({})", packages.join(", "), profile.as_str()));
+    let status = tokio::process::Command::new(&cargo)
+        .args(&args)
+        .current_dir(&layout.root)
+        .status()
+        .await
+        .with_context(|| format!("running {cargo} {}", args.join(" ")))?;
+    if !status.success() {
+        step.fail(format!("cargo exited with {status}"));
+        bail!("`cargo {}` failed ({status}); its errors are printed above", args.join(" "));
+    }
+    step.ok("");
+    Ok(())
+}
+
+pub(super) fn binary(layout: &Layout, profile: Profile, name: &str) -> PathBuf {
     layout.target_dir().join(profile.as_str()).join(name)
 }
 
 /// A process this benchmark started: stopped (SIGTERM, then SIGKILL after
 /// 10 s) when dropped.
-struct Spawned {
-    name: String,
-    pid: u32,
+pub(super) struct Spawned {
+    pub name: String,
+    pub pid: u32,
 }
 
 impl Drop for Spawned {
@@ -204,44 +210,17 @@ impl Target {
         let mut pids = Vec::new();
         // The processor first: it creates the topics the hub reads.
         for name in REALTIME_SERVICES {
-            let step = Step::start(format!("{name} ({}, bench-{run})", profile.as_str()));
-            let port = match free_port() {
-                Ok(port) => port,
+            match start_service(layout, name, profile, &env, &format!("bench-{name}"), &format!("bench-{run}")).await {
+                Ok((child, port)) => {
+                    pids.push((name.to_string(), child.pid));
+                    own.children.push(child);
+                    ports.push(port);
+                }
                 Err(err) => {
-                    step.fail("no free port");
                     own.cleanup().await;
                     return Err(err);
                 }
-            };
-            let exe = binary(layout, profile, name);
-            let log = layout.log(&format!("bench-{name}"));
-            let mut cmd = Command::new(&exe);
-            cmd.current_dir(&layout.root).envs(env.iter().map(|(k, v)| (k, v))).env("PORT", port.to_string());
-            // In xtask's process group: Ctrl-C stops them too.
-            let pid = match process::spawn_logged(&mut cmd, &log, Detach::No) {
-                Ok(pid) => pid,
-                Err(err) => {
-                    step.fail("not started");
-                    own.cleanup().await;
-                    return Err(err.context(format!("starting {}", exe.display())));
-                }
-            };
-            own.children.push(Spawned { name: name.to_string(), pid });
-            step.set_message(format!("pid {pid}, port {port}; waiting for GET /ready"));
-            match probe::until_answers(Some(pid), Duration::from_secs(60), || probe::ready(port), |_| {}).await {
-                Ok(_) => step.ok(format!("ready on port {port} (log {})", layout.show(&log))),
-                Err(not) => {
-                    step.fail("not ready");
-                    own.cleanup().await;
-                    let why = match not {
-                        NotAnswering::Exited => "exited".to_string(),
-                        NotAnswering::TimedOut(last) => format!("not ready within 60 s ({last})"),
-                    };
-                    bail!("{name} {why}; read {}\n{}", layout.show(&log), process::indent_tail(&log, 30));
-                }
             }
-            ports.push(port);
-            pids.push((name.to_string(), pid));
         }
         pids.extend(server_pids(layout));
         let (processor, gateway, hub) = (ports[0], ports[1], ports[2]);
@@ -288,6 +267,57 @@ impl Own {
     }
 }
 
+/// Starts one service from `target/<profile>/` on a free port with `env`
+/// (logging to `.stack/logs/<log>.log`) and waits for its `GET /ready`;
+/// `what` names the run in the progress line. Stopped when the returned
+/// handle is dropped.
+pub(super) async fn start_service(
+    layout: &Layout,
+    name: &str,
+    profile: Profile,
+    env: &[(String, String)],
+    log: &str,
+    what: &str,
+) -> Result<(Spawned, u16)> {
+    let step = Step::start(format!("{name} ({}, {what})", profile.as_str()));
+    let port = match free_port() {
+        Ok(port) => port,
+        Err(err) => {
+            step.fail("no free port");
+            return Err(err);
+        }
+    };
+    let exe = binary(layout, profile, name);
+    let log = layout.log(log);
+    let mut cmd = Command::new(&exe);
+    cmd.current_dir(&layout.root).envs(env.iter().map(|(k, v)| (k, v))).env("PORT", port.to_string());
+    // In xtask's process group: Ctrl-C stops them too.
+    let pid = match process::spawn_logged(&mut cmd, &log, Detach::No) {
+        Ok(pid) => pid,
+        Err(err) => {
+            step.fail("not started");
+            return Err(err.context(format!("starting {}", exe.display())));
+        }
+    };
+    let child = Spawned { name: name.to_string(), pid };
+    step.set_message(format!("pid {pid}, port {port}; waiting for GET /ready"));
+    match probe::until_answers(Some(pid), Duration::from_secs(60), || probe::ready(port), |_| {}).await {
+        Ok(_) => {
+            step.ok(format!("ready on port {port} (log {})", layout.show(&log)));
+            Ok((child, port))
+        }
+        Err(not) => {
+            step.fail("not ready");
+            drop(child);
+            let why = match not {
+                NotAnswering::Exited => "exited".to_string(),
+                NotAnswering::TimedOut(last) => format!("not ready within 60 s ({last})"),
+            };
+            bail!("{name} {why}; read {}\n{}", layout.show(&log), process::indent_tail(&log, 30));
+        }
+    }
+}
+
 fn metrics_urls(gateway: u16, processor: u16, hub: u16) -> Vec<(&'static str, String)> {
     vec![
         ("ingest-gateway", format!("http://127.0.0.1:{gateway}/metrics")),
@@ -297,7 +327,7 @@ fn metrics_urls(gateway: u16, processor: u16, hub: u16) -> Vec<(&'static str, St
 }
 
 /// Kafka's and ClickHouse's pids when xtask started them.
-fn server_pids(layout: &Layout) -> Vec<(String, u32)> {
+pub(super) fn server_pids(layout: &Layout) -> Vec<(String, u32)> {
     [Server::Kafka, Server::ClickHouse]
         .into_iter()
         .filter_map(|server| Some((server.name().to_string(), server.live_pid(layout)?)))
