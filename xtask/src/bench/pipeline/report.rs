@@ -254,7 +254,7 @@ impl Report {
             let _ = writeln!(out, "| {} |", row.join(" | "));
         }
 
-        let _ = writeln!(out, "\nPer round (each round measures ours, then its baseline):\n");
+        let _ = writeln!(out, "\nPer round (ours and its baseline alternate which goes first, round by round):\n");
         let _ = writeln!(out, "| case | ours, per round | baseline | baseline, per round |");
         let _ = writeln!(out, "|---|---|---|---|");
         for case in self.cases.iter().filter(|c| !c.ours.is_empty() || !c.baseline.is_empty()) {
