@@ -429,7 +429,12 @@ fn late_candidate(oracle: &Oracle, ids: &mut generate::EventIds, now: DateTime<U
             && (3 * HOUR_MS..46 * HOUR_MS).contains(&age)
             && view.day() <= last_day
             && !view.completed
-            && !view.failed;
+            && !view.failed
+            // A key's views share its freshness (a late row makes every view
+            // of its key within the lateness horizon stale): with one view,
+            // the late event's windows are exactly its view's.
+            && oracle.views.iter().filter(|v| v.session_id == view.session_id && v.video_id == view.video_id).count()
+                == 1;
         if !suitable {
             continue;
         }
@@ -590,9 +595,9 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     let diagnosis = || format!("{report:?}\nredelivered copies since the re-run: {copies:?}");
     // The late event's windows must be recomputed. A window recomputed
     // besides them must keep its numbers (every answer is compared with the
-    // oracle below); it is reported, not failed: in 2 of about 30 runs on a
-    // loaded machine one extra window was recomputed without any copy found
-    // (cause not found yet).
+    // oracle below); it is reported, not failed. (The extra windows seen here
+    // before were the other views of a key with two video_starts on
+    // different days; such keys are no longer picked for the late event.)
     assert!(late_windows.is_superset(&expected_changes), "{}", diagnosis());
     if late_windows != expected_changes {
         eprintln!("late event phase: recomputed {late_windows:?}, expected {expected_changes:?}; {}", diagnosis());

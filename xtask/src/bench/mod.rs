@@ -3,9 +3,12 @@
 //! - `realtime`: feed and realtime-metrics latency end to end, under
 //!   background traffic and without it ([`realtime`]);
 //! - `window`: the realtime-hub's window merge and per-tick computation,
-//!   criterion micro-benchmarks ([`window`]).
+//!   criterion micro-benchmarks ([`window`]);
+//! - `queries`: the query API's latency at volume against the same SQL run
+//!   directly ([`queries`]).
 
 mod client;
+mod queries;
 mod pipeline;
 mod realtime;
 mod report;
@@ -30,12 +33,16 @@ pub enum BenchCmd {
     /// Write-path throughput against its raw limits (gateway ÷ raw producer, processor ÷ raw insert) and
     /// POST → queryable latency at 5,000 events/s, against release builds of the services.
     Pipeline(pipeline::PipelineArgs),
+    /// Query API latency (p50/p99, sequential and at concurrency 4) over a 10 M-event, 7-day fixture under live
+    /// ingest, against the same statements run directly; rows read, peak memory, and a doubled-background scale check.
+    Queries(queries::QueriesArgs),
 }
 
 pub async fn run(layout: &Layout, command: BenchCmd) -> Result<ExitCode> {
     match command {
         BenchCmd::Realtime(args) => realtime::run(layout, args).await,
         BenchCmd::Window(args) => window::run(layout, args).await,
+        BenchCmd::Queries(args) => queries::run(layout, args).await,
         BenchCmd::Pipeline(args) => pipeline::run(layout, args).await,
     }
 }

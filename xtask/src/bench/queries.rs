@@ -1,0 +1,856 @@
+//! `cargo xtask bench queries`: part C of the pipeline benchmark (issue 11),
+//! the query API's latency at volume against the same SQL run directly.
+//!
+//! 1. A fixture in a ClickHouse database of its own (`bench_queries`, every
+//!    migration applied): `--events` events (10 M by default) over the last
+//!    7 days, written with `INSERT … SELECT` from `system.numbers` in chunks
+//!    of 1 M, the materialized views included. Sessions of ten events (a
+//!    `video_start`, progress, a stall on one in seven, a completion on one
+//!    in three), 30 s apart; video popularity skewed (`u³` over 20,000
+//!    videos, so the hottest video has ~4 % of the views); 50,000 users.
+//! 2. The closed windows aggregated by the release `aggregator-cron run`
+//!    (a PostgreSQL database of its own), as the scheduler would have done.
+//! 3. The release query-api on that database, cache off, `log_queries` on,
+//!    while `--ingest-rate` events/s (2,000 by default) of live sessions are
+//!    inserted into the same `events` table every second, as the processor
+//!    would: the current hour and day stay open (computed raw).
+//! 4. Per case (a hot, a median and a tail video over 1 and 7 days, top
+//!    videos over 1 and 7 days, a median user over 7 days, a custom query
+//!    grouping a day by device, realtime): one request whose statements are
+//!    read back from `system.query_log` (rows read, peak memory), then
+//!    `--requests` requests sequentially and `--requests` at concurrency 4,
+//!    each interleaved with the same statements sent straight to ClickHouse
+//!    over HTTP (its probes concurrently, then its main statements, as
+//!    query-api runs them).
+//! 5. Unless `--no-scale`: another `--events` events of other videos and
+//!    users (double the background), aggregated, and the sequential cases
+//!    again, the live inserts now of other videos: the rows a fixed video's
+//!    request reads must stay within 10 %;
+//!    the two sizes give a linear projection to 100 M and 1 B events.
+//!
+//! What it does not do: the events of step 1 and 3 are not sent through the
+//! gateway and processor (bench pipeline A, B and D measure those), so the
+//! ingest here loads ClickHouse the way the processor's inserts would,
+//! without their CPU.
+
+use std::{
+    collections::HashSet,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Days, NaiveDate, Timelike as _, Utc};
+use futures::future::join_all;
+use serde::Deserialize;
+
+use super::{
+    machine,
+    report::replace_block,
+    stats::{Distribution, median},
+    target::{Profile, cargo_build, start_service},
+};
+use crate::{layout::Layout, stack, ui::Step};
+
+/// The block of `BENCHMARKS.md` this benchmark owns.
+pub const BLOCK: &str = "bench:queries";
+const HEADING: &str = "Query latency at volume (`cargo xtask bench queries`)";
+const DATABASE: &str = "bench_queries";
+const CHUNK: u64 = 1_000_000;
+const EVENTS_PER_SESSION: u64 = 10;
+const VIDEOS: u64 = 20_000;
+const USERS: u64 = 50_000;
+const SPAN_SECS: u64 = 7 * 86_400;
+
+#[derive(Debug, clap::Args)]
+pub struct QueriesArgs {
+    /// Events in the fixture, spread over the 7 days ending now.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Requests per case, sequentially and again at concurrency 4 (each as many direct runs).
+    #[arg(long, default_value_t = 40)]
+    pub requests: usize,
+    /// Live events inserted per second while measuring.
+    #[arg(long, default_value_t = 2000)]
+    pub ingest_rate: u64,
+    /// Skip the doubled-background scale check.
+    #[arg(long)]
+    pub no_scale: bool,
+    /// Keep the fixture database afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Do not write the figures into BENCHMARKS.md.
+    #[arg(long)]
+    pub no_write: bool,
+}
+
+// ------------------------------------------------------------ ClickHouse ---
+
+/// ClickHouse over HTTP, as a user with `curl` would send it.
+#[derive(Clone)]
+struct Ch {
+    http: reqwest::Client,
+    database: String,
+}
+
+impl Ch {
+    fn new(database: &str) -> Result<Self> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(900)).build()?;
+        Ok(Self { http, database: database.to_string() })
+    }
+
+    async fn run(&self, sql: &str) -> Result<String> {
+        let response = self
+            .http
+            .post(format!("{}/?database={}", stack::CLICKHOUSE_URL, self.database))
+            .body(sql.to_string())
+            .send()
+            .await
+            .with_context(|| format!("sending to ClickHouse: {}", first_line(sql)))?;
+        let status = response.status();
+        let body = response.text().await?;
+        if !status.is_success() {
+            bail!("ClickHouse answered {status} to {}: {}", first_line(sql), body.trim());
+        }
+        Ok(body)
+    }
+
+    async fn rows<T: for<'de> Deserialize<'de>>(&self, sql: &str) -> Result<Vec<T>> {
+        let body = self.run(&format!("{sql} FORMAT JSONEachRow")).await?;
+        body.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).with_context(|| format!("row {l}")))
+            .collect()
+    }
+
+    async fn number(&self, sql: &str) -> Result<u64> {
+        let text = self.run(sql).await?;
+        text.trim().parse().with_context(|| format!("{:?} from {sql}", text.trim()))
+    }
+}
+
+fn first_line(sql: &str) -> String {
+    let line = sql.trim().lines().next().unwrap_or_default();
+    line.chars().take(100).collect()
+}
+
+// --------------------------------------------------------------- fixture ---
+
+/// Which traffic a generated session belongs to.
+#[derive(Debug, Clone, Copy)]
+struct Traffic {
+    /// Prefix of video ids (`bv`: the fixture's, `ov`: the doubled background's).
+    videos: &'static str,
+    users: &'static str,
+    sessions: &'static str,
+    salt: u64,
+}
+
+const BASE: Traffic = Traffic { videos: "bv", users: "bu", sessions: "bs", salt: 1 };
+const OTHER: Traffic = Traffic { videos: "ov", users: "ou", sessions: "os", salt: 2 };
+const LIVE: Traffic = Traffic { videos: "bv", users: "bu", sessions: "ls", salt: 3 };
+/// The live traffic of the scale check: other videos, so that the fixed
+/// videos' rows differ between the two sizes only by what the background does.
+const LIVE_OTHER: Traffic = Traffic { videos: "ov", users: "ou", sessions: "lo", salt: 4 };
+
+/// `INSERT … SELECT` of events `first..first + count` of `traffic`: session
+/// `s = n / 10` starts at `start + (s − first_session) × span ÷ sessions`
+/// and its event `k = n % 10` comes `30 k` seconds later.
+fn insert_sql(traffic: Traffic, first: u64, count: u64, start: u64, span: u64, sessions: u64) -> String {
+    let Traffic { videos, users, sessions: session_prefix, salt } = traffic;
+    let first_session = first / EVENTS_PER_SESSION;
+    format!(
+        "INSERT INTO events (event_id, event_type, user_id, session_id, video_id, timestamp, timestamp_ms, \
+         received_at_ms, position_seconds, duration_seconds, quality, bitrate_kbps, buffer_duration_ms, \
+         startup_time_ms, error_code, error_message, fatal, seek_from_seconds, seek_to_seconds, from_quality, \
+         to_quality, device_type, browser, os, country, player, cdn, properties, metadata) \
+         SELECT generateUUIDv4(), \
+           multiIf(k = 0, 'video_start', k = 9 AND s % 3 = 0, 'video_complete', k = 8 AND s % 7 = 0, 'video_buffer', 'video_progress'), \
+           toNullable(concat('{users}-', toString(cityHash64(s, {salt}, 1) % {USERS}))), \
+           concat('{session_prefix}-', toString(s)), \
+           concat('{videos}-', toString(toUInt32(pow((cityHash64(s, {salt}) % 1000000) / 1000000., 3) * {VIDEOS}))), \
+           toDateTime(ts), ts * 1000, ts * 1000 + 400, \
+           toNullable(toFloat64(k * 30)), toNullable(600.), \
+           if(s % 2 = 0, '1080p', '720p'), toNullable(toUInt32(if(s % 2 = 0, 5000, 2500))), \
+           if(k = 8 AND s % 7 = 0, toUInt32(1500), NULL), \
+           if(k = 0, toUInt32(300 + s % 2000), NULL), \
+           '', '', 0, NULL, NULL, '', '', \
+           arrayElement(['desktop', 'mobile', 'tv', 'tablet'], s % 4 + 1), 'chrome', 'linux', \
+           arrayElement(['US', 'GB', 'DE', 'FR', 'BR'], s % 5 + 1), 'bench/1', 'cdn-a', '{{}}', NULL \
+         FROM (SELECT n, s, k, toUInt32({start} + intDiv((s - {first_session}) * {span}, {sessions}) + k * 30) AS ts \
+               FROM (SELECT number + {first} AS n, intDiv(n, {EVENTS_PER_SESSION}) AS s, n % {EVENTS_PER_SESSION} AS k \
+                     FROM system.numbers LIMIT {count}))"
+    )
+}
+
+/// Inserts `events` events of `traffic` over the 7 days ending at `end`.
+async fn insert_traffic(ch: &Ch, traffic: Traffic, events: u64, end: u64) -> Result<()> {
+    let events = events / EVENTS_PER_SESSION * EVENTS_PER_SESSION;
+    let sessions = events / EVENTS_PER_SESSION;
+    // The last session's last event lands by `end`.
+    let span = SPAN_SECS - 300;
+    let start = end - SPAN_SECS;
+    let step = Step::start(format!("inserting {} events ({}-… videos)", thousands(events), traffic.videos));
+    let started = Instant::now();
+    let mut done = 0;
+    while done < events {
+        let count = CHUNK.min(events - done);
+        step.set_message(format!("{} of {}", thousands(done), thousands(events)));
+        ch.run(&insert_sql(traffic, done, count, start, span, sessions)).await?;
+        done += count;
+    }
+    step.ok(format!("{:.0} s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// `aggregator-cron run` for both jobs up to the current hour / day.
+async fn aggregate(layout: &Layout, env: &[(String, String)], now: DateTime<Utc>, days: u64) -> Result<()> {
+    let hour = now.with_minute(0).and_then(|t| t.with_second(0)).context("the hour")?.with_nanosecond(0);
+    let hour = hour.context("the hour")?;
+    let today = now.date_naive();
+    let from = today.checked_sub_days(Days::new(days)).context("the first day")?;
+    let jobs = [
+        ("video_metrics", from.to_string(), hour.to_rfc3339()),
+        ("user_engagement_daily", from.to_string(), today.to_string()),
+    ];
+    for (job, from, to) in jobs {
+        let step = Step::start(format!("aggregator-cron run --job {job} --from {from} --to {to}"));
+        let started = Instant::now();
+        let log = layout.log("bench-queries-aggregator");
+        let status = tokio::process::Command::new(super::target::binary(layout, Profile::Release, "aggregator-cron"))
+            .args(["run", "--job", job, "--from", &from, "--to", &to])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(layout.log("bench-queries-aggregator.err"))?)
+            .status()
+            .await?;
+        if !status.success() {
+            step.fail(format!("{status}"));
+            bail!("aggregator-cron run failed ({status}); read {}", layout.show(&log));
+        }
+        step.ok(format!("{:.0} s", started.elapsed().as_secs_f64()));
+    }
+    Ok(())
+}
+
+/// `count` live events (sessions of ten events whose last one is now), as
+/// the processor would insert a second's worth.
+fn live_sql(traffic: Traffic, first: u64, count: u64, now: u64) -> String {
+    let sessions = (count / EVENTS_PER_SESSION).max(1);
+    insert_sql(traffic, first, count, now - 9 * 30, 1, sessions)
+}
+
+/// Inserts `rate` live events every second until `stop`; counts what it inserted.
+fn spawn_ingest(
+    ch: Ch,
+    traffic: Traffic,
+    rate: u64,
+    stop: Arc<AtomicBool>,
+    inserted: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let (mut next, mut failed) = (0, 0);
+        while !stop.load(Relaxed) {
+            tick.tick().await;
+            let now = Utc::now().timestamp() as u64;
+            match ch.run(&live_sql(traffic, next, rate, now)).await {
+                Ok(_) => {
+                    inserted.fetch_add(rate, Relaxed);
+                }
+                Err(_) => failed += 1,
+            }
+            next += rate;
+        }
+        failed
+    })
+}
+
+// ----------------------------------------------------------------- cases ---
+
+#[derive(Debug, Clone)]
+struct Case {
+    name: String,
+    /// `p99 ≤ goal_ms` (issue 11); `None` when no latency goal is set.
+    goal_ms: Option<f64>,
+    /// Whether the rows it reads must not grow with other videos' traffic.
+    fixed: bool,
+    path: String,
+    body: Option<String>,
+}
+
+fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str) -> Vec<Case> {
+    let week = today.checked_sub_days(Days::new(6)).unwrap_or(today);
+    let range = |days: u32| {
+        if days == 1 {
+            format!("startDate={today}&endDate={today}")
+        } else {
+            format!("startDate={week}&endDate={today}")
+        }
+    };
+    let mut out = Vec::new();
+    for (label, id) in [("hot", hot), ("median", median_video), ("tail", tail)] {
+        for days in [1, 7] {
+            out.push(Case {
+                name: format!("video {label} {days}d"),
+                goal_ms: Some(100.0),
+                fixed: true,
+                path: format!("/api/metrics/video/{id}?{}", range(days)),
+                body: None,
+            });
+        }
+    }
+    for days in [1, 7] {
+        out.push(Case {
+            name: format!("top videos {days}d"),
+            goal_ms: Some(300.0),
+            fixed: false,
+            path: format!("/api/metrics/videos/top?{}&limit=10", range(days)),
+            body: None,
+        });
+    }
+    out.push(Case {
+        name: "user median 7d".into(),
+        goal_ms: Some(100.0),
+        fixed: true,
+        path: format!("/api/metrics/user/{user}?{}", range(7)),
+        body: None,
+    });
+    out.push(Case {
+        name: "custom by device 1d".into(),
+        goal_ms: None,
+        fixed: false,
+        path: "/api/metrics/query".into(),
+        body: Some(format!(
+            r#"{{"metrics":["views","event_count","avg_bitrate_kbps"],"group_by":["device_type"],"start":"{today}T00:00:00Z","end":"{}T00:00:00Z"}}"#,
+            today.checked_add_days(Days::new(1)).unwrap_or(today)
+        )),
+    });
+    out.push(Case {
+        name: "realtime".into(),
+        goal_ms: None,
+        fixed: false,
+        path: "/api/metrics/realtime".into(),
+        body: None,
+    });
+    out
+}
+
+/// One statement query-api ran for a request, from `system.query_log`.
+#[derive(Debug, Clone, Deserialize)]
+struct Logged {
+    query_id: String,
+    query: String,
+    #[serde(deserialize_with = "de_u64")]
+    read_rows: u64,
+    #[serde(deserialize_with = "de_u64")]
+    memory_usage: u64,
+}
+
+/// ClickHouse 18.16 quotes 64-bit integers in JSON.
+fn de_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Number(u64),
+        Text(String),
+    }
+    match N::deserialize(d)? {
+        N::Number(n) => Ok(n),
+        N::Text(t) => t.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// A request's statements: the probes (window markers, freshness) that run
+/// first and concurrently, and the statements that read the metric.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Plan {
+    probes: Vec<String>,
+    main: Vec<String>,
+}
+
+impl Plan {
+    fn of(statements: &[String]) -> Self {
+        let (probes, main) = statements
+            .iter()
+            .cloned()
+            .partition(|sql| sql.contains("aggregation_windows") || sql.contains("last_inserted"));
+        Self { probes, main }
+    }
+}
+
+/// What one case measured.
+#[derive(Debug, Clone, Default)]
+struct Measured {
+    seq_ours: Vec<f64>,
+    seq_direct: Vec<f64>,
+    c4_ours: Vec<f64>,
+    c4_direct: Vec<f64>,
+    read_rows: u64,
+    /// Of `read_rows`, what the probes read.
+    probe_rows: u64,
+    peak_memory: u64,
+    statements: usize,
+    status_errors: usize,
+}
+
+struct Bench {
+    http: reqwest::Client,
+    ch: Ch,
+    api: String,
+    seen: HashSet<String>,
+}
+
+impl Bench {
+    async fn request(&self, case: &Case) -> Result<(u16, String)> {
+        let url = format!("{}{}", self.api, case.path);
+        let request = match &case.body {
+            Some(body) => self.http.post(url).header("content-type", "application/json").body(body.clone()),
+            None => self.http.get(url),
+        };
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
+    }
+
+    /// One request and the statements it ran.
+    async fn capture(&mut self, case: &Case) -> Result<(Vec<Logged>, String)> {
+        let since = self.ch.number("SELECT toUInt32(now())").await?;
+        let (status, body) = self.request(case).await?;
+        if status != 200 {
+            bail!("{} answered {status}: {}", case.path, body.chars().take(300).collect::<String>());
+        }
+        self.ch.run("SYSTEM FLUSH LOGS").await?;
+        let rows: Vec<Logged> = self
+            .ch
+            .rows(&format!(
+                "SELECT query_id, query, read_rows, memory_usage FROM system.query_log \
+                 WHERE type = 2 AND event_date >= yesterday() AND query_start_time >= toDateTime({since}) \
+                 AND query NOT LIKE 'SELECT 1%' ORDER BY event_time"
+            ))
+            .await?;
+        let new: Vec<Logged> = rows.into_iter().filter(|r| !self.seen.contains(&r.query_id)).collect();
+        self.seen.extend(new.iter().map(|r| r.query_id.clone()));
+        Ok((new, body))
+    }
+
+    async fn ours(&self, case: &Case) -> (f64, bool) {
+        let started = Instant::now();
+        let ok = matches!(self.request(case).await, Ok((200, _)));
+        (started.elapsed().as_secs_f64() * 1000.0, ok)
+    }
+
+    async fn direct(&self, plan: &Plan) -> Result<f64> {
+        let started = Instant::now();
+        for stage in [&plan.probes, &plan.main] {
+            for result in join_all(stage.iter().map(|sql| self.ch.run(sql))).await {
+                result?;
+            }
+        }
+        Ok(started.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// `n` of ours and `n` direct, alternating, at `concurrency`.
+    async fn measure(&self, case: &Case, plan: &Plan, n: usize, concurrency: usize, m: &mut Measured) -> Result<()> {
+        let rounds = n.div_ceil(concurrency);
+        for _ in 0..rounds {
+            let ours = join_all((0..concurrency).map(|_| self.ours(case))).await;
+            let direct = join_all((0..concurrency).map(|_| self.direct(plan))).await;
+            let (o, d) = if concurrency == 1 {
+                (&mut m.seq_ours, &mut m.seq_direct)
+            } else {
+                (&mut m.c4_ours, &mut m.c4_direct)
+            };
+            for (ms, ok) in ours {
+                o.push(ms);
+                if !ok {
+                    m.status_errors += 1;
+                }
+            }
+            for ms in direct {
+                d.push(ms?);
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_case(&mut self, case: &Case, n: usize, concurrent: bool) -> Result<Measured> {
+        let step = Step::start(format!("{} ({})", case.name, case.path));
+        let (logged, _) = match self.capture(case).await {
+            Ok(c) => c,
+            Err(err) => {
+                step.fail("request failed");
+                return Err(err);
+            }
+        };
+        let plan = Plan::of(&logged.iter().map(|l| l.query.clone()).collect::<Vec<_>>());
+        let mut m = Measured {
+            read_rows: logged.iter().map(|l| l.read_rows).sum(),
+            probe_rows: logged.iter().filter(|l| plan.probes.contains(&l.query)).map(|l| l.read_rows).sum(),
+            peak_memory: logged.iter().map(|l| l.memory_usage).max().unwrap_or(0),
+            statements: logged.len(),
+            ..Measured::default()
+        };
+        self.measure(case, &plan, n, 1, &mut m).await?;
+        if concurrent {
+            self.measure(case, &plan, n, 4, &mut m).await?;
+        }
+        let p = |v: &[f64]| Distribution::of(v).map_or("-".into(), |d| format!("{:.0}/{:.0} ms", d.p50, d.p99));
+        step.ok(format!(
+            "ours {} direct {} · {} statements, {} rows, {:.0} MiB",
+            p(&m.seq_ours),
+            p(&m.seq_direct),
+            m.statements,
+            thousands(m.read_rows),
+            m.peak_memory as f64 / 1048576.0
+        ));
+        Ok(m)
+    }
+}
+
+// ---------------------------------------------------------------- report ---
+
+/// `ours ≤ 1.2 × direct + 5 ms` on the median, and the p99 goal.
+fn verdict(case: &Case, m: &Measured) -> (bool, String) {
+    let (Some(ours), Some(direct)) = (Distribution::of(&m.seq_ours), Distribution::of(&m.seq_direct)) else {
+        return (false, "no samples".into());
+    };
+    let mut reasons = Vec::new();
+    if ours.p50 > 1.2 * direct.p50 + 5.0 {
+        reasons.push(format!("p50 {:.0} > 1.2 × {:.0} + 5 ms", ours.p50, direct.p50));
+    }
+    if let Some(goal) = case.goal_ms.filter(|&goal| ours.p99 > goal) {
+        reasons.push(format!("p99 {:.0} > {goal:.0} ms", ours.p99));
+    }
+    if m.status_errors > 0 {
+        reasons.push(format!("{} non-200 answers", m.status_errors));
+    }
+    if reasons.is_empty() { (true, "met".into()) } else { (false, reasons.join("; ")) }
+}
+
+/// `y = a + b·x` through two points, evaluated at `x`.
+fn project(x1: f64, y1: f64, x2: f64, y2: f64, x: f64) -> f64 {
+    if (x2 - x1).abs() < f64::EPSILON {
+        return y1;
+    }
+    let slope = (y2 - y1) / (x2 - x1);
+    (y1 + slope * (x - x1)).max(0.0)
+}
+
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn dist(v: &[f64]) -> String {
+    Distribution::of(v).map_or("-".into(), |d| format!("{:.0} / {:.0}", d.p50, d.p99))
+}
+
+fn table(cases: &[Case], base: &[Measured]) -> String {
+    let mut out = String::from(
+        "| case | ours seq p50 / p99 ms | direct seq p50 / p99 ms | ratio p50 | ours c4 p50 / p99 ms | direct c4 p50 / p99 ms | rows read | peak memory | goal | verdict |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (case, m) in cases.iter().zip(base) {
+        let ratio = match (median(&m.seq_ours), median(&m.seq_direct)) {
+            (Some(o), Some(d)) if d > 0.0 => format!("×{:.2}", o / d),
+            _ => "-".into(),
+        };
+        let goal = case.goal_ms.map_or("≤ 1.2× + 5 ms".into(), |g| format!("p99 ≤ {g:.0} ms, ≤ 1.2× + 5 ms"));
+        let (_, verdict) = verdict(case, m);
+        out.push_str(&format!(
+            "| {} | {} | {} | {ratio} | {} | {} | {} ({} probes) | {:.1} MiB | {goal} | {verdict} |\n",
+            case.name,
+            dist(&m.seq_ours),
+            dist(&m.seq_direct),
+            dist(&m.c4_ours),
+            dist(&m.c4_direct),
+            thousands(m.read_rows),
+            thousands(m.probe_rows),
+            m.peak_memory as f64 / 1048576.0,
+        ));
+    }
+    out
+}
+
+fn scale_table(cases: &[Case], base: &[Measured], doubled: &[Measured], x1: f64, x2: f64) -> String {
+    let mut out = String::from(
+        "| case | rows read at N | at 2N background | growth | p50 ms at N | at 2N | rows at 100 M (projected) | at 1 B | p50 at 100 M / 1 B (projected) | bounded by its own rows |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for ((case, a), b) in cases.iter().zip(base).zip(doubled) {
+        let growth = b.read_rows as f64 / a.read_rows.max(1) as f64;
+        let (pa, pb) = (median(&a.seq_ours).unwrap_or(0.0), median(&b.seq_ours).unwrap_or(0.0));
+        let rows = |x| project(x1, a.read_rows as f64, x2, b.read_rows as f64, x) as u64;
+        let p = |x| project(x1, pa, x2, pb, x);
+        let bounded = if case.fixed {
+            if growth <= 1.10 { format!("yes (×{growth:.2})") } else { format!("NO (×{growth:.2})") }
+        } else {
+            "n/a (reads every video)".into()
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | ×{growth:.2} | {pa:.0} | {pb:.0} | {} | {} | {:.0} / {:.0} | {bounded} |\n",
+            case.name,
+            thousands(a.read_rows),
+            thousands(b.read_rows),
+            thousands(rows(1e8)),
+            thousands(rows(1e9)),
+            p(1e8),
+            p(1e9),
+        ));
+    }
+    out
+}
+
+// ------------------------------------------------------------------- run ---
+
+#[derive(Deserialize)]
+struct Counted {
+    id: String,
+    #[serde(deserialize_with = "de_u64")]
+    c: u64,
+}
+
+/// The ids at the middle and at the 5th percentile (the tail) of `rows`
+/// sorted by count, least first.
+fn pick(rows: &[Counted]) -> Option<(String, String)> {
+    let median = rows.get(rows.len() / 2)?;
+    let tail = rows.get(rows.len() / 20)?;
+    Some((median.id.clone(), tail.id.clone()))
+}
+
+pub async fn run(layout: &Layout, args: QueriesArgs) -> Result<ExitCode> {
+    let server = Ch::new("default")?;
+    server.run("SELECT 1").await.context("ClickHouse does not answer; start the stack with `cargo xtask up`")?;
+    cargo_build(layout, Profile::Release, &["query-api", "aggregator-cron"]).await?;
+
+    let now = Utc::now();
+    let end = now.timestamp() as u64 - 60;
+    server.run(&format!("DROP DATABASE IF EXISTS {DATABASE}")).await?;
+    let clickhouse = service_kit::ClickHouseConfig {
+        url: stack::CLICKHOUSE_URL.to_string(),
+        database: DATABASE.to_string(),
+        ..Default::default()
+    };
+    service_kit::migrate::apply_clickhouse(&clickhouse).await.context("migrating the fixture database")?;
+    let postgres = service_kit::testing::TestPostgres::create().await.context("a PostgreSQL database for the bench")?;
+    let ch = Ch::new(DATABASE)?;
+    let outcome = measure_all(layout, &args, &ch, &postgres.config.url, now, end).await;
+    if !args.keep {
+        let _ = server.run(&format!("DROP DATABASE IF EXISTS {DATABASE}")).await;
+    }
+    let _ = postgres.drop().await;
+    let markdown = outcome?;
+    if !args.no_write {
+        let path = layout.root.join("BENCHMARKS.md");
+        let doc = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, replace_block(&doc, BLOCK, HEADING, &markdown))?;
+        println!("figures written to BENCHMARKS.md");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn measure_all(
+    layout: &Layout,
+    args: &QueriesArgs,
+    ch: &Ch,
+    postgres_url: &str,
+    now: DateTime<Utc>,
+    end: u64,
+) -> Result<String> {
+    let mut env = stack::service_env(layout);
+    env.retain(|(key, _)| !matches!(key.as_str(), "CLICKHOUSE_DATABASE" | "DATABASE_URL" | "LOG_LEVEL"));
+    env.extend([
+        ("CLICKHOUSE_DATABASE".to_string(), DATABASE.to_string()),
+        ("DATABASE_URL".to_string(), postgres_url.to_string()),
+        ("LOG_LEVEL".to_string(), "warn".to_string()),
+    ]);
+    insert_traffic(ch, BASE, args.events, end).await?;
+    aggregate(layout, &env, now, 8).await?;
+
+    let videos: Vec<Counted> = ch
+        .rows("SELECT video_id AS id, count() AS c FROM events WHERE video_id LIKE 'bv-%' GROUP BY id ORDER BY c, id")
+        .await?;
+    let users: Vec<Counted> = ch
+        .rows("SELECT assumeNotNull(user_id) AS id, count() AS c FROM events WHERE user_id LIKE 'bu-%' GROUP BY id ORDER BY c, id")
+        .await?;
+    let hot = videos.last().context("the fixture has no videos")?.id.clone();
+    let events_of = |id: &str| videos.iter().find(|v| v.id == id).map_or(0, |v| v.c);
+    let (median_video, tail) = pick(&videos).context("the fixture has no videos")?;
+    let (user, _) = pick(&users).context("the fixture has no users")?;
+    let cases = cases(now.date_naive(), &hot, &median_video, &tail, &user);
+
+    let mut api_env = env.clone();
+    api_env.extend([
+        ("QUERY_API__CACHE__ENABLED".to_string(), "false".to_string()),
+        ("QUERY_API__CLICKHOUSE__SETTINGS__LOG_QUERIES".to_string(), "1".to_string()),
+    ]);
+    let (_api, port) =
+        start_service(layout, "query-api", Profile::Release, &api_env, "bench-queries-query-api", "bench queries")
+            .await?;
+    let mut bench = Bench {
+        http: reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?,
+        ch: ch.clone(),
+        api: format!("http://127.0.0.1:{port}"),
+        seen: HashSet::new(),
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let inserted = Arc::new(AtomicU64::new(0));
+    let ingest = spawn_ingest(ch.clone(), LIVE, args.ingest_rate, stop.clone(), inserted.clone());
+    let started = Instant::now();
+    let mut base = Vec::new();
+    let mut failure = None;
+    for case in &cases {
+        match bench.run_case(case, args.requests, true).await {
+            Ok(m) => base.push(m),
+            Err(err) => {
+                failure = Some(err);
+                break;
+            }
+        }
+    }
+    let ingest_secs = started.elapsed().as_secs_f64();
+    let live = inserted.load(Relaxed);
+    if let Some(err) = failure {
+        stop.store(true, Relaxed);
+        let _ = ingest.await;
+        return Err(err);
+    }
+    let mut failed_inserts = 0;
+    let events_n = ch.number("SELECT count() FROM events").await? as f64;
+
+    let mut scale = None;
+    if !args.no_scale {
+        stop.store(true, Relaxed);
+        failed_inserts += ingest.await.unwrap_or(0);
+        insert_traffic(ch, OTHER, args.events, end).await?;
+        aggregate(layout, &env, now, 8).await?;
+        let stop2 = Arc::new(AtomicBool::new(false));
+        let ingest2 = spawn_ingest(ch.clone(), LIVE_OTHER, args.ingest_rate, stop2.clone(), inserted.clone());
+        let mut doubled = Vec::new();
+        for case in &cases {
+            doubled.push(bench.run_case(case, args.requests / 2, false).await?);
+        }
+        stop2.store(true, Relaxed);
+        failed_inserts += ingest2.await.unwrap_or(0);
+        let events_2n = ch.number("SELECT count() FROM events").await? as f64;
+        scale = Some(scale_table(&cases, &base, &doubled, events_n, events_2n));
+    } else {
+        stop.store(true, Relaxed);
+        failed_inserts += ingest.await.unwrap_or(0);
+    }
+    if failed_inserts > 0 {
+        println!("note: {failed_inserts} live inserts of {} events failed", args.ingest_rate);
+    }
+
+    let table = table(&cases, &base);
+    println!("\n{table}");
+    if let Some(scale) = &scale {
+        println!("{scale}");
+    }
+    let met = cases.iter().zip(&base).filter(|(c, m)| verdict(c, m).0).count();
+    println!("{met} of {} cases met their goals", cases.len());
+
+    let mut md = format!(
+        "Command: `cargo xtask {}` · {} UTC · commit {} · {} ({} cores, {:.0} GiB) · {} · release query-api, cache off\n\n\
+         Fixture: {} events over 7 days (sessions of 10 events, {VIDEOS} videos with `u³` popularity, {USERS} users), \
+         closed windows aggregated; {} live events/s inserted while measuring ({} in {:.0} s, {failed_inserts} inserts failed). \
+         Cases: hot `{hot}` ({} events), median `{median_video}` ({}), tail `{tail}` ({}) video, median user `{user}`. \
+         `direct` = the statements the request ran (from `system.query_log`) sent straight to ClickHouse over HTTP, \
+         probes concurrently then the main statements; each case alternates ours and direct, {} requests each, \
+         sequentially and at concurrency 4. Rows read and peak memory: the request's statements in `system.query_log`.\n\n{table}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        now.format("%Y-%m-%d %H:%M"),
+        machine::commit(),
+        machine::cpu_model(),
+        machine::cores(),
+        machine::ram_gib(),
+        machine::rustc(),
+        thousands(events_n as u64),
+        args.ingest_rate,
+        thousands(live),
+        ingest_secs,
+        thousands(events_of(&hot)),
+        thousands(events_of(&median_video)),
+        thousands(events_of(&tail)),
+        args.requests,
+    );
+    if let Some(scale) = scale {
+        md.push_str(&format!(
+            "\nScale: another {} events of other videos and users (`ov-`, `ou-`) over the same 7 days, aggregated, \
+             then the cases again sequentially ({} requests). Projection: the straight line through the two sizes.\n\n{scale}",
+            thousands(args.events),
+            args.requests / 2
+        ));
+    }
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_run_first_and_the_metric_after() {
+        let plan = Plan::of(&[
+            "SELECT job, window, max(version) FROM aggregation_windows".to_string(),
+            "SELECT window, max(inserted_at) AS last_inserted FROM events".to_string(),
+            "SELECT video_id, count() FROM video_metrics".to_string(),
+        ]);
+        assert_eq!(plan.probes.len(), 2);
+        assert_eq!(plan.main, ["SELECT video_id, count() FROM video_metrics"]);
+    }
+
+    #[test]
+    fn the_verdict_needs_the_ratio_and_the_p99_goal() {
+        let case = Case { name: "v".into(), goal_ms: Some(100.0), fixed: true, path: "/".into(), body: None };
+        let m = |ours: f64, direct: f64| Measured {
+            seq_ours: vec![ours; 5],
+            seq_direct: vec![direct; 5],
+            ..Default::default()
+        };
+        assert!(verdict(&case, &m(20.0, 15.0)).0);
+        // 1.2 × 10 + 5 = 17 < 20.
+        assert!(!verdict(&case, &m(20.0, 10.0)).0);
+        assert!(!verdict(&case, &m(150.0, 140.0)).0);
+        let mut errors = m(20.0, 15.0);
+        errors.status_errors = 1;
+        assert!(!verdict(&case, &errors).0);
+    }
+
+    #[test]
+    fn projection_is_the_line_through_two_sizes() {
+        assert!((project(1e7, 100.0, 2e7, 200.0, 1e8) - 1000.0).abs() < 1e-6);
+        assert!((project(1e7, 50.0, 2e7, 50.0, 1e9) - 50.0).abs() < 1e-6);
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+    }
+
+    #[test]
+    fn median_and_tail_are_picked_by_count() {
+        let rows: Vec<Counted> = (1..=100).map(|i| Counted { id: format!("v{i}"), c: i }).collect();
+        assert_eq!(pick(&rows), Some(("v51".to_string(), "v6".to_string())));
+        assert_eq!(pick(&[]), None);
+    }
+
+    #[test]
+    fn generated_sessions_fit_the_span() {
+        let sql = insert_sql(BASE, 2_000_000, 1_000_000, 1_000, 600_000, 1_000_000);
+        assert!(sql.contains("LIMIT 1000000"), "{sql}");
+        assert!(sql.contains("number + 2000000"), "{sql}");
+        assert!(sql.contains("(s - 200000)"), "{sql}");
+        assert!(!sql.contains('?'));
+    }
+}
