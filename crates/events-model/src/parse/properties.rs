@@ -16,13 +16,14 @@ pub(crate) const FIELD: &str = "properties";
 
 /// Validates the known properties of `map`, keeps the rest as extras.
 pub(crate) fn parse_properties(mut map: Map<String, Value>, problems: &mut Problems) -> Properties {
-    let mut take = |name: &str| (non_null(map.remove(name)), field_path(name));
     let mut props = Properties::default();
 
+    // The field path is a constant: nothing is allocated for a valid property.
     macro_rules! parse {
         ($name:ident, $parser:expr) => {{
-            let (value, field) = take(stringify!($name));
-            props.$name = value.and_then(|v| $parser(v, &field, &mut *problems));
+            let value = non_null(map.remove(stringify!($name)));
+            let field: &str = concat!("properties.", stringify!($name));
+            props.$name = value.and_then(|v| $parser(v, field, &mut *problems));
         }};
     }
 
@@ -52,7 +53,8 @@ pub(crate) fn parse_properties(mut map: Map<String, Value>, problems: &mut Probl
     parse!(player, dimension);
     parse!(cdn, dimension);
 
-    let extra_bytes = compact_len(&map);
+    // `{}` is 2 bytes: only unknown properties cost a serialisation.
+    let extra_bytes = if map.is_empty() { 2 } else { compact_len(&map) };
     if extra_bytes > MAX_EXTRA_PROPERTIES_BYTES {
         problems.add(
             FIELD,
@@ -71,8 +73,11 @@ pub(crate) fn parse_properties(mut map: Map<String, Value>, problems: &mut Probl
 /// problem with that property was already reported.
 pub(crate) fn check_required(event_type: EventType, props: &Properties, problems: &mut Problems) {
     for name in event_type.required_properties() {
+        if props.is_set(name) {
+            continue;
+        }
         let field = field_path(name);
-        if !props.is_set(name) && !problems.mentions(&field) {
+        if !problems.mentions(&field) {
             problems.add(&field, ErrorCode::Missing, format!("is required for {event_type} events"));
         }
     }
