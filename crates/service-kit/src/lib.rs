@@ -8,8 +8,10 @@
 //! - [`deps`]: clients for Kafka, ClickHouse, PostgreSQL and Redis, and their probes.
 //! - [`migrate`]: versioned ClickHouse and PostgreSQL migrations from `schemas/`.
 //! - [`service`]: the shared `main`: config, logging, bind, run until a signal.
+//! - the global allocator (mimalloc) of every binary that links this crate.
 //! - [`testing`]: helpers for integration tests against the local stack.
 
+mod allocator;
 pub mod config;
 pub mod deps;
 pub mod migrate;
