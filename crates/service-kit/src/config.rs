@@ -11,7 +11,10 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::SocketAddr, path::PathBuf, time::Duration};
+    net::SocketAddr,
+    path::PathBuf,
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 

@@ -108,9 +108,14 @@ impl Batch {
         &self.next_offsets
     }
 
+    /// Holds `max_events` events.
+    pub fn is_full(&self) -> bool {
+        self.events.len() >= self.max_events
+    }
+
     /// Full, or the oldest message has waited `max_wait`.
     pub fn is_due(&self) -> bool {
-        self.events.len() >= self.max_events || self.started.is_some_and(|s| s.elapsed() >= self.max_wait)
+        self.is_full() || self.started.is_some_and(|s| s.elapsed() >= self.max_wait)
     }
 
     /// Time until the batch becomes due by age (for the poll timeout).
@@ -154,8 +159,9 @@ mod tests {
         let mut batch = Batch::new(2, Duration::from_secs(3600));
         batch.push(0, 0, event("a"));
         assert!(!batch.is_due());
+        assert!(!batch.is_full());
         batch.push(0, 1, event("b"));
-        assert!(batch.is_due());
+        assert!(batch.is_due() && batch.is_full());
     }
 
     #[test]

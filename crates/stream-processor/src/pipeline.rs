@@ -34,7 +34,7 @@ use crate::{
     context::ProcessorContext,
     dlq::{DeadLetter, DeadLetters},
     partials::PartialsPublisher,
-    sink::ClickHouseSink,
+    sink::{ClickHouseSink, InsertError},
 };
 
 /// Tuning of the loop (from `ProcessorConfig`).
@@ -58,6 +58,19 @@ struct Aborted;
 
 const POLL_SLICE: Duration = Duration::from_millis(100);
 
+/// Poll timeout while an insert runs: how late its end may be noticed.
+const OVERLAP_POLL: Duration = Duration::from_millis(2);
+
+/// What happened during an insert overlapped with reading.
+struct Overlapped {
+    inserted: Result<(), InsertError>,
+    /// Partitions revoked meanwhile (already dropped from the next batch).
+    revoked: Vec<i32>,
+    /// `Err` when reading stopped because a dead letter could not be
+    /// delivered before shutdown.
+    reading: Result<(), Aborted>,
+}
+
 pub struct Pipeline {
     pub consumer: BaseConsumer<ProcessorContext>,
     pub sink: ClickHouseSink,
@@ -73,10 +86,14 @@ pub struct Pipeline {
 impl Pipeline {
     /// Consumes until shutdown, then flushes what it holds (bounded by
     /// `shutdown_flush`) and commits it.
+    ///
+    /// Two batches alternate: while one is being inserted, the messages that
+    /// follow are read and decoded into the other (see [`Self::flush`]).
     pub fn run(self) -> anyhow::Result<()> {
         self.consumer.subscribe(&[&self.source_topic])?;
         tracing::info!(topic = %self.source_topic, "consuming");
-        let mut batch = Batch::new(self.settings.batch_max_events, self.settings.batch_max_wait);
+        let new_batch = || Batch::new(self.settings.batch_max_events, self.settings.batch_max_wait);
+        let (mut batch, mut next) = (new_batch(), new_batch());
 
         while !self.shutdown.is_triggered() {
             let wait = batch.time_left().map_or(POLL_SLICE, |left| left.min(POLL_SLICE));
@@ -90,20 +107,28 @@ impl Pipeline {
                     Err(error) => tracing::warn!(error = %error, "kafka consumer error"),
                 }
             }
-            self.forget_revoked(&mut batch);
-            if batch.is_due() && self.flush(&mut batch, None).is_err() {
-                break;
+            self.forget_revoked(&mut [&mut batch]);
+            if batch.is_due() {
+                if self.flush(&mut batch, Some(&mut next), None).is_err() {
+                    break;
+                }
+                // What was read during the insert is the batch being built now.
+                std::mem::swap(&mut batch, &mut next);
             }
         }
 
-        if !batch.is_empty() {
-            let deadline = Instant::now() + self.settings.shutdown_flush;
-            match self.flush(&mut batch, Some(deadline)) {
-                Ok(()) => tracing::info!("final batch stored and committed"),
-                Err(Aborted) => {
-                    tracing::warn!(rows = batch.len(), "final batch not stored; it will be read again after restart")
-                }
+        // `batch` precedes `next` in every partition: store them in that order,
+        // and stop at the first that cannot be stored (nothing after it is committed).
+        let deadline = Instant::now() + self.settings.shutdown_flush;
+        for pending in [&mut batch, &mut next] {
+            if pending.is_empty() {
+                continue;
             }
+            if self.flush(pending, None, Some(deadline)).is_err() {
+                tracing::warn!(rows = pending.len(), "final batch not stored; it will be read again after restart");
+                break;
+            }
+            tracing::info!("final batch stored and committed");
         }
         if let Some(partials) = &self.partials {
             partials.flush(self.settings.partials_flush);
@@ -172,33 +197,54 @@ impl Pipeline {
 
     /// Inserts the batch (retrying until it succeeds, shutdown, or `deadline`),
     /// commits its offsets, then publishes its realtime partials.
-    fn flush(&self, batch: &mut Batch, deadline: Option<Instant>) -> Result<(), Aborted> {
+    ///
+    /// With `next`, the messages that follow are read and decoded into it
+    /// while the insert runs (decoding is most of the processor's CPU, the
+    /// insert mostly waits for ClickHouse); they are committed only with
+    /// `next`'s own flush, after this batch's offsets. Without it (final
+    /// flushes) nothing more is read.
+    fn flush(&self, batch: &mut Batch, mut next: Option<&mut Batch>, deadline: Option<Instant>) -> Result<(), Aborted> {
         let started = Instant::now();
+        let (mut attempt, reading) = match next.as_deref_mut() {
+            Some(next) => {
+                let overlapped = self.insert_while_reading(batch, next);
+                // Partitions revoked during the insert leave this batch too:
+                // their rows may be stored, but their offsets are not ours to commit.
+                self.drop_revoked(batch, &overlapped.revoked);
+                (overlapped.inserted, overlapped.reading)
+            }
+            None => (self.runtime.block_on(self.sink.insert(batch.events())), Ok(())),
+        };
         let mut backoff = Backoff::new(self.settings.retry_initial, self.settings.retry_max);
         let mut paused: Option<TopicPartitionList> = None;
         let outcome = loop {
-            match self.runtime.block_on(self.sink.insert(batch.events())) {
+            let error = match attempt {
                 Ok(()) => break Ok(()),
-                Err(error) => {
-                    metrics::counter!("analytics_service_clickhouse_insert_retries_total").increment(1);
-                    tracing::warn!(
-                        error = %error,
-                        rows = batch.len(),
-                        attempt = backoff.attempts() + 1,
-                        "clickhouse insert failed; retrying with backoff"
-                    );
-                    if paused.is_none() {
-                        paused = self.pause();
-                    }
-                    let delay = backoff.next_delay();
-                    if let Err(aborted) = self.wait_keeping_membership(delay, Some(&mut *batch), deadline) {
-                        break Err(aborted);
-                    }
-                    if batch.is_empty() {
-                        break Ok(()); // every partition of the batch was revoked meanwhile
-                    }
-                }
+                Err(error) => error,
+            };
+            metrics::counter!("analytics_service_clickhouse_insert_retries_total").increment(1);
+            tracing::warn!(
+                error = %error,
+                rows = batch.len(),
+                attempt = backoff.attempts() + 1,
+                "clickhouse insert failed; retrying with backoff"
+            );
+            if reading.is_err() {
+                break Err(Aborted);
             }
+            if paused.is_none() {
+                paused = self.pause();
+            }
+            let delay = backoff.next_delay();
+            if let Err(aborted) =
+                self.wait_keeping_membership(delay, Some((&mut *batch, next.as_deref_mut())), deadline)
+            {
+                break Err(aborted);
+            }
+            if batch.is_empty() {
+                break Ok(()); // every partition of the batch was revoked meanwhile
+            }
+            attempt = self.runtime.block_on(self.sink.insert(batch.events()));
         };
         if let Some(partitions) = paused {
             self.resume(&partitions);
@@ -218,7 +264,38 @@ impl Pipeline {
         tracing::debug!(rows, elapsed_ms = elapsed.as_millis() as u64, "batch stored");
         self.publish_partials(batch);
         batch.clear();
-        Ok(())
+        reading
+    }
+
+    /// Runs the first insert of `batch` on a scoped thread while this one
+    /// keeps polling, decoding into `next` (until it is full, shutdown, or
+    /// the insert is done).
+    fn insert_while_reading(&self, batch: &Batch, next: &mut Batch) -> Overlapped {
+        let mut revoked = Vec::new();
+        let mut reading = Ok(());
+        let inserted = std::thread::scope(|scope| {
+            let insert = scope.spawn(|| self.runtime.block_on(self.sink.insert(batch.events())));
+            while !insert.is_finished() && !next.is_full() && !self.shutdown.is_triggered() {
+                if let Some(polled) = self.consumer.poll(OVERLAP_POLL) {
+                    match polled {
+                        Ok(message) => {
+                            if let Err(aborted) = self.handle(&message, next) {
+                                reading = Err(aborted);
+                                break;
+                            }
+                        }
+                        Err(error) => tracing::warn!(error = %error, "kafka consumer error"),
+                    }
+                }
+                let now_revoked = self.consumer.context().take_revoked();
+                self.drop_revoked(next, &now_revoked);
+                revoked.extend(now_revoked);
+            }
+            insert.join().unwrap_or_else(|_| Err(InsertError::Panicked))
+        });
+        revoked.extend(self.consumer.context().take_revoked());
+        self.drop_revoked(next, &revoked);
+        Overlapped { inserted, revoked, reading }
     }
 
     /// Hands the stored batch's partials to the producer, without waiting
@@ -252,12 +329,16 @@ impl Pipeline {
     }
 
     /// Waits `delay` in slices, polling so the group membership stays alive,
-    /// dropping revoked partitions from `batch`, and giving up on shutdown
-    /// (or at `deadline`, during the final flush).
+    /// and giving up on shutdown (or at `deadline`, during the final flush).
+    ///
+    /// `retrying` is the batch whose insert is being retried and the batch
+    /// that receives messages read meanwhile: revoked partitions leave both.
+    /// A message read with no batch to receive it (while a dead letter is
+    /// retried, or during a final flush) is sought back, to be read again.
     fn wait_keeping_membership(
         &self,
         delay: Duration,
-        mut batch: Option<&mut Batch>,
+        mut retrying: Option<(&mut Batch, Option<&mut Batch>)>,
         deadline: Option<Instant>,
     ) -> Result<(), Aborted> {
         let until = Instant::now() + delay;
@@ -271,9 +352,10 @@ impl Pipeline {
                 return Ok(());
             }
             if let Some(polled) = self.consumer.poll((until - now).min(POLL_SLICE)) {
-                // Paused partitions deliver nothing; anything already in flight joins the batch.
-                match (polled, batch.as_deref_mut()) {
-                    (Ok(message), Some(batch)) => self.handle(&message, batch)?,
+                // Paused partitions deliver nothing; anything already in flight joins the next batch.
+                let receiving = retrying.as_mut().and_then(|(_, next)| next.as_deref_mut());
+                match (polled, receiving) {
+                    (Ok(message), Some(next)) => self.handle(&message, next)?,
                     (Ok(message), None) => {
                         tracing::debug!(partition = message.partition(), offset = message.offset(), "seeking back");
                         let _ = self.consumer.seek(
@@ -286,8 +368,11 @@ impl Pipeline {
                     (Err(error), _) => tracing::warn!(error = %error, "kafka consumer error"),
                 }
             }
-            if let Some(batch) = batch.as_deref_mut() {
-                self.forget_revoked(batch);
+            if let Some((batch, next)) = retrying.as_mut() {
+                match next.as_deref_mut() {
+                    Some(next) => self.forget_revoked(&mut [&mut **batch, next]),
+                    None => self.forget_revoked(&mut [&mut **batch]),
+                }
                 if lag_published.is_none_or(|at| at.elapsed() >= self.settings.lag_refresh) {
                     self.publish_lag_while_paused();
                     lag_published = Some(Instant::now());
@@ -318,9 +403,16 @@ impl Pipeline {
         }
     }
 
-    fn forget_revoked(&self, batch: &mut Batch) {
+    /// Drops the partitions revoked since the last call from every batch held.
+    fn forget_revoked(&self, batches: &mut [&mut Batch]) {
         let revoked = self.consumer.context().take_revoked();
-        let dropped = batch.drop_partitions(&revoked);
+        for batch in batches {
+            self.drop_revoked(batch, &revoked);
+        }
+    }
+
+    fn drop_revoked(&self, batch: &mut Batch, revoked: &[i32]) {
+        let dropped = batch.drop_partitions(revoked);
         if dropped > 0 {
             tracing::info!(?revoked, rows = dropped, "dropped uncommitted rows of revoked partitions");
         }

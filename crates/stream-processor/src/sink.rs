@@ -12,6 +12,8 @@ pub enum InsertError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("clickhouse insert timed out after {0:?}")]
     Timeout(Duration),
+    #[error("the insert thread panicked")]
+    Panicked,
 }
 
 pub struct ClickHouseSink {
