@@ -8,8 +8,8 @@
 //!   directly ([`queries`]).
 
 mod client;
-mod queries;
 mod pipeline;
+mod queries;
 mod realtime;
 mod report;
 mod stats;

@@ -419,7 +419,18 @@ impl Bench {
 
     /// One request and the statements it ran.
     async fn capture(&mut self, case: &Case) -> Result<(Vec<Logged>, String)> {
-        let since = self.ch.number("SELECT toUInt32(now())").await?;
+        // query_log's start times have second resolution: wait for the next
+        // second, so statements still running from the previous case (its
+        // direct runs) cannot be taken for this request's.
+        let previous = self.ch.number("SELECT toUInt32(now())").await?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let since = loop {
+            let now = self.ch.number("SELECT toUInt32(now())").await?;
+            if now > previous || Instant::now() >= deadline {
+                break now;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let (status, body) = self.request(case).await?;
         if status != 200 {
             bail!("{} answered {status}: {}", case.path, body.chars().take(300).collect::<String>());
