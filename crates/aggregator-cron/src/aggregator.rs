@@ -206,7 +206,7 @@ impl Aggregator {
             tracing::warn!(warning = %warning, "questionable configuration");
         }
         Ok(Aggregator {
-            clickhouse: config.clickhouse.client(),
+            clickhouse: config.aggregation.spilling(config.clickhouse.client()),
             postgres: service_kit::deps::postgres::pool(&config.postgres)?,
             aggregation: config.aggregation.clone(),
             retention: config.retention.clone(),

@@ -84,6 +84,12 @@ pub struct AggregationConfig {
     /// On shutdown, a window in progress may finish within this time; after it, it is abandoned
     /// (recorded as failed and run again at the next start).
     pub shutdown_grace_secs: u64,
+    /// ClickHouse's `max_bytes_before_external_group_by` for the window
+    /// statements: beyond this much memory, a window's GROUP BY of view keys
+    /// spills to disk instead of failing at the server's per-query memory
+    /// limit (a day of about 2.9 M events needed more than 3.7 GiB). Keep it
+    /// below half of `max_memory_usage`. 0 turns spilling off.
+    pub external_group_by_bytes: u64,
 }
 
 impl Default for AggregationConfig {
@@ -98,6 +104,7 @@ impl Default for AggregationConfig {
             tick_interval_secs: 300,
             min_recompute_interval_secs: 900,
             shutdown_grace_secs: 2,
+            external_group_by_bytes: 1_500_000_000,
         }
     }
 }
@@ -126,6 +133,14 @@ impl AggregationConfig {
 
     pub fn min_recompute_interval(&self) -> Duration {
         Duration::from_secs(self.min_recompute_interval_secs)
+    }
+
+    /// `client` with the window statements' spilling setting.
+    pub fn spilling(&self, client: clickhouse::Client) -> clickhouse::Client {
+        match self.external_group_by_bytes {
+            0 => client,
+            bytes => client.with_setting("max_bytes_before_external_group_by", bytes.to_string()),
+        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {
