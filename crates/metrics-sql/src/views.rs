@@ -249,6 +249,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_freshness_probe_keeps_the_start_bench_queries_recognises() {
+        // xtask/src/bench/queries.rs, FRESHNESS_PREFIX
+        let sql = last_inserted_by_window(Scope::All, Grain::Hour, 0);
+        assert!(sql.text().starts_with("SELECT toUInt32(tupleElement(p, 1)) AS window"), "{}", sql.text());
+    }
+
+    #[test]
     fn view_starts_use_the_view_span() {
         assert!(VIEW_STARTS.contains(&format!("> {VIEW_SPAN_MS}")));
         assert!(ROW_VIEW_STARTS.contains(&format!("> {VIEW_SPAN_MS}")));

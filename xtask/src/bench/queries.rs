@@ -365,6 +365,11 @@ fn de_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// How `metrics_sql::views::last_inserted_by_window` begins. The metric
+/// statements mention `last_inserted` too (a view's facts carry it), so the
+/// probe is told apart by its start.
+const FRESHNESS_PREFIX: &str = "SELECT toUInt32(tupleElement(p, 1)) AS window";
+
 /// A request's statements: the probes (window markers, freshness) that run
 /// first and concurrently, and the statements that read the metric.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -378,7 +383,7 @@ impl Plan {
         let (probes, main) = statements
             .iter()
             .cloned()
-            .partition(|sql| sql.contains("aggregation_windows") || sql.contains("last_inserted"));
+            .partition(|sql| sql.contains("FROM aggregation_windows") || sql.starts_with(FRESHNESS_PREFIX));
         Self { probes, main }
     }
 }
@@ -817,11 +822,11 @@ mod tests {
     fn probes_run_first_and_the_metric_after() {
         let plan = Plan::of(&[
             "SELECT job, window, max(version) FROM aggregation_windows".to_string(),
-            "SELECT window, max(inserted_at) AS last_inserted FROM events".to_string(),
-            "SELECT video_id, count() FROM video_metrics".to_string(),
+            format!("{FRESHNESS_PREFIX}, toUInt32(max(tupleElement(p, 2))) AS last_inserted FROM (SELECT 1)"),
+            "SELECT video_id, max(inserted_at) AS last_inserted FROM events".to_string(),
         ]);
         assert_eq!(plan.probes.len(), 2);
-        assert_eq!(plan.main, ["SELECT video_id, count() FROM video_metrics"]);
+        assert_eq!(plan.main, ["SELECT video_id, max(inserted_at) AS last_inserted FROM events"]);
     }
 
     #[test]
