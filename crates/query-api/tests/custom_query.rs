@@ -459,7 +459,8 @@ async fn a_query_over_its_limit_answers_503_naming_the_limit() {
     insert(&database.client(), &originals).await;
     let http = http();
 
-    let body = json!({"metrics": ["event_count"], "group_by": ["device_type"], "start": "2026-11-01", "end": "2026-11-04"});
+    let body =
+        json!({"metrics": ["event_count"], "group_by": ["device_type"], "start": "2026-11-01", "end": "2026-11-04"});
     let (status, answer) = read(http.post(service.url("/api/metrics/query")).json(&body)).await;
     assert_eq!(status, 503, "{answer}");
     assert_eq!(answer["error"], "query_too_expensive", "{answer}");
