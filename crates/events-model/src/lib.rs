@@ -27,6 +27,7 @@ mod event;
 mod event_type;
 pub mod limits;
 mod parse;
+pub use parse::DERIVED_SESSION_PREFIX;
 mod partial;
 mod properties;
 mod row;

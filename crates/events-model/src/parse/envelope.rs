@@ -24,8 +24,7 @@ pub(crate) fn parse_envelope(mut object: Map<String, Value>, source: Source) -> 
     let event_id = event_id(non_null(object.remove("event_id")), source, &mut problems);
     let event_type = event_type(object.remove("event_type"), &mut problems);
     let user_id = non_null(object.remove("user_id")).and_then(|v| id(v, "user_id", &mut problems));
-    let session_id = required(object.remove("session_id"), "session_id", &mut problems)
-        .and_then(|v| id(v, "session_id", &mut problems));
+    let session_id = session_id(non_null(object.remove("session_id")), user_id.as_deref(), &mut problems);
     let video_id =
         required(object.remove("video_id"), "video_id", &mut problems).and_then(|v| id(v, "video_id", &mut problems));
     let timestamp = timestamp(non_null(object.remove("timestamp")), received_at, &mut problems);
@@ -98,6 +97,35 @@ fn required(value: Option<Value>, field: &str, problems: &mut Problems) -> Optio
     value
 }
 
+/// Prefix of the session derived for an event sent without `session_id`
+/// (see [`session_id`]).
+pub const DERIVED_SESSION_PREFIX: &str = "user:";
+
+/// The event's session: as sent, or, when absent and the event names its
+/// viewer, one derived from the `user_id` (`user:<user_id>`), so the product
+/// description's own example (`event_type`, `user_id`, `video_id`) is
+/// accepted. The derived id is stable, so every such event of a user and a
+/// video forms one key, and views follow the usual rule (docs/metrics.md,
+/// "Events without a session"). Without either field the event is refused,
+/// naming `session_id`.
+fn session_id(value: Option<Value>, user_id: Option<&str>, problems: &mut Problems) -> Option<String> {
+    const FIELD: &str = "session_id";
+    match (value, user_id) {
+        (Some(value), _) => {
+            // A derived id travels on the wire and is validated again there:
+            // it may exceed MAX_ID_CHARS by its prefix.
+            let derived = matches!(&value, Value::String(text) if text.starts_with(DERIVED_SESSION_PREFIX));
+            let max = if derived { MAX_ID_CHARS + DERIVED_SESSION_PREFIX.len() } else { MAX_ID_CHARS };
+            id_of_at_most(value, FIELD, max, problems)
+        }
+        (None, Some(user_id)) => Some(format!("{DERIVED_SESSION_PREFIX}{user_id}")),
+        (None, None) => {
+            problems.add(FIELD, ErrorCode::Missing, "is required when the event has no user_id");
+            None
+        }
+    }
+}
+
 /// The server's receive time as carried by a wire message.
 fn wire_received_at(value: Option<Value>, problems: &mut Problems) -> Option<DateTime<Utc>> {
     const FIELD: &str = "received_at";
@@ -150,8 +178,12 @@ fn event_type(value: Option<Value>, problems: &mut Problems) -> Option<EventType
     }
 }
 
-/// A non-empty identifier without control characters.
+/// A non-empty identifier of at most [`MAX_ID_CHARS`] without control characters.
 fn id(value: Value, field: &str, problems: &mut Problems) -> Option<String> {
+    id_of_at_most(value, field, MAX_ID_CHARS, problems)
+}
+
+fn id_of_at_most(value: Value, field: &str, max_chars: usize, problems: &mut Problems) -> Option<String> {
     let Value::String(text) = value else {
         problems.add(field, ErrorCode::WrongType, wrong_type("a string", &value));
         return None;
@@ -160,7 +192,7 @@ fn id(value: Value, field: &str, problems: &mut Problems) -> Option<String> {
         problems.add(field, ErrorCode::InvalidFormat, "must not be empty");
         return None;
     }
-    match check_text(&text, MAX_ID_CHARS, Controls::Forbidden) {
+    match check_text(&text, max_chars, Controls::Forbidden) {
         Ok(()) => Some(text),
         Err((code, message)) => {
             problems.add(field, code, message);

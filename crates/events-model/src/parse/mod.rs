@@ -3,6 +3,7 @@
 //! Every problem is collected (not only the first) and names its field.
 
 mod envelope;
+pub use envelope::DERIVED_SESSION_PREFIX;
 mod json;
 mod problems;
 mod properties;

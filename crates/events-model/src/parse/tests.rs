@@ -6,8 +6,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::limits::{MAX_EVENT_BYTES, MAX_EXTRA_PROPERTIES_BYTES, MAX_METADATA_BYTES, MAX_REPORTED_ERRORS};
-use crate::{ErrorCode, Event, EventType, ROOT_FIELD, ValidationErrors};
+use crate::limits::{
+    MAX_EVENT_BYTES, MAX_EXTRA_PROPERTIES_BYTES, MAX_ID_CHARS, MAX_METADATA_BYTES, MAX_REPORTED_ERRORS,
+};
+use crate::{DERIVED_SESSION_PREFIX, ErrorCode, Event, EventType, ROOT_FIELD, ValidationErrors};
 
 fn time(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().to_utc()
@@ -185,9 +187,33 @@ mod envelope {
     fn session_and_video_ids_are_required() {
         for field in ["session_id", "video_id"] {
             let message = single_error(without(valid(EventType::VideoStart), field), field, ErrorCode::Missing);
-            assert_eq!(message, "is required");
+            let expected =
+                if field == "session_id" { "is required when the event has no user_id" } else { "is required" };
+            assert_eq!(message, expected);
             single_error(start_with(field, Value::Null), field, ErrorCode::Missing);
         }
+    }
+
+    #[test]
+    fn an_event_without_session_gets_one_derived_from_its_user() {
+        // The product description's own "Track Event" example.
+        let body =
+            json!({"event_type": "video_start", "user_id": "user_123", "video_id": "video_456", "properties": {}});
+        let event = ok(body.clone());
+        assert_eq!(event.session_id, "user:user_123");
+        assert_eq!(ok(body).session_id, event.session_id, "stable");
+        let mut with_null = without(start_with("user_id", json!("u9")), "session_id");
+        with_null["session_id"] = Value::Null;
+        assert_eq!(ok(with_null).session_id, "user:u9");
+        // A sent session is kept as sent.
+        assert_eq!(ok(start_with("user_id", json!("u9"))).session_id, "s1");
+        // The derived id survives the wire even for the longest user id.
+        let longest = without(start_with("user_id", json!("u".repeat(MAX_ID_CHARS))), "session_id");
+        let event = ok(longest);
+        assert_eq!(event.session_id.chars().count(), MAX_ID_CHARS + DERIVED_SESSION_PREFIX.len());
+        assert_eq!(Event::from_wire(&event.to_wire()), Ok(event));
+        // Only a derived id may be that long.
+        single_error(start_with("session_id", json!("s".repeat(MAX_ID_CHARS + 1))), "session_id", ErrorCode::TooLong);
     }
 
     #[test]
