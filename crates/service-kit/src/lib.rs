@@ -4,6 +4,8 @@
 //! - [`telemetry`]: `tracing` subscriber honouring `LOG_LEVEL`, text or JSON.
 //! - [`ops`]: `GET /health`, `GET /ready` (real dependency probes with timeouts)
 //!   and `GET /metrics` (Prometheus text), mountable on an API server or served alone.
+//! - [`routes`]: one table of a service's routes, giving both its actix
+//!   routes (with 405 + `Allow`) and its OpenAPI paths.
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token.
 //! - [`deps`]: clients for Kafka, ClickHouse, PostgreSQL and Redis, and their probes.
 //! - [`migrate`]: versioned ClickHouse and PostgreSQL migrations from `schemas/`.
@@ -16,6 +18,7 @@ pub mod config;
 pub mod deps;
 pub mod migrate;
 pub mod ops;
+pub mod routes;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -22,7 +22,9 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
-use crate::{config::HttpConfig, shutdown::Shutdown};
+use utoipa::openapi::{ContentBuilder, HttpMethod, ObjectBuilder, ResponseBuilder, Type, path::OperationBuilder};
+
+use crate::{config::HttpConfig, routes::Routes, shutdown::Shutdown};
 
 /// The future a [`Probe`] returns: `Err` carries a short reason.
 pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
@@ -168,11 +170,47 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
 /// Registers `/health`, `/ready` and `/metrics` on an actix-web app.
 pub fn routes(readiness: Arc<Readiness>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.app_data(web::Data::from(readiness))
-            .route("/health", web::get().to(health))
-            .route("/ready", web::get().to(ready))
-            .route("/metrics", web::get().to(prometheus));
+        cfg.app_data(web::Data::from(readiness));
+        operational_routes().register(cfg);
     }
+}
+
+/// `/health`, `/ready` and `/metrics` with their OpenAPI operations (tag
+/// `operations`), for a service's own document; [`serve`] mounts them.
+pub fn operational_routes() -> Routes {
+    let json = || ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::Object))).build();
+    let text = || ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::String))).build();
+    let operation = |summary: &str| OperationBuilder::new().summary(Some(summary)).tag("operations");
+    let ok = |content_type: &str, content| ResponseBuilder::new().description("ok").content(content_type, content);
+    Routes::new()
+        .described(
+            HttpMethod::Get,
+            "/health",
+            operation("liveness: 200 while the process answers")
+                .response("200", ok("application/json", json()))
+                .build(),
+            || web::get().to(health),
+        )
+        .described(
+            HttpMethod::Get,
+            "/ready",
+            operation("readiness: every dependency probed with a real request; 200 when all answer")
+                .response("200", ok("application/json", json()))
+                .response(
+                    "503",
+                    ResponseBuilder::new()
+                        .description("a dependency is down or shutdown has begun")
+                        .content("application/json", json()),
+                )
+                .build(),
+            || web::get().to(ready),
+        )
+        .described(
+            HttpMethod::Get,
+            "/metrics",
+            operation("Prometheus text exposition").response("200", ok("text/plain", text())).build(),
+            || web::get().to(prometheus),
+        )
 }
 
 async fn health(readiness: web::Data<Readiness>) -> HttpResponse {
