@@ -210,6 +210,35 @@ pub mod postgres {
             .build()?)
     }
 
+    /// `cfg` pointed at database `name` on the same server: the database of
+    /// its `postgres://user:pass@host:port/db?params` URL swapped.
+    pub fn with_database(cfg: &PostgresConfig, name: &str) -> PostgresConfig {
+        let url = &cfg.url;
+        let (without_query, query) = match url.split_once('?') {
+            Some((u, q)) => (u, format!("?{q}")),
+            None => (url.as_str(), String::new()),
+        };
+        let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
+        let head = match without_query[scheme_end..].rfind('/') {
+            Some(slash) => &without_query[..scheme_end + slash],
+            None => without_query,
+        };
+        PostgresConfig { url: format!("{head}/{name}{query}"), ..cfg.clone() }
+    }
+
+    /// Creates database `name` (an identifier chosen by the caller, not by a
+    /// request) as `admin`'s role; returns the configuration that reaches it.
+    pub async fn create_database(admin: &PostgresConfig, name: &str) -> anyhow::Result<PostgresConfig> {
+        pool(admin)?.get().await?.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+        Ok(with_database(admin, name))
+    }
+
+    /// Drops database `name` if it exists, closing its connections.
+    pub async fn drop_database(admin: &PostgresConfig, name: &str) -> anyhow::Result<()> {
+        pool(admin)?.get().await?.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+        Ok(())
+    }
+
     /// Readiness: `SELECT 1` on a pooled connection.
     pub struct PostgresProbe {
         pool: Pool,
@@ -280,5 +309,21 @@ pub mod redis {
                 if pong.eq_ignore_ascii_case("PONG") { Ok(()) } else { Err(format!("PING answered {pong:?}")) }
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swaps_the_database_of_a_postgres_url() {
+        let cfg = PostgresConfig {
+            url: "postgres://a:b@127.0.0.1:5432/analytics?sslmode=disable".into(),
+            ..PostgresConfig::default()
+        };
+        assert_eq!(postgres::with_database(&cfg, "other").url, "postgres://a:b@127.0.0.1:5432/other?sslmode=disable");
+        let bare = PostgresConfig { url: "postgres://127.0.0.1:5432".into(), ..PostgresConfig::default() };
+        assert_eq!(postgres::with_database(&bare, "other").url, "postgres://127.0.0.1:5432/other");
     }
 }

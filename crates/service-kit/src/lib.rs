@@ -11,7 +11,8 @@
 //! - [`migrate`]: versioned ClickHouse and PostgreSQL migrations from `schemas/`.
 //! - [`service`]: the shared `main`: config, logging, bind, run until a signal.
 //! - the global allocator (mimalloc) of every binary that links this crate.
-//! - [`testing`]: helpers for integration tests against the local stack.
+//! - `testing` (feature `testing`, for tests only): helpers for integration
+//!   tests against the local stack.
 
 mod allocator;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod routes;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use config::{ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig};

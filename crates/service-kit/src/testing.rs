@@ -119,11 +119,7 @@ impl TestPostgres {
     pub async fn create() -> anyhow::Result<Self> {
         let admin = postgres_config();
         let name = unique_name("test");
-        let pool = crate::deps::postgres::pool(&admin)?;
-        pool.get().await?.batch_execute(&format!("CREATE DATABASE {name}")).await?;
-        let mut url: url_parts::Url = url_parts::Url::parse(&admin.url);
-        url.database = name.clone();
-        let config = PostgresConfig { url: url.to_string(), ..admin.clone() };
+        let config = crate::deps::postgres::create_database(&admin, &name).await?;
         crate::migrate::apply_postgres(&config).await?;
         Ok(Self { config, admin, name })
     }
@@ -134,42 +130,7 @@ impl TestPostgres {
 
     /// Drops the database. Call at the end of the test.
     pub async fn drop(self) -> anyhow::Result<()> {
-        let pool = crate::deps::postgres::pool(&self.admin)?;
-        pool.get().await?.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await?;
-        Ok(())
-    }
-}
-
-mod url_parts {
-    /// Just enough of a `postgres://user:pass@host:port/db?params` URL to swap the database.
-    pub struct Url {
-        head: String,
-        pub database: String,
-        query: String,
-    }
-
-    impl Url {
-        pub fn parse(url: &str) -> Self {
-            let (without_query, query) = match url.split_once('?') {
-                Some((u, q)) => (u, format!("?{q}")),
-                None => (url, String::new()),
-            };
-            let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
-            match without_query[scheme_end..].rfind('/') {
-                Some(slash) => Self {
-                    head: without_query[..scheme_end + slash].to_string(),
-                    database: without_query[scheme_end + slash + 1..].to_string(),
-                    query,
-                },
-                None => Self { head: without_query.to_string(), database: String::new(), query },
-            }
-        }
-    }
-
-    impl std::fmt::Display for Url {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "{}/{}{}", self.head, self.database, self.query)
-        }
+        crate::deps::postgres::drop_database(&self.admin, &self.name).await
     }
 }
 
@@ -430,13 +391,6 @@ pub fn metric_value(name: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn swaps_the_database_of_a_postgres_url() {
-        let mut url = url_parts::Url::parse("postgres://a:b@127.0.0.1:5432/analytics?sslmode=disable");
-        url.database = "other".into();
-        assert_eq!(url.to_string(), "postgres://a:b@127.0.0.1:5432/other?sslmode=disable");
-    }
 
     #[test]
     fn finds_the_listening_address_in_json_logs() {

@@ -47,6 +47,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Days, NaiveDate, Timelike as _, Utc};
 use futures::future::join_all;
 use serde::Deserialize;
+use service_kit::deps::postgres;
 
 use super::{
     machine,
@@ -54,6 +55,7 @@ use super::{
     stats::{Distribution, median},
     target::{Profile, cargo_build, start_service},
 };
+
 use crate::{layout::Layout, stack, ui::Step};
 
 /// The block of `BENCHMARKS.md` this benchmark owns.
@@ -660,13 +662,17 @@ pub async fn run(layout: &Layout, args: QueriesArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     service_kit::migrate::apply_clickhouse(&clickhouse).await.context("migrating the fixture database")?;
-    let postgres = service_kit::testing::TestPostgres::create().await.context("a PostgreSQL database for the bench")?;
+    // A PostgreSQL database of its own on the stack's server (same name as the ClickHouse one).
+    let admin = service_kit::PostgresConfig { url: stack::DATABASE_URL.to_string(), ..Default::default() };
+    postgres::drop_database(&admin, DATABASE).await.context("PostgreSQL does not answer")?;
+    let postgres = postgres::create_database(&admin, DATABASE).await.context("a PostgreSQL database for the bench")?;
+    service_kit::migrate::apply_postgres(&postgres).await.context("migrating the bench's PostgreSQL database")?;
     let ch = Ch::new(DATABASE)?;
-    let outcome = measure_all(layout, &args, &ch, &postgres.config.url, now, end).await;
+    let outcome = measure_all(layout, &args, &ch, &postgres.url, now, end).await;
     if !args.keep {
         let _ = server.run(&format!("DROP DATABASE IF EXISTS {DATABASE}")).await;
     }
-    let _ = postgres.drop().await;
+    let _ = postgres::drop_database(&admin, DATABASE).await;
     let markdown = outcome?;
     if !args.no_write {
         let path = layout.root.join("BENCHMARKS.md");
