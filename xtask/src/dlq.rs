@@ -1,13 +1,13 @@
 //! `cargo xtask dlq list|replay`: inspect dead letters and send them back through the pipeline.
 //!
-//! Reading and replaying are `stream_processor::dlq`'s; this is the command line.
+//! Reading and replaying are the `dlq` crate's; this is the command line.
 
 use std::process::ExitCode;
 
+use ::dlq::{self, Selection, StoredDeadLetter};
 use clap::{Args, Subcommand};
 use events_model::Topics;
 use service_kit::KafkaConfig;
-use stream_processor::dlq::{self, Selection, StoredDeadLetter};
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCmd {

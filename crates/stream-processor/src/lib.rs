@@ -12,7 +12,6 @@
 pub mod backoff;
 pub mod batch;
 pub mod context;
-pub mod dlq;
 pub mod partials;
 pub mod pipeline;
 pub mod sink;
@@ -20,6 +19,7 @@ pub mod sink;
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use dlq::DeadLetters;
 use events_model::Topics;
 use rdkafka::{consumer::BaseConsumer, producer::FutureProducer};
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,6 @@ use service_kit::{
 use crate::{
     backoff::Backoff,
     context::ProcessorContext,
-    dlq::DeadLetters,
     partials::{PartialsPublisher, PartialsSettings},
     pipeline::{LoopSettings, Pipeline},
     sink::ClickHouseSink,

@@ -19,6 +19,7 @@
 
 use std::time::{Duration, Instant};
 
+use dlq::{DeadLetter, DeadLetters};
 use events_model::Event;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
@@ -32,7 +33,6 @@ use crate::{
     backoff::Backoff,
     batch::Batch,
     context::ProcessorContext,
-    dlq::{DeadLetter, DeadLetters},
     partials::PartialsPublisher,
     sink::{ClickHouseSink, InsertError},
 };

@@ -13,7 +13,7 @@ use service_kit::{
     deps::kafka,
     testing::{self, InProcess},
 };
-use stream_processor::{Config, dlq};
+use stream_processor::Config;
 
 fn event(i: usize) -> Event {
     let body = format!(

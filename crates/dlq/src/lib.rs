@@ -1,4 +1,8 @@
 //! The dead-letter topic: messages that can never be stored, with the reason in headers.
+//!
+//! Written by the stream-processor ([`DeadLetters`]), read and replayed by
+//! operators (`cargo xtask dlq`: [`read`], [`replay`]); one crate, so the
+//! header format has one owner and xtask needs no service crate.
 
 use std::time::Duration;
 
