@@ -27,7 +27,7 @@ const REQUIREMENTS: &[Requirement] = &[
     Requirement { package: "default-jre-headless", present: || process::find_executable("java").is_some() },
     Requirement { package: "python3", present: || process::find_executable("python3").is_some() },
     Requirement { package: "python3-pip", present: pip_present },
-    // The dashboard's browser test (crates/realtime-hub/tests/browser.rs): headless Chromium and playwright-core.
+    // The dashboard's browser test (crates/system-tests/tests/dashboard_browser.rs): headless Chromium and playwright-core.
     Requirement { package: "chromium", present: || process::find_executable("chromium").is_some() },
     Requirement { package: "nodejs", present: || process::find_executable("node").is_some() },
     Requirement { package: "npm", present: || process::find_executable("npm").is_some() },

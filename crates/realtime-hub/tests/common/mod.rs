@@ -415,27 +415,3 @@ pub fn event(event_type: EventType, session: &str, video: &str) -> Event {
     let received_at = Utc.timestamp_millis_opt(now_ms() as i64).unwrap();
     Event::from_value(body, received_at).expect("valid test event")
 }
-
-/// The ingest-gateway in-process, once ready.
-pub async fn start_gateway(kafka: &KafkaConfig) -> InProcess {
-    let config = ingest_gateway::Config {
-        http: HttpConfig { workers: 1, ..HttpConfig::default() },
-        kafka: kafka.clone(),
-        ..ingest_gateway::Config::default()
-    };
-    let gateway = InProcess::spawn(config, ingest_gateway::run);
-    gateway.wait_ready(Duration::from_secs(30)).await.expect("ingest-gateway ready");
-    gateway
-}
-
-/// The stream-processor in-process with its production batching (it bounds
-/// the realtime latency), once ready.
-pub async fn start_processor(kafka: &KafkaConfig, clickhouse: &service_kit::ClickHouseConfig) -> InProcess {
-    let mut config =
-        stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
-    config.http.workers = 1;
-    config.processor.session_timeout_ms = 6_000;
-    let processor = InProcess::spawn(config, stream_processor::run);
-    processor.wait_ready(Duration::from_secs(30)).await.expect("stream-processor ready");
-    processor
-}

@@ -1,6 +1,7 @@
-//! What the outage drills (`clickhouse_outage.rs`, `kafka_outage.rs`) share:
-//! the stream-processor and the ingest-gateway started in-process, events with
-//! ids of the test's choosing, and values read from `/metrics`.
+//! What the outage drills share (`clickhouse_outage.rs` here and
+//! `crates/system-tests/tests/kafka_outage.rs`, which includes this file): the
+//! stream-processor started in-process, events with ids of the test's
+//! choosing, and values read from `/metrics`.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use events_model::Event;
 use serde_json::{Value, json};
-use service_kit::{HttpConfig, testing::InProcess};
+use service_kit::testing::InProcess;
 use uuid::Uuid;
 
 /// The Prometheus text of a service's `GET /metrics`.
@@ -22,18 +23,6 @@ pub async fn metrics(http: &reqwest::Client, service: &InProcess) -> anyhow::Res
 pub fn start_processor(config: stream_processor::Config) -> InProcess {
     let _ = service_kit::telemetry::init(&service_kit::LogConfig::default());
     InProcess::spawn(config, stream_processor::run)
-}
-
-/// The ingest-gateway, once its `/ready` answers 200 (Kafka reachable, raw topic there).
-pub async fn start_gateway(config: ingest_gateway::Config) -> InProcess {
-    let _ = service_kit::telemetry::init(&service_kit::LogConfig::default());
-    let config = ingest_gateway::Config {
-        http: HttpConfig { workers: 2, probe_timeout_ms: 500, ..HttpConfig::default() },
-        ..config
-    };
-    let gateway = InProcess::spawn(config, ingest_gateway::run);
-    gateway.wait_ready(Duration::from_secs(30)).await.expect("gateway ready");
-    gateway
 }
 
 /// An HTTP client without idle keep-alive connections (which would hold up a graceful stop).

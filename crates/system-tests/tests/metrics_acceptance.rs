@@ -15,6 +15,8 @@
 //! Everything is isolated: own topics, ClickHouse database, PostgreSQL
 //! database and Redis prefix. Every wait polls with a deadline.
 
+mod support;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     time::Duration,
@@ -36,6 +38,7 @@ use service_kit::{
     ClickHouseConfig, HttpConfig, KafkaConfig, PostgresConfig,
     testing::{self, InProcess, TestClickHouse, TestPostgres},
 };
+use support::{start_gateway, start_processor};
 
 /// aggregator-cron's `safety_margin_secs` in this test: small, and waited out before each run.
 const SAFETY_MARGIN_SECS: u64 = 1;
@@ -44,26 +47,6 @@ const DAYS: u32 = 4;
 
 // ---------------------------------------------------------------------------
 // The services.
-
-async fn start_gateway(kafka: &KafkaConfig) -> InProcess {
-    let config = ingest_gateway::Config {
-        http: HttpConfig { workers: 2, ..HttpConfig::default() },
-        kafka: kafka.clone(),
-        ..ingest_gateway::Config::default()
-    };
-    let gateway = InProcess::spawn(config, ingest_gateway::run);
-    gateway.wait_ready(Duration::from_secs(30)).await.expect("gateway ready");
-    gateway
-}
-
-fn start_processor(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig) -> InProcess {
-    let mut config =
-        stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
-    config.processor.batch_max_events = 10_000;
-    config.processor.batch_max_wait_ms = 250;
-    config.processor.session_timeout_ms = 6_000;
-    InProcess::spawn(config, stream_processor::run)
-}
 
 async fn start_api(
     kafka: &KafkaConfig,
@@ -457,7 +440,7 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     let kafka = testing::kafka_config();
     let db = TestClickHouse::create().await.unwrap();
     let pg = TestPostgres::create().await.unwrap();
-    let gateway = start_gateway(&kafka).await;
+    let gateway = start_gateway(&kafka, 2).await;
     let processor = start_processor(&kafka, &db.config);
     let cached_api = start_api(&kafka, &db.config, &pg.config, true).await;
     let api = start_api(&kafka, &db.config, &pg.config, false).await;

@@ -14,7 +14,10 @@
 //!   (measured; a generous 5 s bound as a sanity check: latency figures
 //!   belong to `cargo xtask bench`).
 
+// The hub's own test helpers (topics, WebSocket client, expected figures).
+#[path = "../../realtime-hub/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -269,8 +272,8 @@ async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() 
     let stack = Stack::new().await;
     let clickhouse = TestClickHouse::create().await.unwrap();
     let postgres = TestPostgres::create().await.unwrap();
-    let gateway = common::start_gateway(&stack.kafka).await;
-    let processor = common::start_processor(&stack.kafka, &clickhouse.config).await;
+    let gateway = support::start_gateway(&stack.kafka, 1).await;
+    let processor = support::start_realtime_processor(&stack.kafka, &clickhouse.config).await;
     // No feed sampling: every event is checked.
     let hub = stack.start_hub(HubConfig { client_max_events_per_sec: 0, ..HubConfig::default() }).await;
     let api = start_api(&stack.kafka, &clickhouse.config, &postgres.config).await;

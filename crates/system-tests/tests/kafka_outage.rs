@@ -8,6 +8,8 @@
 //! behave as the API asks: a batch answered 503 is sent again, with the same
 //! event ids, once its `Retry-After` has passed.
 
+// Shared with the stream-processor's ClickHouse outage drill.
+#[path = "../../stream-processor/tests/drill/mod.rs"]
 mod drill;
 
 use std::{
@@ -20,9 +22,9 @@ use events_model::Topics;
 use local_stack::ScratchKafka;
 use serde_json::Value;
 use service_kit::{
-    KafkaConfig, Shutdown,
+    HttpConfig, KafkaConfig, Shutdown,
     deps::kafka::{self, TopicSpec},
-    testing::{self, eventually},
+    testing::{self, InProcess, eventually},
 };
 use uuid::Uuid;
 
@@ -139,6 +141,18 @@ fn count<'a>(exchanges: impl IntoIterator<Item = &'a Exchange>, status: u16) -> 
     exchanges.into_iter().filter(|e| e.status == Ok(status)).count()
 }
 
+/// The ingest-gateway, once its `/ready` answers 200 (Kafka reachable, raw topic there).
+async fn start_gateway(config: ingest_gateway::Config) -> InProcess {
+    let _ = service_kit::telemetry::init(&service_kit::LogConfig::default());
+    let config = ingest_gateway::Config {
+        http: HttpConfig { workers: 2, probe_timeout_ms: 500, ..HttpConfig::default() },
+        ..config
+    };
+    let gateway = InProcess::spawn(config, ingest_gateway::run);
+    gateway.wait_ready(Duration::from_secs(30)).await.expect("gateway ready");
+    gateway
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_outage_answers_503_and_loses_nothing_answered_202() {
     let began = Instant::now();
@@ -159,7 +173,7 @@ async fn kafka_outage_answers_503_and_loses_nothing_answered_202() {
     let mut ingest = ingest_gateway::IngestConfig { produce_timeout_ms: 2_000, ..Default::default() };
     ingest.raw_topic_partitions = 3;
     let gateway =
-        drill::start_gateway(ingest_gateway::Config { kafka: kafka_cfg.clone(), ingest, ..Default::default() }).await;
+        start_gateway(ingest_gateway::Config { kafka: kafka_cfg.clone(), ingest, ..Default::default() }).await;
     let mut config =
         stream_processor::Config { kafka: kafka_cfg.clone(), clickhouse: db.config.clone(), ..Default::default() };
     let p = &mut config.processor;

@@ -12,7 +12,10 @@
 //! `npm ci` run in `crates/realtime-hub/web`; `.ci/run` installs all three. A
 //! missing one fails the test with the command that fixes it.
 
+// The hub's own test helpers (topics, WebSocket client, expected figures).
+#[path = "../../realtime-hub/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::{
     path::{Path, PathBuf},
@@ -30,7 +33,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../realtime-hub/web")
 }
 
 /// The workspace's target directory: `CARGO_TARGET_DIR` (relative to the
@@ -156,8 +159,8 @@ async fn dashboard_shows_posted_events_in_headless_chromium() {
 
     let stack = Stack::new().await;
     let db = TestClickHouse::create().await.unwrap();
-    let gateway = common::start_gateway(&stack.kafka).await;
-    let processor = common::start_processor(&stack.kafka, &db.config).await;
+    let gateway = support::start_gateway(&stack.kafka, 1).await;
+    let processor = support::start_realtime_processor(&stack.kafka, &db.config).await;
     let hub = stack.start_hub(browser_hub_config()).await;
 
     let script = web_dir().join("tests/dashboard.mjs");

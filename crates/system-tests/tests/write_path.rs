@@ -2,33 +2,13 @@
 //! ingest-gateway, stored by the real stream-processor (both in-process, with
 //! their own topics, consumer group and ClickHouse database).
 
+mod support;
+
 use std::{collections::HashSet, net::SocketAddr, time::Duration};
 
 use serde_json::{Value, json};
-use service_kit::{
-    ClickHouseConfig, HttpConfig, KafkaConfig,
-    testing::{self, InProcess},
-};
-
-async fn start_gateway(kafka: &KafkaConfig) -> InProcess {
-    let config = ingest_gateway::Config {
-        http: HttpConfig { workers: 2, ..HttpConfig::default() },
-        kafka: kafka.clone(),
-        ..ingest_gateway::Config::default()
-    };
-    let gateway = InProcess::spawn(config, ingest_gateway::run);
-    gateway.wait_ready(Duration::from_secs(30)).await.expect("gateway ready");
-    gateway
-}
-
-fn start_processor(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig) -> InProcess {
-    let mut config =
-        stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
-    config.processor.batch_max_events = 10_000;
-    config.processor.batch_max_wait_ms = 250;
-    config.processor.session_timeout_ms = 6_000;
-    InProcess::spawn(config, stream_processor::run)
-}
+use service_kit::testing;
+use support::{start_gateway, start_processor};
 
 fn event(i: usize) -> Value {
     json!({
@@ -56,7 +36,7 @@ async fn posted_events_are_stored_exactly_once() {
     const TOTAL: usize = 100_000;
     let kafka = testing::kafka_config();
     let db = testing::TestClickHouse::create().await.unwrap();
-    let gateway = start_gateway(&kafka).await;
+    let gateway = start_gateway(&kafka, 2).await;
     let processor = start_processor(&kafka, &db.config);
     let http = reqwest::Client::new();
     let client = db.client();
@@ -126,7 +106,7 @@ async fn two_replicas_and_a_replica_leaving_mid_load_store_each_event_once() {
     const TOTAL: usize = 40_000;
     let kafka = testing::kafka_config();
     let db = testing::TestClickHouse::create().await.unwrap();
-    let gateway = start_gateway(&kafka).await;
+    let gateway = start_gateway(&kafka, 2).await;
     let first = start_processor(&kafka, &db.config);
     let second = start_processor(&kafka, &db.config);
     let http = reqwest::Client::new();

@@ -1,0 +1,41 @@
+//! The services started in-process for the system tests (each test's own
+//! topics and databases come from `service_kit::testing`).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use service_kit::{ClickHouseConfig, HttpConfig, KafkaConfig, testing::InProcess};
+
+/// The ingest-gateway with `workers` HTTP workers, once ready.
+pub async fn start_gateway(kafka: &KafkaConfig, workers: usize) -> InProcess {
+    let config = ingest_gateway::Config {
+        http: HttpConfig { workers, ..HttpConfig::default() },
+        kafka: kafka.clone(),
+        ..ingest_gateway::Config::default()
+    };
+    let gateway = InProcess::spawn(config, ingest_gateway::run);
+    gateway.wait_ready(Duration::from_secs(30)).await.expect("ingest-gateway ready");
+    gateway
+}
+
+/// The stream-processor with small, quick batches (not waited for).
+pub fn start_processor(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig) -> InProcess {
+    let mut config =
+        stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
+    config.processor.batch_max_events = 10_000;
+    config.processor.batch_max_wait_ms = 250;
+    config.processor.session_timeout_ms = 6_000;
+    InProcess::spawn(config, stream_processor::run)
+}
+
+/// The stream-processor in-process with its production batching (it bounds
+/// the realtime latency), once ready.
+pub async fn start_realtime_processor(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig) -> InProcess {
+    let mut config =
+        stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
+    config.http.workers = 1;
+    config.processor.session_timeout_ms = 6_000;
+    let processor = InProcess::spawn(config, stream_processor::run);
+    processor.wait_ready(Duration::from_secs(30)).await.expect("stream-processor ready");
+    processor
+}
