@@ -31,6 +31,7 @@ pub use parse::DERIVED_SESSION_PREFIX;
 mod partial;
 mod properties;
 mod row;
+pub mod schema;
 mod topics;
 mod wire;
 

@@ -1,4 +1,4 @@
-//! `POST /api/events` and `POST /api/events/batch`.
+//! `POST /api/events`, `POST /api/events/batch` and the routes table.
 //!
 //! A request is read and decoded ([`crate::body`]), every event validated by
 //! `events-model` with `received_at` = now, the valid ones produced to Kafka,
@@ -13,13 +13,15 @@ use actix_web::{
 };
 use chrono::Utc;
 use events_model::Event;
-use serde_json::json;
+use service_kit::routes::Routes;
+use utoipa::openapi::HttpMethod;
 
 use crate::{
     body::{self, BodyFormat},
     config::IngestConfig,
     error::IngestError,
     metrics::{self, Endpoint, InFlight, Tally},
+    openapi,
     producer::{EventProducer, ProduceError},
     report::{BatchReport, Rejection, SingleAccepted},
 };
@@ -30,21 +32,31 @@ pub struct AppState {
     pub limits: IngestConfig,
 }
 
-/// Mounts the ingest routes.
+/// The ingest API's routes table: each route with its OpenAPI operation.
+pub fn routes(limits: &IngestConfig) -> Routes {
+    Routes::new()
+        .described(HttpMethod::Post, "/api/events", openapi::post_event(limits), || web::post().to(post_event))
+        .described(HttpMethod::Post, "/api/events/batch", openapi::post_batch(limits), || web::post().to(post_batch))
+        .described(HttpMethod::Get, "/api/openapi.json", openapi::get_document(), || web::get().to(openapi_document))
+}
+
+/// The served document, built once from the routes and the limits.
+struct Document(serde_json::Value);
+
+/// Mounts [`routes`], a JSON 404 for unknown paths, and the document.
 pub fn configure(state: web::Data<AppState>) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    let routes = routes(&state.limits);
+    let document = openapi::document(&routes.clone().merge(service_kit::ops::operational_routes()), &state.limits);
+    let document = web::Data::new(Document(document));
     move |cfg| {
-        cfg.app_data(state.clone())
-            .service(
-                web::resource("/api/events")
-                    .route(web::post().to(post_event))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api/events/batch")
-                    .route(web::post().to(post_batch))
-                    .default_service(web::to(method_not_allowed)),
-            );
+        cfg.app_data(state.clone()).app_data(document.clone());
+        routes.register(cfg);
+        cfg.default_service(web::to(service_kit::routes::not_found));
     }
+}
+
+async fn openapi_document(document: web::Data<Document>) -> HttpResponse {
+    HttpResponse::Ok().json(&document.0)
 }
 
 async fn post_event(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
@@ -154,11 +166,4 @@ fn finish(endpoint: Endpoint, outcome: Result<HttpResponse, IngestError>) -> Htt
     };
     metrics::request(endpoint, response.status().as_u16());
     response
-}
-
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, "POST")).json(json!({
-        "error": "method_not_allowed",
-        "message": format!("{} is not supported on {}; use POST", req.method(), req.path()),
-    }))
 }

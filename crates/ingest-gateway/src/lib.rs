@@ -13,6 +13,7 @@ mod config;
 mod error;
 mod handlers;
 mod metrics;
+pub mod openapi;
 mod producer;
 mod report;
 mod topic;
@@ -28,6 +29,7 @@ use service_kit::{
 };
 
 pub use config::{Config, DEFAULT_PORT, IngestConfig};
+pub use handlers::routes;
 pub use producer::producer_config;
 
 pub const SERVICE: &str = "ingest-gateway";

@@ -57,8 +57,10 @@ async fn json_batch_stores_exactly_the_valid_events_and_reports_the_others_by_in
     let client_id = uuid::Uuid::new_v4().to_string();
     let mut with_id = progress("session-batch", 30.0);
     with_id["event_id"] = json!(client_id);
+    // Neither session_id nor user_id (with a user_id the session is derived).
     let mut missing_session = progress("session-batch", 5.0);
     missing_session.as_object_mut().unwrap().remove("session_id");
+    missing_session.as_object_mut().unwrap().remove("user_id");
     let mut unknown_type = progress("session-batch", 6.0);
     unknown_type["event_type"] = json!("video_stop");
     let mut bad_position = progress("session-batch", 7.0);

@@ -11,9 +11,9 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
-pub const MAX_VIDEO_ID_CHARS: usize = 256;
-pub const MAX_TITLE_CHARS: usize = 512;
-pub const MAX_CATEGORY_CHARS: usize = 128;
+pub use crate::contract::{
+    MAX_CATEGORY_CHARS, MAX_DURATION_SECONDS, MAX_TITLE_CHARS, MAX_VIDEO_ID_CHARS, MIN_DURATION_SECONDS,
+};
 
 const UPSERT: &str = "\
 INSERT INTO videos (video_id, title, duration_seconds, category)
@@ -50,14 +50,19 @@ pub struct Video {
 /// The body of `PUT /api/videos/{videoId}`: the whole entry (an omitted
 /// optional field is stored as null).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct VideoInput {
-    /// Required, 1 to 512 characters.
+    /// Required, 1 to 512 characters, not only whitespace, no NUL.
+    #[schema(schema_with = crate::contract::title)]
     pub title: String,
-    /// Greater than 0, or null when unknown.
+    /// From a millisecond to the longest duration players may report
+    /// (10 000 000 s), or null when unknown.
     #[serde(default)]
+    #[schema(minimum = 0.001, maximum = 10_000_000.0)]
     pub duration_seconds: Option<f64>,
-    /// At most 128 characters, or null.
+    /// At most 128 characters, no NUL, or null.
     #[serde(default)]
+    #[schema(schema_with = crate::contract::category)]
     pub category: Option<String>,
 }
 
@@ -87,8 +92,15 @@ impl VideoInput {
         let duration_seconds = match object.get("duration_seconds") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => match n.as_f64() {
-                Some(d) if d.is_finite() && d > 0.0 => Some(d),
-                _ => return Err(ApiError::bad_field("duration_seconds", "duration_seconds must be greater than 0")),
+                Some(d) if (MIN_DURATION_SECONDS..=MAX_DURATION_SECONDS).contains(&d) => Some(d),
+                _ => {
+                    return Err(ApiError::bad_field(
+                        "duration_seconds",
+                        format!(
+                            "duration_seconds must be from {MIN_DURATION_SECONDS} to {MAX_DURATION_SECONDS} (seconds)"
+                        ),
+                    ));
+                }
             },
             Some(_) => return Err(ApiError::bad_field("duration_seconds", "duration_seconds must be a number")),
         };

@@ -3,11 +3,7 @@
 //! Every error answer is `{"error": <code>, "message": <text>}`, plus `field`
 //! when one input field is to blame. Internal causes are logged, never sent.
 
-use actix_web::{
-    HttpRequest, HttpResponse, ResponseError,
-    error::JsonPayloadError,
-    http::{StatusCode, header},
-};
+use actix_web::{HttpResponse, ResponseError, error::JsonPayloadError, http::StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -19,9 +15,6 @@ pub enum ApiError {
 
     #[error("{0}")]
     NotFound(String),
-
-    #[error("{method} is not allowed on {path}; allowed: {allowed}")]
-    MethodNotAllowed { method: String, path: String, allowed: &'static str },
 
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -47,7 +40,7 @@ pub enum ApiError {
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// Stable snake_case code: `bad_request`, `not_found`, `method_not_allowed`,
+    /// Stable snake_case code: `bad_request`, `not_found`,
     /// `unsupported_media_type`, `payload_too_large`, `unavailable`,
     /// `query_too_expensive`, `internal`.
     pub error: &'static str,
@@ -66,7 +59,6 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable { .. } => "unavailable",
@@ -106,7 +98,6 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable { .. } | ApiError::TooExpensive { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -123,11 +114,7 @@ impl ResponseError for ApiError {
             ApiError::TooExpensive { limit, .. } => tracing::warn!(limit, "query stopped at a limit"),
             _ => {}
         }
-        let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::MethodNotAllowed { allowed, .. } = self {
-            response.insert_header((header::ALLOW, *allowed));
-        }
-        response.json(self.body())
+        HttpResponse::build(self.status_code()).json(self.body())
     }
 }
 
@@ -181,22 +168,6 @@ fn limit_of_code(code: u32) -> Option<(&'static str, &'static str)> {
         158 | 307 => Some(("rows read (max_rows_to_read)", "limits.{metrics,custom}.max_rows_to_read")),
         159 | 160 => Some(("execution time (max_execution_time)", "limits.max_execution_secs")),
         _ => None,
-    }
-}
-
-/// The app's answer for paths no route serves.
-pub async fn unknown_route(req: HttpRequest) -> HttpResponse {
-    ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())).error_response()
-}
-
-/// A resource's answer for methods it does not serve.
-pub fn method_not_allowed(
-    allowed: &'static str,
-) -> impl Fn(HttpRequest) -> std::future::Ready<HttpResponse> + Clone + 'static {
-    move |req: HttpRequest| {
-        let error =
-            ApiError::MethodNotAllowed { method: req.method().to_string(), path: req.path().to_string(), allowed };
-        std::future::ready(error.error_response())
     }
 }
 

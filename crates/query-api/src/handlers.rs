@@ -1,99 +1,19 @@
-//! The HTTP endpoints of the query API (besides `/health`, `/ready`,
-//! `/metrics`, which `service_kit::ops` serves).
+//! The catalog endpoints and `/api/metrics/health`; the metric endpoints
+//! are in [`crate::metric_api`], custom queries in [`crate::custom_query`],
+//! and [`crate::routes`] lists them all.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
-use service_kit::{KafkaConfig, Readiness, ops::ReadyReport};
+use service_kit::{KafkaConfig, ops::ReadyReport};
 use utoipa::ToSchema;
 
 use crate::{
-    cache::QueryCache,
-    catalog::{self, Catalog, Video, VideoInput},
-    config::FreshnessConfig,
-    custom_query,
-    error::{self, ApiError, ErrorBody},
-    metric_api, openapi,
+    catalog::{self, Video, VideoInput},
+    error::{ApiError, ErrorBody},
+    state::AppState,
 };
-
-/// Largest JSON request body accepted.
-pub const MAX_JSON_BYTES: usize = 64 * 1024;
-
-pub const VIDEO_PATH: &str = "/api/videos/{videoId}";
-pub const METRICS_HEALTH_PATH: &str = "/api/metrics/health";
-pub const QUERY_PATH: &str = "/api/metrics/query";
-pub const OPENAPI_PATH: &str = "/api/openapi.json";
-
-/// What the handlers share.
-pub struct AppState {
-    pub catalog: Catalog,
-    /// ClickHouse, bound to the `analytics` database, with the metric
-    /// endpoints' limits (`limits.metrics`).
-    pub clickhouse: clickhouse::Client,
-    /// The same, with the custom queries' limits (`limits.custom`).
-    pub custom_clickhouse: clickhouse::Client,
-    /// The result cache of the metric endpoints.
-    pub cache: QueryCache,
-    pub freshness: FreshnessConfig,
-    /// Where `/api/metrics/health` reads the stream processor's consumer lag.
-    pub kafka: KafkaConfig,
-    pub readiness: Arc<Readiness>,
-}
-
-/// Registers the API routes, JSON error answers for unreadable bodies and
-/// unknown routes, and the OpenAPI document.
-pub fn configure(state: web::Data<AppState>) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
-    move |cfg| {
-        let json = web::JsonConfig::default()
-            .limit(MAX_JSON_BYTES)
-            .error_handler(|error, _req| ApiError::from_json_payload(&error).into());
-        cfg.app_data(state.clone())
-            .app_data(json)
-            .service(
-                web::resource(VIDEO_PATH)
-                    .route(web::put().to(put_video))
-                    .route(web::get().to(get_video))
-                    .default_service(web::to(error::method_not_allowed("GET, PUT"))),
-            )
-            .service(
-                web::resource(METRICS_HEALTH_PATH)
-                    .route(web::get().to(metrics_health))
-                    .default_service(web::to(error::method_not_allowed("GET"))),
-            )
-            .service(
-                web::resource(metric_api::VIDEO_METRICS_PATH)
-                    .route(web::get().to(metric_api::get_video_metrics))
-                    .default_service(web::to(error::method_not_allowed("GET"))),
-            )
-            .service(
-                web::resource(metric_api::USER_METRICS_PATH)
-                    .route(web::get().to(metric_api::get_user_metrics))
-                    .default_service(web::to(error::method_not_allowed("GET"))),
-            )
-            .service(
-                web::resource(metric_api::TOP_VIDEOS_PATH)
-                    .route(web::get().to(metric_api::get_top_videos))
-                    .default_service(web::to(error::method_not_allowed("GET"))),
-            )
-            .service(
-                web::resource(metric_api::REALTIME_PATH)
-                    .route(web::get().to(metric_api::get_realtime))
-                    .default_service(web::to(error::method_not_allowed("GET"))),
-            )
-            .service(
-                web::resource(QUERY_PATH)
-                    .route(web::post().to(custom_query::post_query))
-                    .default_service(web::to(error::method_not_allowed("POST"))),
-            )
-            .service(
-                web::resource(OPENAPI_PATH)
-                    .route(web::get().to(openapi_document))
-                    .default_service(web::to(error::method_not_allowed("GET"))),
-            )
-            .default_service(web::to(error::unknown_route));
-    }
-}
 
 /// Creates or replaces a catalog entry.
 #[utoipa::path(
@@ -226,15 +146,4 @@ pub async fn metrics_health(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(health)
     }
-}
-
-/// This document.
-#[utoipa::path(
-    get,
-    path = "/api/openapi.json",
-    tag = "operations",
-    responses((status = 200, description = "the OpenAPI 3 document of this service", content_type = "application/json"))
-)]
-pub async fn openapi_document() -> HttpResponse {
-    HttpResponse::Ok().json(openapi::document())
 }

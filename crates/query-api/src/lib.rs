@@ -1,6 +1,6 @@
 //! query-api: the REST API over ClickHouse, the PostgreSQL catalog and the Redis cache.
 //!
-//! Served (see [`openapi::ROUTES`]):
+//! Served (the table: [`routes::routes`]):
 //! - `GET /api/metrics/video/{videoId}`, `/api/metrics/user/{userId}`,
 //!   `/api/metrics/videos/top`, `/api/metrics/realtime`: the metrics of
 //!   docs/metrics.md ([`metric_api`]), merging aggregated and raw windows;
@@ -19,11 +19,14 @@
 pub mod cache;
 pub mod catalog;
 mod config;
+pub mod contract;
 pub mod custom_query;
 pub mod error;
 pub mod handlers;
 pub mod metric_api;
 pub mod openapi;
+pub mod routes;
+pub mod state;
 
 use std::{net::TcpListener, sync::Arc};
 
@@ -57,7 +60,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         "query api configured"
     );
 
-    let state = web::Data::new(handlers::AppState {
+    let state = web::Data::new(state::AppState {
         catalog: catalog::Catalog::new(pool),
         clickhouse: config.limits.apply(config.clickhouse.client(), &config.limits.metrics),
         custom_clickhouse: config.limits.apply(config.clickhouse.client(), &config.limits.custom),
@@ -66,6 +69,6 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         kafka: config.kafka.clone(),
         readiness: readiness.clone(),
     });
-    service_kit::ops::serve(listener, &config.http, readiness, shutdown, handlers::configure(state)).await?;
+    service_kit::ops::serve(listener, &config.http, readiness, shutdown, routes::configure(state)).await?;
     Ok(())
 }

@@ -400,3 +400,43 @@ mod tests {
         assert_eq!(listening_addr("not json"), None);
     }
 }
+
+/// The schemathesis settings and hooks of the API contract test
+/// (`tests/contract/` at the workspace root).
+fn contract_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/contract")
+}
+
+/// Runs `schemathesis` (`st run … --checks all`, PyPI) against the OpenAPI
+/// document at `document_url`, with the contract's settings and hooks; `Ok`
+/// only when it found no failure. `CONTRACT_SEED` picks the seed (default
+/// fixed, so a run is reproducible); `CONTRACT_MAX_EXAMPLES` the examples
+/// per operation.
+pub fn schemathesis(document_url: &str) -> anyhow::Result<()> {
+    let dir = contract_dir();
+    let seed = env_or("CONTRACT_SEED", "20261205");
+    let max_examples = env_or("CONTRACT_MAX_EXAMPLES", "100");
+    let output = Command::new("st")
+        .arg("--no-color")
+        .arg("--config-file")
+        .arg(dir.join("schemathesis.toml"))
+        .args(["run", document_url, "--checks", "all", "--seed", &seed, "--max-examples", &max_examples])
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .env("PYTHONPATH", &dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!("cannot run `st` ({e}): install schemathesis (`pip install schemathesis`, as .ci/run does)")
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let tail = lines[lines.len().saturating_sub(200)..].join("\n");
+    anyhow::bail!(
+        "schemathesis found failures against {document_url} ({}, seed {seed}):\n{tail}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

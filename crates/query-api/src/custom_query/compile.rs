@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clickhouse::{Client, query::Query};
 
 use super::{
-    DEFAULT_LIMIT, MAX_FILTER_VALUE_BYTES, MAX_LIMIT, QueryRequest,
+    DEFAULT_LIMIT, MAX_FILTER_VALUE_CHARS, MAX_LIMIT, QueryRequest,
     lists::{self, GranularityDef, MetricDef, ValueKind},
     request::quoted,
 };
@@ -304,13 +304,14 @@ fn unfilterable_dimension(field: &str, name: &str) -> ApiError {
     }
 }
 
-/// A filter value: at most [`MAX_FILTER_VALUE_BYTES`] bytes and no control
-/// characters (stored dimensions never hold any).
+/// A filter value: at most [`MAX_FILTER_VALUE_CHARS`] characters and no
+/// control characters (stored dimensions never hold any).
 fn check_value(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.len() > MAX_FILTER_VALUE_BYTES {
+    let chars = value.chars().count();
+    if chars > MAX_FILTER_VALUE_CHARS {
         return Err(ApiError::bad_field(
             field,
-            format!("{field} is {} bytes long; at most {MAX_FILTER_VALUE_BYTES} are allowed", value.len()),
+            format!("{field} is {chars} characters long; at most {MAX_FILTER_VALUE_CHARS} are allowed"),
         ));
     }
     if let Some(c) = value.chars().find(|c| c.is_control()) {

@@ -27,8 +27,12 @@ pub use request::{Filter, QueryRequest};
 
 use crate::{
     error::{ApiError, ErrorBody},
-    handlers::AppState,
+    state::AppState,
 };
+
+/// The namespace of custom answers in the result cache (the path they are
+/// asked at, so existing cache entries keep their keys).
+const QUERY_CACHE_KEY: &str = "/api/metrics/query";
 
 /// Rows returned when the request gives no `limit`.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -38,8 +42,8 @@ pub const MAX_LIMIT: usize = 10_000;
 pub const MAX_FILTERS: usize = 20;
 /// Most entries in a filter's `values`.
 pub const MAX_FILTER_VALUES: usize = 100;
-/// Longest filter value, in bytes of UTF-8.
-pub const MAX_FILTER_VALUE_BYTES: usize = 256;
+/// Longest filter value, in characters.
+pub const MAX_FILTER_VALUE_CHARS: usize = 256;
 
 /// Aggregates deduplicated events by the requested dimensions (and time buckets).
 #[utoipa::path(
@@ -83,7 +87,7 @@ pub async fn post_query(
     })?;
     // The cache key is the SQL with its values (the normalised query): two
     // bodies that ask the same thing share an entry.
-    let key = format!("{}#{:x}", crate::handlers::QUERY_PATH, Sha256::digest(compiled.render_sql().as_bytes()));
+    let key = format!("{QUERY_CACHE_KEY}#{:x}", Sha256::digest(compiled.render_sql().as_bytes()));
     let (start, end) = compiled.range();
     let ttl = crate::cache::ttl_for_range(&(start..end), now, state.freshness.lateness(), state.cache.config());
     let response = state.cache.get_or_compute(&key, ttl, || execute::run(&state.custom_clickhouse, &compiled)).await?;

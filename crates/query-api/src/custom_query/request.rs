@@ -22,19 +22,22 @@ pub struct QueryRequest {
     /// Metrics to compute, at least one, each at most once.
     #[schema(schema_with = schema::metric_list)]
     pub metrics: Vec<String>,
-    /// Dimensions to group by, each at most once; none gives one row (or one per time bucket).
+    /// Dimensions to group by, each at most once; none (or null) gives one row (or one per time bucket).
     #[serde(default)]
     #[schema(schema_with = schema::dimension_list)]
     pub group_by: Vec<String>,
-    /// Conditions every counted event meets (all of them), at most 20.
+    /// Conditions every counted event meets (all of them), at most 20; null is none.
     #[serde(default)]
+    #[schema(schema_with = schema::filter_list)]
     pub filters: Vec<Filter>,
-    /// Inclusive start of the range on the event time: RFC 3339, or `YYYY-MM-DD` (midnight UTC).
-    #[schema(example = "2026-11-01T00:00:00Z")]
+    /// Inclusive start of the range on the event time: RFC 3339, or `YYYY-MM-DD` (midnight UTC);
+    /// not before 1970-01-01.
+    #[schema(schema_with = schema::start, example = "2026-11-01T00:00:00Z")]
     pub start: String,
-    /// Exclusive end, after `start` (same formats); the current time when absent.
+    /// Exclusive end, after `start` (same formats), not after 2100-01-01; the current time when
+    /// absent. The range spans at most 366 days.
     #[serde(default)]
-    #[schema(example = "2026-11-02")]
+    #[schema(schema_with = schema::end, example = "2026-11-02")]
     pub end: Option<String>,
     /// Time bucket of each row (`time` column, rows ordered by it): minute (range ≤ 24 hours),
     /// hour (≤ 31 days) or day (≤ 366 days). Without it the range may span 366 days.
@@ -47,25 +50,33 @@ pub struct QueryRequest {
     pub limit: Option<u64>,
     /// A requested metric to sort rows by, largest first (within each time bucket).
     #[serde(default)]
+    #[schema(schema_with = schema::order_by)]
     pub order_by: Option<String>,
 }
 
-/// One condition on a dimension: `value` with `eq`/`neq`, `values` with `in`/`not_in`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// One condition on a dimension: `value` with `eq`/`neq`, `values` with `in`/`not_in`
+/// (its schema, a `oneOf` of the two shapes, is [`schema::filter`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     /// A dimension other than `hour` and `day`.
-    #[schema(schema_with = schema::filter_dimension)]
     pub dimension: String,
-    #[schema(schema_with = schema::op)]
     pub op: String,
-    /// For `eq` and `neq`: at most 256 bytes, no control characters.
+    /// For `eq` and `neq`: at most 256 characters, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// For `in` and `not_in`: 1 to 100 strings, each like `value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<Vec<String>>,
 }
+
+impl utoipa::PartialSchema for Filter {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        schema::filter()
+    }
+}
+
+impl ToSchema for Filter {}
 
 const REQUEST_KEYS: &[&str] = &["metrics", "group_by", "filters", "start", "end", "granularity", "limit", "order_by"];
 const FILTER_KEYS: &[&str] = &["dimension", "op", "value", "values"];
@@ -211,9 +222,14 @@ impl Filter {
 
 /// OpenAPI schemas whose allowed values come from [`lists`].
 mod schema {
-    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, RefOr, Schema, Type};
+    use utoipa::openapi::{
+        ArrayBuilder, ObjectBuilder, OneOfBuilder, RefOr, Schema, Type,
+        schema::{AdditionalProperties, SchemaType},
+    };
 
-    use super::lists;
+    use super::{MAX_FILTER_VALUES, MAX_FILTERS, lists};
+    use crate::contract;
+    use crate::custom_query::MAX_FILTER_VALUE_CHARS;
 
     fn described<T>(table: &[T], name: impl Fn(&T) -> &'static str, doc: impl Fn(&T) -> String) -> String {
         table.iter().map(|t| format!("- `{}`: {}", name(t), doc(t))).collect::<Vec<_>>().join("\n")
@@ -228,7 +244,7 @@ mod schema {
             lists::METRICS.iter().map(|m| m.name).collect(),
             described(lists::METRICS, |m| m.name, |m| m.doc.to_string()),
         );
-        ArrayBuilder::new().items(item).min_items(Some(1)).max_items(Some(lists::METRICS.len()))
+        ArrayBuilder::new().items(item).min_items(Some(1)).max_items(Some(lists::METRICS.len())).unique_items(true)
     }
 
     pub fn dimension_list() -> impl Into<RefOr<Schema>> {
@@ -236,10 +252,69 @@ mod schema {
             lists::DIMENSIONS.iter().map(|d| d.name).collect(),
             described(lists::DIMENSIONS, |d| d.name, |d| d.doc.to_string()),
         );
-        ArrayBuilder::new().items(item).max_items(Some(lists::DIMENSIONS.len()))
+        ArrayBuilder::new()
+            .schema_type(contract::nullable(Type::Array, true))
+            .items(item)
+            .max_items(Some(lists::DIMENSIONS.len()))
+            .unique_items(true)
     }
 
-    pub fn filter_dimension() -> impl Into<RefOr<Schema>> {
+    pub fn filter_list() -> impl Into<RefOr<Schema>> {
+        ArrayBuilder::new()
+            .schema_type(contract::nullable(Type::Array, true))
+            .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Filter")))
+            .max_items(Some(MAX_FILTERS))
+    }
+
+    pub fn start() -> RefOr<Schema> {
+        contract::time_or_day(false)
+    }
+
+    pub fn end() -> RefOr<Schema> {
+        contract::time_or_day(true)
+    }
+
+    pub fn order_by() -> impl Into<RefOr<Schema>> {
+        nullable_names(lists::METRICS.iter().map(|m| m.name).collect(), "one of the requested metrics".into())
+    }
+
+    fn filter_value() -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(MAX_FILTER_VALUE_CHARS))
+            .pattern(Some(contract::NO_CONTROLS))
+    }
+
+    /// One shape per kind of op: `eq`/`neq` take `value`, `in`/`not_in` `values`.
+    pub fn filter() -> RefOr<Schema> {
+        let shape = |list: bool| {
+            let ops: Vec<_> = lists::OPS.iter().filter(|o| o.takes_list == list).collect();
+            let op =
+                names_schema(ops.iter().map(|o| o.name).collect(), described(&ops, |o| o.name, |o| o.doc.to_string()));
+            let (given, absent) = if list { ("values", "value") } else { ("value", "values") };
+            let given_schema: RefOr<Schema> = if list {
+                ArrayBuilder::new().items(filter_value()).min_items(Some(1)).max_items(Some(MAX_FILTER_VALUES)).into()
+            } else {
+                filter_value().into()
+            };
+            ObjectBuilder::new()
+                .property("dimension", filter_dimension())
+                .property("op", op)
+                .property(given, given_schema)
+                .property(absent, ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null)))
+                .required("dimension")
+                .required("op")
+                .required(given)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        OneOfBuilder::new()
+            .item(shape(false))
+            .item(shape(true))
+            .description(Some("One condition on a dimension: `value` with `eq`/`neq`, `values` with `in`/`not_in`."))
+            .into()
+    }
+
+    fn filter_dimension() -> ObjectBuilder {
         let filterable: Vec<_> = lists::DIMENSIONS.iter().filter(|d| d.filterable).collect();
         names_schema(
             filterable.iter().map(|d| d.name).collect(),
@@ -247,17 +322,18 @@ mod schema {
         )
     }
 
-    pub fn op() -> impl Into<RefOr<Schema>> {
-        names_schema(
-            lists::OPS.iter().map(|o| o.name).collect(),
-            described(lists::OPS, |o| o.name, |o| o.doc.to_string()),
-        )
-    }
-
     pub fn granularity() -> impl Into<RefOr<Schema>> {
-        names_schema(
+        nullable_names(
             lists::GRANULARITIES.iter().map(|g| g.name).collect(),
             described(lists::GRANULARITIES, |g| g.name, |g| format!("range at most {}", g.max_range_text)),
         )
+    }
+
+    /// One of `names`, or null (taken as absent).
+    fn nullable_names(names: Vec<&'static str>, description: String) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(contract::nullable(Type::String, true))
+            .enum_values(Some(names.into_iter().map(Some).chain([None]).collect::<Vec<_>>()))
+            .description(Some(description))
     }
 }

@@ -28,7 +28,7 @@ use metrics_sql::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use utoipa::IntoParams;
 
-use crate::{cache, catalog, error::ApiError, handlers::AppState};
+use crate::{cache, catalog, error::ApiError, state::AppState};
 use params::{day_range, parse_query, truncate};
 
 pub const VIDEO_METRICS_PATH: &str = "/api/metrics/video/{videoId}";
