@@ -1,4 +1,4 @@
-"""Schemathesis hooks for the API contract test (`cargo xtask contract`).
+"""Schemathesis hooks for the API contract tests (crates/*/tests/contract.rs).
 
 The OpenAPI documents say everything a single field must be. A few rules tie
 fields together or depend on the clock, which JSON Schema cannot say; they
@@ -19,7 +19,7 @@ stored, so a bad event loses nothing else. A batch generated as *invalid*
 therefore is only expected to be refused when none of its events is valid.
 
 Nothing else is filtered; every check runs at full strength. The constants
-below are checked against the Rust ones by `xtask`'s contract tests.
+below are checked against the Rust ones by crates/query-api/tests/contract.rs.
 """
 
 from datetime import date, datetime, timedelta, timezone

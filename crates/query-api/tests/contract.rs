@@ -27,3 +27,27 @@ async fn the_served_api_keeps_its_openapi_document() {
     clickhouse.drop().await.unwrap();
     outcome.unwrap();
 }
+
+/// The contract's hooks restate the cross-field rules in Python; they must
+/// say what the server enforces.
+#[test]
+fn the_hooks_state_the_servers_limits() {
+    let hooks = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/contract/hooks.py")).unwrap();
+    let expect = |line: String| assert!(hooks.contains(&line), "hooks.py should say `{line}`");
+    expect(format!("MAX_RANGE_DAYS = {}", query_api::metric_api::params::MAX_RANGE_DAYS));
+    expect(format!("DEFAULT_RANGE_DAYS = {}", query_api::metric_api::params::DEFAULT_RANGE_DAYS));
+    assert_eq!(metrics_sql::custom::MAX_RANGE_SECONDS, 366 * 86_400);
+    expect("MAX_RANGE_SECONDS = 366 * DAY_SECONDS".to_owned());
+    for g in metrics_sql::custom::GRANULARITIES {
+        let days = g.max_range_seconds / 86_400;
+        let python = match days {
+            1 => "DAY_SECONDS".to_owned(),
+            366 => "MAX_RANGE_SECONDS".to_owned(),
+            n => format!("{n} * DAY_SECONDS"),
+        };
+        expect(format!("\"{}\": {python}", g.name));
+    }
+    assert_eq!(events_model::limits::MAX_FUTURE_SKEW.num_hours(), 24);
+    expect("MIN_EVENT_TIME = datetime(2000, 1, 1".to_owned());
+    assert_eq!(events_model::limits::MIN_TIMESTAMP_MS, 946_684_800_000);
+}

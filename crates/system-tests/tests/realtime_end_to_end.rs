@@ -30,10 +30,7 @@ use events_model::Event;
 use futures::StreamExt as _;
 use realtime_hub::HubConfig;
 use serde_json::{Value, json};
-use service_kit::{
-    ClickHouseConfig, HttpConfig, KafkaConfig, PostgresConfig,
-    testing::{self, InProcess, TestClickHouse, TestPostgres},
-};
+use service_kit::testing::{InProcess, TestClickHouse, TestPostgres};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -44,20 +41,6 @@ const LATENCY_BOUND: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------
 // The services.
-
-async fn start_api(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig, postgres: &PostgresConfig) -> InProcess {
-    let config = query_api::Config {
-        http: HttpConfig { workers: 1, ..HttpConfig::default() },
-        clickhouse: clickhouse.clone(),
-        postgres: postgres.clone(),
-        redis: testing::redis_config(),
-        kafka: kafka.clone(),
-        ..query_api::Config::default()
-    };
-    let api = InProcess::spawn(config, query_api::run);
-    api.wait_ready(Duration::from_secs(30)).await.expect("query-api ready");
-    api
-}
 
 // ---------------------------------------------------------------------------
 // The events and the figures they imply.
@@ -276,7 +259,7 @@ async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() 
     let processor = support::start_realtime_processor(&stack.kafka, &clickhouse.config).await;
     // No feed sampling: every event is checked.
     let hub = stack.start_hub(HubConfig { client_max_events_per_sec: 0, ..HubConfig::default() }).await;
-    let api = start_api(&stack.kafka, &clickhouse.config, &postgres.config).await;
+    let api = support::start_api(&stack.kafka, &clickhouse.config, &postgres.config).await;
     let scenario = Scenario::new();
 
     // A client following the six videos (not `other`).

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use service_kit::{ClickHouseConfig, HttpConfig, KafkaConfig, testing::InProcess};
+use service_kit::{
+    ClickHouseConfig, HttpConfig, KafkaConfig, PostgresConfig,
+    testing::{self, InProcess},
+};
 
 /// The ingest-gateway with `workers` HTTP workers, once ready.
 pub async fn start_gateway(kafka: &KafkaConfig, workers: usize) -> InProcess {
@@ -38,4 +41,19 @@ pub async fn start_realtime_processor(kafka: &KafkaConfig, clickhouse: &ClickHou
     let processor = InProcess::spawn(config, stream_processor::run);
     processor.wait_ready(Duration::from_secs(30)).await.expect("stream-processor ready");
     processor
+}
+
+/// The query-api with one HTTP worker on the given stack, once ready.
+pub async fn start_api(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig, postgres: &PostgresConfig) -> InProcess {
+    let config = query_api::Config {
+        http: HttpConfig { workers: 1, ..HttpConfig::default() },
+        clickhouse: clickhouse.clone(),
+        postgres: postgres.clone(),
+        redis: testing::redis_config(),
+        kafka: kafka.clone(),
+        ..query_api::Config::default()
+    };
+    let api = InProcess::spawn(config, query_api::run);
+    api.wait_ready(Duration::from_secs(30)).await.expect("query-api ready");
+    api
 }
