@@ -133,6 +133,8 @@ async fn each_invalid_field_is_a_400_naming_it() {
         ("ok-id", json!({"title": "t", "duration_seconds": 0}), "duration_seconds"),
         ("ok-id", json!({"title": "t", "duration_seconds": -3}), "duration_seconds"),
         ("ok-id", json!({"title": "t", "duration_seconds": "90"}), "duration_seconds"),
+        ("ok-id", json!({"title": "t", "duration_seconds": 1e-9}), "duration_seconds"),
+        ("ok-id", json!({"title": "t", "duration_seconds": 1e8}), "duration_seconds"),
         ("ok-id", json!({"title": "t", "category": "c".repeat(129)}), "category"),
         ("ok-id", json!({"title": "t", "category": ["a"]}), "category"),
         ("ok-id", json!({"title": "t", "views": 1}), "views"),
@@ -153,7 +155,7 @@ async fn each_invalid_field_is_a_400_naming_it() {
     // Limits are inclusive.
     let longest = "v".repeat(256);
     let (status, stored) = api
-        .put(&longest, &json!({"title": "t".repeat(512), "category": "c".repeat(128), "duration_seconds": 1e-9}))
+        .put(&longest, &json!({"title": "t".repeat(512), "category": "c".repeat(128), "duration_seconds": 0.001}))
         .await;
     assert_eq!(status, 200, "{stored}");
     assert_eq!(stored["video_id"], longest.as_str());
