@@ -25,7 +25,7 @@
 
 mod catalog;
 mod event;
-mod rng;
+use seeded_rng as rng;
 mod sender;
 mod session;
 mod sim;

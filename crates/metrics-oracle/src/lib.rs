@@ -13,7 +13,7 @@ pub mod compare;
 pub mod event;
 pub mod generate;
 pub mod metrics;
-pub mod rng;
+pub use seeded_rng as rng;
 pub mod views;
 
 use serde_json::Value;

@@ -23,6 +23,7 @@ use std::{
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use events_model::{EventType, PartialEvent, PartialView, RealtimePartial};
 use realtime_hub::window::Window;
+use seeded_rng::Rng;
 use uuid::Uuid;
 
 const WINDOW_SECS: u64 = 60;
@@ -35,25 +36,20 @@ struct Traffic {
     rate: usize,
     views: usize,
     second: u64,
-    state: u64,
+    rng: Rng,
 }
 
 impl Traffic {
     fn new(rate: usize) -> Self {
-        Self { rate, views: rate * 95 / 10, second: START, state: 0x9E37_79B9_7F4A_7C15 ^ rate as u64 }
+        Self { rate, views: rate * 95 / 10, second: START, rng: Rng::new(0x9E37_79B9_7F4A_7C15 ^ rate as u64) }
     }
 
     fn next_u64(&mut self) -> u64 {
-        // SplitMix64.
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.rng.next_u64()
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
+        self.rng.below(n)
     }
 
     /// The partials of the next second, one per partition.

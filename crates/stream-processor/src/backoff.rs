@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
+use seeded_rng::Rng;
+
 #[derive(Debug, Clone)]
 pub struct Backoff {
     initial: Duration,
     max: Duration,
     attempt: u32,
-    seed: u64,
+    /// Seeded per process, so replicas draw different jitter.
+    rng: Rng,
 }
 
 impl Backoff {
@@ -16,7 +19,7 @@ impl Backoff {
             ^ (std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos().into()));
-        Self { initial, max: max.max(initial), attempt: 0, seed: seed | 1 }
+        Self { initial, max: max.max(initial), attempt: 0, rng: Rng::new(seed) }
     }
 
     /// The ceiling of the next wait: `initial × 2^attempt`, capped at `max`.
@@ -29,13 +32,9 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
-        // xorshift64: enough randomness for jitter without another dependency.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
         let half = ceiling / 2;
         let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
-        half + Duration::from_micros(self.seed % spread)
+        half + Duration::from_micros(self.rng.below(spread))
     }
 
     pub fn attempts(&self) -> u32 {

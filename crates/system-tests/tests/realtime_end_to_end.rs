@@ -17,6 +17,7 @@
 // The hub's own test helpers (topics, WebSocket client, expected figures).
 #[path = "../../realtime-hub/tests/common/mod.rs"]
 mod common;
+mod pipeline;
 mod support;
 
 use std::{
@@ -25,12 +26,13 @@ use std::{
 };
 
 use chrono::{SecondsFormat, TimeZone as _, Utc};
-use common::{Client, Expected, Stack, http, now_ms};
+use common::{Client, Expected, http, now_ms};
 use events_model::Event;
 use futures::StreamExt as _;
+use pipeline::Pipeline;
 use realtime_hub::HubConfig;
 use serde_json::{Value, json};
-use service_kit::testing::{InProcess, TestClickHouse, TestPostgres};
+use service_kit::testing::InProcess;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -252,14 +254,9 @@ impl Observed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() {
-    let stack = Stack::new().await;
-    let clickhouse = TestClickHouse::create().await.unwrap();
-    let postgres = TestPostgres::create().await.unwrap();
-    let gateway = support::start_gateway(&stack.kafka, 1).await;
-    let processor = support::start_realtime_processor(&stack.kafka, &clickhouse.config).await;
     // No feed sampling: every event is checked.
-    let hub = stack.start_hub(HubConfig { client_max_events_per_sec: 0, ..HubConfig::default() }).await;
-    let api = support::start_api(&stack.kafka, &clickhouse.config, &postgres.config).await;
+    let pipeline = Pipeline::start(HubConfig { client_max_events_per_sec: 0, ..HubConfig::default() }).await;
+    let (gateway, hub, api) = (&pipeline.gateway, &pipeline.hub, &pipeline.api);
     let scenario = Scenario::new();
 
     // A client following the six videos (not `other`).
@@ -386,13 +383,5 @@ async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() 
     }
 
     drop(messages);
-    api.stop().await.unwrap();
-    hub.stop().await.unwrap();
-    processor.stop().await.unwrap();
-    gateway.stop().await.unwrap();
-    let dead_letters = stack.topics.dead_letters.clone();
-    let _ = service_kit::deps::kafka::delete_topics(&stack.kafka, &[&dead_letters]).await;
-    stack.cleanup().await;
-    clickhouse.drop().await.unwrap();
-    postgres.drop().await.unwrap();
+    pipeline.stop().await;
 }

@@ -1,5 +1,8 @@
-//! A tiny deterministic PRNG (SplitMix64): the same seed gives the same
-//! traffic on every machine and every run, without a `rand` dependency.
+//! The workspace's one deterministic PRNG (SplitMix64): the same seed gives
+//! the same traffic, sessions and fixtures on every machine and every run,
+//! without a `rand` dependency. Used by the load generator, the metrics
+//! oracle's session generator, the benchmarks and the processor's retry
+//! jitter. Not for cryptography.
 
 use uuid::Uuid;
 
@@ -26,6 +29,25 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "Rng::below(0)");
         self.next_u64() % n
+    }
+
+    /// Uniform in `lo..hi` (`lo < hi`).
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        assert!(lo < hi, "empty range {lo}..{hi}");
+        lo + self.below(hi.abs_diff(lo)) as i64
+    }
+
+    /// One of `items` (not empty), uniformly.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+
+    /// Shuffles `items` in place (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
     }
 
     /// Uniform in `[0, 1)`.
@@ -127,5 +149,28 @@ mod tests {
         let (a, b) = (rng.uuid(), rng.uuid());
         assert_eq!(a.get_version_num(), 4);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn ranges_stay_in_bounds_and_cover_them() {
+        let mut rng = Rng::new(1);
+        let mut seen = [false; 5];
+        for _ in 0..1000 {
+            let x = rng.range(-2, 3);
+            assert!((-2..3).contains(&x));
+            seen[(x + 2) as usize] = true;
+        }
+        assert!(seen.iter().all(|s| *s));
+        assert_eq!(*Rng::new(5).pick(&[9]), 9);
+    }
+
+    #[test]
+    fn shuffle_permutes() {
+        let mut rng = Rng::new(3);
+        let mut items: Vec<u32> = (0..50).collect();
+        rng.shuffle(&mut items);
+        assert_ne!(items, (0..50).collect::<Vec<_>>());
+        items.sort_unstable();
+        assert_eq!(items, (0..50).collect::<Vec<_>>());
     }
 }
