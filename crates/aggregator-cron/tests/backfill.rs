@@ -1,5 +1,6 @@
 //! `aggregator-cron run …`: the real binary backfills a range against the
 //! local stack, each window once, and its exit code tells whether all succeeded.
+#![cfg(test)]
 
 mod common;
 

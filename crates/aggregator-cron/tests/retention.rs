@@ -1,5 +1,6 @@
 //! Retention by monthly (and daily) partitions against ClickHouse 18.16 (the library with
 //! an injected `now`, and the real binary), and its statements on chDB.
+#![cfg(test)]
 
 mod common;
 

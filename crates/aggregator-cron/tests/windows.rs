@@ -1,6 +1,7 @@
 //! Window runs and scheduler ticks against the local stack's ClickHouse 18.16
 //! and PostgreSQL, each test in databases of its own. Ticks get an injected
 //! `now`, so nothing here waits for the wall clock to reach a schedule.
+#![cfg(test)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Against the local ClickHouse (its own database, every migration applied):
 //! rows of `EventRow` inserted with the official client read back unchanged.
+#![cfg(test)]
 
 use chrono::{TimeZone, Utc};
 use events_model::{EVENT_ROW_COLUMNS, EVENTS_TABLE, Event, EventRow};

@@ -1,5 +1,6 @@
 //! Property tests: exact round trips for valid events, and no panics (and
 //! well-formed errors) for arbitrary input.
+#![cfg(test)]
 
 use chrono::{DateTime, TimeDelta, Utc};
 use events_model::limits::{

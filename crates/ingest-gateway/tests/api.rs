@@ -1,6 +1,7 @@
 //! The ingest endpoints end to end: HTTP in, Kafka out, against the local stack.
 //! Each test runs its own gateway in-process with a unique topic prefix and
 //! reads the raw topic back to check exactly the valid events arrived.
+#![cfg(test)]
 
 mod common;
 

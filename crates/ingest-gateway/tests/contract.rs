@@ -2,6 +2,7 @@
 //! ingest-gateway serves (`tests/contract/` at the workspace root holds its
 //! settings and the hooks for the rules JSON Schema cannot state). Needs
 //! `st` (PyPI `schemathesis`) and the local stack's Kafka.
+#![cfg(test)]
 
 use std::time::Duration;
 

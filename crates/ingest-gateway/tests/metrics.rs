@@ -2,6 +2,7 @@
 //!
 //! Alone in its test binary, so the process-wide counters hold exactly what
 //! this test did.
+#![cfg(test)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The generator against a real ingest-gateway (in-process, on the local
 //! stack's Kafka with a topic prefix of its own): every event it sends is
 //! accepted, none rejected.
+#![cfg(test)]
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Delivery against a scripted HTTP server: a 503 (or a dropped connection)
 //! makes the sender repeat the very same batch, and a stop gives up cleanly.
+#![cfg(test)]
 
 use std::{
     sync::{Arc, Mutex},

@@ -1,6 +1,7 @@
 //! Scratch servers stop and start again on the same ports with their data:
 //! a ClickHouse table keeps its rows, a Kafka topic its messages and a
 //! consumer group its committed offset. Dropping one removes its directory.
+#![cfg(test)]
 
 use std::time::Duration;
 

@@ -43,7 +43,7 @@ fn walk(expected: &Value, got: &Value, path: &str, out: &mut Vec<String>) {
         }
         (Value::Number(e), Value::Number(g)) => {
             let equal = if e.is_f64() {
-                close(e.as_f64().unwrap(), g.as_f64().unwrap_or(f64::NAN))
+                close(e.as_f64().expect("expected figures are numbers"), g.as_f64().unwrap_or(f64::NAN))
             } else {
                 // An integer field: the same integer, not a float that happens to be near.
                 !g.is_f64() && e.as_i128() == g.as_i128()

@@ -303,7 +303,10 @@ pub fn generate(config: &Config) -> Generated {
                     steps.push(Step {
                         at,
                         event_type: "video_progress",
-                        props: json!({"position_seconds": 10.0 * f64::from(i)}).as_object().unwrap().clone(),
+                        props: json!({"position_seconds": 10.0 * f64::from(i)})
+                            .as_object()
+                            .expect("a JSON object literal")
+                            .clone(),
                     });
                 }
                 keys.push((video, steps, vec!["key_without_video_start"]));
@@ -547,7 +550,7 @@ fn draft_view(rng: &mut Rng, video: &VideoSpec) -> (Vec<Step>, Vec<&'static str>
 }
 
 /// Something between two stretches of playback.
-fn interlude(draft: &mut Draft) {
+fn interlude(draft: &mut Draft<'_>) {
     match draft.rng.below(20) {
         0..4 => {
             // The playhead moved a little since the last heartbeat before the seek.
@@ -650,7 +653,7 @@ fn interlude(draft: &mut Draft) {
 }
 
 /// A view that never reaches a heartbeat.
-fn exit_before_start(draft: &mut Draft, startup_reported: bool) {
+fn exit_before_start(draft: &mut Draft<'_>, startup_reported: bool) {
     if startup_reported {
         draft.feature("startup_reported_on_start");
     }
@@ -689,7 +692,7 @@ fn exit_before_start(draft: &mut Draft, startup_reported: bool) {
 
 /// After an abandon, one heartbeat exactly 24 h after the start (inside the
 /// span: its advance counts) and one a millisecond later (outside).
-fn span_edge(draft: &mut Draft) {
+fn span_edge(draft: &mut Draft<'_>) {
     if draft.pos + 60_000 > draft.length {
         return;
     }
@@ -704,7 +707,7 @@ fn span_edge(draft: &mut Draft) {
 
 /// After an abandon, the viewer starts the same video again in the same
 /// session: the same view (its start is the earliest `video_start`).
-fn second_start(draft: &mut Draft) {
+fn second_start(draft: &mut Draft<'_>) {
     draft.t += draft.rng.range(10_000, 600_000);
     draft.pos = 0;
     let props = json!({"position_seconds": 0.0, "quality": draft.quality, "device_type": draft.device});
@@ -738,7 +741,7 @@ pub fn late_progress(view: &crate::views::View, ids: &mut EventIds) -> Option<Va
 
 /// After an abandon, the same key starts again more than 24 h after the view
 /// began: outside the view's span, and no new view (a key has one view).
-fn start_after_span(draft: &mut Draft) {
+fn start_after_span(draft: &mut Draft<'_>) {
     draft.t = SPAN_MS + draft.rng.range(1, HOUR_MS);
     draft.pos = 0;
     let props = json!({"position_seconds": 0.0, "quality": draft.quality, "device_type": draft.device});

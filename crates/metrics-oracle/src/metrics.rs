@@ -47,12 +47,12 @@ impl Days {
 
 /// Days since 1970-01-01.
 pub fn epoch_day(date: NaiveDate) -> i64 {
-    date.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days()
+    date.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch is a date")).num_days()
 }
 
 /// The UTC date of epoch milliseconds.
 pub fn date_of_ms(ms: i64) -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(ms.div_euclid(DAY_MS))
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch is a date") + chrono::Duration::days(ms.div_euclid(DAY_MS))
 }
 
 /// Where a video's duration came from.

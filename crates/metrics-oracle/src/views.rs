@@ -156,7 +156,8 @@ pub fn watch_seconds(ordered: &[Event]) -> f64 {
         if stopped {
             continue;
         }
-        let advance = b.playhead_from().unwrap() - a.playhead_to().unwrap();
+        let advance = b.playhead_from().expect("filtered to events with a playhead")
+            - a.playhead_to().expect("an event with a playhead has one after it");
         let cap = 2.0 * (b.at_ms - a.at_ms) as f64 / 1000.0;
         total += advance.min(cap).max(0.0);
     }

@@ -3,6 +3,7 @@
 //! ClickHouse). A small scenario with answers worked out by hand checks the
 //! definitions; the aggregated, raw and mixed reads of the same windows must
 //! agree exactly.
+#![cfg(test)]
 
 use events_model::EventRow;
 use metrics_sql::{

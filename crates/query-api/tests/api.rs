@@ -1,6 +1,7 @@
 //! The query API served in-process against the local stack: the video
 //! catalog (own PostgreSQL database), error answers, dependency health and
 //! the OpenAPI document.
+#![cfg(test)]
 
 use std::time::Duration;
 

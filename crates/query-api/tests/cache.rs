@@ -1,5 +1,6 @@
 //! The Redis result cache against the real Redis of the local stack, and
 //! against a Redis that is not there.
+#![cfg(test)]
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},

@@ -2,6 +2,7 @@
 //! query-api serves (`tests/contract/` at the workspace root holds its
 //! settings and the hooks for the rules JSON Schema cannot state). Needs
 //! `st` (PyPI `schemathesis`) and the local stack.
+#![cfg(test)]
 
 use std::time::Duration;
 

@@ -6,6 +6,7 @@
 //! The expected answers are computed here, from the inserted rows, by a
 //! plain Rust evaluation of the request (deduplicate by `event_id`, filter,
 //! group, aggregate, order).
+#![cfg(test)]
 
 use std::{
     collections::{BTreeMap, BTreeSet},

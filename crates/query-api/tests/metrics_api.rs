@@ -4,6 +4,7 @@
 //! aggregated tables and from a mix are the same; a late event shows at once;
 //! bad parameters are 400s naming the parameter; the health report carries
 //! the consumer lag.
+#![cfg(test)]
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Against the local Kafka: the connections gauge, ping/pong keepalive and
 //! the connection limit. Alone in its test binary, so the process-wide
 //! gauge is this hub's alone.
+#![cfg(test)]
 
 mod common;
 

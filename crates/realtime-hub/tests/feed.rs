@@ -1,5 +1,6 @@
 //! Against the local Kafka: the live event feed (filters, errors, sampling,
 //! a slow client) and the dashboard page.
+#![cfg(test)]
 
 mod common;
 

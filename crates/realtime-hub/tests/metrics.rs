@@ -1,6 +1,7 @@
 //! Against the local Kafka: the realtime figures the hub pushes every second
 //! equal the definitions computed here from the partials produced (with
 //! duplicates), on every replica and after a restart.
+#![cfg(test)]
 
 mod common;
 

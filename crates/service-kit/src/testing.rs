@@ -388,19 +388,6 @@ pub fn metric_value(name: &str) -> f64 {
         .map_or(0.0, |value| value.trim().parse().unwrap_or(0.0))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_listening_address_in_json_logs() {
-        let line = r#"{"timestamp":"x","level":"INFO","message":"listening","service":"s","addr":"127.0.0.1:4321"}"#;
-        assert_eq!(listening_addr(line), Some("127.0.0.1:4321".parse().unwrap()));
-        assert_eq!(listening_addr(r#"{"message":"starting"}"#), None);
-        assert_eq!(listening_addr("not json"), None);
-    }
-}
-
 /// The schemathesis settings and hooks of the API contract test
 /// (`tests/contract/` at the workspace root).
 fn contract_dir() -> std::path::PathBuf {
@@ -439,4 +426,17 @@ pub fn schemathesis(document_url: &str) -> anyhow::Result<()> {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_listening_address_in_json_logs() {
+        let line = r#"{"timestamp":"x","level":"INFO","message":"listening","service":"s","addr":"127.0.0.1:4321"}"#;
+        assert_eq!(listening_addr(line), Some("127.0.0.1:4321".parse().unwrap()));
+        assert_eq!(listening_addr(r#"{"message":"starting"}"#), None);
+        assert_eq!(listening_addr("not json"), None);
+    }
 }

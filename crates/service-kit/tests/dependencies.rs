@@ -1,5 +1,6 @@
 //! Round trips through each real server of the local stack with the chosen clients,
 //! and the readiness probes against live and dead endpoints.
+#![cfg(test)]
 
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 //! `CLICKHOUSE_URL` and `DATABASE_URL`, defaulting to the brief's addresses.
 //!
 //! Each test works in its own database `test_<uuid>`, dropped at the end.
+#![cfg(test)]
 
 use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration};
 

@@ -4,6 +4,7 @@
 //!
 //! ClickHouse is a scratch server of this test (the shared one stays up for
 //! the other tests); Kafka is the shared stack's, with topics of our own.
+#![cfg(test)]
 
 mod drill;
 

@@ -1,6 +1,7 @@
 //! `kill -9` of the real stream-processor binary in the middle of a 200,000-event
 //! load, then a restart: ClickHouse ends with exactly the 200,000 distinct events,
 //! and the deduplicating count agrees.
+#![cfg(test)]
 
 use std::time::Duration;
 

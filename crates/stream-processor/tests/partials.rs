@@ -2,6 +2,7 @@
 //! topics, consumer group and ClickHouse database): every stored event is
 //! published once, grouped by source partition and receive-second; two
 //! replicas give the same realtime figures as one; partials can be turned off.
+#![cfg(test)]
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},

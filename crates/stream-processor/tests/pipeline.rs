@@ -2,6 +2,7 @@
 //! ClickHouse database: events written to the raw topic end up in ClickHouse
 //! exactly once, poison messages end up in the dead-letter topic, and offsets
 //! are committed so a restart does not store anything twice.
+#![cfg(test)]
 
 use std::time::Duration;
 

@@ -11,6 +11,7 @@
 //! Needs `node` (>= 18), `/usr/bin/chromium` (or `CHROMIUM_PATH`) and
 //! `npm ci` run in `crates/realtime-hub/web`; `.ci/run` installs all three. A
 //! missing one fails the test with the command that fixes it.
+#![cfg(test)]
 
 // The hub's own test helpers (topics, WebSocket client, expected figures).
 #[path = "../../realtime-hub/tests/common/mod.rs"]

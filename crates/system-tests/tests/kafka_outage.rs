@@ -7,6 +7,7 @@
 //! ClickHouse is the shared stack's, with a database of our own. The clients
 //! behave as the API asks: a batch answered 503 is sent again, with the same
 //! event ids, once its `Retry-After` has passed.
+#![cfg(test)]
 
 // Shared with the stream-processor's ClickHouse outage drill.
 #[path = "../../stream-processor/tests/drill/mod.rs"]

@@ -14,6 +14,7 @@
 //!
 //! Everything is isolated: own topics, ClickHouse database, PostgreSQL
 //! database and Redis prefix. Every wait polls with a deadline.
+#![cfg(test)]
 
 mod support;
 

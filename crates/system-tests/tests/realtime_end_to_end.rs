@@ -13,6 +13,7 @@
 //! - the realtime metrics show a POSTed batch soon after the POST returns
 //!   (measured; a generous 5 s bound as a sanity check: latency figures
 //!   belong to `cargo xtask bench`).
+#![cfg(test)]
 
 // The hub's own test helpers (topics, WebSocket client, expected figures).
 #[path = "../../realtime-hub/tests/common/mod.rs"]
@@ -260,7 +261,7 @@ async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() 
     let scenario = Scenario::new();
 
     // A client following the six videos (not `other`).
-    let mut client = Client::connect(&hub).await;
+    let mut client = Client::connect(hub).await;
     client.send(json!({"type": "subscribe", "payload": {"video_ids": scenario.videos}})).await;
     let ack = client.next_of("subscribed", WAIT).await.unwrap();
     let listed: BTreeSet<&str> =
@@ -277,7 +278,7 @@ async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() 
 
     // 1. The first batch: how soon after the POST returns do the figures show it?
     let after_first = expected(&scenario.first);
-    post_batch(&gateway, &scenario.first).await;
+    post_batch(gateway, &scenario.first).await;
     let posted = Instant::now();
     let get_latency = loop {
         let last = get_json(&hub.url("/api/metrics/realtime")).await.unwrap();
@@ -321,7 +322,7 @@ async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() 
     // 2. The second batch, with part of the first sent again (a retry).
     let after_all = expected(scenario.all());
     assert!(after_all.events < (scenario.first.len() + scenario.second.len()) as u64, "the scenario has no retry");
-    post_batch(&gateway, &scenario.second).await;
+    post_batch(gateway, &scenario.second).await;
 
     // Every followed event reaches the client (a retried one may come twice: the
     // feed shows what is ingested); none of the other video's.

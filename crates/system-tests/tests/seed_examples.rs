@@ -7,6 +7,7 @@
 //! each must succeed with the answer shape the description shows, and the
 //! tracked event must then be counted: in the video's metrics for the day it
 //! was sent, in the realtime metrics, and on the WebSocket feed.
+#![cfg(test)]
 
 // The hub's own test helpers (topics, WebSocket client).
 #[path = "../../realtime-hub/tests/common/mod.rs"]

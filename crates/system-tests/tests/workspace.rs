@@ -1,5 +1,6 @@
 //! No service crate depends on another, normally, for its tests or its build:
 //! tests that need several services live in this crate.
+#![cfg(test)]
 
 use std::{path::Path, process::Command};
 

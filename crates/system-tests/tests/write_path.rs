@@ -1,6 +1,7 @@
 //! The write path end to end against the local stack: events POSTed to the real
 //! ingest-gateway, stored by the real stream-processor (both in-process, with
 //! their own topics, consumer group and ClickHouse database).
+#![cfg(test)]
 
 mod support;
 
