@@ -40,7 +40,7 @@ use service_kit::{
 };
 use support::{start_gateway, start_processor};
 
-/// aggregator-cron's `safety_margin_secs` in this test: small, and waited out before each run.
+/// aggregator-cron's `safety_margin` in this test (seconds): small, and waited out before each run.
 const SAFETY_MARGIN_SECS: u64 = 1;
 const SESSIONS: usize = 300;
 const DAYS: u32 = 4;
@@ -79,9 +79,9 @@ async fn aggregator(clickhouse: &ClickHouseConfig, postgres: &PostgresConfig) ->
         ..aggregator_cron::Config::default()
     };
     config.aggregation.enabled = false;
-    config.aggregation.safety_margin_secs = SAFETY_MARGIN_SECS;
+    config.aggregation.safety_margin = Duration::from_secs(SAFETY_MARGIN_SECS);
     // The late-event phase recomputes a window aggregated moments before.
-    config.aggregation.min_recompute_interval_secs = 0;
+    config.aggregation.min_recompute_interval = Duration::ZERO;
     config.retention.enabled = false;
     Aggregator::connect(&config).await.unwrap()
 }
