@@ -62,7 +62,7 @@ async fn start_api(
         kafka: kafka.clone(),
         ..query_api::Config::default()
     };
-    // Answers about recent days are cached for `short_ttl_secs`, so after an
+    // Answers about recent days are cached for `cache.short_ttl`, so after an
     // aggregation or a late event a cached answer may legitimately be the
     // previous one for a few seconds. Only the first phase (twice, to compare
     // cached with computed answers) goes through the cache.
