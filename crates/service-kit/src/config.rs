@@ -125,6 +125,7 @@ where
         let origin = format!("in {}", path.display());
         let mut leaves = Vec::new();
         flatten(&collected, "", &mut leaves);
+        leaves.sort_by(|a, b| a.0.cmp(&b.0));
         given.extend(leaves.into_iter().map(|(key, value)| Given { key, value, origin: origin.clone() }));
     }
     let file_keys = given.len();
@@ -679,7 +680,7 @@ mod tests {
         assert!(Sample::default().clickhouse.settings.is_empty());
     }
 
-    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
     #[serde(default)]
     struct Timed {
         http: HttpConfig,
@@ -692,12 +693,6 @@ mod tests {
         max_batch_events: usize,
         #[serde(with = "humantime_serde")]
         produce_timeout: Duration,
-    }
-
-    impl Default for Timed {
-        fn default() -> Self {
-            Self { http: HttpConfig::default(), ingest: Ingest::default() }
-        }
     }
 
     impl Default for Ingest {

@@ -28,7 +28,11 @@ use std::{
 use anyhow::Context as _;
 use dlq::DeadLetters;
 use events_model::Topics;
-use rdkafka::{consumer::BaseConsumer, producer::FutureProducer, types::RDKafkaErrorCode};
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer as _},
+    producer::FutureProducer,
+    types::RDKafkaErrorCode,
+};
 use serde::{Deserialize, Serialize};
 use service_kit::{
     ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, Probe, Readiness, ServiceConfig, Shutdown,
@@ -237,7 +241,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     let worker = tokio::task::spawn_blocking(move || {
         let outcome = ensure_topics_blocking(&worker_config, &worker_shutdown)
             .and_then(|()| wait_for_raw_topic_blocking(&worker_config, &raw_topic, &worker_shutdown))
-            .and_then(|()| pipeline.run());
+            .and_then(|()| if worker_shutdown.is_triggered() { Ok(()) } else { pipeline.run() });
         // Whatever ended the loop ends the service.
         worker_shutdown.trigger();
         outcome
@@ -358,11 +362,17 @@ const RAW_TOPIC_POLL: Duration = Duration::from_secs(1);
 /// Waits until the raw events topic exists (the ingest-gateway creates it),
 /// logging once, or until shutdown.
 fn wait_for_raw_topic_blocking(config: &Config, raw: &RawTopic, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let admin = kafka::admin(&config.kafka).context("cannot create the kafka admin client")?;
+    // A consumer that may not create topics: a metadata request from a
+    // producer-type client (the admin client) can auto-create the topic with
+    // the broker's defaults, which would take the gateway's place as its owner.
+    let client: BaseConsumer = kafka::client_config(&config.kafka)
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .context("cannot create the kafka metadata client")?;
     let runtime = tokio::runtime::Handle::current();
     let mut logged = false;
     while !shutdown.is_triggered() {
-        let found = admin.inner().fetch_metadata(Some(&raw.name), RAW_TOPIC_POLL * 5).map(|metadata| {
+        let found = client.fetch_metadata(Some(&raw.name), RAW_TOPIC_POLL * 5).map(|metadata| {
             metadata
                 .topics()
                 .iter()
