@@ -65,8 +65,9 @@ pub fn load_valid<C: ServiceConfig>(service: &str) -> anyhow::Result<(C, Vec<Str
 /// then `run` until it returns.
 ///
 /// Unknown keys and invalid values are all listed and give a non-zero exit
-/// without binding or connecting to anything. Start-up errors are printed with their cause chain and give a non-zero
-/// exit; a clean shutdown returns `Ok(())`, so the process exits 0.
+/// without binding or connecting to anything. Start-up errors are printed
+/// with their cause chain and give a non-zero exit; a clean shutdown returns
+/// `Ok(())`, so the process exits 0.
 pub fn run_main<C, F, Fut>(service: &'static str, run: F) -> anyhow::Result<()>
 where
     C: ServiceConfig,

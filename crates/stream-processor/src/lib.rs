@@ -178,22 +178,17 @@ impl ProcessorConfig {
     /// The settings the processor cannot work with, each naming its key.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        let mut at_least_one = |value: u64, key: &str| {
-            if value == 0 {
+        for (key, value) in [
+            ("batch_max_events", i64::try_from(self.batch_max_events).unwrap_or(i64::MAX)),
+            ("dead_letter_topic_partitions", i64::from(self.dead_letter_topic_partitions)),
+            ("realtime_partials_topic_partitions", i64::from(self.realtime_partials_topic_partitions)),
+            ("realtime_partials_queue_max_messages", i64::from(self.realtime_partials_queue_max_messages)),
+            ("realtime_partials_queue_max_kbytes", i64::from(self.realtime_partials_queue_max_kbytes)),
+        ] {
+            if value < 1 {
                 problems.push(format!("processor.{key} must be at least 1"));
             }
-        };
-        at_least_one(self.batch_max_events as u64, "batch_max_events");
-        at_least_one(
-            u64::from(self.dead_letter_topic_partitions.max(0).unsigned_abs()),
-            "dead_letter_topic_partitions",
-        );
-        at_least_one(
-            u64::from(self.realtime_partials_topic_partitions.max(0).unsigned_abs()),
-            "realtime_partials_topic_partitions",
-        );
-        at_least_one(u64::from(self.realtime_partials_queue_max_messages), "realtime_partials_queue_max_messages");
-        at_least_one(u64::from(self.realtime_partials_queue_max_kbytes), "realtime_partials_queue_max_kbytes");
+        }
         for (key, value) in [
             ("batch_max_wait", self.batch_max_wait),
             ("insert_timeout", self.insert_timeout),
