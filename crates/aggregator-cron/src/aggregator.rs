@@ -114,7 +114,7 @@ pub struct TickReport {
     /// Per job, due windows not aggregated after the catch-up (0 when up to date).
     pub windows_behind: BTreeMap<Job, u64>,
     /// Per job, stale windows left for a later tick because they were
-    /// recomputed less than `min_recompute_interval_secs` ago.
+    /// recomputed less than `min_recompute_interval` ago.
     pub deferred: BTreeMap<Job, u64>,
     /// Retention, when it was due: the partitions dropped, or why it failed.
     pub retention: Option<Result<Vec<PartitionDrop>, String>>,
@@ -199,12 +199,10 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    /// Validates the configuration and creates the clients. Connections are
+    /// Creates the clients (the configuration is validated before, by
+    /// `service_kit::load_valid`). Connections are
     /// made on first use, so this succeeds while a database is down.
     pub async fn connect(config: &Config) -> anyhow::Result<Aggregator> {
-        for warning in config.validate()? {
-            tracing::warn!(warning = %warning, "questionable configuration");
-        }
         Ok(Aggregator {
             clickhouse: config.aggregation.spilling(config.clickhouse.client()),
             postgres: service_kit::deps::postgres::pool(&config.postgres)?,
@@ -270,7 +268,7 @@ impl Aggregator {
         let outcome = match stop {
             None => work.await,
             Some(stop) => {
-                let grace = self.aggregation.shutdown_grace();
+                let grace = self.aggregation.shutdown_grace;
                 tokio::select! {
                     outcome = work => outcome,
                     () = async { stop.wait().await; tokio::time::sleep(grace).await } => Err(AggregateError::Interrupted),
@@ -325,7 +323,7 @@ impl Aggregator {
     }
 
     fn margin_secs(&self) -> u32 {
-        u32::try_from(self.aggregation.safety_margin_secs).unwrap_or(u32::MAX)
+        u32::try_from(self.aggregation.safety_margin.as_secs()).unwrap_or(u32::MAX)
     }
 
     /// The ClickHouse part of a run: rows, empty rows for keys whose views left
@@ -419,7 +417,7 @@ impl Aggregator {
             .await
             .context("cannot read the last succeeded window")?
             .map(|start| grain.index_of(epoch_secs(start)));
-        let lookback_start = grain.index_of(now_secs.saturating_sub(self.aggregation.initial_lookback().as_secs()));
+        let lookback_start = grain.index_of(now_secs.saturating_sub(self.aggregation.initial_lookback.as_secs()));
         let range = schedule::catch_up_range(frontier, lookback_start, last_due);
         let trigger = schedule::catch_up_trigger(&range);
         let mut ran = BTreeSet::new();
@@ -447,12 +445,12 @@ impl Aggregator {
         if stop.is_triggered() {
             return Ok(());
         }
-        let horizon = windows::horizon(grain, now_secs, self.aggregation.lateness().as_secs());
+        let horizon = windows::horizon(grain, now_secs, self.aggregation.lateness.as_secs());
         let freshness = self.freshness(job, horizon, last_due).await?;
         // Records carry the server clock minus the margin, so the interval is
         // measured on the same clock.
         let server_now = self.server_clock().await.context("cannot read the server clock")?;
-        let interval = u32::try_from(self.aggregation.min_recompute_interval_secs).unwrap_or(u32::MAX);
+        let interval = u32::try_from(self.aggregation.min_recompute_interval.as_secs()).unwrap_or(u32::MAX);
         let plan = LatePlan {
             last_due,
             blocked_from,
@@ -493,7 +491,7 @@ impl Aggregator {
     /// a window or of retention, or the tick interval, whichever comes first.
     pub fn next_wake(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         let now_secs = epoch_secs(now);
-        let mut next = now + self.aggregation.tick_interval();
+        let mut next = now + self.aggregation.tick_interval;
         for job in Job::ALL {
             let due = schedule::next_due_at(job.grain(), self.aggregation.offset(job).as_secs(), now_secs);
             next = next.min(schedule::instant(due));

@@ -80,8 +80,14 @@ pub fn parse_instant(value: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("{value:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
 }
 
+/// The service's configuration, validated; its warnings go to stderr (the
+/// commands set up logging after reading it).
 fn load_config() -> anyhow::Result<Config> {
-    service_kit::config::load(SERVICE).with_context(|| format!("{SERVICE}: cannot load configuration"))
+    let (config, warnings) = service_kit::load_valid::<Config>(SERVICE)?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(config)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

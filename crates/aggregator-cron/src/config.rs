@@ -1,13 +1,14 @@
 //! The service's typed configuration: defaults < TOML file < environment
-//! (`AGGREGATOR_CRON__AGGREGATION__LATENESS_HOURS=72`), loaded by
+//! (`AGGREGATOR_CRON__AGGREGATION__LATENESS=72h`), loaded by
 //! `service_kit::config` like every other service.
 
 use std::time::Duration;
 
 use chrono::NaiveTime;
+use humantime_serde::re::humantime::format_duration;
 use metrics_sql::windows::Job;
 use serde::{Deserialize, Serialize};
-use service_kit::{ClickHouseConfig, HttpConfig, LogConfig, PostgresConfig, impl_service_config};
+use service_kit::{ClickHouseConfig, HttpConfig, LogConfig, PostgresConfig, ServiceConfig, config::problems_to_result};
 
 use crate::retention::RetentionTable;
 
@@ -37,23 +38,38 @@ impl Default for Config {
     }
 }
 
-impl_service_config!(Config);
+impl ServiceConfig for Config {
+    fn http(&self) -> &HttpConfig {
+        &self.http
+    }
 
-impl Config {
-    /// Refuses settings that cannot work; returns warnings about settings
-    /// that work but are probably not meant.
-    pub fn validate(&self) -> anyhow::Result<Vec<String>> {
-        let mut warnings = self.aggregation.validate()?;
-        warnings.extend(self.retention.validate()?);
-        let lateness_days = self.aggregation.lateness_hours.div_ceil(24);
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+
+    /// Refuses settings that cannot work.
+    fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = self.http.problems();
+        problems.extend(self.postgres.problems());
+        problems.extend(self.aggregation.problems());
+        problems.extend(self.retention.problems());
+        problems_to_result(problems)
+    }
+
+    /// Settings that work but are probably not meant.
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.aggregation.warnings();
+        warnings.extend(self.retention.warnings());
+        let lateness_days = self.aggregation.lateness.as_secs().div_ceil(24 * 3600);
         if u64::from(self.retention.events_days) <= lateness_days {
             warnings.push(format!(
-                "retention.events_days ({}) does not exceed the lateness ({} h): late windows may be recomputed \
-                 from events that are already gone",
-                self.retention.events_days, self.aggregation.lateness_hours
+                "retention.events_days ({}) does not exceed aggregation.lateness ({}): late windows may be \
+                 recomputed from events that are already gone",
+                self.retention.events_days,
+                format_duration(self.aggregation.lateness)
             ));
         }
-        Ok(warnings)
+        warnings
     }
 }
 
@@ -63,27 +79,36 @@ impl Config {
 pub struct AggregationConfig {
     /// Whether the service runs the scheduler (the ops endpoints are served either way).
     pub enabled: bool,
-    /// A window is recomputed when its views receive rows up to this long after it ended.
-    pub lateness_hours: u64,
-    /// `covered_until` = ClickHouse server time at the start of a run minus this margin.
-    pub safety_margin_secs: u64,
-    /// An hour window is due this long after it ends (`:05`).
-    pub hourly_offset_minutes: u64,
-    /// A day window is due this long after it ends (`00:15` UTC).
-    pub daily_offset_minutes: u64,
-    /// Without any recorded run, catching up starts this long ago.
-    pub initial_lookback_hours: u64,
-    /// How often the scheduler looks for late windows between the scheduled times.
-    pub tick_interval_secs: u64,
-    /// A stale window is recomputed at most once per this interval. Windows whose
-    /// views are still playing get rows at every tick; without a floor each of
-    /// them would be recomputed every `tick_interval_secs`. Answers stay exact
-    /// either way: query-api reads a stale window from the raw events. 0 turns
-    /// the floor off.
-    pub min_recompute_interval_secs: u64,
-    /// On shutdown, a window in progress may finish within this time; after it, it is abandoned
-    /// (recorded as failed and run again at the next start).
-    pub shutdown_grace_secs: u64,
+    /// A window is recomputed when its views receive rows up to this long after it ended (`"48h"`).
+    #[serde(with = "humantime_serde")]
+    pub lateness: Duration,
+    /// `covered_until` = ClickHouse server time at the start of a run minus
+    /// this margin (`"60s"`, whole seconds).
+    #[serde(with = "humantime_serde")]
+    pub safety_margin: Duration,
+    /// An hour window is due this long after it ends (`"5m"`: at `:05`).
+    #[serde(with = "humantime_serde")]
+    pub hourly_offset: Duration,
+    /// A day window is due this long after it ends (`"15m"`: at `00:15` UTC).
+    #[serde(with = "humantime_serde")]
+    pub daily_offset: Duration,
+    /// Without any recorded run, catching up starts this long ago (`"48h"`).
+    #[serde(with = "humantime_serde")]
+    pub initial_lookback: Duration,
+    /// How often the scheduler looks for late windows between the scheduled times (`"5m"`).
+    #[serde(with = "humantime_serde")]
+    pub tick_interval: Duration,
+    /// A stale window is recomputed at most once per this interval (`"15m"`,
+    /// whole seconds). Windows whose views are still playing get rows at every
+    /// tick; without a floor each of them would be recomputed every
+    /// `tick_interval`. Answers stay exact either way: query-api reads a stale
+    /// window from the raw events. `"0s"` turns the floor off.
+    #[serde(with = "humantime_serde")]
+    pub min_recompute_interval: Duration,
+    /// On shutdown, a window in progress may finish within this time (`"2s"`);
+    /// after it, it is abandoned (recorded as failed and run again at the next start).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
     /// ClickHouse's `max_bytes_before_external_group_by` for the window
     /// statements: beyond this much memory, a window's GROUP BY of view keys
     /// spills to disk instead of failing at the server's per-query memory
@@ -96,14 +121,14 @@ impl Default for AggregationConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            lateness_hours: 48,
-            safety_margin_secs: 60,
-            hourly_offset_minutes: 5,
-            daily_offset_minutes: 15,
-            initial_lookback_hours: 48,
-            tick_interval_secs: 300,
-            min_recompute_interval_secs: 900,
-            shutdown_grace_secs: 2,
+            lateness: Duration::from_secs(48 * 3600),
+            safety_margin: Duration::from_secs(60),
+            hourly_offset: Duration::from_secs(5 * 60),
+            daily_offset: Duration::from_secs(15 * 60),
+            initial_lookback: Duration::from_secs(48 * 3600),
+            tick_interval: Duration::from_secs(300),
+            min_recompute_interval: Duration::from_secs(900),
+            shutdown_grace: Duration::from_secs(2),
             external_group_by_bytes: 1_500_000_000,
         }
     }
@@ -112,27 +137,10 @@ impl Default for AggregationConfig {
 impl AggregationConfig {
     /// How long after its end a window of `job` is due.
     pub fn offset(&self, job: Job) -> Duration {
-        let minutes = match job {
-            Job::VideoMetrics => self.hourly_offset_minutes,
-            Job::UserEngagementDaily => self.daily_offset_minutes,
-        };
-        Duration::from_secs(minutes * 60)
-    }
-
-    pub fn lateness(&self) -> Duration {
-        Duration::from_secs(self.lateness_hours * 3600)
-    }
-
-    pub fn initial_lookback(&self) -> Duration {
-        Duration::from_secs(self.initial_lookback_hours * 3600)
-    }
-
-    pub fn tick_interval(&self) -> Duration {
-        Duration::from_secs(self.tick_interval_secs)
-    }
-
-    pub fn min_recompute_interval(&self) -> Duration {
-        Duration::from_secs(self.min_recompute_interval_secs)
+        match job {
+            Job::VideoMetrics => self.hourly_offset,
+            Job::UserEngagementDaily => self.daily_offset,
+        }
     }
 
     /// `client` with the window statements' spilling setting.
@@ -143,23 +151,32 @@ impl AggregationConfig {
         }
     }
 
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.tick_interval < Duration::from_secs(1) {
+            problems.push("aggregation.tick_interval must be at least 1s".to_owned());
+        }
+        if self.hourly_offset >= Duration::from_secs(3600) {
+            problems
+                .push(format!("aggregation.hourly_offset ({}) must be below 1h", format_duration(self.hourly_offset)));
+        }
+        if self.daily_offset >= Duration::from_secs(24 * 3600) {
+            problems
+                .push(format!("aggregation.daily_offset ({}) must be below 24h", format_duration(self.daily_offset)));
+        }
+        problems
     }
 
-    fn validate(&self) -> anyhow::Result<Vec<String>> {
-        anyhow::ensure!(self.tick_interval_secs > 0, "aggregation.tick_interval_secs must be at least 1");
-        anyhow::ensure!(self.hourly_offset_minutes < 60, "aggregation.hourly_offset_minutes must be below 60");
-        anyhow::ensure!(self.daily_offset_minutes < 24 * 60, "aggregation.daily_offset_minutes must be below 1440");
+    fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if self.safety_margin_secs == 0 {
+        if self.safety_margin.as_secs() == 0 {
             warnings.push(
-                "aggregation.safety_margin_secs is 0: rows inserted in the second a run starts may be missed \
+                "aggregation.safety_margin is under 1s: rows inserted in the second a run starts may be missed \
                  until the next late-event check"
                     .to_owned(),
             );
         }
-        Ok(warnings)
+        warnings
     }
 }
 
@@ -212,11 +229,20 @@ impl RetentionConfig {
             .map_err(|e| anyhow::anyhow!("retention.time_utc {:?} is not HH:MM: {e}", self.time_utc))
     }
 
-    fn validate(&self) -> anyhow::Result<Vec<String>> {
-        self.time_of_day()?;
-        for table in RetentionTable::ALL {
-            anyhow::ensure!(self.days(table) > 0, "retention.{}_days must be at least 1", table.name());
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(error) = self.time_of_day() {
+            problems.push(error.to_string());
         }
+        for table in RetentionTable::ALL {
+            if self.days(table) == 0 {
+                problems.push(format!("retention.{}_days must be at least 1", table.name()));
+            }
+        }
+        problems
+    }
+
+    fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         let aggregates = self.video_metrics_days.max(self.user_engagement_daily_days);
         if self.aggregation_windows_days < aggregates {
@@ -226,7 +252,7 @@ impl RetentionConfig {
                 self.aggregation_windows_days
             ));
         }
-        Ok(warnings)
+        warnings
     }
 }
 
@@ -239,7 +265,7 @@ mod tests {
     #[test]
     fn environment_overrides_nested_keys() {
         let env: HashMap<String, String> = [
-            ("AGGREGATOR_CRON__AGGREGATION__LATENESS_HOURS", "72"),
+            ("AGGREGATOR_CRON__AGGREGATION__LATENESS", "72h"),
             ("AGGREGATOR_CRON__RETENTION__EVENTS_DAYS", "30"),
             ("AGGREGATOR_CRON__RETENTION__TIME_UTC", "01:45"),
         ]
@@ -247,8 +273,8 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let config: Config = service_kit::config::load_from(crate::SERVICE, None, &env).unwrap();
-        assert_eq!(config.aggregation.lateness_hours, 72);
-        assert_eq!(config.aggregation.safety_margin_secs, 60);
+        assert_eq!(config.aggregation.lateness, Duration::from_secs(72 * 3600));
+        assert_eq!(config.aggregation.safety_margin, Duration::from_secs(60));
         assert_eq!(config.retention.days(RetentionTable::Events), 30);
         assert_eq!(config.retention.days(RetentionTable::VideoMetrics), 90);
         assert_eq!(config.retention.time_of_day().unwrap(), NaiveTime::from_hms_opt(1, 45, 0).unwrap());
@@ -257,15 +283,20 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_nonsense_is_refused() {
-        assert_eq!(Config::default().validate().unwrap(), Vec::<String>::new());
+        Config::default().validate().unwrap();
+        assert_eq!(Config::default().warnings(), Vec::<String>::new());
         let mut config = Config::default();
         config.retention.time_utc = "25:00".into();
-        assert!(config.validate().unwrap_err().to_string().contains("time_utc"));
-        let mut config = Config::default();
         config.retention.video_metrics_days = 0;
-        assert!(config.validate().unwrap_err().to_string().contains("video_metrics_days"));
+        config.aggregation.hourly_offset = Duration::from_secs(3600);
+        let problems = config.validate().unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("time_utc")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("retention.video_metrics_days")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("aggregation.hourly_offset (1h)")), "{problems:?}");
         let mut config = Config::default();
         config.retention.aggregation_windows_days = 30;
-        assert_eq!(config.validate().unwrap().len(), 1);
+        config.validate().unwrap();
+        assert_eq!(config.warnings().len(), 1);
     }
 }

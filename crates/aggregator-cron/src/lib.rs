@@ -39,7 +39,7 @@ pub const SERVICE: &str = "aggregator-cron";
 /// while ClickHouse and PostgreSQL answer.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let aggregator = Arc::new(Aggregator::connect(&config).await?);
-    let readiness = Readiness::new(SERVICE, config.http.probe_timeout())
+    let readiness = Readiness::new(SERVICE, config.http.probe_timeout)
         .with_probe(ClickHouseProbe::new(&config.clickhouse))
         .with_probe(PostgresProbe::new(aggregator.postgres().clone()));
     service_kit::ops::metrics_handle();
@@ -47,8 +47,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     tracing::info!(
         scheduler = config.aggregation.enabled,
         retention = config.retention.enabled,
-        lateness_hours = config.aggregation.lateness_hours,
-        tick_interval_secs = config.aggregation.tick_interval_secs,
+        lateness = ?config.aggregation.lateness,
+        tick_interval = ?config.aggregation.tick_interval,
         "aggregator configured"
     );
 

@@ -1,5 +1,5 @@
 //! The scheduler task: a tick on start and at every due time (and at least
-//! every `tick_interval_secs`, for late windows), until shutdown.
+//! every `tick_interval`, for late windows), until shutdown.
 
 use std::sync::Arc;
 

@@ -148,7 +148,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
 
 #[tokio::test]
 async fn the_scheduler_runs_retention_once_a_day_after_its_time() {
-    let env = Env::new(|c| c.aggregation.initial_lookback_hours = 1).await;
+    let env = Env::new(|c| c.aggregation.initial_lookback = std::time::Duration::from_secs(3600)).await;
     let day = ms("2025-11-24T00:00:00Z");
     let tick = |offset_minutes: u64| env.aggregator.tick(instant(day + offset_minutes * MINUTE));
 

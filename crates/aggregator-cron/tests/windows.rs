@@ -155,9 +155,9 @@ async fn rerunning_a_window_replaces_it_and_both_runs_are_recorded() {
 #[tokio::test]
 async fn a_late_event_is_folded_into_exactly_the_window_of_its_view() {
     let env = Env::new(|c| {
-        c.aggregation.safety_margin_secs = 0;
-        c.aggregation.initial_lookback_hours = 3;
-        c.aggregation.min_recompute_interval_secs = 0;
+        c.aggregation.safety_margin = Duration::ZERO;
+        c.aggregation.initial_lookback = Duration::from_secs(3 * 3600);
+        c.aggregation.min_recompute_interval = Duration::ZERO;
         c.retention.enabled = false;
     })
     .await;
@@ -202,9 +202,9 @@ async fn a_late_event_is_folded_into_exactly_the_window_of_its_view() {
 #[tokio::test]
 async fn a_stale_window_recomputed_within_the_interval_waits_and_is_reported_deferred() {
     let env = Env::new(|c| {
-        c.aggregation.safety_margin_secs = 0;
-        c.aggregation.initial_lookback_hours = 1;
-        c.aggregation.min_recompute_interval_secs = 3600;
+        c.aggregation.safety_margin = Duration::ZERO;
+        c.aggregation.initial_lookback = Duration::from_secs(3600);
+        c.aggregation.min_recompute_interval = Duration::from_secs(3600);
         c.retention.enabled = false;
     })
     .await;
@@ -228,7 +228,7 @@ async fn a_stale_window_recomputed_within_the_interval_waits_and_is_reported_def
 #[tokio::test]
 async fn a_tick_resumes_after_the_last_recorded_window_and_retries_a_failed_one() {
     let env = Env::new(|c| {
-        c.aggregation.safety_margin_secs = 0;
+        c.aggregation.safety_margin = Duration::ZERO;
         c.retention.enabled = false;
     })
     .await;
@@ -282,7 +282,7 @@ async fn a_tick_resumes_after_the_last_recorded_window_and_retries_a_failed_one(
 #[tokio::test]
 async fn only_one_replica_ticks_at_a_time() {
     let env = Env::new(|c| {
-        c.aggregation.initial_lookback_hours = 1;
+        c.aggregation.initial_lookback = Duration::from_secs(3600);
         c.retention.enabled = false;
     })
     .await;

@@ -1,12 +1,13 @@
 //! The gateway's configuration: the shared sections plus `[ingest]`.
 //!
 //! Every key can be set in `config/ingest-gateway.toml` or through the
-//! environment, e.g. `INGEST_GATEWAY__INGEST__MAX_BATCH_EVENTS=500`.
+//! environment, e.g. `INGEST_GATEWAY__INGEST__MAX_BATCH_EVENTS=500` or
+//! `INGEST_GATEWAY__INGEST__PRODUCE_TIMEOUT=1500ms`.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use service_kit::{HttpConfig, KafkaConfig, LogConfig, impl_service_config};
+use service_kit::{HttpConfig, KafkaConfig, LogConfig, ServiceConfig, config::problems_to_result};
 
 pub const DEFAULT_PORT: u16 = 3001;
 
@@ -30,7 +31,21 @@ impl Default for Config {
     }
 }
 
-impl_service_config!(Config);
+impl ServiceConfig for Config {
+    fn http(&self) -> &HttpConfig {
+        &self.http
+    }
+
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+
+    fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = self.http.problems();
+        problems.extend(self.ingest.problems());
+        problems_to_result(problems)
+    }
+}
 
 /// Limits of the ingest endpoints and settings of the Kafka producer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,18 +57,22 @@ pub struct IngestConfig {
     /// after gzip decompression; larger is answered 413.
     pub max_body_bytes: usize,
     /// How long a request may wait for Kafka to acknowledge its events before
-    /// it is answered 503 (also the producer's `message.timeout.ms`).
-    pub produce_timeout_ms: u64,
-    /// Partitions of the raw events topic when the gateway creates it.
+    /// it is answered 503 (also the producer's `message.timeout.ms`), e.g. `"5s"`.
+    #[serde(with = "humantime_serde")]
+    pub produce_timeout: Duration,
+    /// Partitions of the raw events topic when the gateway creates it. The
+    /// gateway is the raw topic's only owner: the stream processor waits for it.
     pub raw_topic_partitions: i32,
-    /// The producer's `linger.ms`: how long it waits to fill a batch (2 ms
+    /// The producer's `linger.ms`: how long it waits to fill a batch (`"2ms"`
     /// measured best here; see the crate README).
-    pub linger_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
     /// The producer's `queue.buffering.max.messages`: events waiting for Kafka
     /// across all requests; when it is full requests are answered 503.
     pub producer_queue_max_messages: u32,
-    /// The `Retry-After` value (seconds) of 503 answers.
-    pub retry_after_secs: u32,
+    /// The `Retry-After` value of 503 answers, in whole seconds (`"2s"`).
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
 }
 
 impl Default for IngestConfig {
@@ -61,33 +80,47 @@ impl Default for IngestConfig {
         Self {
             max_batch_events: 1_000,
             max_body_bytes: 1024 * 1024,
-            produce_timeout_ms: 5_000,
+            produce_timeout: Duration::from_secs(5),
             raw_topic_partitions: 6,
-            linger_ms: 2,
+            linger: Duration::from_millis(2),
             producer_queue_max_messages: 100_000,
-            retry_after_secs: 2,
+            retry_after: Duration::from_secs(2),
         }
     }
 }
 
 impl IngestConfig {
-    pub fn produce_timeout(&self) -> Duration {
-        Duration::from_millis(self.produce_timeout_ms)
+    /// [`Self::retry_after`] in seconds, as the `Retry-After` header says it.
+    pub fn retry_after_secs(&self) -> u32 {
+        u32::try_from(self.retry_after.as_secs()).unwrap_or(u32::MAX)
     }
 
-    /// Rejects settings the gateway cannot work with, naming the key.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.max_batch_events >= 1, "ingest.max_batch_events must be at least 1");
-        anyhow::ensure!(self.max_body_bytes >= 1, "ingest.max_body_bytes must be at least 1");
-        anyhow::ensure!(self.raw_topic_partitions >= 1, "ingest.raw_topic_partitions must be at least 1");
-        anyhow::ensure!(self.producer_queue_max_messages >= 1, "ingest.producer_queue_max_messages must be at least 1");
-        anyhow::ensure!(
-            self.produce_timeout_ms > self.linger_ms,
-            "ingest.produce_timeout_ms ({}) must be greater than ingest.linger_ms ({})",
-            self.produce_timeout_ms,
-            self.linger_ms
-        );
-        Ok(())
+    /// The settings the gateway cannot work with, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.max_batch_events == 0 {
+            problems.push("ingest.max_batch_events must be at least 1".to_owned());
+        }
+        if self.max_body_bytes == 0 {
+            problems.push("ingest.max_body_bytes must be at least 1".to_owned());
+        }
+        if self.raw_topic_partitions < 1 {
+            problems.push("ingest.raw_topic_partitions must be at least 1".to_owned());
+        }
+        if self.producer_queue_max_messages == 0 {
+            problems.push("ingest.producer_queue_max_messages must be at least 1".to_owned());
+        }
+        if self.produce_timeout <= self.linger {
+            problems.push(format!(
+                "ingest.produce_timeout ({}) must be greater than ingest.linger ({})",
+                humantime_serde::re::humantime::format_duration(self.produce_timeout),
+                humantime_serde::re::humantime::format_duration(self.linger)
+            ));
+        }
+        if self.retry_after < Duration::from_secs(1) || self.retry_after.subsec_nanos() != 0 {
+            problems.push("ingest.retry_after must be a whole number of seconds, at least 1s".to_owned());
+        }
+        problems
     }
 }
 
@@ -104,16 +137,16 @@ mod tests {
         assert_eq!(config.ingest, IngestConfig::default());
         assert_eq!(config.ingest.max_batch_events, 1_000);
         assert_eq!(config.ingest.max_body_bytes, 1_048_576);
-        assert_eq!(config.ingest.produce_timeout(), Duration::from_secs(5));
+        assert_eq!(config.ingest.produce_timeout, Duration::from_secs(5));
         assert_eq!(config.ingest.raw_topic_partitions, 6);
-        config.ingest.validate().unwrap();
+        config.validate().unwrap();
     }
 
     #[test]
     fn ingest_keys_come_from_the_prefixed_environment() {
         let env: HashMap<String, String> = [
             ("INGEST_GATEWAY__INGEST__MAX_BATCH_EVENTS", "50"),
-            ("INGEST_GATEWAY__INGEST__PRODUCE_TIMEOUT_MS", "1500"),
+            ("INGEST_GATEWAY__INGEST__PRODUCE_TIMEOUT", "1500ms"),
             ("KAFKA_BROKERS", "kafka:9092"),
         ]
         .into_iter()
@@ -121,15 +154,21 @@ mod tests {
         .collect();
         let config: Config = service_kit::config::load_from("ingest-gateway", None, &env).unwrap();
         assert_eq!(config.ingest.max_batch_events, 50);
-        assert_eq!(config.ingest.produce_timeout_ms, 1500);
+        assert_eq!(config.ingest.produce_timeout, Duration::from_millis(1500));
         assert_eq!(config.kafka.brokers, "kafka:9092");
     }
 
     #[test]
     fn unusable_settings_are_refused_with_their_key() {
-        let zero_batch = IngestConfig { max_batch_events: 0, ..IngestConfig::default() };
-        assert!(zero_batch.validate().unwrap_err().to_string().contains("max_batch_events"));
-        let linger = IngestConfig { produce_timeout_ms: 5, linger_ms: 5, ..IngestConfig::default() };
-        assert!(linger.validate().unwrap_err().to_string().contains("linger_ms"));
+        let mut config = Config::default();
+        config.ingest.max_batch_events = 0;
+        config.ingest.produce_timeout = Duration::from_millis(5);
+        config.ingest.linger = Duration::from_millis(5);
+        config.ingest.retry_after = Duration::from_millis(1500);
+        let problems = config.validate().unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("ingest.max_batch_events"), "{problems:?}");
+        assert!(problems[1].contains("ingest.linger (5ms)"), "{problems:?}");
+        assert!(problems[2].contains("ingest.retry_after"), "{problems:?}");
     }
 }

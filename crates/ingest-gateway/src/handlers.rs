@@ -145,7 +145,7 @@ async fn produce(state: &AppState, events: &[Event]) -> Result<(), IngestError> 
         error = %error,
         "kafka did not acknowledge the events; answering 503"
     );
-    let retry_after = state.limits.retry_after_secs;
+    let retry_after = state.limits.retry_after_secs();
     Err(match error {
         ProduceError::QueueFull => IngestError::KafkaQueueFull { retry_after, events: events.len() },
         other => IngestError::KafkaUnavailable { reason: other.client_reason(), retry_after, events: events.len() },

@@ -39,7 +39,6 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves until `shutdown`; ready while Kafka answers and the raw topic exists.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    config.ingest.validate()?;
     let raw_topic = Topics::new(&config.kafka.topic_prefix).raw_events;
     let producer = producer::EventProducer::new(&config.kafka, &config.ingest, raw_topic.clone())
         .context("cannot create the kafka producer")?;
@@ -50,7 +49,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     let ensure_topic =
         tokio::spawn(topic::ensure_raw_topic(config.kafka.clone(), spec, topic_state.clone(), shutdown.clone()));
 
-    let timeout = config.http.probe_timeout();
+    let timeout = config.http.probe_timeout;
     let readiness = Readiness::new(SERVICE, timeout)
         .with_probe(KafkaProbe::new(&config.kafka, timeout)?)
         .with_probe(topic::TopicProbe { state: topic_state, topic: raw_topic.clone() });
@@ -60,8 +59,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         topic = %raw_topic,
         max_batch_events = ingest.max_batch_events,
         max_body_bytes = ingest.max_body_bytes,
-        produce_timeout_ms = ingest.produce_timeout_ms,
-        linger_ms = ingest.linger_ms,
+        produce_timeout = ?ingest.produce_timeout,
+        linger = ?ingest.linger,
         "ingest configured"
     );
     let state = web::Data::new(handlers::AppState { producer, limits: config.ingest.clone() });

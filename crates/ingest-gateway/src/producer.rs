@@ -67,8 +67,8 @@ pub fn producer_config(kafka: &KafkaConfig, ingest: &IngestConfig) -> ClientConf
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
-        .set("linger.ms", ingest.linger_ms.to_string())
-        .set("message.timeout.ms", ingest.produce_timeout_ms.to_string())
+        .set("linger.ms", ingest.linger.as_millis().to_string())
+        .set("message.timeout.ms", ingest.produce_timeout.as_millis().to_string())
         .set("queue.buffering.max.messages", ingest.producer_queue_max_messages.to_string())
         .set("allow.auto.create.topics", "false");
     config
@@ -88,7 +88,7 @@ impl EventProducer {
         let version = WIRE_SCHEMA_VERSION.to_string();
         let headers =
             OwnedHeaders::new_with_capacity(1).insert(Header { key: SCHEMA_VERSION_HEADER, value: Some(&version) });
-        Ok(Self { producer, topic, deadline: ingest.produce_timeout(), headers })
+        Ok(Self { producer, topic, deadline: ingest.produce_timeout, headers })
     }
 
     pub fn topic(&self) -> &str {

@@ -325,9 +325,9 @@ async fn unreachable_kafka_answers_503_with_retry_after_and_accepts_nothing() {
     let dead = testing::ClosedPort::new();
     let kafka = KafkaConfig { brokers: dead.addr(), ..testing::kafka_config() };
     let ingest = IngestConfig {
-        produce_timeout_ms: 800,
+        produce_timeout: Duration::from_millis(800),
         producer_queue_max_messages: 1,
-        retry_after_secs: 3,
+        retry_after: Duration::from_secs(3),
         ..IngestConfig::default()
     };
     let gateway = Gateway::start_with(kafka, ingest).await;

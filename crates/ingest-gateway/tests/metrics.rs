@@ -39,7 +39,11 @@ async fn metrics_count_received_rejected_and_produced_events() {
 
     let closed = testing::ClosedPort::new();
     let dead = KafkaConfig { brokers: closed.addr(), ..testing::kafka_config() };
-    let down = Gateway::start_with(dead, IngestConfig { produce_timeout_ms: 300, ..IngestConfig::default() }).await;
+    let down = Gateway::start_with(
+        dead,
+        IngestConfig { produce_timeout: std::time::Duration::from_millis(300), ..IngestConfig::default() },
+    )
+    .await;
     let two = Value::Array(vec![start("d"), start("e")]);
     assert_eq!(down.post_json("/api/events/batch", &two).await.status, 503);
     down.stop().await;

@@ -15,7 +15,7 @@ use service_kit::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_generated_event_is_accepted_by_the_gateway() {
     let config = Config {
-        http: HttpConfig { workers: 1, probe_timeout_ms: 500, ..HttpConfig::default() },
+        http: HttpConfig { workers: 1, probe_timeout: Duration::from_millis(500), ..HttpConfig::default() },
         kafka: testing::kafka_config(),
         ingest: IngestConfig { raw_topic_partitions: 2, ..IngestConfig::default() },
         ..Config::default()

@@ -85,10 +85,8 @@ pub fn ttl_for_range(
     let hour_start = now.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0));
     let settled = chrono::Duration::from_std(lateness).ok().and_then(|l| range.end.checked_add_signed(l));
     match (hour_start, settled) {
-        (Some(hour_start), Some(settled)) if range.end <= hour_start && settled <= now => {
-            Duration::from_secs(config.long_ttl_secs)
-        }
-        _ => Duration::from_secs(config.short_ttl_secs),
+        (Some(hour_start), Some(settled)) if range.end <= hour_start && settled <= now => config.long_ttl,
+        _ => config.short_ttl,
     }
 }
 
@@ -103,7 +101,7 @@ pub fn ttl_for_days(
     let midnight = |d: NaiveDate| Utc.with_ymd_and_hms(d.year(), d.month(), d.day(), 0, 0, 0).single();
     match (midnight(start), end.succ_opt().and_then(midnight)) {
         (Some(from), Some(to)) => ttl_for_range(&(from..to), now, lateness, config),
-        _ => Duration::from_secs(config.short_ttl_secs),
+        _ => config.short_ttl,
     }
 }
 
@@ -227,7 +225,7 @@ impl QueryCache {
         if !self.client.is_connected() {
             return Err("redis is not connected".into());
         }
-        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let timeout = self.config.timeout;
         match tokio::time::timeout(timeout, self.client.get::<Option<Vec<u8>>, _>(key)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(error.to_string()),
@@ -238,7 +236,7 @@ impl QueryCache {
     async fn write<T: Serialize>(&self, key: &str, value: &T, ttl: Duration) -> Result<(), String> {
         let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let timeout = self.config.timeout;
         let set = self.client.set::<(), _, _>(key, bytes, Some(Expiration::EX(seconds)), None, false);
         match tokio::time::timeout(timeout, set).await {
             Ok(Ok(())) => Ok(()),
@@ -280,7 +278,11 @@ mod tests {
 
     #[test]
     fn ranges_still_open_to_changes_get_the_short_ttl() {
-        let config = CacheConfig { short_ttl_secs: 10, long_ttl_secs: 3600, ..CacheConfig::default() };
+        let config = CacheConfig {
+            short_ttl: Duration::from_secs(10),
+            long_ttl: Duration::from_secs(3600),
+            ..CacheConfig::default()
+        };
         let now = at("2024-05-10T14:25:00Z");
         let (short, long) = (Duration::from_secs(10), Duration::from_secs(3600));
         let none = Duration::ZERO;

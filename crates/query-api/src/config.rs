@@ -1,11 +1,15 @@
 //! The query API's configuration: the shared sections plus `[cache]`.
 //!
 //! Every key can be set in `config/query-api.toml` or through the environment,
-//! e.g. `QUERY_API__CACHE__SHORT_TTL_SECS=5`.
+//! e.g. `QUERY_API__CACHE__SHORT_TTL=5s`.
 
+use std::time::Duration;
+
+use humantime_serde::re::humantime::format_duration;
 use serde::{Deserialize, Serialize};
 use service_kit::{
-    ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, impl_service_config,
+    ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, ServiceConfig,
+    config::problems_to_result,
 };
 
 pub const DEFAULT_PORT: u16 = 3000;
@@ -42,7 +46,23 @@ impl Default for Config {
     }
 }
 
-impl_service_config!(Config);
+impl ServiceConfig for Config {
+    fn http(&self) -> &HttpConfig {
+        &self.http
+    }
+
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+
+    fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = self.http.problems();
+        problems.extend(self.postgres.problems());
+        problems.extend(self.cache.problems());
+        problems.extend(self.limits.problems());
+        problems_to_result(problems)
+    }
+}
 
 /// The Redis cache of query results.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,17 +72,52 @@ pub struct CacheConfig {
     pub enabled: bool,
     /// Prepended to every cache key, after `redis.key_prefix`.
     pub key_prefix: String,
-    /// TTL of answers whose range includes the current hour (still changing).
-    pub short_ttl_secs: u64,
-    /// TTL of answers whose range ended before the current hour.
-    pub long_ttl_secs: u64,
-    /// Budget of one Redis command; past it the answer is computed uncached.
-    pub timeout_ms: u64,
+    /// TTL of answers whose range may still change (`"10s"`, whole seconds).
+    #[serde(with = "humantime_serde")]
+    pub short_ttl: Duration,
+    /// TTL of answers whose range cannot change any more (`"1h"`, whole
+    /// seconds, at least `short_ttl`).
+    #[serde(with = "humantime_serde")]
+    pub long_ttl: Duration,
+    /// Budget of one Redis command; past it the answer is computed uncached (`"200ms"`).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { enabled: true, key_prefix: "query:".into(), short_ttl_secs: 10, long_ttl_secs: 3600, timeout_ms: 200 }
+        Self {
+            enabled: true,
+            key_prefix: "query:".into(),
+            short_ttl: Duration::from_secs(10),
+            long_ttl: Duration::from_secs(3600),
+            timeout: Duration::from_millis(200),
+        }
+    }
+}
+
+impl CacheConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (key, ttl) in [("short_ttl", self.short_ttl), ("long_ttl", self.long_ttl)] {
+            if ttl < Duration::from_secs(1) || ttl.subsec_nanos() != 0 {
+                problems.push(format!(
+                    "cache.{key} ({}) must be a whole number of seconds, at least 1s",
+                    format_duration(ttl)
+                ));
+            }
+        }
+        if self.long_ttl < self.short_ttl {
+            problems.push(format!(
+                "cache.long_ttl ({}) must be at least cache.short_ttl ({})",
+                format_duration(self.long_ttl),
+                format_duration(self.short_ttl)
+            ));
+        }
+        if self.timeout.is_zero() {
+            problems.push("cache.timeout must be above 0".to_owned());
+        }
+        problems
     }
 }
 
@@ -70,21 +125,16 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct FreshnessConfig {
-    /// How long after a window ends late events may still change it; keep it
-    /// equal to aggregator-cron's `aggregation.lateness_hours` (a larger value
+    /// How long after a window ends late events may still change it (`"48h"`);
+    /// keep it equal to aggregator-cron's `aggregation.lateness` (a larger value
     /// only costs more freshness checks, a smaller one can serve stale windows).
-    pub lateness_hours: u64,
+    #[serde(with = "humantime_serde")]
+    pub lateness: Duration,
 }
 
 impl Default for FreshnessConfig {
     fn default() -> Self {
-        Self { lateness_hours: 48 }
-    }
-}
-
-impl FreshnessConfig {
-    pub fn lateness(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.lateness_hours * 3600)
+        Self { lateness: Duration::from_secs(48 * 3600) }
     }
 }
 
@@ -93,8 +143,10 @@ impl FreshnessConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LimitsConfig {
-    /// ClickHouse's `max_execution_time` for every query of the API.
-    pub max_execution_secs: u64,
+    /// ClickHouse's `max_execution_time` for every query of the API (`"30s"`,
+    /// whole seconds; `"0s"` means no limit).
+    #[serde(with = "humantime_serde")]
+    pub max_execution: Duration,
     /// The metric endpoints (video, user, top videos, realtime).
     pub metrics: QueryLimits,
     /// `POST /api/metrics/custom`.
@@ -114,7 +166,7 @@ pub struct QueryLimits {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            max_execution_secs: 30,
+            max_execution: Duration::from_secs(30),
             metrics: QueryLimits { max_memory_bytes: 2 << 30, max_rows_to_read: 0 },
             custom: QueryLimits { max_memory_bytes: 1 << 30, max_rows_to_read: 100_000_000 },
         }
@@ -128,11 +180,59 @@ impl Default for QueryLimits {
 }
 
 impl LimitsConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.max_execution.subsec_nanos() != 0 {
+            problems.push(format!(
+                "limits.max_execution ({}) must be a whole number of seconds",
+                format_duration(self.max_execution)
+            ));
+        }
+        problems
+    }
+
     /// `client` with the limits of `class` as ClickHouse settings.
     pub fn apply(&self, client: clickhouse::Client, class: &QueryLimits) -> clickhouse::Client {
         client
-            .with_setting("max_execution_time", self.max_execution_secs.to_string())
+            .with_setting("max_execution_time", self.max_execution.as_secs().to_string())
             .with_setting("max_memory_usage", class.max_memory_bytes.to_string())
             .with_setting("max_rows_to_read", class.max_rows_to_read.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_durations_come_from_the_environment() {
+        Config::default().validate().unwrap();
+        let env: HashMap<String, String> =
+            [("QUERY_API__CACHE__SHORT_TTL", "5s"), ("QUERY_API__FRESHNESS__LATENESS", "72h")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        let config: Config = service_kit::config::load_from(crate::SERVICE, None, &env).unwrap();
+        assert_eq!(config.cache.short_ttl, Duration::from_secs(5));
+        assert_eq!(config.freshness.lateness, Duration::from_secs(72 * 3600));
+    }
+
+    #[test]
+    fn unusable_settings_are_all_listed_with_their_keys() {
+        let mut config = Config::default();
+        config.cache.short_ttl = Duration::from_secs(7200);
+        config.cache.timeout = Duration::ZERO;
+        config.limits.max_execution = Duration::from_millis(1500);
+        let problems = config.validate().unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "cache.long_ttl (1h) must be at least cache.short_ttl (2h)",
+                "cache.timeout must be above 0",
+                "limits.max_execution (1s 500ms) must be a whole number of seconds",
+            ]
+        );
     }
 }

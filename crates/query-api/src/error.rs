@@ -166,7 +166,7 @@ fn limit_of_code(code: u32) -> Option<(&'static str, &'static str)> {
     match code {
         241 => Some(("memory (max_memory_usage)", "limits.{metrics,custom}.max_memory_bytes")),
         158 | 307 => Some(("rows read (max_rows_to_read)", "limits.{metrics,custom}.max_rows_to_read")),
-        159 | 160 => Some(("execution time (max_execution_time)", "limits.max_execution_secs")),
+        159 | 160 => Some(("execution time (max_execution_time)", "limits.max_execution")),
         _ => None,
     }
 }
@@ -239,7 +239,7 @@ mod tests {
         let time = clickhouse::error::Error::BadResponse(
             "Code: 159, e.displayText() = DB::Exception: Timeout exceeded".into(),
         );
-        assert!(matches!(ApiError::from(time), ApiError::TooExpensive { setting: "limits.max_execution_secs", .. }));
+        assert!(matches!(ApiError::from(time), ApiError::TooExpensive { setting: "limits.max_execution", .. }));
         let syntax = clickhouse::error::Error::BadResponse("Code: 62. DB::Exception: Syntax error".into());
         assert_eq!(answer(&ApiError::from(syntax)).0, 500);
     }

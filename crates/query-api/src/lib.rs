@@ -42,7 +42,7 @@ pub const SERVICE: &str = "query-api";
 
 /// Serves until `shutdown`; ready while ClickHouse, PostgreSQL and Redis answer.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let timeout = config.http.probe_timeout();
+    let timeout = config.http.probe_timeout;
     let pool = postgres::pool(&config.postgres)?;
     let redis_client = redis::client(&config.redis)?;
     let readiness = Arc::new(
@@ -55,8 +55,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     cache::describe_metrics();
     tracing::info!(
         cache_enabled = config.cache.enabled,
-        short_ttl_secs = config.cache.short_ttl_secs,
-        long_ttl_secs = config.cache.long_ttl_secs,
+        short_ttl = ?config.cache.short_ttl,
+        long_ttl = ?config.cache.long_ttl,
         "query api configured"
     );
 

@@ -95,7 +95,7 @@ pub async fn serve(hub: Arc<Hub>, _slot: ConnectionGuard, session: Session, mut 
     let mut sampler = Sampler::new(config.client_max_events_per_sec);
     let started = Instant::now();
     let mut last_heard = Instant::now();
-    let ping_interval = config.ping_interval();
+    let ping_interval = config.ping_interval;
     let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -162,7 +162,7 @@ pub async fn serve(hub: Arc<Hub>, _slot: ConnectionGuard, session: Session, mut 
                 Err(RecvError::Closed) => break Ending::Shutdown,
             },
             _ = ping.tick() => {
-                if last_heard.elapsed() > config.client_timeout() {
+                if last_heard.elapsed() > config.client_timeout {
                     break Ending::KeepaliveTimeout;
                 }
                 shared.control(Outbox::ping);

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use service_kit::{HttpConfig, KafkaConfig, LogConfig, impl_service_config};
+use service_kit::{HttpConfig, KafkaConfig, LogConfig, ServiceConfig, config::problems_to_result};
 
 pub const DEFAULT_PORT: u16 = 3002;
 
@@ -32,33 +32,54 @@ impl Default for Config {
     }
 }
 
-impl_service_config!(Config);
+impl ServiceConfig for Config {
+    fn http(&self) -> &HttpConfig {
+        &self.http
+    }
+
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+
+    fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = self.http.problems();
+        problems.extend(self.hub.problems());
+        problems_to_result(problems)
+    }
+}
 
 /// `[hub]`: the realtime window and the WebSocket clients.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct HubConfig {
     /// How often `realtime_metrics` and `top_videos` are computed and pushed,
-    /// aligned to the wall clock (1000: on every whole second).
-    pub metrics_interval_ms: u64,
-    /// Length of the realtime window.
-    pub window_secs: u64,
+    /// aligned to the wall clock (`"1s"`: on every whole second); at least 10 ms.
+    #[serde(with = "humantime_serde")]
+    pub metrics_interval: Duration,
+    /// Length of the realtime window, in whole seconds (`"60s"`).
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
     /// How far back the partials topic is read at start (by message time),
-    /// so that a (re)started hub has a full window at once.
-    pub lookback_secs: u64,
+    /// so that a (re)started hub has a full window at once (`"70s"`, at least `window`).
+    #[serde(with = "humantime_serde")]
+    pub lookback: Duration,
     /// Entries of `top_videos`.
     pub top_videos: usize,
-    /// History of `realtime_metrics` kept for the dashboard's charts, sent on connect.
-    pub history_secs: u64,
+    /// History of `realtime_metrics` kept for the dashboard's charts, sent on connect (`"15m"`).
+    #[serde(with = "humantime_serde")]
+    pub history: Duration,
     /// Events a second one client receives at most before it gets a sample;
     /// 0 sends every matching event.
     pub client_max_events_per_sec: u64,
     /// Messages queued for one client; past it events are dropped (and counted).
     pub client_queue_size: usize,
-    /// How often the server pings each client.
-    pub ping_interval_ms: u64,
-    /// A client that sent nothing (not even a pong) for this long is closed.
-    pub client_timeout_ms: u64,
+    /// How often the server pings each client (`"10s"`); at least 10 ms.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A client that sent nothing (not even a pong) for this long is closed
+    /// (`"30s"`, more than `ping_interval`).
+    #[serde(with = "humantime_serde")]
+    pub client_timeout: Duration,
     /// WebSocket connections at most; more are answered 503.
     pub max_connections: usize,
     /// Events buffered between the raw-events consumer and the client tasks;
@@ -70,67 +91,87 @@ pub struct HubConfig {
     /// Facts the window holds at most (a guard against memory exhaustion).
     pub max_window_facts: usize,
     /// How often the topics' partition lists are re-read (new partitions are
-    /// assigned); every second while a topic does not exist yet.
-    pub metadata_refresh_ms: u64,
+    /// assigned), `"10s"`, at least 100 ms; every second while a topic does
+    /// not exist yet.
+    #[serde(with = "humantime_serde")]
+    pub metadata_refresh: Duration,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         Self {
-            metrics_interval_ms: 1000,
-            window_secs: 60,
-            lookback_secs: 70,
+            metrics_interval: Duration::from_secs(1),
+            window: Duration::from_secs(60),
+            lookback: Duration::from_secs(70),
             top_videos: 10,
-            history_secs: 900,
+            history: Duration::from_secs(900),
             client_max_events_per_sec: 50,
             client_queue_size: 256,
-            ping_interval_ms: 10_000,
-            client_timeout_ms: 30_000,
+            ping_interval: Duration::from_secs(10),
+            client_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             feed_buffer: 4096,
             feed_dedupe_ids: 200_000,
             max_window_facts: 5_000_000,
-            metadata_refresh_ms: 10_000,
+            metadata_refresh: Duration::from_secs(10),
         }
     }
 }
 
+/// The shortest `metrics_interval` and `ping_interval`.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// The shortest `metadata_refresh`.
+const MIN_METADATA_REFRESH: Duration = Duration::from_millis(100);
+
 impl HubConfig {
-    pub fn metrics_interval(&self) -> Duration {
-        Duration::from_millis(self.metrics_interval_ms.max(10))
-    }
-
-    pub fn ping_interval(&self) -> Duration {
-        Duration::from_millis(self.ping_interval_ms.max(10))
-    }
-
-    pub fn client_timeout(&self) -> Duration {
-        Duration::from_millis(self.client_timeout_ms.max(10))
-    }
-
     /// Snapshots kept for the history.
     pub fn history_len(&self) -> usize {
-        usize::try_from(self.history_secs * 1000 / self.metrics_interval_ms.max(10)).unwrap_or(usize::MAX)
+        let interval = self.metrics_interval.as_millis().max(1);
+        usize::try_from(self.history.as_millis() / interval).unwrap_or(usize::MAX)
     }
 
-    /// Rejects values that cannot work.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.window_secs > 0, "hub.window_secs must be at least 1");
-        anyhow::ensure!(
-            self.lookback_secs >= self.window_secs,
-            "hub.lookback_secs ({}) must cover hub.window_secs ({})",
-            self.lookback_secs,
-            self.window_secs
-        );
-        anyhow::ensure!(self.client_queue_size > 0, "hub.client_queue_size must be at least 1");
-        anyhow::ensure!(self.feed_buffer > 0, "hub.feed_buffer must be at least 1");
-        anyhow::ensure!(
-            self.client_timeout_ms > self.ping_interval_ms,
-            "hub.client_timeout_ms ({}) must exceed hub.ping_interval_ms ({})",
-            self.client_timeout_ms,
-            self.ping_interval_ms
-        );
-        Ok(())
+    /// The values that cannot work, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        use humantime_serde::re::humantime::format_duration;
+        let mut problems = Vec::new();
+        if self.window < Duration::from_secs(1) || self.window.subsec_nanos() != 0 {
+            problems.push(format!(
+                "hub.window ({}) must be a whole number of seconds, at least 1s",
+                format_duration(self.window)
+            ));
+        }
+        if self.lookback < self.window {
+            problems.push(format!(
+                "hub.lookback ({}) must cover hub.window ({})",
+                format_duration(self.lookback),
+                format_duration(self.window)
+            ));
+        }
+        for (key, value) in [("metrics_interval", self.metrics_interval), ("ping_interval", self.ping_interval)] {
+            if value < MIN_INTERVAL {
+                problems.push(format!("hub.{key} ({}) must be at least 10ms", format_duration(value)));
+            }
+        }
+        if self.metadata_refresh < MIN_METADATA_REFRESH {
+            problems.push(format!(
+                "hub.metadata_refresh ({}) must be at least 100ms",
+                format_duration(self.metadata_refresh)
+            ));
+        }
+        if self.client_queue_size == 0 {
+            problems.push("hub.client_queue_size must be at least 1".to_owned());
+        }
+        if self.feed_buffer == 0 {
+            problems.push("hub.feed_buffer must be at least 1".to_owned());
+        }
+        if self.client_timeout <= self.ping_interval {
+            problems.push(format!(
+                "hub.client_timeout ({}) must exceed hub.ping_interval ({})",
+                format_duration(self.client_timeout),
+                format_duration(self.ping_interval)
+            ));
+        }
+        problems
     }
 }
 
@@ -142,10 +183,10 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_env_overrides_hub_keys() {
-        HubConfig::default().validate().unwrap();
+        Config::default().validate().unwrap();
         let env: HashMap<String, String> = [
             ("REALTIME_HUB__HUB__CLIENT_MAX_EVENTS_PER_SEC", "5"),
-            ("REALTIME_HUB__HUB__PING_INTERVAL_MS", "200"),
+            ("REALTIME_HUB__HUB__PING_INTERVAL", "200ms"),
             ("PORT", "4002"),
         ]
         .into_iter()
@@ -153,19 +194,33 @@ mod tests {
         .collect();
         let config: Config = service_kit::config::load_from(crate::SERVICE, None, &env).unwrap();
         assert_eq!(config.hub.client_max_events_per_sec, 5);
-        assert_eq!(config.hub.ping_interval_ms, 200);
-        assert_eq!(config.hub.window_secs, 60);
+        assert_eq!(config.hub.ping_interval, Duration::from_millis(200));
+        assert_eq!(config.hub.window, Duration::from_secs(60));
         assert_eq!(config.http.port, 4002);
         assert_eq!(config.hub.history_len(), 900);
     }
 
     #[test]
     fn impossible_values_are_refused() {
-        let bad = HubConfig { lookback_secs: 30, ..HubConfig::default() };
-        assert!(bad.validate().unwrap_err().to_string().contains("lookback_secs"));
-        let bad = HubConfig { client_timeout_ms: 1000, ping_interval_ms: 1000, ..HubConfig::default() };
-        assert!(bad.validate().is_err());
+        let bad = HubConfig { lookback: Duration::from_secs(30), ..HubConfig::default() };
+        assert!(bad.problems()[0].contains("hub.lookback (30s)"), "{:?}", bad.problems());
+        let bad = HubConfig {
+            client_timeout: Duration::from_secs(1),
+            ping_interval: Duration::from_secs(1),
+            ..HubConfig::default()
+        };
+        assert_eq!(bad.problems().len(), 1);
         let bad = HubConfig { client_queue_size: 0, ..HubConfig::default() };
-        assert!(bad.validate().is_err());
+        assert_eq!(bad.problems().len(), 1);
+    }
+
+    #[test]
+    fn intervals_below_10_ms_are_refused_not_raised() {
+        let bad = HubConfig { metrics_interval: Duration::from_millis(5), ..HubConfig::default() };
+        assert_eq!(bad.problems(), ["hub.metrics_interval (5ms) must be at least 10ms"]);
+        let mut config = Config::default();
+        config.hub.metrics_interval = Duration::from_millis(1);
+        config.hub.window = Duration::from_millis(1500);
+        assert_eq!(config.validate().unwrap_err().len(), 2);
     }
 }

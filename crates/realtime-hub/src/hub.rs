@@ -60,7 +60,7 @@ impl Hub {
         raw_status: Arc<ReaderStatus>,
         partials_status: Arc<ReaderStatus>,
     ) -> Self {
-        let window = Window::new(config.window_secs, config.max_window_facts, config.top_videos);
+        let window = Window::new(config.window.as_secs(), config.max_window_facts, config.top_videos);
         let (feed, _) = broadcast::channel(config.feed_buffer);
         let (snapshot, _) = watch::channel(None);
         Self {
@@ -236,7 +236,7 @@ impl Probe for DataProbe {
 
 /// Ticks on every multiple of `metrics_interval` (wall clock) until shutdown.
 pub async fn run_ticker(hub: Arc<Hub>) {
-    let interval = hub.config.metrics_interval_ms.max(10);
+    let interval = u64::try_from(hub.config.metrics_interval.as_millis()).unwrap_or(u64::MAX).max(1);
     loop {
         let now = now_ms();
         let next = (now / interval + 1) * interval;

@@ -22,7 +22,7 @@ pub mod routes;
 pub mod telemetry;
 pub mod window;
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{net::TcpListener, sync::Arc};
 
 use anyhow::Context as _;
 use events_model::Topics;
@@ -35,16 +35,15 @@ pub const SERVICE: &str = "realtime-hub";
 
 /// Serves until `shutdown`; ready while Kafka answers and the window is loaded.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    config.hub.validate()?;
     telemetry::describe();
     let topics = Topics::new(&config.kafka.topic_prefix);
-    let refresh = Duration::from_millis(config.hub.metadata_refresh_ms.max(100));
+    let refresh = config.hub.metadata_refresh;
     let raw = consumer::TopicReader::new(&config.kafka, "raw", topics.raw_events, consumer::Start::End, refresh)?;
     let partials = consumer::TopicReader::new(
         &config.kafka,
         "partials",
         topics.realtime_partials,
-        consumer::Start::Lookback(Duration::from_secs(config.hub.lookback_secs)),
+        consumer::Start::Lookback(config.hub.lookback),
         refresh,
     )?;
     let hub =
@@ -52,14 +51,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     tracing::info!(
         raw_topic = %raw.topic,
         partials_topic = %partials.topic,
-        window_secs = config.hub.window_secs,
+        window = ?config.hub.window,
         client_max_events_per_sec = config.hub.client_max_events_per_sec,
         client_queue_size = config.hub.client_queue_size,
         max_connections = config.hub.max_connections,
         "realtime hub configured"
     );
 
-    let timeout = config.http.probe_timeout();
+    let timeout = config.http.probe_timeout;
     let readiness = Readiness::new(SERVICE, timeout)
         .with_probe(KafkaProbe::new(&config.kafka, timeout)?)
         .with_probe(hub.data_probe());

@@ -70,8 +70,8 @@ async fn connections_are_counted_dead_clients_closed_and_the_limit_enforced() {
     let stack = Stack::new().await;
     let hub = stack
         .start_hub(HubConfig {
-            ping_interval_ms: 250,
-            client_timeout_ms: 1500,
+            ping_interval: Duration::from_millis(250),
+            client_timeout: Duration::from_millis(1500),
             max_connections: 3,
             ..HubConfig::default()
         })

@@ -7,15 +7,24 @@
 //! 4. the service's own prefixed environment (`INGEST_GATEWAY__HTTP__PORT=3101`).
 //!
 //! Each service owns a struct that embeds the sections it needs (`http`, `log`,
-//! `kafka`, `clickhouse`, `postgres`, `redis`); keys a service lacks are ignored.
+//! `kafka`, `clickhouse`, `postgres`, `redis`). The file and the service's
+//! prefixed environment are a contract: a key the service's defaults do not
+//! have is refused, naming the key, where it came from and the nearest valid
+//! key. Only the seed's names reach every service, so those a service lacks
+//! are ignored.
+//!
+//! Durations are humantime strings (`"500ms"`, `"30s"`, `"48h"`). For a
+//! deprecation period the old integer keys (`produce_timeout_ms = 5000`) are
+//! still read, rewritten to the new key and reported as warnings.
 
 use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
+use config::{Value, ValueKind};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// Why configuration could not be loaded.
@@ -25,12 +34,17 @@ pub enum ConfigError {
     MissingFile { path: PathBuf },
     #[error("invalid configuration: {0}")]
     Invalid(#[from] config::ConfigError),
+    /// Unknown keys, and legacy keys given together with their new name: every
+    /// one of them, each naming the key and where it came from.
+    #[error("{}", .0.join("\n"))]
+    Keys(Vec<String>),
 }
 
 /// The seed's environment names and the config keys they set.
 ///
 /// These work for every service, so a deployment written for the original
 /// product keeps working (`KAFKA_BROKERS=kafka:9092`, `CLICKHOUSE_HOST=clickhouse`).
+/// A service without the key's section ignores the name.
 pub const WELL_KNOWN_ENV: &[(&str, &str)] = &[
     ("PORT", "http.port"),
     ("HOST", "http.host"),
@@ -50,57 +64,71 @@ pub const WELL_KNOWN_ENV: &[(&str, &str)] = &[
     ("REDIS_URL", "redis.url"),
 ];
 
+/// The legacy suffixes of duration keys and the humantime unit each stands for.
+const LEGACY_DURATION_SUFFIXES: &[(&str, &str)] =
+    &[("_ms", "ms"), ("_secs", "s"), ("_minutes", "min"), ("_hours", "h")];
+
+/// A loaded configuration and the warnings about how it was written
+/// (deprecated keys), to be logged once logging is set up.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub config: T,
+    pub warnings: Vec<String>,
+}
+
 /// Loads a service's configuration: defaults < file < environment.
 ///
 /// `service` is the binary's name (`ingest-gateway`); its environment prefix is
 /// the upper-snake form (`INGEST_GATEWAY`) with `__` between nested keys.
-pub fn load<T>(service: &str) -> Result<T, ConfigError>
+pub fn load<T>(service: &str) -> Result<Loaded<T>, ConfigError>
 where
     T: Serialize + DeserializeOwned + Default,
 {
     let file = config_file_from_args().or_else(|| std::env::var_os("CONFIG_FILE").map(PathBuf::from));
     let env: HashMap<String, String> = std::env::vars().collect();
-    load_from(service, file.as_deref(), &env)
+    load_from_with_warnings(service, file.as_deref(), &env)
 }
 
-/// [`load`] with the file and environment given explicitly (for tests).
-pub fn load_from<T>(
-    service: &str,
-    file: Option<&std::path::Path>,
-    env: &HashMap<String, String>,
-) -> Result<T, ConfigError>
+/// [`load`] with the file and environment given explicitly (for tests and
+/// tools); deprecation warnings are dropped.
+pub fn load_from<T>(service: &str, file: Option<&Path>, env: &HashMap<String, String>) -> Result<T, ConfigError>
 where
     T: Serialize + DeserializeOwned + Default,
 {
-    let mut builder = config::Config::builder().add_source(config::Config::try_from(&T::default())?);
+    load_from_with_warnings(service, file, env).map(|loaded| loaded.config)
+}
 
-    match file {
-        Some(path) if !path.exists() => {
-            return Err(ConfigError::MissingFile { path: path.to_path_buf() });
-        }
-        Some(path) => builder = builder.add_source(config::File::from(path)),
-        None => {
-            let default_path = format!("config/{service}.toml");
-            builder = builder.add_source(config::File::with_name(&default_path).required(false));
-        }
+/// [`load`] with the file and environment given explicitly.
+pub fn load_from_with_warnings<T>(
+    service: &str,
+    file: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<Loaded<T>, ConfigError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    let defaults = config::Config::try_from(&T::default())?;
+    // The schema from JSON: the `config` serializer drops empty maps.
+    let schema = match serde_json::to_value(T::default()) {
+        Ok(serde_json::Value::Object(tree)) => Schema(tree),
+        _ => Schema(serde_json::Map::new()),
+    };
+
+    let file = match file {
+        Some(path) if !path.exists() => return Err(ConfigError::MissingFile { path: path.to_path_buf() }),
+        Some(path) => Some(path.to_path_buf()),
+        None => Some(PathBuf::from(format!("config/{service}.toml"))).filter(|path| path.exists()),
+    };
+    let mut given = Vec::new();
+    if let Some(path) = &file {
+        let collected = config::Source::collect(&config::File::from(path.as_path()))?;
+        let origin = format!("in {}", path.display());
+        let mut leaves = Vec::new();
+        flatten(&collected, "", &mut leaves);
+        leaves.sort_by(|a, b| a.0.cmp(&b.0));
+        given.extend(leaves.into_iter().map(|(key, value)| Given { key, value, origin: origin.clone() }));
     }
-
-    // The seed's names, rewritten as one more environment source so that the
-    // service's own prefixed variables (added after) still win over them.
-    let well_known: HashMap<String, String> = WELL_KNOWN_ENV
-        .iter()
-        .filter_map(|(name, key)| {
-            let value = env.get(*name).filter(|v| !v.is_empty())?;
-            Some((format!("WELL_KNOWN__{}", key.replace('.', "__").to_ascii_uppercase()), value.clone()))
-        })
-        .collect();
-    builder = builder.add_source(
-        config::Environment::with_prefix("WELL_KNOWN")
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .source(Some(well_known)),
-    );
+    let file_keys = given.len();
 
     let prefix = env_prefix(service);
     let prefixed: HashMap<String, String> = env
@@ -108,15 +136,220 @@ where
         .filter(|(k, _)| k.starts_with(&format!("{prefix}__")))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    builder = builder.add_source(
-        config::Environment::with_prefix(&prefix)
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .source(Some(prefixed)),
-    );
+    let names: HashMap<String, String> = prefixed
+        .keys()
+        .map(|name| (name[prefix.len() + 2..].to_lowercase().replace("__", "."), name.clone()))
+        .collect();
+    let collected = config::Source::collect(&environment(&prefix, prefixed))?;
+    let mut env_given: Vec<Given> = collected
+        .into_iter()
+        .map(|(key, value)| {
+            let origin = format!("from {}", names.get(&key).map_or("the environment", String::as_str));
+            Given { key, value, origin }
+        })
+        .collect();
+    env_given.sort_by(|a, b| a.origin.cmp(&b.origin));
+    given.extend(env_given);
 
-    Ok(builder.build()?.try_deserialize()?)
+    let warnings = schema.check(&mut given)?;
+    let (file_given, env_given) = given.split_at(file_keys);
+
+    // The seed's names, kept to the keys this service has, so that the
+    // service's own prefixed variables (added after) still win over them.
+    let well_known: HashMap<String, String> = WELL_KNOWN_ENV
+        .iter()
+        .filter(|(_, key)| schema.knows(key))
+        .filter_map(|(name, key)| {
+            let value = env.get(*name).filter(|v| !v.is_empty())?;
+            Some((format!("WELL_KNOWN__{}", key.replace('.', "__").to_ascii_uppercase()), value.clone()))
+        })
+        .collect();
+
+    let config = config::Config::builder()
+        .add_source(defaults)
+        .add_source(Flat::of(file_given))
+        .add_source(environment("WELL_KNOWN", well_known))
+        .add_source(Flat::of(env_given))
+        .build()?
+        .try_deserialize()?;
+    Ok(Loaded { config, warnings })
+}
+
+/// An environment source over `vars`, all starting with `prefix__`.
+fn environment(prefix: &str, vars: HashMap<String, String>) -> config::Environment {
+    config::Environment::with_prefix(prefix).prefix_separator("__").separator("__").try_parsing(true).source(Some(vars))
+}
+
+/// One key given by the file or the environment.
+#[derive(Debug, Clone)]
+struct Given {
+    /// Dotted path (`ingest.max_batch_events`).
+    key: String,
+    value: Value,
+    /// Where it came from: `in <file path>` or `from <environment variable>`.
+    origin: String,
+}
+
+/// The leaves of `table` as dotted keys (an empty table is a leaf).
+fn flatten(table: &config::Map<String, Value>, prefix: &str, out: &mut Vec<(String, Value)>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match &value.kind {
+            ValueKind::Table(inner) if !inner.is_empty() => flatten(inner, &path, out),
+            _ => out.push((path, value.clone())),
+        }
+    }
+}
+
+/// Given keys as a source (dotted keys are set as paths).
+#[derive(Debug, Clone)]
+struct Flat(config::Map<String, Value>);
+
+impl Flat {
+    fn of(given: &[Given]) -> Self {
+        Self(given.iter().map(|g| (g.key.clone(), g.value.clone())).collect())
+    }
+}
+
+impl config::Source for Flat {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<config::Map<String, Value>, config::ConfigError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The tree of a service's defaults: every key it has.
+struct Schema(serde_json::Map<String, serde_json::Value>);
+
+impl Schema {
+    /// Whether `key` is a key of the defaults, or lies under a map that is
+    /// empty in the defaults (free-form, like `clickhouse.settings`).
+    fn knows(&self, key: &str) -> bool {
+        let mut node = &self.0;
+        let mut segments = key.split('.').peekable();
+        while let Some(segment) = segments.next() {
+            let Some(value) = node.get(segment) else { return false };
+            match value {
+                serde_json::Value::Object(table) if table.is_empty() => return true,
+                serde_json::Value::Object(table) => node = table,
+                _ => return segments.peek().is_none(),
+            }
+        }
+        true
+    }
+
+    /// Whether `key` is a duration: its default is a humantime string.
+    fn is_duration(&self, key: &str) -> bool {
+        let mut node = &self.0;
+        let mut segments = key.split('.').peekable();
+        while let Some(segment) = segments.next() {
+            let Some(value) = node.get(segment) else { return false };
+            match value {
+                serde_json::Value::Object(table) => node = table,
+                serde_json::Value::String(text) if segments.peek().is_none() => {
+                    return humantime_serde::re::humantime::parse_duration(text).is_ok();
+                }
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Every key of the defaults (free-form maps as one key).
+    fn keys(&self) -> Vec<String> {
+        fn walk(table: &serde_json::Map<String, serde_json::Value>, prefix: &str, out: &mut Vec<String>) {
+            for (key, value) in table {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                match value {
+                    serde_json::Value::Object(inner) if !inner.is_empty() => walk(inner, &path, out),
+                    _ => out.push(path),
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        walk(&self.0, "", &mut keys);
+        keys
+    }
+
+    /// The valid key nearest to `key` by edit distance.
+    fn nearest(&self, key: &str) -> Option<String> {
+        self.keys().into_iter().min_by_key(|candidate| (edit_distance(key, candidate), candidate.clone()))
+    }
+
+    /// Rewrites legacy duration keys in `given` and refuses unknown keys;
+    /// returns the deprecation warnings.
+    fn check(&self, given: &mut [Given]) -> Result<Vec<String>, ConfigError> {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let mut new_keys: BTreeMap<String, String> =
+            given.iter().filter(|g| self.knows(&g.key)).map(|g| (g.key.clone(), g.origin.clone())).collect();
+        for entry in given.iter_mut() {
+            if self.knows(&entry.key) {
+                continue;
+            }
+            if let Some((key, value)) = self.legacy(entry) {
+                let old = std::mem::replace(&mut entry.key, key.clone());
+                if let Some(origin) = new_keys.get(&key) {
+                    problems.push(format!(
+                        "both `{old}` {} and `{key}` {origin} are given; keep `{key}` only",
+                        entry.origin
+                    ));
+                    continue;
+                }
+                warnings.push(format!("`{old}` {} is deprecated; write `{key} = \"{value}\"` instead", entry.origin));
+                new_keys.insert(key, entry.origin.clone());
+                entry.value = Value::new(Some(&entry.origin), ValueKind::String(value));
+                continue;
+            }
+            let mut problem = format!("unknown key `{}` {}", entry.key, entry.origin);
+            if let Some(nearest) = self.nearest(&entry.key) {
+                problem.push_str(&format!("; did you mean `{nearest}`?"));
+            }
+            problems.push(problem);
+        }
+        if problems.is_empty() { Ok(warnings) } else { Err(ConfigError::Keys(problems)) }
+    }
+
+    /// The new key and humantime value of a legacy duration key with a whole
+    /// number (`produce_timeout_ms = 5000` → `produce_timeout`, `"5000ms"`).
+    fn legacy(&self, given: &Given) -> Option<(String, String)> {
+        let (key, unit) = LEGACY_DURATION_SUFFIXES
+            .iter()
+            .find_map(|(suffix, unit)| Some((given.key.strip_suffix(suffix)?, unit)))
+            .filter(|(key, _)| self.is_duration(key))?;
+        let amount: u64 = match &given.value.kind {
+            ValueKind::I64(n) => u64::try_from(*n).ok()?,
+            ValueKind::U64(n) => *n,
+            ValueKind::I128(n) => u64::try_from(*n).ok()?,
+            ValueKind::U128(n) => u64::try_from(*n).ok()?,
+            ValueKind::String(text) => text.trim().parse().ok()?,
+            _ => return None,
+        };
+        Some((key.to_owned(), format!("{amount}{unit}")))
+    }
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// `Ok` when `problems` is empty: what a `validate` returns.
+pub fn problems_to_result(problems: Vec<String>) -> Result<(), Vec<String>> {
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
 }
 
 /// `ingest-gateway` → `INGEST_GATEWAY`.
@@ -145,10 +378,13 @@ pub struct HttpConfig {
     pub port: u16,
     /// Worker threads of the HTTP server; 0 means one per core.
     pub workers: usize,
-    /// How long in-flight requests may take to finish after SIGTERM.
-    pub shutdown_timeout_secs: u64,
-    /// Budget for each dependency probe of `GET /ready`.
-    pub probe_timeout_ms: u64,
+    /// How long in-flight requests may take to finish after SIGTERM (`"3s"`;
+    /// the server counts whole seconds, so it is rounded up).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Budget for each dependency probe of `GET /ready` (`"2s"`).
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
 }
 
 impl HttpConfig {
@@ -160,18 +396,30 @@ impl HttpConfig {
         format!("{}:{}", self.host, self.port)
     }
 
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs(self.shutdown_timeout_secs)
+    /// [`Self::shutdown_timeout`] in whole seconds, rounded up (what the HTTP server takes).
+    pub fn shutdown_timeout_secs(&self) -> u64 {
+        self.shutdown_timeout.as_secs() + u64::from(self.shutdown_timeout.subsec_nanos() > 0)
     }
 
-    pub fn probe_timeout(&self) -> Duration {
-        Duration::from_millis(self.probe_timeout_ms)
+    /// The problems of this section, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.probe_timeout.is_zero() {
+            problems.push("http.probe_timeout must be above 0".to_owned());
+        }
+        problems
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { host: "127.0.0.1".into(), port: 0, workers: 0, shutdown_timeout_secs: 3, probe_timeout_ms: 2000 }
+        Self {
+            host: "127.0.0.1".into(),
+            port: 0,
+            workers: 0,
+            shutdown_timeout: Duration::from_secs(3),
+            probe_timeout: Duration::from_secs(2),
+        }
     }
 }
 
@@ -289,8 +537,22 @@ impl ClickHouseConfig {
 #[serde(default)]
 pub struct PostgresConfig {
     pub url: String,
+    /// Connections the pool holds at most.
     pub pool_size: usize,
-    pub connect_timeout_ms: u64,
+    /// Budget of connecting, and of waiting for a pooled connection (`"3s"`).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl PostgresConfig {
+    /// The problems of this section, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.pool_size == 0 {
+            problems.push("postgres.pool_size must be at least 1".to_owned());
+        }
+        problems
+    }
 }
 
 impl Default for PostgresConfig {
@@ -298,7 +560,7 @@ impl Default for PostgresConfig {
         Self {
             url: "postgres://analytics:analytics@127.0.0.1:5432/analytics".into(),
             pool_size: 8,
-            connect_timeout_ms: 3000,
+            connect_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -416,6 +678,161 @@ mod tests {
             load_from("sample-svc", None, &env_of(&[("SAMPLE_SVC__CLICKHOUSE__SETTINGS__LOG_QUERIES", "1")])).unwrap();
         assert_eq!(cfg.clickhouse.settings.get("log_queries").map(String::as_str), Some("1"));
         assert!(Sample::default().clickhouse.settings.is_empty());
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Timed {
+        http: HttpConfig,
+        ingest: Ingest,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Ingest {
+        max_batch_events: usize,
+        #[serde(with = "humantime_serde")]
+        produce_timeout: Duration,
+    }
+
+    impl Default for Ingest {
+        fn default() -> Self {
+            Self { max_batch_events: 1000, produce_timeout: Duration::from_secs(5) }
+        }
+    }
+
+    fn file_with(contents: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("svc-kit-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("timed.toml");
+        std::fs::write(&path, contents).unwrap();
+        (dir, path)
+    }
+
+    fn keys_error(err: ConfigError) -> Vec<String> {
+        match err {
+            ConfigError::Keys(problems) => problems,
+            other => panic!("not a key error: {other}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_all_refused_with_the_nearest_key() {
+        let (dir, path) = file_with("[ingest]\nmax_batch_event = 5\n[htp]\nport = 1\n[http]\nport = 2\n");
+        let problems = keys_error(load_from::<Timed>("timed-svc", Some(&path), &env_of(&[])).unwrap_err());
+        std::fs::remove_dir_all(dir).unwrap();
+        let mut problems = problems;
+        problems.sort();
+        assert_eq!(
+            problems,
+            [
+                format!("unknown key `htp.port` in {}; did you mean `http.port`?", path.display()),
+                format!(
+                    "unknown key `ingest.max_batch_event` in {}; did you mean `ingest.max_batch_events`?",
+                    path.display()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_prefixed_environment_name_the_variable() {
+        let err =
+            load_from::<Timed>("timed-svc", None, &env_of(&[("TIMED_SVC__INGEST__PRODUCE_TIMOUT", "1s")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown key `ingest.produce_timout` from TIMED_SVC__INGEST__PRODUCE_TIMOUT; \
+             did you mean `ingest.produce_timeout`?"
+        );
+    }
+
+    #[test]
+    fn seed_names_of_sections_a_service_lacks_are_ignored() {
+        let env = env_of(&[("CLICKHOUSE_HOST", "clickhouse"), ("REDIS_URL", "redis://r:6379"), ("PORT", "4000")]);
+        let cfg: Timed = load_from("timed-svc", None, &env).unwrap();
+        assert_eq!(cfg.http.port, 4000);
+    }
+
+    #[test]
+    fn free_form_maps_take_any_key_but_fixed_sections_do_not() {
+        let (dir, path) = file_with("[clickhouse.settings]\nlog_queries = \"1\"\n[clickhouse]\nhots = \"x\"\n");
+        let problems = keys_error(load_from::<Sample>("sample-svc", Some(&path), &env_of(&[])).unwrap_err());
+        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("unknown key `clickhouse.hots`"), "{problems:?}");
+        assert!(problems[0].ends_with("did you mean `clickhouse.host`?"), "{problems:?}");
+    }
+
+    #[test]
+    fn durations_are_humantime_strings() {
+        let (dir, path) = file_with("[ingest]\nproduce_timeout = \"1m 30s\"\n[http]\nprobe_timeout = \"250ms\"\n");
+        let cfg: Timed = load_from("timed-svc", Some(&path), &env_of(&[])).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(cfg.ingest.produce_timeout, Duration::from_secs(90));
+        assert_eq!(cfg.http.probe_timeout, Duration::from_millis(250));
+        let err = load_from::<Timed>("timed-svc", None, &env_of(&[("TIMED_SVC__INGEST__PRODUCE_TIMEOUT", "500")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("produce_timeout"), "{err}");
+    }
+
+    #[test]
+    fn legacy_duration_keys_are_read_with_a_warning() {
+        let (dir, path) = file_with("[ingest]\nproduce_timeout_ms = 1500\n[http]\nshutdown_timeout_secs = 7\n");
+        let env = env_of(&[("TIMED_SVC__HTTP__PROBE_TIMEOUT_MS", "300")]);
+        let loaded = load_from_with_warnings::<Timed>("timed-svc", Some(&path), &env).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(loaded.config.ingest.produce_timeout, Duration::from_millis(1500));
+        assert_eq!(loaded.config.http.shutdown_timeout, Duration::from_secs(7));
+        assert_eq!(loaded.config.http.probe_timeout, Duration::from_millis(300));
+        let mut warnings = loaded.warnings;
+        warnings.sort();
+        assert_eq!(
+            warnings,
+            [
+                "`http.probe_timeout_ms` from TIMED_SVC__HTTP__PROBE_TIMEOUT_MS is deprecated; write \
+                 `http.probe_timeout = \"300ms\"` instead"
+                    .to_owned(),
+                format!(
+                    "`http.shutdown_timeout_secs` in {} is deprecated; write `http.shutdown_timeout = \"7s\"` instead",
+                    path.display()
+                ),
+                format!(
+                    "`ingest.produce_timeout_ms` in {} is deprecated; write `ingest.produce_timeout = \"1500ms\"` \
+                     instead",
+                    path.display()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn legacy_suffixes_apply_to_duration_keys_only() {
+        let err = load_from::<Timed>("timed-svc", None, &env_of(&[("TIMED_SVC__INGEST__MAX_BATCH_EVENTS_MS", "3")]))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("unknown key `ingest.max_batch_events_ms`"), "{err}");
+    }
+
+    #[test]
+    fn a_legacy_key_and_its_new_name_together_are_refused_naming_both() {
+        let (dir, path) = file_with("[ingest]\nproduce_timeout = \"2s\"\n");
+        let env = env_of(&[("TIMED_SVC__INGEST__PRODUCE_TIMEOUT_MS", "1500")]);
+        let problems = keys_error(load_from::<Timed>("timed-svc", Some(&path), &env).unwrap_err());
+        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(
+            problems,
+            [format!(
+                "both `ingest.produce_timeout_ms` from TIMED_SVC__INGEST__PRODUCE_TIMEOUT_MS and \
+                 `ingest.produce_timeout` in {} are given; keep `ingest.produce_timeout` only",
+                path.display()
+            )]
+        );
+    }
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
     }
 
     #[test]

@@ -199,14 +199,14 @@ pub mod postgres {
     pub fn pool(cfg: &PostgresConfig) -> anyhow::Result<Pool> {
         let mut pg: tokio_postgres::Config =
             cfg.url.parse().map_err(|e| anyhow::anyhow!("invalid postgres url: {e}"))?;
-        pg.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
+        pg.connect_timeout(cfg.connect_timeout);
         let manager =
             Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         Ok(Pool::builder(manager)
             .max_size(cfg.pool_size)
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
-            .create_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
+            .wait_timeout(Some(cfg.connect_timeout))
+            .create_timeout(Some(cfg.connect_timeout))
             .build()?)
     }
 

@@ -28,5 +28,5 @@ pub mod testing;
 
 pub use config::{ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig};
 pub use ops::{Probe, Readiness};
-pub use service::{ServiceConfig, run_main};
+pub use service::{ServiceConfig, load_valid, run_main};
 pub use shutdown::Shutdown;

@@ -11,7 +11,7 @@
 //! `IF NOT EXISTS` so that a retry after a partial failure works. PostgreSQL
 //! migrations run whole inside one transaction each, together with their record.
 
-use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use sha2::{Digest, Sha256};
 
@@ -247,8 +247,8 @@ pub async fn apply_postgres_migrations(cfg: &PostgresConfig, migrations: &[Migra
 
     let mut pg_config: tokio_postgres::Config =
         cfg.url.parse().map_err(pg_err("parsing DATABASE_URL (postgres.url)"))?;
-    if cfg.connect_timeout_ms > 0 {
-        pg_config.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
+    if !cfg.connect_timeout.is_zero() {
+        pg_config.connect_timeout(cfg.connect_timeout);
     }
     let target = describe_postgres(&pg_config);
     let (mut client, connection) =

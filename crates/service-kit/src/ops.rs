@@ -290,7 +290,7 @@ where
     let mut server = HttpServer::new(move || App::new().configure(routes(readiness.clone())).configure(app.clone()))
         .listen(listener)?
         .disable_signals()
-        .shutdown_timeout(http.shutdown_timeout_secs);
+        .shutdown_timeout(http.shutdown_timeout_secs());
     if http.workers > 0 {
         server = server.workers(http.workers);
     }

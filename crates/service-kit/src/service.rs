@@ -16,9 +16,22 @@ use crate::{
 pub trait ServiceConfig: Serialize + DeserializeOwned + Default + Send + 'static {
     fn http(&self) -> &HttpConfig;
     fn log(&self) -> &LogConfig;
+
+    /// Every problem that keeps the service from working, each naming its
+    /// key; [`run_main`] lists them all and exits non-zero before anything
+    /// starts. The default checks the shared `http` section only.
+    fn validate(&self) -> Result<(), Vec<String>> {
+        config::problems_to_result(self.http().problems())
+    }
+
+    /// Settings that work but are probably not meant; logged at start.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
-/// Implements [`ServiceConfig`] for a struct with `http` and `log` fields.
+/// Implements [`ServiceConfig`] for a struct with `http` and `log` fields,
+/// with the default (shared sections only) validation.
 #[macro_export]
 macro_rules! impl_service_config {
     ($config:ty) => {
@@ -33,19 +46,39 @@ macro_rules! impl_service_config {
     };
 }
 
-/// Runs a service: config (defaults < file < env), tracing, a bound listener,
-/// a shutdown token tied to SIGTERM/SIGINT, then `run` until it returns.
+/// Loads `service`'s configuration ([`config::load`]) and validates it
+/// ([`ServiceConfig::validate`]); the error lists every problem. Returns the
+/// configuration and the warnings to log once logging is set up.
+pub fn load_valid<C: ServiceConfig>(service: &str) -> anyhow::Result<(C, Vec<String>)> {
+    let loaded = config::load::<C>(service).with_context(|| format!("{service}: cannot load configuration"))?;
+    if let Err(problems) = loaded.config.validate() {
+        let list: Vec<String> = problems.iter().map(|problem| format!("  - {problem}")).collect();
+        anyhow::bail!("{service}: invalid configuration:\n{}", list.join("\n"));
+    }
+    let mut warnings = loaded.warnings;
+    warnings.extend(loaded.config.warnings());
+    Ok((loaded.config, warnings))
+}
+
+/// Runs a service: config (defaults < file < env), validated before anything
+/// starts, tracing, a bound listener, a shutdown token tied to SIGTERM/SIGINT,
+/// then `run` until it returns.
 ///
-/// Start-up errors are printed with their cause chain and give a non-zero
-/// exit; a clean shutdown returns `Ok(())`, so the process exits 0.
+/// Unknown keys and invalid values are all listed and give a non-zero exit
+/// without binding or connecting to anything. Start-up errors are printed
+/// with their cause chain and give a non-zero exit; a clean shutdown returns
+/// `Ok(())`, so the process exits 0.
 pub fn run_main<C, F, Fut>(service: &'static str, run: F) -> anyhow::Result<()>
 where
     C: ServiceConfig,
     F: FnOnce(C, TcpListener, Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let config: C = config::load(service).with_context(|| format!("{service}: cannot load configuration"))?;
+    let (config, warnings) = load_valid::<C>(service)?;
     telemetry::init(config.log())?;
+    for warning in &warnings {
+        tracing::warn!(service, warning = %warning, "configuration");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name(service)

@@ -353,6 +353,49 @@ pub async fn assert_lifecycle(binary: &str, env: &[(&str, &str)]) -> anyhow::Res
     Ok(())
 }
 
+/// Starts `binary --config FILE` with a TOML file holding `contents` and
+/// asserts that it exits non-zero within 10 s (before binding or connecting
+/// to anything) with `expected` on stderr; returns stderr.
+///
+/// For the acceptance "a misspelt key makes the service exit non-zero naming
+/// the key": every service has a test that calls this.
+pub fn assert_config_refused(binary: &str, contents: &str, expected: &str) -> anyhow::Result<String> {
+    let dir = std::env::temp_dir().join(unique_name("config-refused"));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("service.toml");
+    std::fs::write(&path, contents)?;
+    let mut child = Command::new(binary)
+        .arg("--config")
+        .arg(&path)
+        .env("LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {binary}: {e}"))?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
+            anyhow::bail!("{binary} still running 10 s after start with {}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr)?;
+    }
+    anyhow::ensure!(!status.success(), "{binary} exited with {status} although its config was wrong:\n{stderr}");
+    anyhow::ensure!(stderr.contains(expected), "{binary}'s stderr does not name {expected:?}:\n{stderr}");
+    Ok(stderr)
+}
+
 /// Runs `queries` on chDB (a current ClickHouse, in-process) after every
 /// migration, through `schemas/check_chdb.py --queries-json`; the error holds
 /// the script's output, naming the failing query. The local stack's server is

@@ -134,8 +134,9 @@ async fn clickhouse_outage_backs_off_then_drains_the_lag_with_nothing_lost() {
     let mut config =
         stream_processor::Config { kafka: kafka_cfg.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
     let p = &mut config.processor;
-    (p.batch_max_events, p.batch_max_wait_ms, p.insert_timeout_ms) = (2_000, 200, 5_000);
-    (p.retry_initial_ms, p.retry_max_ms, p.statistics_interval_ms) = (100, 1_000, 500);
+    let ms = Duration::from_millis;
+    (p.batch_max_events, p.batch_max_wait, p.insert_timeout) = (2_000, ms(200), ms(5_000));
+    (p.retry_initial, p.retry_max, p.statistics_interval) = (ms(100), ms(1_000), ms(500));
     let processor = drill::start_processor(config);
     let http = drill::client();
     let metric = |name: &'static str, labels: &'static [(&'static str, &'static str)]| {
@@ -214,7 +215,7 @@ async fn clickhouse_outage_backs_off_then_drains_the_lag_with_nothing_lost() {
         down_since - stopping,
         down_since.elapsed()
     );
-    assert!(outage_retries >= 10.0, "only {outage_retries} retries in 30 s with retry_max_ms = 1000");
+    assert!(outage_retries >= 10.0, "only {outage_retries} retries in 30 s with retry_max = 1s");
 
     // Everything arrives, exactly once, and the lag drains to zero on every
     // partition, on Kafka and on /metrics.

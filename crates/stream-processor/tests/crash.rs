@@ -67,8 +67,8 @@ async fn kill_9_mid_load_then_restart_stores_each_event_exactly_once() {
         ("KAFKA_CONSUMER_GROUP", kafka_cfg.consumer_group.as_str()),
         ("CLICKHOUSE_DATABASE", db.config.database.as_str()),
         ("STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_EVENTS", "5000"),
-        ("STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_WAIT_MS", "200"),
-        ("STREAM_PROCESSOR__PROCESSOR__SESSION_TIMEOUT_MS", "6000"),
+        ("STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_WAIT", "200ms"),
+        ("STREAM_PROCESSOR__PROCESSOR__SESSION_TIMEOUT", "6s"),
     ];
     let binary = env!("CARGO_BIN_EXE_stream-processor");
     let client = db.client();

@@ -109,9 +109,14 @@ async fn produce(cfg: &KafkaConfig, topic: &str, payloads: &[(String, Vec<u8>)])
 fn processor_config(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig) -> stream_processor::Config {
     let mut config =
         stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
-    config.processor.raw_topic_partitions = PARTITIONS;
-    config.processor.session_timeout_ms = 6_000;
+    config.processor.session_timeout = Duration::from_secs(6);
     config
+}
+
+/// Creates the raw topic with [`PARTITIONS`], as the ingest-gateway would.
+async fn ensure_raw_topic(kafka: &KafkaConfig, topics: &Topics) {
+    let spec = kafka::TopicSpec { name: topics.raw_events.clone(), partitions: PARTITIONS, retention_ms: None };
+    kafka::ensure_topics(kafka, &[spec]).await.unwrap();
 }
 
 fn start(config: stream_processor::Config) -> InProcess {
@@ -476,7 +481,9 @@ async fn partials_of_run(events: &[Event], replicas: usize) -> Vec<RealtimeParti
     let topics = Topics::new(&kafka_cfg.topic_prefix);
     let mut config = processor_config(&kafka_cfg, &db.config);
     config.processor.batch_max_events = 100;
-    config.processor.batch_max_wait_ms = 200;
+    config.processor.batch_max_wait = Duration::from_millis(200);
+    // The raw topic is the gateway's; here the test creates it.
+    ensure_raw_topic(&kafka_cfg, &topics).await;
     let processors: Vec<InProcess> = (0..replicas).map(|_| start(config.clone())).collect();
     let reader = PartialsReader::open(&kafka_cfg, &topics.realtime_partials, 3).await;
     wait_for_group(&kafka_cfg, replicas).await;
@@ -531,6 +538,7 @@ async fn partials_off_publishes_nothing() {
     )
     .await
     .unwrap();
+    ensure_raw_topic(&kafka_cfg, &topics).await;
     let mut config = processor_config(&kafka_cfg, &db.config);
     config.processor.realtime_partials = false;
     config.processor.batch_max_events = 100;

@@ -66,8 +66,7 @@ async fn stored(client: &clickhouse::Client) -> anyhow::Result<(u64, u64)> {
 fn test_config(kafka: &KafkaConfig, clickhouse: &service_kit::ClickHouseConfig) -> Config {
     let mut config = Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Config::default() };
     config.processor.batch_max_events = 500;
-    config.processor.batch_max_wait_ms = 200;
-    config.processor.raw_topic_partitions = 3;
+    config.processor.batch_max_wait = Duration::from_millis(200);
     config
 }
 

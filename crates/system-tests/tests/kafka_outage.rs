@@ -146,7 +146,7 @@ fn count<'a>(exchanges: impl IntoIterator<Item = &'a Exchange>, status: u16) -> 
 async fn start_gateway(config: ingest_gateway::Config) -> InProcess {
     let _ = service_kit::telemetry::init(&service_kit::LogConfig::default());
     let config = ingest_gateway::Config {
-        http: HttpConfig { workers: 2, probe_timeout_ms: 500, ..HttpConfig::default() },
+        http: HttpConfig { workers: 2, probe_timeout: Duration::from_millis(500), ..HttpConfig::default() },
         ..config
     };
     let gateway = InProcess::spawn(config, ingest_gateway::run);
@@ -171,14 +171,15 @@ async fn kafka_outage_answers_503_and_loses_nothing_answered_202() {
     .unwrap();
     let db = testing::TestClickHouse::create().await.unwrap();
 
-    let mut ingest = ingest_gateway::IngestConfig { produce_timeout_ms: 2_000, ..Default::default() };
+    let mut ingest = ingest_gateway::IngestConfig { produce_timeout: Duration::from_secs(2), ..Default::default() };
     ingest.raw_topic_partitions = 3;
     let gateway =
         start_gateway(ingest_gateway::Config { kafka: kafka_cfg.clone(), ingest, ..Default::default() }).await;
     let mut config =
         stream_processor::Config { kafka: kafka_cfg.clone(), clickhouse: db.config.clone(), ..Default::default() };
     let p = &mut config.processor;
-    (p.batch_max_events, p.batch_max_wait_ms, p.retry_max_ms, p.session_timeout_ms) = (2_000, 200, 1_000, 6_000);
+    (p.batch_max_events, p.batch_max_wait, p.retry_max, p.session_timeout) =
+        (2_000, Duration::from_millis(200), Duration::from_secs(1), Duration::from_secs(6));
     let processor = drill::start_processor(config);
 
     // Kafka up: batches are accepted.

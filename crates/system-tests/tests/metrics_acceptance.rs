@@ -41,7 +41,7 @@ use service_kit::{
 };
 use support::{start_gateway, start_processor};
 
-/// aggregator-cron's `safety_margin_secs` in this test: small, and waited out before each run.
+/// aggregator-cron's `safety_margin` in this test (seconds): small, and waited out before each run.
 const SAFETY_MARGIN_SECS: u64 = 1;
 const SESSIONS: usize = 300;
 const DAYS: u32 = 4;
@@ -63,7 +63,7 @@ async fn start_api(
         kafka: kafka.clone(),
         ..query_api::Config::default()
     };
-    // Answers about recent days are cached for `short_ttl_secs`, so after an
+    // Answers about recent days are cached for `cache.short_ttl`, so after an
     // aggregation or a late event a cached answer may legitimately be the
     // previous one for a few seconds. Only the first phase (twice, to compare
     // cached with computed answers) goes through the cache.
@@ -80,9 +80,9 @@ async fn aggregator(clickhouse: &ClickHouseConfig, postgres: &PostgresConfig) ->
         ..aggregator_cron::Config::default()
     };
     config.aggregation.enabled = false;
-    config.aggregation.safety_margin_secs = SAFETY_MARGIN_SECS;
+    config.aggregation.safety_margin = Duration::from_secs(SAFETY_MARGIN_SECS);
     // The late-event phase recomputes a window aggregated moments before.
-    config.aggregation.min_recompute_interval_secs = 0;
+    config.aggregation.min_recompute_interval = Duration::ZERO;
     config.retention.enabled = false;
     Aggregator::connect(&config).await.unwrap()
 }

@@ -94,7 +94,7 @@ pub struct RealtimeArgs {
     #[arg(long)]
     pub stack: bool,
     /// Extra environment for the services the benchmark starts, e.g.
-    /// `--set STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_WAIT_MS=250` (repeatable).
+    /// `--set STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_WAIT=250ms` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
     /// Write the figures into BENCHMARKS.md (the block between its bench:realtime markers).
@@ -473,14 +473,14 @@ mod tests {
             "--baseline",
             "30s",
             "--set",
-            "STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_WAIT_MS=250",
+            "STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_WAIT=250ms",
             "--set",
             "A=b=c",
         ])
         .args;
         assert_eq!(args.duration, Duration::from_secs(120));
         assert_eq!(args.baseline_duration(), Duration::from_secs(30));
-        assert_eq!(args.settings[0], ("STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_WAIT_MS".into(), "250".into()));
+        assert_eq!(args.settings[0], ("STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_WAIT".into(), "250ms".into()));
         assert_eq!(args.settings[1], ("A".into(), "b=c".into()));
         assert!(Cli::try_parse_from(["realtime", "--duration", "forever"]).is_err());
         assert!(Cli::try_parse_from(["realtime", "--set", "novalue"]).is_err());

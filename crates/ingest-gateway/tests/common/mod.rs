@@ -69,7 +69,7 @@ impl Gateway {
     /// Starts a gateway on `kafka` and waits only until it answers `/health`.
     pub async fn start_with(kafka: KafkaConfig, ingest: IngestConfig) -> Self {
         let config = Config {
-            http: HttpConfig { workers: 1, probe_timeout_ms: 500, ..HttpConfig::default() },
+            http: HttpConfig { workers: 1, probe_timeout: Duration::from_millis(500), ..HttpConfig::default() },
             kafka: kafka.clone(),
             ingest,
             ..Config::default()

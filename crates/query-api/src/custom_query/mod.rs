@@ -89,7 +89,7 @@ pub async fn post_query(
     // bodies that ask the same thing share an entry.
     let key = format!("{QUERY_CACHE_KEY}#{:x}", Sha256::digest(compiled.render_sql().as_bytes()));
     let (start, end) = compiled.range();
-    let ttl = crate::cache::ttl_for_range(&(start..end), now, state.freshness.lateness(), state.cache.config());
+    let ttl = crate::cache::ttl_for_range(&(start..end), now, state.freshness.lateness, state.cache.config());
     let response = state.cache.get_or_compute(&key, ttl, || execute::run(&state.custom_clickhouse, &compiled)).await?;
     tracing::debug!(
         columns = response.columns.len(),

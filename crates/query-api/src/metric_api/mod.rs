@@ -63,7 +63,7 @@ impl RangeRequest {
     /// The windows of `job` in the range, split into aggregated and raw for `scope`.
     async fn split(&self, state: &AppState, job: Job, scope: Scope<'_>) -> Result<Split, ApiError> {
         let windows = self.range.windows(job.grain());
-        freshness::split(&state.clickhouse, job, scope, &windows, self.now, state.freshness.lateness()).await
+        freshness::split(&state.clickhouse, job, scope, &windows, self.now, state.freshness.lateness).await
     }
 }
 
@@ -87,7 +87,7 @@ where
     let range = day_range(&params, now)?;
     let key = cache::query_key(req.path(), req.query_string())
         .map_err(|e| ApiError::BadRequest { field: None, message: format!("unreadable query string: {e}") })?;
-    let ttl = cache::ttl_for_days(range.start, range.end, now, state.freshness.lateness(), state.cache.config());
+    let ttl = cache::ttl_for_days(range.start, range.end, now, state.freshness.lateness, state.cache.config());
     state.cache.get_or_compute(&key, ttl, || compute(RangeRequest { params, range, now })).await
 }
 

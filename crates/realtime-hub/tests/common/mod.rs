@@ -59,7 +59,7 @@ impl Stack {
     /// The hub's configuration on these topics (HTTP settings are the test's).
     pub fn config(&self, hub: HubConfig) -> Config {
         Config {
-            http: HttpConfig { workers: 1, shutdown_timeout_secs: 2, ..HttpConfig::default() },
+            http: HttpConfig { workers: 1, shutdown_timeout: Duration::from_secs(2), ..HttpConfig::default() },
             kafka: self.kafka.clone(),
             hub,
             ..Config::default()

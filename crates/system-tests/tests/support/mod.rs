@@ -21,13 +21,14 @@ pub async fn start_gateway(kafka: &KafkaConfig, workers: usize) -> InProcess {
     gateway
 }
 
-/// The stream-processor with small, quick batches (not waited for).
+/// The stream-processor with small, quick batches (not waited for). It waits
+/// for the raw topic, which the gateway creates: start the gateway first.
 pub fn start_processor(kafka: &KafkaConfig, clickhouse: &ClickHouseConfig) -> InProcess {
     let mut config =
         stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
     config.processor.batch_max_events = 10_000;
-    config.processor.batch_max_wait_ms = 250;
-    config.processor.session_timeout_ms = 6_000;
+    config.processor.batch_max_wait = Duration::from_millis(250);
+    config.processor.session_timeout = Duration::from_secs(6);
     InProcess::spawn(config, stream_processor::run)
 }
 
@@ -37,7 +38,7 @@ pub async fn start_realtime_processor(kafka: &KafkaConfig, clickhouse: &ClickHou
     let mut config =
         stream_processor::Config { kafka: kafka.clone(), clickhouse: clickhouse.clone(), ..Default::default() };
     config.http.workers = 1;
-    config.processor.session_timeout_ms = 6_000;
+    config.processor.session_timeout = Duration::from_secs(6);
     let processor = InProcess::spawn(config, stream_processor::run);
     processor.wait_ready(Duration::from_secs(30)).await.expect("stream-processor ready");
     processor

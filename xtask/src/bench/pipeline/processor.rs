@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use events_model::{EVENTS_TABLE, Event, EventRow, Topics};
-use service_kit::ClickHouseConfig;
+use service_kit::{ClickHouseConfig, deps::kafka::TopicSpec};
 
 use super::{
     Ctx, Meter, drop_database,
@@ -88,7 +88,13 @@ pub async fn measure(ctx: &mut Ctx<'_>) -> Result<Vec<Case>> {
     let kafka = ctx.kafka("b");
     let topics = Topics::new(&kafka.topic_prefix);
     let processor_defaults = stream_processor::Config { kafka: kafka.clone(), ..stream_processor::Config::default() };
-    let specs = stream_processor::topic_specs(&processor_defaults);
+    let raw = TopicSpec {
+        name: topics.raw_events.clone(),
+        partitions: ingest_gateway::IngestConfig::default().raw_topic_partitions,
+        retention_ms: None,
+    };
+    let specs: Vec<TopicSpec> =
+        std::iter::once(raw).chain(stream_processor::topic_specs(&processor_defaults)).collect();
     ctx.cleanup.topics.push((kafka.clone(), specs.iter().map(|s| s.name.clone()).collect()));
     service_kit::deps::kafka::ensure_topics(&kafka, &specs).await.context("creating the B topics")?;
     let chunk = processor_defaults.processor.batch_max_events;

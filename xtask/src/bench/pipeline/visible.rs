@@ -116,22 +116,22 @@ pub async fn measure(ctx: &mut Ctx<'_>) -> Result<(Vec<Case>, Vec<f64>)> {
     drop(events);
     step.ok("");
 
-    // The processor first: it creates the topics.
-    let (processor, _) = start_service(
-        ctx.layout,
-        "stream-processor",
-        Profile::Release,
-        &env,
-        "bench-pipeline-d-stream-processor",
-        "bench pipeline D",
-    )
-    .await?;
+    // The gateway first: it creates the raw topic, which the processor waits for.
     let (gateway, port) = start_service(
         ctx.layout,
         "ingest-gateway",
         Profile::Release,
         &env,
         "bench-pipeline-d-ingest-gateway",
+        "bench pipeline D",
+    )
+    .await?;
+    let (processor, _) = start_service(
+        ctx.layout,
+        "stream-processor",
+        Profile::Release,
+        &env,
+        "bench-pipeline-d-stream-processor",
         "bench pipeline D",
     )
     .await?;
