@@ -1,5 +1,6 @@
 //! The config is a contract: a misspelt key stops the binary before it binds
 //! or connects to anything, naming the key (no stack needed).
+#![cfg(test)]
 
 #[test]
 fn a_misspelt_key_makes_the_binary_exit_non_zero_naming_it() {
