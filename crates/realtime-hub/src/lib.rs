@@ -7,7 +7,8 @@
 //! - [`hub`]: the shared state, the per-second ticker and the history;
 //! - [`client`], [`outbox`], [`feed`], [`protocol`]: one task pair per
 //!   WebSocket client with its filter, sampling and bounded queue;
-//! - [`routes`]: `/ws`, `GET /api/metrics/realtime` and the dashboard page.
+//! - [`routes`]: `/ws`, `GET /api/metrics/realtime` and the dashboard page,
+//!   one routes table; [`openapi`]: its document, with the WebSocket protocol.
 //!
 //! This crate holds everything testable; `main.rs` only calls [`run`].
 
@@ -16,6 +17,7 @@ mod config;
 pub mod consumer;
 pub mod feed;
 pub mod hub;
+pub mod openapi;
 pub mod outbox;
 pub mod protocol;
 pub mod routes;

@@ -1,6 +1,8 @@
-//! The hub's HTTP routes besides `/health`, `/ready` and `/metrics`:
-//! `GET /ws` (WebSocket), `GET /api/metrics/realtime`, and the dashboard
-//! (`GET /` and `/assets/*`, embedded in the binary).
+//! The hub's routes table besides `/health`, `/ready` and `/metrics`:
+//! `GET /ws` (WebSocket), `GET /api/metrics/realtime`, the dashboard
+//! (`GET /` and `/assets/*`, embedded in the binary) and `GET
+//! /api/openapi.json` ([`crate::openapi`]). Undeclared methods answer 405
+//! with `Allow`, unknown paths a JSON 404.
 
 use std::sync::{Arc, LazyLock};
 
@@ -10,11 +12,16 @@ use actix_web::{
     web,
 };
 use serde_json::json;
+use service_kit::routes::Routes;
+use utoipa::openapi::HttpMethod;
 
-use crate::{client, consumer::now_ms, hub::Hub, protocol::MAX_CLIENT_MESSAGE_BYTES, window::RealtimeMetrics};
+use crate::{
+    HubConfig, client, consumer::now_ms, hub::Hub, openapi, protocol::MAX_CLIENT_MESSAGE_BYTES, window::RealtimeMetrics,
+};
 
 pub const WS_PATH: &str = "/ws";
 pub const REALTIME_PATH: &str = "/api/metrics/realtime";
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
 
 /// A file of the dashboard, built by `web/` (see the crate README).
 pub struct Asset {
@@ -103,19 +110,38 @@ pub fn content_security_policy(host: Option<&str>) -> String {
     )
 }
 
-/// Registers the hub's routes.
-pub fn configure(hub: Arc<Hub>) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
-    move |cfg| {
-        cfg.app_data(web::Data::from(hub.clone()))
-            .service(web::resource(WS_PATH).route(web::get().to(websocket)))
-            .service(web::resource(REALTIME_PATH).route(web::get().to(realtime)));
-        for (index, asset) in ASSETS.iter().enumerate() {
-            cfg.service(
-                web::resource(asset.path)
-                    .route(web::get().to(move |req: HttpRequest| async move { serve_asset(index, &req) })),
-            );
-        }
+/// The hub's routes table: each route with its OpenAPI operation.
+pub fn routes(config: &HubConfig) -> Routes {
+    let mut routes = Routes::new()
+        .described(HttpMethod::Get, WS_PATH, openapi::websocket(config), || web::get().to(websocket))
+        .described(HttpMethod::Get, REALTIME_PATH, openapi::realtime(), || web::get().to(realtime))
+        .described(HttpMethod::Get, OPENAPI_PATH, openapi::get_document(), || web::get().to(openapi_document));
+    for (index, asset) in ASSETS.iter().enumerate() {
+        let operation = openapi::asset(asset.path, asset.content_type, asset.cache_control);
+        routes = routes.described(HttpMethod::Get, asset.path, operation, move || {
+            web::get().to(move |req: HttpRequest| async move { serve_asset(index, &req) })
+        });
     }
+    routes
+}
+
+/// The served document, built once from the routes and the configuration.
+struct Document(serde_json::Value);
+
+/// Mounts [`routes`] and a JSON 404 for unknown paths.
+pub fn configure(hub: Arc<Hub>) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    let routes = routes(&hub.config);
+    let document = openapi::document(&routes.clone().merge(service_kit::ops::operational_routes()), &hub.config);
+    let document = web::Data::new(Document(document));
+    move |cfg| {
+        cfg.app_data(web::Data::from(hub.clone())).app_data(document.clone());
+        routes.register(cfg);
+        cfg.default_service(web::to(service_kit::routes::not_found));
+    }
+}
+
+async fn openapi_document(document: web::Data<Document>) -> HttpResponse {
+    HttpResponse::Ok().json(&document.0)
 }
 
 /// `GET /ws`: upgrades to a WebSocket, or 503 when `max_connections` are open.
