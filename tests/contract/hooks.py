@@ -7,7 +7,8 @@ generated as *valid* also keeps them (otherwise the server refuses it, rightly,
 and the check `positive_data_acceptance` would blame the document):
 
 - metric ranges (`startDate`/`endDate`): start <= end, at most 366 days,
-  not before 1970; missing ends default to today and 6 days before the end;
+  within 2000-01-01..2099-12-31; missing ends default to today and 6 days
+  before the end (not before 2000-01-01);
 - custom queries: start < end (end defaults to now), 1970 <= start, end <=
   2100, at most 366 days, and the granularity's own limit; `order_by` names a
   requested metric;
@@ -36,6 +37,8 @@ MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 # The server allows 24 hours; an hour of margin for the time a run takes.
 MAX_FUTURE_SKEW = timedelta(hours=23)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MIN_METRIC_DAY = date(2000, 1, 1)
+MAX_METRIC_DAY = date(2099, 12, 31)
 MAX_QUERY_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
 
 
@@ -85,10 +88,19 @@ def _metric_range_ok(query):
     end = _day(query["endDate"]) if "endDate" in query else today
     if end is None:
         return True  # not a day: the request is refused whatever the mode
-    start = _day(query["startDate"]) if "startDate" in query else end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    start = (
+        _day(query["startDate"])
+        if "startDate" in query
+        else max(end - timedelta(days=DEFAULT_RANGE_DAYS - 1), MIN_METRIC_DAY)
+    )
     if start is None:
         return True
-    return start <= end and (end - start).days + 1 <= MAX_RANGE_DAYS and start >= EPOCH.date()
+    return (
+        start <= end
+        and (end - start).days + 1 <= MAX_RANGE_DAYS
+        and MIN_METRIC_DAY <= start
+        and end <= MAX_METRIC_DAY
+    )
 
 
 def _custom_query_ok(body):

@@ -43,11 +43,15 @@ pub enum ErrorCode {
     TooLarge,
     /// The body is not valid UTF-8.
     InvalidUtf8,
+    /// An `event_id` an earlier event of the same batch already has; the
+    /// first is kept, the later ones are refused (the gateway's batch check:
+    /// one event alone cannot have it).
+    DuplicateEventId,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::Missing,
         ErrorCode::WrongType,
         ErrorCode::UnknownEventType,
@@ -62,6 +66,7 @@ impl ErrorCode {
         ErrorCode::InvalidJson,
         ErrorCode::TooLarge,
         ErrorCode::InvalidUtf8,
+        ErrorCode::DuplicateEventId,
     ];
 
     /// The snake_case name, identical to the serialised form.
@@ -81,6 +86,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::InvalidUtf8 => "invalid_utf8",
+            ErrorCode::DuplicateEventId => "duplicate_event_id",
         }
     }
 }

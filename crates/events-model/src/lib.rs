@@ -32,6 +32,7 @@ mod partial;
 mod properties;
 mod row;
 pub mod schema;
+pub mod text;
 mod topics;
 mod wire;
 

@@ -19,8 +19,9 @@ use crate::limits::{
 };
 use crate::{DERIVED_SESSION_PREFIX, EventType};
 
-/// No control character (Rust's `char::is_control`: Unicode category Cc).
-pub const NO_CONTROLS: &str = r"^[^\u0000-\u001f\u007f-\u009f]*$";
+/// Ids and dimensions: no control and no invisible or bidirectional
+/// formatting character ([`crate::text`]).
+pub use crate::text::PLAIN_TEXT;
 
 /// No control character except tab, line feed and carriage return.
 pub const NO_CONTROLS_BUT_WHITESPACE: &str = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
@@ -69,7 +70,7 @@ fn property(kind: Kind, required: bool) -> Value {
     let (json_type, mut schema) = match kind {
         Kind::Seconds => ("number", json!({"minimum": 0, "maximum": MAX_SECONDS})),
         Kind::Whole(max) => ("integer", json!({"minimum": 0, "maximum": max})),
-        Kind::Dimension => ("string", json!({"maxLength": MAX_DIMENSION_CHARS, "pattern": NO_CONTROLS})),
+        Kind::Dimension => ("string", json!({"maxLength": MAX_DIMENSION_CHARS, "pattern": PLAIN_TEXT})),
         Kind::Message => {
             ("string", json!({"maxLength": MAX_ERROR_MESSAGE_CHARS, "pattern": NO_CONTROLS_BUT_WHITESPACE}))
         }
@@ -87,7 +88,7 @@ fn property(kind: Kind, required: bool) -> Value {
 }
 
 fn id(max_chars: usize) -> Value {
-    json!({"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": NO_CONTROLS})
+    json!({"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": PLAIN_TEXT})
 }
 
 /// The `properties` object: every known property typed, unknown ones kept.

@@ -23,14 +23,20 @@ fn event_type() -> impl Strategy<Value = EventType> {
     proptest::sample::select(EventType::ALL.to_vec())
 }
 
-/// Identifiers: printable (no control characters), 1..=64 characters.
-fn id() -> impl Strategy<Value = String> {
-    prop_oneof!["[a-zA-Z0-9_.:-]{1,64}", "\\PC{1,64}",]
+/// Text of `events_model::text::is_plain` characters only (no control,
+/// invisible or bidirectional formatting character).
+fn plain(pattern: &'static str) -> impl Strategy<Value = String> {
+    pattern.prop_filter("plain characters", |s: &String| s.chars().all(events_model::text::is_plain))
 }
 
-/// A non-empty dimension string without control characters.
+/// Identifiers: plain characters, 1..=64 of them.
+fn id() -> impl Strategy<Value = String> {
+    prop_oneof![plain("[a-zA-Z0-9_.:-]{1,64}"), plain("\\PC{1,64}")]
+}
+
+/// A non-empty dimension string of plain characters.
 fn dimension() -> impl Strategy<Value = String> {
-    prop_oneof!["[a-zA-Z0-9 _.-]{1,16}", "\\PC{1,128}"]
+    prop_oneof![plain("[a-zA-Z0-9 _.-]{1,16}"), plain("\\PC{1,128}")]
 }
 
 fn error_message() -> impl Strategy<Value = String> {

@@ -4,7 +4,7 @@
 //! `events-model` with `received_at` = now, the valid ones produced to Kafka,
 //! and 202 answered only once Kafka acknowledged all of them.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, collections::HashMap};
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError as _,
@@ -12,7 +12,7 @@ use actix_web::{
     web,
 };
 use chrono::Utc;
-use events_model::Event;
+use events_model::{ErrorCode, Event, ValidationErrors};
 use service_kit::routes::Routes;
 use utoipa::openapi::HttpMethod;
 
@@ -94,9 +94,22 @@ async fn batch(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Re
     let mut tally = Tally::default();
     let mut events = Vec::with_capacity(raw_events.len());
     let mut rejected = Vec::new();
+    // Where each accepted event_id first appeared in this batch.
+    let mut first_index: HashMap<uuid::Uuid, usize> = HashMap::with_capacity(raw_events.len());
     for (index, raw) in raw_events.into_iter().enumerate() {
         match raw.validate(received_at) {
             Ok(event) => {
+                if let Some(first) = first_index.get(&event.event_id) {
+                    let errors = ValidationErrors::single(
+                        "event_id",
+                        ErrorCode::DuplicateEventId,
+                        format!("event {first} of this batch has the same event_id; each is stored once"),
+                    );
+                    tally.invalid(&errors);
+                    rejected.push(Rejection { index, errors });
+                    continue;
+                }
+                first_index.insert(event.event_id, index);
                 tally.valid(event.event_type);
                 events.push(event);
             }

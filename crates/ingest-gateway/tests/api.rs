@@ -265,17 +265,23 @@ async fn refused_requests_get_a_json_reason_and_store_nothing() {
 async fn hostile_strings_are_stored_verbatim_or_rejected_by_field() {
     let gateway = Gateway::start(small_topic()).await;
     let quotes = r#"she said "hi" \ 'x'; DROP TABLE events; -- {"#;
-    let emoji = "🎬 clip ✓ 日本語 👩‍👩‍👧";
+    let emoji = "🎬 clip ✓ 日本語 👍🏽";
     let mut hostile = progress(quotes, 3.0);
     hostile["video_id"] = json!(emoji);
-    hostile["user_id"] = json!("\u{202e}rtl\u{200b}zero-width");
+    hostile["user_id"] = json!("user \\ \"quoted\" ' ; --");
     hostile["metadata"] = json!({"note": "line\nbreak \"quoted\" </script>"});
     let mut nul_session = progress("ok", 1.0);
     nul_session["session_id"] = json!("abc\u{0000}def");
     let mut nul_quality = progress("ok", 1.0);
     nul_quality["properties"]["quality"] = json!("720p\u{0000}");
 
-    let batch = json!([hostile.clone(), nul_session, nul_quality]);
+    // Shown as something else on a dashboard: refused like control characters.
+    let mut bidi_user = progress("ok", 1.0);
+    bidi_user["user_id"] = json!("\u{202e}nimda");
+    let mut zero_width_video = progress("ok", 1.0);
+    zero_width_video["video_id"] = json!("video\u{200b}1");
+
+    let batch = json!([hostile.clone(), nul_session, nul_quality, bidi_user, zero_width_video]);
     let answer = gateway.post_json("/api/events/batch", &batch).await;
     assert_eq!(answer.status, 202, "{:?}", answer.body);
     assert_eq!(answer.body["accepted"], 1);
@@ -286,12 +292,50 @@ async fn hostile_strings_are_stored_verbatim_or_rejected_by_field() {
     assert_eq!(rejected[1]["index"], 2);
     assert_eq!(rejected[1]["errors"][0]["field"], "properties.quality");
     assert_eq!(rejected[1]["errors"][0]["code"], "invalid_characters");
+    assert_eq!(rejected[2]["index"], 3);
+    assert_eq!(rejected[2]["errors"][0]["field"], "user_id");
+    assert_eq!(rejected[2]["errors"][0]["code"], "invalid_characters");
+    assert_eq!(rejected[3]["index"], 4);
+    assert_eq!(rejected[3]["errors"][0]["field"], "video_id");
+    assert_eq!(rejected[3]["errors"][0]["code"], "invalid_characters");
 
     let ids = event_ids(&answer);
     let stored = gateway.stored(1).await;
     assert_eq!(stored[0].key, quotes);
     assert_eq!(stored[0].event.video_id, emoji);
     assert_eq!(stored[0].event, expected(hostile, &ids[0], &stored[0].event));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_event_id_in_one_batch_is_refused_by_index_and_the_first_stored_once() {
+    let gateway = Gateway::start(small_topic()).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut first = progress("session-dup", 1.0);
+    first["event_id"] = json!(id);
+    let mut again = progress("session-dup", 2.0);
+    again["event_id"] = json!(id);
+    // The same id again after an invalid event with that id: still the second valid one.
+    let mut invalid_with_id = progress("session-dup", 3.0);
+    invalid_with_id["event_id"] = json!(id);
+    invalid_with_id["properties"]["position_seconds"] = json!(-1);
+    let batch = json!([first, progress("session-dup", 4.0), invalid_with_id, again]);
+
+    let answer = gateway.post_json("/api/events/batch", &batch).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    assert_eq!(answer.body["accepted"], 2, "{:?}", answer.body);
+    assert_eq!(event_ids(&answer)[0], id);
+    let rejected = answer.body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(rejected[0]["index"], 2);
+    assert_eq!(rejected[0]["errors"][0]["field"], "properties.position_seconds");
+    assert_eq!(rejected[1]["index"], 3);
+    assert_eq!(rejected[1]["errors"][0]["field"], "event_id");
+    assert_eq!(rejected[1]["errors"][0]["code"], "duplicate_event_id");
+    assert!(rejected[1]["errors"][0]["message"].as_str().unwrap().contains("event 0"), "{rejected:?}");
+
+    let stored = gateway.stored(2).await;
+    assert_eq!(stored.iter().filter(|s| s.event.event_id.to_string() == id).count(), 1);
     gateway.stop().await;
 }
 

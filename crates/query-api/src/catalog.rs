@@ -132,13 +132,14 @@ fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), 
     Ok(())
 }
 
-/// A video id from the path: 1 to 256 characters, no control characters.
+/// A video id from the path: 1 to 256 characters, no control, invisible or
+/// bidirectional formatting characters.
 pub fn validate_video_id(video_id: &str) -> Result<(), ApiError> {
     validate_id("videoId", video_id)
 }
 
 /// An id taken from a path (`videoId`, `userId`): 1 to 256 characters, no
-/// control characters.
+/// control, invisible or bidirectional formatting characters.
 pub fn validate_id(field: &str, id: &str) -> Result<(), ApiError> {
     if id.is_empty() {
         return Err(ApiError::bad_field(field, format!("{field} must not be empty")));
@@ -146,8 +147,14 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), ApiError> {
     if id.chars().count() > MAX_VIDEO_ID_CHARS {
         return Err(ApiError::bad_field(field, format!("{field} must be at most {MAX_VIDEO_ID_CHARS} characters")));
     }
-    if id.chars().any(char::is_control) {
-        return Err(ApiError::bad_field(field, format!("{field} must not contain control characters")));
+    if let Some(c) = id.chars().find(|&c| !events_model::text::is_plain(c)) {
+        return Err(ApiError::bad_field(
+            field,
+            format!(
+                "{field} must not contain control, invisible or bidirectional formatting characters, found U+{:04X}",
+                u32::from(c)
+            ),
+        ));
     }
     Ok(())
 }

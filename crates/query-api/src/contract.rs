@@ -27,9 +27,9 @@ pub const MAX_DURATION_SECONDS: f64 = events_model::limits::MAX_SECONDS;
 /// Longest catalog category, in characters.
 pub const MAX_CATEGORY_CHARS: usize = 128;
 
-/// No control character (Rust's `char::is_control`: Unicode category Cc),
-/// the rule of event ids too.
-pub use events_model::schema::NO_CONTROLS;
+/// No control character and no invisible or bidirectional formatting
+/// character (`events_model::text`), the rule of event ids too.
+pub use events_model::schema::PLAIN_TEXT;
 
 /// No NUL (PostgreSQL text cannot hold one).
 pub const NO_NUL: &str = r"^[^\u0000]*$";
@@ -43,9 +43,10 @@ fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
-/// A path id (`videoId`, `userId`): 1 to 256 characters, no control characters.
+/// A path id (`videoId`, `userId`): 1 to 256 characters, no control,
+/// invisible or bidirectional formatting characters.
 pub fn path_id() -> impl Into<RefOr<Schema>> {
-    string().min_length(Some(1)).max_length(Some(MAX_VIDEO_ID_CHARS)).pattern(Some(NO_CONTROLS))
+    string().min_length(Some(1)).max_length(Some(MAX_VIDEO_ID_CHARS)).pattern(Some(PLAIN_TEXT))
 }
 
 /// A catalog title: 1 to 512 characters, not only whitespace, no NUL.
@@ -61,10 +62,17 @@ pub fn category() -> impl Into<RefOr<Schema>> {
         .pattern(Some(NO_NUL))
 }
 
-/// A UTC day, `YYYY-MM-DD`.
+/// A UTC day of a metric range, `YYYY-MM-DD`, from 2000-01-01 to 2099-12-31
+/// (`metric_api::params::MIN_DAY`, `MAX_DAY`).
 pub fn day() -> impl Into<RefOr<Schema>> {
-    string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+    string()
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+        .pattern(Some(METRIC_DAY))
+        .description(Some("a UTC day from 2000-01-01 to 2099-12-31"))
 }
+
+/// The years a metric range may name (the rest of the date is `format: date`).
+pub const METRIC_DAY: &str = r"^20[0-9]{2}-[0-9]{2}-[0-9]{2}$";
 
 /// An RFC 3339 time or a `YYYY-MM-DD` day.
 pub fn time_or_day(nullable: bool) -> RefOr<Schema> {

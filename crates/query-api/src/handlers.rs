@@ -20,7 +20,7 @@ use crate::{
     put,
     path = "/api/videos/{videoId}",
     tag = "catalog",
-    params(("videoId" = String, Path, description = "1 to 256 characters, no control characters")),
+    params(("videoId" = String, Path, description = "1 to 256 characters, no control, invisible or bidirectional formatting characters")),
     request_body = VideoInput,
     responses(
         (status = 200, description = "the entry as stored", body = Video),
@@ -46,7 +46,7 @@ pub async fn put_video(
     get,
     path = "/api/videos/{videoId}",
     tag = "catalog",
-    params(("videoId" = String, Path, description = "1 to 256 characters, no control characters")),
+    params(("videoId" = String, Path, description = "1 to 256 characters, no control, invisible or bidirectional formatting characters")),
     responses(
         (status = 200, description = "the entry", body = Video),
         (status = 400, description = "invalid videoId", body = ErrorBody),

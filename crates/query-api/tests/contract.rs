@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use chrono::Datelike as _;
+
 use query_api::Config;
 use service_kit::testing::{self, InProcess, TestClickHouse, TestPostgres};
 
@@ -37,6 +39,9 @@ fn the_hooks_state_the_servers_limits() {
     let expect = |line: String| assert!(hooks.contains(&line), "hooks.py should say `{line}`");
     expect(format!("MAX_RANGE_DAYS = {}", query_api::metric_api::params::MAX_RANGE_DAYS));
     expect(format!("DEFAULT_RANGE_DAYS = {}", query_api::metric_api::params::DEFAULT_RANGE_DAYS));
+    let (min_day, max_day) = (query_api::metric_api::params::MIN_DAY, query_api::metric_api::params::MAX_DAY);
+    expect(format!("MIN_METRIC_DAY = date({}, {}, {})", min_day.year(), min_day.month(), min_day.day()));
+    expect(format!("MAX_METRIC_DAY = date({}, {}, {})", max_day.year(), max_day.month(), max_day.day()));
     assert_eq!(metrics_sql::custom::MAX_RANGE_SECONDS, 366 * 86_400);
     expect("MAX_RANGE_SECONDS = 366 * DAY_SECONDS".to_owned());
     for g in metrics_sql::custom::GRANULARITIES {

@@ -75,9 +75,10 @@ fn subscription(payload: Value) -> Result<Subscription, String> {
     }
     for id in &video_ids {
         let chars = id.chars().count();
-        if chars == 0 || chars > MAX_ID_CHARS || id.chars().any(char::is_control) {
+        if chars == 0 || chars > MAX_ID_CHARS || !id.chars().all(events_model::text::is_plain) {
             return Err(format!(
-                "video_ids: {:?} is not a video id (1 to {MAX_ID_CHARS} characters, no control characters)",
+                "video_ids: {:?} is not a video id (1 to {MAX_ID_CHARS} characters, no control, invisible or \
+                 bidirectional formatting characters)",
                 truncate(id)
             ));
         }

@@ -77,6 +77,18 @@ pub(crate) fn check_text(text: &str, max_chars: usize, controls: Controls) -> Re
             format!("must not contain control characters, found U+{:04X} at character {position}", u32::from(c)),
         ));
     }
+    if controls == Controls::Forbidden
+        && let Some(c) = text.chars().find(|&c| crate::text::is_invisible(c))
+    {
+        let position = text.chars().take_while(|&x| x != c).count();
+        return Err((
+            ErrorCode::InvalidCharacters,
+            format!(
+                "must not contain invisible or bidirectional formatting characters, found U+{:04X} at character {position}",
+                u32::from(c)
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -104,5 +116,14 @@ mod tests {
         assert!(check_text("a\nb\tc\r\n", 10, Controls::Whitespace).is_ok());
         assert!(check_text("a\nb", 10, Controls::Forbidden).is_err());
         assert!(check_text("a\u{7f}", 10, Controls::Whitespace).is_err());
+        // Identifiers and dimensions: no bidirectional overrides or zero-width characters.
+        for sneaky in ["user\u{202E}321", "a\u{200B}b", "\u{FEFF}x", "x\u{2066}y", "\u{061C}", "a\u{00AD}b"] {
+            let (code, message) = check_text(sneaky, 64, Controls::Forbidden).unwrap_err();
+            assert_eq!(code, ErrorCode::InvalidCharacters, "{sneaky:?}");
+            assert!(message.contains("invisible or bidirectional"), "{message}");
+        }
+        // Free text keeps right-to-left marks; scripts and emoji stay valid everywhere.
+        assert!(check_text("\u{05E9}\u{05DC}\u{05D5}\u{05DD}\u{200F}", 64, Controls::Whitespace).is_ok());
+        assert!(check_text("日本語-ñ-🎬", 64, Controls::Forbidden).is_ok());
     }
 }

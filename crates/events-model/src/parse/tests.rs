@@ -844,7 +844,8 @@ fn every_error_code_is_reachable() {
             codes.extend(errors.iter().map(|e| e.code));
         }
     }
-    let all: BTreeSet<ErrorCode> = ErrorCode::ALL.into_iter().collect();
+    // `duplicate_event_id` is a batch's, given by the gateway, not a single event's.
+    let all: BTreeSet<ErrorCode> = ErrorCode::ALL.into_iter().filter(|c| *c != ErrorCode::DuplicateEventId).collect();
     assert_eq!(codes, all);
 }
 

@@ -305,7 +305,8 @@ fn unfilterable_dimension(field: &str, name: &str) -> ApiError {
 }
 
 /// A filter value: at most [`MAX_FILTER_VALUE_CHARS`] characters and no
-/// control characters (stored dimensions never hold any).
+/// control, invisible or bidirectional formatting characters (stored
+/// dimensions never hold any).
 fn check_value(field: &str, value: &str) -> Result<(), ApiError> {
     let chars = value.chars().count();
     if chars > MAX_FILTER_VALUE_CHARS {
@@ -314,10 +315,13 @@ fn check_value(field: &str, value: &str) -> Result<(), ApiError> {
             format!("{field} is {chars} characters long; at most {MAX_FILTER_VALUE_CHARS} are allowed"),
         ));
     }
-    if let Some(c) = value.chars().find(|c| c.is_control()) {
+    if let Some(c) = value.chars().find(|&c| !events_model::text::is_plain(c)) {
         return Err(ApiError::bad_field(
             field,
-            format!("{field} must not contain control characters, found U+{:04X}", u32::from(c)),
+            format!(
+                "{field} must not contain control, invisible or bidirectional formatting characters, found U+{:04X}",
+                u32::from(c)
+            ),
         ));
     }
     Ok(())

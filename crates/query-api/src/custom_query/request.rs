@@ -62,7 +62,8 @@ pub struct Filter {
     /// A dimension other than `hour` and `day`.
     pub dimension: String,
     pub op: String,
-    /// For `eq` and `neq`: at most 256 characters, no control characters.
+    /// For `eq` and `neq`: at most 256 characters, no control, invisible or
+    /// bidirectional formatting characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// For `in` and `not_in`: 1 to 100 strings, each like `value`.
@@ -180,13 +181,21 @@ impl QueryRequest {
         let granularity = optional_string(object, "granularity", &format!("one of {}", lists::granularity_names()))?;
         let limit = match present(object, "limit") {
             None => None,
-            Some(value) => Some(value.as_u64().ok_or_else(|| {
+            Some(value) => Some(whole_number(value).ok_or_else(|| {
                 ApiError::bad_field("limit", format!("limit must be an integer from 1 to {MAX_LIMIT}"))
             })?),
         };
         let order_by = optional_string(object, "order_by", "the name of a requested metric")?;
         Ok(Self { metrics, group_by, filters, start, end, granularity, limit, order_by })
     }
+}
+
+/// A non-negative whole number: `467` or, as JSON Schema's `integer` allows,
+/// `467.0` (up to 2^53, where floats stop being exact).
+fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(f)).map(|f| f as u64)
+    })
 }
 
 impl Filter {
@@ -282,7 +291,7 @@ mod schema {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .max_length(Some(MAX_FILTER_VALUE_CHARS))
-            .pattern(Some(contract::NO_CONTROLS))
+            .pattern(Some(contract::PLAIN_TEXT))
     }
 
     /// One shape per kind of op: `eq`/`neq` take `value`, `in`/`not_in` `values`.

@@ -337,6 +337,14 @@ fn each_invalid_input_is_a_400_naming_its_field() {
 }
 
 #[test]
+fn a_whole_float_limit_is_the_integer_json_schema_says_it_is() {
+    for value in [json!(467), json!(467.0)] {
+        let request = QueryRequest::from_json(&with(json!({"limit": value}))).unwrap();
+        assert_eq!(request.limit, Some(467), "{value}");
+    }
+}
+
+#[test]
 fn an_unknown_name_is_quoted_json_escaped_and_cut() {
     let (field, message) = refusal(&with(json!({"metrics": ["event_count", "views", "it's \"x\"\n"]})));
     assert_eq!(field, "metrics[2]");
@@ -396,7 +404,11 @@ fn hostile_names_are_refused_everywhere() {
 
 #[test]
 fn hostile_values_stay_inside_string_literals() {
-    for hostile in HOSTILE {
+    // A value with an invisible or bidirectional character is refused (no
+    // stored dimension holds one); every other value is bound.
+    let (field, _) = refusal(&with(json!({"filters": [{"dimension": "os", "op": "eq", "value": "a\u{202e}b"}]})));
+    assert_eq!(field, "filters[0].value");
+    for hostile in HOSTILE.iter().filter(|h| h.chars().all(events_model::text::is_plain)) {
         let body = |value: &str| {
             with(json!({"group_by": ["country"], "filters": [
                 {"dimension": "video_id", "op": "eq", "value": value},
@@ -472,9 +484,11 @@ proptest! {
                 prop_assert_eq!(without_literals(&query.render_sql()), without_literals(&plain.render_sql()));
             }
             Err(ApiError::BadRequest { field, .. }) => {
-                // Only length can fail: hostile_string() never produces control characters.
+                // Only length or an invisible character can fail: hostile_string()
+                // never produces control characters.
                 let field = field.unwrap();
-                prop_assert!(field.starts_with("filters[") && (a.len() > 256 || b.len() > 256 || c.len() > 256));
+                let refused = |s: &str| s.len() > 256 || !s.chars().all(events_model::text::is_plain);
+                prop_assert!(field.starts_with("filters[") && (refused(&a) || refused(&b) || refused(&c)));
             }
             Err(other) => prop_assert!(false, "{other:?}"),
         }

@@ -96,7 +96,7 @@ where
     get,
     path = "/api/metrics/video/{videoId}",
     tag = "metrics",
-    params(("videoId" = String, Path, description = "1 to 256 characters, no control characters"), RangeQuery),
+    params(("videoId" = String, Path, description = "1 to 256 characters, no control, invisible or bidirectional formatting characters"), RangeQuery),
     responses(
         (status = 200, description = "the video's metrics (docs/metrics.md)", body = VideoMetrics),
         (status = 400, description = "bad videoId, bad date, startDate after endDate, range too long, unknown parameter", body = crate::error::ErrorBody),
@@ -132,7 +132,7 @@ pub async fn get_video_metrics(
     get,
     path = "/api/metrics/user/{userId}",
     tag = "metrics",
-    params(("userId" = String, Path, description = "1 to 256 characters, no control characters"), RangeQuery),
+    params(("userId" = String, Path, description = "1 to 256 characters, no control, invisible or bidirectional formatting characters"), RangeQuery),
     responses(
         (status = 200, description = "the user's engagement and preferences (docs/metrics.md)", body = UserMetrics),
         (status = 400, description = "bad userId, bad date, startDate after endDate, range too long, unknown parameter", body = crate::error::ErrorBody),

@@ -11,6 +11,16 @@ use crate::error::ApiError;
 pub const MAX_RANGE_DAYS: u64 = 366;
 /// Days covered when `startDate` is omitted: the week ending on `endDate`.
 pub const DEFAULT_RANGE_DAYS: u64 = 7;
+/// Earliest day a range may name: no event before 2000 is accepted.
+pub const MIN_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(day) => day,
+    None => panic!("2000-01-01 is a date"),
+};
+/// Latest day a range may name: no event is received after 2099.
+pub const MAX_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2099, 12, 31) {
+    Some(day) => day,
+    None => panic!("2099-12-31 is a date"),
+};
 
 /// The query string as name → value, rejecting repeated and unknown names.
 pub fn parse_query(query_string: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
@@ -41,7 +51,7 @@ pub fn day_range(params: &BTreeMap<String, String>, now: DateTime<Utc>) -> Resul
     };
     let start = match params.get("startDate") {
         Some(text) => parse_day("startDate", text)?,
-        None => end.checked_sub_days(Days::new(DEFAULT_RANGE_DAYS - 1)).unwrap_or(end),
+        None => end.checked_sub_days(Days::new(DEFAULT_RANGE_DAYS - 1)).unwrap_or(end).max(MIN_DAY),
     };
     if start > end {
         return Err(ApiError::bad_field("startDate", format!("startDate {start} is after endDate {end}")));
@@ -53,16 +63,16 @@ pub fn day_range(params: &BTreeMap<String, String>, now: DateTime<Utc>) -> Resul
             format!("the range covers {days} days; at most {MAX_RANGE_DAYS} are allowed"),
         ));
     }
-    if start.and_hms_opt(0, 0, 0).is_none_or(|t| t.and_utc().timestamp() < 0) {
-        return Err(ApiError::bad_field("startDate", "startDate must not be before 1970-01-01"));
-    }
     Ok(DayRange { start, end })
 }
 
 fn parse_day(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
     let valid_shape = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
     match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        Ok(date) if valid_shape && date.year_ce().1 <= 9999 => Ok(date),
+        Ok(date) if valid_shape && (MIN_DAY..=MAX_DAY).contains(&date) => Ok(date),
+        Ok(date) if valid_shape && date.year_ce().1 <= 9999 => {
+            Err(ApiError::bad_field(field, format!("{field} must be between {MIN_DAY} and {MAX_DAY}, got {date}")))
+        }
         _ => Err(ApiError::bad_field(field, format!("{field} must be a date as YYYY-MM-DD, got {:?}", truncate(text)))),
     }
 }
@@ -109,11 +119,27 @@ mod tests {
             (vec![("endDate", "2024-01-01T00:00:00Z")], "endDate"),
             (vec![("startDate", "2024-02-01"), ("endDate", "2024-01-31")], "startDate"),
             (vec![("startDate", "2000-01-01"), ("endDate", "2024-01-31")], "endDate"),
-            (vec![("startDate", "1969-12-31"), ("endDate", "1970-01-02")], "startDate"),
+            (vec![("startDate", "1969-12-31"), ("endDate", "1970-01-02")], "endDate"),
+            (vec![("startDate", "1999-12-31"), ("endDate", "2000-01-02")], "startDate"),
+            (vec![("endDate", "1999-12-31")], "endDate"),
+            (vec![("startDate", "2099-12-31"), ("endDate", "2100-01-01")], "endDate"),
+            (vec![("startDate", "2100-01-01")], "startDate"),
         ] {
             let error = day_range(&params(&pairs), now()).unwrap_err();
             assert_eq!(field(error).as_deref(), Some(expected), "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn the_bounds_are_inclusive_and_a_default_start_stops_at_the_first() {
+        let range = day_range(&params(&[("startDate", "2000-01-01"), ("endDate", "2000-01-01")]), now()).unwrap();
+        assert_eq!((range.start, range.end), (MIN_DAY, MIN_DAY));
+        let range = day_range(&params(&[("startDate", "2099-12-31"), ("endDate", "2099-12-31")]), now()).unwrap();
+        assert_eq!((range.start, range.end), (MAX_DAY, MAX_DAY));
+        let range = day_range(&params(&[("endDate", "2000-01-03")]), now()).unwrap();
+        assert_eq!(range.start, MIN_DAY, "the default week is cut at 2000-01-01");
+        let error = day_range(&params(&[("startDate", "1999-12-31")]), now()).unwrap_err();
+        assert!(error.to_string().contains("between 2000-01-01 and 2099-12-31"), "{error}");
     }
 
     #[test]
