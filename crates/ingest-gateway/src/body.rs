@@ -7,6 +7,7 @@
 use std::{fmt, io::Read as _};
 
 use actix_web::{
+    error::PayloadError,
     mime::{self, Mime},
     web::{Bytes, BytesMut},
 };
@@ -32,7 +33,10 @@ pub enum BodyFormat {
 const NDJSON_TYPES: [&str; 2] = ["application/x-ndjson", "application/ndjson"];
 
 /// Reads the `Content-Type` header. JSON is always accepted (with an optional
-/// `charset=utf-8`); NDJSON only where `allow_ndjson`.
+/// `charset=utf-8`), also sent as `text/plain`: `navigator.sendBeacon` and
+/// other CORS-safelisted requests cannot send `application/json` without a
+/// preflight, so a beacon's JSON body arrives as text; NDJSON only where
+/// `allow_ndjson`.
 pub fn body_format(content_type: Option<&str>, allow_ndjson: bool) -> Result<BodyFormat, IngestError> {
     let expected = if allow_ndjson {
         "send application/json (an array of events) or application/x-ndjson (one event per line)"
@@ -53,7 +57,7 @@ pub fn body_format(content_type: Option<&str>, allow_ndjson: bool) -> Result<Bod
         }
     }
     let essence = media.essence_str();
-    if essence.eq_ignore_ascii_case("application/json") {
+    if essence.eq_ignore_ascii_case("application/json") || essence.eq_ignore_ascii_case("text/plain") {
         Ok(BodyFormat::Json)
     } else if allow_ndjson && NDJSON_TYPES.iter().any(|t| essence.eq_ignore_ascii_case(t)) {
         Ok(BodyFormat::Ndjson)
@@ -81,10 +85,17 @@ pub fn content_encoding(value: Option<&str>) -> Result<Encoding, IngestError> {
 
 /// Collects a body of at most `limit` bytes, refusing early when the
 /// declared `Content-Length` is already larger.
-pub async fn read_limited<S, E>(mut stream: S, declared_len: Option<u64>, limit: usize) -> Result<Bytes, IngestError>
+///
+/// A body that stops arriving fails its read at the server's body deadline
+/// (`service_kit::deadline`, `http.request_body_timeout`): 408.
+pub async fn read_limited<S>(
+    mut stream: S,
+    declared_len: Option<u64>,
+    limit: usize,
+    body_timeout: std::time::Duration,
+) -> Result<Bytes, IngestError>
 where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: fmt::Display,
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
 {
     let too_large = IngestError::PayloadTooLarge { limit, decompressed: false };
     let declared = declared_len.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
@@ -93,7 +104,13 @@ where
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024));
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| IngestError::InvalidBody(e.to_string()))?;
+        let chunk = chunk.map_err(|e| {
+            if service_kit::deadline::is_timeout(&e) {
+                IngestError::BodyTimeout(body_timeout)
+            } else {
+                IngestError::InvalidBody(e.to_string())
+            }
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large);
         }
@@ -243,7 +260,7 @@ impl<'de> Visitor<'de> for BoundedArray {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write as _;
+    use std::{io::Write as _, time::Duration};
 
     use events_model::ErrorCode;
     use flate2::{Compression, write::GzEncoder};
@@ -268,6 +285,8 @@ mod tests {
             "Application/JSON",
             "application/json; charset=utf-8",
             "application/json;charset=UTF-8",
+            "text/plain",
+            "text/plain;charset=UTF-8",
         ] {
             assert_eq!(body_format(Some(value), false).unwrap(), BodyFormat::Json, "{value}");
             assert_eq!(body_format(Some(value), true).unwrap(), BodyFormat::Json, "{value}");
@@ -285,7 +304,7 @@ mod tests {
 
     #[test]
     fn other_media_types_and_charsets_are_unsupported() {
-        for value in [None, Some(""), Some("text/plain"), Some("application/xml"), Some("not a type"), Some("json")] {
+        for value in [None, Some(""), Some("text/html"), Some("application/xml"), Some("not a type"), Some("json")] {
             assert_eq!(code(body_format(value, true)), "unsupported_media_type", "{value:?}");
         }
         let error = body_format(Some("application/json; charset=latin1"), true).unwrap_err();
@@ -303,23 +322,33 @@ mod tests {
         }
     }
 
-    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Unpin {
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, PayloadError>> + Unpin {
         futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
     }
 
     #[test]
     fn reading_stops_at_the_limit() {
         let read = |parts: &[&'static [u8]], declared, limit| {
-            futures::executor::block_on(read_limited(chunks(parts), declared, limit))
+            futures::executor::block_on(read_limited(chunks(parts), declared, limit, Duration::from_secs(10)))
         };
         assert_eq!(read(&[b"abc", b"def"], None, 6).unwrap(), Bytes::from_static(b"abcdef"));
         assert_eq!(code(read(&[b"abc", b"defg"], None, 6)), "payload_too_large");
         // The declared length alone is enough to refuse.
         assert_eq!(code(read(&[], Some(7), 6)), "payload_too_large");
-        let failing = futures::stream::iter(vec![Ok(Bytes::from_static(b"a")), Err("connection reset".to_string())]);
-        let error = futures::executor::block_on(read_limited(failing, None, 10)).unwrap_err();
+        let failing = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"a")),
+            Err(PayloadError::Io(std::io::Error::other("connection reset"))),
+        ]);
+        let error = futures::executor::block_on(read_limited(failing, None, 10, Duration::from_secs(10))).unwrap_err();
         assert_eq!(error.code(), "invalid_body");
         assert!(error.to_string().contains("connection reset"));
+        let timed_out = futures::stream::iter(vec![Err(PayloadError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "request body not received within the body timeout",
+        )))]);
+        let error =
+            futures::executor::block_on(read_limited(timed_out, None, 10, Duration::from_secs(10))).unwrap_err();
+        assert_eq!(error.code(), "request_timeout");
     }
 
     #[test]

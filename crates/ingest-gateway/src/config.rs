@@ -23,7 +23,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            http: HttpConfig::with_port(DEFAULT_PORT),
+            // Players are embedded on any site: every origin may send events.
+            http: HttpConfig { cors_allowed_origins: vec!["*".to_owned()], ..HttpConfig::with_port(DEFAULT_PORT) },
             log: LogConfig::default(),
             kafka: KafkaConfig::default(),
             ingest: IngestConfig::default(),

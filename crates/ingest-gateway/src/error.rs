@@ -33,6 +33,9 @@ pub enum IngestError {
     #[error("could not read the request body: {0}")]
     InvalidBody(String),
 
+    #[error("the request body did not arrive within {0:?}; send it at once")]
+    BodyTimeout(std::time::Duration),
+
     #[error("body is not valid utf-8: invalid byte sequence at byte {valid_up_to}")]
     InvalidUtf8 { valid_up_to: usize },
 
@@ -75,6 +78,7 @@ impl IngestError {
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
             IngestError::InvalidGzip(_) => "invalid_gzip",
             IngestError::InvalidBody(_) => "invalid_body",
+            IngestError::BodyTimeout(_) => "request_timeout",
             IngestError::InvalidUtf8 { .. } => "invalid_utf8",
             IngestError::InvalidJson(_) => "invalid_json",
             IngestError::InvalidBatch(_) => "invalid_batch",
@@ -115,11 +119,13 @@ impl IngestError {
             IngestError::PayloadTooLarge { limit, .. } | IngestError::TooManyEvents { limit, .. } => {
                 body["limit"] = json!(limit);
             }
+            // The validator lists at most `events_model::limits::MAX_REPORTED_ERRORS`.
             IngestError::InvalidEvent(errors) => body["errors"] = json!(errors),
             IngestError::AllInvalid(report) => {
                 body["accepted"] = json!(report.accepted);
                 body["event_ids"] = json!(report.event_ids);
                 body["rejected"] = json!(report.rejected);
+                body["rejected_count"] = json!(report.rejected_count);
             }
             _ => {}
         }
@@ -140,6 +146,7 @@ impl ResponseError for IngestError {
             IngestError::KafkaUnavailable { .. } | IngestError::KafkaQueueFull { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            IngestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             IngestError::InvalidGzip(_)
             | IngestError::InvalidBody(_)
             | IngestError::InvalidUtf8 { .. }
@@ -177,6 +184,7 @@ mod tests {
             (IngestError::InvalidJson("eof".into()), 400),
             (IngestError::InvalidUtf8 { valid_up_to: 4 }, 400),
             (IngestError::EmptyBatch, 400),
+            (IngestError::BodyTimeout(std::time::Duration::from_secs(10)), 408),
             (IngestError::KafkaQueueFull { retry_after: 2, events: 3 }, 503),
         ];
         for (error, status) in cases {
@@ -206,7 +214,12 @@ mod tests {
         assert_eq!(single["error"], "invalid_event");
         assert_eq!(single["errors"][0]["field"], "session_id");
 
-        let report = BatchReport { accepted: 0, event_ids: vec![], rejected: vec![Rejection { index: 2, errors }] };
+        let report = BatchReport {
+            accepted: 0,
+            event_ids: vec![],
+            rejected: vec![Rejection { index: 2, errors }],
+            rejected_count: 1,
+        };
         let batch = IngestError::AllInvalid(report).body();
         assert_eq!(batch["accepted"], 0);
         assert_eq!(batch["event_ids"], json!([]));

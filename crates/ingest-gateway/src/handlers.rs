@@ -23,13 +23,15 @@ use crate::{
     metrics::{self, Endpoint, InFlight, Tally},
     openapi,
     producer::{EventProducer, ProduceError},
-    report::{BatchReport, Rejection, SingleAccepted},
+    report::{Rejections, SingleAccepted},
 };
 
 /// What the handlers share.
 pub struct AppState {
     pub producer: EventProducer,
     pub limits: IngestConfig,
+    /// The server's body deadline (`http.request_body_timeout`), named in the 408.
+    pub body_timeout: std::time::Duration,
 }
 
 /// The ingest API's routes table: each route with its OpenAPI operation.
@@ -70,7 +72,7 @@ async fn post_batch(req: HttpRequest, payload: web::Payload, state: web::Data<Ap
 }
 
 async fn single_event(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, IngestError> {
-    let (_, bytes) = read_body(req, payload, &state.limits, false).await?;
+    let (_, bytes) = read_body(req, payload, &state.limits, false, state.body_timeout).await?;
     let value = body::single(&bytes)?;
     let mut tally = Tally::default();
     let validated = Event::from_value(value, Utc::now());
@@ -87,13 +89,13 @@ async fn single_event(req: &HttpRequest, payload: web::Payload, state: &AppState
 }
 
 async fn batch(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, IngestError> {
-    let (format, bytes) = read_body(req, payload, &state.limits, true).await?;
+    let (format, bytes) = read_body(req, payload, &state.limits, true, state.body_timeout).await?;
     let raw_events = body::batch(&bytes, format, state.limits.max_batch_events)?;
 
     let received_at = Utc::now();
     let mut tally = Tally::default();
     let mut events = Vec::with_capacity(raw_events.len());
-    let mut rejected = Vec::new();
+    let mut rejected = Rejections::default();
     // Where each accepted event_id first appeared in this batch.
     let mut first_index: HashMap<uuid::Uuid, usize> = HashMap::with_capacity(raw_events.len());
     for (index, raw) in raw_events.into_iter().enumerate() {
@@ -106,7 +108,7 @@ async fn batch(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Re
                         format!("event {first} of this batch has the same event_id; each is stored once"),
                     );
                     tally.invalid(&errors);
-                    rejected.push(Rejection { index, errors });
+                    rejected.push(index, errors);
                     continue;
                 }
                 first_index.insert(event.event_id, index);
@@ -115,19 +117,19 @@ async fn batch(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Re
             }
             Err(errors) => {
                 tally.invalid(&errors);
-                rejected.push(Rejection { index, errors });
+                rejected.push(index, errors);
             }
         }
     }
     tally.record();
     if events.is_empty() {
-        return Err(IngestError::AllInvalid(BatchReport { accepted: 0, event_ids: Vec::new(), rejected }));
+        return Err(IngestError::AllInvalid(rejected.report(Vec::new())));
     }
 
     produce(state, &events).await?;
     metrics::accepted(events.len());
     let event_ids = events.iter().map(|e| e.event_id).collect();
-    Ok(HttpResponse::Accepted().json(BatchReport { accepted: events.len(), event_ids, rejected }))
+    Ok(HttpResponse::Accepted().json(rejected.report(event_ids)))
 }
 
 /// Checks the headers, then reads and decodes the body within the size limit.
@@ -136,11 +138,12 @@ async fn read_body(
     payload: web::Payload,
     limits: &IngestConfig,
     allow_ndjson: bool,
+    body_timeout: std::time::Duration,
 ) -> Result<(BodyFormat, web::Bytes), IngestError> {
     let format = body::body_format(header_text(req, header::CONTENT_TYPE).as_deref(), allow_ndjson)?;
     let encoding = body::content_encoding(header_text(req, header::CONTENT_ENCODING).as_deref())?;
     let declared = header_text(req, header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
-    let raw = body::read_limited(payload, declared, limits.max_body_bytes).await?;
+    let raw = body::read_limited(payload, declared, limits.max_body_bytes, body_timeout).await?;
     Ok((format, body::decode(raw, encoding, limits.max_body_bytes)?))
 }
 

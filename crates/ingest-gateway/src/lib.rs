@@ -63,7 +63,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         linger = ?ingest.linger,
         "ingest configured"
     );
-    let state = web::Data::new(handlers::AppState { producer, limits: config.ingest.clone() });
+    let state = web::Data::new(handlers::AppState {
+        producer,
+        limits: config.ingest.clone(),
+        body_timeout: config.http.request_body_timeout,
+    });
     let served = service_kit::ops::serve(
         listener,
         &config.http,

@@ -112,9 +112,10 @@ fn schemas(limits: &IngestConfig) -> Value {
             "properties": {
                 "accepted": {"type": "integer", "minimum": 0},
                 "event_ids": {"type": "array", "items": uuid(), "description": "of the accepted events, in batch order"},
-                "rejected": {"type": "array", "items": schema_ref("Rejection")},
+                "rejected": {"type": "array", "items": schema_ref("Rejection"), "description": "the first invalid events, by position: at most 100 problems in all"},
+                "rejected_count": {"type": "integer", "minimum": 0, "description": "every invalid event, listed or not"},
             },
-            "required": ["accepted", "event_ids", "rejected"],
+            "required": ["accepted", "event_ids", "rejected", "rejected_count"],
         },
         "Rejection": {
             "type": "object",
@@ -138,11 +139,12 @@ fn schemas(limits: &IngestConfig) -> Value {
             "properties": {
                 "error": {"type": "string", "description": "stable snake_case code"},
                 "message": {"type": "string"},
-                "errors": {"type": "array", "items": schema_ref("ValidationError"), "description": "an invalid single event's problems"},
+                "errors": {"type": "array", "items": schema_ref("ValidationError"), "maxItems": events_model::limits::MAX_REPORTED_ERRORS, "description": "an invalid single event's problems (the first ones)"},
                 "limit": {"type": "integer", "description": "the limit a 413 exceeded"},
                 "accepted": {"type": "integer", "const": 0},
                 "event_ids": {"type": "array", "maxItems": 0},
-                "rejected": {"type": "array", "items": schema_ref("Rejection"), "description": "a batch with no valid event: every event's problems"},
+                "rejected": {"type": "array", "items": schema_ref("Rejection"), "description": "a batch with no valid event: the first events' problems, at most 100 in all"},
+                "rejected_count": {"type": "integer", "minimum": 0, "description": "a batch with no valid event: every event"},
                 "retry_after_seconds": {"type": "integer"},
             },
             "required": ["error", "message"],

@@ -205,7 +205,7 @@ async fn refused_requests_get_a_json_reason_and_store_nothing() {
     let latin1 = "application/json; charset=iso-8859-1";
     // (path, content type, body, status, error code)
     let cases = [
-        (SINGLE, Some("text/plain"), &event[..], 415, "unsupported_media_type"),
+        (SINGLE, Some("text/html"), &event[..], 415, "unsupported_media_type"),
         (SINGLE, None, &event[..], 415, "unsupported_media_type"),
         (SINGLE, Some(NDJSON), &event[..], 415, "unsupported_media_type"),
         (SINGLE, Some(latin1), &event[..], 415, "unsupported_media_type"),
@@ -336,6 +336,121 @@ async fn a_repeated_event_id_in_one_batch_is_refused_by_index_and_the_first_stor
 
     let stored = gateway.stored(2).await;
     assert_eq!(stored.iter().filter(|s| s.event.event_id.to_string() == id).count(), 1);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_on_another_origin_passes_the_preflight_and_beacons_text_plain() {
+    let gateway = Gateway::start(small_topic()).await;
+    let origin = "https://player.example";
+    let http = reqwest::Client::new();
+    for path in ["/api/events", "/api/events/batch"] {
+        let preflight = http
+            .request(reqwest::Method::OPTIONS, gateway.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type, x-api-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(preflight.status(), 204, "{path}");
+        let headers = preflight.headers();
+        assert_eq!(headers["access-control-allow-origin"], origin);
+        assert_eq!(headers["access-control-allow-methods"], "POST");
+        let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+        assert!(allowed.contains("content-type") && allowed.contains("x-api-key"), "{allowed}");
+        assert!(headers.contains_key("access-control-max-age"));
+    }
+    // A plain OPTIONS (no preflight) is still a method this route does not serve.
+    let plain = http.request(reqwest::Method::OPTIONS, gateway.url("/api/events")).send().await.unwrap();
+    assert_eq!(plain.status(), 405);
+
+    // navigator.sendBeacon: a text/plain JSON body, the page's origin.
+    let beacon = progress("session-beacon", 8.0);
+    let answer = http
+        .post(gateway.url("/api/events"))
+        .header("origin", origin)
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body(beacon.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    assert_eq!(answer.headers()["access-control-allow-origin"], origin);
+    assert!(answer.headers().get_all("vary").iter().any(|v| v.to_str().unwrap().contains("Origin")));
+    let stored = gateway.stored(1).await;
+    assert_eq!(stored[0].event.session_id, "session-beacon");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_dripping_in_is_cut_at_the_body_timeout_with_408() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let timeout = Duration::from_millis(1500);
+    let gateway = Gateway::start_with_http(testing::kafka_config(), small_topic(), |http| {
+        http.request_body_timeout = timeout;
+    })
+    .await;
+    let addr = gateway.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/events HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{{"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    // One more byte now and then, never the whole body.
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        tokio::select! {
+            read = socket.read(&mut buffer) => {
+                let n = read.unwrap_or(0);
+                if n == 0 { break; }
+                answer.extend_from_slice(&buffer[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") { break; }
+            }
+            () = tokio::time::sleep(Duration::from_millis(400)) => {
+                if socket.write_all(b" ").await.is_err() { break; }
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no answer after {:?}", started.elapsed());
+    }
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert!(elapsed >= timeout && elapsed < timeout + Duration::from_secs(3), "answered after {elapsed:?}");
+    assert_eq!(gateway.stored_count().await, 0);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_a_thousand_bad_events_answers_a_bounded_report() {
+    let gateway = Gateway::start(small_topic()).await;
+    let mut bad = progress("session-bad", 1.0);
+    bad["event_type"] = json!("video_stop");
+    bad["properties"]["position_seconds"] = json!("ten");
+    let batch = Value::Array(vec![bad; 1000]);
+    let answer = gateway.post_json("/api/events/batch", &batch).await;
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert_eq!(answer.body["rejected_count"], 1000);
+    let rejected = answer.body["rejected"].as_array().unwrap();
+    let listed: usize = rejected.iter().map(|r| r["errors"].as_array().unwrap().len()).sum();
+    assert_eq!(listed, 100, "the first 100 problems");
+    assert_eq!(rejected.len(), 50, "two problems per event");
+    assert_eq!(rejected[49]["index"], 49);
+
+    // One event with a thousand unknown fields: the validator's first problems only.
+    let mut noisy = progress("session-bad", 2.0);
+    for i in 0..1000 {
+        noisy[format!("extra_{i}")] = json!(1);
+    }
+    let answer = gateway.post_json("/api/events", &noisy).await;
+    assert_eq!(answer.status, 400);
+    let listed = answer.body["errors"].as_array().unwrap().len();
+    assert_eq!(listed, events_model::limits::MAX_REPORTED_ERRORS);
+    assert_eq!(gateway.stored_count().await, 0);
     gateway.stop().await;
 }
 

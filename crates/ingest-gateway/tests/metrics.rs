@@ -34,7 +34,7 @@ async fn metrics_count_received_rejected_and_produced_events() {
     let start = |session: &str| json!({"event_type": "video_start", "session_id": session, "video_id": "v"});
     let batch = json!([start("a"), start("b"), progress("c", 4.0), {"event_type": "video_start", "video_id": "v"}]);
     assert_eq!(gateway.post_json("/api/events/batch", &batch).await.status, 202);
-    assert_eq!(gateway.post("/api/events", Some("text/plain"), b"{}".to_vec(), &[]).await.status, 415);
+    assert_eq!(gateway.post("/api/events", Some("text/html"), b"{}".to_vec(), &[]).await.status, 415);
     assert_eq!(gateway.post("/api/events", Some(JSON), b"{".to_vec(), &[]).await.status, 400);
 
     let closed = testing::ClosedPort::new();

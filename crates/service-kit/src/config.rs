@@ -177,8 +177,17 @@ where
 
 /// An environment source over `vars`, all starting with `prefix__`.
 fn environment(prefix: &str, vars: HashMap<String, String>) -> config::Environment {
-    config::Environment::with_prefix(prefix).prefix_separator("__").separator("__").try_parsing(true).source(Some(vars))
+    let environment = config::Environment::with_prefix(prefix).prefix_separator("__").separator("__").try_parsing(true);
+    // Lists given as one variable, comma-separated (only these keys: other
+    // values, such as Kafka's broker list, keep their commas).
+    LIST_KEYS
+        .iter()
+        .fold(environment.list_separator(","), |environment, key| environment.with_list_parse_key(key))
+        .source(Some(vars))
 }
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["http.cors_allowed_origins"];
 
 /// One key given by the file or the environment.
 #[derive(Debug, Clone)]
@@ -385,6 +394,23 @@ pub struct HttpConfig {
     /// Budget for each dependency probe of `GET /ready` (`"2s"`).
     #[serde(with = "humantime_serde")]
     pub probe_timeout: Duration,
+    /// Origins whose web pages may call this service (`crate::cors`): exact
+    /// `scheme://host[:port]` origins, or `"*"` for any; empty for none.
+    /// From the environment as one comma-separated value.
+    pub cors_allowed_origins: Vec<String>,
+    /// A client must send a request's head within this time, or gets 408.
+    #[serde(with = "humantime_serde")]
+    pub request_head_timeout: Duration,
+    /// A client must send a request's body within this time of the request
+    /// (`crate::deadline`): a body dripping in slower fails its read.
+    #[serde(with = "humantime_serde")]
+    pub request_body_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Open connections per worker thread at most; past it new ones wait to
+    /// be accepted (bounds the memory of many slow clients).
+    pub max_connections_per_worker: usize,
 }
 
 impl HttpConfig {
@@ -407,6 +433,19 @@ impl HttpConfig {
         if self.probe_timeout.is_zero() {
             problems.push("http.probe_timeout must be above 0".to_owned());
         }
+        for (key, value) in
+            [("request_head_timeout", self.request_head_timeout), ("request_body_timeout", self.request_body_timeout)]
+        {
+            if value < Duration::from_millis(100) {
+                problems.push(format!("http.{key} must be at least 100ms, got {value:?}"));
+            }
+        }
+        if self.max_connections_per_worker == 0 {
+            problems.push("http.max_connections_per_worker must be at least 1".to_owned());
+        }
+        if let Err(cors) = crate::cors::CorsPolicy::from_config(&self.cors_allowed_origins) {
+            problems.extend(cors);
+        }
         problems
     }
 }
@@ -419,6 +458,11 @@ impl Default for HttpConfig {
             workers: 0,
             shutdown_timeout: Duration::from_secs(3),
             probe_timeout: Duration::from_secs(2),
+            cors_allowed_origins: Vec::new(),
+            request_head_timeout: Duration::from_secs(5),
+            request_body_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(5),
+            max_connections_per_worker: 10_000,
         }
     }
 }
@@ -659,6 +703,23 @@ mod tests {
     fn wrong_type_in_env_is_a_clear_error() {
         let err = load_from::<Sample>("sample-svc", None, &env_of(&[("PORT", "not-a-port")])).unwrap_err();
         assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn allowed_origins_come_as_one_comma_separated_variable_and_other_commas_stay() {
+        let cfg: Sample = load_from(
+            "sample-svc",
+            None,
+            &env_of(&[
+                ("SAMPLE_SVC__HTTP__CORS_ALLOWED_ORIGINS", "https://a.example,https://b.example:8443"),
+                ("KAFKA_BROKERS", "k1:9092,k2:9092"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.http.cors_allowed_origins, ["https://a.example", "https://b.example:8443"]);
+        assert_eq!(cfg.kafka.brokers, "k1:9092,k2:9092");
+        let bad = HttpConfig { cors_allowed_origins: vec!["a.example".into()], ..HttpConfig::default() };
+        assert!(bad.problems().iter().any(|p| p.contains("cors_allowed_origins")), "{:?}", bad.problems());
     }
 
     #[test]

@@ -16,6 +16,8 @@
 
 mod allocator;
 pub mod config;
+pub mod cors;
+pub mod deadline;
 pub mod deps;
 pub mod migrate;
 pub mod ops;

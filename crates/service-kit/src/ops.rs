@@ -287,10 +287,25 @@ fn build_server<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    let mut server = HttpServer::new(move || App::new().configure(routes(readiness.clone())).configure(app.clone()))
-        .listen(listener)?
-        .disable_signals()
-        .shutdown_timeout(http.shutdown_timeout_secs());
+    // Validated with the configuration (`HttpConfig::problems`); an invalid
+    // list here means a caller skipped that, and allows no origin.
+    let cors =
+        crate::cors::CorsPolicy::from_config(&http.cors_allowed_origins).unwrap_or(crate::cors::CorsPolicy::None);
+    let body_timeout = http.request_body_timeout;
+    let mut server = HttpServer::new(move || {
+        let cors = std::rc::Rc::new(cors.clone());
+        App::new()
+            .wrap(actix_web::middleware::from_fn(move |req, next| crate::deadline::middleware(body_timeout, req, next)))
+            .wrap(actix_web::middleware::from_fn(move |req, next| crate::cors::middleware(cors.clone(), req, next)))
+            .configure(routes(readiness.clone()))
+            .configure(app.clone())
+    })
+    .client_request_timeout(http.request_head_timeout)
+    .keep_alive(http.keep_alive)
+    .max_connections(http.max_connections_per_worker)
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(http.shutdown_timeout_secs());
     if http.workers > 0 {
         server = server.workers(http.workers);
     }

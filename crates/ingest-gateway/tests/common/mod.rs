@@ -68,12 +68,23 @@ impl Gateway {
 
     /// Starts a gateway on `kafka` and waits only until it answers `/health`.
     pub async fn start_with(kafka: KafkaConfig, ingest: IngestConfig) -> Self {
-        let config = Config {
-            http: HttpConfig { workers: 1, probe_timeout: Duration::from_millis(500), ..HttpConfig::default() },
+        Self::start_with_http(kafka, ingest, |_| {}).await
+    }
+
+    /// [`Self::start_with`], the test's HTTP settings changed by `http`.
+    pub async fn start_with_http(kafka: KafkaConfig, ingest: IngestConfig, http: impl FnOnce(&mut HttpConfig)) -> Self {
+        let mut config = Config {
+            http: HttpConfig {
+                workers: 1,
+                probe_timeout: Duration::from_millis(500),
+                cors_allowed_origins: Config::default().http.cors_allowed_origins,
+                ..HttpConfig::default()
+            },
             kafka: kafka.clone(),
             ingest,
             ..Config::default()
         };
+        http(&mut config.http);
         let service = InProcess::spawn(config, ingest_gateway::run);
         // No idle keep-alive connections, which would hold up the graceful stop.
         let http =
