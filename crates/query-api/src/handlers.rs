@@ -5,14 +5,15 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use service_kit::{KafkaConfig, ops::ReadyReport};
+use service_kit::ops::ReadyReport;
 use utoipa::ToSchema;
 
 use crate::{
     catalog::{self, Video, VideoInput},
     error::{ApiError, ErrorBody},
-    state::AppState,
+    state::{AppState, LagReader, LagReading},
 };
 
 /// Creates or replaces a catalog entry.
@@ -74,32 +75,27 @@ pub struct MetricsHealth {
     pub consumer_lag: ConsumerLag,
 }
 
-/// Messages of the raw topic the stream processor's group has not committed yet.
+/// Messages of the raw topic the stream processor's group has not committed
+/// yet, as last read by the background reader ([`crate::state::LagReader`],
+/// every 5 s).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsumerLag {
     pub topic: String,
     pub group: String,
-    /// Null when Kafka could not be asked (see `error`).
+    /// The lag read at `as_of`; null until Kafka could be asked (see `error`).
     pub messages: Option<i64>,
+    /// When `messages` was read (every 5 s while Kafka answers); null until then.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Why the latest read failed (then `messages`, if any, is older: see `as_of`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 impl ConsumerLag {
-    /// Asks the broker, within the readiness probe timeout.
-    pub async fn read(kafka: &KafkaConfig, timeout: std::time::Duration) -> Self {
-        let topic = events_model::Topics::new(&kafka.topic_prefix).raw_events;
-        let group = kafka.consumer_group.clone();
-        let (cfg, t, g) = (kafka.clone(), topic.clone(), group.clone());
-        let asked =
-            tokio::task::spawn_blocking(move || service_kit::deps::kafka::consumer_group_lag(&cfg, &g, &t, timeout));
-        let (messages, error) = match tokio::time::timeout(timeout + timeout, asked).await {
-            Ok(Ok(Ok(lag))) => (Some(lag), None),
-            Ok(Ok(Err(e))) => (None, Some(e.to_string())),
-            Ok(Err(e)) => (None, Some(e.to_string())),
-            Err(_) => (None, Some(format!("kafka did not answer within {} ms", (timeout + timeout).as_millis()))),
-        };
-        Self { topic, group, messages, error }
+    /// The reader's last reading; asks nothing of Kafka.
+    pub fn latest(reader: &LagReader) -> Self {
+        let LagReading { messages, as_of, error } = reader.latest();
+        Self { topic: reader.topic.clone(), group: reader.group.clone(), messages, as_of, error }
     }
 }
 
@@ -138,9 +134,8 @@ impl MetricsHealth {
     )
 )]
 pub async fn metrics_health(state: web::Data<AppState>) -> HttpResponse {
-    let (report, lag) =
-        tokio::join!(state.readiness.check(), ConsumerLag::read(&state.kafka, state.readiness.timeout()));
-    let health = MetricsHealth::from_report(report, lag);
+    let report = state.readiness.check().await;
+    let health = MetricsHealth::from_report(report, ConsumerLag::latest(&state.consumer_lag));
     if health.status == "ok" {
         HttpResponse::Ok().json(health)
     } else {

@@ -9,7 +9,8 @@
 //!   time range and granularity, compiled to parameterised SQL
 //!   ([`custom_query`], `docs/custom-query.md`);
 //! - `PUT`/`GET /api/videos/{videoId}`: the video catalog ([`catalog`]);
-//! - `GET /api/metrics/health`: status of ClickHouse, PostgreSQL, Redis and the consumer lag;
+//! - `GET /api/metrics/health`: status of ClickHouse, PostgreSQL, Redis and the consumer lag
+//!   (read every 5 s by one background client, [`state::LagReader`]);
 //! - `GET /api/openapi.json`: the OpenAPI 3 document;
 //! - `GET /health`, `/ready`, `/metrics` from `service_kit::ops`.
 //!
@@ -31,6 +32,7 @@ pub mod state;
 use std::{net::TcpListener, sync::Arc};
 
 use actix_web::web;
+use anyhow::Context as _;
 use service_kit::{
     Readiness, Shutdown,
     deps::{clickhouse::ClickHouseProbe, postgres, redis},
@@ -60,15 +62,23 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         "query api configured"
     );
 
+    // One Kafka client for the consumer lag of /api/metrics/health, read in the background.
+    let consumer_lag = Arc::new(state::LagReader::new(&config.kafka, timeout));
     let state = web::Data::new(state::AppState {
         catalog: catalog::Catalog::new(pool),
         clickhouse: config.limits.apply(config.clickhouse.client(), &config.limits.metrics),
         custom_clickhouse: config.limits.apply(config.clickhouse.client(), &config.limits.custom),
         cache,
         freshness: config.freshness.clone(),
-        kafka: config.kafka.clone(),
+        consumer_lag: consumer_lag.clone(),
         readiness: readiness.clone(),
     });
-    service_kit::ops::serve(listener, &config.http, readiness, shutdown, routes::configure(state)).await?;
+    let lag_refresh = tokio::spawn(consumer_lag.run(shutdown.clone(), state::LAG_REFRESH_INTERVAL));
+    let served =
+        service_kit::ops::serve(listener, &config.http, readiness, shutdown.clone(), routes::configure(state)).await;
+    // However serving ended, the lag reader stops with it.
+    shutdown.trigger();
+    lag_refresh.await.context("consumer lag reader panicked")?;
+    served?;
     Ok(())
 }

@@ -6,17 +6,20 @@
 //! same windows) the ticker computes the figures and publishes a
 //! [`Snapshot`] on a `watch` channel; the raw-events reader publishes each
 //! event once on a bounded `broadcast` channel. Client tasks subscribe to
-//! both.
+//! both, and `GET /api/metrics/realtime` answers the last snapshot's
+//! pre-serialised payload ([`Hub::realtime_body`]): a request never
+//! computes the window once the first tick has run.
 
 use std::{
     collections::VecDeque,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
+use actix_web::web::Bytes;
 use events_model::{Event, RealtimePartial};
 use metrics::{counter, gauge, histogram};
 use service_kit::{Probe, Shutdown, ops::ProbeFuture};
@@ -36,8 +39,13 @@ use crate::{
 pub struct Snapshot {
     pub metrics: RealtimeMetrics,
     pub top_videos: Vec<TopVideo>,
+    /// The `realtime_metrics` WebSocket message.
     pub metrics_message: Arc<str>,
+    /// The `top_videos` WebSocket message.
     pub top_videos_message: Arc<str>,
+    /// The `realtime_metrics` payload alone (the JSON of `metrics`): the body
+    /// of `GET /api/metrics/realtime`, shared by every request until the next tick.
+    pub metrics_body: Bytes,
 }
 
 pub struct Hub {
@@ -49,6 +57,7 @@ pub struct Hub {
     snapshot: watch::Sender<Option<Arc<Snapshot>>>,
     history: Mutex<VecDeque<RealtimeMetrics>>,
     connections: AtomicUsize,
+    computations: AtomicU64,
     pub raw_status: Arc<ReaderStatus>,
     pub partials_status: Arc<ReaderStatus>,
 }
@@ -70,6 +79,7 @@ impl Hub {
             snapshot,
             history: Mutex::new(VecDeque::with_capacity(config.history_len().min(100_000))),
             connections: AtomicUsize::new(0),
+            computations: AtomicU64::new(0),
             config,
             shutdown,
             raw_status,
@@ -131,6 +141,7 @@ impl Hub {
 
     /// The figures of the window ending at `now_ms`.
     pub fn figures(&self, now_ms: u64) -> Figures {
+        self.computations.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let (figures, facts, views) = {
             let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
@@ -147,7 +158,16 @@ impl Hub {
     /// publishes them to every client.
     pub fn tick(&self, now_ms: u64) -> Arc<Snapshot> {
         let figures = self.figures(now_ms);
+        let metrics_body = match serde_json::to_vec(&figures.metrics) {
+            Ok(body) => Bytes::from(body),
+            // Plain numbers and a time: not expected; the message below says the same.
+            Err(error) => {
+                tracing::error!(error = %error, "cannot serialise the realtime metrics");
+                Bytes::from_static(b"{}")
+            }
+        };
         let snapshot = Arc::new(Snapshot {
+            metrics_body,
             metrics_message: protocol::realtime_metrics(&figures.metrics).into(),
             top_videos_message: protocol::top_videos(&figures.top_videos).into(),
             metrics: figures.metrics,
@@ -164,6 +184,21 @@ impl Hub {
         }
         self.snapshot.send_replace(Some(snapshot.clone()));
         snapshot
+    }
+
+    /// The body of `GET /api/metrics/realtime`: the last tick's
+    /// `realtime_metrics` payload, at most one `metrics_interval` old, as
+    /// bytes shared by every request. `None` before the first tick; the
+    /// caller then computes the window itself (see [`Hub::figures`]).
+    pub fn realtime_body(&self) -> Option<Bytes> {
+        self.snapshot.borrow().as_ref().map(|snapshot| snapshot.metrics_body.clone())
+    }
+
+    /// How many times this hub computed the figures of its window: once per
+    /// tick, plus once per `GET /api/metrics/realtime` answered before the
+    /// first tick.
+    pub fn figure_computations(&self) -> u64 {
+        self.computations.load(Ordering::Relaxed)
     }
 
     /// The `metrics_history` message: every snapshot kept, oldest first.
@@ -245,5 +280,37 @@ pub async fn run_ticker(hub: Arc<Hub>) {
             () = hub.shutdown.wait() => return,
         }
         hub.tick(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Hub {
+        Hub::new(HubConfig::default(), Shutdown::new(), Arc::default(), Arc::default())
+    }
+
+    #[test]
+    fn the_realtime_body_is_the_last_ticks_payload_and_costs_no_computation() {
+        let hub = hub();
+        assert!(hub.realtime_body().is_none(), "nothing before the first tick");
+        let now = 1_763_942_400_000;
+        let snapshot = hub.tick(now);
+        assert_eq!(hub.figure_computations(), 1);
+
+        let body = hub.realtime_body().unwrap();
+        let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let message: serde_json::Value = serde_json::from_str(&snapshot.metrics_message).unwrap();
+        assert_eq!(payload, message["payload"], "the pushed payload");
+        for _ in 0..1000 {
+            assert_eq!(hub.realtime_body().unwrap(), body);
+        }
+        assert_eq!(hub.figure_computations(), 1, "reading the snapshot computes nothing");
+
+        hub.tick(now + 1000);
+        assert_eq!(hub.figure_computations(), 2);
+        let next: serde_json::Value = serde_json::from_slice(&hub.realtime_body().unwrap()).unwrap();
+        assert_ne!(next["as_of"], payload["as_of"], "the next tick's");
     }
 }

@@ -134,9 +134,11 @@ pub fn websocket(config: &HubConfig) -> Operation {
 pub fn realtime() -> Operation {
     operation(json!({
         "tags": ["realtime"],
-        "summary": "the realtime metrics of the window ending now",
-        "description": "The same object as query-api's `GET /api/metrics/realtime` and the `realtime_metrics` \
-                        payload, computed from this hub's window. Takes no query parameters.",
+        "summary": "the realtime metrics of the window at the last tick",
+        "description": "The same object as query-api's `GET /api/metrics/realtime`: the last pushed \
+                        `realtime_metrics` payload, computed from this hub's window at the last tick (every \
+                        `metrics_interval`, 1 s by default), so at most one interval old; `as_of` is the end of \
+                        its window. A request computes nothing. Takes no query parameters.",
         "operationId": "realtime_metrics",
         "responses": {
             "200": {"description": "the figures", "content": json_content(schema_ref("RealtimeMetrics"))},

@@ -159,12 +159,18 @@ async fn websocket(req: HttpRequest, body: web::Payload, hub: web::Data<Hub>) ->
     Ok(response)
 }
 
-/// `GET /api/metrics/realtime`: the figures of the window ending now, the
-/// same object as query-api's endpoint and the `realtime_metrics` payload.
-/// Like query-api's, it takes no query parameters and answers 400 to any.
+/// `GET /api/metrics/realtime`: the figures of the window at the last tick,
+/// the same object (and bytes) as the last pushed `realtime_metrics`
+/// payload, so at most one `metrics_interval` old; a request computes
+/// nothing. Only before the first tick is the window computed for the
+/// request. Like query-api's, it takes no query parameters and answers 400
+/// to any.
 async fn realtime(req: HttpRequest, hub: web::Data<Hub>) -> actix_web::Result<HttpResponse> {
     if let Some(refusal) = refuse_query_parameters(req.query_string()) {
         return Ok(refusal);
+    }
+    if let Some(body) = hub.realtime_body() {
+        return Ok(HttpResponse::Ok().insert_header(header::ContentType::json()).body(body));
     }
     let figures = web::block(move || hub.figures(now_ms())).await?;
     let metrics: RealtimeMetrics = figures.metrics;

@@ -37,43 +37,77 @@ pub mod kafka {
     /// Messages of `topic` not yet committed by consumer `group`: Σ over its
     /// partitions of high watermark − committed offset (the low watermark when
     /// the group has committed nothing). Asked of the broker, without joining
-    /// the group. Blocking: call it from `spawn_blocking`.
+    /// the group. Blocking: call it from `spawn_blocking`. Creates a client
+    /// for this one call; to ask repeatedly, keep a [`GroupLagReader`].
     pub fn consumer_group_lag(
         cfg: &KafkaConfig,
         group: &str,
         topic: &str,
         timeout: std::time::Duration,
     ) -> Result<i64, rdkafka::error::KafkaError> {
-        use rdkafka::{
-            Offset, TopicPartitionList,
-            consumer::{BaseConsumer, Consumer as _},
-        };
-        let consumer: BaseConsumer = client_config(cfg)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("allow.auto.create.topics", "false")
-            .create()?;
-        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-        let mut partitions = TopicPartitionList::new();
-        for t in metadata.topics().iter().filter(|t| t.name() == topic && t.error().is_none()) {
-            for p in t.partitions() {
-                partitions.add_partition(topic, p.id());
+        GroupLagReader::new(cfg, group)?.lag(topic, timeout)
+    }
+
+    /// One long-lived client that asks the broker for a consumer group's lag
+    /// (see [`consumer_group_lag`]) as often as needed. It never subscribes,
+    /// so it consumes no message and joins no group; it only reads metadata,
+    /// committed offsets and watermarks. Blocking: use it from a thread of
+    /// its own or `spawn_blocking`.
+    pub struct GroupLagReader {
+        consumer: rdkafka::consumer::BaseConsumer,
+    }
+
+    impl GroupLagReader {
+        /// Creates the client (librdkafka connects lazily: this does not
+        /// wait for the broker).
+        pub fn new(cfg: &KafkaConfig, group: &str) -> Result<Self, rdkafka::error::KafkaError> {
+            let consumer = client_config(cfg)
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .set("allow.auto.create.topics", "false")
+                .create()?;
+            Ok(Self { consumer })
+        }
+
+        /// Messages of `topic` not yet committed by the group: Σ over its
+        /// partitions of high watermark − committed offset (the low watermark
+        /// when the group has committed nothing). Each broker request waits
+        /// at most `timeout`.
+        pub fn lag(&self, topic: &str, timeout: std::time::Duration) -> Result<i64, rdkafka::error::KafkaError> {
+            use rdkafka::{Offset, TopicPartitionList, consumer::Consumer as _};
+            let consumer = &self.consumer;
+            // Error events queued by librdkafka (a broker down, say) are
+            // read and dropped, so a long-lived client does not accumulate
+            // them; no message can come, nothing is assigned.
+            for _ in 0..1000 {
+                match consumer.poll(Duration::ZERO) {
+                    None => break,
+                    Some(Err(error)) => tracing::debug!(error = %error, "kafka client event while reading lag"),
+                    Some(Ok(_)) => {}
+                }
             }
+            let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+            let mut partitions = TopicPartitionList::new();
+            for t in metadata.topics().iter().filter(|t| t.name() == topic && t.error().is_none()) {
+                for p in t.partitions() {
+                    partitions.add_partition(topic, p.id());
+                }
+            }
+            if partitions.count() == 0 {
+                return Err(rdkafka::error::KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
+            }
+            let committed = consumer.committed_offsets(partitions, timeout)?;
+            let mut lag = 0;
+            for element in committed.elements() {
+                let (low, high) = consumer.fetch_watermarks(topic, element.partition(), timeout)?;
+                let from = match element.offset() {
+                    Offset::Offset(offset) => offset,
+                    _ => low,
+                };
+                lag += (high - from).max(0);
+            }
+            Ok(lag)
         }
-        if partitions.count() == 0 {
-            return Err(rdkafka::error::KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
-        }
-        let committed = consumer.committed_offsets(partitions, timeout)?;
-        let mut lag = 0;
-        for element in committed.elements() {
-            let (low, high) = consumer.fetch_watermarks(topic, element.partition(), timeout)?;
-            let from = match element.offset() {
-                Offset::Offset(offset) => offset,
-                _ => low,
-            };
-            lag += (high - from).max(0);
-        }
-        Ok(lag)
     }
 
     /// A topic to create if it does not exist.

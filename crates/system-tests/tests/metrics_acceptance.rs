@@ -126,12 +126,20 @@ async fn put_catalog(http: &reqwest::Client, api: &InProcess, catalog: &Catalog)
     }
 }
 
+/// Posts `batch`: every event is accepted once; a copy of an event in the
+/// same batch (same `event_id`) is refused as `duplicate_event_id`.
 async fn post_batch(http: &reqwest::Client, gateway: &InProcess, batch: &[Value]) {
     let answer = http.post(gateway.url("/api/events/batch")).json(batch).send().await.unwrap();
     let status = answer.status();
     let body: Value = answer.json().await.unwrap();
     assert_eq!(status, 202, "{body}");
-    assert_eq!(body["accepted"], batch.len(), "{body}");
+    let ids: Vec<Option<&str>> = batch.iter().map(|e| e["event_id"].as_str()).collect();
+    let distinct = ids.iter().flatten().collect::<std::collections::HashSet<_>>().len();
+    let unique = distinct + ids.iter().filter(|id| id.is_none()).count();
+    assert_eq!(body["accepted"], unique, "{body}");
+    let rejected = body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), batch.len() - unique, "{body}");
+    assert!(rejected.iter().all(|r| r["errors"][0]["code"] == "duplicate_event_id"), "{body}");
 }
 
 /// Shuffled, in batches of 500, with 1 % of the events copied into another batch and one whole batch sent twice.
