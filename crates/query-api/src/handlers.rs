@@ -104,8 +104,6 @@ pub struct DependencyHealth {
     /// `up` or `down`.
     pub status: &'static str,
     pub latency_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 impl MetricsHealth {
@@ -116,7 +114,7 @@ impl MetricsHealth {
             .into_iter()
             .map(|(name, check)| {
                 let status = if check.ok { "up" } else { "down" };
-                (name.to_string(), DependencyHealth { status, latency_ms: check.latency_ms, error: check.error })
+                (name.to_string(), DependencyHealth { status, latency_ms: check.latency_ms })
             })
             .collect();
         Self { status: if all_up { "ok" } else { "unavailable" }, service: report.service, dependencies, consumer_lag }

@@ -76,10 +76,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         })?,
     ];
     let ticker = tokio::spawn(hub::run_ticker(hub.clone()));
+    // Validated with the configuration; an invalid list allows no other origin.
+    let origins = service_kit::cors::CorsPolicy::from_config(&config.http.cors_allowed_origins)
+        .unwrap_or(service_kit::cors::CorsPolicy::None);
 
-    let served =
-        service_kit::ops::serve(listener, &config.http, Arc::new(readiness), shutdown.clone(), routes::configure(hub))
-            .await;
+    let served = service_kit::ops::serve(
+        listener,
+        &config.http,
+        Arc::new(readiness),
+        shutdown.clone(),
+        routes::configure(hub, origins),
+    )
+    .await;
     // However serving ended, the readers and the ticker stop with it.
     shutdown.trigger();
     ticker.await.context("metrics ticker panicked")?;

@@ -114,6 +114,16 @@ pub fn websocket(config: &HubConfig) -> Operation {
                                 Sec-WebSocket-Version or Sec-WebSocket-Key header); no body, the reason phrase \
                                 names the problem",
             },
+            "403": {
+                "description": "the handshake's `Origin` is a web page of another origin than the hub's own and \
+                                not in `http.cors_allowed_origins` (a handshake without `Origin`, from a player \
+                                or a tool, is not checked)",
+                "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "properties": {"error": {"type": "string", "const": "origin_not_allowed"}, "message": {"type": "string"}},
+                    "required": ["error", "message"],
+                }}},
+            },
             "503": {
                 "description": format!(
                     "{} websocket connections are open (the configured maximum); retry after `Retry-After` seconds",

@@ -12,7 +12,7 @@ use actix_web::{
     web,
 };
 use serde_json::json;
-use service_kit::routes::Routes;
+use service_kit::{cors::CorsPolicy, routes::Routes};
 use utoipa::openapi::HttpMethod;
 
 use crate::{
@@ -129,12 +129,16 @@ pub fn routes(config: &HubConfig) -> Routes {
 struct Document(serde_json::Value);
 
 /// Mounts [`routes`] and a JSON 404 for unknown paths.
-pub fn configure(hub: Arc<Hub>) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+///
+/// `origins` are the web origins besides the hub's own whose pages may open
+/// `/ws` (`http.cors_allowed_origins`; see [`origin_allowed`]).
+pub fn configure(hub: Arc<Hub>, origins: CorsPolicy) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
     let routes = routes(&hub.config);
     let document = openapi::document(&routes.clone().merge(service_kit::ops::operational_routes()), &hub.config);
     let document = web::Data::new(Document(document));
+    let origins = web::Data::new(WsOrigins(origins));
     move |cfg| {
-        cfg.app_data(web::Data::from(hub.clone())).app_data(document.clone());
+        cfg.app_data(web::Data::from(hub.clone())).app_data(document.clone()).app_data(origins.clone());
         routes.register(cfg);
         cfg.default_service(web::to(service_kit::routes::not_found));
     }
@@ -144,8 +148,43 @@ async fn openapi_document(document: web::Data<Document>) -> HttpResponse {
     HttpResponse::Ok().json(&document.0)
 }
 
-/// `GET /ws`: upgrades to a WebSocket, or 503 when `max_connections` are open.
-async fn websocket(req: HttpRequest, body: web::Payload, hub: web::Data<Hub>) -> actix_web::Result<HttpResponse> {
+/// The origins whose pages may open `/ws` besides the hub's own.
+struct WsOrigins(CorsPolicy);
+
+/// Whether a handshake's `Origin` may open a socket: no `Origin` (not a
+/// browser: players, tools, other services), the hub's own origin (the
+/// dashboard it serves: `Origin`'s host and port equal the `Host` header), or
+/// an origin of `allowed`. Browsers send `Origin` on every WebSocket
+/// handshake and CORS does not apply to WebSockets, so without this check
+/// any web page could read the live feed through its visitors' browsers.
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &CorsPolicy) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let authority = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    let same_origin = matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h));
+    same_origin || allowed.allows(origin)
+}
+
+/// `GET /ws`: upgrades to a WebSocket; 403 for a page of a foreign origin,
+/// 503 when `max_connections` are open.
+async fn websocket(
+    req: HttpRequest,
+    body: web::Payload,
+    hub: web::Data<Hub>,
+    origins: web::Data<WsOrigins>,
+) -> actix_web::Result<HttpResponse> {
+    let origin = req.headers().get(header::ORIGIN).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+    if !origin_allowed(origin.as_deref(), host, &origins.0) {
+        let origin = origin.unwrap_or_default();
+        tracing::info!(origin = %origin.chars().take(128).collect::<String>(), "websocket refused: origin not allowed");
+        return Ok(HttpResponse::Forbidden().json(json!({
+            "error": "origin_not_allowed",
+            "message": "pages of this origin may not open the live feed; add the origin to the hub's \
+                        http.cors_allowed_origins to allow it",
+        })));
+    }
     let hub = hub.into_inner();
     let Some(slot) = hub.try_connect() else {
         tracing::warn!(max_connections = hub.config.max_connections, "websocket connection refused: server full");
@@ -274,5 +313,21 @@ mod tests {
         assert_eq!(ETAGS.len(), ASSETS.len());
         let distinct: std::collections::HashSet<_> = ETAGS.iter().collect();
         assert_eq!(distinct.len(), ASSETS.len());
+    }
+
+    #[test]
+    fn a_websocket_origin_must_be_the_hubs_own_or_listed() {
+        let none = CorsPolicy::None;
+        let host = Some("hub.example:3002");
+        assert!(origin_allowed(None, host, &none), "no Origin: not a browser");
+        assert!(origin_allowed(Some("http://hub.example:3002"), host, &none), "the dashboard");
+        assert!(origin_allowed(Some("https://HUB.example:3002"), host, &none));
+        assert!(!origin_allowed(Some("http://hub.example:3003"), host, &none), "another port is another origin");
+        assert!(!origin_allowed(Some("https://evil.example"), host, &none));
+        assert!(!origin_allowed(Some("null"), host, &none));
+        assert!(!origin_allowed(Some("http://hub.example:3002"), None, &none));
+        let listed = CorsPolicy::from_config(&["https://ops.example".to_owned()]).unwrap();
+        assert!(origin_allowed(Some("https://ops.example"), host, &listed));
+        assert!(!origin_allowed(Some("https://evil.example"), host, &listed));
     }
 }

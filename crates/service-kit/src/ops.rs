@@ -50,6 +50,8 @@ impl<P: Probe + ?Sized> Probe for Box<P> {
 pub struct Readiness {
     service: &'static str,
     probes: Vec<Box<dyn Probe>>,
+    /// Whether each probe's last check passed (a failure is logged when it starts).
+    passing: Vec<AtomicBool>,
     timeout: Duration,
     shutting_down: AtomicBool,
     started: Instant,
@@ -75,7 +77,10 @@ pub struct ReadyReport {
 pub struct CheckResult {
     pub ok: bool,
     pub latency_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why the probe failed: logged (once per failure spell), never sent, so
+    /// `/ready` does not show addresses, user names or driver messages to
+    /// whoever can reach it.
+    #[serde(skip)]
     pub error: Option<String>,
 }
 
@@ -86,11 +91,19 @@ impl Readiness {
     }
 
     pub fn new(service: &'static str, timeout: Duration) -> Self {
-        Self { service, probes: Vec::new(), timeout, shutting_down: AtomicBool::new(false), started: Instant::now() }
+        Self {
+            service,
+            probes: Vec::new(),
+            passing: Vec::new(),
+            timeout,
+            shutting_down: AtomicBool::new(false),
+            started: Instant::now(),
+        }
     }
 
     pub fn with_probe(mut self, probe: impl Probe + 'static) -> Self {
         self.probes.push(Box::new(probe));
+        self.passing.push(AtomicBool::new(true));
         self
     }
 
@@ -109,7 +122,7 @@ impl Readiness {
 
     /// Runs every probe concurrently, each bounded by the timeout.
     pub async fn check(&self) -> ReadyReport {
-        let runs = self.probes.iter().map(|probe| async move {
+        let runs = self.probes.iter().zip(&self.passing).map(|(probe, passing)| async move {
             let started = Instant::now();
             let outcome = match tokio::time::timeout(self.timeout, probe.check()).await {
                 Ok(outcome) => outcome,
@@ -118,6 +131,14 @@ impl Readiness {
             let ok = outcome.is_ok();
             metrics::gauge!("analytics_service_dependency_up", "dependency" => probe.name())
                 .set(f64::from(u8::from(ok)));
+            let was_ok = passing.swap(ok, Ordering::SeqCst);
+            match (&outcome, was_ok) {
+                (Err(error), true) => {
+                    tracing::warn!(service = self.service, dependency = probe.name(), error = %error, "dependency probe failed")
+                }
+                (Ok(()), false) => tracing::info!(service = self.service, dependency = probe.name(), "dependency answers again"),
+                _ => {}
+            }
             let result = CheckResult {
                 ok,
                 latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
