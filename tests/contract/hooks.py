@@ -12,7 +12,8 @@ and the check `positive_data_acceptance` would blame the document):
 - custom queries: start < end (end defaults to now), 1970 <= start, end <=
   2100, at most 366 days, and the granularity's own limit; `order_by` names a
   requested metric;
-- events: `timestamp` from 2000-01-01 to 24 hours after the server receives it.
+- events: `timestamp` from 48 hours before (the lateness horizon; never before
+  2000-01-01) to 24 hours after the server receives it.
 
 One rule goes the other way. A batch is accepted when at least one of its
 events is valid: the invalid ones are reported in `rejected` and the rest
@@ -34,6 +35,10 @@ DAY_SECONDS = 86400
 MAX_RANGE_SECONDS = 366 * DAY_SECONDS
 GRANULARITY_MAX_RANGE_SECONDS = {"minute": DAY_SECONDS, "hour": 31 * DAY_SECONDS, "day": MAX_RANGE_SECONDS}
 MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+# The gateway refuses timestamps older than its lateness (too_late); an hour
+# of margin for the time a run takes.
+LATENESS = timedelta(hours=48)
+LATENESS_MARGIN = timedelta(hours=1)
 # The server allows 24 hours; an hour of margin for the time a run takes.
 MAX_FUTURE_SKEW = timedelta(hours=23)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -140,7 +145,7 @@ def _event_time_ok(event):
         when = _time(value)
         if when is None:
             return True
-    return MIN_EVENT_TIME <= when <= _now() + MAX_FUTURE_SKEW
+    return max(MIN_EVENT_TIME, _now() - LATENESS + LATENESS_MARGIN) <= when <= _now() + MAX_FUTURE_SKEW
 
 
 def _event_validator(case):

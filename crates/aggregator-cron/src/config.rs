@@ -121,7 +121,7 @@ impl Default for AggregationConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            lateness: Duration::from_secs(48 * 3600),
+            lateness: events_model::limits::DEFAULT_LATENESS,
             safety_margin: Duration::from_secs(60),
             hourly_offset: Duration::from_secs(5 * 60),
             daily_offset: Duration::from_secs(15 * 60),

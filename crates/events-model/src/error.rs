@@ -43,6 +43,10 @@ pub enum ErrorCode {
     TooLarge,
     /// The body is not valid UTF-8.
     InvalidUtf8,
+    /// `timestamp` is older than the lateness horizon (the gateway's check:
+    /// windows that old are no longer recomputed, so the event would count
+    /// nowhere).
+    TooLate,
     /// An `event_id` an earlier event of the same batch already has; the
     /// first is kept, the later ones are refused (the gateway's batch check:
     /// one event alone cannot have it).
@@ -51,7 +55,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::Missing,
         ErrorCode::WrongType,
         ErrorCode::UnknownEventType,
@@ -66,6 +70,7 @@ impl ErrorCode {
         ErrorCode::InvalidJson,
         ErrorCode::TooLarge,
         ErrorCode::InvalidUtf8,
+        ErrorCode::TooLate,
         ErrorCode::DuplicateEventId,
     ];
 
@@ -86,6 +91,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::InvalidUtf8 => "invalid_utf8",
+            ErrorCode::TooLate => "too_late",
             ErrorCode::DuplicateEventId => "duplicate_event_id",
         }
     }

@@ -64,3 +64,10 @@ pub const MAX_TIMESTAMP_MS: i64 = 4_102_444_800_000;
 /// At most this many problems are reported for one event; the rest are
 /// dropped so that a hostile body cannot produce a huge error response.
 pub const MAX_REPORTED_ERRORS: usize = 64;
+
+/// How long after a window ends late events may still change it: the
+/// default of aggregator-cron's `aggregation.lateness`, query-api's
+/// `freshness.lateness` and the ingest-gateway's `ingest.lateness`, which
+/// refuses older timestamps (`too_late`) so that no accepted event is ignored
+/// by the aggregated tables. A deployment that changes one changes all three.
+pub const DEFAULT_LATENESS: std::time::Duration = std::time::Duration::from_secs(48 * 3600);

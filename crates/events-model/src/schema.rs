@@ -133,7 +133,8 @@ pub fn client_event() -> Value {
     let derived_session = json!({
         "type": "string",
         "maxLength": MAX_ID_CHARS + DERIVED_SESSION_PREFIX.len(),
-        "pattern": format!(r"^{DERIVED_SESSION_PREFIX}[^\u0000-\u001f\u007f-\u009f]*$"),
+        // PLAIN_TEXT after the prefix: the same characters as any id.
+        "pattern": PLAIN_TEXT.replacen('^', &format!("^{DERIVED_SESSION_PREFIX}"), 1),
     });
     let mut user_id = id(MAX_ID_CHARS);
     user_id["type"] = json!(["string", "null"]);

@@ -12,7 +12,7 @@ use actix_web::{
     web::{Bytes, BytesMut},
 };
 use chrono::{DateTime, Utc};
-use events_model::{Event, ValidationErrors};
+use events_model::{ErrorCode, Event, ValidationErrors};
 use flate2::read::MultiGzDecoder;
 use futures::{Stream, StreamExt as _};
 use serde::de::{self, DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
@@ -173,6 +173,28 @@ impl RawEvent<'_> {
     }
 }
 
+/// Refuses an event whose `timestamp` lies more than `lateness` before its
+/// arrival (`too_late`): its windows are no longer recomputed, so it would
+/// count nowhere, and refusing it keeps any batch inside a few monthly
+/// partitions.
+pub fn within_lateness(event: Event, lateness: std::time::Duration) -> Result<Event, ValidationErrors> {
+    let horizon = chrono::TimeDelta::from_std(lateness).ok().and_then(|l| event.received_at.checked_sub_signed(l));
+    match horizon {
+        Some(horizon) if event.timestamp < horizon => Err(ValidationErrors::single(
+            "timestamp",
+            ErrorCode::TooLate,
+            format!(
+                "{} is older than the lateness horizon of {} (before {}): windows that old are no longer \
+                 recomputed, so the event would count nowhere",
+                event.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                humantime_serde::re::humantime::format_duration(lateness),
+                horizon.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+        )),
+        _ => Ok(event),
+    }
+}
+
 /// The events of a `POST /api/events/batch` body, at most `max_events`.
 pub fn batch(body: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec<RawEvent<'_>>, IngestError> {
     let events = match format {
@@ -324,6 +346,24 @@ mod tests {
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, PayloadError>> + Unpin {
         futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn an_event_older_than_the_lateness_is_too_late() {
+        let received: DateTime<Utc> = "2026-12-06T12:00:00Z".parse().unwrap();
+        let at = |timestamp: &str| {
+            let value = serde_json::json!({
+                "event_type": "video_start", "session_id": "s", "video_id": "v", "timestamp": timestamp,
+            });
+            within_lateness(Event::from_value(value, received).unwrap(), Duration::from_secs(48 * 3600))
+        };
+        assert!(at("2026-12-04T12:00:00Z").is_ok(), "exactly 48 h old");
+        assert!(at("2026-12-06T11:59:59Z").is_ok());
+        let errors = at("2026-12-04T11:59:59.999Z").unwrap_err();
+        assert!(errors.has("timestamp", ErrorCode::TooLate), "{errors}");
+        let message = &errors.as_slice()[0].message;
+        assert!(message.contains("2026-12-04T11:59:59.999Z") && message.contains("2days"), "{message}");
+        assert!(at("2001-01-01T00:00:00Z").unwrap_err().has("timestamp", ErrorCode::TooLate));
     }
 
     #[test]

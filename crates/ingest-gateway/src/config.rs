@@ -74,6 +74,14 @@ pub struct IngestConfig {
     /// The `Retry-After` value of 503 answers, in whole seconds (`"2s"`).
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
+    /// Events whose `timestamp` is older than this before their arrival are
+    /// refused (`too_late`): the aggregated tables no longer recompute
+    /// windows that old, so such an event would count nowhere. Keep it equal
+    /// to aggregator-cron's `aggregation.lateness` and query-api's
+    /// `freshness.lateness` (all three default to 48 h; raise all three for a
+    /// backfill).
+    #[serde(with = "humantime_serde")]
+    pub lateness: Duration,
 }
 
 impl Default for IngestConfig {
@@ -86,6 +94,7 @@ impl Default for IngestConfig {
             linger: Duration::from_millis(2),
             producer_queue_max_messages: 100_000,
             retry_after: Duration::from_secs(2),
+            lateness: events_model::limits::DEFAULT_LATENESS,
         }
     }
 }
@@ -117,6 +126,9 @@ impl IngestConfig {
                 humantime_serde::re::humantime::format_duration(self.produce_timeout),
                 humantime_serde::re::humantime::format_duration(self.linger)
             ));
+        }
+        if self.lateness < Duration::from_secs(60) {
+            problems.push("ingest.lateness must be at least 1m".to_owned());
         }
         if self.retry_after < Duration::from_secs(1) || self.retry_after.subsec_nanos() != 0 {
             problems.push("ingest.retry_after must be a whole number of seconds, at least 1s".to_owned());

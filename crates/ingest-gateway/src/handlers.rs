@@ -75,7 +75,8 @@ async fn single_event(req: &HttpRequest, payload: web::Payload, state: &AppState
     let (_, bytes) = read_body(req, payload, &state.limits, false, state.body_timeout).await?;
     let value = body::single(&bytes)?;
     let mut tally = Tally::default();
-    let validated = Event::from_value(value, Utc::now());
+    let validated =
+        Event::from_value(value, Utc::now()).and_then(|event| body::within_lateness(event, state.limits.lateness));
     match &validated {
         Ok(event) => tally.valid(event.event_type),
         Err(errors) => tally.invalid(errors),
@@ -99,7 +100,7 @@ async fn batch(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Re
     // Where each accepted event_id first appeared in this batch.
     let mut first_index: HashMap<uuid::Uuid, usize> = HashMap::with_capacity(raw_events.len());
     for (index, raw) in raw_events.into_iter().enumerate() {
-        match raw.validate(received_at) {
+        match raw.validate(received_at).and_then(|event| body::within_lateness(event, state.limits.lateness)) {
             Ok(event) => {
                 if let Some(first) = first_index.get(&event.event_id) {
                     let errors = ValidationErrors::single(

@@ -455,6 +455,45 @@ async fn a_batch_of_a_thousand_bad_events_answers_a_bounded_report() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_older_than_the_lateness_horizon_are_refused_too_late() {
+    let gateway = Gateway::start(small_topic()).await;
+    let at = |ago: chrono::TimeDelta| {
+        let mut event = progress("session-late", 1.0);
+        event["timestamp"] = json!((Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        event
+    };
+    // Inside the default 48 h, just outside it, and a batch spanning a century.
+    let batch = json!([
+        at(chrono::TimeDelta::hours(47)),
+        at(chrono::TimeDelta::hours(49)),
+        at(chrono::TimeDelta::days(365 * 20)),
+        at(chrono::TimeDelta::minutes(1)),
+    ]);
+    let answer = gateway.post_json("/api/events/batch", &batch).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    assert_eq!(answer.body["accepted"], 2);
+    let rejected: Vec<(u64, &str, &str)> = answer.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["errors"][0]["field"].as_str().unwrap(),
+                r["errors"][0]["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rejected, [(1, "timestamp", "too_late"), (2, "timestamp", "too_late")]);
+
+    let single = gateway.post_json("/api/events", &at(chrono::TimeDelta::hours(72))).await;
+    assert_eq!(single.status, 400);
+    assert_eq!(single.body["errors"][0]["code"], "too_late", "{:?}", single.body);
+    assert_eq!(gateway.stored(2).await.len(), 2);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_event_id_is_kept_across_retries() {
     let gateway = Gateway::start(small_topic()).await;
     let id = uuid::Uuid::new_v4().to_string();

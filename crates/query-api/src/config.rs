@@ -134,7 +134,7 @@ pub struct FreshnessConfig {
 
 impl Default for FreshnessConfig {
     fn default() -> Self {
-        Self { lateness: Duration::from_secs(48 * 3600) }
+        Self { lateness: events_model::limits::DEFAULT_LATENESS }
     }
 }
 

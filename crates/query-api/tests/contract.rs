@@ -55,5 +55,7 @@ fn the_hooks_state_the_servers_limits() {
     }
     assert_eq!(events_model::limits::MAX_FUTURE_SKEW.num_hours(), 24);
     expect("MIN_EVENT_TIME = datetime(2000, 1, 1".to_owned());
+    let lateness_hours = events_model::limits::DEFAULT_LATENESS.as_secs() / 3600;
+    expect(format!("LATENESS = timedelta(hours={lateness_hours})"));
     assert_eq!(events_model::limits::MIN_TIMESTAMP_MS, 946_684_800_000);
 }

@@ -39,7 +39,7 @@ use service_kit::{
     ClickHouseConfig, HttpConfig, KafkaConfig, PostgresConfig,
     testing::{self, InProcess, TestClickHouse, TestPostgres},
 };
-use support::{start_gateway, start_processor};
+use support::{start_gateway_with_lateness, start_processor};
 
 /// aggregator-cron's `safety_margin` in this test (seconds): small, and waited out before each run.
 const SAFETY_MARGIN_SECS: u64 = 1;
@@ -449,7 +449,10 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     let kafka = testing::kafka_config();
     let db = TestClickHouse::create().await.unwrap();
     let pg = TestPostgres::create().await.unwrap();
-    let gateway = start_gateway(&kafka, 2).await;
+    // The sessions span four days, beyond the gateway's default 48 h
+    // horizon: it accepts them as a backfill would (the aggregator below
+    // aggregates every closed window of the range itself).
+    let gateway = start_gateway_with_lateness(&kafka, 2, Duration::from_secs(u64::from(DAYS + 2) * 86_400)).await;
     let processor = start_processor(&kafka, &db.config);
     let cached_api = start_api(&kafka, &db.config, &pg.config, true).await;
     let api = start_api(&kafka, &db.config, &pg.config, false).await;

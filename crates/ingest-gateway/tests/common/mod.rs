@@ -234,7 +234,8 @@ pub fn progress(session: &str, position: f64) -> Value {
         "user_id": "user-1",
         "session_id": session,
         "video_id": "video-1",
-        "timestamp": "2024-05-01T12:00:00.250Z",
+        // A minute ago, well inside the lateness horizon.
+        "timestamp": (chrono::Utc::now() - chrono::TimeDelta::minutes(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "properties": {"position_seconds": position, "quality": "720p", "ab_variant": "b"},
         "metadata": {"player_version": "1.2.3"},
     })

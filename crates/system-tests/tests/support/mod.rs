@@ -11,11 +11,18 @@ use service_kit::{
 
 /// The ingest-gateway with `workers` HTTP workers, once ready.
 pub async fn start_gateway(kafka: &KafkaConfig, workers: usize) -> InProcess {
-    let config = ingest_gateway::Config {
+    start_gateway_with_lateness(kafka, workers, events_model::limits::DEFAULT_LATENESS).await
+}
+
+/// [`start_gateway`] accepting timestamps up to `lateness` old, as a
+/// deployment backfilling older events would run it.
+pub async fn start_gateway_with_lateness(kafka: &KafkaConfig, workers: usize, lateness: Duration) -> InProcess {
+    let mut config = ingest_gateway::Config {
         http: HttpConfig { workers, ..HttpConfig::default() },
         kafka: kafka.clone(),
         ..ingest_gateway::Config::default()
     };
+    config.ingest.lateness = lateness;
     let gateway = InProcess::spawn(config, ingest_gateway::run);
     gateway.wait_ready(Duration::from_secs(30)).await.expect("ingest-gateway ready");
     gateway
