@@ -8,7 +8,7 @@ use chrono::NaiveTime;
 use humantime_serde::re::humantime::format_duration;
 use metrics_sql::windows::Job;
 use serde::{Deserialize, Serialize};
-use service_kit::{ClickHouseConfig, HttpConfig, LogConfig, PostgresConfig, ServiceConfig, config::problems_to_result};
+use service_kit::{ClickHouseConfig, HttpConfig, LogConfig, PostgresConfig, impl_service_config};
 
 use crate::retention::RetentionTable;
 
@@ -38,26 +38,11 @@ impl Default for Config {
     }
 }
 
-impl ServiceConfig for Config {
-    fn http(&self) -> &HttpConfig {
-        &self.http
-    }
+impl_service_config!(Config, problems: [http, postgres, aggregation, retention], warnings: Config::config_warnings);
 
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-
-    /// Refuses settings that cannot work.
-    fn validate(&self) -> Result<(), Vec<String>> {
-        let mut problems = self.http.problems();
-        problems.extend(self.postgres.problems());
-        problems.extend(self.aggregation.problems());
-        problems.extend(self.retention.problems());
-        problems_to_result(problems)
-    }
-
-    /// Settings that work but are probably not meant.
-    fn warnings(&self) -> Vec<String> {
+impl Config {
+    /// Settings that work but are probably not meant (`ServiceConfig::warnings`).
+    pub fn config_warnings(&self) -> Vec<String> {
         let mut warnings = self.aggregation.warnings();
         warnings.extend(self.retention.warnings());
         let lateness_days = self.aggregation.lateness.as_secs().div_ceil(24 * 3600);
@@ -259,6 +244,8 @@ impl RetentionConfig {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use service_kit::ServiceConfig as _;
 
     use super::*;
 

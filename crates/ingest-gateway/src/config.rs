@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use service_kit::{HttpConfig, KafkaConfig, LogConfig, ServiceConfig, config::problems_to_result};
+use service_kit::{HttpConfig, KafkaConfig, LogConfig, impl_service_config};
 
 pub const DEFAULT_PORT: u16 = 3001;
 
@@ -32,21 +32,7 @@ impl Default for Config {
     }
 }
 
-impl ServiceConfig for Config {
-    fn http(&self) -> &HttpConfig {
-        &self.http
-    }
-
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-
-    fn validate(&self) -> Result<(), Vec<String>> {
-        let mut problems = self.http.problems();
-        problems.extend(self.ingest.problems());
-        problems_to_result(problems)
-    }
-}
+impl_service_config!(Config, problems: [http, ingest]);
 
 /// Limits of the ingest endpoints and settings of the Kafka producer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -140,6 +126,8 @@ impl IngestConfig {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use service_kit::ServiceConfig as _;
 
     use super::*;
 

@@ -8,8 +8,7 @@ use std::time::Duration;
 use humantime_serde::re::humantime::format_duration;
 use serde::{Deserialize, Serialize};
 use service_kit::{
-    ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, ServiceConfig,
-    config::problems_to_result,
+    ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, impl_service_config,
 };
 
 pub const DEFAULT_PORT: u16 = 3000;
@@ -46,23 +45,7 @@ impl Default for Config {
     }
 }
 
-impl ServiceConfig for Config {
-    fn http(&self) -> &HttpConfig {
-        &self.http
-    }
-
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-
-    fn validate(&self) -> Result<(), Vec<String>> {
-        let mut problems = self.http.problems();
-        problems.extend(self.postgres.problems());
-        problems.extend(self.cache.problems());
-        problems.extend(self.limits.problems());
-        problems_to_result(problems)
-    }
-}
+impl_service_config!(Config, problems: [http, postgres, cache, limits]);
 
 /// The Redis cache of query results.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -203,6 +186,8 @@ impl LimitsConfig {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use service_kit::ServiceConfig as _;
 
     use super::*;
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use service_kit::{HttpConfig, KafkaConfig, LogConfig, ServiceConfig, config::problems_to_result};
+use service_kit::{HttpConfig, KafkaConfig, LogConfig, impl_service_config};
 
 pub const DEFAULT_PORT: u16 = 3002;
 
@@ -32,21 +32,7 @@ impl Default for Config {
     }
 }
 
-impl ServiceConfig for Config {
-    fn http(&self) -> &HttpConfig {
-        &self.http
-    }
-
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-
-    fn validate(&self) -> Result<(), Vec<String>> {
-        let mut problems = self.http.problems();
-        problems.extend(self.hub.problems());
-        problems_to_result(problems)
-    }
-}
+impl_service_config!(Config, problems: [http, hub]);
 
 /// `[hub]`: the realtime window and the WebSocket clients.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -178,6 +164,8 @@ impl HubConfig {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use service_kit::ServiceConfig as _;
 
     use super::*;
 

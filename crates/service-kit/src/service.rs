@@ -30,8 +30,14 @@ pub trait ServiceConfig: Serialize + DeserializeOwned + Default + Send + 'static
     }
 }
 
-/// Implements [`ServiceConfig`] for a struct with `http` and `log` fields,
-/// with the default (shared sections only) validation.
+/// Implements [`ServiceConfig`] for a struct with `http` and `log` fields.
+///
+/// - `impl_service_config!(Config)`: the default validation (the `http`
+///   section only);
+/// - `impl_service_config!(Config, problems: [http, ingest])`: `validate`
+///   lists the `problems()` of each named section (every problem of every
+///   section, not the first);
+/// - `…, warnings: path::to::fn`: and `warnings` is `fn(&Config) -> Vec<String>`.
 #[macro_export]
 macro_rules! impl_service_config {
     ($config:ty) => {
@@ -42,6 +48,26 @@ macro_rules! impl_service_config {
             fn log(&self) -> &$crate::LogConfig {
                 &self.log
             }
+        }
+    };
+    ($config:ty, problems: [$($section:ident),+ $(,)?] $(, warnings: $warnings:path)? $(,)?) => {
+        impl $crate::ServiceConfig for $config {
+            fn http(&self) -> &$crate::HttpConfig {
+                &self.http
+            }
+            fn log(&self) -> &$crate::LogConfig {
+                &self.log
+            }
+            fn validate(&self) -> ::std::result::Result<(), ::std::vec::Vec<::std::string::String>> {
+                let mut problems = ::std::vec::Vec::new();
+                $(problems.extend(self.$section.problems());)+
+                $crate::config::problems_to_result(problems)
+            }
+            $(
+                fn warnings(&self) -> ::std::vec::Vec<::std::string::String> {
+                    $warnings(self)
+                }
+            )?
         }
     };
 }

@@ -35,12 +35,12 @@ use rdkafka::{
 };
 use serde::{Deserialize, Serialize};
 use service_kit::{
-    ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, Probe, Readiness, ServiceConfig, Shutdown,
-    config::problems_to_result,
+    ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, Probe, Readiness, Shutdown,
     deps::{
         clickhouse::ClickHouseProbe,
         kafka::{self, KafkaProbe, TopicSpec},
     },
+    impl_service_config,
     ops::ProbeFuture,
 };
 
@@ -77,21 +77,7 @@ impl Default for Config {
     }
 }
 
-impl ServiceConfig for Config {
-    fn http(&self) -> &HttpConfig {
-        &self.http
-    }
-
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-
-    fn validate(&self) -> Result<(), Vec<String>> {
-        let mut problems = self.http.problems();
-        problems.extend(self.processor.problems());
-        problems_to_result(problems)
-    }
-}
+impl_service_config!(Config, problems: [http, processor]);
 
 /// Batching, retry and consumer tuning (`STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_EVENTS=…`).
 ///
@@ -429,6 +415,8 @@ fn ensure_topics_blocking(config: &Config, shutdown: &Shutdown) -> anyhow::Resul
 
 #[cfg(test)]
 mod tests {
+    use service_kit::ServiceConfig as _;
+
     use super::*;
 
     #[test]
