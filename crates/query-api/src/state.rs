@@ -65,7 +65,6 @@ pub struct LagReader {
     kafka: KafkaConfig,
     timeout: Duration,
     latest: Mutex<LagReading>,
-    clients_created: AtomicU64,
     reads: AtomicU64,
 }
 
@@ -81,7 +80,6 @@ impl LagReader {
                 error: Some("the consumer lag has not been read yet".into()),
                 ..LagReading::default()
             }),
-            clients_created: AtomicU64::new(0),
             reads: AtomicU64::new(0),
         }
     }
@@ -89,12 +87,6 @@ impl LagReader {
     /// The last reading.
     pub fn latest(&self) -> LagReading {
         self.latest.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Kafka clients created so far: one for the reader's life (more only
-    /// if creating one failed and was retried).
-    pub fn clients_created(&self) -> u64 {
-        self.clients_created.load(Ordering::Relaxed)
     }
 
     /// Reads attempted so far (one a refresh).
@@ -132,7 +124,6 @@ impl LagReader {
             Some(client) => client,
             None => match GroupLagReader::new(&self.kafka, &self.group) {
                 Ok(client) => {
-                    self.clients_created.fetch_add(1, Ordering::Relaxed);
                     CLIENTS_CREATED.fetch_add(1, Ordering::Relaxed);
                     client
                 }
