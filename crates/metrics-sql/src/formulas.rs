@@ -41,7 +41,7 @@ pub fn ratio(part: u64, whole: u64) -> f64 {
 
 /// How many windows of `split` came from each source.
 pub fn freshness(split: &Split) -> Freshness {
-    Freshness { aggregated_windows: split.aggregated.len(), raw_windows: split.raw.len() }
+    Freshness { aggregated_windows: split.aggregated.len(), raw_windows: split.raw.len() + split.empty.len() }
 }
 
 /// The video fields from a summary row ([`crate::read::video_summary`]) and

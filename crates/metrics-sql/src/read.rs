@@ -14,7 +14,7 @@ use crate::{
 /// `SELECT {columns}` over the table rows of `split.aggregated` and the
 /// rows computed for `split.raw`, as one `UNION ALL` (without parentheses).
 fn merged_rows(table: &str, columns: &str, scope: Scope<'_>, split: &Split) -> Statement {
-    assert!(!(split.aggregated.is_empty() && split.raw.is_empty()), "a read needs at least one window");
+    assert!(!split.reads_nothing(), "a read needs at least one window to read");
     let (key, window) = match table {
         "video_metrics" => ("video_id", "toUInt32(intDiv(toUInt32(hour), 3600))"),
         _ => ("user_id", "toUInt32(toUInt16(date))"),
@@ -214,8 +214,9 @@ pub fn realtime(from_ms: u64, to_ms: u64) -> Statement {
     sql
 }
 
-/// A row of [`video_summary`].
-#[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
+/// A row of [`video_summary`]; the default is the summary of no views (a
+/// [`Split::reads_nothing`]).
+#[derive(Debug, Clone, Default, PartialEq, clickhouse::Row, Deserialize)]
 pub struct VideoSummaryRow {
     pub views: u64,
     pub unique_viewers: u64,
@@ -273,7 +274,7 @@ mod tests {
 
     #[test]
     fn aggregated_rows_are_read_by_newest_version_not_final() {
-        let split = Split { aggregated: vec![10, 11], raw: vec![] };
+        let split = Split { aggregated: vec![10, 11], raw: vec![], empty: vec![] };
         let sql = top_videos(&split, TopMetric::Views, 5);
         let text = sql.text();
         assert!(!text.contains("FINAL"), "{text}");

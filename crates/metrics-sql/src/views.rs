@@ -188,6 +188,12 @@ const FACTS: &str = "\
 /// insert of a `video_start` of that key: a late `video_start` can move a view
 /// to another window, and the window it left must be recomputed too.
 ///
+/// Every window at or after the horizon where a `video_start` of the scope
+/// is stored has a row, so a window without one holds no view of the scope
+/// ([`crate::windows::split`] skips it). For a user, every key the user
+/// appears in counts, whoever its views' first user is: more windows than
+/// the user's own views, never fewer.
+///
 /// Not deduplicated on purpose: a redelivered copy is an insert too, and
 /// treating it as a change only costs a recomputation.
 pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) -> Statement {
@@ -202,8 +208,7 @@ pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) 
                  arrayResize(emptyArrayDateTime(), length(view_starts), max(inserted_at))), \
              arrayMap((s, t) -> tuple(intDiv(s, {window_ms}), t), ts, \
                  arrayResize(emptyArrayDateTime(), length(ts), maxIf(inserted_at, event_type = 'video_start')))) \
-             AS pairs, \
-         argMinIf(assumeNotNull(user_id), timestamp_ms, isNotNull(user_id)) AS first_user \
+             AS pairs \
          FROM {EVENTS_TABLE} WHERE timestamp >= toDateTime("
     ));
     sql.bind(horizon_ms / 1000).sql(")");
@@ -215,9 +220,6 @@ pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) 
         Scope::User(user_id) => user_keys(&mut sql, user_id, horizon_ms / 1000, None),
     }
     sql.sql(" GROUP BY session_id, video_id HAVING length(view_starts) > 0");
-    if let Scope::User(user_id) = scope {
-        sql.sql(" AND first_user = ").bind(user_id);
-    }
     sql.sql(") ARRAY JOIN pairs AS p WHERE tupleElement(p, 1) >= ");
     sql.bind(horizon_ms / window_ms).sql(" GROUP BY window ORDER BY window");
     sql

@@ -108,9 +108,9 @@ async fn aggregate(db: &TestClickHouse, job: Job, windows: &[u32], version: u64)
 
 fn splits(windows: &[u32]) -> Vec<Split> {
     vec![
-        Split { aggregated: vec![], raw: windows.to_vec() },
-        Split { aggregated: windows.to_vec(), raw: vec![] },
-        Split { aggregated: windows[..1].to_vec(), raw: windows[1..].to_vec() },
+        Split { aggregated: vec![], raw: windows.to_vec(), empty: vec![] },
+        Split { aggregated: windows.to_vec(), raw: vec![], empty: vec![] },
+        Split { aggregated: windows[..1].to_vec(), raw: windows[1..].to_vec(), empty: vec![] },
     ]
 }
 
@@ -141,8 +141,11 @@ async fn video_metrics_match_the_definitions_from_raw_and_aggregated_windows() {
         assert_eq!(got, expected, "{split:?}");
     }
     // A catalog duration of 50 s caps s1 at 100 %: (100 + 0 + 10) over the views.
-    let got: VideoSummaryRow =
-        one(&db, &read::video_summary("v1", &Split { aggregated: vec![HOUR], raw: vec![HOUR + 1] }, Some(50.0))).await;
+    let got: VideoSummaryRow = one(
+        &db,
+        &read::video_summary("v1", &Split { aggregated: vec![HOUR], raw: vec![HOUR + 1], empty: vec![] }, Some(50.0)),
+    )
+    .await;
     assert_eq!(got.watch_percentage_sum, 110.0);
 
     for split in splits(&[HOUR, HOUR + 1]) {
@@ -166,7 +169,10 @@ async fn user_days_match_from_raw_and_aggregated_windows() {
     let db = TestClickHouse::create().await.unwrap();
     insert(&db, &scenario()).await;
     aggregate(&db, Job::UserEngagementDaily, &[DAY], 7).await;
-    for split in [Split { aggregated: vec![], raw: vec![DAY] }, Split { aggregated: vec![DAY], raw: vec![] }] {
+    for split in [
+        Split { aggregated: vec![], raw: vec![DAY], empty: vec![] },
+        Split { aggregated: vec![DAY], raw: vec![], empty: vec![] },
+    ] {
         let mut days: Vec<UserDayRow> = all(&db, &read::user_days("u1", &split)).await;
         assert_eq!(days.len(), 1, "{split:?}");
         let mut day = days.remove(0);
@@ -194,7 +200,7 @@ async fn user_days_match_from_raw_and_aggregated_windows() {
         );
     }
     let anonymous: Vec<UserDayRow> =
-        all(&db, &read::user_days("s2", &Split { aggregated: vec![], raw: vec![DAY] })).await;
+        all(&db, &read::user_days("s2", &Split { aggregated: vec![], raw: vec![DAY], empty: vec![] })).await;
     assert!(anonymous.is_empty(), "an anonymous view belongs to no user");
     db.drop().await.unwrap();
 }
@@ -285,7 +291,7 @@ async fn a_restart_more_than_a_day_later_is_a_new_view_and_a_chain_of_restarts_i
     )
     .await;
     let hours: Vec<u32> = (HOUR..HOUR + 48).collect();
-    for split in [Split { aggregated: vec![], raw: hours.clone() }] {
+    for split in [Split { aggregated: vec![], raw: hours.clone(), empty: vec![] }] {
         let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;
         assert_eq!(got.views, 3, "{split:?}");
     }
@@ -293,7 +299,8 @@ async fn a_restart_more_than_a_day_later_is_a_new_view_and_a_chain_of_restarts_i
     let mut views = 0;
     for hour in hours {
         let got: VideoSummaryRow =
-            one(&db, &read::video_summary("v1", &Split { aggregated: vec![], raw: vec![hour] }, None)).await;
+            one(&db, &read::video_summary("v1", &Split { aggregated: vec![], raw: vec![hour], empty: vec![] }, None))
+                .await;
         views += got.views;
     }
     assert_eq!(views, 3);
@@ -303,8 +310,8 @@ async fn a_restart_more_than_a_day_later_is_a_new_view_and_a_chain_of_restarts_i
 /// Every statement, values written in, runs on chDB against the migrations.
 #[test]
 fn every_statement_runs_on_current_clickhouse() {
-    let split = Split { aggregated: vec![HOUR], raw: vec![HOUR + 1] };
-    let days = Split { aggregated: vec![DAY], raw: vec![DAY + 1] };
+    let split = Split { aggregated: vec![HOUR], raw: vec![HOUR + 1], empty: vec![] };
+    let days = Split { aggregated: vec![DAY], raw: vec![DAY + 1], empty: vec![] };
     let statements = [
         rows::insert_window(Job::VideoMetrics, HOUR, 1),
         rows::insert_window(Job::UserEngagementDaily, DAY, 1),

@@ -126,7 +126,12 @@ fn event(event_type: &str, session: &str, user: &str, video: &str, at_ms: u64, p
 /// starts in 2 s, watches 2 s, stalls 1.5 s and is abandoned; view C (u1,
 /// v2, 12:00) fails at once.
 fn day_scenario() -> Vec<EventRow> {
-    let (a, b, c) = (DAY_MS + 10 * HOUR_MS, DAY_MS + 11 * HOUR_MS, DAY_MS + 12 * HOUR_MS);
+    scenario(DAY_MS)
+}
+
+/// [`day_scenario`] on the day starting at `base_ms`.
+fn scenario(base_ms: u64) -> Vec<EventRow> {
+    let (a, b, c) = (base_ms + 10 * HOUR_MS, base_ms + 11 * HOUR_MS, base_ms + 12 * HOUR_MS);
     let mut a_start = event("video_start", "s1", "u1", "v1", a, Some(0.0));
     a_start.startup_time_ms = Some(400);
     a_start.duration_seconds = Some(40.0);
@@ -219,6 +224,59 @@ async fn video_user_and_top_answers_are_the_same_from_raw_and_aggregated_windows
 
     let empty = api.ok(&format!("/api/metrics/video/nobody-watched?{range}")).await;
     assert_eq!((empty["views"].as_u64(), empty["startup_time_ms"]["median"].is_null()), (Some(0), true));
+    api.stop().await;
+}
+
+/// Windows still open to late events where no view of the scope starts (the
+/// open hour of most videos) are read as nothing, not rebuilt: the answers
+/// stay those of the views that exist, and such windows still count as raw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_windows_without_views_are_answered_without_a_rebuild() {
+    let api = Api::start(no_cache(), None).await;
+    // The day scenario's views 3, 2 and 1 hours before the current hour.
+    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+    let base = (now_ms / HOUR_MS - 13) * HOUR_MS;
+    api.insert(&scenario(base)).await;
+    let today = chrono::Utc::now().date_naive();
+    let range = format!("startDate={}&endDate={today}", today.pred_opt().unwrap());
+    let (a_hour, b_hour) = ((base / HOUR_MS) as u32 + 10, (base / HOUR_MS) as u32 + 11);
+
+    for phase in ["raw", "aggregated"] {
+        let video = api.ok(&format!("/api/metrics/video/v1?{range}")).await;
+        assert_eq!((video["views"].as_u64(), video["unique_viewers"].as_u64()), (Some(2), Some(2)), "{phase}: {video}");
+        assert_close(&video["watch_time_seconds"], 22.0, phase);
+        assert_eq!(video["startup_time_ms"], json!({"median": 400, "p95": 2000}), "{phase}");
+        let aggregated = if phase == "raw" { 0 } else { 2 };
+        assert_eq!(
+            video["freshness"],
+            json!({"aggregated_windows": aggregated, "raw_windows": 48 - aggregated}),
+            "{phase}: windows without views count as raw"
+        );
+
+        let user = api.ok(&format!("/api/metrics/user/u1?{range}")).await;
+        assert_eq!((user["sessions"].as_u64(), user["views"].as_u64()), (Some(2), Some(2)), "{phase}: {user}");
+        assert_close(&user["watch_time_seconds"], 20.0, phase);
+
+        let top = api.ok(&format!("/api/metrics/videos/top?{range}")).await;
+        let videos: Vec<(&str, u64)> = top["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| (v["video_id"].as_str().unwrap(), v["views"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(videos, vec![("v1", 2), ("v2", 1)], "{phase}");
+
+        // Nobody watched it: every window is empty, nothing is read.
+        let nobody = api.ok(&format!("/api/metrics/video/nobody-watched?{range}")).await;
+        assert_eq!((nobody["views"].as_u64(), nobody["watch_time_seconds"].as_f64()), (Some(0), Some(0.0)));
+        assert_eq!(nobody["startup_time_ms"], json!({"median": null, "p95": null}));
+        assert_eq!(nobody["freshness"], video["freshness"], "{phase}: the aggregated hours are the same");
+        let stranger = api.ok(&format!("/api/metrics/user/stranger?{range}")).await;
+        assert_eq!((stranger["views"].as_u64(), stranger["sessions"].as_u64()), (Some(0), Some(0)), "{stranger}");
+
+        api.aggregate(Job::VideoMetrics, a_hour).await;
+        api.aggregate(Job::VideoMetrics, b_hour).await;
+    }
     api.stop().await;
 }
 

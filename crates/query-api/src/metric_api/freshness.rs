@@ -2,8 +2,6 @@
 //! computed from the raw events (docs/metrics.md, "Pre-aggregated tables and
 //! freshness").
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use metrics_sql::{
     rows,
@@ -34,14 +32,13 @@ pub async fn split(
     let markers = rows::fetch_markers(client, job, first, last + 1);
     if last < horizon {
         // Every window is final: the markers alone decide.
-        return Ok(windows::split(windows, &markers.await?, &BTreeMap::new(), horizon));
+        return Ok(windows::split(windows, &markers.await?, None, horizon));
     }
     // Some window is still open to late events: its check runs beside the
-    // markers' read (one round trip of latency, not two in a row), and is
-    // used only when that window was aggregated.
+    // markers' read (one round trip of latency, not two in a row). It decides
+    // whether an aggregated window is still exact, and which open windows
+    // hold no view of the scope at all (the open hour of most videos), which
+    // a read then skips.
     let (markers, last_inserted) = tokio::join!(markers, views::fetch_last_inserted(client, scope, grain, horizon));
-    let markers = markers?;
-    let needs_check = windows.iter().any(|w| *w >= horizon && markers.contains_key(w));
-    let last_inserted = if needs_check { last_inserted? } else { BTreeMap::new() };
-    Ok(windows::split(windows, &markers, &last_inserted, horizon))
+    Ok(windows::split(windows, &markers?, Some(&last_inserted?), horizon))
 }

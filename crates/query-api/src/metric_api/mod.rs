@@ -117,10 +117,14 @@ pub async fn get_video_metrics(
             request.split(state, Job::VideoMetrics, Scope::Video(video_id))
         )?;
         let catalog_duration = entry.and_then(|v| v.duration_seconds);
-        let row = read::video_summary(video_id, &split, catalog_duration)
-            .query(&state.clickhouse)
-            .fetch_one::<VideoSummaryRow>()
-            .await?;
+        let row = if split.reads_nothing() {
+            VideoSummaryRow::default()
+        } else {
+            read::video_summary(video_id, &split, catalog_duration)
+                .query(&state.clickhouse)
+                .fetch_one::<VideoSummaryRow>()
+                .await?
+        };
         Ok(formulas::video_metrics(video_id, request.range, &row, catalog_duration, formulas::freshness(&split)))
     })
     .await?;
@@ -148,7 +152,11 @@ pub async fn get_user_metrics(
     let (state, user_id) = (&**state, user_id.as_str());
     let answer = answer_range(state, &req, &[], |request| async move {
         let split = request.split(state, Job::UserEngagementDaily, Scope::User(user_id)).await?;
-        let days = read::user_days(user_id, &split).query(&state.clickhouse).fetch_all::<UserDayRow>().await?;
+        let days = if split.reads_nothing() {
+            Vec::new()
+        } else {
+            read::user_days(user_id, &split).query(&state.clickhouse).fetch_all::<UserDayRow>().await?
+        };
         let videos: BTreeSet<String> = days.iter().flat_map(|d| d.view_video_ids.iter().cloned()).collect();
         let categories = state.catalog.categories(&videos.into_iter().collect::<Vec<_>>()).await?;
         Ok(formulas::user_metrics(user_id, request.range, &days, &categories, formulas::freshness(&split)))
@@ -208,7 +216,11 @@ pub async fn get_top_videos(state: web::Data<AppState>, req: HttpRequest) -> Res
         let metric = top_metric(request.params.get("metric").map_or("views", String::as_str))?;
         let limit = top_limit(request.params.get("limit").map(String::as_str))?;
         let split = request.split(state, Job::VideoMetrics, Scope::All).await?;
-        let rows = read::top_videos(&split, metric, limit).query(&state.clickhouse).fetch_all::<TopVideoRow>().await?;
+        let rows = if split.reads_nothing() {
+            Vec::new()
+        } else {
+            read::top_videos(&split, metric, limit).query(&state.clickhouse).fetch_all::<TopVideoRow>().await?
+        };
         Ok(formulas::top_videos(metric, request.range, limit, &rows, formulas::freshness(&split)))
     })
     .await?;
