@@ -150,6 +150,12 @@ fn scenario(base_ms: u64) -> Vec<EventRow> {
     ]
 }
 
+/// `(video_id, views)` of a top-videos answer, in its order.
+fn top_views(top: &Value) -> Vec<(&str, u64)> {
+    let videos = top["videos"].as_array().unwrap_or_else(|| panic!("no videos in {top}"));
+    videos.iter().map(|v| (v["video_id"].as_str().unwrap(), v["views"].as_u64().unwrap())).collect()
+}
+
 fn assert_close(got: &Value, expected: f64, what: &str) {
     let got = got.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {got}"));
     assert!((got - expected).abs() <= 1e-9 * expected.abs().max(1.0), "{what}: got {got}, expected {expected}");
@@ -210,13 +216,7 @@ async fn video_user_and_top_answers_are_the_same_from_raw_and_aggregated_windows
     assert_eq!(user["freshness"], json!({"aggregated_windows": 1, "raw_windows": 0}));
 
     let top = api.ok(&format!("/api/metrics/videos/top?metric=views&{range}")).await;
-    let videos: Vec<(&str, u64)> = top["videos"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| (v["video_id"].as_str().unwrap(), v["views"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(videos, vec![("v1", 2), ("v2", 1)]);
+    assert_eq!(top_views(&top), vec![("v1", 2), ("v2", 1)]);
     let top = api.ok(&format!("/api/metrics/videos/top?metric=completion_rate&limit=1&{range}")).await;
     assert_eq!(top["videos"].as_array().unwrap().len(), 1);
     assert_eq!(top["videos"][0]["video_id"], "v1");
@@ -258,13 +258,7 @@ async fn open_windows_without_views_are_answered_without_a_rebuild() {
         assert_close(&user["watch_time_seconds"], 20.0, phase);
 
         let top = api.ok(&format!("/api/metrics/videos/top?{range}")).await;
-        let videos: Vec<(&str, u64)> = top["videos"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| (v["video_id"].as_str().unwrap(), v["views"].as_u64().unwrap()))
-            .collect();
-        assert_eq!(videos, vec![("v1", 2), ("v2", 1)], "{phase}");
+        assert_eq!(top_views(&top), vec![("v1", 2), ("v2", 1)], "{phase}");
 
         // Nobody watched it: every window is empty, nothing is read.
         let nobody = api.ok(&format!("/api/metrics/video/nobody-watched?{range}")).await;

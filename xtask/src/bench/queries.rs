@@ -160,11 +160,13 @@ const LIVE: Traffic = Traffic { videos: "bv", users: "bu", sessions: "ls", salt:
 const LIVE_OTHER: Traffic = Traffic { videos: "ov", users: "ou", sessions: "lo", salt: 4 };
 
 /// `INSERT … SELECT` of events `first..first + count` of `traffic`: session
-/// `s = n / 10` starts at `start + (s − first_session) × span ÷ sessions`
-/// and its event `k = n % 10` comes `30 k` seconds later.
-fn insert_sql(traffic: Traffic, first: u64, count: u64, start: u64, span: u64, sessions: u64) -> String {
+/// `s = n / 10` starts at `start + (s − origin) × span ÷ sessions` and its
+/// event `k = n % 10` comes `30 k` seconds later. The fixture's chunks share
+/// `origin` 0, so its `sessions` spread over the whole span (until
+/// 2026-12-06 each chunk restarted at `start`, which put the whole fixture
+/// in the span's first 17 hours); a second of live traffic has its own.
+fn insert_sql(traffic: Traffic, first: u64, count: u64, start: u64, span: u64, sessions: u64, origin: u64) -> String {
     let Traffic { videos, users, sessions: session_prefix, salt } = traffic;
-    let first_session = first / EVENTS_PER_SESSION;
     format!(
         "INSERT INTO events (event_id, event_type, user_id, session_id, video_id, timestamp, timestamp_ms, \
          received_at_ms, position_seconds, duration_seconds, quality, bitrate_kbps, buffer_duration_ms, \
@@ -183,7 +185,7 @@ fn insert_sql(traffic: Traffic, first: u64, count: u64, start: u64, span: u64, s
            '', '', 0, NULL, NULL, '', '', \
            arrayElement(['desktop', 'mobile', 'tv', 'tablet'], s % 4 + 1), 'chrome', 'linux', \
            arrayElement(['US', 'GB', 'DE', 'FR', 'BR'], s % 5 + 1), 'bench/1', 'cdn-a', '{{}}', NULL \
-         FROM (SELECT n, s, k, toUInt32({start} + intDiv((s - {first_session}) * {span}, {sessions}) + k * 30) AS ts \
+         FROM (SELECT n, s, k, toUInt32({start} + intDiv((s - {origin}) * {span}, {sessions}) + k * 30) AS ts \
                FROM (SELECT number + {first} AS n, intDiv(n, {EVENTS_PER_SESSION}) AS s, n % {EVENTS_PER_SESSION} AS k \
                      FROM system.numbers LIMIT {count}))"
     )
@@ -202,7 +204,7 @@ async fn insert_traffic(ch: &Ch, traffic: Traffic, events: u64, end: u64) -> Res
     while done < events {
         let count = CHUNK.min(events - done);
         step.set_message(format!("{} of {}", thousands(done), thousands(events)));
-        ch.run(&insert_sql(traffic, done, count, start, span, sessions)).await?;
+        ch.run(&insert_sql(traffic, done, count, start, span, sessions, 0)).await?;
         done += count;
     }
     step.ok(format!("{:.0} s", started.elapsed().as_secs_f64()));
@@ -243,7 +245,7 @@ async fn aggregate(layout: &Layout, env: &[(String, String)], now: DateTime<Utc>
 /// the processor would insert a second's worth.
 fn live_sql(traffic: Traffic, first: u64, count: u64, now: u64) -> String {
     let sessions = (count / EVENTS_PER_SESSION).max(1);
-    insert_sql(traffic, first, count, now - 9 * 30, 1, sessions)
+    insert_sql(traffic, first, count, now - 9 * 30, 1, sessions, first / EVENTS_PER_SESSION)
 }
 
 /// Inserts `rate` live events every second until `stop`; counts what it inserted.
@@ -869,10 +871,14 @@ mod tests {
 
     #[test]
     fn generated_sessions_fit_the_span() {
-        let sql = insert_sql(BASE, 2_000_000, 1_000_000, 1_000, 600_000, 1_000_000);
+        // The third chunk of a 10 M fixture: its sessions are placed from
+        // session 0, so they land in the span's third tenth, not its first.
+        let sql = insert_sql(BASE, 2_000_000, 1_000_000, 1_000, 600_000, 1_000_000, 0);
         assert!(sql.contains("LIMIT 1000000"), "{sql}");
         assert!(sql.contains("number + 2000000"), "{sql}");
-        assert!(sql.contains("(s - 200000)"), "{sql}");
+        assert!(sql.contains("intDiv((s - 0) * 600000, 1000000)"), "{sql}");
         assert!(!sql.contains('?'));
+        // A second of live traffic: its sessions start at its own first one.
+        assert!(live_sql(LIVE, 2_000, 2_000, 100_000).contains("(s - 200)"));
     }
 }
