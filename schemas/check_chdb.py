@@ -165,6 +165,22 @@ def main():
             fail(f"`events_by_receipt` holds {got!r} after the insert into `events`")
         print("ok  events_by_receipt got the row through its materialized view")
 
+        # ... and its key into the freshness check's index, with the insert
+        # time the server filled in (a default column reaches the view).
+        try:
+            keyed = sess.query(
+                "SELECT toString(date), video_id, session_id, length(groupUniqArrayArrayMerge(start_times)),"
+                " maxMerge(inserted_max) > toDateTime('2020-01-01 00:00:00') FROM keys_by_day"
+                " GROUP BY date, video_id, session_id",
+                "TabSeparated",
+            )
+        except Exception as err:
+            fail(f"reading `keys_by_day` failed on chDB: {err}")
+        got = keyed.data().strip().split("\t")
+        if got != ["2024-05-01", "video-1", "session-1", "0", "1"]:
+            fail(f"`keys_by_day` holds {got!r} after the insert into `events`")
+        print("ok  keys_by_day got the key through its materialized view")
+
         if args.queries_json:
             import json
 

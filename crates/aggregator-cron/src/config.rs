@@ -200,7 +200,7 @@ impl RetentionConfig {
     /// Days `table` keeps its data.
     pub fn days(&self, table: RetentionTable) -> u32 {
         match table {
-            RetentionTable::Events | RetentionTable::ViewsByUser => self.events_days,
+            RetentionTable::Events | RetentionTable::ViewsByUser | RetentionTable::KeysByDay => self.events_days,
             RetentionTable::VideoMetrics => self.video_metrics_days,
             RetentionTable::UserEngagementDaily => self.user_engagement_daily_days,
             RetentionTable::AggregationWindows => self.aggregation_windows_days,

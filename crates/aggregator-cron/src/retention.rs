@@ -1,8 +1,8 @@
 //! Retention by whole partitions.
 //!
 //! The tables the aggregator cleans are partitioned by month (`toYYYYMM`),
-//! except `events_by_receipt`, by day (`toYYYYMMDD`); `views_by_user` keeps
-//! `events`' retention. A partition is dropped
+//! except `events_by_receipt` and `keys_by_day`, by day (`toYYYYMMDD`);
+//! `views_by_user` and `keys_by_day` keep `events`' retention. A partition is dropped
 //! once its whole month (or day) ended before `now − retention` of its table.
 //! Partitions are listed from `system.parts` (active parts of the configured
 //! database; the columns used exist on ClickHouse 18.16 and current
@@ -22,6 +22,8 @@ pub enum RetentionTable {
     EventsByReceipt,
     /// The user → views index; kept as long as `events`.
     ViewsByUser,
+    /// The freshness check's per-key index; kept as long as `events`.
+    KeysByDay,
 }
 
 /// How a table is partitioned.
@@ -63,19 +65,20 @@ impl Period {
 }
 
 impl RetentionTable {
-    pub const ALL: [RetentionTable; 6] = [
+    pub const ALL: [RetentionTable; 7] = [
         RetentionTable::Events,
         RetentionTable::VideoMetrics,
         RetentionTable::UserEngagementDaily,
         RetentionTable::AggregationWindows,
         RetentionTable::EventsByReceipt,
         RetentionTable::ViewsByUser,
+        RetentionTable::KeysByDay,
     ];
 
     /// How the table is partitioned (see its migration).
     pub fn period(self) -> Period {
         match self {
-            RetentionTable::EventsByReceipt => Period::Day,
+            RetentionTable::EventsByReceipt | RetentionTable::KeysByDay => Period::Day,
             _ => Period::Month,
         }
     }
@@ -89,6 +92,7 @@ impl RetentionTable {
             RetentionTable::AggregationWindows => "aggregation_windows",
             RetentionTable::EventsByReceipt => metrics_sql::EVENTS_BY_RECEIPT_TABLE,
             RetentionTable::ViewsByUser => metrics_sql::VIEWS_BY_USER_TABLE,
+            RetentionTable::KeysByDay => metrics_sql::KEYS_BY_DAY_TABLE,
         }
     }
 
@@ -273,7 +277,7 @@ mod tests {
         );
         assert!(partitions_sql().contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
-             'views_by_user')"
+             'views_by_user', 'keys_by_day')"
         ));
     }
 }

@@ -22,7 +22,7 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
         .query(
             "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
              AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
-             'events_by_receipt', 'views_by_user') \
+             'events_by_receipt', 'views_by_user', 'keys_by_day') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
         .fetch_all()
@@ -69,6 +69,8 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     // The receive-time copy, by day (each event was received at its own time).
     let days = ["20250615", "20250715", "20250815", "20251120"].map(String::from).to_vec();
     assert_eq!(before["events_by_receipt"], days);
+    // The freshness check's per-key index, by day of client time.
+    assert_eq!(before["keys_by_day"], days);
     let now = instant(ms("2025-11-24T12:00:00Z"));
     // 90 days before: 2025-08-26T12:00, so June and July are past it, August is not (it ends on 09-01);
     // user_engagement_daily keeps 150 days: 2025-06-27, not even June has ended before it;
@@ -85,6 +87,10 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         (RetentionTable::EventsByReceipt, 20_250_815),
         (RetentionTable::ViewsByUser, 202_506),
         (RetentionTable::ViewsByUser, 202_507),
+        // keys_by_day keeps events' 90 days, by day: everything up to 2025-08-15.
+        (RetentionTable::KeysByDay, 20_250_615),
+        (RetentionTable::KeysByDay, 20_250_715),
+        (RetentionTable::KeysByDay, 20_250_815),
     ];
     let sorted = |drops: &[retention::PartitionDrop]| {
         let mut got: Vec<_> = drops.iter().map(|d| (d.table, d.partition)).collect();
@@ -106,7 +112,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         let line = stdout.lines().find(|l| l.starts_with(table.name()) && l.contains(&partition.to_string()));
         assert!(line.is_some(), "{} {partition} not listed:\n{stdout}", table.name());
     }
-    assert!(stdout.contains("would drop 11 partition(s), 20 row(s)"), "{stdout}");
+    assert!(stdout.contains("would drop 14 partition(s), 23 row(s)"), "{stdout}");
     let dry = env.aggregator.retention(now, true).await.unwrap();
     assert_eq!(sorted(&dry), expected);
     assert_eq!(partitions(&env).await, before, "a dry run drops nothing");
@@ -120,6 +126,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     }
     assert_eq!(after["user_engagement_daily"], all_four());
     assert_eq!(after["events_by_receipt"], vec!["20251120".to_string()]);
+    assert_eq!(after["keys_by_day"], vec!["20251120".to_string()]);
     assert_eq!(events_per_month(&env).await, vec![(202_508, 2), (202_511, 2)]);
     let runs = env.runs("retention").await;
     assert_eq!(runs.len(), 1);
@@ -186,6 +193,8 @@ fn retention_statements_run_on_current_clickhouse() {
         retention::drop_partition_sql(RetentionTable::ViewsByUser, 202_405),
         // ... received on 2024-05-01, the day of its receive-time copy.
         retention::drop_partition_sql(RetentionTable::EventsByReceipt, 20_240_501),
+        // ... and of its per-key index, by client day.
+        retention::drop_partition_sql(RetentionTable::KeysByDay, 20_240_501),
         "SELECT count() FROM events".to_owned(),
         "SELECT count() FROM events_by_receipt".to_owned(),
         "SELECT toUInt32(now())".to_owned(),

@@ -56,6 +56,10 @@ pub const EVENTS_BY_RECEIPT_TABLE: &str = "events_by_receipt";
 /// (`schemas/clickhouse/0005_views_by_user.sql`): the user scope's index.
 pub const VIEWS_BY_USER_TABLE: &str = "views_by_user";
 
+/// Per view key and day, its `video_start` times and last insert times
+/// (`schemas/clickhouse/0006_keys_by_day.sql`): the freshness check's index.
+pub const KEYS_BY_DAY_TABLE: &str = "keys_by_day";
+
 /// [`deduplicated_events`] from `table`: `events` or [`EVENTS_BY_RECEIPT_TABLE`].
 pub fn deduplicated_rows(table: &str, columns: &str, filter: &str) -> String {
     format!(

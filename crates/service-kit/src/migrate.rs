@@ -53,6 +53,7 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 3, "0003_aggregates"),
     migration!("clickhouse", 4, "0004_events_by_receipt"),
     migration!("clickhouse", 5, "0005_views_by_user"),
+    migration!("clickhouse", 6, "0006_keys_by_day"),
 ];
 
 /// PostgreSQL migrations, in version order.
