@@ -444,15 +444,29 @@ impl Bench {
         if status != 200 {
             bail!("{} answered {status}: {}", case.path, body.chars().take(300).collect::<String>());
         }
-        self.ch.run("SYSTEM FLUSH LOGS").await?;
-        let rows: Vec<Logged> = self
-            .ch
-            .rows(&format!(
-                "SELECT query_id, query, read_rows, memory_usage FROM system.query_log \
-                 WHERE type = 2 AND event_date >= yesterday() AND query_start_time >= toDateTime({since}) \
-                 AND query NOT LIKE 'SELECT 1%' ORDER BY event_time"
-            ))
-            .await?;
+        // The server logs a statement once it has finished sending it, which
+        // can be after the client has its answer: read the log until two
+        // reads in a row find the same statements (a first capture once
+        // missed the request's main statement and kept only its probes).
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut rows: Vec<Logged> = Vec::new();
+        loop {
+            self.ch.run("SYSTEM FLUSH LOGS").await?;
+            let read: Vec<Logged> = self
+                .ch
+                .rows(&format!(
+                    "SELECT query_id, query, read_rows, memory_usage FROM system.query_log \
+                     WHERE type = 2 AND event_date >= yesterday() AND query_start_time >= toDateTime({since}) \
+                     AND query NOT LIKE 'SELECT 1%' ORDER BY event_time"
+                ))
+                .await?;
+            let settled = !read.is_empty() && read.len() == rows.len();
+            rows = read;
+            if settled || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         let new: Vec<Logged> = rows.into_iter().filter(|r| !self.seen.contains(&r.query_id)).collect();
         self.seen.extend(new.iter().map(|r| r.query_id.clone()));
         Ok((new, body))
