@@ -76,9 +76,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         })?,
     ];
     let ticker = tokio::spawn(hub::run_ticker(hub.clone()));
-    // Validated with the configuration; an invalid list allows no other origin.
-    let origins = service_kit::cors::CorsPolicy::from_config(&config.http.cors_allowed_origins)
-        .unwrap_or(service_kit::cors::CorsPolicy::None);
+    let origins = config.http.cors_policy();
 
     let served = service_kit::ops::serve(
         listener,

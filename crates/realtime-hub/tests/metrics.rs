@@ -111,9 +111,7 @@ async fn two_replicas_give_the_same_realtime_metrics() {
     let mut a = Client::connect(&first).await;
     let mut b = Client::connect(&second).await;
 
-    let partials = scenario(now_ms());
-    stack.produce_partials(&partials);
-    let expected = Expected::of(&partials, now_ms());
+    let expected = stack.produce_scenario();
     wait_for_figures(&mut a, &expected).await;
     wait_for_figures(&mut b, &expected).await;
 
@@ -143,9 +141,7 @@ async fn a_restarted_hub_refills_its_window_from_the_partials_topic() {
     let stack = Stack::new().await;
     let hub = stack.start_hub(HubConfig::default()).await;
     let mut client = Client::connect(&hub).await;
-    let partials = scenario(now_ms());
-    stack.produce_partials(&partials);
-    let expected = Expected::of(&partials, now_ms());
+    let expected = stack.produce_scenario();
     let before = wait_for_figures(&mut client, &expected).await;
 
     // Stopping says goodbye to the client.

@@ -11,7 +11,7 @@ mod common;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use common::{Client, Expected, Stack, http, now_ms, scenario, scrape};
+use common::{Client, Stack, http, now_ms, scrape};
 use realtime_hub::{HubConfig, telemetry::COMPUTE};
 use serde_json::Value;
 
@@ -26,9 +26,7 @@ async fn concurrent_gets_answer_the_last_tick_without_computing_the_window() {
     let stack = Stack::new().await;
     let hub = stack.start_hub(HubConfig::default()).await;
     let mut client = Client::connect(&hub).await;
-    let partials = scenario(now_ms());
-    stack.produce_partials(&partials);
-    let expected = Expected::of(&partials, now_ms());
+    let expected = stack.produce_scenario();
     client
         .wait_for(Duration::from_secs(15), |m| m["type"] == "realtime_metrics" && expected.matches(&m["payload"]))
         .await

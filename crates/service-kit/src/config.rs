@@ -414,6 +414,13 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
+    /// The CORS policy of `cors_allowed_origins`. The list is checked with
+    /// the configuration ([`Self::problems`]); should a caller have skipped
+    /// that, an invalid list allows no origin.
+    pub fn cors_policy(&self) -> crate::cors::CorsPolicy {
+        crate::cors::CorsPolicy::from_config(&self.cors_allowed_origins).unwrap_or(crate::cors::CorsPolicy::None)
+    }
+
     pub fn with_port(port: u16) -> Self {
         Self { port, ..Self::default() }
     }

@@ -308,10 +308,7 @@ fn build_server<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    // Validated with the configuration (`HttpConfig::problems`); an invalid
-    // list here means a caller skipped that, and allows no origin.
-    let cors =
-        crate::cors::CorsPolicy::from_config(&http.cors_allowed_origins).unwrap_or(crate::cors::CorsPolicy::None);
+    let cors = http.cors_policy();
     let body_timeout = http.request_body_timeout;
     let mut server = HttpServer::new(move || {
         let cors = std::rc::Rc::new(cors.clone());

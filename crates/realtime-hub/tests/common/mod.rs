@@ -78,6 +78,13 @@ impl Stack {
         service
     }
 
+    /// Produces the [`scenario`] of now; what the hub should show for it.
+    pub fn produce_scenario(&self) -> Expected {
+        let partials = scenario(now_ms());
+        self.produce_partials(&partials);
+        Expected::of(&partials, now_ms())
+    }
+
     pub fn produce_partials(&self, partials: &[RealtimePartial]) {
         for partial in partials {
             let key = partial.partition.to_string();
