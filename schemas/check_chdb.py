@@ -169,6 +169,11 @@ def main():
                 " GROUP BY date, video_id, session_id",
                 ["2024-05-01", "video-1", "session-1", "0", "1"],
             ),
+            (
+                "keys_by_insert",
+                "SELECT video_id, session_id, inserted_at > toDateTime('2020-01-01 00:00:00') FROM keys_by_insert",
+                ["video-1", "session-1", "1"],
+            ),
         ]
         for table, query, expected in copies:
             try:

@@ -22,7 +22,7 @@ use metrics_sql::{
 use service_kit::Shutdown;
 
 use crate::{
-    config::{AggregationConfig, Config, RetentionConfig},
+    config::{AggregationConfig, Config, FactsConfig, RetentionConfig},
     metrics,
     retention::{self, PartitionDrop, PartitionRow},
     runs::{self, RETENTION_JOB, RunsError, Status},
@@ -193,6 +193,7 @@ pub struct Aggregator {
     clickhouse: clickhouse::Client,
     postgres: Pool,
     aggregation: AggregationConfig,
+    facts: FactsConfig,
     retention: RetentionConfig,
     retention_time: NaiveTime,
     last_version: AtomicU64,
@@ -207,6 +208,7 @@ impl Aggregator {
             clickhouse: config.aggregation.spilling(config.clickhouse.client()),
             postgres: service_kit::deps::postgres::pool(&config.postgres)?,
             aggregation: config.aggregation.clone(),
+            facts: config.facts.clone(),
             retention: config.retention.clone(),
             retention_time: config.retention.time_of_day()?,
             last_version: AtomicU64::new(0),
@@ -223,9 +225,19 @@ impl Aggregator {
         &self.clickhouse
     }
 
+    /// `[facts]` of the configuration.
+    pub(crate) fn facts_config(&self) -> &FactsConfig {
+        &self.facts
+    }
+
+    /// How long after its end a window still receives late events.
+    pub(crate) fn lateness(&self) -> Duration {
+        self.aggregation.lateness
+    }
+
     /// A version larger than any this process handed out: the current epoch
     /// microseconds, or the previous version + 1.
-    fn next_version(&self) -> u64 {
+    pub(crate) fn next_version(&self) -> u64 {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
         let now = u64::try_from(now).unwrap_or(u64::MAX);
         let previous = self

@@ -22,6 +22,7 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub postgres: PostgresConfig,
     pub aggregation: AggregationConfig,
+    pub facts: FactsConfig,
     pub retention: RetentionConfig,
 }
 
@@ -33,12 +34,13 @@ impl Default for Config {
             clickhouse: ClickHouseConfig::default(),
             postgres: PostgresConfig::default(),
             aggregation: AggregationConfig::default(),
+            facts: FactsConfig::default(),
             retention: RetentionConfig::default(),
         }
     }
 }
 
-impl_service_config!(Config, problems: [http, postgres, aggregation, retention], warnings: Config::config_warnings);
+impl_service_config!(Config, problems: [http, postgres, aggregation, facts, retention], warnings: Config::config_warnings);
 
 impl Config {
     /// Settings that work but are probably not meant (`ServiceConfig::warnings`).
@@ -46,6 +48,14 @@ impl Config {
         let mut warnings = self.aggregation.warnings();
         warnings.extend(self.retention.warnings());
         let lateness_days = self.aggregation.lateness.as_secs().div_ceil(24 * 3600);
+        if u64::from(self.retention.facts_days) <= lateness_days {
+            warnings.push(format!(
+                "retention.facts_days ({}) does not exceed aggregation.lateness ({}): facts passes write views \
+                 whose days retention then drops, and reads of those windows fall back to the raw events",
+                self.retention.facts_days,
+                format_duration(self.aggregation.lateness)
+            ));
+        }
         if u64::from(self.retention.events_days) <= lateness_days {
             warnings.push(format!(
                 "retention.events_days ({}) does not exceed aggregation.lateness ({}): late windows may be \
@@ -55,6 +65,58 @@ impl Config {
             ));
         }
         warnings
+    }
+}
+
+/// `[facts]`: the facts pass (metrics_sql::facts), which keeps the facts of
+/// the views still open to late events up to date so that reads rebuild only
+/// the views that changed since the last pass.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FactsConfig {
+    /// Whether the service runs facts passes. Without them, reads rebuild every
+    /// view of a window open to late events from the raw events (exact, slower).
+    pub enabled: bool,
+    /// Time between the end of a pass and the start of the next (`"5s"`).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A pass covers the rows inserted up to ClickHouse's clock minus this
+    /// margin (`"10s"`, whole seconds): an insert still in flight is not
+    /// assumed visible. Each pass also redoes the keys of one margin before
+    /// the previous pass's cover.
+    #[serde(with = "humantime_serde")]
+    pub margin: Duration,
+    /// When the newest pass covers less than this (`"30m"`), the next pass
+    /// rebuilds every view of the lateness horizon instead of the touched keys.
+    #[serde(with = "humantime_serde")]
+    pub full_after: Duration,
+}
+
+impl Default for FactsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(5),
+            margin: Duration::from_secs(10),
+            full_after: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl FactsConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.interval < Duration::from_millis(100) {
+            problems.push("facts.interval must be at least 100ms".to_owned());
+        }
+        if self.margin.as_secs() == 0 {
+            problems
+                .push("facts.margin must be at least 1s: rows inserted in a pass's second may be missed".to_owned());
+        }
+        if self.full_after <= self.margin + self.interval {
+            problems.push("facts.full_after must exceed facts.margin + facts.interval".to_owned());
+        }
+        problems
     }
 }
 
@@ -180,6 +242,9 @@ pub struct RetentionConfig {
     pub aggregation_windows_days: u32,
     /// The receive-time copy the realtime metrics read (60 s of it), by day.
     pub events_by_receipt_days: u32,
+    /// The facts pass's tables (`view_facts`, `keys_by_insert`,
+    /// `view_facts_passes`), by day: only the lateness horizon is read.
+    pub facts_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -192,6 +257,7 @@ impl Default for RetentionConfig {
             user_engagement_daily_days: 90,
             aggregation_windows_days: 90,
             events_by_receipt_days: 2,
+            facts_days: 4,
         }
     }
 }
@@ -205,6 +271,7 @@ impl RetentionConfig {
             RetentionTable::UserEngagementDaily => self.user_engagement_daily_days,
             RetentionTable::AggregationWindows => self.aggregation_windows_days,
             RetentionTable::EventsByReceipt => self.events_by_receipt_days,
+            RetentionTable::ViewFacts | RetentionTable::KeysByInsert | RetentionTable::FactsPasses => self.facts_days,
         }
     }
 

@@ -4,6 +4,7 @@
 //!
 //! - [`Aggregator`]: one window run, a scheduler tick, backfill, retention;
 //! - [`scheduler`]: the loop the service runs;
+//! - [`facts`]: the facts pass that keeps open windows' view facts stored;
 //! - [`runs`]: `aggregation_runs` in PostgreSQL;
 //! - [`retention`]: monthly (daily) partitions past their retention;
 //! - [`schedule`]: the window arithmetic, pure;
@@ -14,6 +15,7 @@
 mod aggregator;
 pub mod cli;
 pub mod config;
+pub mod facts;
 pub mod metrics;
 pub mod retention;
 pub mod runs;
@@ -30,7 +32,7 @@ use service_kit::{
 pub use aggregator::{
     AggregateError, Aggregator, BackfillPlan, BackfillProgress, BackfillReport, TickReport, TickRun, Trigger, WindowRun,
 };
-pub use config::{AggregationConfig, Config, DEFAULT_PORT, RetentionConfig};
+pub use config::{AggregationConfig, Config, DEFAULT_PORT, FactsConfig, RetentionConfig};
 pub use retention::{PartitionDrop, RetentionTable};
 
 pub const SERVICE: &str = "aggregator-cron";
@@ -49,15 +51,20 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         retention = config.retention.enabled,
         lateness = ?config.aggregation.lateness,
         tick_interval = ?config.aggregation.tick_interval,
+        facts = config.facts.enabled,
         "aggregator configured"
     );
 
+    let facts = config.facts.enabled.then(|| tokio::spawn(facts::run(aggregator.clone(), shutdown.clone())));
     let scheduler = config.aggregation.enabled.then(|| tokio::spawn(scheduler::run(aggregator, shutdown.clone())));
     let served = service_kit::ops::serve(listener, &config.http, Arc::new(readiness), shutdown.clone(), |_| {}).await;
     // The server stopped, on a signal or on an error: the scheduler stops too.
     shutdown.trigger();
     if let Some(scheduler) = scheduler {
         scheduler.await?;
+    }
+    if let Some(facts) = facts {
+        facts.await?;
     }
     served?;
     Ok(())

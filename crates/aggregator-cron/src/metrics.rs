@@ -11,6 +11,9 @@ pub const WINDOWS_BEHIND: &str = "analytics_service_aggregation_windows_behind";
 pub const LATE_RECOMPUTATIONS: &str = "analytics_service_aggregation_late_recomputations_total";
 pub const RECOMPUTES_DEFERRED: &str = "analytics_service_aggregation_recomputes_deferred";
 pub const PARTITIONS_DROPPED: &str = "analytics_service_retention_partitions_dropped_total";
+pub const FACTS_PASSES: &str = "analytics_service_facts_passes_total";
+pub const FACTS_PASS_DURATION: &str = "analytics_service_facts_pass_duration_seconds";
+pub const FACTS_ROWS_WRITTEN: &str = "analytics_service_facts_rows_written_total";
 
 /// Registers the descriptions shown on `/metrics`. Call once the recorder is installed.
 pub fn describe() {
@@ -38,6 +41,26 @@ pub fn describe() {
         PARTITIONS_DROPPED,
         "partitions (monthly, or daily for events_by_receipt) dropped by retention, by table"
     );
+    metrics::describe_counter!(
+        FACTS_PASSES,
+        "facts passes by kind (full, incremental; unknown for a pass that failed) and how they ended"
+    );
+    metrics::describe_histogram!(
+        FACTS_PASS_DURATION,
+        metrics::Unit::Seconds,
+        "time of one succeeded facts pass, by kind"
+    );
+    metrics::describe_counter!(FACTS_ROWS_WRITTEN, "view_facts rows written by succeeded facts passes, by kind");
+}
+
+/// One finished facts pass of `kind` (`full`, `incremental`, `unknown`).
+pub fn facts_pass(kind: &'static str, succeeded: bool, duration: Duration, rows: u64) {
+    let status = if succeeded { "succeeded" } else { "failed" };
+    metrics::counter!(FACTS_PASSES, "kind" => kind, "status" => status).increment(1);
+    if succeeded {
+        metrics::histogram!(FACTS_PASS_DURATION, "kind" => kind).record(duration.as_secs_f64());
+        metrics::counter!(FACTS_ROWS_WRITTEN, "kind" => kind).increment(rows);
+    }
 }
 
 /// One finished run of `job` (`video_metrics`, `user_engagement_daily`, `retention`).

@@ -1,7 +1,8 @@
 //! Retention by whole partitions.
 //!
 //! The tables the aggregator cleans are partitioned by month (`toYYYYMM`),
-//! except `events_by_receipt` and `keys_by_day`, by day (`toYYYYMMDD`);
+//! except `events_by_receipt`, `keys_by_day` and the facts pass's tables, by
+//! day (`toYYYYMMDD`);
 //! `views_by_user` and `keys_by_day` keep `events`' retention. A partition is dropped
 //! once its whole month (or day) ended before `now − retention` of its table.
 //! Partitions are listed from `system.parts` (active parts of the configured
@@ -24,6 +25,10 @@ pub enum RetentionTable {
     ViewsByUser,
     /// The freshness check's per-key index; kept as long as `events`.
     KeysByDay,
+    /// The facts pass's tables, by day (`retention.facts_days`).
+    ViewFacts,
+    KeysByInsert,
+    FactsPasses,
 }
 
 /// How a table is partitioned.
@@ -65,7 +70,7 @@ impl Period {
 }
 
 impl RetentionTable {
-    pub const ALL: [RetentionTable; 7] = [
+    pub const ALL: [RetentionTable; 10] = [
         RetentionTable::Events,
         RetentionTable::VideoMetrics,
         RetentionTable::UserEngagementDaily,
@@ -73,12 +78,19 @@ impl RetentionTable {
         RetentionTable::EventsByReceipt,
         RetentionTable::ViewsByUser,
         RetentionTable::KeysByDay,
+        RetentionTable::ViewFacts,
+        RetentionTable::KeysByInsert,
+        RetentionTable::FactsPasses,
     ];
 
     /// How the table is partitioned (see its migration).
     pub fn period(self) -> Period {
         match self {
-            RetentionTable::EventsByReceipt | RetentionTable::KeysByDay => Period::Day,
+            RetentionTable::EventsByReceipt
+            | RetentionTable::KeysByDay
+            | RetentionTable::ViewFacts
+            | RetentionTable::KeysByInsert
+            | RetentionTable::FactsPasses => Period::Day,
             _ => Period::Month,
         }
     }
@@ -93,6 +105,9 @@ impl RetentionTable {
             RetentionTable::EventsByReceipt => metrics_sql::EVENTS_BY_RECEIPT_TABLE,
             RetentionTable::ViewsByUser => metrics_sql::VIEWS_BY_USER_TABLE,
             RetentionTable::KeysByDay => metrics_sql::KEYS_BY_DAY_TABLE,
+            RetentionTable::ViewFacts => metrics_sql::facts::VIEW_FACTS_TABLE,
+            RetentionTable::KeysByInsert => metrics_sql::facts::KEYS_BY_INSERT_TABLE,
+            RetentionTable::FactsPasses => metrics_sql::facts::PASSES_TABLE,
         }
     }
 
@@ -277,7 +292,7 @@ mod tests {
         );
         assert!(partitions_sql().contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
-             'views_by_user', 'keys_by_day')"
+             'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', 'view_facts_passes')"
         ));
     }
 }

@@ -178,21 +178,30 @@ pub async fn list(pool: &Pool, job: &str) -> Result<Vec<RunRecord>, RunsError> {
         .collect())
 }
 
-/// The tick lock, held on one pooled connection until [`unlock`].
-pub struct TickLock(Object);
+/// The advisory lock a replica holds while it runs a facts pass (separate
+/// from the tick lock: passes run every few seconds, beside long ticks).
+pub const FACTS_LOCK_KEY: i64 = 0x6167_6772_5f66_6374;
+
+/// An advisory lock, held on one pooled connection until [`unlock`].
+pub struct TickLock(Object, i64);
 
 /// Takes the tick lock if no other session holds it.
 pub async fn try_lock(pool: &Pool) -> Result<Option<TickLock>, RunsError> {
-    let client = pool.get().await?;
-    let locked: bool = client.query_one(TRY_LOCK, &[&TICK_LOCK_KEY]).await?.get(0);
-    Ok(locked.then_some(TickLock(client)))
+    try_lock_key(pool, TICK_LOCK_KEY).await
 }
 
-/// Releases the tick lock. When that fails the connection is closed rather
+/// Takes the advisory lock `key` if no other session holds it.
+pub async fn try_lock_key(pool: &Pool, key: i64) -> Result<Option<TickLock>, RunsError> {
+    let client = pool.get().await?;
+    let locked: bool = client.query_one(TRY_LOCK, &[&key]).await?.get(0);
+    Ok(locked.then_some(TickLock(client, key)))
+}
+
+/// Releases the lock. When that fails the connection is closed rather
 /// than returned to the pool, which releases the lock too.
 pub async fn unlock(lock: TickLock) {
-    if let Err(error) = lock.0.query_one(UNLOCK, &[&TICK_LOCK_KEY]).await {
-        tracing::warn!(error = %error, "cannot release the tick lock; closing its connection");
+    if let Err(error) = lock.0.query_one(UNLOCK, &[&lock.1]).await {
+        tracing::warn!(error = %error, "cannot release an advisory lock; closing its connection");
         drop(Object::take(lock.0));
     }
 }

@@ -22,7 +22,8 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
         .query(
             "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
              AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
-             'events_by_receipt', 'views_by_user', 'keys_by_day') \
+             'events_by_receipt', 'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', \
+             'view_facts_passes') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
         .fetch_all()
@@ -62,7 +63,21 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         env.aggregator.run_window(Job::VideoMetrics, hour, Trigger::Manual).await.unwrap();
         env.aggregator.run_window(Job::UserEngagementDaily, hour / 24, Trigger::Manual).await.unwrap();
     }
+    // The facts pass's tables keep 4 days by day: a day before the cutoff and one after, written directly (a
+    // pass takes its horizon from the real clock).
+    for statement in [
+        "INSERT INTO view_facts (date, video_id, session_id, start_ms, version) VALUES \
+         ('2025-11-15', 'v1', 'f1', 1763200000000, 1), ('2025-11-23', 'v1', 'f2', 1763900000000, 1)",
+        "INSERT INTO keys_by_insert (inserted_at, video_id, session_id) VALUES ('2025-11-15 10:00:00', 'v1', 'f1')",
+        "INSERT INTO view_facts_passes (version, covered_until, from_ms, computed_at) VALUES \
+         (1, '2025-11-15 10:00:00', 0, '2025-11-15 10:00:00')",
+    ] {
+        env.clickhouse.client().query(statement).execute().await.unwrap();
+    }
     let before = partitions(&env).await;
+    assert_eq!(before["view_facts"], ["20251115", "20251123"].map(String::from).to_vec());
+    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    assert_eq!(before["keys_by_insert"], vec!["20251115".to_string(), today.clone()]);
     for table in ["events", "video_metrics", "user_engagement_daily", "aggregation_windows", "views_by_user"] {
         assert_eq!(before[table], all_four(), "{table}");
     }
@@ -91,6 +106,10 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         (RetentionTable::KeysByDay, 20_250_615),
         (RetentionTable::KeysByDay, 20_250_715),
         (RetentionTable::KeysByDay, 20_250_815),
+        // The facts pass's tables keep 4 days: 2025-11-20T12:00.
+        (RetentionTable::ViewFacts, 20_251_115),
+        (RetentionTable::KeysByInsert, 20_251_115),
+        (RetentionTable::FactsPasses, 20_251_115),
     ];
     let sorted = |drops: &[retention::PartitionDrop]| {
         let mut got: Vec<_> = drops.iter().map(|d| (d.table, d.partition)).collect();
@@ -112,7 +131,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         let line = stdout.lines().find(|l| l.starts_with(table.name()) && l.contains(&partition.to_string()));
         assert!(line.is_some(), "{} {partition} not listed:\n{stdout}", table.name());
     }
-    assert!(stdout.contains("would drop 14 partition(s), 23 row(s)"), "{stdout}");
+    assert!(stdout.contains("would drop 17 partition(s), 26 row(s)"), "{stdout}");
     let dry = env.aggregator.retention(now, true).await.unwrap();
     assert_eq!(sorted(&dry), expected);
     assert_eq!(partitions(&env).await, before, "a dry run drops nothing");
@@ -127,6 +146,9 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     assert_eq!(after["user_engagement_daily"], all_four());
     assert_eq!(after["events_by_receipt"], vec!["20251120".to_string()]);
     assert_eq!(after["keys_by_day"], vec!["20251120".to_string()]);
+    assert_eq!(after["view_facts"], vec!["20251123".to_string()]);
+    assert_eq!(after["keys_by_insert"], vec![today]);
+    assert!(!after.contains_key("view_facts_passes"));
     assert_eq!(events_per_month(&env).await, vec![(202_508, 2), (202_511, 2)]);
     let runs = env.runs("retention").await;
     assert_eq!(runs.len(), 1);
@@ -144,6 +166,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         .env("AGGREGATOR_CRON__RETENTION__VIDEO_METRICS_DAYS", "100000")
         .env("AGGREGATOR_CRON__RETENTION__AGGREGATION_WINDOWS_DAYS", "100000")
         .env("AGGREGATOR_CRON__RETENTION__EVENTS_BY_RECEIPT_DAYS", "100000")
+        .env("AGGREGATOR_CRON__RETENTION__FACTS_DAYS", "100000")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

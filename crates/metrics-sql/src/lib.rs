@@ -7,6 +7,8 @@
 //! events, and the API's and the hub's realtime figures, cannot disagree:
 //!
 //! - [`views`]: the per-view facts every metric is built from;
+//! - [`facts`]: those facts stored by aggregator-cron's facts pass for the
+//!   windows still open to late events, and the reads over them;
 //! - [`rows`]: the rows of `video_metrics` and `user_engagement_daily`, and
 //!   the statements aggregator-cron runs to (re)build a window (built on
 //!   [`views`]);
@@ -26,6 +28,7 @@
 //! through `clickhouse::Query::bind`.
 
 pub mod custom;
+pub mod facts;
 pub mod formulas;
 pub mod read;
 pub mod responses;

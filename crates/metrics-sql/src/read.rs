@@ -37,8 +37,8 @@ fn merged_rows(table: &str, columns: &str, scope: Scope<'_>, split: &Split) -> S
             sql.sql(" UNION ALL ");
         }
         let rows = match table {
-            "video_metrics" => video_metric_rows(scope, &split.raw),
-            _ => user_engagement_rows(scope, &split.raw),
+            "video_metrics" => video_metric_rows(scope, &split.raw, split.facts.as_ref()),
+            _ => user_engagement_rows(scope, &split.raw, split.facts.as_ref()),
         };
         // `video_metric_rows` has exactly the table's columns, in order: a
         // level that only picks columns is needed for a subset (and for the
@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn aggregated_rows_are_read_by_newest_version_not_final() {
-        let split = Split { aggregated: vec![10, 11], raw: vec![], empty: vec![] };
+        let split = Split { aggregated: vec![10, 11], ..Split::default() };
         let sql = top_videos(&split, TopMetric::Views, 5);
         let text = sql.text();
         assert!(!text.contains("FINAL"), "{text}");

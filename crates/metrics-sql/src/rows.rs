@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::{
     Statement,
+    facts::{self, StoredFacts},
     views::{Scope, view_facts},
     windows::{Grain, Job},
 };
@@ -19,9 +20,19 @@ pub const VIDEO_METRICS_COLUMNS: &str = "video_id, hour, date, views, unique_vie
 pub const USER_ENGAGEMENT_COLUMNS: &str = "user_id, date, sessions, views, completed_views, watch_time_seconds, \
     view_video_ids, view_qualities, view_device_types, view_hours, view_watch_seconds";
 
+/// The view facts of `scope` for `windows`: from the stored facts when given
+/// and they cover the windows, otherwise rebuilt from the raw events.
+fn facts_of(scope: Scope<'_>, grain: Grain, windows: &[u32], stored: Option<&StoredFacts>) -> Statement {
+    match stored {
+        Some(stored) if stored.covers(grain, windows) => facts::view_facts(scope, grain, windows, stored),
+        _ => view_facts(scope, grain, windows),
+    }
+}
+
 /// `video_metrics` rows (see [`VIDEO_METRICS_COLUMNS`]) of the views of
-/// `scope` that started in the hours `windows`.
-pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32]) -> Statement {
+/// `scope` that started in the hours `windows`, from `stored` facts where
+/// they cover the hours.
+pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32], stored: Option<&StoredFacts>) -> Statement {
     let mut sql = Statement::new(
         "SELECT video_id, toDateTime(window * 3600) AS hour, toDate(intDiv(window, 24)) AS date, \
          toUInt32(count()) AS views, toUInt32(uniqExact(viewer)) AS unique_viewers, \
@@ -36,14 +47,15 @@ pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32]) -> Statement {
          groupArrayIf(toUInt64(startup_ms), startup_ms >= 0) AS startup_times_ms, \
          max(view_duration) AS duration_seconds FROM (",
     );
-    sql.append(&view_facts(scope, Grain::Hour, windows)).sql(") GROUP BY video_id, window");
+    sql.append(&facts_of(scope, Grain::Hour, windows, stored)).sql(") GROUP BY video_id, window");
     sql
 }
 
 /// `user_engagement_daily` rows (see [`USER_ENGAGEMENT_COLUMNS`]) of the
 /// views of `scope` that started in the days `windows`; views without a
-/// `user_id` belong to no user and are left out.
-pub fn user_engagement_rows(scope: Scope<'_>, windows: &[u32]) -> Statement {
+/// `user_id` belong to no user and are left out. From `stored` facts where
+/// they cover the days.
+pub fn user_engagement_rows(scope: Scope<'_>, windows: &[u32], stored: Option<&StoredFacts>) -> Statement {
     let mut sql = Statement::new(
         "SELECT assumeNotNull(view_user) AS user_id, toDate(window) AS date, groupUniqArray(session_id) AS sessions, \
          toUInt32(count()) AS views, toUInt32(countIf(completed)) AS completed_views, \
@@ -56,15 +68,16 @@ pub fn user_engagement_rows(scope: Scope<'_>, windows: &[u32]) -> Statement {
          arrayMap(x -> tupleElement(x, 4), per_view) AS view_hours, \
          arrayMap(x -> tupleElement(x, 5), per_view) AS view_watch_seconds FROM (",
     );
-    sql.append(&view_facts(scope, Grain::Day, windows)).sql(") WHERE isNotNull(view_user) GROUP BY view_user, window");
+    sql.append(&facts_of(scope, Grain::Day, windows, stored))
+        .sql(") WHERE isNotNull(view_user) GROUP BY view_user, window");
     sql
 }
 
 /// The rows of `job` for `windows`, in the table's column order.
 pub fn job_rows(job: Job, scope: Scope<'_>, windows: &[u32]) -> Statement {
     match job {
-        Job::VideoMetrics => video_metric_rows(scope, windows),
-        Job::UserEngagementDaily => user_engagement_rows(scope, windows),
+        Job::VideoMetrics => video_metric_rows(scope, windows, None),
+        Job::UserEngagementDaily => user_engagement_rows(scope, windows, None),
     }
 }
 

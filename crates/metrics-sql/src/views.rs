@@ -31,6 +31,17 @@ pub enum Scope<'a> {
 /// The `view_` names differ from every events column on purpose: ClickHouse
 /// resolves a name to a same-named alias of the enclosing SELECT first.
 pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement {
+    view_facts_of_keys(scope, grain, windows, None)
+}
+
+/// [`view_facts`], of the keys `keys` selects when given (a `SELECT
+/// video_id, session_id …` statement) and otherwise of every key of `scope`.
+pub(crate) fn view_facts_of_keys(
+    scope: Scope<'_>,
+    grain: Grain,
+    windows: &[u32],
+    keys: Option<&Statement>,
+) -> Statement {
     let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
         panic!("view_facts needs at least one window");
     };
@@ -42,21 +53,17 @@ pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement 
     // arrays, which is most of a rebuild's cost; the open hour's rebuild
     // no longer processes the platform's whole previous day.
     let from = grain.start_of(first);
-    let scan_from = from.saturating_sub(VIEW_SPAN_MS / 1000);
     let scan_to = grain.start_of(last) + grain.secs() + VIEW_SPAN_MS / 1000;
-
-    let mut filter = Statement::new("(timestamp >= toDateTime(");
-    filter.bind(from).sql(") OR (event_type = 'video_start' AND timestamp >= toDateTime(").bind(scan_from);
-    filter.sql("))) AND timestamp <= toDateTime(").bind(scan_to).sql(")");
+    let mut filter = scan_filter(from, Some(scan_to));
     match scope {
         Scope::All => {}
         Scope::Video(video_id) => {
             filter.sql(" AND video_id = ").bind(video_id);
         }
-        Scope::User(user_id) => user_keys(&mut filter, user_id, scan_from, Some(scan_to)),
+        Scope::User(user_id) => {
+            user_keys(&mut filter, user_id, from.saturating_sub(VIEW_SPAN_MS / 1000), Some(scan_to))
+        }
     }
-
-    let window_ms = grain.millis();
     // Only keys with a video_start in one of the windows can have a view
     // starting there: the ±VIEW_SPAN_MS scan reads those keys' rows, not the
     // whole platform's (an empty or future window reads almost nothing). A
@@ -64,22 +71,17 @@ pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement 
     if !matches!(scope, Scope::User(_)) {
         starts_in_windows(&mut filter, scope, grain, windows);
     }
+    if let Some(keys) = keys {
+        filter.sql(" AND (video_id, session_id) IN (").append(keys).sql(")");
+    }
 
-    // Copies of an event share its key, so each key deduplicates its own
-    // events (EVENTS_ARRAY) in the GROUP BY that builds its views: the rows
-    // scanned are read once, never sorted as a whole.
+    let window_ms = grain.millis();
     let mut sql = Statement::new(&format!(
         "SELECT session_id, video_id, start_ms, intDiv(start_ms, {window_ms}) AS window, \
          arrayFilter(x -> tupleElement(x, 1) >= start_ms AND tupleElement(x, 1) <= start_ms + {VIEW_SPAN_MS}, evs) AS e, \
-         {FACTS} \
-         FROM (SELECT session_id, video_id, {EVENTS_ARRAY} AS evs, {VIEW_STARTS} AS view_starts, \
-         max(inserted_at) AS last_inserted FROM {EVENTS_TABLE} WHERE "
+         {FACTS} FROM ("
     ));
-    sql.append(&filter);
-    sql.sql(
-        " GROUP BY session_id, video_id HAVING countIf(event_type = 'video_start') > 0) \
-         ARRAY JOIN view_starts AS start_ms WHERE has(",
-    );
+    sql.append(&keys_events(&filter, "")).sql(") ARRAY JOIN view_starts AS start_ms WHERE has(");
     sql.bind(windows).sql(&format!(", toUInt32(intDiv(start_ms, {window_ms})))"));
     if let Scope::User(user_id) = scope {
         sql.sql(" AND view_user = ").bind(user_id);
@@ -87,11 +89,74 @@ pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement 
     sql
 }
 
+/// The rows of `events` a rebuild of the views starting at or after `from`
+/// (epoch seconds) reads, up to `to` when given: everything from `from`, and
+/// of the [`VIEW_SPAN_MS`] before it only the `video_start`s.
+fn scan_filter(from: u64, to: Option<u64>) -> Statement {
+    let mut filter = Statement::new("(timestamp >= toDateTime(");
+    filter.bind(from).sql(") OR (event_type = 'video_start' AND timestamp >= toDateTime(");
+    filter.bind(from.saturating_sub(VIEW_SPAN_MS / 1000)).sql(")))");
+    if let Some(to) = to {
+        filter.sql(" AND timestamp <= toDateTime(").bind(to).sql(")");
+    }
+    filter
+}
+
+/// Per key with a `video_start` among the rows `filter` selects: its
+/// deduplicated events `evs` ([`EVENTS_ARRAY`]), `view_starts`
+/// ([`VIEW_STARTS`]), `extra` (select items, each with a leading comma) and
+/// `last_inserted`.
+///
+/// Copies of an event share its key, so each key deduplicates its own
+/// events in the GROUP BY that builds its views: the rows scanned are read
+/// once, never sorted as a whole.
+fn keys_events(filter: &Statement, extra: &str) -> Statement {
+    let mut sql = Statement::new(&format!(
+        "SELECT session_id, video_id, {EVENTS_ARRAY} AS evs, {VIEW_STARTS} AS view_starts{extra}, \
+         max(inserted_at) AS last_inserted FROM {EVENTS_TABLE} WHERE "
+    ));
+    sql.append(filter).sql(" GROUP BY session_id, video_id HAVING countIf(event_type = 'video_start') > 0");
+    sql
+}
+
+/// The facts a pass stores in [`crate::facts::VIEW_FACTS_TABLE`]: for every
+/// distinct `video_start` time at or after `from_ms` of the keys `keys`
+/// selects (a `SELECT video_id, session_id …` statement; every key with such
+/// a start when `None`), [`view_facts`]' columns without `window`, and
+/// `is_view` (UInt8): whether the start opens a view (the facts of a start
+/// that does not are meaningless; its row is a tombstone).
+pub(crate) fn stored_view_facts(from_ms: u64, keys: Option<&Statement>) -> Statement {
+    let from = from_ms / 1000;
+    let mut filter = scan_filter(from, None);
+    filter.sql(" AND (video_id, session_id) IN (");
+    match keys {
+        Some(keys) => {
+            filter.append(keys);
+        }
+        None => {
+            filter.sql(&format!(
+                "SELECT video_id, session_id FROM {EVENTS_TABLE} WHERE event_type = 'video_start' \
+                 AND timestamp_ms >= "
+            ));
+            filter.bind(from_ms);
+        }
+    }
+    filter.sql(")");
+    let mut sql = Statement::new(&format!(
+        "SELECT session_id, video_id, start_ms, toUInt8(has(view_starts, start_ms)) AS is_view, \
+         arrayFilter(x -> tupleElement(x, 1) >= start_ms AND tupleElement(x, 1) <= start_ms + {VIEW_SPAN_MS}, evs) AS e, \
+         {FACTS} FROM ("
+    ));
+    sql.append(&keys_events(&filter, ", arrayDistinct(ts) AS start_times"));
+    sql.sql(") ARRAY JOIN start_times AS start_ms WHERE start_ms >= ").bind(from_ms);
+    sql
+}
+
 /// `AND` the key is one of `user_id`'s views between `from` and `to` (epoch
 /// seconds, `to` open-ended when `None`), from the [`VIEWS_BY_USER_TABLE`]
 /// index: first the videos, so that only their granules of `events` are read
 /// (`video_id` leads its sorting key), then the keys themselves.
-fn user_keys(filter: &mut Statement, user_id: &str, from: u64, to: Option<u64>) {
+pub(crate) fn user_keys(filter: &mut Statement, user_id: &str, from: u64, to: Option<u64>) {
     for columns in ["video_id", "(video_id, session_id)"] {
         let selected = columns.trim_matches(|c| c == '(' || c == ')');
         filter.sql(&format!(" AND {columns} IN (SELECT {selected} FROM {VIEWS_BY_USER_TABLE} WHERE user_id = "));

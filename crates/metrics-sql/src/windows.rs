@@ -122,6 +122,9 @@ pub struct Split {
     /// view rebuild that finds nothing still costs ClickHouse 18.16 tens of
     /// milliseconds of analysis.
     pub empty: Vec<u32>,
+    /// The newest facts pass, when the raw windows may be read from its
+    /// stored facts (and the touched keys rebuilt): see [`crate::facts`].
+    pub facts: Option<crate::facts::StoredFacts>,
 }
 
 impl Split {
@@ -181,14 +184,14 @@ mod tests {
         // 11's views got a row after the marker; 12's did not; 13 was never aggregated.
         let last = BTreeMap::from([(11, 501), (12, 500), (13, 900), (3, 999)]);
         let got = split(&[3, 10, 11, 12, 13], &markers, Some(&last), 5);
-        assert_eq!(got, Split { aggregated: vec![3, 10, 12], raw: vec![11, 13], empty: vec![] });
+        assert_eq!(got, Split { aggregated: vec![3, 10, 12], raw: vec![11, 13], ..Split::default() });
         // Before the horizon a window without a marker is raw; after it, one
         // where no view starts (14) holds nothing, and without the check
         // (None) every unmarked window is raw.
         let got = split(&[2, 10, 13, 14], &markers, Some(&last), 5);
-        assert_eq!(got, Split { aggregated: vec![10], raw: vec![2, 13], empty: vec![14] });
+        assert_eq!(got, Split { aggregated: vec![10], raw: vec![2, 13], empty: vec![14], facts: None });
         let got = split(&[2, 3, 14], &markers, None, 5);
-        assert_eq!(got, Split { aggregated: vec![3], raw: vec![2, 14], empty: vec![] });
+        assert_eq!(got, Split { aggregated: vec![3], raw: vec![2, 14], ..Split::default() });
     }
 
     #[test]

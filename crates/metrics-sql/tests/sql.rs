@@ -8,6 +8,7 @@
 use events_model::EventRow;
 use metrics_sql::{
     Statement,
+    facts::{self, StoredFacts},
     read::{self, RealtimeRow, TopMetric, TopVideoRow, UserDayRow, VideoSummaryRow},
     rows::{self, MarkerRow},
     views::{self, LastInsertedRow, Scope},
@@ -108,9 +109,9 @@ async fn aggregate(db: &TestClickHouse, job: Job, windows: &[u32], version: u64)
 
 fn splits(windows: &[u32]) -> Vec<Split> {
     vec![
-        Split { aggregated: vec![], raw: windows.to_vec(), empty: vec![] },
-        Split { aggregated: windows.to_vec(), raw: vec![], empty: vec![] },
-        Split { aggregated: windows[..1].to_vec(), raw: windows[1..].to_vec(), empty: vec![] },
+        Split { aggregated: vec![], raw: windows.to_vec(), ..Split::default() },
+        Split { aggregated: windows.to_vec(), raw: vec![], ..Split::default() },
+        Split { aggregated: windows[..1].to_vec(), raw: windows[1..].to_vec(), ..Split::default() },
     ]
 }
 
@@ -143,7 +144,11 @@ async fn video_metrics_match_the_definitions_from_raw_and_aggregated_windows() {
     // A catalog duration of 50 s caps s1 at 100 %: (100 + 0 + 10) over the views.
     let got: VideoSummaryRow = one(
         &db,
-        &read::video_summary("v1", &Split { aggregated: vec![HOUR], raw: vec![HOUR + 1], empty: vec![] }, Some(50.0)),
+        &read::video_summary(
+            "v1",
+            &Split { aggregated: vec![HOUR], raw: vec![HOUR + 1], ..Split::default() },
+            Some(50.0),
+        ),
     )
     .await;
     assert_eq!(got.watch_percentage_sum, 110.0);
@@ -170,8 +175,8 @@ async fn user_days_match_from_raw_and_aggregated_windows() {
     insert(&db, &scenario()).await;
     aggregate(&db, Job::UserEngagementDaily, &[DAY], 7).await;
     for split in [
-        Split { aggregated: vec![], raw: vec![DAY], empty: vec![] },
-        Split { aggregated: vec![DAY], raw: vec![], empty: vec![] },
+        Split { aggregated: vec![], raw: vec![DAY], ..Split::default() },
+        Split { aggregated: vec![DAY], raw: vec![], ..Split::default() },
     ] {
         let mut days: Vec<UserDayRow> = all(&db, &read::user_days("u1", &split)).await;
         assert_eq!(days.len(), 1, "{split:?}");
@@ -200,7 +205,7 @@ async fn user_days_match_from_raw_and_aggregated_windows() {
         );
     }
     let anonymous: Vec<UserDayRow> =
-        all(&db, &read::user_days("s2", &Split { aggregated: vec![], raw: vec![DAY], empty: vec![] })).await;
+        all(&db, &read::user_days("s2", &Split { aggregated: vec![], raw: vec![DAY], ..Split::default() })).await;
     assert!(anonymous.is_empty(), "an anonymous view belongs to no user");
     db.drop().await.unwrap();
 }
@@ -291,27 +296,34 @@ async fn a_restart_more_than_a_day_later_is_a_new_view_and_a_chain_of_restarts_i
     )
     .await;
     let hours: Vec<u32> = (HOUR..HOUR + 48).collect();
-    for split in [Split { aggregated: vec![], raw: hours.clone(), empty: vec![] }] {
+    for split in [Split { aggregated: vec![], raw: hours.clone(), ..Split::default() }] {
         let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;
         assert_eq!(got.views, 3, "{split:?}");
     }
     // Computed one hour at a time, the same views land in the same hours.
     let mut views = 0;
     for hour in hours {
-        let got: VideoSummaryRow =
-            one(&db, &read::video_summary("v1", &Split { aggregated: vec![], raw: vec![hour], empty: vec![] }, None))
-                .await;
+        let got: VideoSummaryRow = one(
+            &db,
+            &read::video_summary("v1", &Split { aggregated: vec![], raw: vec![hour], ..Split::default() }, None),
+        )
+        .await;
         views += got.views;
     }
     assert_eq!(views, 3);
     db.drop().await.unwrap();
 }
 
+fn with_facts(split: &Split) -> Split {
+    let stored = StoredFacts { covered_until: 1_764_000_000, from_ms: 0, read_until: 1_764_000_100 };
+    Split { facts: Some(stored), ..split.clone() }
+}
+
 /// Every statement, values written in, runs on chDB against the migrations.
 #[test]
 fn every_statement_runs_on_current_clickhouse() {
-    let split = Split { aggregated: vec![HOUR], raw: vec![HOUR + 1], empty: vec![] };
-    let days = Split { aggregated: vec![DAY], raw: vec![DAY + 1], empty: vec![] };
+    let split = Split { aggregated: vec![HOUR], raw: vec![HOUR + 1], ..Split::default() };
+    let days = Split { aggregated: vec![DAY], raw: vec![DAY + 1], ..Split::default() };
     let statements = [
         rows::insert_window(Job::VideoMetrics, HOUR, 1),
         rows::insert_window(Job::UserEngagementDaily, DAY, 1),
@@ -327,7 +339,115 @@ fn every_statement_runs_on_current_clickhouse() {
         read::top_videos(&split, TopMetric::CompletionRate, 5),
         read::user_days("u1", &days),
         read::realtime(T, T + 60_000),
+        facts::insert_pass_facts(u64::from(HOUR) * 3_600_000, None, 1),
+        facts::insert_pass_facts(u64::from(HOUR) * 3_600_000, Some(1_764_000_000), 2),
+        facts::count_pass_rows(2, 1_764_000_000_000),
+        facts::insert_pass(2, 1_764_000_000, 1_764_000_000_000, false, 3),
+        facts::newest_pass(),
+        read::video_summary("v'1", &with_facts(&split), None),
+        read::top_videos(&with_facts(&split), TopMetric::Views, 5),
+        read::user_days("u1", &with_facts(&days)),
     ];
     let queries: Vec<String> = statements.iter().map(Statement::render).collect();
     service_kit::testing::run_on_chdb(&queries).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// ClickHouse's clock, epoch seconds.
+async fn server_now(db: &TestClickHouse) -> u32 {
+    db.client().query("SELECT toUInt32(now())").fetch_one().await.unwrap()
+}
+
+/// A facts pass of the views starting from `HOUR` on: of every key when
+/// `since` is `None`, else of the keys with rows inserted after it.
+async fn facts_pass(db: &TestClickHouse, since: Option<u32>, version: u64) {
+    let from_ms = u64::from(HOUR) * 3_600_000;
+    let insert = facts::insert_pass_facts(from_ms, since, version);
+    insert.query(&db.client()).execute().await.unwrap_or_else(|e| panic!("{e}\n{}", insert.text()));
+    let rows: u64 = one(db, &facts::count_pass_rows(version, from_ms)).await;
+    assert!(rows > 0, "pass {version} wrote nothing");
+    facts::insert_pass(version, server_now(db).await, from_ms, since.is_none(), rows)
+        .query(&db.client())
+        .execute()
+        .await
+        .unwrap();
+}
+
+/// Raw splits of `windows` read through stored facts: every key as stored
+/// (nothing touched since `covered_until`), and every key touched (all
+/// rebuilt from the raw events).
+async fn facts_splits(db: &TestClickHouse, windows: &[u32]) -> Vec<Split> {
+    let now = server_now(db).await;
+    let from_ms = u64::from(HOUR) * 3_600_000;
+    [
+        StoredFacts { covered_until: now + 100, from_ms, read_until: now + 200 },
+        StoredFacts { covered_until: 1, from_ms, read_until: now + 200 },
+    ]
+    .into_iter()
+    .map(|stored| Split { raw: windows.to_vec(), facts: Some(stored), ..Split::default() })
+    .collect()
+}
+
+#[tokio::test]
+async fn stored_facts_and_touched_keys_read_like_the_raw_rebuild() {
+    let db = TestClickHouse::create().await.unwrap();
+    insert(&db, &scenario()).await;
+    facts_pass(&db, None, 1).await;
+    let expected: VideoSummaryRow =
+        one(&db, &read::video_summary("v1", &Split { raw: vec![HOUR, HOUR + 1], ..Split::default() }, None)).await;
+    assert_eq!((expected.views, expected.watch_time_seconds), (3, 66.0));
+    let expected_days: Vec<UserDayRow> =
+        all(&db, &read::user_days("u1", &Split { raw: vec![DAY], ..Split::default() })).await;
+    for split in facts_splits(&db, &[HOUR, HOUR + 1]).await {
+        let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;
+        assert_eq!(got, expected, "{split:?}");
+        let top: Vec<TopVideoRow> = all(&db, &read::top_videos(&split, TopMetric::Views, 10)).await;
+        assert_eq!((top.len(), top[0].views, top[0].watch_time_seconds), (1, 3, 66.0), "{split:?}");
+    }
+    let day_from = u64::from(DAY) * 86_400_000;
+    for mut split in facts_splits(&db, &[DAY]).await {
+        split.facts.as_mut().unwrap().from_ms = day_from;
+        let got: Vec<UserDayRow> = all(&db, &read::user_days("u1", &split)).await;
+        assert_eq!(got.len(), 1, "{split:?}");
+        assert_eq!((got[0].views, got[0].watch_time_seconds), (expected_days[0].views, 66.0), "{split:?}");
+    }
+
+    // One key touched after the pass and the others not: s1 is rebuilt, the
+    // rest read as stored, and s1's stored row is left out (not counted twice).
+    let now = server_now(&db).await;
+    db.client()
+        .query("INSERT INTO keys_by_insert (inserted_at, video_id, session_id) VALUES (toDateTime(?), 'v1', 's1')")
+        .bind(now + 50)
+        .execute()
+        .await
+        .unwrap();
+    let stored = StoredFacts { covered_until: now + 10, from_ms: u64::from(HOUR) * 3_600_000, read_until: now + 100 };
+    let split = Split { raw: vec![HOUR, HOUR + 1], facts: Some(stored), ..Split::default() };
+    let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;
+    assert_eq!(got, expected);
+    db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pass_retires_a_start_that_no_longer_opens_a_view() {
+    let db = TestClickHouse::create().await.unwrap();
+    let later = T + 3_600_000;
+    insert(&db, &[at(event("video_start", later, "s9", Some("u9")), 0.0)]).await;
+    facts_pass(&db, None, 1).await;
+    // A late video_start an hour earlier: the view now starts in HOUR.
+    insert(&db, &[at(event("video_start", T, "s9", Some("u9")), 0.0)]).await;
+    let hours = |split: &Split| (split.raw.clone(), split.facts);
+    // Touched keys are rebuilt (the second split); the stored facts (first) are stale until the next pass.
+    let splits = facts_splits(&db, &[HOUR + 1]).await;
+    let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &splits[1], None)).await;
+    assert_eq!(got.views, 0, "{:?}", hours(&splits[1]));
+    facts_pass(&db, Some(0), 2).await;
+    for split in facts_splits(&db, &[HOUR + 1]).await {
+        let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;
+        assert_eq!(got.views, 0, "the later hour keeps no view: {split:?}");
+    }
+    for split in facts_splits(&db, &[HOUR]).await {
+        let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;
+        assert_eq!(got.views, 1, "{split:?}");
+    }
+    db.drop().await.unwrap();
 }

@@ -113,12 +113,46 @@ pub struct FreshnessConfig {
     /// only costs more freshness checks, a smaller one can serve stale windows).
     #[serde(with = "humantime_serde")]
     pub lateness: Duration,
+    /// Which reads take windows still open to late events from
+    /// aggregator-cron's stored view facts, rebuilding from the raw events only
+    /// the views whose keys received rows since its newest facts pass:
+    /// `"top"` (top videos, the default), `"all"` (video and user metrics
+    /// too) or `"off"`. Otherwise, or while no pass is recent enough, every
+    /// view of such a window is rebuilt, which grows with the platform's
+    /// traffic. Exact either way, but a view whose first row since the pass
+    /// arrived within `facts_read_margin` is read as the pass left it (not
+    /// yet there, for a new view): answers lag by up to that margin.
+    pub stored_facts: StoredFactsUse,
+    /// See `stored_facts` (`"1s"`, whole seconds): rows inserted this
+    /// recently are assumed possibly still in flight, so both halves of a
+    /// read would not agree on them.
+    #[serde(with = "humantime_serde")]
+    pub facts_read_margin: Duration,
+    /// The newest facts pass is used only while it covers inserts up to this
+    /// long ago (`"2m"`); older, the aggregator is behind or down, and the
+    /// keys touched since would cost more than a rebuild.
+    #[serde(with = "humantime_serde")]
+    pub facts_max_staleness: Duration,
 }
 
 impl Default for FreshnessConfig {
     fn default() -> Self {
-        Self { lateness: events_model::limits::DEFAULT_LATENESS }
+        Self {
+            lateness: events_model::limits::DEFAULT_LATENESS,
+            stored_facts: StoredFactsUse::Top,
+            facts_read_margin: Duration::from_secs(1),
+            facts_max_staleness: Duration::from_secs(120),
+        }
     }
+}
+
+/// `freshness.stored_facts`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoredFactsUse {
+    Off,
+    Top,
+    All,
 }
 
 /// Bounds on what one query may cost ClickHouse, per query class. The server

@@ -38,7 +38,7 @@ use service_kit::{
     deps::{clickhouse::ClickHouseProbe, postgres, redis},
 };
 
-pub use config::{CacheConfig, Config, DEFAULT_PORT, FreshnessConfig, LimitsConfig};
+pub use config::{CacheConfig, Config, DEFAULT_PORT, FreshnessConfig, LimitsConfig, StoredFactsUse};
 
 pub const SERVICE: &str = "query-api";
 

@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use events_model::EventRow;
-use metrics_sql::{rows, windows::Job};
+use metrics_sql::{
+    facts, rows,
+    windows::{self, Grain, Job},
+};
 use query_api::{CacheConfig, Config};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use reqwest::Client;
@@ -83,6 +86,18 @@ impl Api {
     /// the second of the last insert).
     async fn aggregate(&self, job: Job, window: u32) {
         let client = self.clickhouse.client();
+        let now = self.clock_past_last_insert().await;
+        let version = u64::from(now) * 1000 + u64::from(window % 1000);
+        rows::insert_window(job, window, version).query(&client).execute().await.unwrap();
+        rows::retire_vanished_rows(job, window, version).query(&client).execute().await.unwrap();
+        let count: u64 = rows::count_window_rows(job, window, version).query(&client).fetch_one().await.unwrap();
+        rows::insert_marker(job, window, version, now - 1, count).query(&client).execute().await.unwrap();
+    }
+
+    /// Waits for the server's clock to pass the second of the last insert
+    /// (inserted_at has second precision) and returns it, epoch seconds.
+    async fn clock_past_last_insert(&self) -> u32 {
+        let client = self.clickhouse.client();
         testing::eventually(Duration::from_secs(5), || async {
             let passed: u8 = client.query("SELECT now() > (SELECT max(inserted_at) FROM events)").fetch_one().await?;
             anyhow::ensure!(passed == 1, "the server clock is still in the second of the last insert");
@@ -90,12 +105,7 @@ impl Api {
         })
         .await
         .unwrap();
-        let now: u32 = client.query("SELECT toUInt32(now())").fetch_one().await.unwrap();
-        let version = u64::from(now) * 1000 + u64::from(window % 1000);
-        rows::insert_window(job, window, version).query(&client).execute().await.unwrap();
-        rows::retire_vanished_rows(job, window, version).query(&client).execute().await.unwrap();
-        let count: u64 = rows::count_window_rows(job, window, version).query(&client).fetch_one().await.unwrap();
-        rows::insert_marker(job, window, version, now - 1, count).query(&client).execute().await.unwrap();
+        client.query("SELECT toUInt32(now())").fetch_one().await.unwrap()
     }
 
     async fn put_video(&self, id: &str, body: Value) {
@@ -410,5 +420,63 @@ async fn the_health_report_carries_the_consumer_lag() {
     assert!(body["consumer_lag"]["as_of"].is_string(), "{body}");
     assert!(body["consumer_lag"].get("error").is_none(), "{body}");
     service_kit::deps::kafka::delete_topics(&api.kafka, &[&topic]).await.unwrap();
+    api.stop().await;
+}
+
+/// A facts pass the way aggregator-cron runs one (full, over the lateness
+/// horizon), covering every row inserted before the current second.
+async fn facts_pass(api: &Api) {
+    let now = api.clock_past_last_insert().await;
+    let client = api.clickhouse.client();
+    let lateness = events_model::limits::DEFAULT_LATENESS.as_secs();
+    let from_ms = Grain::Hour.start_of(windows::horizon(Grain::Hour, u64::from(now), lateness)) * 1000;
+    let version = u64::from(now) * 1000;
+    facts::insert_pass_facts(from_ms, None, version).query(&client).execute().await.unwrap();
+    let rows: u64 = facts::count_pass_rows(version, from_ms).query(&client).fetch_one().await.unwrap();
+    facts::insert_pass(version, now - 1, from_ms, true, rows).query(&client).execute().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_videos_read_the_stored_facts_and_rebuild_only_the_views_touched_since() {
+    let api = Api::start(no_cache(), None).await;
+    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+    let base = (now_ms / HOUR_MS - 13) * HOUR_MS;
+    api.insert(&scenario(base)).await;
+    let today = chrono::Utc::now().date_naive();
+    let top_path = format!("/api/metrics/videos/top?startDate={}&endDate={today}", today.pred_opt().unwrap());
+    assert_eq!(top_views(&api.ok(&top_path).await), vec![("v1", 2), ("v2", 1)], "raw");
+
+    facts_pass(&api).await;
+    assert_eq!(top_views(&api.ok(&top_path).await), vec![("v1", 2), ("v2", 1)], "from the stored facts");
+    // A stored view without events shows: the answer does come from the stored facts.
+    let start = base + 11 * HOUR_MS;
+    api.clickhouse
+        .client()
+        .query(
+            "INSERT INTO view_facts (date, video_id, session_id, start_ms, is_view, viewer, version) \
+             VALUES (toDate(toDateTime(intDiv(?, 1000))), 'v9', 'stored-only', ?, 1, 's:stored-only', 1)",
+        )
+        .bind(start)
+        .bind(start)
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(top_views(&api.ok(&top_path).await), vec![("v1", 2), ("v2", 1), ("v9", 1)], "stored view");
+
+    // After the pass: a new view of v2, and one more event of a stored view of
+    // v1. Once past the read margin (1 s), the new view counts, and v1's
+    // touched view is rebuilt rather than counted twice.
+    api.insert(&[
+        event("video_start", "s4", "u4", "v2", base + 12 * HOUR_MS + 60_000, Some(0.0)),
+        event("video_progress", "s1", "u1", "v1", base + 10 * HOUR_MS + 15_000, Some(15.0)),
+    ])
+    .await;
+    testing::eventually(Duration::from_secs(10), || async {
+        let top = api.ok(&top_path).await;
+        anyhow::ensure!(top_views(&top) == vec![("v1", 2), ("v2", 2), ("v9", 1)], "{top}");
+        Ok(())
+    })
+    .await
+    .unwrap();
     api.stop().await;
 }

@@ -54,6 +54,7 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 4, "0004_events_by_receipt"),
     migration!("clickhouse", 5, "0005_views_by_user"),
     migration!("clickhouse", 6, "0006_keys_by_day"),
+    migration!("clickhouse", 7, "0007_view_facts"),
 ];
 
 /// PostgreSQL migrations, in version order.

@@ -68,6 +68,9 @@ async fn start_api(
     // previous one for a few seconds. Only the first phase (twice, to compare
     // cached with computed answers) goes through the cache.
     config.cache.enabled = cached;
+    // Every read takes open windows from the stored facts once a pass exists
+    // (the default is top videos only), so the phases below check them all.
+    config.freshness.stored_facts = query_api::StoredFactsUse::All;
     let api = InProcess::spawn(config, query_api::run);
     api.wait_ready(Duration::from_secs(30)).await.expect("query-api ready");
     api
@@ -84,6 +87,9 @@ async fn aggregator(clickhouse: &ClickHouseConfig, postgres: &PostgresConfig) ->
     // The late-event phase recomputes a window aggregated moments before.
     config.aggregation.min_recompute_interval = Duration::ZERO;
     config.retention.enabled = false;
+    // Facts passes run by hand below, after the margin was waited out.
+    config.facts.enabled = false;
+    config.facts.margin = Duration::from_secs(SAFETY_MARGIN_SECS);
     Aggregator::connect(&config).await.unwrap()
 }
 
@@ -170,6 +176,11 @@ async fn wait_stored(clickhouse: &clickhouse::Client, distinct: usize) {
 
 /// Waits until ClickHouse's clock is past every stored row's insert time plus
 /// the safety margin, so that a run starting now covers every stored row.
+/// A facts pass run now (no other replica holds the lock).
+async fn facts_pass(aggregator: &Aggregator) -> aggregator_cron::facts::FactsPass {
+    aggregator.facts_pass().await.expect("facts pass").expect("the facts lock is free")
+}
+
 async fn wait_covered(clickhouse: &clickhouse::Client) {
     testing::eventually(Duration::from_secs(30), || async {
         let (now, last): (u32, u32) = clickhouse
@@ -503,9 +514,18 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     problems.extend(check_same("raw, uncached", &questions, &first, &uncached));
     problems.extend(check_freshness("raw, uncached", &questions, &uncached, &raw));
 
-    // 2. Every closed window aggregated (hours and days from the first day on).
+    // 1b. A facts pass: windows still open to late events are read from the
+    // stored facts (nothing was inserted since the pass).
     wait_covered(&clickhouse).await;
     let aggregator = aggregator(&db.config, &pg.config).await;
+    let pass = facts_pass(&aggregator).await;
+    assert!(pass.full && pass.rows > 0, "{pass:?}");
+    let from_facts = ask_all(&http, &api, &questions).await;
+    problems.extend(check_all("raw, from stored facts", &questions, &from_facts, &oracle, &raw));
+    problems.extend(check_same("raw, from stored facts against raw", &questions, &uncached, &from_facts));
+
+    // 2. Every closed window aggregated (hours and days from the first day on).
+    wait_covered(&clickhouse).await;
     let now_ms = Utc::now().timestamp_millis();
     let (current_hour, current_day) = (now_ms.div_euclid(HOUR_MS), now_ms.div_euclid(DAY_MS));
     let mut fresh = Fresh::default();
@@ -544,7 +564,11 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     problems.extend(check_same("aggregated again", &questions, &aggregated, &rerun));
     problems.extend(check_freshness("aggregated again", &questions, &rerun, &fresh));
 
-    // 4. A late heartbeat for an aggregated view: its hour and day are read raw until the aggregator runs again.
+    // 4. A late heartbeat for an aggregated view: its hour and day are read raw until the aggregator runs again,
+    // from the stored facts of a pass just before, but the late event's view rebuilt from the events.
+    wait_covered(&clickhouse).await;
+    let pass = facts_pass(&aggregator).await;
+    assert!(!pass.full, "{pass:?}");
     let (late_view, late) = late_candidate(&oracle, &mut ids, Utc::now());
     let late_oracle = oracle.with_events(std::slice::from_ref(&late)).unwrap();
     let (late_hour, late_day) = (late_view.hour(), late_view.day());
@@ -565,6 +589,8 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     let mut stale = fresh.clone();
     stale.stale_hours = [(late_view.video_id.clone(), late_hour), (String::new(), late_hour)].into();
     stale.stale_days = [(late_user.clone(), late_day)].into();
+    // Stored facts answers lag by `freshness.facts_read_margin` (1 s): wait it out.
+    wait_covered(&clickhouse).await;
     let late_raw = ask_all(&http, &api, &questions).await;
     problems.extend(check_all("late event, before the aggregator ran", &questions, &late_raw, &late_oracle, &stale));
 
@@ -615,6 +641,13 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     }
     let after_late = ask_all(&http, &api, &questions).await;
     problems.extend(check_all("late event, after a tick", &questions, &after_late, &late_oracle, &fresh));
+
+    // 6. The next facts pass stores the late event's view: read from the stored facts only, the same answers.
+    wait_covered(&clickhouse).await;
+    let pass = facts_pass(&aggregator).await;
+    assert!(!pass.full && pass.rows > 0, "{pass:?}");
+    let after_pass = ask_all(&http, &api, &questions).await;
+    problems.extend(check_same("late event, after a facts pass", &questions, &after_late, &after_pass));
 
     api.stop().await.unwrap();
     cached_api.stop().await.unwrap();

@@ -63,7 +63,7 @@ impl RangeRequest {
     /// The windows of `job` in the range, split into aggregated and raw for `scope`.
     async fn split(&self, state: &AppState, job: Job, scope: Scope<'_>) -> Result<Split, ApiError> {
         let windows = self.range.windows(job.grain());
-        freshness::split(&state.clickhouse, job, scope, &windows, self.now, state.freshness.lateness).await
+        freshness::split(&state.clickhouse, job, scope, &windows, self.now, &state.freshness).await
     }
 }
 

@@ -1,0 +1,222 @@
+//! Stored view facts (`schemas/clickhouse/0007_view_facts.sql`): the facts
+//! of every view still open to late events, kept up to date by
+//! aggregator-cron's facts pass, so that a read of an open window rebuilds
+//! from the raw events only the views whose keys received rows since the
+//! last pass, not every view of the window (ARCHITECTURE.md, "Read path").
+//!
+//! A pass rebuilds the keys that received rows since the previous pass's
+//! `covered_until` (less an overlap) from all their events, and writes one
+//! row per distinct `video_start` time at or after its horizon under a new
+//! version: the view's facts, or a tombstone for a start that no longer opens
+//! a view. A read takes, for the keys not touched since the newest pass, the
+//! newest stored row of each start, and rebuilds the touched keys.
+
+use serde::Deserialize;
+
+use crate::{
+    Statement,
+    views::{Scope, stored_view_facts, user_keys, view_facts_of_keys},
+    windows::Grain,
+};
+
+/// Per view start, its facts: written by the facts pass, read by the query API.
+pub const VIEW_FACTS_TABLE: &str = "view_facts";
+
+/// Which view keys received rows, by insert time.
+pub const KEYS_BY_INSERT_TABLE: &str = "keys_by_insert";
+
+/// One row per facts pass.
+pub const PASSES_TABLE: &str = "view_facts_passes";
+
+/// The columns both sources of a read's view facts produce, in order and with
+/// these types (a `UNION ALL` needs them equal): the columns of
+/// [`crate::views::view_facts`] that the rows are built from.
+const READ_COLUMNS: &str = "session_id, video_id, start_ms, toUInt64(window) AS window, \
+    toFloat64(watch_seconds) AS watch_seconds, toUInt8(completed) AS completed, toUInt8(failed) AS failed, \
+    toUInt8(exited_before_start) AS exited_before_start, toInt64(startup_ms) AS startup_ms, \
+    toUInt64(view_buffer_ms) AS view_buffer_ms, CAST(view_duration AS Nullable(Float64)) AS view_duration, \
+    view_quality, view_device, CAST(view_user AS Nullable(String)) AS view_user, viewer, last_inserted";
+
+/// The stored columns besides the key (`video_id`, `session_id`, `start_ms`)
+/// and `version`, in [`VIEW_FACTS_TABLE`]'s order.
+const STORED_COLUMNS: [&str; 13] = [
+    "is_view",
+    "watch_seconds",
+    "completed",
+    "failed",
+    "exited_before_start",
+    "startup_ms",
+    "view_buffer_ms",
+    "view_duration",
+    "view_quality",
+    "view_device",
+    "view_user",
+    "viewer",
+    "last_inserted",
+];
+
+/// What a read needs of the newest facts pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredFacts {
+    /// The stored facts hold every events row inserted up to this time
+    /// (epoch seconds, inclusive)…
+    pub covered_until: u32,
+    /// …for the views starting at or after this time (epoch milliseconds).
+    pub from_ms: u64,
+    /// The keys with a row inserted after `covered_until` and before this
+    /// time (epoch seconds, exclusive; ClickHouse's clock when the request
+    /// began, less a margin) are rebuilt from the raw events; a key whose
+    /// first row since the pass is younger is read as the pass stored it.
+    /// The bound makes both halves of a read agree on which keys are
+    /// rebuilt, whatever arrives while the statement runs.
+    pub read_until: u32,
+}
+
+impl StoredFacts {
+    /// Whether the stored facts can answer every window of `windows`.
+    pub fn covers(&self, grain: Grain, windows: &[u32]) -> bool {
+        windows.first().is_some_and(|&first| grain.start_of(first) * 1000 >= self.from_ms)
+    }
+}
+
+/// `SELECT video_id, session_id` of the keys with an events row inserted in
+/// `(after, before)` (epoch seconds), of `video_id` when given.
+fn touched_keys(after: u32, before: Option<u32>, video_id: Option<&str>) -> Statement {
+    let mut sql = Statement::new(&format!(
+        "SELECT video_id, session_id FROM {KEYS_BY_INSERT_TABLE} WHERE inserted_at > toDateTime("
+    ));
+    sql.bind(after).sql(")");
+    if let Some(before) = before {
+        sql.sql(" AND inserted_at < toDateTime(").bind(before).sql(")");
+    }
+    if let Some(video_id) = video_id {
+        sql.sql(" AND video_id = ").bind(video_id);
+    }
+    sql
+}
+
+/// [`crate::views::view_facts`]' rows for `windows` (restricted to
+/// [`READ_COLUMNS`]) from the stored facts and the rebuilt touched keys: the
+/// newest stored row of each start of the keys not touched in
+/// `(covered_until, read_until)`, and the views of the touched keys rebuilt
+/// from the raw events. `facts` must [`StoredFacts::covers`] the windows.
+pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32], facts: &StoredFacts) -> Statement {
+    let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
+        panic!("view_facts needs at least one window");
+    };
+    let video = match scope {
+        Scope::Video(video_id) => Some(video_id),
+        _ => None,
+    };
+    let touched = touched_keys(facts.covered_until, Some(facts.read_until), video);
+    let window_ms = grain.millis();
+    let (from, to) = (grain.start_of(first), grain.start_of(last) + grain.secs());
+
+    let newest = STORED_COLUMNS.map(|c| format!("argMax({c}, version) AS newest_{c}")).join(", ");
+    let renamed = STORED_COLUMNS.map(|c| format!("newest_{c} AS {c}")).join(", ");
+    let mut sql = Statement::new(&format!(
+        "SELECT {READ_COLUMNS} FROM (SELECT session_id, video_id, start_ms, \
+         intDiv(start_ms, {window_ms}) AS window, {renamed} FROM (SELECT video_id, session_id, start_ms, {newest} \
+         FROM {VIEW_FACTS_TABLE} WHERE date >= toDate(toDateTime("
+    ));
+    sql.bind(from).sql(")) AND date <= toDate(toDateTime(").bind(to).sql(")) AND start_ms >= ");
+    sql.bind(from * 1000).sql(" AND start_ms < ").bind(to * 1000);
+    match scope {
+        Scope::All => {}
+        Scope::Video(video_id) => {
+            sql.sql(" AND video_id = ").bind(video_id);
+        }
+        Scope::User(user_id) => {
+            user_keys(&mut sql, user_id, from, Some(to));
+        }
+    }
+    sql.sql(" AND (video_id, session_id) NOT IN (").append(&touched).sql(")");
+    sql.sql(" GROUP BY video_id, session_id, start_ms) WHERE newest_is_view = 1 AND has(").bind(windows);
+    sql.sql(&format!(", toUInt32(intDiv(start_ms, {window_ms})))"));
+    if let Scope::User(user_id) = scope {
+        sql.sql(" AND newest_view_user = ").bind(user_id);
+    }
+    sql.sql(&format!(") UNION ALL SELECT {READ_COLUMNS} FROM ("));
+    sql.append(&view_facts_of_keys(scope, grain, windows, Some(&touched))).sql(")");
+    sql
+}
+
+/// A facts pass: inserts under `version` the stored facts of every start at
+/// or after `from_ms` of the keys with an events row inserted after `since`
+/// (epoch seconds), or of every key with such a start when `since` is `None`
+/// (a full pass).
+pub fn insert_pass_facts(from_ms: u64, since: Option<u32>, version: u64) -> Statement {
+    let keys = since.map(|since| touched_keys(since, None, None));
+    let stored = STORED_COLUMNS.join(", ");
+    let mut sql = Statement::new(&format!(
+        "INSERT INTO {VIEW_FACTS_TABLE} (date, video_id, session_id, start_ms, {stored}, version) \
+         SELECT toDate(toDateTime(intDiv(start_ms, 1000))), video_id, session_id, start_ms, {stored}, "
+    ));
+    sql.bind(version).sql(" FROM (").append(&stored_view_facts(from_ms, keys.as_ref())).sql(")");
+    sql
+}
+
+/// The rows `version` wrote (a pass's size, for its record and logs).
+pub fn count_pass_rows(version: u64, from_ms: u64) -> Statement {
+    let mut sql = Statement::new(&format!("SELECT count() FROM {VIEW_FACTS_TABLE} WHERE date >= toDate(toDateTime("));
+    sql.bind(from_ms / 1000).sql(")) AND version = ").bind(version);
+    sql
+}
+
+/// Records a finished pass.
+pub fn insert_pass(version: u64, covered_until: u32, from_ms: u64, full: bool, rows: u64) -> Statement {
+    let mut sql = Statement::new(&format!(
+        "INSERT INTO {PASSES_TABLE} (version, covered_until, from_ms, full_pass, rows, computed_at) SELECT "
+    ));
+    sql.bind(version).sql(", toDateTime(").bind(covered_until).sql("), ").bind(from_ms);
+    sql.sql(", ").bind(u64::from(full)).sql(", ").bind(rows).sql(", now()");
+    sql
+}
+
+/// The newest pass (`version`, `covered_until`, `from_ms`) and ClickHouse's
+/// clock (`now`, epoch seconds); no row before the first pass.
+pub fn newest_pass() -> Statement {
+    Statement::new(&format!(
+        "SELECT version, toUInt32(covered_until) AS covered_until, from_ms, toUInt32(now()) AS now \
+         FROM {PASSES_TABLE} ORDER BY version DESC LIMIT 1"
+    ))
+}
+
+/// A row of [`newest_pass`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct PassRow {
+    pub version: u64,
+    pub covered_until: u32,
+    pub from_ms: u64,
+    pub now: u32,
+}
+
+/// [`newest_pass`] on `client`.
+pub async fn fetch_newest_pass(client: &clickhouse::Client) -> Result<Option<PassRow>, clickhouse::error::Error> {
+    newest_pass().query(client).fetch_optional().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_halves_of_a_read_use_the_same_bounded_key_set() {
+        let facts = StoredFacts { covered_until: 1_000, from_ms: 0, read_until: 1_010 };
+        let sql = view_facts(Scope::All, Grain::Hour, &[5, 6], &facts);
+        let text = sql.text();
+        let set = "SELECT video_id, session_id FROM keys_by_insert WHERE inserted_at > toDateTime(?) \
+                   AND inserted_at < toDateTime(?)";
+        assert_eq!(text.matches(set).count(), 2, "{text}");
+        assert!(text.contains("NOT IN (SELECT video_id, session_id FROM keys_by_insert"), "{text}");
+        assert!(!text.contains("FINAL"), "{text}");
+    }
+
+    #[test]
+    fn facts_cover_windows_from_their_horizon_only() {
+        let facts = StoredFacts { covered_until: 1_000, from_ms: 7_200_000, read_until: 1_010 };
+        assert!(facts.covers(Grain::Hour, &[2, 3]));
+        assert!(!facts.covers(Grain::Hour, &[1, 2]));
+        assert!(!facts.covers(Grain::Day, &[0]));
+    }
+}
