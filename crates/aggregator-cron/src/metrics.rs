@@ -1,6 +1,6 @@
 //! The aggregator's Prometheus metrics. Labels are bounded: `job` is one of
 //! the two aggregation jobs or `retention`, `status` succeeded/failed,
-//! `table` one of the five tables under retention.
+//! `table` one of the tables under retention, `kind` full/incremental/unknown.
 
 use std::time::Duration;
 

@@ -10,7 +10,9 @@
 //!    videos, so the hottest video has ~4 % of the views); 50,000 users.
 //! 2. The closed windows aggregated by the release `aggregator-cron run`
 //!    (a PostgreSQL database of its own), as the scheduler would have done.
-//! 3. The release query-api on that database, cache off, `log_queries` on,
+//! 3. The release aggregator-cron as a service running only its facts passes
+//!    (every 5 s, after a first full pass), and the release query-api on that
+//!    database, cache off, `log_queries` on,
 //!    while `--ingest-rate` events/s (2,000 by default) of live sessions are
 //!    inserted into the same `events` table every second, as the processor
 //!    would: the current hour and day stay open (computed raw).
@@ -369,6 +371,46 @@ fn de_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// Polls until the aggregator recorded a full facts pass (at most 10 minutes).
+async fn wait_for_full_pass(ch: &Ch) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if ch.number("SELECT count() FROM view_facts_passes WHERE full_pass = 1").await? > 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("no full facts pass within 10 minutes; read the aggregator's log");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The facts passes the aggregator ran, from its `/metrics`: count and mean
+/// duration by kind.
+async fn facts_passes(port: u16) -> Result<String> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await?.text().await?;
+    let value = |name: &str, kind: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(&format!("kind=\"{kind}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let mut parts = Vec::new();
+    for kind in ["full", "incremental"] {
+        let count = value("analytics_service_facts_pass_duration_seconds_count", kind);
+        let sum = value("analytics_service_facts_pass_duration_seconds_sum", kind);
+        let rows = value("analytics_service_facts_rows_written_total", kind);
+        if count > 0.0 {
+            parts.push(format!(
+                "{count:.0} {kind} (mean {:.0} ms, {:.0} rows each)",
+                1000.0 * sum / count,
+                rows / count
+            ));
+        }
+    }
+    Ok(format!("Facts passes during the run: {}.", parts.join(", ")))
+}
+
 /// How `metrics_sql::views::last_inserted_by_window` begins. The metric
 /// statements mention `last_inserted` too (a view's facts carry it), so the
 /// probe is told apart by its start.
@@ -387,7 +429,11 @@ impl Plan {
         let (probes, main) = statements
             .iter()
             .cloned()
-            .partition(|sql| sql.contains("FROM aggregation_windows") || sql.starts_with(FRESHNESS_PREFIX));
+            .partition(|sql| {
+                sql.contains("FROM aggregation_windows")
+                    || sql.contains("FROM view_facts_passes")
+                    || sql.starts_with(FRESHNESS_PREFIX)
+            });
         Self { probes, main }
     }
 }
@@ -729,6 +775,30 @@ async fn measure_all(
     let (user, _) = pick(&users).context("the fixture has no users")?;
     let cases = cases(now.date_naive(), &hot, &median_video, &tail, &user);
 
+    // The aggregator as a service for its facts passes only (the windows are
+    // aggregated above), every 5 s as deployed.
+    let mut aggregator_env = env.clone();
+    aggregator_env.extend([
+        ("AGGREGATOR_CRON__AGGREGATION__ENABLED".to_string(), "false".to_string()),
+        ("AGGREGATOR_CRON__RETENTION__ENABLED".to_string(), "false".to_string()),
+    ]);
+    let (_aggregator, aggregator_port) = start_service(
+        layout,
+        "aggregator-cron",
+        Profile::Release,
+        &aggregator_env,
+        "bench-queries-aggregator-service",
+        "facts passes",
+    )
+    .await?;
+    let step = Step::start("first facts pass (every view of the lateness horizon)");
+    let full_pass = wait_for_full_pass(ch).await;
+    match &full_pass {
+        Ok(()) => step.ok("done"),
+        Err(err) => step.fail(&format!("{err:#}")),
+    }
+    full_pass?;
+
     let mut api_env = env.clone();
     api_env.extend([
         ("QUERY_API__CACHE__ENABLED".to_string(), "false".to_string()),
@@ -793,8 +863,9 @@ async fn measure_all(
         println!("note: {failed_inserts} live inserts of {} events failed", args.ingest_rate);
     }
 
+    let passes = facts_passes(aggregator_port).await.unwrap_or_else(|err| format!("facts passes: unknown ({err:#})"));
     let table = table(&cases, &base);
-    println!("\n{table}");
+    println!("\n{table}\n{passes}");
     if let Some(scale) = &scale {
         println!("{scale}");
     }
@@ -808,7 +879,9 @@ async fn measure_all(
          Cases: hot `{hot}` ({} events), median `{median_video}` ({}), tail `{tail}` ({}) video, median user `{user}`. \
          `direct` = the statements the request ran (from `system.query_log`) sent straight to ClickHouse over HTTP, \
          probes concurrently then the main statements; each case alternates ours and direct, {} requests each, \
-         sequentially and at concurrency 4. Rows read and peak memory: the request's statements in `system.query_log`.\n\n{table}",
+         sequentially and at concurrency 4. Rows read and peak memory: the request's statements in `system.query_log`. \
+         The release aggregator-cron runs its facts passes throughout (every 5 s); top videos read open windows \
+         from their stored facts.\n\n{table}\n{passes}\n",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         now.format("%Y-%m-%d %H:%M"),
         machine::commit(),
