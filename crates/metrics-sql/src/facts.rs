@@ -173,12 +173,13 @@ pub fn insert_pass(version: u64, covered_until: u32, from_ms: u64, full: bool, r
     sql
 }
 
-/// The newest pass (`version`, `covered_until`, `from_ms`) and ClickHouse's
-/// clock (`now`, epoch seconds); no row before the first pass.
+/// The newest pass of the last day (`version`, `covered_until`, `from_ms`)
+/// and ClickHouse's clock (`now`, epoch seconds); no row without one (an
+/// older pass is of no use to a read, and the next pass is full anyway).
 pub fn newest_pass() -> Statement {
     Statement::new(&format!(
         "SELECT version, toUInt32(covered_until) AS covered_until, from_ms, toUInt32(now()) AS now \
-         FROM {PASSES_TABLE} ORDER BY version DESC LIMIT 1"
+         FROM {PASSES_TABLE} WHERE computed_at >= now() - 86400 ORDER BY version DESC LIMIT 1"
     ))
 }
 

@@ -84,6 +84,10 @@ pub struct QueriesArgs {
     /// Skip the doubled-background scale check.
     #[arg(long)]
     pub no_scale: bool,
+    /// Do not fill the current hour, before measuring, with the live traffic
+    /// it would hold had `--ingest-rate` been arriving since it began.
+    #[arg(long)]
+    pub no_warm_hour: bool,
     /// Keep the fixture database afterwards.
     #[arg(long)]
     pub keep: bool,
@@ -160,6 +164,8 @@ const LIVE: Traffic = Traffic { videos: "bv", users: "bu", sessions: "ls", salt:
 /// The live traffic of the scale check: other videos, so that the fixed
 /// videos' rows differ between the two sizes only by what the background does.
 const LIVE_OTHER: Traffic = Traffic { videos: "ov", users: "ou", sessions: "lo", salt: 4 };
+/// The current hour's live traffic before measuring (`--no-warm-hour` skips it).
+const WARM: Traffic = Traffic { videos: "bv", users: "bu", sessions: "ws", salt: 5 };
 
 /// `INSERT … SELECT` of events `first..first + count` of `traffic`: session
 /// `s = n / 10` starts at `start + (s − origin) × span ÷ sessions` and its
@@ -211,6 +217,27 @@ async fn insert_traffic(ch: &Ch, traffic: Traffic, events: u64, end: u64) -> Res
     }
     step.ok(format!("{:.0} s", started.elapsed().as_secs_f64()));
     Ok(())
+}
+
+/// Fills `[start, end]` with live traffic at `rate` events/s (sessions of
+/// ten events over 270 s, the last ending by `end`): the steady state of the
+/// current hour under continuous ingest.
+async fn insert_warm(ch: &Ch, rate: u64, start: u64, end: u64) -> Result<u64> {
+    let span = end.saturating_sub(start).saturating_sub(9 * 30);
+    let events = rate * span / EVENTS_PER_SESSION * EVENTS_PER_SESSION;
+    if events == 0 {
+        return Ok(0);
+    }
+    let step = Step::start(format!("filling the current hour: {} live events since its start", thousands(events)));
+    let started = Instant::now();
+    let mut done = 0;
+    while done < events {
+        let count = CHUNK.min(events - done);
+        ch.run(&insert_sql(WARM, done, count, start, span, events / EVENTS_PER_SESSION, 0)).await?;
+        done += count;
+    }
+    step.ok(format!("{:.0} s", started.elapsed().as_secs_f64()));
+    Ok(events)
 }
 
 /// `aggregator-cron run` for both jobs up to the current hour / day.
@@ -285,6 +312,9 @@ struct Case {
     goal_ms: Option<f64>,
     /// Whether the rows it reads must not grow with other videos' traffic.
     fixed: bool,
+    /// Asked of the query-api that rebuilds open windows whole
+    /// (`freshness.stored_facts = "off"`): the baseline of stored facts.
+    rebuild: bool,
     path: String,
     body: Option<String>,
 }
@@ -305,6 +335,7 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
                 name: format!("video {label} {days}d"),
                 goal_ms: Some(100.0),
                 fixed: true,
+                rebuild: false,
                 path: format!("/api/metrics/video/{id}?{}", range(days)),
                 body: None,
             });
@@ -315,14 +346,24 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
             name: format!("top videos {days}d"),
             goal_ms: Some(300.0),
             fixed: false,
+            rebuild: false,
             path: format!("/api/metrics/videos/top?{}&limit=10", range(days)),
             body: None,
         });
     }
     out.push(Case {
+        name: "top videos 1d, no stored facts".into(),
+        goal_ms: Some(300.0),
+        fixed: false,
+        rebuild: true,
+        path: format!("/api/metrics/videos/top?{}&limit=10", range(1)),
+        body: None,
+    });
+    out.push(Case {
         name: "user median 7d".into(),
         goal_ms: Some(100.0),
         fixed: true,
+        rebuild: false,
         path: format!("/api/metrics/user/{user}?{}", range(7)),
         body: None,
     });
@@ -330,6 +371,7 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
         name: "custom by device 1d".into(),
         goal_ms: None,
         fixed: false,
+        rebuild: false,
         path: "/api/metrics/query".into(),
         body: Some(format!(
             r#"{{"metrics":["views","event_count","avg_bitrate_kbps"],"group_by":["device_type"],"start":"{today}T00:00:00Z","end":"{}T00:00:00Z"}}"#,
@@ -340,6 +382,7 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
         name: "realtime".into(),
         goal_ms: None,
         fixed: false,
+        rebuild: false,
         path: "/api/metrics/realtime".into(),
         body: None,
     });
@@ -426,14 +469,11 @@ struct Plan {
 
 impl Plan {
     fn of(statements: &[String]) -> Self {
-        let (probes, main) = statements
-            .iter()
-            .cloned()
-            .partition(|sql| {
-                sql.contains("FROM aggregation_windows")
-                    || sql.contains("FROM view_facts_passes")
-                    || sql.starts_with(FRESHNESS_PREFIX)
-            });
+        let (probes, main) = statements.iter().cloned().partition(|sql| {
+            sql.contains("FROM aggregation_windows")
+                || sql.contains("FROM view_facts_passes")
+                || sql.starts_with(FRESHNESS_PREFIX)
+        });
         Self { probes, main }
     }
 }
@@ -457,12 +497,15 @@ struct Bench {
     http: reqwest::Client,
     ch: Ch,
     api: String,
+    /// The same query-api with `freshness.stored_facts = "off"`.
+    api_rebuild: String,
     seen: HashSet<String>,
 }
 
 impl Bench {
     async fn request(&self, case: &Case) -> Result<(u16, String)> {
-        let url = format!("{}{}", self.api, case.path);
+        let api = if case.rebuild { &self.api_rebuild } else { &self.api };
+        let url = format!("{api}{}", case.path);
         let request = match &case.body {
             Some(body) => self.http.post(url).header("content-type", "application/json").body(body.clone()),
             None => self.http.get(url),
@@ -762,6 +805,8 @@ async fn measure_all(
     ]);
     insert_traffic(ch, BASE, args.events, end).await?;
     aggregate(layout, &env, now, 8).await?;
+    let hour_start = now.timestamp() as u64 / 3600 * 3600;
+    let warm = if args.no_warm_hour { 0 } else { insert_warm(ch, args.ingest_rate, hour_start, end).await? };
 
     let videos: Vec<Counted> = ch
         .rows("SELECT video_id AS id, count() AS c FROM events WHERE video_id LIKE 'bv-%' GROUP BY id ORDER BY c, id")
@@ -781,6 +826,7 @@ async fn measure_all(
     aggregator_env.extend([
         ("AGGREGATOR_CRON__AGGREGATION__ENABLED".to_string(), "false".to_string()),
         ("AGGREGATOR_CRON__RETENTION__ENABLED".to_string(), "false".to_string()),
+        ("AGGREGATOR_CRON__FACTS__ENABLED".to_string(), "true".to_string()),
     ]);
     let (_aggregator, aggregator_port) = start_service(
         layout,
@@ -795,7 +841,7 @@ async fn measure_all(
     let full_pass = wait_for_full_pass(ch).await;
     match &full_pass {
         Ok(()) => step.ok("done"),
-        Err(err) => step.fail(&format!("{err:#}")),
+        Err(err) => step.fail(format!("{err:#}")),
     }
     full_pass?;
 
@@ -807,10 +853,21 @@ async fn measure_all(
     let (_api, port) =
         start_service(layout, "query-api", Profile::Release, &api_env, "bench-queries-query-api", "bench queries")
             .await?;
+    api_env.push(("QUERY_API__FRESHNESS__STORED_FACTS".to_string(), "off".to_string()));
+    let (_api_rebuild, rebuild_port) = start_service(
+        layout,
+        "query-api",
+        Profile::Release,
+        &api_env,
+        "bench-queries-query-api-rebuild",
+        "bench queries, no stored facts",
+    )
+    .await?;
     let mut bench = Bench {
         http: reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?,
         ch: ch.clone(),
         api: format!("http://127.0.0.1:{port}"),
+        api_rebuild: format!("http://127.0.0.1:{rebuild_port}"),
         seen: HashSet::new(),
     };
 
@@ -880,8 +937,10 @@ async fn measure_all(
          `direct` = the statements the request ran (from `system.query_log`) sent straight to ClickHouse over HTTP, \
          probes concurrently then the main statements; each case alternates ours and direct, {} requests each, \
          sequentially and at concurrency 4. Rows read and peak memory: the request's statements in `system.query_log`. \
-         The release aggregator-cron runs its facts passes throughout (every 5 s); top videos read open windows \
-         from their stored facts.\n\n{table}\n{passes}\n",
+         The current hour was first filled with {} events of live traffic since it began ({} minutes in), as if \
+         the ingest rate had been arriving all along. The release aggregator-cron runs its facts passes throughout \
+         (every 5 s); top videos read open windows from their stored facts, except the `no stored facts` case \
+         (a second query-api with `freshness.stored_facts = \"off\"`).\n\n{table}\n{passes}\n",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         now.format("%Y-%m-%d %H:%M"),
         machine::commit(),
@@ -897,6 +956,8 @@ async fn measure_all(
         thousands(events_of(&median_video)),
         thousands(events_of(&tail)),
         args.requests,
+        thousands(warm),
+        (now.timestamp() as u64 - hour_start) / 60,
     );
     if let Some(scale) = scale {
         md.push_str(&format!(
@@ -926,7 +987,8 @@ mod tests {
 
     #[test]
     fn the_verdict_needs_the_ratio_and_the_p99_goal() {
-        let case = Case { name: "v".into(), goal_ms: Some(100.0), fixed: true, path: "/".into(), body: None };
+        let case =
+            Case { name: "v".into(), goal_ms: Some(100.0), fixed: true, rebuild: false, path: "/".into(), body: None };
         let m = |ours: f64, direct: f64| Measured {
             seq_ours: vec![ours; 5],
             seq_direct: vec![direct; 5],
