@@ -170,6 +170,11 @@ def main():
                 ["2024-05-01", "video-1", "session-1", "0", "1"],
             ),
             (
+                "events_by_time",
+                "SELECT toString(event_id), video_id, session_id, position_seconds FROM events_by_time",
+                [event_id, "video-1", "session-1", "42.5"],
+            ),
+            (
                 "keys_by_insert",
                 "SELECT video_id, session_id, inserted_at > toDateTime('2020-01-01 00:00:00') FROM keys_by_insert",
                 ["video-1", "session-1", "1"],

@@ -48,6 +48,14 @@ impl Config {
         let mut warnings = self.aggregation.warnings();
         warnings.extend(self.retention.warnings());
         let lateness_days = self.aggregation.lateness.as_secs().div_ceil(24 * 3600);
+        if u64::from(self.retention.events_by_time_days) < lateness_days + 2 {
+            warnings.push(format!(
+                "retention.events_by_time_days ({}) is under aggregation.lateness ({}) plus two days: reads of \
+                 the oldest open windows and facts passes would miss events that retention already dropped",
+                self.retention.events_by_time_days,
+                format_duration(self.aggregation.lateness)
+            ));
+        }
         if u64::from(self.retention.facts_days) <= lateness_days {
             warnings.push(format!(
                 "retention.facts_days ({}) does not exceed aggregation.lateness ({}): facts passes write views \
@@ -249,6 +257,10 @@ pub struct RetentionConfig {
     /// The facts pass's tables (`view_facts`, `keys_by_insert`,
     /// `view_facts_passes`), by day: only the lateness horizon is read.
     pub facts_days: u32,
+    /// The time-clustered copy of `events`, by day. Reads and facts passes
+    /// use it for the lateness horizon and the day before it, so it must
+    /// keep at least the lateness plus two days.
+    pub events_by_time_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -262,6 +274,7 @@ impl Default for RetentionConfig {
             aggregation_windows_days: 90,
             events_by_receipt_days: 2,
             facts_days: 4,
+            events_by_time_days: 4,
         }
     }
 }
@@ -276,6 +289,7 @@ impl RetentionConfig {
             RetentionTable::AggregationWindows => self.aggregation_windows_days,
             RetentionTable::EventsByReceipt => self.events_by_receipt_days,
             RetentionTable::ViewFacts | RetentionTable::KeysByInsert | RetentionTable::FactsPasses => self.facts_days,
+            RetentionTable::EventsByTime => self.events_by_time_days,
         }
     }
 

@@ -29,6 +29,8 @@ pub enum RetentionTable {
     ViewFacts,
     KeysByInsert,
     FactsPasses,
+    /// The time-clustered copy of `events` (`retention.events_by_time_days`).
+    EventsByTime,
 }
 
 /// How a table is partitioned.
@@ -70,7 +72,7 @@ impl Period {
 }
 
 impl RetentionTable {
-    pub const ALL: [RetentionTable; 10] = [
+    pub const ALL: [RetentionTable; 11] = [
         RetentionTable::Events,
         RetentionTable::VideoMetrics,
         RetentionTable::UserEngagementDaily,
@@ -81,6 +83,7 @@ impl RetentionTable {
         RetentionTable::ViewFacts,
         RetentionTable::KeysByInsert,
         RetentionTable::FactsPasses,
+        RetentionTable::EventsByTime,
     ];
 
     /// How the table is partitioned (see its migration).
@@ -90,7 +93,8 @@ impl RetentionTable {
             | RetentionTable::KeysByDay
             | RetentionTable::ViewFacts
             | RetentionTable::KeysByInsert
-            | RetentionTable::FactsPasses => Period::Day,
+            | RetentionTable::FactsPasses
+            | RetentionTable::EventsByTime => Period::Day,
             _ => Period::Month,
         }
     }
@@ -108,6 +112,7 @@ impl RetentionTable {
             RetentionTable::ViewFacts => metrics_sql::facts::VIEW_FACTS_TABLE,
             RetentionTable::KeysByInsert => metrics_sql::facts::KEYS_BY_INSERT_TABLE,
             RetentionTable::FactsPasses => metrics_sql::facts::PASSES_TABLE,
+            RetentionTable::EventsByTime => metrics_sql::EVENTS_BY_TIME_TABLE,
         }
     }
 
@@ -292,7 +297,7 @@ mod tests {
         );
         assert!(partitions_sql().contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
-             'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', 'view_facts_passes')"
+             'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', 'view_facts_passes', 'events_by_time')"
         ));
     }
 }

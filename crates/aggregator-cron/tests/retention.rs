@@ -23,7 +23,7 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
             "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
              AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
              'events_by_receipt', 'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', \
-             'view_facts_passes') \
+             'view_facts_passes', 'events_by_time') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
         .fetch_all()
@@ -84,8 +84,9 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     // The receive-time copy, by day (each event was received at its own time).
     let days = ["20250615", "20250715", "20250815", "20251120"].map(String::from).to_vec();
     assert_eq!(before["events_by_receipt"], days);
-    // The freshness check's per-key index, by day of client time.
+    // The freshness check's per-key index and the time-clustered copy, by day of client time.
     assert_eq!(before["keys_by_day"], days);
+    assert_eq!(before["events_by_time"], days);
     let now = instant(ms("2025-11-24T12:00:00Z"));
     // 90 days before: 2025-08-26T12:00, so June and July are past it, August is not (it ends on 09-01);
     // user_engagement_daily keeps 150 days: 2025-06-27, not even June has ended before it;
@@ -110,6 +111,10 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         (RetentionTable::ViewFacts, 20_251_115),
         (RetentionTable::KeysByInsert, 20_251_115),
         (RetentionTable::FactsPasses, 20_251_115),
+        // events_by_time keeps 4 days too.
+        (RetentionTable::EventsByTime, 20_250_615),
+        (RetentionTable::EventsByTime, 20_250_715),
+        (RetentionTable::EventsByTime, 20_250_815),
     ];
     let sorted = |drops: &[retention::PartitionDrop]| {
         let mut got: Vec<_> = drops.iter().map(|d| (d.table, d.partition)).collect();
@@ -131,7 +136,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         let line = stdout.lines().find(|l| l.starts_with(table.name()) && l.contains(&partition.to_string()));
         assert!(line.is_some(), "{} {partition} not listed:\n{stdout}", table.name());
     }
-    assert!(stdout.contains("would drop 17 partition(s), 26 row(s)"), "{stdout}");
+    assert!(stdout.contains("would drop 20 partition(s), 32 row(s)"), "{stdout}");
     let dry = env.aggregator.retention(now, true).await.unwrap();
     assert_eq!(sorted(&dry), expected);
     assert_eq!(partitions(&env).await, before, "a dry run drops nothing");
@@ -147,6 +152,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     assert_eq!(after["events_by_receipt"], vec!["20251120".to_string()]);
     assert_eq!(after["keys_by_day"], vec!["20251120".to_string()]);
     assert_eq!(after["view_facts"], vec!["20251123".to_string()]);
+    assert_eq!(after["events_by_time"], vec!["20251120".to_string()]);
     assert_eq!(after["keys_by_insert"], vec![today]);
     assert!(!after.contains_key("view_facts_passes"));
     assert_eq!(events_per_month(&env).await, vec![(202_508, 2), (202_511, 2)]);
@@ -167,6 +173,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         .env("AGGREGATOR_CRON__RETENTION__AGGREGATION_WINDOWS_DAYS", "100000")
         .env("AGGREGATOR_CRON__RETENTION__EVENTS_BY_RECEIPT_DAYS", "100000")
         .env("AGGREGATOR_CRON__RETENTION__FACTS_DAYS", "100000")
+        .env("AGGREGATOR_CRON__RETENTION__EVENTS_BY_TIME_DAYS", "100000")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

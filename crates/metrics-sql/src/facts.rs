@@ -99,8 +99,16 @@ fn touched_keys(after: u32, before: Option<u32>, video_id: Option<&str>) -> Stat
 /// [`READ_COLUMNS`]) from the stored facts and the rebuilt touched keys: the
 /// newest stored row of each start of the keys not touched in
 /// `(covered_until, read_until)`, and the views of the touched keys rebuilt
-/// from the raw events. `facts` must [`StoredFacts::covers`] the windows.
-pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32], facts: &StoredFacts) -> Statement {
+/// from the raw events (from the time-clustered copy when `by_time_from_ms`
+/// allows, see [`crate::views::view_facts`]). `facts` must
+/// [`StoredFacts::covers`] the windows.
+pub fn view_facts(
+    scope: Scope<'_>,
+    grain: Grain,
+    windows: &[u32],
+    facts: &StoredFacts,
+    by_time_from_ms: Option<u64>,
+) -> Statement {
     let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
         panic!("view_facts needs at least one window");
     };
@@ -137,7 +145,7 @@ pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32], facts: &Store
         sql.sql(" AND newest_view_user = ").bind(user_id);
     }
     sql.sql(&format!(") UNION ALL SELECT {READ_COLUMNS} FROM ("));
-    sql.append(&view_facts_of_keys(scope, grain, windows, Some(&touched))).sql(")");
+    sql.append(&view_facts_of_keys(scope, grain, windows, Some(&touched), by_time_from_ms)).sql(")");
     sql
 }
 
@@ -204,7 +212,7 @@ mod tests {
     #[test]
     fn both_halves_of_a_read_use_the_same_bounded_key_set() {
         let facts = StoredFacts { covered_until: 1_000, from_ms: 0, read_until: 1_010 };
-        let sql = view_facts(Scope::All, Grain::Hour, &[5, 6], &facts);
+        let sql = view_facts(Scope::All, Grain::Hour, &[5, 6], &facts, None);
         let text = sql.text();
         let set = "SELECT video_id, session_id FROM keys_by_insert WHERE inserted_at > toDateTime(?) \
                    AND inserted_at < toDateTime(?)";

@@ -55,6 +55,12 @@ pub fn deduplicated_events(columns: &str, filter: &str) -> String {
 /// (`schemas/clickhouse/0004_events_by_receipt.sql`), for receive-time ranges.
 pub const EVENTS_BY_RECEIPT_TABLE: &str = "events_by_receipt";
 
+/// A copy of `events`' view-fact columns clustered by client time, for the
+/// lateness horizon and the day before it
+/// (`schemas/clickhouse/0008_events_by_time.sql`): rebuilds of every video's
+/// open windows read a time range of it.
+pub const EVENTS_BY_TIME_TABLE: &str = "events_by_time";
+
 /// Which `(session_id, video_id)` keys each user had, by day
 /// (`schemas/clickhouse/0005_views_by_user.sql`): the user scope's index.
 pub const VIEWS_BY_USER_TABLE: &str = "views_by_user";

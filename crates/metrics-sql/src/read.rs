@@ -37,8 +37,8 @@ fn merged_rows(table: &str, columns: &str, scope: Scope<'_>, split: &Split) -> S
             sql.sql(" UNION ALL ");
         }
         let rows = match table {
-            "video_metrics" => video_metric_rows(scope, &split.raw, split.facts.as_ref()),
-            _ => user_engagement_rows(scope, &split.raw, split.facts.as_ref()),
+            "video_metrics" => video_metric_rows(scope, &split.raw, split.sources()),
+            _ => user_engagement_rows(scope, &split.raw, split.sources()),
         };
         // `video_metric_rows` has exactly the table's columns, in order: a
         // level that only picks columns is needed for a subset (and for the
@@ -271,6 +271,21 @@ pub struct RealtimeRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_videos_rebuild_reads_the_time_clustered_copy_when_it_covers_the_scan() {
+        let hour = 500_000; // 2027: its scan starts a day earlier
+        let from_ms = (u64::from(hour) * 3600 - 86_400) * 1000;
+        let split = |by_time_from_ms| Split { raw: vec![hour], by_time_from_ms, ..Split::default() };
+        let reads = |sql: &Statement, table: &str| sql.text().contains(&format!("FROM {table} WHERE"));
+        let top = top_videos(&split(Some(from_ms)), TopMetric::Views, 5);
+        assert!(reads(&top, "events_by_time") && !reads(&top, "events"), "{}", top.text());
+        // A copy that starts later than the scan, or a single video's rebuild: `events`.
+        let top = top_videos(&split(Some(from_ms + 1)), TopMetric::Views, 5);
+        assert!(!reads(&top, "events_by_time") && reads(&top, "events"), "{}", top.text());
+        let video = video_summary("v1", &split(Some(from_ms)), None);
+        assert!(!reads(&video, "events_by_time"), "{}", video.text());
+    }
 
     #[test]
     fn aggregated_rows_are_read_by_newest_version_not_final() {

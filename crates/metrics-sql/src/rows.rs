@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::{
     Statement,
     facts::{self, StoredFacts},
-    views::{Scope, view_facts},
+    views::Scope,
     windows::{Grain, Job},
 };
 
@@ -20,19 +20,33 @@ pub const VIDEO_METRICS_COLUMNS: &str = "video_id, hour, date, views, unique_vie
 pub const USER_ENGAGEMENT_COLUMNS: &str = "user_id, date, sessions, views, completed_views, watch_time_seconds, \
     view_video_ids, view_qualities, view_device_types, view_hours, view_watch_seconds";
 
+/// Where a read's view facts may come from besides `events` (the raw windows
+/// of a [`crate::windows::Split`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sources<'a> {
+    /// The newest facts pass, used when it covers the windows.
+    pub stored: Option<&'a StoredFacts>,
+    /// [`crate::EVENTS_BY_TIME_TABLE`] holds every event row from this client
+    /// time on (epoch ms); a rebuild of every video's views starting no
+    /// earlier reads it.
+    pub by_time_from_ms: Option<u64>,
+}
+
 /// The view facts of `scope` for `windows`: from the stored facts when given
 /// and they cover the windows, otherwise rebuilt from the raw events.
-fn facts_of(scope: Scope<'_>, grain: Grain, windows: &[u32], stored: Option<&StoredFacts>) -> Statement {
-    match stored {
-        Some(stored) if stored.covers(grain, windows) => facts::view_facts(scope, grain, windows, stored),
-        _ => view_facts(scope, grain, windows),
+fn facts_of(scope: Scope<'_>, grain: Grain, windows: &[u32], sources: Sources<'_>) -> Statement {
+    match sources.stored {
+        Some(stored) if stored.covers(grain, windows) => {
+            facts::view_facts(scope, grain, windows, stored, sources.by_time_from_ms)
+        }
+        _ => crate::views::view_facts_of_keys(scope, grain, windows, None, sources.by_time_from_ms),
     }
 }
 
 /// `video_metrics` rows (see [`VIDEO_METRICS_COLUMNS`]) of the views of
 /// `scope` that started in the hours `windows`, from `stored` facts where
 /// they cover the hours.
-pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32], stored: Option<&StoredFacts>) -> Statement {
+pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32], sources: Sources<'_>) -> Statement {
     let mut sql = Statement::new(
         "SELECT video_id, toDateTime(window * 3600) AS hour, toDate(intDiv(window, 24)) AS date, \
          toUInt32(count()) AS views, toUInt32(uniqExact(viewer)) AS unique_viewers, \
@@ -47,7 +61,7 @@ pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32], stored: Option<&Stor
          groupArrayIf(toUInt64(startup_ms), startup_ms >= 0) AS startup_times_ms, \
          max(view_duration) AS duration_seconds FROM (",
     );
-    sql.append(&facts_of(scope, Grain::Hour, windows, stored)).sql(") GROUP BY video_id, window");
+    sql.append(&facts_of(scope, Grain::Hour, windows, sources)).sql(") GROUP BY video_id, window");
     sql
 }
 
@@ -55,7 +69,7 @@ pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32], stored: Option<&Stor
 /// views of `scope` that started in the days `windows`; views without a
 /// `user_id` belong to no user and are left out. From `stored` facts where
 /// they cover the days.
-pub fn user_engagement_rows(scope: Scope<'_>, windows: &[u32], stored: Option<&StoredFacts>) -> Statement {
+pub fn user_engagement_rows(scope: Scope<'_>, windows: &[u32], sources: Sources<'_>) -> Statement {
     let mut sql = Statement::new(
         "SELECT assumeNotNull(view_user) AS user_id, toDate(window) AS date, groupUniqArray(session_id) AS sessions, \
          toUInt32(count()) AS views, toUInt32(countIf(completed)) AS completed_views, \
@@ -68,7 +82,7 @@ pub fn user_engagement_rows(scope: Scope<'_>, windows: &[u32], stored: Option<&S
          arrayMap(x -> tupleElement(x, 4), per_view) AS view_hours, \
          arrayMap(x -> tupleElement(x, 5), per_view) AS view_watch_seconds FROM (",
     );
-    sql.append(&facts_of(scope, Grain::Day, windows, stored))
+    sql.append(&facts_of(scope, Grain::Day, windows, sources))
         .sql(") WHERE isNotNull(view_user) GROUP BY view_user, window");
     sql
 }
@@ -76,8 +90,8 @@ pub fn user_engagement_rows(scope: Scope<'_>, windows: &[u32], stored: Option<&S
 /// The rows of `job` for `windows`, in the table's column order.
 pub fn job_rows(job: Job, scope: Scope<'_>, windows: &[u32]) -> Statement {
     match job {
-        Job::VideoMetrics => video_metric_rows(scope, windows, None),
-        Job::UserEngagementDaily => user_engagement_rows(scope, windows, None),
+        Job::VideoMetrics => video_metric_rows(scope, windows, Sources::default()),
+        Job::UserEngagementDaily => user_engagement_rows(scope, windows, Sources::default()),
     }
 }
 

@@ -5,7 +5,7 @@ use events_model::EVENTS_TABLE;
 use serde::Deserialize;
 
 use crate::{
-    KEYS_BY_DAY_TABLE, Statement, VIEWS_BY_USER_TABLE,
+    EVENTS_BY_TIME_TABLE, KEYS_BY_DAY_TABLE, Statement, VIEWS_BY_USER_TABLE,
     windows::{Grain, VIEW_SPAN_MS},
 };
 
@@ -31,16 +31,22 @@ pub enum Scope<'a> {
 /// The `view_` names differ from every events column on purpose: ClickHouse
 /// resolves a name to a same-named alias of the enclosing SELECT first.
 pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement {
-    view_facts_of_keys(scope, grain, windows, None)
+    view_facts_of_keys(scope, grain, windows, None, None)
 }
 
 /// [`view_facts`], of the keys `keys` selects when given (a `SELECT
 /// video_id, session_id …` statement) and otherwise of every key of `scope`.
+///
+/// With `by_time_from_ms` (the time from which [`EVENTS_BY_TIME_TABLE`] holds
+/// every event row) at or before the scan's start, a rebuild of every
+/// video's views reads that time-clustered copy instead of `events`, which is
+/// sorted by video: a time range of `events` prunes little.
 pub(crate) fn view_facts_of_keys(
     scope: Scope<'_>,
     grain: Grain,
     windows: &[u32],
     keys: Option<&Statement>,
+    by_time_from_ms: Option<u64>,
 ) -> Statement {
     let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
         panic!("view_facts needs at least one window");
@@ -54,6 +60,11 @@ pub(crate) fn view_facts_of_keys(
     // no longer processes the platform's whole previous day.
     let from = grain.start_of(first);
     let scan_to = grain.start_of(last) + grain.secs() + VIEW_SPAN_MS / 1000;
+    let scan_from_ms = from.saturating_sub(VIEW_SPAN_MS / 1000) * 1000;
+    let table = match (scope, by_time_from_ms) {
+        (Scope::All, Some(by_time)) if scan_from_ms >= by_time => EVENTS_BY_TIME_TABLE,
+        _ => EVENTS_TABLE,
+    };
     let mut filter = scan_filter(from, Some(scan_to));
     match scope {
         Scope::All => {}
@@ -69,7 +80,7 @@ pub(crate) fn view_facts_of_keys(
     // whole platform's (an empty or future window reads almost nothing). A
     // user's keys are already narrowed by the index above.
     if !matches!(scope, Scope::User(_)) {
-        starts_in_windows(&mut filter, scope, grain, windows);
+        starts_in_windows(&mut filter, table, scope, grain, windows);
     }
     if let Some(keys) = keys {
         filter.sql(" AND (video_id, session_id) IN (").append(keys).sql(")");
@@ -81,7 +92,7 @@ pub(crate) fn view_facts_of_keys(
          arrayFilter(x -> tupleElement(x, 1) >= start_ms AND tupleElement(x, 1) <= start_ms + {VIEW_SPAN_MS}, evs) AS e, \
          {FACTS} FROM ("
     ));
-    sql.append(&keys_events(&filter, "")).sql(") ARRAY JOIN view_starts AS start_ms WHERE has(");
+    sql.append(&keys_events(table, &filter, "")).sql(") ARRAY JOIN view_starts AS start_ms WHERE has(");
     sql.bind(windows).sql(&format!(", toUInt32(intDiv(start_ms, {window_ms})))"));
     if let Scope::User(user_id) = scope {
         sql.sql(" AND view_user = ").bind(user_id);
@@ -102,7 +113,8 @@ fn scan_filter(from: u64, to: Option<u64>) -> Statement {
     filter
 }
 
-/// Per key with a `video_start` among the rows `filter` selects: its
+/// Per key with a `video_start` among the rows of `table` (`events` or
+/// [`EVENTS_BY_TIME_TABLE`]) that `filter` selects: its
 /// deduplicated events `evs` ([`EVENTS_ARRAY`]), `view_starts`
 /// ([`VIEW_STARTS`]), `extra` (select items, each with a leading comma) and
 /// `last_inserted`.
@@ -110,10 +122,10 @@ fn scan_filter(from: u64, to: Option<u64>) -> Statement {
 /// Copies of an event share its key, so each key deduplicates its own
 /// events in the GROUP BY that builds its views: the rows scanned are read
 /// once, never sorted as a whole.
-fn keys_events(filter: &Statement, extra: &str) -> Statement {
+fn keys_events(table: &str, filter: &Statement, extra: &str) -> Statement {
     let mut sql = Statement::new(&format!(
         "SELECT session_id, video_id, {EVENTS_ARRAY} AS evs, {VIEW_STARTS} AS view_starts{extra}, \
-         max(inserted_at) AS last_inserted FROM {EVENTS_TABLE} WHERE "
+         max(inserted_at) AS last_inserted FROM {table} WHERE "
     ));
     sql.append(filter).sql(" GROUP BY session_id, video_id HAVING countIf(event_type = 'video_start') > 0");
     sql
@@ -124,7 +136,9 @@ fn keys_events(filter: &Statement, extra: &str) -> Statement {
 /// selects (a `SELECT video_id, session_id …` statement; every key with such
 /// a start when `None`), [`view_facts`]' columns without `window`, and
 /// `is_view` (UInt8): whether the start opens a view (the facts of a start
-/// that does not are meaningless; its row is a tombstone).
+/// that does not are meaningless; its row is a tombstone). Read from
+/// [`EVENTS_BY_TIME_TABLE`], which covers the lateness horizon and the day
+/// before it.
 pub(crate) fn stored_view_facts(from_ms: u64, keys: Option<&Statement>) -> Statement {
     let from = from_ms / 1000;
     let mut filter = scan_filter(from, None);
@@ -135,10 +149,10 @@ pub(crate) fn stored_view_facts(from_ms: u64, keys: Option<&Statement>) -> State
         }
         None => {
             filter.sql(&format!(
-                "SELECT video_id, session_id FROM {EVENTS_TABLE} WHERE event_type = 'video_start' \
-                 AND timestamp_ms >= "
+                "SELECT video_id, session_id FROM {EVENTS_BY_TIME_TABLE} WHERE event_type = 'video_start' \
+                 AND timestamp >= toDateTime("
             ));
-            filter.bind(from_ms);
+            filter.bind(from).sql(") AND timestamp_ms >= ").bind(from_ms);
         }
     }
     filter.sql(")");
@@ -147,7 +161,7 @@ pub(crate) fn stored_view_facts(from_ms: u64, keys: Option<&Statement>) -> State
          arrayFilter(x -> tupleElement(x, 1) >= start_ms AND tupleElement(x, 1) <= start_ms + {VIEW_SPAN_MS}, evs) AS e, \
          {FACTS} FROM ("
     ));
-    sql.append(&keys_events(&filter, ", arrayDistinct(ts) AS start_times"));
+    sql.append(&keys_events(EVENTS_BY_TIME_TABLE, &filter, ", arrayDistinct(ts) AS start_times"));
     sql.sql(") ARRAY JOIN start_times AS start_ms WHERE start_ms >= ").bind(from_ms);
     sql
 }
@@ -170,11 +184,11 @@ pub(crate) fn user_keys(filter: &mut Statement, user_id: &str, from: u64, to: Op
 
 /// `AND (video_id, session_id) IN (the keys with a video_start in one of
 /// `windows`)`, of `scope`'s video when it names one.
-fn starts_in_windows(filter: &mut Statement, scope: Scope<'_>, grain: Grain, windows: &[u32]) {
+fn starts_in_windows(filter: &mut Statement, table: &str, scope: Scope<'_>, grain: Grain, windows: &[u32]) {
     let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else { return };
     let window_ms = grain.millis();
     filter.sql(&format!(
-        " AND (video_id, session_id) IN (SELECT video_id, session_id FROM {EVENTS_TABLE} \
+        " AND (video_id, session_id) IN (SELECT video_id, session_id FROM {table} \
          WHERE event_type = 'video_start' AND timestamp >= toDateTime("
     ));
     filter.bind(grain.start_of(first)).sql(") AND timestamp < toDateTime(");

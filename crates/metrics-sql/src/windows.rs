@@ -125,9 +125,18 @@ pub struct Split {
     /// The newest facts pass, when the raw windows may be read from its
     /// stored facts (and the touched keys rebuilt): see [`crate::facts`].
     pub facts: Option<crate::facts::StoredFacts>,
+    /// [`crate::EVENTS_BY_TIME_TABLE`] holds every event row from this client
+    /// time on (epoch ms): a rebuild of every video's views that starts no
+    /// earlier reads that time-clustered copy instead of `events`.
+    pub by_time_from_ms: Option<u64>,
 }
 
 impl Split {
+    /// Where the raw windows' view facts may come from besides `events`.
+    pub fn sources(&self) -> crate::rows::Sources<'_> {
+        crate::rows::Sources { stored: self.facts.as_ref(), by_time_from_ms: self.by_time_from_ms }
+    }
+
     /// Neither aggregated nor raw windows to read: the answer is that of no views.
     pub fn reads_nothing(&self) -> bool {
         self.aggregated.is_empty() && self.raw.is_empty()
@@ -189,7 +198,7 @@ mod tests {
         // where no view starts (14) holds nothing, and without the check
         // (None) every unmarked window is raw.
         let got = split(&[2, 10, 13, 14], &markers, Some(&last), 5);
-        assert_eq!(got, Split { aggregated: vec![10], raw: vec![2, 13], empty: vec![14], facts: None });
+        assert_eq!(got, Split { aggregated: vec![10], raw: vec![2, 13], empty: vec![14], ..Split::default() });
         let got = split(&[2, 3, 14], &markers, None, 5);
         assert_eq!(got, Split { aggregated: vec![3], raw: vec![2, 14], ..Split::default() });
     }

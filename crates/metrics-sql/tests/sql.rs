@@ -112,6 +112,8 @@ fn splits(windows: &[u32]) -> Vec<Split> {
         Split { aggregated: vec![], raw: windows.to_vec(), ..Split::default() },
         Split { aggregated: windows.to_vec(), raw: vec![], ..Split::default() },
         Split { aggregated: windows[..1].to_vec(), raw: windows[1..].to_vec(), ..Split::default() },
+        // Every video's rebuilds (top videos) read the time-clustered copy.
+        Split { raw: windows.to_vec(), by_time_from_ms: Some(0), ..Split::default() },
     ]
 }
 
@@ -346,6 +348,8 @@ fn every_statement_runs_on_current_clickhouse() {
         facts::newest_pass(),
         read::video_summary("v'1", &with_facts(&split), None),
         read::top_videos(&with_facts(&split), TopMetric::Views, 5),
+        read::top_videos(&Split { by_time_from_ms: Some(0), ..with_facts(&split) }, TopMetric::Views, 5),
+        read::top_videos(&Split { by_time_from_ms: Some(0), ..split.clone() }, TopMetric::Views, 5),
         read::user_days("u1", &with_facts(&days)),
     ];
     let queries: Vec<String> = statements.iter().map(Statement::render).collect();
@@ -383,7 +387,14 @@ async fn facts_splits(db: &TestClickHouse, windows: &[u32]) -> Vec<Split> {
         StoredFacts { covered_until: 1, from_ms, read_until: now + 200 },
     ]
     .into_iter()
-    .map(|stored| Split { raw: windows.to_vec(), facts: Some(stored), ..Split::default() })
+    .flat_map(|stored| {
+        [None, Some(0)].map(|by_time_from_ms| Split {
+            raw: windows.to_vec(),
+            facts: Some(stored),
+            by_time_from_ms,
+            ..Split::default()
+        })
+    })
     .collect()
 }
 
@@ -438,8 +449,8 @@ async fn a_pass_retires_a_start_that_no_longer_opens_a_view() {
     let hours = |split: &Split| (split.raw.clone(), split.facts);
     // Touched keys are rebuilt (the second split); the stored facts (first) are stale until the next pass.
     let splits = facts_splits(&db, &[HOUR + 1]).await;
-    let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &splits[1], None)).await;
-    assert_eq!(got.views, 0, "{:?}", hours(&splits[1]));
+    let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &splits[2], None)).await;
+    assert_eq!(got.views, 0, "{:?}", hours(&splits[2]));
     facts_pass(&db, Some(0), 2).await;
     for split in facts_splits(&db, &[HOUR + 1]).await {
         let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;

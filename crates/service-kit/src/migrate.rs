@@ -55,6 +55,7 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 5, "0005_views_by_user"),
     migration!("clickhouse", 6, "0006_keys_by_day"),
     migration!("clickhouse", 7, "0007_view_facts"),
+    migration!("clickhouse", 8, "0008_events_by_time"),
 ];
 
 /// PostgreSQL migrations, in version order.

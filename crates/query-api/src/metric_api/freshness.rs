@@ -7,7 +7,7 @@ use metrics_sql::{
     facts::{self, StoredFacts},
     rows,
     views::{self, Scope},
-    windows::{self, Job, Split},
+    windows::{self, Job, Split, VIEW_SPAN_MS},
 };
 
 use crate::{
@@ -53,6 +53,10 @@ pub async fn split(
     );
     let mut split = windows::split(windows, &markers?, Some(&last_inserted?), horizon);
     split.facts = pass?;
+    // aggregator-cron keeps the time-clustered copy for at least the lateness
+    // plus two days (retention.events_by_time_days), so it holds everything a
+    // rebuild of windows from the horizon on reads (they look back one day).
+    split.by_time_from_ms = Some(grain.start_of(horizon).saturating_sub(VIEW_SPAN_MS / 1000) * 1000);
     Ok(split)
 }
 
