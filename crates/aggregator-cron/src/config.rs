@@ -82,12 +82,12 @@ impl Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct FactsConfig {
-    /// Whether the service runs facts passes (`false`). Without them, reads
-    /// rebuild every view of a window open to late events from the raw events
-    /// (exact either way). Off by default: on this project's benchmark a pass
-    /// costs about a quarter of a core and saves about a third of an uncached
-    /// top-videos request (BENCHMARKS.md); it pays where open windows hold
-    /// many finished views and top videos are asked often.
+    /// Whether the service runs facts passes (`true`). Without them, reads
+    /// rebuild every view of a window open to late events from the raw
+    /// events (exact either way), which at a steady 2,000 events/s outgrows
+    /// the query memory limit for top videos within the hour (BENCHMARKS.md);
+    /// with them such a read rebuilds only the views touched since the last
+    /// pass. A pass costs background CPU in proportion to the live traffic.
     pub enabled: bool,
     /// Time between the end of a pass and the start of the next (`"5s"`).
     #[serde(with = "humantime_serde")]
@@ -107,7 +107,7 @@ pub struct FactsConfig {
 impl Default for FactsConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             interval: Duration::from_secs(5),
             margin: Duration::from_secs(10),
             full_after: Duration::from_secs(30 * 60),
