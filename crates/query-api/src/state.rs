@@ -49,9 +49,15 @@ pub struct LagReading {
     pub messages: Option<i64>,
     /// When that read was made.
     pub as_of: Option<DateTime<Utc>>,
-    /// Why the latest read failed; `None` when it succeeded.
+    /// Why the latest read failed, in words fit for a public answer
+    /// ([`LAG_UNREADABLE`]); `None` when it succeeded.
     pub error: Option<String>,
 }
+
+/// The public reason of a failed lag read. The driver's own message (broker
+/// addresses, internal names) goes to the log once per failure spell, never
+/// into `/api/metrics/health` (docs/security.md).
+pub const LAG_UNREADABLE: &str = "kafka did not answer the consumer lag read; the service log has the cause";
 
 /// The stream processor's consumer lag on the raw topic (`kafka.topic_prefix`,
 /// `kafka.consumer_group`), read by one long-lived Kafka client every
@@ -65,6 +71,8 @@ pub struct LagReader {
     kafka: KafkaConfig,
     timeout: Duration,
     latest: Mutex<LagReading>,
+    /// The driver's message of the current failure spell, to log it once.
+    failure: Mutex<Option<String>>,
     reads: AtomicU64,
 }
 
@@ -80,6 +88,7 @@ impl LagReader {
                 error: Some("the consumer lag has not been read yet".into()),
                 ..LagReading::default()
             }),
+            failure: Mutex::new(None),
             reads: AtomicU64::new(0),
         }
     }
@@ -147,13 +156,33 @@ impl LagReader {
                     tracing::info!(topic = %self.topic, group = %self.group, messages, "consumer lag readable again");
                 }
                 *latest = LagReading { messages: Some(messages), as_of: Some(Utc::now()), error: None };
+                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
             Err(error) => {
-                if latest.error.as_deref() != Some(error.as_str()) {
+                let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+                if failure.as_deref() != Some(error.as_str()) {
                     tracing::warn!(topic = %self.topic, group = %self.group, error = %error, "cannot read the consumer lag");
+                    *failure = Some(error);
                 }
-                latest.error = Some(error);
+                latest.error = Some(LAG_UNREADABLE.to_owned());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_lag_read_answers_a_fixed_reason_not_the_drivers_message() {
+        let reader = LagReader::new(&KafkaConfig::default(), Duration::from_secs(1));
+        let driver = "KafkaError (Client error: BrokerTransportFailure (10.1.2.3:9092/bootstrap: Connect failed))";
+        reader.record(Err(driver.to_owned()));
+        let latest = reader.latest();
+        assert_eq!(latest.error.as_deref(), Some(LAG_UNREADABLE));
+        assert!(!format!("{latest:?}").contains("10.1.2.3"), "{latest:?}");
+        reader.record(Ok(7));
+        assert_eq!((reader.latest().messages, reader.latest().error), (Some(7), None));
     }
 }
