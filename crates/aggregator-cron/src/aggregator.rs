@@ -330,7 +330,7 @@ impl Aggregator {
     }
 
     /// ClickHouse's clock (epoch seconds): the clock of `inserted_at` and of the records.
-    async fn server_clock(&self) -> Result<u32, clickhouse::error::Error> {
+    pub(crate) async fn server_clock(&self) -> Result<u32, clickhouse::error::Error> {
         self.clickhouse.query("SELECT toUInt32(now())").fetch_one().await
     }
 

@@ -63,7 +63,7 @@ impl Aggregator {
         let newest = facts::fetch_newest_pass(client).await.map_err(step("read the newest facts pass"))?;
         let now = match newest {
             Some(pass) => pass.now,
-            None => client.query("SELECT toUInt32(now())").fetch_one().await.map_err(step("read the server clock"))?,
+            None => self.server_clock().await.map_err(step("read the server clock"))?,
         };
         let margin = u32::try_from(config.margin.as_secs()).unwrap_or(u32::MAX);
         let covered_until = now.saturating_sub(margin);

@@ -54,18 +54,24 @@ async fn summary(env: &Env, split: &Split) -> VideoSummaryRow {
     read::video_summary("v1", split, None).query(&env.clickhouse.client()).fetch_one().await.unwrap()
 }
 
+/// An environment with only facts passes in mind (no scheduler, no
+/// retention), `[facts]` set by `tune`.
+async fn facts_env(tune: impl FnOnce(&mut aggregator_cron::FactsConfig)) -> Env {
+    Env::new(|c| {
+        c.aggregation.enabled = false;
+        c.retention.enabled = false;
+        tune(&mut c.facts);
+    })
+    .await
+}
+
 fn now_ms() -> u64 {
     chrono::Utc::now().timestamp_millis() as u64
 }
 
 #[tokio::test]
 async fn a_full_pass_then_passes_of_the_touched_keys_keep_the_facts_exact() {
-    let env = Env::new(|c| {
-        c.aggregation.enabled = false;
-        c.retention.enabled = false;
-        c.facts.margin = Duration::from_secs(1);
-    })
-    .await;
+    let env = facts_env(|f| f.margin = Duration::from_secs(1)).await;
     let now = now_ms();
     let (s1, s2) = (now - 2 * HOUR_MS, now - 30 * MINUTE);
     let mut rows = view("s1", s1);
@@ -135,12 +141,7 @@ async fn a_full_pass_then_passes_of_the_touched_keys_keep_the_facts_exact() {
 
 #[tokio::test]
 async fn the_facts_loop_records_passes_and_stops_on_shutdown() {
-    let env = Env::new(|c| {
-        c.aggregation.enabled = false;
-        c.retention.enabled = false;
-        c.facts.interval = Duration::from_millis(200);
-    })
-    .await;
+    let env = facts_env(|f| f.interval = Duration::from_millis(200)).await;
     env.insert(&view("s1", now_ms() - HOUR_MS)).await;
     let aggregator = Arc::new(Aggregator::connect(&env.config).await.unwrap());
     let shutdown = Shutdown::new();

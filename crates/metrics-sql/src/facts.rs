@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::{
     Statement,
-    views::{Scope, stored_view_facts, user_keys, view_facts_of_keys},
+    views::{self, Scope, stored_view_facts, user_keys},
     windows::Grain,
 };
 
@@ -145,7 +145,7 @@ pub fn view_facts(
         sql.sql(" AND newest_view_user = ").bind(user_id);
     }
     sql.sql(&format!(") UNION ALL SELECT {READ_COLUMNS} FROM ("));
-    sql.append(&view_facts_of_keys(scope, grain, windows, Some(&touched), by_time_from_ms)).sql(")");
+    sql.append(&views::view_facts(scope, grain, windows, Some(&touched), by_time_from_ms)).sql(")");
     sql
 }
 

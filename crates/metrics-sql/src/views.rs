@@ -30,18 +30,14 @@ pub enum Scope<'a> {
 ///
 /// The `view_` names differ from every events column on purpose: ClickHouse
 /// resolves a name to a same-named alias of the enclosing SELECT first.
-pub fn view_facts(scope: Scope<'_>, grain: Grain, windows: &[u32]) -> Statement {
-    view_facts_of_keys(scope, grain, windows, None, None)
-}
-
-/// [`view_facts`], of the keys `keys` selects when given (a `SELECT
-/// video_id, session_id …` statement) and otherwise of every key of `scope`.
 ///
-/// With `by_time_from_ms` (the time from which [`EVENTS_BY_TIME_TABLE`] holds
-/// every event row) at or before the scan's start, a rebuild of every
-/// video's views reads that time-clustered copy instead of `events`, which is
-/// sorted by video: a time range of `events` prunes little.
-pub(crate) fn view_facts_of_keys(
+/// Of the keys `keys` selects when given (a `SELECT video_id, session_id …`
+/// statement), otherwise of every key of `scope`. With `by_time_from_ms`
+/// (the time from which [`EVENTS_BY_TIME_TABLE`] holds every event row) at
+/// or before the scan's start, a rebuild of every video's views reads that
+/// time-clustered copy instead of `events`, which is sorted by video: a time
+/// range of `events` prunes little.
+pub fn view_facts(
     scope: Scope<'_>,
     grain: Grain,
     windows: &[u32],
@@ -88,9 +84,7 @@ pub(crate) fn view_facts_of_keys(
 
     let window_ms = grain.millis();
     let mut sql = Statement::new(&format!(
-        "SELECT session_id, video_id, start_ms, intDiv(start_ms, {window_ms}) AS window, \
-         arrayFilter(x -> tupleElement(x, 1) >= start_ms AND tupleElement(x, 1) <= start_ms + {VIEW_SPAN_MS}, evs) AS e, \
-         {FACTS} FROM ("
+        "SELECT session_id, video_id, start_ms, intDiv(start_ms, {window_ms}) AS window, {SPAN_EVENTS}, {FACTS} FROM ("
     ));
     sql.append(&keys_events(table, &filter, "")).sql(") ARRAY JOIN view_starts AS start_ms WHERE has(");
     sql.bind(windows).sql(&format!(", toUInt32(intDiv(start_ms, {window_ms})))"));
@@ -157,9 +151,7 @@ pub(crate) fn stored_view_facts(from_ms: u64, keys: Option<&Statement>) -> State
     }
     filter.sql(")");
     let mut sql = Statement::new(&format!(
-        "SELECT session_id, video_id, start_ms, toUInt8(has(view_starts, start_ms)) AS is_view, \
-         arrayFilter(x -> tupleElement(x, 1) >= start_ms AND tupleElement(x, 1) <= start_ms + {VIEW_SPAN_MS}, evs) AS e, \
-         {FACTS} FROM ("
+        "SELECT session_id, video_id, start_ms, toUInt8(has(view_starts, start_ms)) AS is_view, {SPAN_EVENTS}, {FACTS} FROM ("
     ));
     sql.append(&keys_events(EVENTS_BY_TIME_TABLE, &filter, ", arrayDistinct(ts) AS start_times"));
     sql.sql(") ARRAY JOIN start_times AS start_ms WHERE start_ms >= ").bind(from_ms);
@@ -225,6 +217,11 @@ const EVENTS_ARRAY: &str = "arraySort(x -> (tupleElement(x, 1), tupleElement(x, 
     if(event_type = 'quality_change' AND to_quality != '', to_quality, quality), \
     device_type, user_id, inserted_at, received_at_ms))) AS copies, \
     arrayEnumerate(copies)))";
+
+/// The events `e` of the view starting at `start_ms` of a key with events
+/// `evs` ([`keys_events`]): those of its [`VIEW_SPAN_MS`], which [`FACTS`] reads.
+const SPAN_EVENTS: &str = "arrayFilter(x -> tupleElement(x, 1) >= start_ms \
+    AND tupleElement(x, 1) <= start_ms + 86400000, evs) AS e";
 
 /// The facts of a view from its span's events `e` (see [`EVENTS_ARRAY`]).
 ///
@@ -345,6 +342,7 @@ mod tests {
     #[test]
     fn view_starts_use_the_view_span() {
         assert!(VIEW_STARTS.contains(&format!("> {VIEW_SPAN_MS}")));
+        assert!(SPAN_EVENTS.contains(&format!("<= start_ms + {VIEW_SPAN_MS},")));
         let probe = last_inserted_by_window(Scope::All, Grain::Hour, 0);
         assert!(probe.text().contains(&format!("> {VIEW_SPAN_MS}")), "{}", probe.text());
     }
