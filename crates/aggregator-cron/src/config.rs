@@ -288,7 +288,10 @@ impl RetentionConfig {
             RetentionTable::UserEngagementDaily => self.user_engagement_daily_days,
             RetentionTable::AggregationWindows => self.aggregation_windows_days,
             RetentionTable::EventsByReceipt => self.events_by_receipt_days,
-            RetentionTable::ViewFacts | RetentionTable::KeysByInsert | RetentionTable::FactsPasses => self.facts_days,
+            RetentionTable::ViewFacts
+            | RetentionTable::KeysByInsert
+            | RetentionTable::FactsPasses
+            | RetentionTable::HourTotals => self.facts_days,
             RetentionTable::EventsByTime => self.events_by_time_days,
         }
     }

@@ -23,21 +23,16 @@ use crate::{AggregateError, Aggregator, metrics, runs};
 /// What one pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FactsPass {
-    pub version: u64,
-    /// Every view key of the horizon was rebuilt, not only the touched ones.
-    pub full: bool,
-    /// The stored facts hold every row inserted up to here (epoch seconds).
-    pub covered_until: u32,
-    /// For the views starting at or after this time (epoch milliseconds).
-    pub from_ms: u64,
-    /// `view_facts` rows written (views and retired starts).
-    pub rows: u64,
+    /// What the pass recorded: its version, whether it was full (every view
+    /// key of the horizon rebuilt), `covered_until`, `from_ms`, rows written
+    /// and the open hours' views.
+    pub record: facts::PassRecord,
     pub duration: Duration,
 }
 
 impl FactsPass {
     pub fn kind(&self) -> &'static str {
-        if self.full { "full" } else { "incremental" }
+        if self.record.full { "full" } else { "incremental" }
     }
 }
 
@@ -75,23 +70,10 @@ impl Aggregator {
         let since = newest
             .filter(|pass| pass.covered_until.saturating_add(full_after) >= now && pass.from_ms <= from_ms)
             .map(|pass| pass.covered_until.saturating_sub(margin));
-        let version = self.next_version();
-        facts::insert_pass_facts(from_ms, since, version)
-            .query(client)
-            .execute()
-            .await
-            .map_err(step("store the touched views' facts"))?;
-        let rows: u64 = facts::count_pass_rows(version, from_ms)
-            .query(client)
-            .fetch_one()
-            .await
-            .map_err(step("count the pass's rows"))?;
-        facts::insert_pass(version, covered_until, from_ms, since.is_none(), rows)
-            .query(client)
-            .execute()
-            .await
-            .map_err(step("record the facts pass"))?;
-        Ok(FactsPass { version, full: since.is_none(), covered_until, from_ms, rows, duration: started.elapsed() })
+        let plan = facts::PassPlan { version: self.next_version(), from_ms, since, covered_until };
+        let record =
+            facts::run_pass(client, plan).await.map_err(|(step, error)| AggregateError::ClickHouse { step, error })?;
+        Ok(FactsPass { record, duration: started.elapsed() })
     }
 }
 
@@ -108,22 +90,25 @@ pub async fn run(aggregator: Arc<Aggregator>, shutdown: Shutdown) {
         match outcome {
             Ok(None) => {}
             Ok(Some(pass)) => {
-                metrics::facts_pass(pass.kind(), true, pass.duration, pass.rows);
+                let record = pass.record;
+                metrics::facts_pass(pass.kind(), true, pass.duration, record.rows);
                 let duration_ms = pass.duration.as_millis() as u64;
-                if pass.full {
+                if record.full {
                     tracing::info!(
-                        version = pass.version,
-                        rows = pass.rows,
-                        covered_until = pass.covered_until,
-                        from_ms = pass.from_ms,
+                        version = record.version,
+                        rows = record.rows,
+                        open_views = record.open_views,
+                        covered_until = record.covered_until,
+                        from_ms = record.from_ms,
                         duration_ms,
                         "full facts pass done"
                     );
                 } else {
                     tracing::debug!(
-                        version = pass.version,
-                        rows = pass.rows,
-                        covered_until = pass.covered_until,
+                        version = record.version,
+                        rows = record.rows,
+                        open_views = record.open_views,
+                        covered_until = record.covered_until,
                         duration_ms,
                         "facts pass done"
                     );

@@ -29,6 +29,7 @@ pub enum RetentionTable {
     ViewFacts,
     KeysByInsert,
     FactsPasses,
+    HourTotals,
     /// The time-clustered copy of `events` (`retention.events_by_time_days`).
     EventsByTime,
 }
@@ -72,7 +73,7 @@ impl Period {
 }
 
 impl RetentionTable {
-    pub const ALL: [RetentionTable; 11] = [
+    pub const ALL: [RetentionTable; 12] = [
         RetentionTable::Events,
         RetentionTable::VideoMetrics,
         RetentionTable::UserEngagementDaily,
@@ -83,6 +84,7 @@ impl RetentionTable {
         RetentionTable::ViewFacts,
         RetentionTable::KeysByInsert,
         RetentionTable::FactsPasses,
+        RetentionTable::HourTotals,
         RetentionTable::EventsByTime,
     ];
 
@@ -94,6 +96,7 @@ impl RetentionTable {
             | RetentionTable::ViewFacts
             | RetentionTable::KeysByInsert
             | RetentionTable::FactsPasses
+            | RetentionTable::HourTotals
             | RetentionTable::EventsByTime => Period::Day,
             _ => Period::Month,
         }
@@ -112,6 +115,7 @@ impl RetentionTable {
             RetentionTable::ViewFacts => metrics_sql::facts::VIEW_FACTS_TABLE,
             RetentionTable::KeysByInsert => metrics_sql::facts::KEYS_BY_INSERT_TABLE,
             RetentionTable::FactsPasses => metrics_sql::facts::PASSES_TABLE,
+            RetentionTable::HourTotals => metrics_sql::facts::HOUR_TOTALS_TABLE,
             RetentionTable::EventsByTime => metrics_sql::EVENTS_BY_TIME_TABLE,
         }
     }

@@ -11,7 +11,7 @@ use aggregator_cron::{Aggregator, facts, runs::FACTS_LOCK_KEY};
 use common::*;
 use metrics_sql::{
     facts::StoredFacts,
-    read::{self, VideoSummaryRow},
+    read::{self, TopMetric, TopVideoRow, VideoSummaryRow},
     windows::Split,
 };
 use serde::Deserialize;
@@ -54,6 +54,22 @@ async fn summary(env: &Env, split: &Split) -> VideoSummaryRow {
     read::video_summary("v1", split, None).query(&env.clickhouse.client()).fetch_one().await.unwrap()
 }
 
+async fn top(env: &Env, split: &Split) -> Vec<TopVideoRow> {
+    read::top_videos(split, TopMetric::WatchTime, 10).query(&env.clickhouse.client()).fetch_all().await.unwrap()
+}
+
+/// After `pass`: top videos of `hours` from its totals equals the exact
+/// rebuild, and its `open_views` counts the views of `starts` from the hour
+/// before its `covered_until`'s on.
+async fn check_totals(env: &Env, pass: &facts::FactsPass, hours: &[u32], starts: &[u64]) {
+    let exact = top(env, &Split { raw: hours.to_vec(), ..Split::default() }).await;
+    let as_of_pass = Split { from_pass: hours.to_vec(), as_of: Some(pass.record.covered_until), ..Split::default() };
+    assert_eq!(top(env, &as_of_pass).await, exact, "{pass:?}");
+    let open_from = (u64::from(pass.record.covered_until) / 3600 - 1) * HOUR_MS;
+    let open = starts.iter().filter(|&&start| start >= open_from).count() as u64;
+    assert_eq!(pass.record.open_views, open, "{pass:?}");
+}
+
 /// An environment with only facts passes in mind (no scheduler, no
 /// retention), `[facts]` set by `tune`.
 async fn facts_env(tune: impl FnOnce(&mut aggregator_cron::FactsConfig)) -> Env {
@@ -81,19 +97,20 @@ async fn a_full_pass_then_passes_of_the_touched_keys_keep_the_facts_exact() {
     wait_margin(&env).await;
 
     let first = env.aggregator.facts_pass().await.unwrap().expect("the lock is free");
-    assert!(first.full, "{first:?}");
-    assert_eq!(first.rows, 2, "{first:?}");
+    assert!(first.record.full, "{first:?}");
+    assert_eq!(first.record.rows, 2, "{first:?}");
     let got = stored(&env).await;
     assert_eq!(
         got.iter().map(|r| (r.session_id.as_str(), r.start_ms, r.is_view)).collect::<Vec<_>>(),
         vec![("s1", s1, 1), ("s2", s2, 1)]
     );
+    let hours: Vec<u32> = ((now - 3 * HOUR_MS) / HOUR_MS..=now / HOUR_MS).map(|h| h as u32).collect();
+    check_totals(&env, &first, &hours, &[s1, s2]).await;
 
     // A late video_start ten minutes before s2's: the view now starts there
     // and the later start is retired; s1 is not touched, so not rewritten.
     let earlier = s2 - 10 * MINUTE;
-    env.insert_after(first.covered_until, &[at("video_start", earlier, "s2", Some("user-s2"), 0.0)]).await;
-    let hours: Vec<u32> = ((now - 3 * HOUR_MS) / HOUR_MS..=now / HOUR_MS).map(|h| h as u32).collect();
+    env.insert_after(first.record.covered_until, &[at("video_start", earlier, "s2", Some("user-s2"), 0.0)]).await;
     let raw = Split { raw: hours.clone(), ..Split::default() };
     let expected = summary(&env, &raw).await;
     assert_eq!(expected.views, 2);
@@ -104,26 +121,27 @@ async fn a_full_pass_then_passes_of_the_touched_keys_keep_the_facts_exact() {
         facts: Some(StoredFacts { covered_until, from_ms, read_until: server_now + 1 }),
         ..Split::default()
     };
-    assert_eq!(summary(&env, &read(first.covered_until, first.from_ms)).await, expected);
+    assert_eq!(summary(&env, &read(first.record.covered_until, first.record.from_ms)).await, expected);
 
     wait_margin(&env).await;
     let second = env.aggregator.facts_pass().await.unwrap().expect("the lock is free");
-    assert!(!second.full, "{second:?}");
-    assert_eq!(second.rows, 2, "s2's two starts only: {second:?}");
+    assert!(!second.record.full, "{second:?}");
+    assert_eq!(second.record.rows, 2, "s2's two starts only: {second:?}");
     let got = stored(&env).await;
     let newest: Vec<_> = got
         .iter()
-        .filter(|r| r.version == second.version)
+        .filter(|r| r.version == second.record.version)
         .map(|r| (r.session_id.as_str(), r.start_ms, r.is_view))
         .collect();
     assert_eq!(newest, vec![("s2", earlier, 1), ("s2", s2, 0)]);
+    check_totals(&env, &second, &hours, &[s1, earlier]).await;
     // Read from the stored facts alone (nothing touched since): the same answer.
     let server_now = env.server_now().await;
     let split = Split {
         raw: hours.clone(),
         facts: Some(StoredFacts {
-            covered_until: second.covered_until.max(server_now),
-            from_ms: second.from_ms,
+            covered_until: second.record.covered_until.max(server_now),
+            from_ms: second.record.from_ms,
             read_until: server_now + 1,
         }),
         ..Split::default()

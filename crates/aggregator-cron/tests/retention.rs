@@ -23,7 +23,7 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
             "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
              AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
              'events_by_receipt', 'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', \
-             'view_facts_passes', 'events_by_time') \
+             'view_facts_passes', 'video_hour_totals', 'events_by_time') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
         .fetch_all()
@@ -71,6 +71,8 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         "INSERT INTO keys_by_insert (inserted_at, video_id, session_id) VALUES ('2025-11-15 10:00:00', 'v1', 'f1')",
         "INSERT INTO view_facts_passes (version, covered_until, from_ms, computed_at) VALUES \
          (1, '2025-11-15 10:00:00', 0, '2025-11-15 10:00:00')",
+        "INSERT INTO video_hour_totals (hour, video_id, views, version) VALUES \
+         ('2025-11-15 10:00:00', 'v1', 1, 1), ('2025-11-23 10:00:00', 'v1', 1, 1)",
     ] {
         env.clickhouse.client().query(statement).execute().await.unwrap();
     }
@@ -111,6 +113,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         (RetentionTable::ViewFacts, 20_251_115),
         (RetentionTable::KeysByInsert, 20_251_115),
         (RetentionTable::FactsPasses, 20_251_115),
+        (RetentionTable::HourTotals, 20_251_115),
         // events_by_time keeps 4 days too.
         (RetentionTable::EventsByTime, 20_250_615),
         (RetentionTable::EventsByTime, 20_250_715),
@@ -136,7 +139,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         let line = stdout.lines().find(|l| l.starts_with(table.name()) && l.contains(&partition.to_string()));
         assert!(line.is_some(), "{} {partition} not listed:\n{stdout}", table.name());
     }
-    assert!(stdout.contains("would drop 20 partition(s), 32 row(s)"), "{stdout}");
+    assert!(stdout.contains("would drop 21 partition(s), 33 row(s)"), "{stdout}");
     let dry = env.aggregator.retention(now, true).await.unwrap();
     assert_eq!(sorted(&dry), expected);
     assert_eq!(partitions(&env).await, before, "a dry run drops nothing");
@@ -152,6 +155,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     assert_eq!(after["events_by_receipt"], vec!["20251120".to_string()]);
     assert_eq!(after["keys_by_day"], vec!["20251120".to_string()]);
     assert_eq!(after["view_facts"], vec!["20251123".to_string()]);
+    assert_eq!(after["video_hour_totals"], vec!["20251123".to_string()]);
     assert_eq!(after["events_by_time"], vec!["20251120".to_string()]);
     assert_eq!(after["keys_by_insert"], vec![today]);
     assert!(!after.contains_key("view_facts_passes"));

@@ -28,6 +28,9 @@ pub const KEYS_BY_INSERT_TABLE: &str = "keys_by_insert";
 /// One row per facts pass.
 pub const PASSES_TABLE: &str = "view_facts_passes";
 
+/// Per video and hour, the totals top videos ranks by, as of a facts pass.
+pub const HOUR_TOTALS_TABLE: &str = "video_hour_totals";
+
 /// The columns both sources of a read's view facts produce, in order and with
 /// these types (a `UNION ALL` needs them equal): the columns of
 /// [`crate::views::view_facts`] that the rows are built from.
@@ -164,29 +167,109 @@ pub fn insert_pass_facts(from_ms: u64, since: Option<u32>, version: u64) -> Stat
     sql
 }
 
-/// The rows `version` wrote (a pass's size, for its record and logs).
-pub fn count_pass_rows(version: u64, from_ms: u64) -> Statement {
-    let mut sql = Statement::new(&format!("SELECT count() FROM {VIEW_FACTS_TABLE} WHERE date >= toDate(toDateTime("));
+/// `FROM view_facts WHERE` the rows pass `version` wrote (their starts are at
+/// or after `from_ms`).
+fn written_by(columns: &str, from_ms: u64, version: u64) -> Statement {
+    let mut sql = Statement::new(&format!("SELECT {columns} FROM {VIEW_FACTS_TABLE} WHERE date >= toDate(toDateTime("));
     sql.bind(from_ms / 1000).sql(")) AND version = ").bind(version);
     sql
 }
 
-/// Records a finished pass.
-pub fn insert_pass(version: u64, covered_until: u32, from_ms: u64, full: bool, rows: u64) -> Statement {
+/// After pass `version` stored its facts: rewrites, under `version`, the
+/// [`HOUR_TOTALS_TABLE`] row of every (video, hour) the pass wrote a start
+/// for, from the newest stored row of each start of the pair (views,
+/// completed views and watch time of the starts that open a view; zeros when
+/// none does any more).
+pub fn insert_pass_totals(from_ms: u64, version: u64) -> Statement {
     let mut sql = Statement::new(&format!(
-        "INSERT INTO {PASSES_TABLE} (version, covered_until, from_ms, full_pass, rows, computed_at) SELECT "
+        "INSERT INTO {HOUR_TOTALS_TABLE} (hour, video_id, views, completed_views, watch_time_seconds, version) \
+         SELECT toDateTime(intDiv(start_ms, 3600000) * 3600) AS hour, video_id, \
+         toUInt64(countIf(newest_is_view = 1)) AS views, \
+         toUInt64(countIf(newest_is_view = 1 AND newest_completed = 1)) AS completed_views, \
+         sumIf(newest_watch_seconds, newest_is_view = 1) AS watch_time_seconds, "
     ));
-    sql.bind(version).sql(", toDateTime(").bind(covered_until).sql("), ").bind(from_ms);
-    sql.sql(", ").bind(u64::from(full)).sql(", ").bind(rows).sql(", now()");
+    sql.bind(version).sql(&format!(
+        " AS version FROM (SELECT video_id, start_ms, argMax(is_view, version) AS newest_is_view, \
+         argMax(completed, version) AS newest_completed, argMax(watch_seconds, version) AS newest_watch_seconds \
+         FROM {VIEW_FACTS_TABLE} WHERE date >= toDate(toDateTime("
+    ));
+    sql.bind(from_ms / 1000).sql(")) AND start_ms >= ").bind(from_ms);
+    // The videos first (the table's sorting key leads with video_id), then the pairs.
+    sql.sql(" AND video_id IN (").append(&written_by("video_id", from_ms, version)).sql(")");
+    sql.sql(" AND (video_id, intDiv(start_ms, 3600000)) IN (");
+    sql.append(&written_by("video_id, intDiv(start_ms, 3600000)", from_ms, version));
+    sql.sql(") GROUP BY video_id, session_id, start_ms) GROUP BY video_id, intDiv(start_ms, 3600000)");
     sql
 }
 
-/// The newest pass of the last day (`version`, `covered_until`, `from_ms`)
-/// and ClickHouse's clock (`now`, epoch seconds); no row without one (an
-/// older pass is of no use to a read, and the next pass is full anyway).
+/// The views of the hours from `from` (epoch seconds) on, by the newest
+/// [`HOUR_TOTALS_TABLE`] row of each (video, hour): one `UInt64`.
+pub fn totals_views_since(from: u64) -> Statement {
+    let mut sql = Statement::new(&format!(
+        "SELECT toUInt64(sum(newest_views)) FROM (SELECT argMax(views, version) AS newest_views \
+         FROM {HOUR_TOTALS_TABLE} WHERE hour >= toDateTime("
+    ));
+    sql.bind(from).sql(") GROUP BY video_id, hour)");
+    sql
+}
+
+/// The rows of `video_metrics`' `video_id, views, completed_views,
+/// watch_time_seconds` (with its types) for the hours `windows`, from the
+/// newest [`HOUR_TOTALS_TABLE`] row of each (video, hour): the totals as of
+/// the newest facts pass that wrote the pair.
+pub fn pass_totals(windows: &[u32]) -> Statement {
+    let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
+        panic!("pass_totals needs at least one window");
+    };
+    let mut sql = Statement::new(&format!(
+        "SELECT video_id, toUInt32(newest_views) AS views, toUInt32(newest_completed_views) AS completed_views, \
+         newest_watch_time_seconds AS watch_time_seconds FROM (SELECT video_id, hour, \
+         argMax(views, version) AS newest_views, argMax(completed_views, version) AS newest_completed_views, \
+         argMax(watch_time_seconds, version) AS newest_watch_time_seconds FROM {HOUR_TOTALS_TABLE} \
+         WHERE hour >= toDateTime("
+    ));
+    sql.bind(Grain::Hour.start_of(first)).sql(") AND hour < toDateTime(").bind(Grain::Hour.start_of(last) + 3600);
+    sql.sql(") AND has(").bind(windows).sql(", toUInt32(intDiv(toUInt32(hour), 3600))) GROUP BY video_id, hour)");
+    sql
+}
+
+/// The rows `version` wrote (a pass's size, for its record and logs).
+pub fn count_pass_rows(version: u64, from_ms: u64) -> Statement {
+    written_by("count()", from_ms, version)
+}
+
+/// A finished pass, as recorded in [`PASSES_TABLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassRecord {
+    pub version: u64,
+    pub covered_until: u32,
+    pub from_ms: u64,
+    pub full: bool,
+    /// `view_facts` rows written.
+    pub rows: u64,
+    /// The views of the hour of `covered_until` and the hour before it, by
+    /// the totals after the pass ([`totals_views_since`]).
+    pub open_views: u64,
+}
+
+/// Records a finished pass.
+pub fn insert_pass(pass: &PassRecord) -> Statement {
+    let mut sql = Statement::new(&format!(
+        "INSERT INTO {PASSES_TABLE} (version, covered_until, from_ms, full_pass, rows, open_views, computed_at) SELECT "
+    ));
+    sql.bind(pass.version).sql(", toDateTime(").bind(pass.covered_until).sql("), ").bind(pass.from_ms);
+    sql.sql(", ").bind(u64::from(pass.full)).sql(", ").bind(pass.rows).sql(", ").bind(pass.open_views);
+    sql.sql(", now()");
+    sql
+}
+
+/// The newest pass of the last day (`version`, `covered_until`, `from_ms`,
+/// `open_views`) and ClickHouse's clock (`now`, epoch seconds); no row
+/// without one (an older pass is of no use to a read, and the next pass is
+/// full anyway).
 pub fn newest_pass() -> Statement {
     Statement::new(&format!(
-        "SELECT version, toUInt32(covered_until) AS covered_until, from_ms, toUInt32(now()) AS now \
+        "SELECT version, toUInt32(covered_until) AS covered_until, from_ms, open_views, toUInt32(now()) AS now \
          FROM {PASSES_TABLE} WHERE computed_at >= now() - 86400 ORDER BY version DESC LIMIT 1"
     ))
 }
@@ -197,7 +280,53 @@ pub struct PassRow {
     pub version: u64,
     pub covered_until: u32,
     pub from_ms: u64,
+    pub open_views: u64,
     pub now: u32,
+}
+
+/// What a pass is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassPlan {
+    /// Larger than every earlier pass's (and aggregation run's) version.
+    pub version: u64,
+    /// The views starting at or after this time (epoch ms)…
+    pub from_ms: u64,
+    /// …of the keys with a row inserted after this time (epoch seconds), or
+    /// of every key (a full pass) when `None`.
+    pub since: Option<u32>,
+    /// What the pass's record promises: every row inserted up to here is in
+    /// its facts (epoch seconds; `since` must be old enough for that).
+    pub covered_until: u32,
+}
+
+/// Runs a whole pass on `client`: stores the facts, rewrites the hour totals
+/// of the pairs it touched, measures the open hours' views, and records the
+/// pass last (a pass that fails half-way is not recorded, so the next one
+/// covers its keys again). On failure, the step that failed and its error.
+pub async fn run_pass(
+    client: &clickhouse::Client,
+    plan: PassPlan,
+) -> Result<PassRecord, (&'static str, clickhouse::error::Error)> {
+    let PassPlan { version, from_ms, since, covered_until } = plan;
+    let failed = |step: &'static str| move |error| (step, error);
+    insert_pass_facts(from_ms, since, version)
+        .query(client)
+        .execute()
+        .await
+        .map_err(failed("store the touched views' facts"))?;
+    let rows =
+        count_pass_rows(version, from_ms).query(client).fetch_one().await.map_err(failed("count the pass's rows"))?;
+    insert_pass_totals(from_ms, version)
+        .query(client)
+        .execute()
+        .await
+        .map_err(failed("rewrite the touched hours' totals"))?;
+    let open_from = Grain::Hour.start_of(Grain::Hour.index_of(u64::from(covered_until)).saturating_sub(1));
+    let open_views =
+        totals_views_since(open_from).query(client).fetch_one().await.map_err(failed("sum the open hours' views"))?;
+    let record = PassRecord { version, covered_until, from_ms, full: since.is_none(), rows, open_views };
+    insert_pass(&record).query(client).execute().await.map_err(failed("record the facts pass"))?;
+    Ok(record)
 }
 
 /// [`newest_pass`] on `client`.

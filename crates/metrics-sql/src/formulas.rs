@@ -41,7 +41,12 @@ pub fn ratio(part: u64, whole: u64) -> f64 {
 
 /// How many windows of `split` came from each source.
 pub fn freshness(split: &Split) -> Freshness {
-    Freshness { aggregated_windows: split.aggregated.len(), raw_windows: split.raw.len() + split.empty.len() }
+    Freshness {
+        aggregated_windows: split.aggregated.len(),
+        raw_windows: split.raw.len() + split.empty.len(),
+        pass_windows: (!split.from_pass.is_empty()).then_some(split.from_pass.len()),
+        as_of: split.as_of.and_then(|secs| DateTime::from_timestamp(i64::from(secs), 0)),
+    }
 }
 
 /// The video fields from a summary row ([`crate::read::video_summary`]) and
@@ -235,7 +240,7 @@ mod tests {
             startup_median_ms: 800,
             startup_p95_ms: 1500,
         };
-        let fresh = Freshness { aggregated_windows: 0, raw_windows: 24 };
+        let fresh = Freshness { aggregated_windows: 0, raw_windows: 24, pass_windows: None, as_of: None };
         let m = video_metrics("v1", one_day(), &row, None, fresh.clone());
         assert_eq!(m.avg_watch_percentage, 22.0);
         assert_eq!(m.completion_rate, 1.0 / 3.0);
@@ -286,7 +291,7 @@ mod tests {
             one_day(),
             &[day.clone(), day],
             &categories,
-            Freshness { aggregated_windows: 1, raw_windows: 0 },
+            Freshness { aggregated_windows: 1, raw_windows: 0, pass_windows: None, as_of: None },
         );
         assert_eq!((m.sessions, m.views, m.watch_time_seconds), (2, 6, 140.0));
         assert_eq!(m.completion_rate, 2.0 / 6.0);
@@ -307,8 +312,13 @@ mod tests {
             TopVideoRow { video_id: "b".into(), views: 4, completed_views: 1, watch_time_seconds: 9.5 },
             TopVideoRow { video_id: "a".into(), views: 0, completed_views: 0, watch_time_seconds: 0.0 },
         ];
-        let top =
-            top_videos(TopMetric::WatchTime, one_day(), 2, &rows, Freshness { aggregated_windows: 1, raw_windows: 0 });
+        let top = top_videos(
+            TopMetric::WatchTime,
+            one_day(),
+            2,
+            &rows,
+            Freshness { aggregated_windows: 1, raw_windows: 0, pass_windows: None, as_of: None },
+        );
         assert_eq!(top.metric, "watch_time");
         for metric in TopMetric::ALL {
             assert_eq!(TopMetric::from_name(metric.name()), Some(metric));

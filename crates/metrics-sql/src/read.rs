@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::{
-    EVENTS_BY_RECEIPT_TABLE, Statement, deduplicated_rows,
+    EVENTS_BY_RECEIPT_TABLE, Statement, deduplicated_rows, facts,
     rows::{VIDEO_METRICS_COLUMNS, user_engagement_rows, video_metric_rows},
     views::Scope,
     windows::Split,
@@ -14,7 +14,10 @@ use crate::{
 /// `SELECT {columns}` over the table rows of `split.aggregated` and the
 /// rows computed for `split.raw`, as one `UNION ALL` (without parentheses).
 fn merged_rows(table: &str, columns: &str, scope: Scope<'_>, split: &Split) -> Statement {
-    assert!(!split.reads_nothing(), "a read needs at least one window to read");
+    assert!(
+        !(split.aggregated.is_empty() && split.raw.is_empty()),
+        "a read needs at least one aggregated or raw window to read"
+    );
     let (key, window) = match table {
         "video_metrics" => ("video_id", "toUInt32(intDiv(toUInt32(hour), 3600))"),
         _ => ("user_id", "toUInt32(toUInt16(date))"),
@@ -161,19 +164,26 @@ impl TopMetric {
 
 /// The `limit` videos with the most `metric` over the hours of `split`:
 /// `video_id`, `views`, `completed_views` (UInt64), `watch_time_seconds`
-/// (Float64); ties by video_id.
+/// (Float64); ties by video_id. Videos without views in the range are left
+/// out.
 pub fn top_videos(split: &Split, metric: TopMetric, limit: u32) -> Statement {
     let mut sql = Statement::new(
         "SELECT video_id, toUInt64(sum(views)) AS views, toUInt64(sum(completed_views)) AS completed_views, \
          sum(watch_time_seconds) AS watch_time_seconds FROM (",
     );
-    sql.append(&merged_rows(
-        "video_metrics",
-        "video_id, views, completed_views, watch_time_seconds",
-        Scope::All,
-        split,
-    ));
-    sql.sql(&format!(") GROUP BY video_id ORDER BY {}, video_id LIMIT ", metric.order())).bind(limit);
+    let columns = "video_id, views, completed_views, watch_time_seconds";
+    let merged = !(split.aggregated.is_empty() && split.raw.is_empty());
+    if merged {
+        sql.append(&merged_rows("video_metrics", columns, Scope::All, split));
+    }
+    if !split.from_pass.is_empty() {
+        if merged {
+            sql.sql(" UNION ALL ");
+        }
+        sql.append(&facts::pass_totals(&split.from_pass));
+    }
+    sql.sql(&format!(") GROUP BY video_id HAVING views > 0 ORDER BY {}, video_id LIMIT ", metric.order()));
+    sql.bind(limit);
     sql
 }
 

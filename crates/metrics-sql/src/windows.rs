@@ -129,6 +129,13 @@ pub struct Split {
     /// time on (epoch ms): a rebuild of every video's views that starts no
     /// earlier reads that time-clustered copy instead of `events`.
     pub by_time_from_ms: Option<u64>,
+    /// Hours answered from the newest facts pass's per-video totals
+    /// ([`crate::facts::pass_totals`]; top videos on a busy platform).
+    pub from_pass: Vec<u32>,
+    /// When windows come from a pass: its `covered_until` (epoch seconds).
+    /// The answer holds every row inserted up to then, and perhaps later
+    /// ones, but not necessarily all of them.
+    pub as_of: Option<u32>,
 }
 
 impl Split {
@@ -137,10 +144,35 @@ impl Split {
         crate::rows::Sources { stored: self.facts.as_ref(), by_time_from_ms: self.by_time_from_ms }
     }
 
-    /// Neither aggregated nor raw windows to read: the answer is that of no views.
+    /// No window to read at all: the answer is that of no views.
     pub fn reads_nothing(&self) -> bool {
-        self.aggregated.is_empty() && self.raw.is_empty()
+        self.aggregated.is_empty() && self.raw.is_empty() && self.from_pass.is_empty()
     }
+}
+
+/// Splits `windows` (ascending hours) for a read of every video as of a facts
+/// pass that covers the views starting at or after `from_ms` (epoch ms) with
+/// every row inserted up to `covered_until`: windows before `horizon` are
+/// final (aggregated when recorded, raw otherwise), the others come from the
+/// pass's totals. `None` when the pass does not cover every window from the
+/// horizon on.
+pub fn split_as_of_pass(
+    windows: &[u32],
+    markers: &BTreeMap<u32, Marker>,
+    horizon: u32,
+    from_ms: u64,
+    covered_until: u32,
+) -> Option<Split> {
+    let mut split = split(windows, markers, None, horizon);
+    let open: Vec<u32> = windows.iter().copied().filter(|&w| w >= horizon).collect();
+    if open.first().is_some_and(|&w| Grain::Hour.start_of(w) * 1000 < from_ms) {
+        return None;
+    }
+    split.aggregated.retain(|&w| w < horizon);
+    split.raw.retain(|&w| w < horizon);
+    split.as_of = (!open.is_empty()).then_some(covered_until);
+    split.from_pass = open;
+    Some(split)
 }
 
 /// Splits `windows` (ascending) into those the aggregated table answers
@@ -178,6 +210,18 @@ pub fn split(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pass_answers_the_open_hours_it_covers_and_the_markers_the_final_ones() {
+        let markers: BTreeMap<u32, Marker> =
+            [(8, Marker { covered_until: 1, version: 1 }), (11, Marker { covered_until: 1, version: 2 })].into();
+        let split = split_as_of_pass(&[8, 9, 10, 11, 12], &markers, 10, 10 * 3_600_000, 77).unwrap();
+        assert_eq!((split.aggregated, split.raw, split.from_pass), (vec![8], vec![9], vec![10, 11, 12]));
+        assert_eq!(split.as_of, Some(77));
+        assert!(split_as_of_pass(&[8, 9, 10, 11], &markers, 10, 10 * 3_600_000 + 1, 77).is_none());
+        let closed = split_as_of_pass(&[8, 9], &markers, 10, 10 * 3_600_000 + 1, 77).unwrap();
+        assert_eq!((closed.from_pass.len(), closed.as_of), (0, None));
+    }
 
     #[test]
     fn windows_are_utc_hours_and_days() {

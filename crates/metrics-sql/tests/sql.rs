@@ -344,8 +344,23 @@ fn every_statement_runs_on_current_clickhouse() {
         facts::insert_pass_facts(u64::from(HOUR) * 3_600_000, None, 1),
         facts::insert_pass_facts(u64::from(HOUR) * 3_600_000, Some(1_764_000_000), 2),
         facts::count_pass_rows(2, 1_764_000_000_000),
-        facts::insert_pass(2, 1_764_000_000, 1_764_000_000_000, false, 3),
+        facts::insert_pass_totals(u64::from(HOUR) * 3_600_000, 2),
+        facts::totals_views_since(1_764_000_000),
+        facts::insert_pass(&facts::PassRecord {
+            version: 2,
+            covered_until: 1_764_000_000,
+            from_ms: 1_764_000_000_000,
+            full: false,
+            rows: 3,
+            open_views: 4,
+        }),
         facts::newest_pass(),
+        read::top_videos(
+            &Split { from_pass: vec![HOUR, HOUR + 1], as_of: Some(1), ..split.clone() },
+            TopMetric::WatchTime,
+            5,
+        ),
+        read::top_videos(&Split { from_pass: vec![HOUR], as_of: Some(1), ..Split::default() }, TopMetric::Views, 5),
         read::video_summary("v'1", &with_facts(&split), None),
         read::top_videos(&with_facts(&split), TopMetric::Views, 5),
         read::top_videos(&Split { by_time_from_ms: Some(0), ..with_facts(&split) }, TopMetric::Views, 5),
@@ -363,17 +378,12 @@ async fn server_now(db: &TestClickHouse) -> u32 {
 
 /// A facts pass of the views starting from `HOUR` on: of every key when
 /// `since` is `None`, else of the keys with rows inserted after it.
-async fn facts_pass(db: &TestClickHouse, since: Option<u32>, version: u64) {
+async fn facts_pass(db: &TestClickHouse, since: Option<u32>, version: u64) -> facts::PassRecord {
     let from_ms = u64::from(HOUR) * 3_600_000;
-    let insert = facts::insert_pass_facts(from_ms, since, version);
-    insert.query(&db.client()).execute().await.unwrap_or_else(|e| panic!("{e}\n{}", insert.text()));
-    let rows: u64 = one(db, &facts::count_pass_rows(version, from_ms)).await;
-    assert!(rows > 0, "pass {version} wrote nothing");
-    facts::insert_pass(version, server_now(db).await, from_ms, since.is_none(), rows)
-        .query(&db.client())
-        .execute()
-        .await
-        .unwrap();
+    let plan = facts::PassPlan { version, from_ms, since, covered_until: server_now(db).await };
+    let record = facts::run_pass(&db.client(), plan).await.unwrap_or_else(|(step, e)| panic!("{step}: {e}"));
+    assert!(record.rows > 0, "pass {version} wrote nothing");
+    record
 }
 
 /// Raw splits of `windows` read through stored facts: every key as stored
@@ -413,6 +423,16 @@ async fn stored_facts_and_touched_keys_read_like_the_raw_rebuild() {
         assert_eq!(got, expected, "{split:?}");
         let top: Vec<TopVideoRow> = all(&db, &read::top_videos(&split, TopMetric::Views, 10)).await;
         assert_eq!((top.len(), top[0].views, top[0].watch_time_seconds), (1, 3, 66.0), "{split:?}");
+    }
+    // The pass's hour totals answer top videos like the rebuild, whichever
+    // metric ranks, alone or beside an aggregated-or-raw hour.
+    for metric in TopMetric::ALL {
+        let exact: Vec<TopVideoRow> =
+            all(&db, &read::top_videos(&Split { raw: vec![HOUR, HOUR + 1], ..Split::default() }, metric, 10)).await;
+        let from_pass = Split { from_pass: vec![HOUR, HOUR + 1], as_of: Some(1), ..Split::default() };
+        assert_eq!(all::<TopVideoRow>(&db, &read::top_videos(&from_pass, metric, 10)).await, exact, "{metric:?}");
+        let mixed = Split { raw: vec![HOUR], from_pass: vec![HOUR + 1], as_of: Some(1), ..Split::default() };
+        assert_eq!(all::<TopVideoRow>(&db, &read::top_videos(&mixed, metric, 10)).await, exact, "{metric:?}");
     }
     let day_from = u64::from(DAY) * 86_400_000;
     for mut split in facts_splits(&db, &[DAY]).await {
@@ -460,5 +480,15 @@ async fn a_pass_retires_a_start_that_no_longer_opens_a_view() {
         let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;
         assert_eq!(got.views, 1, "{split:?}");
     }
+    // The totals moved with the view: the later hour's pair was rewritten
+    // with zeros (no longer listed), the earlier one holds the view.
+    let top_of =
+        |hour: u32| read::top_videos(&Split { from_pass: vec![hour], ..Split::default() }, TopMetric::Views, 5);
+    assert!(all::<TopVideoRow>(&db, &top_of(HOUR + 1)).await.is_empty());
+    let earlier: Vec<TopVideoRow> = all(&db, &top_of(HOUR)).await;
+    assert_eq!(earlier.iter().map(|r| (r.video_id.as_str(), r.views)).collect::<Vec<_>>(), [("v1", 1)]);
+    let zeros: u64 =
+        one(&db, &Statement::new("SELECT count() FROM video_hour_totals WHERE version = 2 AND views = 0")).await;
+    assert_eq!(zeros, 1, "the later hour's pair rewritten with zeros");
     db.drop().await.unwrap();
 }

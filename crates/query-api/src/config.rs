@@ -133,6 +133,20 @@ pub struct FreshnessConfig {
     /// keys touched since would cost more than a rebuild.
     #[serde(with = "humantime_serde")]
     pub facts_max_staleness: Duration,
+    /// Top videos answers the hours still open to late events from the
+    /// newest facts pass's per-video totals, as of that pass (the answer's
+    /// `freshness.as_of`, typically 10–20 s behind), when the pass counted at
+    /// least this many views in its two newest hours (`20000`): on a platform
+    /// that busy an exact read must filter every row of the open hours, and
+    /// takes seconds. Below it, or with `0` views counted, the answer is
+    /// exact at once. `0` always answers from a recent pass; a value above
+    /// any platform's traffic (`1000000000000`) never does.
+    pub top_from_pass_min_views: u64,
+    /// …and only while the pass covers inserts up to this long ago (`"30s"`;
+    /// the pass's own margin is 10 s and it runs every 5 s). Older, top
+    /// videos reads exactly.
+    #[serde(with = "humantime_serde")]
+    pub top_from_pass_max_lag: Duration,
 }
 
 impl Default for FreshnessConfig {
@@ -142,6 +156,8 @@ impl Default for FreshnessConfig {
             stored_facts: StoredFactsUse::Top,
             facts_read_margin: Duration::from_secs(1),
             facts_max_staleness: Duration::from_secs(120),
+            top_from_pass_min_views: 20_000,
+            top_from_pass_max_lag: Duration::from_secs(30),
         }
     }
 }

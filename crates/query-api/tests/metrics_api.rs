@@ -38,6 +38,11 @@ struct Api {
 
 impl Api {
     async fn start(cache: CacheConfig, redis_url: Option<&str>) -> Self {
+        Self::start_tuned(cache, redis_url, |_| {}).await
+    }
+
+    /// [`Api::start`] with the configuration changed by `tune` last.
+    async fn start_tuned(cache: CacheConfig, redis_url: Option<&str>, tune: impl FnOnce(&mut Config)) -> Self {
         let clickhouse = TestClickHouse::create().await.expect("test clickhouse database");
         let postgres = TestPostgres::create().await.expect("test postgres database");
         let mut redis = testing::redis_config();
@@ -52,6 +57,8 @@ impl Api {
             kafka: testing::kafka_config(),
             ..Config::default()
         };
+        let mut config = config;
+        tune(&mut config);
         let kafka = config.kafka.clone();
         let service = InProcess::spawn(config, query_api::run);
         let http = Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
@@ -425,15 +432,13 @@ async fn the_health_report_carries_the_consumer_lag() {
 
 /// A facts pass the way aggregator-cron runs one (full, over the lateness
 /// horizon), covering every row inserted before the current second.
-async fn facts_pass(api: &Api) {
+async fn facts_pass(api: &Api) -> facts::PassRecord {
     let now = api.clock_past_last_insert().await;
     let client = api.clickhouse.client();
     let lateness = events_model::limits::DEFAULT_LATENESS.as_secs();
     let from_ms = Grain::Hour.start_of(windows::horizon(Grain::Hour, u64::from(now), lateness)) * 1000;
-    let version = u64::from(now) * 1000;
-    facts::insert_pass_facts(from_ms, None, version).query(&client).execute().await.unwrap();
-    let rows: u64 = facts::count_pass_rows(version, from_ms).query(&client).fetch_one().await.unwrap();
-    facts::insert_pass(version, now - 1, from_ms, true, rows).query(&client).execute().await.unwrap();
+    let plan = facts::PassPlan { version: u64::from(now) * 1000, from_ms, since: None, covered_until: now - 1 };
+    facts::run_pass(&client, plan).await.unwrap_or_else(|(step, e)| panic!("{step}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,7 +452,9 @@ async fn top_videos_read_the_stored_facts_and_rebuild_only_the_views_touched_sin
     assert_eq!(top_views(&api.ok(&top_path).await), vec![("v1", 2), ("v2", 1)], "raw");
 
     facts_pass(&api).await;
-    assert_eq!(top_views(&api.ok(&top_path).await), vec![("v1", 2), ("v2", 1)], "from the stored facts");
+    let top = api.ok(&top_path).await;
+    assert_eq!(top_views(&top), vec![("v1", 2), ("v2", 1)], "from the stored facts");
+    assert!(top["freshness"].get("as_of").is_none(), "a small platform's top videos are exact at once: {top}");
     // A stored view without events shows: the answer does come from the stored facts.
     let start = base + 11 * HOUR_MS;
     api.clickhouse
@@ -478,5 +485,43 @@ async fn top_videos_read_the_stored_facts_and_rebuild_only_the_views_touched_sin
     })
     .await
     .unwrap();
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_videos_of_a_busy_platform_answer_the_open_hours_as_of_the_newest_pass() {
+    // Every platform counts as busy here.
+    let api = Api::start_tuned(no_cache(), None, |c| c.freshness.top_from_pass_min_views = 0).await;
+    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+    let base = (now_ms / HOUR_MS - 13) * HOUR_MS;
+    api.insert(&scenario(base)).await;
+    let today = chrono::Utc::now().date_naive();
+    let top_path =
+        format!("/api/metrics/videos/top?startDate={}&endDate={today}&metric=watch_time", today.pred_opt().unwrap());
+    let exact = api.ok(&top_path).await;
+    assert_eq!(top_views(&exact), vec![("v1", 2), ("v2", 1)], "no pass yet: exact");
+    assert!(exact["freshness"].get("pass_windows").is_none(), "{exact}");
+
+    let pass = facts_pass(&api).await;
+    let answer = api.ok(&top_path).await;
+    assert_eq!(answer["videos"], exact["videos"], "the pass's totals answer like the rebuild");
+    // The range's 48 hours are all open to late events (48 h lateness).
+    let as_of = chrono::DateTime::from_timestamp(i64::from(pass.covered_until), 0).unwrap();
+    assert_eq!(answer["freshness"]["pass_windows"], 48, "{answer}");
+    assert_eq!(answer["freshness"]["aggregated_windows"], 0, "{answer}");
+    assert_eq!(
+        answer["freshness"]["as_of"].as_str(),
+        Some(as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).as_str()),
+        "{answer}"
+    );
+
+    // A view stored after the pass is not in the answer until the next pass.
+    api.insert(&[event("video_start", "s4", "u4", "v2", base + 12 * HOUR_MS + 60_000, Some(0.0))]).await;
+    api.clock_past_last_insert().await;
+    assert_eq!(top_views(&api.ok(&top_path).await), vec![("v1", 2), ("v2", 1)], "as of the pass");
+    facts_pass(&api).await;
+    let after = api.ok(&top_path).await;
+    assert_eq!(top_views(&after), vec![("v1", 2), ("v2", 2)], "{after}");
+    assert_ne!(after["freshness"]["as_of"], answer["freshness"]["as_of"], "{after}");
     api.stop().await;
 }

@@ -56,6 +56,8 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 6, "0006_keys_by_day"),
     migration!("clickhouse", 7, "0007_view_facts"),
     migration!("clickhouse", 8, "0008_events_by_time"),
+    migration!("clickhouse", 9, "0009_video_hour_totals"),
+    migration!("clickhouse", 10, "0010_facts_pass_open_views"),
 ];
 
 /// PostgreSQL migrations, in version order.

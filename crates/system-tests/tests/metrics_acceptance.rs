@@ -54,6 +54,7 @@ async fn start_api(
     clickhouse: &ClickHouseConfig,
     postgres: &PostgresConfig,
     cached: bool,
+    tune: impl FnOnce(&mut query_api::Config),
 ) -> InProcess {
     let mut config = query_api::Config {
         http: HttpConfig { workers: 2, ..HttpConfig::default() },
@@ -71,6 +72,7 @@ async fn start_api(
     // Every read takes open windows from the stored facts once a pass exists
     // (the default is top videos only), so the phases below check them all.
     config.freshness.stored_facts = query_api::StoredFactsUse::All;
+    tune(&mut config);
     let api = InProcess::spawn(config, query_api::run);
     api.wait_ready(Duration::from_secs(30)).await.expect("query-api ready");
     api
@@ -330,8 +332,11 @@ fn questions(oracle: &Oracle, catalog: &Catalog, first_day: NaiveDate, today: Na
     if let Some(anonymous) = oracle.views.iter().find(|v| v.user_id().is_none()) {
         questions.push(Question::User(anonymous.session_id.clone(), all));
     }
+    // Yesterday: within the lateness horizon but not reaching now (the hours
+    // a facts pass answers for top videos are cut to the range).
+    let yesterday = single[single.len() - 2];
     for metric in TopMetric::ALL {
-        for range in [all, middle, single[1]] {
+        for range in [all, middle, single[1], yesterday] {
             for limit in [3, 100] {
                 questions.push(Question::Top(metric, range, limit));
             }
@@ -364,6 +369,25 @@ fn check_all(phase: &str, questions: &[Question], answers: &[Value], oracle: &Or
         found.extend(freshness_difference(question, answer, fresh));
         found
     })
+}
+
+/// Asks `api` (top videos from the newest facts pass's totals) the top
+/// videos questions, each answer compared with the oracle and required to
+/// come from the pass (`freshness.as_of`) when its range reaches the lateness
+/// horizon.
+async fn check_as_of_pass(
+    phase: &str,
+    http: &reqwest::Client,
+    api: &InProcess,
+    questions: &[Question],
+    oracle: &Oracle,
+) -> Vec<String> {
+    let top: Vec<Question> = questions.iter().filter(|q| matches!(q, Question::Top(..))).cloned().collect();
+    assert!(!top.is_empty(), "no top videos question");
+    let answers = ask_all(http, api, &top).await;
+    let from_pass = answers.iter().filter(|a| a["freshness"]["as_of"].is_string()).count();
+    assert!(from_pass > 0, "[{phase}] no answer came from the pass: {}", answers[0]);
+    check(phase, &top, &answers, |_, question, answer| question.check(oracle, answer))
 }
 
 /// Compares only the freshness of every answer with `fresh`.
@@ -465,8 +489,11 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     // aggregates every closed window of the range itself).
     let gateway = start_gateway_with_lateness(&kafka, 2, Duration::from_secs(u64::from(DAYS + 2) * 86_400)).await;
     let processor = start_processor(&kafka, &db.config);
-    let cached_api = start_api(&kafka, &db.config, &pg.config, true).await;
-    let api = start_api(&kafka, &db.config, &pg.config, false).await;
+    let cached_api = start_api(&kafka, &db.config, &pg.config, true, |_| {}).await;
+    let api = start_api(&kafka, &db.config, &pg.config, false, |_| {}).await;
+    // Top videos as on a busy platform: the open hours from the newest facts
+    // pass's per-video totals, checked right after each pass.
+    let busy_api = start_api(&kafka, &db.config, &pg.config, false, |c| c.freshness.top_from_pass_min_views = 0).await;
     // No idle keep-alive connections: they would hold up each API's graceful stop.
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(0).build().unwrap();
     let clickhouse = db.client();
@@ -519,10 +546,11 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     wait_covered(&clickhouse).await;
     let aggregator = aggregator(&db.config, &pg.config).await;
     let pass = facts_pass(&aggregator).await;
-    assert!(pass.full && pass.rows > 0, "{pass:?}");
+    assert!(pass.record.full && pass.record.rows > 0, "{pass:?}");
     let from_facts = ask_all(&http, &api, &questions).await;
     problems.extend(check_all("raw, from stored facts", &questions, &from_facts, &oracle, &raw));
     problems.extend(check_same("raw, from stored facts against raw", &questions, &uncached, &from_facts));
+    problems.extend(check_as_of_pass("top videos as of the pass", &http, &busy_api, &questions, &oracle).await);
 
     // 2. Every closed window aggregated (hours and days from the first day on).
     wait_covered(&clickhouse).await;
@@ -568,7 +596,7 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     // from the stored facts of a pass just before, but the late event's view rebuilt from the events.
     wait_covered(&clickhouse).await;
     let pass = facts_pass(&aggregator).await;
-    assert!(!pass.full, "{pass:?}");
+    assert!(!pass.record.full, "{pass:?}");
     let (late_view, late) = late_candidate(&oracle, &mut ids, Utc::now());
     let late_oracle = oracle.with_events(std::slice::from_ref(&late)).unwrap();
     let (late_hour, late_day) = (late_view.hour(), late_view.day());
@@ -645,11 +673,15 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     // 6. The next facts pass stores the late event's view: read from the stored facts only, the same answers.
     wait_covered(&clickhouse).await;
     let pass = facts_pass(&aggregator).await;
-    assert!(!pass.full && pass.rows > 0, "{pass:?}");
+    assert!(!pass.record.full && pass.record.rows > 0, "{pass:?}");
     let after_pass = ask_all(&http, &api, &questions).await;
     problems.extend(check_same("late event, after a facts pass", &questions, &after_late, &after_pass));
+    problems.extend(
+        check_as_of_pass("late event, top videos as of the pass", &http, &busy_api, &questions, &late_oracle).await,
+    );
 
     api.stop().await.unwrap();
+    busy_api.stop().await.unwrap();
     cached_api.stop().await.unwrap();
     processor.stop().await.unwrap();
     gateway.stop().await.unwrap();

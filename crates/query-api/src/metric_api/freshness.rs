@@ -2,12 +2,14 @@
 //! computed from the raw events (docs/metrics.md, "Pre-aggregated tables and
 //! freshness").
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use metrics_sql::{
-    facts::{self, StoredFacts},
+    facts::{self, PassRow, StoredFacts},
     rows,
     views::{self, Scope},
-    windows::{self, Job, Split, VIEW_SPAN_MS},
+    windows::{self, Grain, Job, Marker, Split, VIEW_SPAN_MS},
 };
 
 use crate::{
@@ -41,49 +43,109 @@ pub async fn split(
         // Every window is final: the markers alone decide.
         return Ok(windows::split(windows, &markers.await?, None, horizon));
     }
+    if job == Job::VideoMetrics && scope == Scope::All {
+        // Top videos: the newest facts pass first. On a busy platform its
+        // per-video totals answer the open hours (as of the pass); otherwise
+        // the exact read below, which the pass's stored facts speed up.
+        let (markers, pass) = tokio::join!(markers, facts::fetch_newest_pass(client));
+        let (markers, pass) = (markers?, pass?);
+        let as_of_pass = pass
+            .filter(|pass| answers_from_pass(pass, config))
+            .and_then(|pass| windows::split_as_of_pass(windows, &markers, horizon, pass.from_ms, pass.covered_until));
+        if let Some(split) = as_of_pass {
+            return Ok(split);
+        }
+        let last_inserted = views::fetch_last_inserted(client, scope, grain, horizon).await?;
+        let stored = pass.and_then(|pass| stored_facts(&pass, config, scope));
+        return Ok(exact_split(windows, &markers, &last_inserted, grain, horizon, stored));
+    }
     // Some window is still open to late events: its check runs beside the
     // markers' read (one round trip of latency, not two in a row). It decides
     // whether an aggregated window is still exact, and which open windows
     // hold no view of the scope at all (the open hour of most videos), which
     // a read then skips.
-    let (markers, last_inserted, pass) = tokio::join!(
-        markers,
-        views::fetch_last_inserted(client, scope, grain, horizon),
-        newest_pass(client, config, scope)
-    );
-    let mut split = windows::split(windows, &markers?, Some(&last_inserted?), horizon);
-    split.facts = pass?;
+    let pass = async {
+        match uses_stored_facts(config, scope) {
+            true => facts::fetch_newest_pass(client).await,
+            false => Ok(None),
+        }
+    };
+    let (markers, last_inserted, pass) =
+        tokio::join!(markers, views::fetch_last_inserted(client, scope, grain, horizon), pass);
+    let stored = pass?.and_then(|pass| stored_facts(&pass, config, scope));
+    Ok(exact_split(windows, &markers?, &last_inserted?, grain, horizon, stored))
+}
+
+/// The split of an exact read: the markers and the open windows' last
+/// inserts decide, the raw windows use the `stored` facts when given.
+fn exact_split(
+    windows: &[u32],
+    markers: &BTreeMap<u32, Marker>,
+    last_inserted: &BTreeMap<u32, u32>,
+    grain: Grain,
+    horizon: u32,
+    stored: Option<StoredFacts>,
+) -> Split {
+    let mut split = windows::split(windows, markers, Some(last_inserted), horizon);
+    split.facts = stored;
     // aggregator-cron keeps the time-clustered copy for at least the lateness
     // plus two days (retention.events_by_time_days), so it holds everything a
     // rebuild of windows from the horizon on reads (they look back one day).
     split.by_time_from_ms = Some(grain.start_of(horizon).saturating_sub(VIEW_SPAN_MS / 1000) * 1000);
-    Ok(split)
+    split
+}
+
+/// Whether top videos answers the open hours from `pass`'s totals: the pass
+/// is recent enough and counted enough views in its newest hours
+/// (`top_from_pass_min_views`, `top_from_pass_max_lag`).
+fn answers_from_pass(pass: &PassRow, config: &FreshnessConfig) -> bool {
+    let max_lag = u32::try_from(config.top_from_pass_max_lag.as_secs()).unwrap_or(u32::MAX);
+    pass.open_views >= config.top_from_pass_min_views && pass.covered_until.saturating_add(max_lag) >= pass.now
+}
+
+fn uses_stored_facts(config: &FreshnessConfig, scope: Scope<'_>) -> bool {
+    match config.stored_facts {
+        StoredFactsUse::Off => false,
+        StoredFactsUse::Top => scope == Scope::All,
+        StoredFactsUse::All => true,
+    }
 }
 
 /// The newest facts pass as a read of `scope` uses it, when stored facts are
 /// enabled for the scope and the pass covers inserts up to
 /// `facts_max_staleness` ago. The touched keys a read rebuilds are those
-/// inserted after the pass and before ClickHouse's clock when this ran, less
-/// `facts_read_margin` (see [`StoredFacts::read_until`]).
-async fn newest_pass(
-    client: &clickhouse::Client,
-    config: &FreshnessConfig,
-    scope: Scope<'_>,
-) -> Result<Option<StoredFacts>, ApiError> {
-    let used = match config.stored_facts {
-        StoredFactsUse::Off => false,
-        StoredFactsUse::Top => scope == Scope::All,
-        StoredFactsUse::All => true,
-    };
-    if !used {
-        return Ok(None);
-    }
+/// inserted after the pass and before ClickHouse's clock when the pass was
+/// read, less `facts_read_margin` (see [`StoredFacts::read_until`]).
+fn stored_facts(pass: &PassRow, config: &FreshnessConfig, scope: Scope<'_>) -> Option<StoredFacts> {
     let secs = |d: std::time::Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
     let (staleness, margin) = (secs(config.facts_max_staleness), secs(config.facts_read_margin));
-    let pass = facts::fetch_newest_pass(client).await?;
-    Ok(pass.filter(|pass| pass.covered_until.saturating_add(staleness) >= pass.now).map(|pass| StoredFacts {
-        covered_until: pass.covered_until,
-        from_ms: pass.from_ms,
-        read_until: pass.now.saturating_sub(margin),
-    }))
+    (uses_stored_facts(config, scope) && pass.covered_until.saturating_add(staleness) >= pass.now).then(|| {
+        StoredFacts {
+            covered_until: pass.covered_until,
+            from_ms: pass.from_ms,
+            read_until: pass.now.saturating_sub(margin),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_videos_answer_as_of_a_pass_only_when_it_is_busy_and_recent() {
+        let config = FreshnessConfig::default(); // 20,000 views, 30 s
+        let pass = |open_views: u64, lag: u32| PassRow {
+            version: 1,
+            covered_until: 1_000,
+            from_ms: 0,
+            open_views,
+            now: 1_000 + lag,
+        };
+        assert!(answers_from_pass(&pass(20_000, 30), &config));
+        assert!(!answers_from_pass(&pass(19_999, 0), &config), "a quiet platform reads exactly");
+        assert!(!answers_from_pass(&pass(1_000_000, 31), &config), "a pass too far behind");
+        let always = FreshnessConfig { top_from_pass_min_views: 0, ..FreshnessConfig::default() };
+        assert!(answers_from_pass(&pass(0, 5), &always));
+    }
 }
