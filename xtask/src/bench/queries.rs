@@ -69,6 +69,8 @@ const EVENTS_PER_SESSION: u64 = 10;
 const VIDEOS: u64 = 20_000;
 const USERS: u64 = 50_000;
 const SPAN_SECS: u64 = 7 * 86_400;
+/// `freshness.top_from_pass_min_views` no platform reaches: exact top videos.
+const NEVER_FROM_PASS: u64 = 1_000_000_000_000;
 
 #[derive(Debug, clap::Args)]
 pub struct QueriesArgs {
@@ -305,6 +307,19 @@ fn spawn_ingest(
 
 // ----------------------------------------------------------------- cases ---
 
+/// The bench's three query-apis, as configured for top videos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiMode {
+    /// The defaults: a busy platform's open hours as of the newest facts pass.
+    Default,
+    /// Exact at once (`freshness.top_from_pass_min_views` out of reach): the
+    /// stored facts plus a rebuild of the views touched since the pass.
+    Exact,
+    /// Exact, rebuilding every view of the open windows
+    /// (`freshness.stored_facts = "off"` too).
+    Rebuild,
+}
+
 #[derive(Debug, Clone)]
 struct Case {
     name: String,
@@ -312,9 +327,8 @@ struct Case {
     goal_ms: Option<f64>,
     /// Whether the rows it reads must not grow with other videos' traffic.
     fixed: bool,
-    /// Asked of the query-api that rebuilds open windows whole
-    /// (`freshness.stored_facts = "off"`): the baseline of stored facts.
-    rebuild: bool,
+    /// Which of the bench's query-apis answers it.
+    api: ApiMode,
     path: String,
     body: Option<String>,
 }
@@ -335,7 +349,7 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
                 name: format!("video {label} {days}d"),
                 goal_ms: Some(100.0),
                 fixed: true,
-                rebuild: false,
+                api: ApiMode::Default,
                 path: format!("/api/metrics/video/{id}?{}", range(days)),
                 body: None,
             });
@@ -346,16 +360,24 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
             name: format!("top videos {days}d"),
             goal_ms: Some(300.0),
             fixed: false,
-            rebuild: false,
+            api: ApiMode::Default,
             path: format!("/api/metrics/videos/top?{}&limit=10", range(days)),
             body: None,
         });
     }
     out.push(Case {
-        name: "top videos 1d, no stored facts".into(),
+        name: "top videos 1d, exact".into(),
         goal_ms: Some(300.0),
         fixed: false,
-        rebuild: true,
+        api: ApiMode::Exact,
+        path: format!("/api/metrics/videos/top?{}&limit=10", range(1)),
+        body: None,
+    });
+    out.push(Case {
+        name: "top videos 1d, exact, no stored facts".into(),
+        goal_ms: Some(300.0),
+        fixed: false,
+        api: ApiMode::Rebuild,
         path: format!("/api/metrics/videos/top?{}&limit=10", range(1)),
         body: None,
     });
@@ -363,7 +385,7 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
         name: "user median 7d".into(),
         goal_ms: Some(100.0),
         fixed: true,
-        rebuild: false,
+        api: ApiMode::Default,
         path: format!("/api/metrics/user/{user}?{}", range(7)),
         body: None,
     });
@@ -371,7 +393,7 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
         name: "custom by device 1d".into(),
         goal_ms: None,
         fixed: false,
-        rebuild: false,
+        api: ApiMode::Default,
         path: "/api/metrics/query".into(),
         body: Some(format!(
             r#"{{"metrics":["views","event_count","avg_bitrate_kbps"],"group_by":["device_type"],"start":"{today}T00:00:00Z","end":"{}T00:00:00Z"}}"#,
@@ -382,7 +404,7 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
         name: "realtime".into(),
         goal_ms: None,
         fixed: false,
-        rebuild: false,
+        api: ApiMode::Default,
         path: "/api/metrics/realtime".into(),
         body: None,
     });
@@ -494,6 +516,9 @@ struct Measured {
     /// The case's first request was not answered 200: its status and body
     /// (the case is reported with it instead of latencies).
     refused: Option<String>,
+    /// The captured answer came from a facts pass: how far its `as_of` lay
+    /// behind the request (seconds).
+    as_of_lag_s: Option<i64>,
 }
 
 /// A request answered with a status other than 200.
@@ -512,14 +537,20 @@ struct Bench {
     http: reqwest::Client,
     ch: Ch,
     api: String,
-    /// The same query-api with `freshness.stored_facts = "off"`.
+    /// The same query-api, exact at once ([`ApiMode::Exact`]).
+    api_exact: String,
+    /// The same query-api, rebuilding open windows whole ([`ApiMode::Rebuild`]).
     api_rebuild: String,
     seen: HashSet<String>,
 }
 
 impl Bench {
     async fn request(&self, case: &Case) -> Result<(u16, String)> {
-        let api = if case.rebuild { &self.api_rebuild } else { &self.api };
+        let api = match case.api {
+            ApiMode::Default => &self.api,
+            ApiMode::Exact => &self.api_exact,
+            ApiMode::Rebuild => &self.api_rebuild,
+        };
         let url = format!("{api}{}", case.path);
         let request = match &case.body {
             Some(body) => self.http.post(url).header("content-type", "application/json").body(body.clone()),
@@ -618,7 +649,8 @@ impl Bench {
 
     async fn run_case(&mut self, case: &Case, n: usize, concurrent: bool) -> Result<Measured> {
         let step = Step::start(format!("{} ({})", case.name, case.path));
-        let (logged, _) = match self.capture(case).await {
+        let asked = chrono::Utc::now();
+        let (logged, body) = match self.capture(case).await {
             Ok(c) => c,
             // An endpoint that refuses at this volume is a result, not the bench's failure.
             Err(err) if err.downcast_ref::<Refused>().is_some() => {
@@ -636,6 +668,7 @@ impl Bench {
             probe_rows: logged.iter().filter(|l| plan.probes.contains(&l.query)).map(|l| l.read_rows).sum(),
             peak_memory: logged.iter().map(|l| l.memory_usage).max().unwrap_or(0),
             statements: logged.len(),
+            as_of_lag_s: as_of_lag(&body, asked),
             ..Measured::default()
         };
         self.measure(case, &plan, n, 1, &mut m).await?;
@@ -653,6 +686,14 @@ impl Bench {
         ));
         Ok(m)
     }
+}
+
+/// How far an answer's `freshness.as_of` lies behind `asked`, in seconds;
+/// `None` when the answer has none (it is exact at the request).
+fn as_of_lag(body: &str, asked: chrono::DateTime<chrono::Utc>) -> Option<i64> {
+    let answer: serde_json::Value = serde_json::from_str(body).ok()?;
+    let as_of = chrono::DateTime::parse_from_rfc3339(answer["freshness"]["as_of"].as_str()?).ok()?;
+    Some((asked - as_of.with_timezone(&chrono::Utc)).num_seconds())
 }
 
 // ---------------------------------------------------------------- report ---
@@ -715,9 +756,12 @@ fn table(cases: &[Case], base: &[Measured]) -> String {
         };
         let goal = case.goal_ms.map_or("≤ 1.2× + 5 ms".into(), |g| format!("p99 ≤ {g:.0} ms, ≤ 1.2× + 5 ms"));
         let (_, verdict) = verdict(case, m);
+        let name = match m.as_of_lag_s {
+            Some(lag) => format!("{} (as of {lag} s before)", case.name),
+            None => case.name.clone(),
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {ratio} | {} | {} | {} ({} probes) | {:.1} MiB | {goal} | {verdict} |\n",
-            case.name,
+            "| {name} | {} | {} | {ratio} | {} | {} | {} ({} probes) | {:.1} MiB | {goal} | {verdict} |\n",
             dist(&m.seq_ours),
             dist(&m.seq_direct),
             dist(&m.c4_ours),
@@ -876,6 +920,16 @@ async fn measure_all(
     let (_api, port) =
         start_service(layout, "query-api", Profile::Release, &api_env, "bench-queries-query-api", "bench queries")
             .await?;
+    api_env.push(("QUERY_API__FRESHNESS__TOP_FROM_PASS_MIN_VIEWS".to_string(), NEVER_FROM_PASS.to_string()));
+    let (_api_exact, exact_port) = start_service(
+        layout,
+        "query-api",
+        Profile::Release,
+        &api_env,
+        "bench-queries-query-api-exact",
+        "bench queries, exact top videos",
+    )
+    .await?;
     api_env.push(("QUERY_API__FRESHNESS__STORED_FACTS".to_string(), "off".to_string()));
     let (_api_rebuild, rebuild_port) = start_service(
         layout,
@@ -890,6 +944,7 @@ async fn measure_all(
         http: reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?,
         ch: ch.clone(),
         api: format!("http://127.0.0.1:{port}"),
+        api_exact: format!("http://127.0.0.1:{exact_port}"),
         api_rebuild: format!("http://127.0.0.1:{rebuild_port}"),
         seen: HashSet::new(),
     };
@@ -962,8 +1017,11 @@ async fn measure_all(
          sequentially and at concurrency 4. Rows read and peak memory: the request's statements in `system.query_log`. \
          The current hour was first filled with {} events of live traffic since it began ({} minutes in), as if \
          the ingest rate had been arriving all along. The release aggregator-cron runs its facts passes throughout \
-         (every 5 s); top videos read open windows from their stored facts, except the `no stored facts` case \
-         (a second query-api with `freshness.stored_facts = \"off\"`).\n\n{table}\n{passes}\n",
+         (every 5 s). Top videos answer with the defaults: the open hours of a platform this busy from the newest facts \
+         pass's per-video totals, as of that pass (`freshness.as_of`, 10–20 s behind). The `exact` case asks a second \
+         query-api that answers exactly at once (`freshness.top_from_pass_min_views` out of reach: stored facts plus \
+         a rebuild of the views touched since the pass), `exact, no stored facts` a third that rebuilds every view of \
+         the open windows (`freshness.stored_facts = \"off\"` too).\n\n{table}\n{passes}\n",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         now.format("%Y-%m-%d %H:%M"),
         machine::commit(),
@@ -1009,9 +1067,23 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_as_of_a_pass_reports_its_lag() {
+        let asked = chrono::DateTime::parse_from_rfc3339("2026-12-06T10:00:15Z").unwrap().with_timezone(&chrono::Utc);
+        let body = r#"{"videos":[],"freshness":{"aggregated_windows":0,"raw_windows":0,"pass_windows":24,"as_of":"2026-12-06T10:00:02Z"}}"#;
+        assert_eq!(as_of_lag(body, asked), Some(13));
+        assert_eq!(as_of_lag(r#"{"freshness":{"aggregated_windows":1,"raw_windows":0}}"#, asked), None);
+    }
+
+    #[test]
     fn the_verdict_needs_the_ratio_and_the_p99_goal() {
-        let case =
-            Case { name: "v".into(), goal_ms: Some(100.0), fixed: true, rebuild: false, path: "/".into(), body: None };
+        let case = Case {
+            name: "v".into(),
+            goal_ms: Some(100.0),
+            fixed: true,
+            api: ApiMode::Default,
+            path: "/".into(),
+            body: None,
+        };
         let m = |ours: f64, direct: f64| Measured {
             seq_ours: vec![ours; 5],
             seq_direct: vec![direct; 5],
