@@ -12,10 +12,13 @@
 //!    (a PostgreSQL database of its own), as the scheduler would have done.
 //! 3. The release aggregator-cron as a service running only its facts passes
 //!    (every 5 s, after a first full pass), and the release query-api on that
-//!    database, cache off, `log_queries` on,
+//!    database, cache off, `log_queries` on (three of them: top videos with
+//!    the defaults, exact, and exact without stored facts),
 //!    while `--ingest-rate` events/s (2,000 by default) of live sessions are
-//!    inserted into the same `events` table every second, as the processor
-//!    would: the current hour and day stay open (computed raw).
+//!    posted every second to a release ingest-gateway and stored by a
+//!    release stream-processor on topics of their own ([`live`]; with
+//!    `--direct-ingest`, inserted straight into `events`): the current hour
+//!    and day stay open, and the services' CPU competes with the queries.
 //! 4. Per case (a hot, a median and a tail video over 1 and 7 days, top
 //!    videos over 1 and 7 days, a median user over 7 days, a custom query
 //!    grouping a day by device, realtime): one request whose statements are
@@ -30,10 +33,9 @@
 //!    request reads must stay within 10 %;
 //!    the two sizes give a linear projection to 100 M and 1 B events.
 //!
-//! What it does not do: the events of step 1 and 3 are not sent through the
-//! gateway and processor (bench pipeline A, B and D measure those), so the
-//! ingest here loads ClickHouse the way the processor's inserts would,
-//! without their CPU.
+//! What it does not do: the fixture of step 1 (and the current hour's fill
+//! before measuring) is written straight into ClickHouse, not through the
+//! gateway and processor (bench pipeline A, B and D measure their rates).
 
 use std::{
     collections::HashSet,
@@ -96,7 +98,13 @@ pub struct QueriesArgs {
     /// Do not write the figures into BENCHMARKS.md.
     #[arg(long)]
     pub no_write: bool,
+    /// Insert the live traffic straight into ClickHouse (`INSERT … SELECT`)
+    /// instead of posting it to a release ingest-gateway and stream-processor.
+    #[arg(long)]
+    pub direct_ingest: bool,
 }
+
+mod live;
 
 // ------------------------------------------------------------ ClickHouse ---
 
@@ -823,7 +831,11 @@ fn pick(rows: &[Counted]) -> Option<(String, String)> {
 pub async fn run(layout: &Layout, args: QueriesArgs) -> Result<ExitCode> {
     let server = Ch::new("default")?;
     server.run("SELECT 1").await.context("ClickHouse does not answer; start the stack with `cargo xtask up`")?;
-    cargo_build(layout, Profile::Release, &["query-api", "aggregator-cron"]).await?;
+    let mut services = vec!["query-api", "aggregator-cron"];
+    if !args.direct_ingest {
+        services.extend(["ingest-gateway", "stream-processor"]);
+    }
+    cargo_build(layout, Profile::Release, &services).await?;
 
     let now = Utc::now();
     let end = now.timestamp() as u64 - 60;
@@ -949,9 +961,17 @@ async fn measure_all(
         seen: HashSet::new(),
     };
 
+    let write_path = match args.direct_ingest {
+        true => None,
+        false => Some(live::WritePath::start(layout, &env, &now.timestamp().to_string()).await?),
+    };
+    let live_traffic = |traffic: Traffic, stop: Arc<AtomicBool>, inserted: Arc<AtomicU64>| match &write_path {
+        Some(path) => path.spawn(traffic, args.ingest_rate, stop, inserted),
+        None => spawn_ingest(ch.clone(), traffic, args.ingest_rate, stop, inserted),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let inserted = Arc::new(AtomicU64::new(0));
-    let ingest = spawn_ingest(ch.clone(), LIVE, args.ingest_rate, stop.clone(), inserted.clone());
+    let ingest = live_traffic(LIVE, stop.clone(), inserted.clone());
     let started = Instant::now();
     let mut base = Vec::new();
     let mut failure = None;
@@ -969,6 +989,9 @@ async fn measure_all(
     if let Some(err) = failure {
         stop.store(true, Relaxed);
         let _ = ingest.await;
+        if let Some(path) = &write_path {
+            path.delete_topics().await;
+        }
         return Err(err);
     }
     let mut failed_inserts = 0;
@@ -981,7 +1004,7 @@ async fn measure_all(
         insert_traffic(ch, OTHER, args.events, end).await?;
         aggregate(layout, &env, now, 8).await?;
         let stop2 = Arc::new(AtomicBool::new(false));
-        let ingest2 = spawn_ingest(ch.clone(), LIVE_OTHER, args.ingest_rate, stop2.clone(), inserted.clone());
+        let ingest2 = live_traffic(LIVE_OTHER, stop2.clone(), inserted.clone());
         let mut doubled = Vec::new();
         for case in &cases {
             doubled.push(bench.run_case(case, args.requests / 2, false).await?);
@@ -994,9 +1017,19 @@ async fn measure_all(
         stop.store(true, Relaxed);
         failed_inserts += ingest.await.unwrap_or(0);
     }
-    if failed_inserts > 0 {
-        println!("note: {failed_inserts} live inserts of {} events failed", args.ingest_rate);
+    if let Some(path) = &write_path {
+        path.delete_topics().await;
     }
+    if failed_inserts > 0 {
+        println!(
+            "note: {failed_inserts} seconds of live traffic ({} events each) were not all stored",
+            args.ingest_rate
+        );
+    }
+    let ingest_path = match write_path {
+        Some(_) => "posted to a release ingest-gateway (batches of 500) and stored by a release stream-processor",
+        None => "inserted straight into `events`",
+    };
 
     let passes = facts_passes(aggregator_port).await.unwrap_or_else(|err| format!("facts passes: unknown ({err:#})"));
     let table = table(&cases, &base);
@@ -1010,7 +1043,8 @@ async fn measure_all(
     let mut md = format!(
         "Command: `cargo xtask {}` · {} UTC · commit {} · {} ({} cores, {:.0} GiB) · {} · release query-api, cache off\n\n\
          Fixture: {} events over 7 days (sessions of 10 events, {VIDEOS} videos with `u³` popularity, {USERS} users), \
-         closed windows aggregated; {} live events/s inserted while measuring ({} in {:.0} s, {failed_inserts} inserts failed). \
+         closed windows aggregated; {} live events/s {ingest_path} while measuring ({} in {:.0} s; {failed_inserts} seconds not \
+         all accepted). \
          Cases: hot `{hot}` ({} events), median `{median_video}` ({}), tail `{tail}` ({}) video, median user `{user}`. \
          `direct` = the statements the request ran (from `system.query_log`) sent straight to ClickHouse over HTTP, \
          probes concurrently then the main statements; each case alternates ours and direct, {} requests each, \

@@ -21,7 +21,7 @@
 //! running stack's data is never touched.
 
 mod fixture;
-mod gateway;
+pub(super) mod gateway;
 mod processor;
 mod report;
 mod visible;
