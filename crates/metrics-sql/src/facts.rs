@@ -202,14 +202,11 @@ pub fn insert_pass_totals(from_ms: u64, version: u64) -> Statement {
     sql
 }
 
-/// The views of the hours from `from` (epoch seconds) on, by the newest
-/// [`HOUR_TOTALS_TABLE`] row of each (video, hour): one `UInt64`.
-pub fn totals_views_since(from: u64) -> Statement {
-    let mut sql = Statement::new(&format!(
-        "SELECT toUInt64(sum(newest_views)) FROM (SELECT argMax(views, version) AS newest_views \
-         FROM {HOUR_TOTALS_TABLE} WHERE hour >= toDateTime("
-    ));
-    sql.bind(from).sql(") GROUP BY video_id, hour)");
+/// The views of the hours `windows`, by the newest [`HOUR_TOTALS_TABLE`]
+/// row of each (video, hour) ([`pass_totals`]): one `UInt64`.
+pub fn totals_views(windows: &[u32]) -> Statement {
+    let mut sql = Statement::new("SELECT toUInt64(sum(views)) FROM (");
+    sql.append(&pass_totals(windows)).sql(")");
     sql
 }
 
@@ -248,7 +245,7 @@ pub struct PassRecord {
     /// `view_facts` rows written.
     pub rows: u64,
     /// The views of the hour of `covered_until` and the hour before it, by
-    /// the totals after the pass ([`totals_views_since`]).
+    /// the totals after the pass ([`totals_views`]).
     pub open_views: u64,
 }
 
@@ -321,9 +318,12 @@ pub async fn run_pass(
         .execute()
         .await
         .map_err(failed("rewrite the touched hours' totals"))?;
-    let open_from = Grain::Hour.start_of(Grain::Hour.index_of(u64::from(covered_until)).saturating_sub(1));
-    let open_views =
-        totals_views_since(open_from).query(client).fetch_one().await.map_err(failed("sum the open hours' views"))?;
+    let newest = Grain::Hour.index_of(u64::from(covered_until));
+    let open_views = totals_views(&[newest.saturating_sub(1), newest])
+        .query(client)
+        .fetch_one()
+        .await
+        .map_err(failed("sum the open hours' views"))?;
     let record = PassRecord { version, covered_until, from_ms, full: since.is_none(), rows, open_views };
     insert_pass(&record).query(client).execute().await.map_err(failed("record the facts pass"))?;
     Ok(record)

@@ -14,10 +14,7 @@ use crate::{
 /// `SELECT {columns}` over the table rows of `split.aggregated` and the
 /// rows computed for `split.raw`, as one `UNION ALL` (without parentheses).
 fn merged_rows(table: &str, columns: &str, scope: Scope<'_>, split: &Split) -> Statement {
-    assert!(
-        !(split.aggregated.is_empty() && split.raw.is_empty()),
-        "a read needs at least one aggregated or raw window to read"
-    );
+    assert!(split.reads_tables(), "a read needs at least one aggregated or raw window to read");
     let (key, window) = match table {
         "video_metrics" => ("video_id", "toUInt32(intDiv(toUInt32(hour), 3600))"),
         _ => ("user_id", "toUInt32(toUInt16(date))"),
@@ -172,7 +169,7 @@ pub fn top_videos(split: &Split, metric: TopMetric, limit: u32) -> Statement {
          sum(watch_time_seconds) AS watch_time_seconds FROM (",
     );
     let columns = "video_id, views, completed_views, watch_time_seconds";
-    let merged = !(split.aggregated.is_empty() && split.raw.is_empty());
+    let merged = split.reads_tables();
     if merged {
         sql.append(&merged_rows("video_metrics", columns, Scope::All, split));
     }

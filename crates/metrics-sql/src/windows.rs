@@ -144,9 +144,15 @@ impl Split {
         crate::rows::Sources { stored: self.facts.as_ref(), by_time_from_ms: self.by_time_from_ms }
     }
 
+    /// Windows to read from the aggregated table or rebuild from the raw
+    /// events (besides any from a pass).
+    pub fn reads_tables(&self) -> bool {
+        !(self.aggregated.is_empty() && self.raw.is_empty())
+    }
+
     /// No window to read at all: the answer is that of no views.
     pub fn reads_nothing(&self) -> bool {
-        self.aggregated.is_empty() && self.raw.is_empty() && self.from_pass.is_empty()
+        !self.reads_tables() && self.from_pass.is_empty()
     }
 }
 

@@ -345,7 +345,7 @@ fn every_statement_runs_on_current_clickhouse() {
         facts::insert_pass_facts(u64::from(HOUR) * 3_600_000, Some(1_764_000_000), 2),
         facts::count_pass_rows(2, 1_764_000_000_000),
         facts::insert_pass_totals(u64::from(HOUR) * 3_600_000, 2),
-        facts::totals_views_since(1_764_000_000),
+        facts::totals_views(&[HOUR, HOUR + 1]),
         facts::insert_pass(&facts::PassRecord {
             version: 2,
             covered_until: 1_764_000_000,

@@ -267,6 +267,31 @@ impl Own {
     }
 }
 
+/// The write path a benchmark feeds: a release ingest-gateway and
+/// stream-processor started with `env`, logging to
+/// `.stack/logs/<log>-ingest-gateway.log` and `…-stream-processor.log`.
+pub(super) struct WritePathServices {
+    pub gateway: Spawned,
+    pub processor: Spawned,
+    /// The gateway's `POST /api/events/batch`.
+    pub batch_url: String,
+}
+
+/// Starts [`WritePathServices`]: the gateway first, since it creates the raw
+/// topic the processor waits for.
+pub(super) async fn start_write_path(
+    layout: &Layout,
+    env: &[(String, String)],
+    log: &str,
+    what: &str,
+) -> Result<WritePathServices> {
+    let gateway_log = format!("{log}-ingest-gateway");
+    let (gateway, port) = start_service(layout, "ingest-gateway", Profile::Release, env, &gateway_log, what).await?;
+    let processor_log = format!("{log}-stream-processor");
+    let (processor, _) = start_service(layout, "stream-processor", Profile::Release, env, &processor_log, what).await?;
+    Ok(WritePathServices { gateway, processor, batch_url: format!("http://127.0.0.1:{port}/api/events/batch") })
+}
+
 /// Starts one service from `target/<profile>/` on a free port with `env`
 /// (logging to `.stack/logs/<log>.log`) and waits for its `GET /ready`;
 /// `what` names the run in the progress line. Stopped when the returned

@@ -31,7 +31,7 @@ use crate::{
     bench::{
         report::ms,
         stats::percentile,
-        target::{Profile, start_service},
+        target::{WritePathServices, start_write_path},
     },
     ui::Step,
 };
@@ -116,26 +116,8 @@ pub async fn measure(ctx: &mut Ctx<'_>) -> Result<(Vec<Case>, Vec<f64>)> {
     drop(events);
     step.ok("");
 
-    // The gateway first: it creates the raw topic, which the processor waits for.
-    let (gateway, port) = start_service(
-        ctx.layout,
-        "ingest-gateway",
-        Profile::Release,
-        &env,
-        "bench-pipeline-d-ingest-gateway",
-        "bench pipeline D",
-    )
-    .await?;
-    let (processor, _) = start_service(
-        ctx.layout,
-        "stream-processor",
-        Profile::Release,
-        &env,
-        "bench-pipeline-d-stream-processor",
-        "bench pipeline D",
-    )
-    .await?;
-    let url = format!("http://127.0.0.1:{port}/api/events/batch");
+    let WritePathServices { gateway, processor, batch_url: url } =
+        start_write_path(ctx.layout, &env, "bench-pipeline-d", "bench pipeline D").await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(IN_FLIGHT + 4)

@@ -28,7 +28,7 @@ use super::{EVENTS_PER_SESSION, Traffic, USERS, VIDEOS};
 use crate::{
     bench::{
         pipeline::gateway::accepted_of,
-        target::{Profile, Spawned, start_service},
+        target::{WritePathServices, start_write_path},
     },
     layout::Layout,
 };
@@ -103,8 +103,8 @@ pub fn second_of_traffic(traffic: Traffic, first: u64, count: u64, now: u64) -> 
 
 /// The gateway and processor of the live traffic, and their topics.
 pub struct WritePath {
-    _gateway: Spawned,
-    _processor: Spawned,
+    /// Stopped when dropped.
+    _services: WritePathServices,
     url: String,
     kafka: KafkaConfig,
 }
@@ -124,27 +124,8 @@ impl WritePath {
             ("KAFKA_TOPIC_PREFIX".to_string(), kafka.topic_prefix.clone()),
             ("KAFKA_CONSUMER_GROUP".to_string(), kafka.consumer_group.clone()),
         ]);
-        // The gateway first: it creates the raw topic, which the processor waits for.
-        let (gateway, port) = start_service(
-            layout,
-            "ingest-gateway",
-            Profile::Release,
-            &env,
-            "bench-queries-ingest-gateway",
-            "live traffic",
-        )
-        .await?;
-        let (processor, _) = start_service(
-            layout,
-            "stream-processor",
-            Profile::Release,
-            &env,
-            "bench-queries-stream-processor",
-            "live traffic",
-        )
-        .await?;
-        let url = format!("http://127.0.0.1:{port}/api/events/batch");
-        Ok(Self { _gateway: gateway, _processor: processor, url, kafka })
+        let services = start_write_path(layout, &env, "bench-queries", "live traffic").await?;
+        Ok(Self { url: services.batch_url.clone(), _services: services, kafka })
     }
 
     /// Posts `rate` events of `traffic` every second until `stop`, counting
