@@ -301,7 +301,8 @@ mod tests {
         );
         assert!(partitions_sql().contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
-             'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', 'view_facts_passes', 'events_by_time')"
+             'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', \
+             'events_by_time')"
         ));
     }
 }
