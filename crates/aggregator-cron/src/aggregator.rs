@@ -15,9 +15,9 @@ use anyhow::Context as _;
 use chrono::{DateTime, NaiveTime, Utc};
 use deadpool_postgres::Pool;
 use metrics_sql::{
-    rows,
+    days, rows,
     views::{self, Scope},
-    windows::{self, Job},
+    windows::{self, Grain, Job},
 };
 use service_kit::Shutdown;
 
@@ -118,6 +118,19 @@ pub struct TickReport {
     pub deferred: BTreeMap<Job, u64>,
     /// Retention, when it was due: the partitions dropped, or why it failed.
     pub retention: Option<Result<Vec<PartitionDrop>, String>>,
+    /// The final days rolled up into `video_day_totals`, in order.
+    pub rollups: Vec<DayRollup>,
+}
+
+/// One day rolled up into `video_day_totals` ([`metrics_sql::days`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayRollup {
+    /// The UTC day (days since the epoch).
+    pub day: u32,
+    /// The newest hour run it was computed from.
+    pub source_version: u64,
+    /// Rows with views written, or why the rollup failed.
+    pub result: Result<u64, String>,
 }
 
 impl TickReport {
@@ -178,13 +191,18 @@ pub struct BackfillReport {
     pub not_run: u64,
     /// Windows of the range left out because they are not closed yet.
     pub open: u64,
+    /// For `video_metrics`, the final days of the range rolled up afterwards
+    /// (or why rolling them up could not be planned).
+    pub rollups: Result<Vec<DayRollup>, String>,
     pub duration: Duration,
 }
 
 impl BackfillReport {
-    /// Every planned window succeeded.
+    /// Every planned window succeeded, and so did the day rollups.
     pub fn is_success(&self) -> bool {
-        self.failed.is_empty() && self.not_run == 0
+        self.failed.is_empty()
+            && self.not_run == 0
+            && self.rollups.as_ref().is_ok_and(|days| days.iter().all(|d| d.result.is_ok()))
     }
 }
 
@@ -395,6 +413,18 @@ impl Aggregator {
                 problems.push(format!("{}: {error:#}", job.name()));
             }
         }
+        if !stop.is_triggered() {
+            let now_secs = epoch_secs(now);
+            let from = Grain::Day.index_of(now_secs.saturating_sub(self.aggregation.rollup_lookback.as_secs()));
+            let horizon = windows::horizon(Grain::Hour, now_secs, self.aggregation.lateness.as_secs());
+            match self.roll_up_days(from..Grain::Day.index_of(now_secs) + 1, horizon, stop).await {
+                Ok(rollups) => report.rollups = rollups,
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "cannot plan the day rollups");
+                    problems.push(format!("day rollups: {error:#}"));
+                }
+            }
+        }
         if self.retention.enabled && !stop.is_triggered() {
             match self.retention_due(now).await {
                 Ok(false) => {}
@@ -485,6 +515,50 @@ impl Aggregator {
         Ok(())
     }
 
+    /// Rolls up into `video_day_totals` every day of `days` whose 24 hours are
+    /// aggregated and before the hour `horizon`, unless it is already rolled
+    /// up at its hours' newest run ([`days::due`]). Carries on past a failed
+    /// day (it is due again at the next tick); `Err` when the plan cannot be read.
+    pub async fn roll_up_days(
+        &self,
+        days: Range<u32>,
+        horizon: u32,
+        stop: &Shutdown,
+    ) -> anyhow::Result<Vec<DayRollup>> {
+        let hours = days::hours_of(days.start).start..days::hours_of(days.end).start;
+        let markers = rows::fetch_markers(&self.clickhouse, Job::VideoMetrics, hours.start, hours.end)
+            .await
+            .context("cannot read the hours' records")?;
+        let recorded = days::fetch_records(&self.clickhouse, days.start, days.end)
+            .await
+            .context("cannot read the days' rollup records")?;
+        let all: Vec<u32> = days.collect();
+        let mut done = Vec::new();
+        for (day, source_version) in days::due(&all, &markers, &recorded, horizon) {
+            if stop.is_triggered() {
+                break;
+            }
+            let started = Instant::now();
+            let version = self.next_version();
+            let result = days::run_rollup(&self.clickhouse, day, source_version, version).await;
+            let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let date = window_start(Grain::Day, day).date_naive();
+            metrics::run(days::DAY_TOTALS_TABLE, result.is_ok(), started.elapsed(), *result.as_ref().unwrap_or(&0));
+            let result = match result {
+                Ok(rows) => {
+                    tracing::info!(%date, version, source_version, rows, duration_ms, "day rolled up");
+                    Ok(rows)
+                }
+                Err((step, error)) => {
+                    tracing::error!(%date, version, step, duration_ms, error = %error, "day rollup failed");
+                    Err(format!("cannot {step}: {error}"))
+                }
+            };
+            done.push(DayRollup { day, source_version, result });
+        }
+        Ok(done)
+    }
+
     /// Last insert times and records of the windows of `job` in `[horizon, last_due]`.
     async fn freshness(&self, job: Job, horizon: u32, last_due: u32) -> anyhow::Result<Freshness> {
         let last_inserted = views::fetch_last_inserted(&self.clickhouse, Scope::All, job.grain(), horizon)
@@ -544,6 +618,7 @@ impl Aggregator {
             failed: Vec::new(),
             not_run: 0,
             open: plan.open,
+            rollups: Ok(Vec::new()),
             duration: Duration::ZERO,
         };
         for (index, window) in (0u64..).zip(plan.windows.clone()) {
@@ -561,6 +636,12 @@ impl Aggregator {
                 Err(error) => report.failed.push((window, error.to_string())),
             }
             on_window(&BackfillProgress { done, total: plan.total(), window, result: &result });
+        }
+        if plan.job == Job::VideoMetrics && !plan.windows.is_empty() && !stop.is_triggered() {
+            // The hours run again changed their days' source version: roll them up again.
+            let days = plan.windows.start / 24..plan.windows.end.div_ceil(24);
+            let horizon = windows::horizon(Grain::Hour, epoch_secs(Utc::now()), self.aggregation.lateness.as_secs());
+            report.rollups = self.roll_up_days(days, horizon, stop).await.map_err(|e| format!("{e:#}"));
         }
         report.duration = started.elapsed();
         report

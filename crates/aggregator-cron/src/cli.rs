@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use metrics_sql::windows::Job;
+use metrics_sql::windows::{Grain, Job};
 use service_kit::{LogConfig, Shutdown, config::LogFormat};
 
 use crate::{Aggregator, BackfillPlan, BackfillReport, Config, PartitionDrop, SERVICE, schedule};
@@ -163,6 +163,17 @@ fn print_backfill_summary(report: &BackfillReport) {
             "  failed {}: {error}",
             schedule::window_start(job.grain(), *window).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
+    }
+    match &report.rollups {
+        Ok(days) if days.is_empty() => {}
+        Ok(days) => {
+            let failed: Vec<_> = days.iter().filter_map(|d| d.result.as_ref().err().map(|e| (d.day, e))).collect();
+            println!("  {} final day(s) rolled up into video_day_totals, {} failed", days.len(), failed.len());
+            for (day, error) in failed {
+                println!("  rollup of {} failed: {error}", schedule::window_start(Grain::Day, day).date_naive());
+            }
+        }
+        Err(error) => println!("  the day rollups could not be planned: {error}"),
     }
 }
 

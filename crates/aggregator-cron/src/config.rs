@@ -174,6 +174,12 @@ pub struct AggregationConfig {
     /// limit (a day of about 2.9 M events needed more than 3.7 GiB). Keep it
     /// below half of `max_memory_usage`. 0 turns spilling off.
     pub external_group_by_bytes: u64,
+    /// Each tick rolls up into `video_day_totals` the final days (every hour
+    /// aggregated and past the lateness horizon) of this long before now that
+    /// are not rolled up at their hours' newest run (`"31days"`; top videos
+    /// reads whole days there). A backfill rolls up the days it touched.
+    #[serde(with = "humantime_serde")]
+    pub rollup_lookback: Duration,
 }
 
 impl Default for AggregationConfig {
@@ -189,6 +195,7 @@ impl Default for AggregationConfig {
             min_recompute_interval: Duration::from_secs(900),
             shutdown_grace: Duration::from_secs(2),
             external_group_by_bytes: 1_500_000_000,
+            rollup_lookback: Duration::from_secs(31 * 86_400),
         }
     }
 }
@@ -282,17 +289,26 @@ impl Default for RetentionConfig {
 impl RetentionConfig {
     /// Days `table` keeps its data.
     pub fn days(&self, table: RetentionTable) -> u32 {
+        self.setting(table).1
+    }
+
+    /// The setting (`retention.<name>`) that holds `table`'s retention, and its value.
+    fn setting(&self, table: RetentionTable) -> (&'static str, u32) {
         match table {
-            RetentionTable::Events | RetentionTable::ViewsByUser | RetentionTable::KeysByDay => self.events_days,
-            RetentionTable::VideoMetrics => self.video_metrics_days,
-            RetentionTable::UserEngagementDaily => self.user_engagement_daily_days,
-            RetentionTable::AggregationWindows => self.aggregation_windows_days,
-            RetentionTable::EventsByReceipt => self.events_by_receipt_days,
+            RetentionTable::Events | RetentionTable::ViewsByUser | RetentionTable::KeysByDay => {
+                ("events_days", self.events_days)
+            }
+            RetentionTable::VideoMetrics | RetentionTable::DayTotals | RetentionTable::DayRollups => {
+                ("video_metrics_days", self.video_metrics_days)
+            }
+            RetentionTable::UserEngagementDaily => ("user_engagement_daily_days", self.user_engagement_daily_days),
+            RetentionTable::AggregationWindows => ("aggregation_windows_days", self.aggregation_windows_days),
+            RetentionTable::EventsByReceipt => ("events_by_receipt_days", self.events_by_receipt_days),
             RetentionTable::ViewFacts
             | RetentionTable::KeysByInsert
             | RetentionTable::FactsPasses
-            | RetentionTable::HourTotals => self.facts_days,
-            RetentionTable::EventsByTime => self.events_by_time_days,
+            | RetentionTable::HourTotals => ("facts_days", self.facts_days),
+            RetentionTable::EventsByTime => ("events_by_time_days", self.events_by_time_days),
         }
     }
 
@@ -307,10 +323,9 @@ impl RetentionConfig {
         if let Err(error) = self.time_of_day() {
             problems.push(error.to_string());
         }
-        for table in RetentionTable::ALL {
-            if self.days(table) == 0 {
-                problems.push(format!("retention.{}_days must be at least 1", table.name()));
-            }
+        let settings: std::collections::BTreeSet<_> = RetentionTable::ALL.map(|t| self.setting(t)).into();
+        for (name, _) in settings.into_iter().filter(|&(_, days)| days == 0) {
+            problems.push(format!("retention.{name} must be at least 1"));
         }
         problems
     }
@@ -363,9 +378,11 @@ mod tests {
         let mut config = Config::default();
         config.retention.time_utc = "25:00".into();
         config.retention.video_metrics_days = 0;
+        config.retention.events_days = 0;
         config.aggregation.hourly_offset = Duration::from_secs(3600);
         let problems = config.validate().unwrap_err();
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "one problem per setting, not per table: {problems:?}");
+        assert!(problems.iter().any(|p| p.contains("retention.events_days")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("time_utc")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("retention.video_metrics_days")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("aggregation.hourly_offset (1h)")), "{problems:?}");

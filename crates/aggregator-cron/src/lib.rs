@@ -30,7 +30,8 @@ use service_kit::{
 };
 
 pub use aggregator::{
-    AggregateError, Aggregator, BackfillPlan, BackfillProgress, BackfillReport, TickReport, TickRun, Trigger, WindowRun,
+    AggregateError, Aggregator, BackfillPlan, BackfillProgress, BackfillReport, DayRollup, TickReport, TickRun,
+    Trigger, WindowRun,
 };
 pub use config::{AggregationConfig, Config, DEFAULT_PORT, FactsConfig, RetentionConfig};
 pub use retention::{PartitionDrop, RetentionTable};

@@ -3,7 +3,8 @@
 //! The tables the aggregator cleans are partitioned by month (`toYYYYMM`),
 //! except `events_by_receipt`, `keys_by_day` and the facts pass's tables, by
 //! day (`toYYYYMMDD`);
-//! `views_by_user` and `keys_by_day` keep `events`' retention. A partition is dropped
+//! `views_by_user` and `keys_by_day` keep `events`' retention, top videos'
+//! day rollups `video_metrics`'. A partition is dropped
 //! once its whole month (or day) ended before `now − retention` of its table.
 //! Partitions are listed from `system.parts` (active parts of the configured
 //! database; the columns used exist on ClickHouse 18.16 and current
@@ -30,6 +31,9 @@ pub enum RetentionTable {
     KeysByInsert,
     FactsPasses,
     HourTotals,
+    /// Top videos' per-day rollups and their records; kept as long as `video_metrics`.
+    DayTotals,
+    DayRollups,
     /// The time-clustered copy of `events` (`retention.events_by_time_days`).
     EventsByTime,
 }
@@ -73,7 +77,7 @@ impl Period {
 }
 
 impl RetentionTable {
-    pub const ALL: [RetentionTable; 12] = [
+    pub const ALL: [RetentionTable; 14] = [
         RetentionTable::Events,
         RetentionTable::VideoMetrics,
         RetentionTable::UserEngagementDaily,
@@ -85,6 +89,8 @@ impl RetentionTable {
         RetentionTable::KeysByInsert,
         RetentionTable::FactsPasses,
         RetentionTable::HourTotals,
+        RetentionTable::DayTotals,
+        RetentionTable::DayRollups,
         RetentionTable::EventsByTime,
     ];
 
@@ -116,6 +122,8 @@ impl RetentionTable {
             RetentionTable::KeysByInsert => metrics_sql::facts::KEYS_BY_INSERT_TABLE,
             RetentionTable::FactsPasses => metrics_sql::facts::PASSES_TABLE,
             RetentionTable::HourTotals => metrics_sql::facts::HOUR_TOTALS_TABLE,
+            RetentionTable::DayTotals => metrics_sql::days::DAY_TOTALS_TABLE,
+            RetentionTable::DayRollups => metrics_sql::days::ROLLUPS_TABLE,
             RetentionTable::EventsByTime => metrics_sql::EVENTS_BY_TIME_TABLE,
         }
     }
@@ -302,7 +310,7 @@ mod tests {
         assert!(partitions_sql().contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
              'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', \
-             'events_by_time')"
+             'video_day_totals', 'video_day_rollups', 'events_by_time')"
         ));
     }
 }

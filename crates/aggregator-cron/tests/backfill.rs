@@ -49,6 +49,16 @@ async fn backfill_runs_each_window_of_the_range_once_and_exits_0() {
     let days = env.runs("user_engagement_daily").await;
     assert_eq!(days.len(), 1);
     assert_eq!(((days[0].window_start.timestamp() / 86_400) as u32, days[0].rows), (D, Some(2)));
+
+    // A whole final day of hours: rolled up for top videos afterwards.
+    let output =
+        aggregator_cron(&env, &["run", "--job", "video_metrics", "--from", "2025-11-24", "--to", "2025-11-25"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("24 of 24 windows succeeded"), "{stdout}");
+    assert!(stdout.contains("1 final day(s) rolled up into video_day_totals, 0 failed"), "{stdout}");
+    let records = metrics_sql::days::fetch_records(&env.clickhouse.client(), D, D + 1).await.unwrap();
+    assert_eq!(records.keys().copied().collect::<Vec<_>>(), vec![D]);
     env.drop().await;
 }
 

@@ -23,7 +23,7 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
             "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
              AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
              'events_by_receipt', 'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', \
-             'view_facts_passes', 'video_hour_totals', 'events_by_time') \
+             'view_facts_passes', 'video_hour_totals', 'video_day_totals', 'video_day_rollups', 'events_by_time') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
         .fetch_all()
@@ -73,6 +73,11 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
          (1, '2025-11-15 10:00:00', 0, '2025-11-15 10:00:00')",
         "INSERT INTO video_hour_totals (hour, video_id, views, version) VALUES \
          ('2025-11-15 10:00:00', 'v1', 1, 1), ('2025-11-23 10:00:00', 'v1', 1, 1)",
+        // Top videos' day rollups, one in each month, kept like video_metrics.
+        "INSERT INTO video_day_totals (date, video_id, views, version) VALUES \
+         ('2025-06-15', 'v1', 1, 1), ('2025-07-15', 'v1', 1, 1), ('2025-08-15', 'v1', 1, 1), ('2025-11-20', 'v1', 1, 1)",
+        "INSERT INTO video_day_rollups (date, source_version, version) VALUES \
+         ('2025-06-15', 1, 1), ('2025-07-15', 1, 1), ('2025-08-15', 1, 1), ('2025-11-20', 1, 1)",
     ] {
         env.clickhouse.client().query(statement).execute().await.unwrap();
     }
@@ -80,7 +85,15 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     assert_eq!(before["view_facts"], ["20251115", "20251123"].map(String::from).to_vec());
     let today = chrono::Utc::now().format("%Y%m%d").to_string();
     assert_eq!(before["keys_by_insert"], vec!["20251115".to_string(), today.clone()]);
-    for table in ["events", "video_metrics", "user_engagement_daily", "aggregation_windows", "views_by_user"] {
+    for table in [
+        "events",
+        "video_metrics",
+        "user_engagement_daily",
+        "aggregation_windows",
+        "views_by_user",
+        "video_day_totals",
+        "video_day_rollups",
+    ] {
         assert_eq!(before[table], all_four(), "{table}");
     }
     // The receive-time copy, by day (each event was received at its own time).
@@ -114,6 +127,11 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         (RetentionTable::KeysByInsert, 20_251_115),
         (RetentionTable::FactsPasses, 20_251_115),
         (RetentionTable::HourTotals, 20_251_115),
+        // The day rollups keep video_metrics' 90 days.
+        (RetentionTable::DayTotals, 202_506),
+        (RetentionTable::DayTotals, 202_507),
+        (RetentionTable::DayRollups, 202_506),
+        (RetentionTable::DayRollups, 202_507),
         // events_by_time keeps 4 days too.
         (RetentionTable::EventsByTime, 20_250_615),
         (RetentionTable::EventsByTime, 20_250_715),
@@ -139,7 +157,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         let line = stdout.lines().find(|l| l.starts_with(table.name()) && l.contains(&partition.to_string()));
         assert!(line.is_some(), "{} {partition} not listed:\n{stdout}", table.name());
     }
-    assert!(stdout.contains("would drop 21 partition(s), 33 row(s)"), "{stdout}");
+    assert!(stdout.contains("would drop 25 partition(s), 37 row(s)"), "{stdout}");
     let dry = env.aggregator.retention(now, true).await.unwrap();
     assert_eq!(sorted(&dry), expected);
     assert_eq!(partitions(&env).await, before, "a dry run drops nothing");
@@ -148,7 +166,9 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     let dropped = env.aggregator.retention(now, false).await.unwrap();
     assert_eq!(sorted(&dropped), expected);
     let after = partitions(&env).await;
-    for table in ["events", "video_metrics", "aggregation_windows", "views_by_user"] {
+    for table in
+        ["events", "video_metrics", "aggregation_windows", "views_by_user", "video_day_totals", "video_day_rollups"]
+    {
         assert_eq!(after[table], ["202508", "202511"].map(String::from).to_vec(), "{table}");
     }
     assert_eq!(after["user_engagement_daily"], all_four());

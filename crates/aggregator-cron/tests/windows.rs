@@ -11,8 +11,9 @@ use aggregator_cron::{Aggregator, Trigger, runs::TICK_LOCK_KEY, scheduler};
 use common::*;
 use events_model::EventRow;
 use metrics_sql::{
-    Statement,
-    read::{self, VideoSummaryRow},
+    Statement, days,
+    read::{self, TopMetric, TopVideoRow, VideoSummaryRow},
+    rows,
     windows::{Job, Split},
 };
 use serde::Deserialize;
@@ -276,6 +277,69 @@ async fn a_tick_resumes_after_the_last_recorded_window_and_retries_a_failed_one(
     // On time at H+6:05: just the window that became due, as `schedule`.
     let report = agg.tick(instant(hour_ms(H + 6) + 5 * MINUTE)).await.unwrap();
     assert_eq!(report.windows(Job::VideoMetrics, Trigger::Schedule), vec![H + 5]);
+    env.drop().await;
+}
+
+async fn top(env: &Env, split: &Split) -> Vec<TopVideoRow> {
+    read::top_videos(split, TopMetric::Views, 10).query(&env.clickhouse.client()).fetch_all().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_tick_rolls_up_each_final_day_once_and_again_after_an_hour_is_rerun() {
+    let env = Env::new(|c| {
+        c.aggregation.safety_margin = Duration::ZERO;
+        c.aggregation.initial_lookback = Duration::from_secs(4 * 86_400);
+        c.retention.enabled = false;
+    })
+    .await;
+    let day_ms = u64::from(D) * 86_400_000;
+    let mut rows = scenario();
+    rows.extend(view("s8", day_ms + 30 * MINUTE)); // the day's first hour
+    rows.extend(view("s9", day_ms + 86_400_000 + 30 * MINUTE)); // the next day's
+    let mut other = view("s7", day_ms + 3 * HOUR_MS);
+    other.iter_mut().for_each(|row| row.video_id = "v2".into());
+    rows.extend(other);
+    env.insert(&rows).await;
+    let agg = &env.aggregator;
+
+    // D+3 at 02:05: every hour of D is aggregated and past the 48 h horizon; D−1 lacks its
+    // first two hours (before the lookback) and D+1 is not final yet.
+    let now = instant(u64::from(D + 3) * 86_400_000 + 2 * HOUR_MS + 5 * MINUTE);
+    let report = agg.tick(now).await.unwrap();
+    assert_eq!(report.failures().count(), 0, "{report:?}");
+    let rolled: Vec<_> = report.rollups.iter().map(|r| (r.day, r.result.clone())).collect();
+    assert_eq!(rolled, vec![(D, Ok(2))], "v1 and v2 on D");
+
+    let hours: Vec<u32> = days::hours_of(D).collect();
+    let markers =
+        rows::fetch_markers(&env.clickhouse.client(), Job::VideoMetrics, hours[0], hours[23] + 1).await.unwrap();
+    let records = days::fetch_records(&env.clickhouse.client(), D, D + 1).await.unwrap();
+    let mut split = Split { aggregated: hours.clone(), ..Split::default() };
+    days::use_rollups(&mut split, &markers, &records);
+    assert_eq!((split.days.clone(), split.aggregated.len()), (vec![D], 0), "the day reads its rollup");
+    let exact = top(&env, &Split { aggregated: hours.clone(), ..Split::default() }).await;
+    assert_eq!(exact.iter().map(|r| (r.video_id.as_str(), r.views)).collect::<Vec<_>>(), [("v1", 4), ("v2", 1)]);
+    assert_eq!(top(&env, &split).await, exact);
+
+    // Nothing to do at the next tick; after an hour of D runs again (a backfill), the
+    // day reads its hours until the next tick rolls it up again, with that run counted.
+    assert!(agg.tick(now).await.unwrap().rollups.is_empty());
+    env.insert(&view("s10", T + 10 * MINUTE)).await;
+    agg.run_window(Job::VideoMetrics, H, Trigger::Backfill).await.unwrap();
+    let markers =
+        rows::fetch_markers(&env.clickhouse.client(), Job::VideoMetrics, hours[0], hours[23] + 1).await.unwrap();
+    let mut split = Split { aggregated: hours.clone(), ..Split::default() };
+    days::use_rollups(&mut split, &markers, &records);
+    assert!(split.days.is_empty(), "a rollup older than the day's newest run is not read");
+    let report = agg.tick(now).await.unwrap();
+    assert_eq!(report.rollups.iter().map(|r| r.day).collect::<Vec<_>>(), vec![D]);
+    let records = days::fetch_records(&env.clickhouse.client(), D, D + 1).await.unwrap();
+    let mut split = Split { aggregated: hours.clone(), ..Split::default() };
+    days::use_rollups(&mut split, &markers, &records);
+    assert_eq!(split.days, vec![D]);
+    let exact = top(&env, &Split { aggregated: hours, ..Split::default() }).await;
+    assert_eq!(exact[0].views, 5, "s10 counted");
+    assert_eq!(top(&env, &split).await, exact);
     env.drop().await;
 }
 

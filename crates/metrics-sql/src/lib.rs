@@ -13,6 +13,8 @@
 //!   the statements aggregator-cron runs to (re)build a window (built on
 //!   [`views`]);
 //! - [`read`]: the query API's reads, merging aggregated and raw windows;
+//! - [`days`]: per-day totals of final hours, rolled up by aggregator-cron
+//!   for top videos' whole days;
 //! - [`windows`]: jobs, window grain, day ranges, and which windows are up
 //!   to date;
 //! - [`custom`]: the custom-query vocabulary (metrics, dimensions,
@@ -28,6 +30,7 @@
 //! through `clickhouse::Query::bind`.
 
 pub mod custom;
+pub mod days;
 pub mod facts;
 pub mod formulas;
 pub mod read;

@@ -5,24 +5,29 @@
 use serde::Deserialize;
 
 use crate::{
-    EVENTS_BY_RECEIPT_TABLE, Statement, deduplicated_rows, facts,
+    EVENTS_BY_RECEIPT_TABLE, Statement, days, deduplicated_rows, facts,
     rows::{VIDEO_METRICS_COLUMNS, user_engagement_rows, video_metric_rows},
     views::Scope,
-    windows::Split,
+    windows::{Grain, Split},
 };
 
 /// `SELECT {columns}` over the table rows of `split.aggregated` and the
 /// rows computed for `split.raw`, as one `UNION ALL` (without parentheses).
 fn merged_rows(table: &str, columns: &str, scope: Scope<'_>, split: &Split) -> Statement {
     assert!(split.reads_tables(), "a read needs at least one aggregated or raw window to read");
-    let (key, window) = match table {
-        "video_metrics" => ("video_id", "toUInt32(intDiv(toUInt32(hour), 3600))"),
-        _ => ("user_id", "toUInt32(toUInt16(date))"),
+    // The key, the window index of a row, and the window column against an instant.
+    let (key, window, (column, instant), grain) = match table {
+        "video_metrics" => ("video_id", "toUInt32(intDiv(toUInt32(hour), 3600))", ("hour", "toDateTime("), Grain::Hour),
+        _ => ("user_id", "toUInt32(toUInt16(date))", ("date", "toDate(toDateTime("), Grain::Day),
     };
+    let close = if grain == Grain::Hour { ")" } else { "))" };
     let mut sql = Statement::default();
-    if !split.aggregated.is_empty() {
+    if let (Some(&first), Some(&last)) = (split.aggregated.first(), split.aggregated.last()) {
         let (outer, inner, group) = newest_version_columns(table, columns);
-        sql.sql(&format!("SELECT {outer} FROM (SELECT {inner} FROM {table} WHERE has("));
+        // The range first: it prunes partitions and, after the key, granules.
+        sql.sql(&format!("SELECT {outer} FROM (SELECT {inner} FROM {table} WHERE {column} >= {instant}"));
+        sql.bind(grain.start_of(first)).sql(&format!("{close} AND {column} < {instant}"));
+        sql.bind(grain.start_of(last + 1)).sql(&format!("{close} AND has("));
         sql.bind(split.aggregated.as_slice()).sql(&format!(", {window})"));
         match scope {
             Scope::All => {}
@@ -162,22 +167,30 @@ impl TopMetric {
 /// The `limit` videos with the most `metric` over the hours of `split`:
 /// `video_id`, `views`, `completed_views` (UInt64), `watch_time_seconds`
 /// (Float64); ties by video_id. Videos without views in the range are left
-/// out.
+/// out. The hours come from `video_metrics` (or the raw events), the newest
+/// facts pass's totals (`split.from_pass`) and whole days' rollups
+/// (`split.days`).
 pub fn top_videos(split: &Split, metric: TopMetric, limit: u32) -> Statement {
     let mut sql = Statement::new(
         "SELECT video_id, toUInt64(sum(views)) AS views, toUInt64(sum(completed_views)) AS completed_views, \
          sum(watch_time_seconds) AS watch_time_seconds FROM (",
     );
     let columns = "video_id, views, completed_views, watch_time_seconds";
-    let merged = split.reads_tables();
-    if merged {
-        sql.append(&merged_rows("video_metrics", columns, Scope::All, split));
+    let mut parts = Vec::new();
+    if split.reads_tables() {
+        parts.push(merged_rows("video_metrics", columns, Scope::All, split));
     }
     if !split.from_pass.is_empty() {
-        if merged {
+        parts.push(facts::pass_totals(&split.from_pass));
+    }
+    if !split.days.is_empty() {
+        parts.push(days::day_totals(&split.days));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
             sql.sql(" UNION ALL ");
         }
-        sql.append(&facts::pass_totals(&split.from_pass));
+        sql.append(part);
     }
     sql.sql(&format!(") GROUP BY video_id HAVING views > 0 ORDER BY {}, video_id LIMIT ", metric.order()));
     sql.bind(limit);

@@ -17,7 +17,8 @@ pub struct StartupTime {
 /// How an answer was computed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Freshness {
-    /// Windows read from the pre-aggregated table.
+    /// Windows read from the pre-aggregated table (for top videos, the hours
+    /// of whole final days read from their per-day rollup included).
     pub aggregated_windows: usize,
     /// Windows computed from the raw events (not aggregated yet, or changed since).
     pub raw_windows: usize,

@@ -132,6 +132,9 @@ pub struct Split {
     /// Hours answered from the newest facts pass's per-video totals
     /// ([`crate::facts::pass_totals`]; top videos on a busy platform).
     pub from_pass: Vec<u32>,
+    /// UTC days answered from their rollup ([`crate::days`]; top videos):
+    /// their hours are in none of the lists above.
+    pub days: Vec<u32>,
     /// When windows come from a pass: its `covered_until` (epoch seconds).
     /// The answer holds every row inserted up to then, and perhaps later
     /// ones, but not necessarily all of them.
@@ -152,7 +155,7 @@ impl Split {
 
     /// No window to read at all: the answer is that of no views.
     pub fn reads_nothing(&self) -> bool {
-        !self.reads_tables() && self.from_pass.is_empty()
+        !self.reads_tables() && self.from_pass.is_empty() && self.days.is_empty()
     }
 }
 

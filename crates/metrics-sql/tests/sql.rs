@@ -7,7 +7,7 @@
 
 use events_model::EventRow;
 use metrics_sql::{
-    Statement,
+    Statement, days,
     facts::{self, StoredFacts},
     read::{self, RealtimeRow, TopMetric, TopVideoRow, UserDayRow, VideoSummaryRow},
     rows::{self, MarkerRow},
@@ -366,9 +366,63 @@ fn every_statement_runs_on_current_clickhouse() {
         read::top_videos(&Split { by_time_from_ms: Some(0), ..with_facts(&split) }, TopMetric::Views, 5),
         read::top_videos(&Split { by_time_from_ms: Some(0), ..split.clone() }, TopMetric::Views, 5),
         read::user_days("u1", &with_facts(&days)),
+        days::insert_day_totals(DAY, 3),
+        days::count_day_rows(DAY, 3),
+        days::insert_record(DAY, 2, 3, 1),
+        days::records(DAY - 2, DAY + 1),
+        read::top_videos(&Split { days: vec![DAY - 1, DAY], ..split.clone() }, TopMetric::Views, 5),
+        read::top_videos(
+            &Split { days: vec![DAY], from_pass: vec![HOUR], as_of: Some(1), ..Split::default() },
+            TopMetric::CompletionRate,
+            5,
+        ),
     ];
     let queries: Vec<String> = statements.iter().map(Statement::render).collect();
     service_kit::testing::run_on_chdb(&queries).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Whole days read from their rollup like their 24 hours from
+/// `video_metrics`, beside hours of another day; a video whose views left the
+/// day has a zero row in the day's next rollup, so it is not counted.
+#[tokio::test]
+async fn a_days_rollup_reads_like_its_hours() {
+    let db = TestClickHouse::create().await.unwrap();
+    let midnight = u64::from(DAY) * 86_400_000;
+    let mut v2 = at(event("video_start", midnight + 60_000, "s7", Some("u7")), 0.0);
+    v2.video_id = "v2".into();
+    let mut v2_progress = at(event("video_progress", midnight + 90_000, "s7", Some("u7")), 30.0);
+    v2_progress.video_id = "v2".into();
+    let mut events = scenario();
+    events.extend([v2.clone(), v2_progress]);
+    insert(&db, &events).await;
+    let day: Vec<u32> = days::hours_of(DAY).collect();
+    let next_day: Vec<u32> = days::hours_of(DAY + 1).collect();
+    aggregate(&db, Job::VideoMetrics, &[day.as_slice(), &next_day].concat(), 1).await;
+    let rows = days::run_rollup(&db.client(), DAY, 1, 2).await.unwrap_or_else(|(step, e)| panic!("{step}: {e}"));
+    assert_eq!(rows, 2, "v1 and v2");
+    assert_eq!(days::fetch_records(&db.client(), DAY - 1, DAY + 2).await.unwrap(), [(DAY, 1)].into());
+
+    let hourly = Split { aggregated: [day.as_slice(), &next_day].concat(), ..Split::default() };
+    let daily = Split { aggregated: next_day.clone(), days: vec![DAY], ..Split::default() };
+    let only_day = Split { days: vec![DAY], ..Split::default() };
+    for metric in TopMetric::ALL {
+        let exact: Vec<TopVideoRow> = all(&db, &read::top_videos(&hourly, metric, 10)).await;
+        assert_eq!(exact.len(), 2, "{metric:?}");
+        assert_eq!(all::<TopVideoRow>(&db, &read::top_videos(&daily, metric, 10)).await, exact, "{metric:?}");
+        assert_eq!(all::<TopVideoRow>(&db, &read::top_videos(&only_day, metric, 10)).await, exact, "{metric:?}");
+    }
+
+    // A late, earlier video_start moves v2's view to the day before.
+    let mut earlier = at(event("video_start", midnight - 600_000, "s7", Some("u7")), 0.0);
+    earlier.video_id = "v2".into();
+    insert(&db, &[earlier]).await;
+    aggregate(&db, Job::VideoMetrics, &day[..1], 3).await;
+    days::run_rollup(&db.client(), DAY, 3, 4).await.unwrap_or_else(|(step, e)| panic!("{step}: {e}"));
+    let exact: Vec<TopVideoRow> = all(&db, &read::top_videos(&hourly, TopMetric::Views, 10)).await;
+    assert_eq!(exact.iter().map(|r| r.video_id.as_str()).collect::<Vec<_>>(), ["v1"]);
+    assert_eq!(all::<TopVideoRow>(&db, &read::top_videos(&only_day, TopMetric::Views, 10)).await, exact);
+    assert_eq!(days::fetch_records(&db.client(), DAY, DAY + 1).await.unwrap(), [(DAY, 3)].into());
+    db.drop().await.unwrap();
 }
 
 /// ClickHouse's clock, epoch seconds.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use events_model::EventRow;
 use metrics_sql::{
-    facts, rows,
+    days, facts, rows,
     windows::{self, Grain, Job},
 };
 use query_api::{CacheConfig, Config};
@@ -241,6 +241,42 @@ async fn video_user_and_top_answers_are_the_same_from_raw_and_aggregated_windows
 
     let empty = api.ok(&format!("/api/metrics/video/nobody-watched?{range}")).await;
     assert_eq!((empty["views"].as_u64(), empty["startup_time_ms"]["median"].is_null()), (Some(0), true));
+    api.stop().await;
+}
+
+/// A whole final day is read from its rollup, and only while the rollup is of
+/// the day's newest hour runs: the answer never differs from the hours'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_videos_read_whole_final_days_from_their_rollup_while_it_is_current() {
+    let api = Api::start(no_cache(), None).await;
+    let day = (DAY_MS / 86_400_000) as u32;
+    let mut next_day = scenario(DAY_MS + 86_400_000);
+    next_day.iter_mut().for_each(|row| row.session_id.push_str("-next"));
+    api.insert(&[scenario(DAY_MS), next_day].concat()).await;
+    let hours: Vec<u32> = (days::hours_of(day).start..days::hours_of(day + 1).end).collect();
+    for &hour in &hours {
+        api.aggregate(Job::VideoMetrics, hour).await;
+    }
+    let client = api.clickhouse.client();
+    let markers = rows::fetch_markers(&client, Job::VideoMetrics, hours[0], hours[47] + 1).await.unwrap();
+    let source = days::source_version(&markers, day).unwrap();
+    days::run_rollup(&client, day, source, source + 1).await.unwrap_or_else(|(step, e)| panic!("{step}: {e}"));
+    let path = "/api/metrics/videos/top?metric=views&startDate=2025-11-24&endDate=2025-11-25";
+    let top = api.ok(path).await;
+    assert_eq!(top_views(&top), vec![("v1", 4), ("v2", 2)]);
+    assert_eq!((&top["freshness"]["aggregated_windows"], &top["freshness"]["raw_windows"]), (&json!(48), &json!(0)));
+
+    // The answer comes from the rollup: a newer row there shows.
+    client
+        .query("INSERT INTO video_day_totals (date, video_id, views, version) VALUES ('2025-11-24', 'v2', 10, ?)")
+        .bind(source + 2)
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(top_views(&api.ok(path).await), vec![("v2", 11), ("v1", 4)]);
+    // One hour of the day run again: the rollup is behind it, so the hours answer.
+    api.aggregate(Job::VideoMetrics, hours[3]).await;
+    assert_eq!(top_views(&api.ok(path).await), vec![("v1", 4), ("v2", 2)]);
     api.stop().await;
 }
 

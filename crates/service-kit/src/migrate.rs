@@ -58,6 +58,7 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 8, "0008_events_by_time"),
     migration!("clickhouse", 9, "0009_video_hour_totals"),
     migration!("clickhouse", 10, "0010_facts_pass_open_views"),
+    migration!("clickhouse", 11, "0011_video_day_totals"),
 ];
 
 /// PostgreSQL migrations, in version order.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use metrics_sql::{
+    days,
     facts::{self, PassRow, StoredFacts},
     rows,
     views::{self, Scope},
@@ -38,26 +39,13 @@ pub async fn split(
     };
     let grain = job.grain();
     let horizon = windows::horizon(grain, now.timestamp().max(0) as u64, lateness.as_secs());
+    if job == Job::VideoMetrics && scope == Scope::All {
+        return top_videos_split(client, windows, horizon, config).await;
+    }
     let markers = rows::fetch_markers(client, job, first, last + 1);
     if last < horizon {
         // Every window is final: the markers alone decide.
         return Ok(windows::split(windows, &markers.await?, None, horizon));
-    }
-    if job == Job::VideoMetrics && scope == Scope::All {
-        // Top videos: the newest facts pass first. On a busy platform its
-        // per-video totals answer the open hours (as of the pass); otherwise
-        // the exact read below, which the pass's stored facts speed up.
-        let (markers, pass) = tokio::join!(markers, facts::fetch_newest_pass(client));
-        let (markers, pass) = (markers?, pass?);
-        let as_of_pass = pass
-            .filter(|pass| answers_from_pass(pass, config))
-            .and_then(|pass| windows::split_as_of_pass(windows, &markers, horizon, pass.from_ms, pass.covered_until));
-        if let Some(split) = as_of_pass {
-            return Ok(split);
-        }
-        let last_inserted = views::fetch_last_inserted(client, scope, grain, horizon).await?;
-        let stored = pass.and_then(|pass| stored_facts(&pass, config, scope));
-        return Ok(exact_split(windows, &markers, &last_inserted, grain, horizon, stored));
     }
     // Some window is still open to late events: its check runs beside the
     // markers' read (one round trip of latency, not two in a row). It decides
@@ -74,6 +62,49 @@ pub async fn split(
         tokio::join!(markers, views::fetch_last_inserted(client, scope, grain, horizon), pass);
     let stored = pass?.and_then(|pass| stored_facts(&pass, config, scope));
     Ok(exact_split(windows, &markers?, &last_inserted?, grain, horizon, stored))
+}
+
+/// [`split`] for top videos (`windows` ascending hours, not empty).
+///
+/// The newest facts pass is read first when a window is open: on a busy
+/// platform its per-video totals answer the open hours (as of the pass);
+/// otherwise the exact read, which the pass's stored facts speed up. Whole
+/// days answered from `video_metrics` are then read from their rollup when
+/// it is of the day's newest hour runs ([`days::use_rollups`]).
+async fn top_videos_split(
+    client: &clickhouse::Client,
+    windows: &[u32],
+    horizon: u32,
+    config: &FreshnessConfig,
+) -> Result<Split, ApiError> {
+    let (first, last) = (windows[0], windows[windows.len() - 1]);
+    let open = last >= horizon;
+    let pass = async {
+        match open {
+            true => facts::fetch_newest_pass(client).await,
+            false => Ok(None),
+        }
+    };
+    let (markers, pass, rollups) = tokio::join!(
+        rows::fetch_markers(client, Job::VideoMetrics, first, last + 1),
+        pass,
+        days::fetch_records(client, first / 24, last / 24 + 1)
+    );
+    let (markers, pass, rollups) = (markers?, pass?, rollups?);
+    let as_of_pass = pass
+        .filter(|pass| answers_from_pass(pass, config))
+        .and_then(|pass| windows::split_as_of_pass(windows, &markers, horizon, pass.from_ms, pass.covered_until));
+    let mut split = match (open, as_of_pass) {
+        (false, _) => windows::split(windows, &markers, None, horizon),
+        (true, Some(split)) => split,
+        (true, None) => {
+            let last_inserted = views::fetch_last_inserted(client, Scope::All, Grain::Hour, horizon).await?;
+            let stored = pass.and_then(|pass| stored_facts(&pass, config, Scope::All));
+            exact_split(windows, &markers, &last_inserted, Grain::Hour, horizon, stored)
+        }
+    };
+    days::use_rollups(&mut split, &markers, &rollups);
+    Ok(split)
 }
 
 /// The split of an exact read: the markers and the open windows' last
