@@ -1,5 +1,5 @@
 //! The aggregator's Prometheus metrics. Labels are bounded: `job` is one of
-//! the two aggregation jobs or `retention`, `status` succeeded/failed,
+//! the two aggregation jobs, `video_day_totals` (day rollups) or `retention`, `status` succeeded/failed,
 //! `table` one of the tables under retention, `kind` full/incremental/unknown.
 
 use std::time::Duration;
@@ -63,7 +63,7 @@ pub fn facts_pass(kind: &'static str, succeeded: bool, duration: Duration, rows:
     }
 }
 
-/// One finished run of `job` (`video_metrics`, `user_engagement_daily`, `retention`).
+/// One finished run of `job` (`video_metrics`, `user_engagement_daily`, `video_day_totals`, `retention`).
 pub fn run(job: &'static str, succeeded: bool, duration: Duration, rows: u64) {
     let status = if succeeded { "succeeded" } else { "failed" };
     metrics::counter!(RUNS, "job" => job, "status" => status).increment(1);
