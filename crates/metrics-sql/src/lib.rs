@@ -72,6 +72,30 @@ pub const VIEWS_BY_USER_TABLE: &str = "views_by_user";
 /// (`schemas/clickhouse/0006_keys_by_day.sql`): the freshness check's index.
 pub const KEYS_BY_DAY_TABLE: &str = "keys_by_day";
 
+/// The first received copy of each `event_id` among the `events` rows
+/// matching `filter`, as `SELECT {columns}`: the rows of
+/// [`deduplicated_events`], found by grouping by `event_id` (each column
+/// taken with `argMin(…, received_at_ms)`) instead of sorting every row.
+/// Faster for large scans (about ×2 on 2 M rows here), and the grouping can
+/// spill to disk (`max_bytes_before_external_group_by`) where the sort's
+/// `LIMIT 1 BY` holds every id in memory: custom queries over long ranges
+/// use it. `columns` must include `event_id`.
+pub fn first_copies_of_events(columns: &[&str], filter: &str) -> String {
+    assert!(columns.contains(&"event_id"), "the copies are told apart by event_id");
+    let others: Vec<&str> = columns.iter().copied().filter(|&c| c != "event_id").collect();
+    // Inner names differ from the columns': on 18.16 an alias equal to a
+    // column's name would be read inside its own aggregate.
+    let mut inner = vec!["event_id".to_string()];
+    inner.extend(others.iter().map(|c| format!("argMin({c}, received_at_ms) AS first_{c}")));
+    let outer: Vec<String> =
+        columns.iter().map(|&c| if c == "event_id" { c.to_string() } else { format!("first_{c} AS {c}") }).collect();
+    format!(
+        "SELECT {} FROM (SELECT {} FROM {EVENTS_TABLE} WHERE {filter} GROUP BY event_id)",
+        outer.join(", "),
+        inner.join(", ")
+    )
+}
+
 /// [`deduplicated_events`] from `table`: `events` or [`EVENTS_BY_RECEIPT_TABLE`].
 pub fn deduplicated_rows(table: &str, columns: &str, filter: &str) -> String {
     format!(

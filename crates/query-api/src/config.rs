@@ -194,14 +194,27 @@ pub struct QueryLimits {
     pub max_memory_bytes: u64,
     /// `max_rows_to_read`: rows one query may read from its tables.
     pub max_rows_to_read: u64,
+    /// `max_bytes_before_external_sort` and `…_group_by`: past this much
+    /// memory a query's sort (the deduplication by `event_id`) or grouping
+    /// (the views of a rebuild) spills to disk, slower but answering, instead
+    /// of stopping at `max_memory_bytes`. Unset: half of `max_memory_bytes`
+    /// (merging what spilled needs as much again); 0: never spill.
+    pub spill_bytes: Option<u64>,
+}
+
+impl QueryLimits {
+    /// [`Self::spill_bytes`] with its default applied.
+    pub fn spill_bytes(&self) -> u64 {
+        self.spill_bytes.unwrap_or(self.max_memory_bytes / 2)
+    }
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_execution: Duration::from_secs(30),
-            metrics: QueryLimits { max_memory_bytes: 2 << 30, max_rows_to_read: 0 },
-            custom: QueryLimits { max_memory_bytes: 1 << 30, max_rows_to_read: 100_000_000 },
+            metrics: QueryLimits { max_memory_bytes: 2 << 30, max_rows_to_read: 0, spill_bytes: None },
+            custom: QueryLimits { max_memory_bytes: 1 << 30, max_rows_to_read: 100_000_000, spill_bytes: None },
         }
     }
 }
@@ -215,6 +228,16 @@ impl Default for QueryLimits {
 impl LimitsConfig {
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        for (name, class) in [("metrics", &self.metrics), ("custom", &self.custom)] {
+            if class.max_memory_bytes > 0 && class.spill_bytes() > class.max_memory_bytes / 2 {
+                problems.push(format!(
+                    "limits.{name}.spill_bytes ({}) must be at most half of limits.{name}.max_memory_bytes ({}): \
+                     a sort or grouping that spills needs as much memory again to merge",
+                    class.spill_bytes(),
+                    class.max_memory_bytes
+                ));
+            }
+        }
         if self.max_execution.subsec_nanos() != 0 {
             problems.push(format!(
                 "limits.max_execution ({}) must be a whole number of seconds",
@@ -230,6 +253,8 @@ impl LimitsConfig {
             .with_setting("max_execution_time", self.max_execution.as_secs().to_string())
             .with_setting("max_memory_usage", class.max_memory_bytes.to_string())
             .with_setting("max_rows_to_read", class.max_rows_to_read.to_string())
+            .with_setting("max_bytes_before_external_sort", class.spill_bytes().to_string())
+            .with_setting("max_bytes_before_external_group_by", class.spill_bytes().to_string())
     }
 }
 
@@ -260,14 +285,26 @@ mod tests {
         config.cache.short_ttl = Duration::from_secs(7200);
         config.cache.timeout = Duration::ZERO;
         config.limits.max_execution = Duration::from_millis(1500);
+        config.limits.custom.spill_bytes = Some(600 << 20);
         let problems = config.validate().unwrap_err();
         assert_eq!(
             problems,
             [
                 "cache.long_ttl (1h) must be at least cache.short_ttl (2h)",
                 "cache.timeout must be above 0",
+                "limits.custom.spill_bytes (629145600) must be at most half of limits.custom.max_memory_bytes \
+                 (1073741824): a sort or grouping that spills needs as much memory again to merge",
                 "limits.max_execution (1s 500ms) must be a whole number of seconds",
             ]
         );
+    }
+
+    #[test]
+    fn queries_spill_at_half_their_memory_limit_unless_told_otherwise() {
+        let limits = LimitsConfig::default();
+        assert_eq!(limits.custom.spill_bytes(), 512 << 20);
+        assert_eq!(limits.metrics.spill_bytes(), 1 << 30);
+        let off = QueryLimits { spill_bytes: Some(0), ..limits.custom.clone() };
+        assert_eq!(off.spill_bytes(), 0);
     }
 }

@@ -477,6 +477,58 @@ async fn a_query_over_its_limit_answers_503_naming_the_limit() {
     database.drop().await.unwrap();
 }
 
+/// A query whose deduplication outgrows the memory limit answers by spilling
+/// its grouping to disk (`limits.custom.spill_bytes`, half the limit by
+/// default); with spilling off the same query is the 503 naming the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_query_spills_to_disk_instead_of_failing_at_the_memory_limit() {
+    let database = TestClickHouse::create().await.expect("test clickhouse database");
+    // Two million distinct events on 2026-11-01, a third of them on a tv.
+    database
+        .client()
+        .query(
+            "INSERT INTO events (event_id, event_type, session_id, video_id, timestamp, timestamp_ms, received_at_ms, \
+             device_type) SELECT generateUUIDv4(), 'video_progress', concat('s', toString(number % 1000)), 'v1', \
+             toDateTime(1793491200 + number % 86400), (1793491200 + number % 86400) * 1000, number, \
+             if(number % 3 = 0, 'tv', 'mobile') FROM system.numbers LIMIT 2000000",
+        )
+        .execute()
+        .await
+        .unwrap();
+    let body =
+        json!({"metrics": ["event_count"], "group_by": ["device_type"], "start": "2026-11-01", "end": "2026-11-02"});
+    let answer_with = |spill_bytes: Option<u64>| {
+        let mut config = Config {
+            clickhouse: database.config.clone(),
+            postgres: testing::postgres_config(),
+            redis: testing::redis_config(),
+            ..Config::default()
+        };
+        config.cache.enabled = false;
+        config.limits.custom.max_memory_bytes = 100_000_000;
+        config.limits.custom.spill_bytes = spill_bytes;
+        let body = body.clone();
+        async move {
+            let service = InProcess::spawn(config, query_api::run);
+            let http = http();
+            let answer = read(http.post(service.url("/api/metrics/query")).json(&body)).await;
+            drop(http);
+            service.stop().await.unwrap();
+            answer
+        }
+    };
+    let (status, answer) = answer_with(None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["rows"],
+        json!([{"device_type": "mobile", "event_count": 1_333_333}, {"device_type": "tv", "event_count": 666_667}])
+    );
+    let (status, answer) = answer_with(Some(0)).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("max_memory_usage"), "{answer}");
+    database.drop().await.unwrap();
+}
+
 // ---------------------------------------------------------------- chDB ---
 
 fn workspace_root() -> PathBuf {

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! SELECT <bucket> AS g_time, <dimension> AS g_<name>, ..., <aggregate> AS m_<name>, ...
-//! FROM (<metrics_sql::deduplicated_events(columns, time range AND filters)>)
+//! FROM (<metrics_sql::first_copies_of_events(columns, time range AND filters)>)
 //! GROUP BY g_time, g_<name>, ...
 //! ORDER BY g_time, m_<order_by> DESC, g_<name>, ...
 //! LIMIT <limit + 1>
@@ -241,7 +241,7 @@ pub fn compile(request: &QueryRequest, now: DateTime<Utc>) -> Result<CompiledQue
     }
     order.extend(dimensions.iter().map(|d| format!("g_{}", d.name)));
 
-    let inner = metrics_sql::deduplicated_events(&columns_read.join(", "), &conditions.join(" AND "));
+    let inner = metrics_sql::first_copies_of_events(&columns_read, &conditions.join(" AND "));
     let mut sql = format!("SELECT {} FROM ({inner})", select.join(", "));
     if !group_keys.is_empty() {
         sql.push_str(&format!(" GROUP BY {}", group_keys.join(", ")));

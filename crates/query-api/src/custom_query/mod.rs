@@ -8,8 +8,9 @@
 //! ClickHouse is contacted. No string from a request is ever part of the SQL
 //! text: names select `&'static str` fragments, values are bound.
 //!
-//! Events are read through [`metrics_sql::deduplicated_events`], so an event
-//! stored twice counts once.
+//! Events are read through [`metrics_sql::first_copies_of_events`] (the
+//! first received copy of each `event_id`, by grouping, which can spill to
+//! disk on long ranges), so an event stored twice counts once.
 
 pub mod compile;
 pub mod execute;

@@ -145,9 +145,13 @@ fn the_example_compiles_to_parameterised_sql() {
         "SELECT intDiv(toUInt32(timestamp), 3600) * 3600 AS g_time, country AS g_country, \
          toUInt8(intDiv(toUInt32(timestamp) % 86400, 3600)) AS g_hour, count() AS m_event_count, \
          ifNull(uniqExact(user_id), 0) AS m_unique_users \
-         FROM (SELECT event_id, device_type, event_type, timestamp, country, user_id FROM events \
+         FROM (SELECT event_id, first_device_type AS device_type, first_event_type AS event_type, \
+         first_timestamp AS timestamp, first_country AS country, first_user_id AS user_id FROM (SELECT event_id, \
+         argMin(device_type, received_at_ms) AS first_device_type, argMin(event_type, received_at_ms) AS first_event_type, \
+         argMin(timestamp, received_at_ms) AS first_timestamp, argMin(country, received_at_ms) AS first_country, \
+         argMin(user_id, received_at_ms) AS first_user_id FROM events \
          WHERE timestamp >= toDateTime(?) AND timestamp < toDateTime(?) AND timestamp_ms >= ? AND timestamp_ms < ? \
-         AND device_type = ? AND has(?, event_type) ORDER BY event_id, received_at_ms LIMIT 1 BY event_id) \
+         AND device_type = ? AND has(?, event_type) GROUP BY event_id)) \
          GROUP BY g_time, g_country, g_hour ORDER BY g_time, m_event_count DESC, g_country, g_hour LIMIT ?"
     );
     assert_eq!(
@@ -173,9 +177,9 @@ fn without_group_by_or_granularity_there_is_one_row_and_no_group_by() {
     let query = compiled(base());
     assert_eq!(
         query.sql(),
-        "SELECT count() AS m_event_count FROM (SELECT event_id FROM events WHERE timestamp >= toDateTime(?) \
-         AND timestamp < toDateTime(?) AND timestamp_ms >= ? AND timestamp_ms < ? \
-         ORDER BY event_id, received_at_ms LIMIT 1 BY event_id) LIMIT ?"
+        "SELECT count() AS m_event_count FROM (SELECT event_id FROM (SELECT event_id FROM events \
+         WHERE timestamp >= toDateTime(?) AND timestamp < toDateTime(?) AND timestamp_ms >= ? AND timestamp_ms < ? \
+         GROUP BY event_id)) LIMIT ?"
     );
     assert_eq!(query.limit(), DEFAULT_LIMIT);
     assert_eq!(query.params().last(), Some(&Param::U64(DEFAULT_LIMIT as u64 + 1)));
