@@ -122,9 +122,17 @@ impl Ch {
     }
 
     async fn run(&self, sql: &str) -> Result<String> {
+        self.run_with(sql, &[]).await
+    }
+
+    /// [`Self::run`] with ClickHouse `settings` as URL parameters.
+    async fn run_with(&self, sql: &str, settings: &[(String, String)]) -> Result<String> {
+        let params = std::iter::once(("database", self.database.as_str()))
+            .chain(settings.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+        let url = reqwest::Url::parse_with_params(&format!("{}/", stack::CLICKHOUSE_URL), params)?;
         let response = self
             .http
-            .post(format!("{}/?database={}", stack::CLICKHOUSE_URL, self.database))
+            .post(url)
             .body(sql.to_string())
             .send()
             .await
@@ -428,6 +436,9 @@ struct Logged {
     read_rows: u64,
     #[serde(deserialize_with = "de_u64")]
     memory_usage: u64,
+    /// The settings the statement was sent with (`Settings.Names`/`Values`).
+    setting_names: Vec<String>,
+    setting_values: Vec<String>,
 }
 
 /// ClickHouse 18.16 quotes 64-bit integers in JSON.
@@ -495,6 +506,9 @@ const FRESHNESS_PREFIX: &str = "SELECT toUInt32(tupleElement(p, 1)) AS window";
 struct Plan {
     probes: Vec<String>,
     main: Vec<String>,
+    /// The ClickHouse settings query-api sent with each statement (its
+    /// limits: memory, spilling, time), so the direct runs use them too.
+    settings: std::collections::HashMap<String, Vec<(String, String)>>,
 }
 
 impl Plan {
@@ -504,7 +518,18 @@ impl Plan {
                 || sql.contains("FROM view_facts_passes")
                 || sql.starts_with(FRESHNESS_PREFIX)
         });
-        Self { probes, main }
+        Self { probes, main, settings: Default::default() }
+    }
+
+    fn of_logged(logged: &[Logged]) -> Self {
+        let mut plan = Self::of(&logged.iter().map(|l| l.query.clone()).collect::<Vec<_>>());
+        for l in logged {
+            let pairs = l.setting_names.iter().cloned().zip(l.setting_values.iter().cloned());
+            // Settings only the log needs (its own switch) are left out.
+            let pairs = pairs.filter(|(name, _)| name != "log_queries").collect();
+            plan.settings.insert(l.query.clone(), pairs);
+        }
+        plan
     }
 }
 
@@ -598,7 +623,8 @@ impl Bench {
             let read: Vec<Logged> = self
                 .ch
                 .rows(&format!(
-                    "SELECT query_id, query, read_rows, memory_usage FROM system.query_log \
+                    "SELECT query_id, query, read_rows, memory_usage, `Settings.Names` AS setting_names, \
+                     `Settings.Values` AS setting_values FROM system.query_log \
                      WHERE type = 2 AND event_date >= yesterday() AND query_start_time >= toDateTime({since}) \
                      AND query NOT LIKE 'SELECT 1%' ORDER BY event_time"
                 ))
@@ -624,7 +650,8 @@ impl Bench {
     async fn direct(&self, plan: &Plan) -> Result<f64> {
         let started = Instant::now();
         for stage in [&plan.probes, &plan.main] {
-            for result in join_all(stage.iter().map(|sql| self.ch.run(sql))).await {
+            let settings = |sql: &String| plan.settings.get(sql).map_or(&[][..], Vec::as_slice);
+            for result in join_all(stage.iter().map(|sql| self.ch.run_with(sql, settings(sql)))).await {
                 result?;
             }
         }
@@ -670,7 +697,7 @@ impl Bench {
                 return Err(err);
             }
         };
-        let plan = Plan::of(&logged.iter().map(|l| l.query.clone()).collect::<Vec<_>>());
+        let plan = Plan::of_logged(&logged);
         let mut m = Measured {
             read_rows: logged.iter().map(|l| l.read_rows).sum(),
             probe_rows: logged.iter().filter(|l| plan.probes.contains(&l.query)).map(|l| l.read_rows).sum(),
@@ -1046,7 +1073,7 @@ async fn measure_all(
          closed windows aggregated; {} live events/s {ingest_path} while measuring ({} in {:.0} s; {failed_inserts} seconds not \
          all accepted). \
          Cases: hot `{hot}` ({} events), median `{median_video}` ({}), tail `{tail}` ({}) video, median user `{user}`. \
-         `direct` = the statements the request ran (from `system.query_log`) sent straight to ClickHouse over HTTP, \
+         `direct` = the statements the request ran (from `system.query_log`) sent straight to ClickHouse over HTTP with the settings query-api sent (its limits, spilling), \
          probes concurrently then the main statements; each case alternates ours and direct, {} requests each, \
          sequentially and at concurrency 4. Rows read and peak memory: the request's statements in `system.query_log`. \
          The current hour was first filled with {} events of live traffic since it began ({} minutes in), as if \
@@ -1098,6 +1125,25 @@ mod tests {
         ]);
         assert_eq!(plan.probes.len(), 2);
         assert_eq!(plan.main, ["SELECT video_id, max(inserted_at) AS last_inserted FROM events"]);
+    }
+
+    #[test]
+    fn direct_runs_carry_the_settings_query_api_sent() {
+        let logged = |query: &str, names: &[&str], values: &[&str]| Logged {
+            query_id: query.into(),
+            query: query.into(),
+            read_rows: 0,
+            memory_usage: 0,
+            setting_names: names.iter().map(|n| n.to_string()).collect(),
+            setting_values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let plan = Plan::of_logged(&[
+            logged("SELECT 2", &["log_queries", "max_memory_usage"], &["1", "1024"]),
+            logged("SELECT 3", &[], &[]),
+        ]);
+        assert_eq!(plan.settings["SELECT 2"], [("max_memory_usage".to_string(), "1024".to_string())]);
+        assert!(plan.settings["SELECT 3"].is_empty());
+        assert_eq!(plan.main, ["SELECT 2", "SELECT 3"]);
     }
 
     #[test]
