@@ -381,16 +381,22 @@ async fn insert(clickhouse: &clickhouse::Client, rows: &[EventRow]) {
     insert.end().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answers_match_an_independent_evaluation_on_clickhouse_18() {
-    let database = TestClickHouse::create().await.expect("test clickhouse database");
-    let config = Config {
+/// query-api's configuration for `database` on the local stack; `cached` or not.
+fn config_for(database: &TestClickHouse, cached: bool) -> Config {
+    let mut config = Config {
         clickhouse: database.config.clone(),
         postgres: testing::postgres_config(),
         redis: testing::redis_config(),
         ..Config::default()
     };
-    let service = InProcess::spawn(config, query_api::run);
+    config.cache.enabled = cached;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_match_an_independent_evaluation_on_clickhouse_18() {
+    let database = TestClickHouse::create().await.expect("test clickhouse database");
+    let service = InProcess::spawn(config_for(&database, true), query_api::run);
     let (originals, duplicates) = fixture();
     // Two inserts, so the copies sit in other parts than the originals.
     insert(&database.client(), &originals).await;
@@ -446,13 +452,7 @@ async fn answers_match_an_independent_evaluation_on_clickhouse_18() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_over_its_limit_answers_503_naming_the_limit() {
     let database = TestClickHouse::create().await.expect("test clickhouse database");
-    let mut config = Config {
-        clickhouse: database.config.clone(),
-        postgres: testing::postgres_config(),
-        redis: testing::redis_config(),
-        ..Config::default()
-    };
-    config.cache.enabled = false;
+    let mut config = config_for(&database, false);
     // Fewer rows than the fixture holds: the custom query class stops at it.
     config.limits.custom.max_rows_to_read = 100;
     let service = InProcess::spawn(config, query_api::run);
@@ -498,13 +498,7 @@ async fn a_large_query_spills_to_disk_instead_of_failing_at_the_memory_limit() {
     let body =
         json!({"metrics": ["event_count"], "group_by": ["device_type"], "start": "2026-11-01", "end": "2026-11-02"});
     let answer_with = |spill_bytes: Option<u64>| {
-        let mut config = Config {
-            clickhouse: database.config.clone(),
-            postgres: testing::postgres_config(),
-            redis: testing::redis_config(),
-            ..Config::default()
-        };
-        config.cache.enabled = false;
+        let mut config = config_for(&database, false);
         config.limits.custom.max_memory_bytes = 100_000_000;
         config.limits.custom.spill_bytes = spill_bytes;
         let body = body.clone();
