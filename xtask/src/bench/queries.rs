@@ -862,6 +862,9 @@ pub async fn run(layout: &Layout, args: QueriesArgs) -> Result<ExitCode> {
     if !args.direct_ingest {
         services.extend(["ingest-gateway", "stream-processor"]);
     }
+    // The commit the binaries are built from, read before the build (the
+    // tree may change during a run of half an hour).
+    let commit = machine::commit();
     cargo_build(layout, Profile::Release, &services).await?;
 
     let now = Utc::now();
@@ -879,7 +882,7 @@ pub async fn run(layout: &Layout, args: QueriesArgs) -> Result<ExitCode> {
     let postgres = postgres::create_database(&admin, DATABASE).await.context("a PostgreSQL database for the bench")?;
     service_kit::migrate::apply_postgres(&postgres).await.context("migrating the bench's PostgreSQL database")?;
     let ch = Ch::new(DATABASE)?;
-    let outcome = measure_all(layout, &args, &ch, &postgres.url, now, end).await;
+    let outcome = measure_all(layout, &args, &ch, &postgres.url, now, end, &commit).await;
     if !args.keep {
         let _ = server.run(&format!("DROP DATABASE IF EXISTS {DATABASE}")).await;
     }
@@ -901,6 +904,7 @@ async fn measure_all(
     postgres_url: &str,
     now: DateTime<Utc>,
     end: u64,
+    commit: &str,
 ) -> Result<String> {
     let mut env = stack::service_env(layout);
     env.retain(|(key, _)| !matches!(key.as_str(), "CLICKHOUSE_DATABASE" | "DATABASE_URL" | "LOG_LEVEL"));
@@ -1085,7 +1089,7 @@ async fn measure_all(
          the open windows (`freshness.stored_facts = \"off\"` too).\n\n{table}\n{passes}\n",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         now.format("%Y-%m-%d %H:%M"),
-        machine::commit(),
+        commit,
         machine::cpu_model(),
         machine::cores(),
         machine::ram_gib(),
