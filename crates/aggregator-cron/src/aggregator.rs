@@ -639,9 +639,9 @@ impl Aggregator {
         }
         if plan.job == Job::VideoMetrics && !plan.windows.is_empty() && !stop.is_triggered() {
             // The hours run again changed their days' source version: roll them up again.
-            let days = plan.windows.start / 24..plan.windows.end.div_ceil(24);
             let horizon = windows::horizon(Grain::Hour, epoch_secs(Utc::now()), self.aggregation.lateness.as_secs());
-            report.rollups = self.roll_up_days(days, horizon, stop).await.map_err(|e| format!("{e:#}"));
+            let rollups = self.roll_up_days(days::days_of(plan.windows.clone()), horizon, stop).await;
+            report.rollups = rollups.map_err(|e| format!("{e:#}"));
         }
         report.duration = started.elapsed();
         report

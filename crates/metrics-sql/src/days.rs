@@ -5,14 +5,15 @@
 //! aggregator-cron rolls a UTC day up once all 24 of its hours are aggregated
 //! and past the lateness horizon: one row per video from the newest
 //! `video_metrics` row of each of its hours, under a new version (a video
-//! whose views left the day gets zeros from its hours' retired rows). It then records the rollup with the newest hour marker it saw (the
-//! day's *source version*). A read uses a day's rollup only when every hour
+//! whose views left the day gets zeros from its hours' retired rows). It
+//! then records the rollup with the newest hour marker it saw (the day's
+//! *source version*). A read uses a day's rollup only when every hour
 //! of the day is answered from `video_metrics` and the recorded source
 //! version equals the newest marker of those hours now, so an hour run again
 //! later (a backfill) sends the day back to its hours until it is rolled up
 //! again: the answer is the one the 24 hours would give.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, ops::Range};
 
 use serde::Deserialize;
 
@@ -27,11 +28,16 @@ pub const DAY_TOTALS_TABLE: &str = "video_day_totals";
 /// One row per rollup of a day: the source version it was computed from.
 pub const ROLLUPS_TABLE: &str = "video_day_rollups";
 
-const HOURS_PER_DAY: u32 = 24;
+pub const HOURS_PER_DAY: u32 = 24;
 
 /// The hours (window indexes) of `day`.
-pub fn hours_of(day: u32) -> std::ops::Range<u32> {
+pub fn hours_of(day: u32) -> Range<u32> {
     day * HOURS_PER_DAY..(day + 1) * HOURS_PER_DAY
+}
+
+/// The days the hours `hours` fall in (those of the first to the last hour).
+pub fn days_of(hours: Range<u32>) -> Range<u32> {
+    hours.start / HOURS_PER_DAY..hours.end.div_ceil(HOURS_PER_DAY)
 }
 
 /// The newest marker version among the hours of `day`, when all 24 have a marker.
@@ -193,6 +199,12 @@ mod tests {
 
     fn markers(hours: std::ops::Range<u32>, version: impl Fn(u32) -> u64) -> BTreeMap<u32, Marker> {
         hours.map(|h| (h, Marker { covered_until: 1, version: version(h) })).collect()
+    }
+
+    #[test]
+    fn hours_fall_in_their_utc_days() {
+        assert_eq!(days_of(hours_of(10)), 10..11);
+        assert_eq!(days_of(hours_of(10).start + 5..hours_of(12).start + 1), 10..13);
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub fn ratio(part: u64, whole: u64) -> f64 {
 /// How many windows of `split` came from each source.
 pub fn freshness(split: &Split) -> Freshness {
     Freshness {
-        aggregated_windows: split.aggregated.len() + split.days.len() * 24,
+        aggregated_windows: split.aggregated.len() + split.days.len() * crate::days::HOURS_PER_DAY as usize,
         raw_windows: split.raw.len() + split.empty.len(),
         pass_windows: (!split.from_pass.is_empty()).then_some(split.from_pass.len()),
         as_of: split.as_of.and_then(|secs| DateTime::from_timestamp(i64::from(secs), 0)),

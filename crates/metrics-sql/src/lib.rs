@@ -82,13 +82,17 @@ pub const KEYS_BY_DAY_TABLE: &str = "keys_by_day";
 /// use it. `columns` must include `event_id`.
 pub fn first_copies_of_events(columns: &[&str], filter: &str) -> String {
     assert!(columns.contains(&"event_id"), "the copies are told apart by event_id");
-    let others: Vec<&str> = columns.iter().copied().filter(|&c| c != "event_id").collect();
     // Inner names differ from the columns': on 18.16 an alias equal to a
     // column's name would be read inside its own aggregate.
-    let mut inner = vec!["event_id".to_string()];
-    inner.extend(others.iter().map(|c| format!("argMin({c}, received_at_ms) AS first_{c}")));
-    let outer: Vec<String> =
-        columns.iter().map(|&c| if c == "event_id" { c.to_string() } else { format!("first_{c} AS {c}") }).collect();
+    let (mut inner, mut outer) = (vec!["event_id".to_string()], Vec::new());
+    for &c in columns {
+        if c == "event_id" {
+            outer.push(c.to_string());
+        } else {
+            inner.push(format!("argMin({c}, received_at_ms) AS first_{c}"));
+            outer.push(format!("first_{c} AS {c}"));
+        }
+    }
     format!(
         "SELECT {} FROM (SELECT {} FROM {EVENTS_TABLE} WHERE {filter} GROUP BY event_id)",
         outer.join(", "),

@@ -85,10 +85,11 @@ async fn top_videos_split(
             false => Ok(None),
         }
     };
+    let span = days::days_of(first..last + 1);
     let (markers, pass, rollups) = tokio::join!(
         rows::fetch_markers(client, Job::VideoMetrics, first, last + 1),
         pass,
-        days::fetch_records(client, first / 24, last / 24 + 1)
+        days::fetch_records(client, span.start, span.end)
     );
     let (markers, pass, rollups) = (markers?, pass?, rollups?);
     let as_of_pass = pass
