@@ -474,6 +474,51 @@ impl Default for HttpConfig {
     }
 }
 
+/// Who may call a service's API (`crate::auth`) and how fast.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Check keys and tokens. Off only when set explicitly, with a warning
+    /// logged at start: every route is then open to anyone.
+    pub enabled: bool,
+    /// How often the key store is read again from PostgreSQL: a revoked key
+    /// stops working within this time, a new one works at once (an unknown
+    /// key reads the store again, at most once a second).
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Requests per second one key may make to this replica (bursts up to
+    /// one second's worth); 0: no limit.
+    pub requests_per_second: u32,
+    /// Failed authentications one client IP may make per minute before its
+    /// further attempts are answered 429; 0: no limit.
+    pub failures_per_minute_per_ip: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            refresh_interval: Duration::from_secs(10),
+            requests_per_second: 100,
+            failures_per_minute_per_ip: 60,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The problems of this section, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(Duration::from_secs(1)..=Duration::from_secs(30)).contains(&self.refresh_interval) {
+            problems.push(format!(
+                "auth.refresh_interval must be between 1s and 30s (a revoked key must stop working within 30 s), got {:?}",
+                self.refresh_interval
+            ));
+        }
+        problems
+    }
+}
+
 /// Log filter and output format.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]

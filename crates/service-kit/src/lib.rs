@@ -7,6 +7,8 @@
 //! - [`routes`]: one table of a service's routes, giving both its actix
 //!   routes (with 405 + `Allow`) and its OpenAPI paths.
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token.
+//! - [`auth`]: API keys and tokens (scopes, PostgreSQL rows, cached store,
+//!   middleware); [`rate`]: rate limits per key or client IP.
 //! - [`deps`]: clients for Kafka, ClickHouse, PostgreSQL and Redis, and their probes.
 //! - [`migrate`]: versioned ClickHouse and PostgreSQL migrations from `schemas/`.
 //! - [`service`]: the shared `main`: config, logging, bind, run until a signal.
@@ -15,12 +17,14 @@
 //!   tests against the local stack.
 
 mod allocator;
+pub mod auth;
 pub mod config;
 pub mod cors;
 pub mod deadline;
 pub mod deps;
 pub mod migrate;
 pub mod ops;
+pub mod rate;
 pub mod routes;
 pub mod service;
 pub mod shutdown;
@@ -28,7 +32,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig};
+pub use config::{AuthConfig, ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig};
 pub use ops::{Probe, Readiness};
 pub use service::{ServiceConfig, load_valid, run_main};
 pub use shutdown::Shutdown;

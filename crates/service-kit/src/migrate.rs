@@ -62,8 +62,11 @@ static CLICKHOUSE: &[Migration] = &[
 ];
 
 /// PostgreSQL migrations, in version order.
-static POSTGRES: &[Migration] =
-    &[migration!("postgres", 1, "0001_video_catalog"), migration!("postgres", 2, "0002_aggregation_runs")];
+static POSTGRES: &[Migration] = &[
+    migration!("postgres", 1, "0001_video_catalog"),
+    migration!("postgres", 2, "0002_aggregation_runs"),
+    migration!("postgres", 3, "0003_api_keys"),
+];
 
 /// The embedded ClickHouse migrations, in version order.
 pub fn clickhouse_migrations() -> &'static [Migration] {

@@ -282,11 +282,27 @@ pub async fn serve<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
+    serve_guarded(listener, http, readiness, shutdown, None, app).await
+}
+
+/// [`serve`] with `app`'s routes behind `guard` (keys, scopes and request
+/// rates, [`crate::auth`]); the ops endpoints stay open.
+pub async fn serve_guarded<F>(
+    listener: TcpListener,
+    http: &HttpConfig,
+    readiness: Arc<Readiness>,
+    shutdown: Shutdown,
+    guard: Option<Arc<crate::auth::Guard>>,
+    app: F,
+) -> std::io::Result<()>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
     metrics_handle();
     metrics::gauge!("analytics_service_build_info", "service" => readiness.service(), "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
     let addr = listener.local_addr()?;
-    let server = build_server(listener, http, readiness.clone(), app)?;
+    let server = build_server(listener, http, readiness.clone(), guard, app)?;
     let handle = server.handle();
     tracing::info!(service = readiness.service(), %addr, "listening");
     tokio::spawn(async move {
@@ -303,6 +319,7 @@ fn build_server<F>(
     listener: TcpListener,
     http: &HttpConfig,
     readiness: Arc<Readiness>,
+    guard: Option<Arc<crate::auth::Guard>>,
     app: F,
 ) -> std::io::Result<actix_web::dev::Server>
 where
@@ -312,7 +329,16 @@ where
     let body_timeout = http.request_body_timeout;
     let mut server = HttpServer::new(move || {
         let cors = std::rc::Rc::new(cors.clone());
+        let guard = guard.clone().map(std::rc::Rc::new);
         App::new()
+            // Innermost: a refusal still passes through CORS, so a web page
+            // can read why its request was refused.
+            .wrap(actix_web::middleware::Condition::new(
+                guard.is_some(),
+                actix_web::middleware::from_fn(move |req, next| {
+                    crate::auth::middleware(guard.clone().expect("wrapped only with a guard"), req, next)
+                }),
+            ))
             .wrap(actix_web::middleware::from_fn(move |req, next| crate::deadline::middleware(body_timeout, req, next)))
             .wrap(actix_web::middleware::from_fn(move |req, next| crate::cors::middleware(cors.clone(), req, next)))
             .configure(routes(readiness.clone()))

@@ -128,9 +128,45 @@ impl TestPostgres {
         crate::deps::postgres::pool(&self.config)
     }
 
+    /// One new key per scope in this database (what `cargo xtask up` makes
+    /// for the local stack).
+    pub async fn keys(&self) -> anyhow::Result<TestKeys> {
+        let client = self.pool()?.get().await?;
+        let make = async |name: &str, scope| -> anyhow::Result<String> {
+            Ok(crate::auth::create_key(&client, name, &[scope], &[]).await?.secret)
+        };
+        Ok(TestKeys {
+            ingest: make("test-ingest", crate::auth::Scope::Ingest).await?,
+            read: make("test-read", crate::auth::Scope::Read).await?,
+            admin: make("test-admin", crate::auth::Scope::Admin).await?,
+        })
+    }
+
     /// Drops the database. Call at the end of the test.
     pub async fn drop(self) -> anyhow::Result<()> {
         crate::deps::postgres::drop_database(&self.admin, &self.name).await
+    }
+}
+
+/// The secrets of one key per scope ([`TestPostgres::keys`]).
+#[derive(Debug, Clone)]
+pub struct TestKeys {
+    pub ingest: String,
+    pub read: String,
+    pub admin: String,
+}
+
+impl TestKeys {
+    /// A client sending `Authorization: Bearer <secret>` with every request.
+    pub fn client(secret: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}")).expect("a key is ascii");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a reqwest client builds")
     }
 }
 
