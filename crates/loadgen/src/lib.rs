@@ -9,6 +9,9 @@
 //!   a bounded channel to concurrent senders that `POST /api/events/batch`,
 //!   retry 503s and connection errors with the same event ids, and count what
 //!   the gateway accepted and rejected; [`Summary`] reports the run.
+//!   [`Options::api_key`] is sent as `X-API-Key` (the gateway needs a key
+//!   with the `ingest` scope; one it refuses halts the run), and
+//!   [`Options::admin_token`] as `Authorization: Bearer` with the catalog.
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -52,6 +55,9 @@ pub use stats::{LatencyHistogram, MAX_REJECTION_REASONS, Snapshot, Stats, Summar
 pub const DEFAULT_GATEWAY: &str = "http://127.0.0.1:3001";
 /// Default query-api address (for the catalog).
 pub const DEFAULT_QUERY_API: &str = "http://127.0.0.1:3000";
+/// In the rejection reason of a batch refused for its key (401 or 403),
+/// after which the run stops.
+pub const KEY_REFUSED: &str = "the gateway refuses the key";
 
 /// A whole run: the audience, how long, where to and how to send.
 #[derive(Debug, Clone)]
@@ -70,6 +76,12 @@ pub struct Options {
     /// Base URL of the query-api: when set, every video of the catalog is
     /// stored there (`PUT /api/videos/{id}`) before the traffic begins.
     pub catalog: Option<String>,
+    /// API key with the `ingest` scope, sent as `X-API-Key` with every batch
+    /// (`INGEST_API_KEY` of `.stack/credentials.env` on the local stack).
+    pub api_key: Option<String>,
+    /// Token with the `admin` scope for the catalog's `PUT /api/videos/{id}`,
+    /// sent as `Authorization: Bearer` (`ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
     /// Deadline of one HTTP request.
     pub request_timeout: Duration,
     /// After the stop, how long batches in flight may take to be answered
@@ -87,6 +99,8 @@ impl Default for Options {
             batch_interval: Duration::from_millis(100),
             concurrency: 4,
             catalog: None,
+            api_key: None,
+            admin_token: None,
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(15),
         }
@@ -216,7 +230,7 @@ async fn generate(
 
     let catalog = Catalog::new(options.sim.seed, options.sim.videos, options.sim.users);
     if let Some(query_api) = &options.catalog {
-        put_catalog(&client, query_api, &catalog, &stats, &stop).await?;
+        put_catalog(&client, query_api, options.admin_token.as_deref(), &catalog, &stats, &stop).await?;
     }
 
     let start_ms = epoch_ms();
@@ -225,16 +239,27 @@ async fn generate(
     let deadline = options.duration.map(|d| tokio::time::Instant::now() + d);
     let mut sim = Simulator::new(options.sim.clone(), start_ms);
     let (tx, rx) = mpsc::channel::<Batch>(options.concurrency * 2);
-    let target = sender::Target { client, url: format!("{}/api/events/batch", options.gateway.trim_end_matches('/')) };
+    let refused = CancellationToken::new();
+    let target = sender::Target {
+        client,
+        url: format!("{}/api/events/batch", options.gateway.trim_end_matches('/')),
+        api_key: options.api_key.clone(),
+        refused: refused.clone(),
+    };
     let dispatcher = tokio::spawn(sender::dispatch(rx, target, options.concurrency, stats.clone(), abort.clone()));
 
+    // The duration, a stop, or the gateway refusing the key ends the traffic.
     let ended = async {
         match deadline {
             Some(deadline) => tokio::select! {
                 () = tokio::time::sleep_until(deadline) => {}
                 () = stop.cancelled() => {}
+                () = refused.cancelled() => {}
             },
-            None => stop.cancelled().await,
+            None => tokio::select! {
+                () = stop.cancelled() => {}
+                () = refused.cancelled() => {}
+            },
         }
     };
     tokio::pin!(ended);
@@ -337,11 +362,13 @@ async fn generate(
 }
 
 /// Stores every video of `catalog` in the query API (`PUT /api/videos/{id}`
-/// with title, duration and category), eight at a time, retrying server
-/// errors and connection failures a few times.
+/// with title, duration and category, `admin_token` as `Authorization:
+/// Bearer`), eight at a time, retrying server errors and connection failures
+/// a few times.
 pub async fn put_catalog(
     client: &reqwest::Client,
     query_api: &str,
+    admin_token: Option<&str>,
     catalog: &Catalog,
     stats: &Stats,
     stop: &CancellationToken,
@@ -355,9 +382,10 @@ pub async fn put_catalog(
         }
         let slot = slots.clone().acquire_owned().await.context("catalog upload")?;
         let (client, url) = (client.clone(), format!("{base}/api/videos/{}", video.video_id));
+        let token = admin_token.map(str::to_owned);
         tasks.spawn(async move {
             let _slot = slot;
-            put_video(&client, &url, &video).await
+            put_video(&client, &url, token.as_deref(), &video).await
         });
         while let Some(done) = tasks.try_join_next() {
             done.context("catalog upload task")??;
@@ -371,27 +399,55 @@ pub async fn put_catalog(
     Ok(())
 }
 
-async fn put_video(client: &reqwest::Client, url: &str, video: &Video) -> anyhow::Result<()> {
+async fn put_video(client: &reqwest::Client, url: &str, token: Option<&str>, video: &Video) -> anyhow::Result<()> {
     let body = serde_json::json!({
         "title": video.title,
         "duration_seconds": video.duration_seconds,
         "category": video.category,
     });
     let mut last_error = String::new();
-    for attempt in 1..=5u32 {
-        match client.put(url).json(&body).send().await {
+    // Failures (5xx, connection errors) are tried 5 times; a 429 (the
+    // token's request rate) waits its Retry-After without counting, up to a
+    // minute's worth.
+    let (mut failures, mut limited) = (0u32, 0u32);
+    while failures < 5 && limited < 60 {
+        let mut request = client.put(url).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let retry_after = match request.send().await {
             Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(response) if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                limited += 1;
+                last_error = "answered 429 (rate limited)".to_string();
+                let after = response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
+                Some(Duration::from_secs(after.and_then(|v| v.trim().parse().ok()).unwrap_or(1)))
+            }
+            Ok(response) if matches!(response.status().as_u16(), 401 | 403) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                bail!("PUT {url} answered {status}: {text} (the catalog needs a token with the admin scope)");
+            }
             Ok(response) if response.status().is_client_error() => {
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
                 bail!("PUT {url} answered {status}: {text}");
             }
-            Ok(response) => last_error = format!("answered {}", response.status()),
-            Err(err) => last_error = err.to_string(),
-        }
-        tokio::time::sleep(backoff(attempt, None, attempt.into())).await;
+            Ok(response) => {
+                failures += 1;
+                last_error = format!("answered {}", response.status());
+                None
+            }
+            Err(err) => {
+                failures += 1;
+                last_error = err.to_string();
+                None
+            }
+        };
+        let attempt = failures.max(1);
+        tokio::time::sleep(backoff(attempt, retry_after, u64::from(attempt + limited))).await;
     }
-    bail!("PUT {url} failed 5 times (last: {last_error}); is the query-api running?")
+    bail!("PUT {url} failed {} times (last: {last_error}); is the query-api running?", failures + limited)
 }
 
 #[cfg(test)]

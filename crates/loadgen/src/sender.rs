@@ -5,6 +5,11 @@
 //! byte for byte, with the same `event_id`s, so the pipeline counts every
 //! event once however often it is retried. The pause grows exponentially and
 //! is never shorter than the answer's `Retry-After`.
+//!
+//! With an API key ([`crate::Options::api_key`]) every request carries it as
+//! `X-API-Key`. A 401 or 403 (no key, an unknown or revoked key, a key
+//! without the `ingest` scope) rejects the batch and halts the run: every
+//! later batch would be refused too.
 
 use std::{
     sync::{Arc, atomic::Ordering::Relaxed},
@@ -154,6 +159,9 @@ pub enum Outcome {
     /// The whole request was refused (4xx other than 429): every event is
     /// rejected for `reason`.
     Refused { reason: String },
+    /// The key was refused (401: missing, unknown or revoked; 403: not
+    /// allowed): every event is rejected, and so would every later batch be.
+    Unauthorized { reason: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +230,7 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8], len: usize)
             after: retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs),
             reason: describe(&answer),
         },
+        401 | 403 => Outcome::Unauthorized { reason: describe(&answer) },
         _ => Outcome::Refused { reason: describe(&answer) },
     }
 }
@@ -242,6 +251,10 @@ pub struct Target {
     pub client: reqwest::Client,
     /// The full URL of the batch endpoint.
     pub url: String,
+    /// Sent as `X-API-Key` with every request.
+    pub api_key: Option<String>,
+    /// Cancelled when the gateway refuses the key ([`Outcome::Unauthorized`]).
+    pub refused: CancellationToken,
 }
 
 /// Receives batches and sends up to `concurrency` of them at a time; returns
@@ -281,12 +294,15 @@ pub async fn send(target: &Target, batch: &Batch, stats: &Stats, abort: &Cancell
     let mut attempt = 0;
     loop {
         let started = Instant::now();
-        let request = target
+        let mut request = target
             .client
             .post(&target.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(batch.body.clone())
-            .send();
+            .body(batch.body.clone());
+        if let Some(key) = &target.api_key {
+            request = request.header("x-api-key", key);
+        }
+        let request = request.send();
         let answer = tokio::select! {
             answer = async {
                 let response = request.await?;
@@ -319,6 +335,16 @@ pub async fn send(target: &Target, batch: &Batch, stats: &Stats, abort: &Cancell
                         stats.rejected.fetch_add(len, Relaxed);
                         stats.record_rejection_reason(format!("the whole batch of {len} events: {reason}"));
                         stats.batches_in_flight.fetch_sub(1, Relaxed);
+                        return;
+                    }
+                    Outcome::Unauthorized { reason } => {
+                        stats.rejected.fetch_add(len, Relaxed);
+                        stats.record_rejection_reason(format!(
+                            "the whole batch of {len} events: {reason} (the run stops: {})",
+                            crate::KEY_REFUSED
+                        ));
+                        stats.batches_in_flight.fetch_sub(1, Relaxed);
+                        target.refused.cancel();
                         return;
                     }
                     Outcome::Retry { after, reason } => (after, reason),
@@ -432,6 +458,17 @@ mod tests {
             classify(413, None, too_large.to_string().as_bytes(), 5),
             Outcome::Refused { reason: "HTTP 413 too_many_events: at most 1000".into() }
         );
+        let unknown = json!({"error": "invalid_credentials", "message": "the key is not valid (unknown or revoked)"});
+        assert_eq!(
+            classify(401, None, unknown.to_string().as_bytes(), 5),
+            Outcome::Unauthorized {
+                reason: "HTTP 401 invalid_credentials: the key is not valid (unknown or revoked)".into()
+            }
+        );
+        let scope = json!({"error": "insufficient_scope", "message": "the key does not have the ingest scope"});
+        assert!(matches!(classify(403, None, scope.to_string().as_bytes(), 5), Outcome::Unauthorized { .. }));
+        let limited = json!({"error": "rate_limited", "message": "over the requests per second limit"});
+        assert!(matches!(classify(429, Some("1"), limited.to_string().as_bytes(), 5), Outcome::Retry { .. }));
     }
 
     #[test]
