@@ -7,6 +7,7 @@ mod bench;
 mod dlq;
 mod docker;
 mod install;
+mod keys;
 mod layout;
 mod load;
 mod servers;
@@ -71,6 +72,11 @@ enum Cmd {
         #[command(subcommand)]
         command: bench::BenchCmd,
     },
+    /// Create, list and revoke API keys (in the PostgreSQL of DATABASE_URL, else the local stack's).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCmd,
+    },
     /// Inspect dead letters, or replay them to the raw topic after a fix.
     Dlq {
         #[command(subcommand)]
@@ -110,6 +116,7 @@ fn main() -> ExitCode {
             Cmd::Test { native, cargo_args } => stack::test(&layout, native, &cargo_args).await,
             Cmd::Load(args) => load::run(args).await,
             Cmd::Bench { command } => bench::run(&layout, command).await,
+            Cmd::Keys { command } => keys::run(command).await,
             Cmd::Dlq { command } => dlq::run(command).await,
             Cmd::Logs { component, lines, follow } => {
                 stack::logs(&layout, &component, lines, follow).map(|_| ExitCode::SUCCESS)

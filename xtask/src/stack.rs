@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::{ClickHouseConfig, PostgresConfig};
 
 use crate::{
-    docker, install,
+    docker, install, keys,
     layout::Layout,
     load,
     servers::{self, Server},
@@ -42,10 +42,8 @@ pub fn stack_env(layout: &Layout) -> Vec<(String, String)> {
         env.push((name.to_string(), std::env::var(name).unwrap_or_else(|_| default.to_string())));
     }
     if let Ok(text) = std::fs::read_to_string(layout.credentials_file()) {
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-            if let Some((key, value)) = line.split_once('=') {
-                env.push((key.trim().to_string(), value.trim().trim_matches('"').to_string()));
-            }
+        for (key, value) in text.lines().filter_map(keys::parse_line) {
+            env.push((key.to_string(), value.to_string()));
         }
     }
     env
@@ -91,6 +89,7 @@ pub async fn up(layout: &Layout, no_services: bool, native: bool, demo: Option<f
         docker::compose(layout, &args)?;
         wait_for_answers().await?;
         migrate_stack(layout).await?;
+        keys::ensure_stack(layout).await?;
         if !no_services {
             services::wait_all_ready("docker compose -f deploy/docker-compose.yml logs").await?;
         }
@@ -107,6 +106,7 @@ pub async fn up(layout: &Layout, no_services: bool, native: bool, demo: Option<f
     let mut started = Vec::new();
     servers::start_missing(layout, &Server::ALL, &mut started).await?;
     migrate_stack(layout).await?;
+    keys::ensure_stack(layout).await?;
     if !no_services {
         services::build(layout).await?;
         services::start_all(layout).await?;
@@ -184,8 +184,11 @@ fn print_urls(layout: &Layout, no_services: bool) {
          \x20 ClickHouse         {CLICKHOUSE_URL}  (database {CLICKHOUSE_DATABASE}, user default)\n\
          \x20 PostgreSQL         {DATABASE_URL}\n\
          \x20 Redis              {REDIS_URL}\n\
+         \x20 keys               {}   (source it: {})\n\
          \x20 logs               {}/<component>.log   (cargo xtask logs <component>)\n\
          \x20 stop               cargo xtask down\n",
+        layout.show(&layout.credentials_file()),
+        keys::SOURCE_HINT,
         layout.show(&layout.logs_dir())
     ));
     ui::line(out);
@@ -451,6 +454,9 @@ pub async fn test(layout: &Layout, native: bool, cargo_args: &[String]) -> Resul
         // After the packages (npm among them) are installed.
         install::ensure_web_modules(layout);
         migrate_stack(layout).await?;
+        // The tests get the local stack's keys in their environment (the
+        // README's examples use them), as after `up`.
+        keys::ensure_stack(layout).await?;
 
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = tokio::process::Command::new(&cargo);
