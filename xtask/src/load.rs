@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use loadgen::{Options, SimConfig, Snapshot, Summary};
 use local_stack::process;
 
-use crate::{layout::Layout, ui};
+use crate::{keys, layout::Layout, ui};
 
 /// The component name of the demo traffic (`.stack/pids/demo-load.pid`).
 pub const DEMO: &str = "demo-load";
@@ -74,9 +74,35 @@ pub struct LoadArgs {
     /// Print the summary as JSON on stdout (the readable one goes to stderr unless --quiet).
     #[arg(long)]
     json_summary: bool,
+    /// API key with the ingest scope, sent as X-API-Key [default: INGEST_API_KEY of the environment,
+    /// else of .stack/credentials.env]
+    #[arg(long, env = keys::INGEST_VAR, hide_env_values = true)]
+    api_key: Option<String>,
+    /// Token with the admin scope, for --catalog [default: ADMIN_TOKEN of the environment, else of
+    /// .stack/credentials.env]
+    #[arg(long, env = keys::ADMIN_VAR, hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 impl LoadArgs {
+    /// The keys not given fall back to `layout`'s credentials file; a
+    /// missing one is an error naming it.
+    fn with_credentials(mut self, layout: &Layout) -> Result<Self> {
+        let file = keys::CredentialsFile::read(&layout.credentials_file())?;
+        let known = keys::Credentials::of_file(&file);
+        let given = |flag: Option<String>| flag.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let credentials = keys::Credentials {
+            ingest: given(self.api_key.take()).or(known.ingest),
+            admin: given(self.admin_token.take()).or(known.admin),
+            read: None,
+        };
+        self.api_key = Some(credentials.ingest()?.to_owned());
+        if self.catalog {
+            self.admin_token = Some(credentials.admin()?.to_owned());
+        }
+        Ok(self)
+    }
+
     fn options(&self) -> Options {
         let now = loadgen::epoch_ms() as u64;
         Options {
@@ -95,12 +121,15 @@ impl LoadArgs {
             batch_interval: Duration::from_millis(self.batch_interval_ms.max(1)),
             concurrency: self.concurrency,
             catalog: self.catalog.then(|| self.query_api.trim_end_matches('/').to_string()),
+            api_key: self.api_key.clone(),
+            admin_token: self.admin_token.clone(),
             ..Options::default()
         }
     }
 }
 
-pub async fn run(args: LoadArgs) -> Result<ExitCode> {
+pub async fn run(layout: &Layout, args: LoadArgs) -> Result<ExitCode> {
+    let args = args.with_credentials(layout)?;
     let options = args.options();
     if !(args.rate.is_finite() && args.rate > 0.0) {
         bail!("--rate must be a positive number of events per second");
@@ -155,7 +184,12 @@ pub async fn run(args: LoadArgs) -> Result<ExitCode> {
     if summary.is_clean() {
         return Ok(ExitCode::SUCCESS);
     }
-    if summary.rejected > 0 {
+    if summary.rejected > 0 && refused_key(&summary) {
+        eprintln!(
+            "\nThe gateway refused the key (401/403, reason above): check INGEST_API_KEY, or run `cargo xtask up` \
+             to renew .stack/credentials.env; `cargo xtask keys list` shows the keys."
+        );
+    } else if summary.rejected > 0 {
         eprintln!("\n{} events were rejected: a generator bug (the reasons are above).", summary.rejected);
     }
     if summary.failed + summary.unsent > 0 {
@@ -164,6 +198,11 @@ pub async fn run(args: LoadArgs) -> Result<ExitCode> {
         });
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// Whether the run stopped because the gateway refused its key.
+fn refused_key(summary: &Summary) -> bool {
+    summary.rejection_reasons.iter().any(|reason| reason.contains(loadgen::KEY_REFUSED))
 }
 
 /// Fails early, with the way out, when nothing answers at the gateway.
@@ -444,10 +483,21 @@ pub async fn start_demo(layout: &Layout, rate: f64) -> Result<()> {
     let built = layout.binary("xtask");
     let exe = if built.exists() { built } else { std::env::current_exe().context("locating the xtask binary")? };
     let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    // The keys `up` just made sure of, over any older ones of the caller's environment.
+    let credentials = keys::Credentials::of_file(&keys::CredentialsFile::read(&layout.credentials_file())?);
+    let (ingest, admin) = match (credentials.ingest(), credentials.admin()) {
+        (Ok(ingest), Ok(admin)) => (ingest.to_owned(), admin.to_owned()),
+        (Err(err), _) | (_, Err(err)) => {
+            step.fail("no key");
+            return Err(err);
+        }
+    };
     let mut cmd = Command::new(&exe);
     cmd.args(["load", "--rate", &rate.to_string(), "--duration", "forever", "--catalog"])
         .current_dir(&layout.root)
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        .env(keys::INGEST_VAR, ingest)
+        .env(keys::ADMIN_VAR, admin);
     let pid = process::spawn_background(&mut cmd, &log)
         .with_context(|| format!("starting the demo traffic; read {}", layout.show(&log)))?;
     process::write_pid(&layout.pid_file(DEMO), pid)?;
@@ -545,5 +595,42 @@ mod tests {
         assert_eq!(options.sim.seed, 7);
         assert_eq!(options.catalog.as_deref(), Some("http://127.0.0.1:3000"));
         assert!(Cli::try_parse_from(["load", "--duration", "soon"]).is_err());
+    }
+
+    #[test]
+    fn keys_come_from_the_flags_else_the_credentials_file() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            load: LoadArgs,
+        }
+        let dir = std::env::temp_dir().join(format!("xtask-load-{}", uuid::Uuid::new_v4().simple()));
+        let layout = Layout { root: dir.clone(), stack: dir.join(".stack") };
+        // Parsed, then the flags set here: the environment of the test run may hold keys.
+        let parse = |args: &[&str], key: Option<&str>, token: Option<&str>| {
+            let mut args = Cli::parse_from(args).load;
+            args.api_key = key.map(str::to_owned);
+            args.admin_token = token.map(str::to_owned);
+            args
+        };
+
+        let err = parse(&["load"], None, None).with_credentials(&layout).unwrap_err().to_string();
+        assert_eq!(err, "no INGEST_API_KEY: run `cargo xtask up` (it writes .stack/credentials.env)");
+
+        std::fs::create_dir_all(&layout.stack).unwrap();
+        std::fs::write(layout.credentials_file(), "INGEST_API_KEY=ak_file\nQUERY_API_TOKEN=ak_read\n").unwrap();
+        let args = parse(&["load"], None, None).with_credentials(&layout).unwrap();
+        assert_eq!(args.options().api_key.as_deref(), Some("ak_file"));
+        assert_eq!(args.options().admin_token, None, "no admin token without --catalog");
+        let args = parse(&["load"], Some("ak_flag"), None).with_credentials(&layout).unwrap();
+        assert_eq!(args.options().api_key.as_deref(), Some("ak_flag"));
+
+        let err = parse(&["load", "--catalog"], None, None).with_credentials(&layout).unwrap_err().to_string();
+        assert!(err.starts_with("no ADMIN_TOKEN"), "--catalog needs the admin token: {err}");
+        std::fs::write(layout.credentials_file(), "INGEST_API_KEY=ak_file\nADMIN_TOKEN=ak_admin\n").unwrap();
+        let args = parse(&["load", "--catalog"], None, None).with_credentials(&layout).unwrap();
+        assert_eq!(args.options().admin_token.as_deref(), Some("ak_admin"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -114,7 +114,7 @@ fn main() -> ExitCode {
             Cmd::Status => stack::status(&layout).await,
             Cmd::Migrate => stack::migrate(&layout).await.map(|_| ExitCode::SUCCESS),
             Cmd::Test { native, cargo_args } => stack::test(&layout, native, &cargo_args).await,
-            Cmd::Load(args) => load::run(args).await,
+            Cmd::Load(args) => load::run(&layout, args).await,
             Cmd::Bench { command } => bench::run(&layout, command).await,
             Cmd::Keys { command } => keys::run(command).await,
             Cmd::Dlq { command } => dlq::run(command).await,
