@@ -45,11 +45,26 @@ pub struct HubClient {
 }
 
 impl HubClient {
-    /// Connects to `url` (`ws://…/ws`); with `video_ids`, subscribes to them
-    /// and waits for the hub's `subscribed`.
-    pub async fn connect(url: &str, video_ids: Option<&[String]>) -> Result<Self> {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async(url).await.with_context(|| format!("connecting to {url}"))?;
+    /// Connects to `url` (`ws://…/ws`) with `token` (a key with the `read`
+    /// scope, as `Authorization: Bearer`); with `video_ids`, subscribes to
+    /// them and waits for the hub's `subscribed`.
+    pub async fn connect(url: &str, token: &str, video_ids: Option<&[String]>) -> Result<Self> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = url.into_client_request().with_context(|| format!("a WebSocket request to {url}"))?;
+        let bearer = format!("Bearer {token}").parse().context("a key must be printable ASCII")?;
+        request.headers_mut().insert("authorization", bearer);
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|err| match err {
+            tokio_tungstenite::tungstenite::Error::Http(response)
+                if matches!(response.status().as_u16(), 401 | 403) =>
+            {
+                let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+                anyhow::anyhow!(
+                    "the hub refused the token ({}: {body}); check QUERY_API_TOKEN or run `cargo xtask up`",
+                    response.status()
+                )
+            }
+            other => anyhow::Error::new(other).context(format!("connecting to {url}")),
+        })?;
         if let Some(video_ids) = video_ids {
             let subscribe = json!({"type": "subscribe", "payload": {"video_ids": video_ids}});
             ws.send(Message::Text(subscribe.to_string().into())).await.context("sending subscribe")?;

@@ -33,6 +33,11 @@
 //!    request reads must stay within 10 %;
 //!    the two sizes give a linear projection to 100 M and 1 B events.
 //!
+//! Its services check keys against its own PostgreSQL database, where it
+//! creates its keys (`bench-queries-ingest` for the live traffic,
+//! `bench-queries-read` for the requests, `bench-queries-admin`); their
+//! per-key rate limits are lifted.
+//!
 //! What it does not do: the fixture of step 1 (and the current hour's fill
 //! before measuring) is written straight into ClickHouse, not through the
 //! gateway and processor (bench pipeline A, B and D measure their rates).
@@ -882,7 +887,10 @@ pub async fn run(layout: &Layout, args: QueriesArgs) -> Result<ExitCode> {
     let postgres = postgres::create_database(&admin, DATABASE).await.context("a PostgreSQL database for the bench")?;
     service_kit::migrate::apply_postgres(&postgres).await.context("migrating the bench's PostgreSQL database")?;
     let ch = Ch::new(DATABASE)?;
-    let outcome = measure_all(layout, &args, &ch, &postgres.url, now, end, &commit).await;
+    let outcome = match crate::keys::create_bench_keys(&postgres, "bench-queries").await {
+        Ok(keys) => measure_all(layout, &args, &ch, &postgres.url, &keys, now, end, &commit).await,
+        Err(err) => Err(err),
+    };
     if !args.keep {
         let _ = server.run(&format!("DROP DATABASE IF EXISTS {DATABASE}")).await;
     }
@@ -897,11 +905,13 @@ pub async fn run(layout: &Layout, args: QueriesArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn measure_all(
     layout: &Layout,
     args: &QueriesArgs,
     ch: &Ch,
     postgres_url: &str,
+    keys: &crate::keys::Keys,
     now: DateTime<Utc>,
     end: u64,
     commit: &str,
@@ -913,6 +923,7 @@ async fn measure_all(
         ("DATABASE_URL".to_string(), postgres_url.to_string()),
         ("LOG_LEVEL".to_string(), "warn".to_string()),
     ]);
+    env.extend(crate::keys::unlimited_env());
     insert_traffic(ch, BASE, args.events, end).await?;
     aggregate(layout, &env, now, 8).await?;
     let hour_start = now.timestamp() as u64 / 3600 * 3600;
@@ -984,7 +995,10 @@ async fn measure_all(
     )
     .await?;
     let mut bench = Bench {
-        http: reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?,
+        http: reqwest::Client::builder()
+            .default_headers(crate::keys::bearer_headers(&keys.read)?)
+            .timeout(Duration::from_secs(120))
+            .build()?,
         ch: ch.clone(),
         api: format!("http://127.0.0.1:{port}"),
         api_exact: format!("http://127.0.0.1:{exact_port}"),
@@ -994,7 +1008,7 @@ async fn measure_all(
 
     let write_path = match args.direct_ingest {
         true => None,
-        false => Some(live::WritePath::start(layout, &env, &now.timestamp().to_string()).await?),
+        false => Some(live::WritePath::start(layout, &env, &keys.ingest, &now.timestamp().to_string()).await?),
     };
     let live_traffic = |traffic: Traffic, stop: Arc<AtomicBool>, inserted: Arc<AtomicU64>| match &write_path {
         Some(path) => path.spawn(traffic, args.ingest_rate, stop, inserted),

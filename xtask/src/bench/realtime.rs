@@ -178,12 +178,16 @@ struct Bench<'a> {
 }
 
 async fn measure(layout: &Layout, args: &RealtimeArgs, target: &Target, run: &str) -> Result<Report> {
+    // The ingest key on every request: the probes go to the gateway (the
+    // services' /metrics need none).
     let http = reqwest::Client::builder()
+        .default_headers(crate::keys::ingest_headers(&target.ingest_key)?)
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(64)
         .build()
         .context("building the HTTP client")?;
-    let dashboard = HubClient::connect(&target.hub_ws, None).await.context("the dashboard client")?;
+    let dashboard =
+        HubClient::connect(&target.hub_ws, &target.read_token, None).await.context("the dashboard client")?;
     let bench = Bench { layout, args, target, run, http, dashboard };
 
     let mut notes = Vec::new();
@@ -231,9 +235,13 @@ impl Bench<'_> {
             }
             None => format!("{name}: no background traffic, {}s measured", duration.as_secs()),
         });
-        let client = Arc::new(HubClient::connect(&self.target.hub_ws, Some(&[names.feed_video()])).await?);
+        let client = Arc::new(
+            HubClient::connect(&self.target.hub_ws, &self.target.read_token, Some(&[names.feed_video()])).await?,
+        );
         let mut generator = match seed {
-            Some(seed) => Some(Generator::start(self.layout, &self.target.gateway, args.rate, seed)?),
+            Some(seed) => {
+                Some(Generator::start(self.layout, &self.target.gateway, &self.target.ingest_key, args.rate, seed)?)
+            }
             None => None,
         };
         step.set_message("warming up");

@@ -3,6 +3,11 @@
 //! consumer group and a ClickHouse database of their own, next to the local
 //! stack's servers; with `--stack`, the running local stack's services. And
 //! the background traffic: `xtask load` (release build) as a child process.
+//!
+//! Either way the services check keys against the local stack's PostgreSQL:
+//! the benchmark sends the local stack's ingest key and read token
+//! (`.stack/credentials.env`, made sure of as `cargo xtask up` does for its
+//! own services; read from the environment or the file with `--stack`).
 
 use std::{
     path::PathBuf,
@@ -21,6 +26,7 @@ use service_kit::{ClickHouseConfig, KafkaConfig};
 
 use super::report::Background;
 use crate::{
+    keys,
     layout::Layout,
     servers::Server,
     services::SERVICES,
@@ -113,6 +119,10 @@ impl Drop for Spawned {
 pub struct Target {
     pub gateway: String,
     pub hub_ws: String,
+    /// Sent to the gateway as `X-API-Key`.
+    pub ingest_key: String,
+    /// Sent to the hub as `Authorization: Bearer`.
+    pub read_token: String,
     /// (service, `/metrics` URL).
     pub metrics: Vec<(&'static str, String)>,
     /// (process, pid): whose CPU time is reported.
@@ -148,9 +158,12 @@ impl Target {
             })?;
         }
         pids.extend(server_pids(layout));
+        let credentials = keys::Credentials::load(layout)?;
         Ok(Self {
             gateway: format!("http://127.0.0.1:{gateway}"),
             hub_ws: format!("ws://127.0.0.1:{hub}/ws"),
+            ingest_key: credentials.ingest()?.to_owned(),
+            read_token: credentials.read()?.to_owned(),
             metrics: metrics_urls(gateway, processor, hub),
             pids,
             description: "the local stack's".to_string(),
@@ -170,11 +183,12 @@ impl Target {
         settings: &[(String, String)],
         keep: bool,
     ) -> Result<Self> {
-        for server in [Server::Kafka, Server::ClickHouse] {
+        for server in [Server::Kafka, Server::ClickHouse, Server::Postgres] {
             server.probe().await.with_context(|| {
                 format!("{} does not answer; start the servers with `cargo xtask up --no-services`", server.name())
             })?;
         }
+        let keys = keys::ensure_stack(layout).await?;
         let kafka = KafkaConfig {
             brokers: stack::KAFKA_ADDR.to_string(),
             topic_prefix: format!("bench-{run}."),
@@ -204,6 +218,7 @@ impl Target {
             ("CLICKHOUSE_DATABASE".to_string(), own.clickhouse.database.clone()),
             ("LOG_LEVEL".to_string(), std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".to_string())),
         ]);
+        env.extend(keys::unlimited_env());
         env.extend(settings.iter().cloned());
 
         let mut ports = Vec::new();
@@ -227,6 +242,8 @@ impl Target {
         Ok(Self {
             gateway: format!("http://127.0.0.1:{gateway}"),
             hub_ws: format!("ws://127.0.0.1:{hub}/ws"),
+            ingest_key: keys.ingest,
+            read_token: keys.read,
             metrics: metrics_urls(gateway, processor, hub),
             pids,
             description: "own".to_string(),
@@ -376,7 +393,7 @@ pub struct Generator {
 }
 
 impl Generator {
-    pub fn start(layout: &Layout, gateway: &str, rate: f64, seed: u64) -> Result<Self> {
+    pub fn start(layout: &Layout, gateway: &str, ingest_key: &str, rate: f64, seed: u64) -> Result<Self> {
         let exe = binary(layout, Profile::Release, "xtask");
         let log = layout.log("bench-load");
         process::log_marker(&log, &format!("bench: {rate} events/s to {gateway}"));
@@ -386,6 +403,7 @@ impl Generator {
             .args(["--seed", &seed.to_string(), "--quiet", "--json-summary"])
             .current_dir(&layout.root)
             .env("NO_COLOR", "1")
+            .env(keys::INGEST_VAR, ingest_key)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))

@@ -282,7 +282,8 @@ pub async fn measure(ctx: &mut Ctx<'_>) -> Result<Vec<Case>> {
     )
     .await?;
     let producer = raw_producer(&config)?;
-    let http = reqwest::Client::builder()
+    let http = ctx
+        .gateway_client()?
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(args.single_concurrency.max(args.concurrency) + 4)
         .build()

@@ -18,7 +18,9 @@
 //! goes first; the table shows medians. The services are release builds
 //! started here on topics, consumer groups and ClickHouse databases of their
 //! own (`bench-pipe-<run>…`, `bench_pipe_<run>…`), removed at the end, so the
-//! running stack's data is never touched.
+//! running stack's data is never touched. The gateway checks keys against the
+//! local stack's PostgreSQL: parts A and D send the local stack's ingest key
+//! (made sure of as `cargo xtask up` does), with no per-key request rate limit.
 
 mod fixture;
 pub(super) mod gateway;
@@ -42,6 +44,7 @@ use super::{
     target::{Profile, Spawned, cargo_build, server_pids},
 };
 use crate::{
+    keys,
     layout::Layout,
     servers::Server,
     stack,
@@ -163,6 +166,8 @@ pub(super) struct Ctx<'a> {
     /// (process, peak resident bytes) of the processes measured, the largest seen.
     pub peak_rss: Vec<(String, f64)>,
     pub cleanup: Cleanup,
+    /// The local stack's ingest key (parts A and D post to the gateway).
+    pub ingest_key: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -208,7 +213,14 @@ impl Ctx<'_> {
         if let Some(clickhouse) = clickhouse {
             env.push(("CLICKHOUSE_DATABASE".to_string(), clickhouse.database.clone()));
         }
+        env.extend(keys::unlimited_env());
         env
+    }
+
+    /// A client sending the ingest key as `X-API-Key` with every request.
+    pub fn gateway_client(&self) -> Result<reqwest::ClientBuilder> {
+        let key = self.ingest_key.as_deref().context("no ingest key: parts A and D need one")?;
+        Ok(reqwest::Client::builder().default_headers(keys::ingest_headers(key)?))
     }
 
     /// Records the peak RSS (`VmHWM`) of a process about to be stopped.
@@ -304,11 +316,21 @@ pub(super) async fn drop_database(db: &ClickHouseConfig) -> Result<()> {
 
 pub async fn run(layout: &Layout, args: PipelineArgs) -> Result<ExitCode> {
     let plan = args.plan()?;
-    for server in [Server::Kafka, Server::ClickHouse] {
+    let gateway_parts = plan.parts[0] || plan.parts[2];
+    let servers: &[Server] = if gateway_parts {
+        &[Server::Kafka, Server::ClickHouse, Server::Postgres]
+    } else {
+        &[Server::Kafka, Server::ClickHouse]
+    };
+    for server in servers {
         server.probe().await.with_context(|| {
             format!("{} does not answer; start the servers with `cargo xtask up --no-services`", server.name())
         })?;
     }
+    let ingest_key = match gateway_parts {
+        true => Some(keys::ensure_stack(layout).await?.ingest),
+        false => None,
+    };
     if !args.no_build {
         cargo_build(layout, Profile::Release, &["ingest-gateway", "stream-processor"]).await?;
     }
@@ -322,6 +344,7 @@ pub async fn run(layout: &Layout, args: PipelineArgs) -> Result<ExitCode> {
         notes: Vec::new(),
         peak_rss: Vec::new(),
         cleanup: Cleanup::default(),
+        ingest_key,
     };
     let started = Instant::now();
     // Ctrl-C: the services of our process group stop by themselves; clean up the rest.

@@ -118,7 +118,8 @@ pub async fn measure(ctx: &mut Ctx<'_>) -> Result<(Vec<Case>, Vec<f64>)> {
 
     let WritePathServices { gateway, processor, batch_url: url } =
         start_write_path(ctx.layout, &env, "bench-pipeline-d", "bench pipeline D").await?;
-    let http = reqwest::Client::builder()
+    let http = ctx
+        .gateway_client()?
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(IN_FLIGHT + 4)
         .build()

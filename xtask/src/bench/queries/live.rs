@@ -106,13 +106,15 @@ pub struct WritePath {
     /// Stopped when dropped.
     _services: WritePathServices,
     url: String,
+    /// The bench's ingest key, sent as `X-API-Key`.
+    ingest_key: String,
     kafka: KafkaConfig,
 }
 
 impl WritePath {
     /// Starts a release ingest-gateway and stream-processor with `env` (the
     /// bench's database) on topics `bench-queries-<run>.…`.
-    pub async fn start(layout: &Layout, env: &[(String, String)], run: &str) -> Result<Self> {
+    pub async fn start(layout: &Layout, env: &[(String, String)], ingest_key: &str, run: &str) -> Result<Self> {
         let kafka = KafkaConfig {
             brokers: crate::stack::KAFKA_ADDR.to_string(),
             topic_prefix: format!("bench-queries-{run}."),
@@ -125,7 +127,7 @@ impl WritePath {
             ("KAFKA_CONSUMER_GROUP".to_string(), kafka.consumer_group.clone()),
         ]);
         let services = start_write_path(layout, &env, "bench-queries", "live traffic").await?;
-        Ok(Self { url: services.batch_url.clone(), _services: services, kafka })
+        Ok(Self { url: services.batch_url.clone(), _services: services, ingest_key: ingest_key.to_string(), kafka })
     }
 
     /// Posts `rate` events of `traffic` every second until `stop`, counting
@@ -138,9 +140,13 @@ impl WritePath {
         stop: Arc<AtomicBool>,
         inserted: Arc<AtomicU64>,
     ) -> tokio::task::JoinHandle<u64> {
-        let url = self.url.clone();
+        let (url, ingest_key) = (self.url.clone(), self.ingest_key.clone());
         tokio::spawn(async move {
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+            let http = reqwest::Client::builder()
+                .default_headers(crate::keys::ingest_headers(&ingest_key).unwrap_or_default())
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             let (mut next, mut failed) = (0, 0);
             while !stop.load(Relaxed) {
