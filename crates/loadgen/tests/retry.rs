@@ -28,10 +28,12 @@ enum Reply {
 struct Server {
     url: String,
     bodies: Arc<Mutex<Vec<Vec<u8>>>>,
-    /// The `x-api-key` and `authorization` headers of each request, in
-    /// order (`None`: absent).
-    keys: Arc<Mutex<Vec<(Option<String>, Option<String>)>>>,
+    keys: Credentials,
 }
+
+/// The `x-api-key` and `authorization` headers of each request, in order
+/// (`None`: absent).
+type Credentials = Arc<Mutex<Vec<(Option<String>, Option<String>)>>>;
 
 /// A minimal HTTP/1.1 server: `script(n)` decides the answer to request `n`.
 async fn serve(script: fn(usize) -> Reply) -> Server {
@@ -52,7 +54,7 @@ async fn serve(script: fn(usize) -> Reply) -> Server {
 async fn connection(
     mut stream: TcpStream,
     bodies: Arc<Mutex<Vec<Vec<u8>>>>,
-    keys: Arc<Mutex<Vec<(Option<String>, Option<String>)>>>,
+    keys: Credentials,
     script: fn(usize) -> Reply,
 ) {
     let mut buffer = Vec::new();
