@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use service_kit::{HttpConfig, KafkaConfig, LogConfig, impl_service_config};
+use service_kit::{AuthConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, impl_service_config};
 
 pub const DEFAULT_PORT: u16 = 3001;
 
@@ -17,6 +17,9 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub kafka: KafkaConfig,
+    /// Where the API keys live (`service_kit::auth`).
+    pub postgres: PostgresConfig,
+    pub auth: AuthConfig,
     pub ingest: IngestConfig,
 }
 
@@ -27,12 +30,16 @@ impl Default for Config {
             http: HttpConfig { cors_allowed_origins: vec!["*".to_owned()], ..HttpConfig::with_port(DEFAULT_PORT) },
             log: LogConfig::default(),
             kafka: KafkaConfig::default(),
+            // Keys are cached; two connections serve the refreshes.
+            postgres: PostgresConfig { pool_size: 2, ..PostgresConfig::default() },
+            // One ingest key is shared by every player of a platform.
+            auth: AuthConfig { requests_per_second: 10_000, ..AuthConfig::default() },
             ingest: IngestConfig::default(),
         }
     }
 }
 
-impl_service_config!(Config, problems: [http, ingest]);
+impl_service_config!(Config, problems: [http, postgres, auth, ingest]);
 
 /// Limits of the ingest endpoints and settings of the Kafka producer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -68,6 +75,10 @@ pub struct IngestConfig {
     /// backfill).
     #[serde(with = "humantime_serde")]
     pub lateness: Duration,
+    /// Events per second one key may send to this replica (bursts up to
+    /// one second's worth; a batch counts its accepted events); over it a
+    /// request is answered 429 with `Retry-After`. 0: no limit.
+    pub events_per_second_per_key: u32,
 }
 
 impl Default for IngestConfig {
@@ -81,6 +92,7 @@ impl Default for IngestConfig {
             producer_queue_max_messages: 100_000,
             retry_after: Duration::from_secs(2),
             lateness: events_model::limits::DEFAULT_LATENESS,
+            events_per_second_per_key: 50_000,
         }
     }
 }
@@ -96,6 +108,13 @@ impl IngestConfig {
         let mut problems = Vec::new();
         if self.max_batch_events == 0 {
             problems.push("ingest.max_batch_events must be at least 1".to_owned());
+        }
+        if self.events_per_second_per_key != 0 && (self.events_per_second_per_key as usize) < self.max_batch_events {
+            problems.push(format!(
+                "ingest.events_per_second_per_key ({}) must be 0 (no limit) or at least ingest.max_batch_events ({}): \
+                 a full batch could never pass",
+                self.events_per_second_per_key, self.max_batch_events
+            ));
         }
         if self.max_body_bytes == 0 {
             problems.push("ingest.max_body_bytes must be at least 1".to_owned());

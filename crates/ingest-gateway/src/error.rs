@@ -66,6 +66,9 @@ pub enum IngestError {
          twice"
     )]
     KafkaQueueFull { retry_after: u32, events: usize },
+
+    #[error("over this key's limit of events per second; no event of this request was accepted")]
+    RateLimited { limited: service_kit::rate::Limited, events: usize },
 }
 
 impl IngestError {
@@ -87,6 +90,7 @@ impl IngestError {
             IngestError::AllInvalid(_) => "invalid_events",
             IngestError::KafkaUnavailable { .. } => "kafka_unavailable",
             IngestError::KafkaQueueFull { .. } => "kafka_queue_full",
+            IngestError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -97,7 +101,9 @@ impl IngestError {
     pub fn rejected_events(&self) -> Option<(&'static str, u64)> {
         match self {
             IngestError::InvalidEvent(_) | IngestError::AllInvalid(_) => None,
-            IngestError::KafkaUnavailable { events, .. } | IngestError::KafkaQueueFull { events, .. } => {
+            IngestError::KafkaUnavailable { events, .. }
+            | IngestError::KafkaQueueFull { events, .. }
+            | IngestError::RateLimited { events, .. } => {
                 Some((self.code(), u64::try_from(*events).unwrap_or(u64::MAX)))
             }
             _ => Some((self.code(), 1)),
@@ -109,6 +115,9 @@ impl IngestError {
             IngestError::KafkaUnavailable { retry_after, .. } | IngestError::KafkaQueueFull { retry_after, .. } => {
                 Some(*retry_after)
             }
+            IngestError::RateLimited { limited, .. } => {
+                Some(u32::try_from(limited.retry_after_secs()).unwrap_or(u32::MAX))
+            }
             _ => None,
         }
     }
@@ -119,6 +128,7 @@ impl IngestError {
             IngestError::PayloadTooLarge { limit, .. } | IngestError::TooManyEvents { limit, .. } => {
                 body["limit"] = json!(limit);
             }
+            IngestError::RateLimited { limited, .. } => body["limit"] = json!(limited.limit),
             // The validator lists at most `events_model::limits::MAX_REPORTED_ERRORS`.
             IngestError::InvalidEvent(errors) => body["errors"] = json!(errors),
             IngestError::AllInvalid(report) => {
@@ -147,6 +157,7 @@ impl ResponseError for IngestError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             IngestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            IngestError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             IngestError::InvalidGzip(_)
             | IngestError::InvalidBody(_)
             | IngestError::InvalidUtf8 { .. }

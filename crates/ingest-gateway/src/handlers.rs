@@ -13,7 +13,7 @@ use actix_web::{
 };
 use chrono::Utc;
 use events_model::{ErrorCode, Event, ValidationErrors};
-use service_kit::routes::Routes;
+use service_kit::{auth::Caller, rate::KeyedLimit, routes::Routes};
 use utoipa::openapi::HttpMethod;
 
 use crate::{
@@ -32,6 +32,8 @@ pub struct AppState {
     pub limits: IngestConfig,
     /// The server's body deadline (`http.request_body_timeout`), named in the 408.
     pub body_timeout: std::time::Duration,
+    /// `ingest.events_per_second_per_key`, by key id.
+    pub events_per_key: KeyedLimit<String>,
 }
 
 /// The ingest API's routes table: each route with its OpenAPI operation.
@@ -84,6 +86,7 @@ async fn single_event(req: &HttpRequest, payload: web::Payload, state: &AppState
     tally.record();
     let event = validated.map_err(IngestError::InvalidEvent)?;
 
+    take_events(req, state, 1)?;
     produce(state, std::slice::from_ref(&event)).await?;
     metrics::accepted(1);
     Ok(HttpResponse::Accepted().json(SingleAccepted { accepted: 1, event_ids: [event.event_id] }))
@@ -127,10 +130,22 @@ async fn batch(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Re
         return Err(IngestError::AllInvalid(rejected.report(Vec::new())));
     }
 
+    take_events(req, state, events.len())?;
     produce(state, &events).await?;
     metrics::accepted(events.len());
     let event_ids = events.iter().map(|e| e.event_id).collect();
     Ok(HttpResponse::Accepted().json(rejected.report(event_ids)))
+}
+
+/// Takes `count` events of the caller's per-second budget (checked once the
+/// batch is validated, so refused events cost nothing).
+fn take_events(req: &HttpRequest, state: &AppState, count: usize) -> Result<(), IngestError> {
+    let Some(key) = Caller::of(req) else { return Ok(()) };
+    let n = u32::try_from(count).unwrap_or(u32::MAX);
+    state
+        .events_per_key
+        .check(&key.id, n, &key.name)
+        .map_err(|limited| IngestError::RateLimited { limited, events: count })
 }
 
 /// Checks the headers, then reads and decodes the body within the size limit.

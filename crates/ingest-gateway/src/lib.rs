@@ -25,7 +25,9 @@ use anyhow::Context as _;
 use events_model::Topics;
 use service_kit::{
     Readiness, Shutdown,
+    auth::{Credential, Guard, KeyStore, KeyStoreProbe, Scope},
     deps::kafka::{KafkaProbe, TopicSpec},
+    rate::KeyedLimit,
 };
 
 pub use config::{Config, DEFAULT_PORT, IngestConfig};
@@ -36,6 +38,15 @@ pub const SERVICE: &str = "ingest-gateway";
 
 /// How long queued events may take to reach Kafka once the server has stopped.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where players may put their ingest key: a header, or the URL for
+/// `navigator.sendBeacon`, which cannot set headers.
+const CREDENTIALS: &[Credential] = &[Credential::ApiKeyHeader, Credential::Bearer, Credential::Query("api_key")];
+
+/// Sending events needs an `ingest` key; the document and the ops routes are open.
+fn rules(_method: &actix_web::http::Method, path: &str) -> Option<Scope> {
+    path.starts_with("/api/events").then_some(Scope::Ingest)
+}
 
 /// Serves until `shutdown`; ready while Kafka answers and the raw topic exists.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -50,9 +61,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         tokio::spawn(topic::ensure_raw_topic(config.kafka.clone(), spec, topic_state.clone(), shutdown.clone()));
 
     let timeout = config.http.probe_timeout;
-    let readiness = Readiness::new(SERVICE, timeout)
+    let mut readiness = Readiness::new(SERVICE, timeout)
         .with_probe(KafkaProbe::new(&config.kafka, timeout)?)
         .with_probe(topic::TopicProbe { state: topic_state, topic: raw_topic.clone() });
+    let keys = if config.auth.enabled {
+        let store = Arc::new(KeyStore::new(service_kit::deps::postgres::pool(&config.postgres)?));
+        store.spawn_refresh(config.auth.refresh_interval, shutdown.clone());
+        readiness = readiness.with_probe(KeyStoreProbe(store.clone()));
+        Some(store)
+    } else {
+        None
+    };
+    let guard = Guard::new(&config.auth, keys, CREDENTIALS, rules);
 
     let ingest = &config.ingest;
     tracing::info!(
@@ -67,12 +87,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         producer,
         limits: config.ingest.clone(),
         body_timeout: config.http.request_body_timeout,
+        events_per_key: KeyedLimit::per_second(
+            "events_per_second",
+            config.ingest.events_per_second_per_key,
+            config.ingest.events_per_second_per_key,
+        ),
     });
-    let served = service_kit::ops::serve(
+    let served = service_kit::ops::serve_guarded(
         listener,
         &config.http,
         Arc::new(readiness),
         shutdown.clone(),
+        Some(Arc::new(guard)),
         handlers::configure(state.clone()),
     )
     .await;

@@ -22,7 +22,11 @@ fn json_content(schema: Value) -> Value {
 /// The refusals every ingest operation may answer.
 fn refusals(limits: &IngestConfig) -> Value {
     let error = || json_content(schema_ref("Error"));
-    json!({
+    let mut refusals = service_kit::auth::openapi_refusals(&schema_ref("Error"));
+    refusals["429"]["description"] = json!(
+        "over the key's requests or events per second, or too many failed keys from one address; retry after `Retry-After` seconds"
+    );
+    let own = json!({
         "400": {"description": "malformed json, invalid utf-8, or an invalid event (each problem in `errors`)", "content": error()},
         "413": {"description": format!("body over {} bytes (before or after gzip), or a batch of more than {} events", limits.max_body_bytes, limits.max_batch_events), "content": error()},
         "415": {"description": "a content type or encoding this endpoint does not read", "content": error()},
@@ -31,7 +35,11 @@ fn refusals(limits: &IngestConfig) -> Value {
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
             "content": error(),
         },
-    })
+    });
+    for (status, answer) in own.as_object().into_iter().flatten() {
+        refusals[status] = answer.clone();
+    }
+    refusals
 }
 
 fn operation(value: Value) -> Operation {
@@ -49,6 +57,7 @@ pub fn post_event(limits: &IngestConfig) -> Operation {
         "description": "Validates the event, stamps `received_at`, and answers 202 once Kafka has it. \
                         `Content-Encoding: gzip` is accepted.",
         "operationId": "post_event",
+        "security": service_kit::auth::openapi_security(crate::CREDENTIALS),
         "requestBody": {"required": true, "content": json_content(schema_ref("Event"))},
         "responses": responses,
     }))
@@ -72,6 +81,7 @@ pub fn post_batch(limits: &IngestConfig) -> Operation {
             limits.max_batch_events
         ),
         "operationId": "post_batch",
+        "security": service_kit::auth::openapi_security(crate::CREDENTIALS),
         "requestBody": {"required": true, "content": json_content(schema_ref("Batch"))},
         "responses": responses,
     }))
@@ -161,7 +171,10 @@ pub fn document(routes: &Routes, limits: &IngestConfig) -> Value {
         .build();
     let doc = OpenApiBuilder::new().info(info).paths(routes.paths()).build();
     let mut doc = serde_json::to_value(doc).unwrap_or_else(|e| panic!("the document does not serialise: {e}"));
-    doc["components"] = json!({"schemas": schemas(limits)});
+    doc["components"] = json!({
+        "schemas": schemas(limits),
+        "securitySchemes": service_kit::auth::openapi_security_schemes(crate::CREDENTIALS),
+    });
     doc["tags"] = json!([
         {"name": "ingest", "description": "playback events in"},
         {"name": "operations", "description": "liveness, readiness, metrics"},

@@ -365,10 +365,11 @@ async fn a_player_on_another_origin_passes_the_preflight_and_beacons_text_plain(
     let plain = http.request(reqwest::Method::OPTIONS, gateway.url("/api/events")).send().await.unwrap();
     assert_eq!(plain.status(), 405);
 
-    // navigator.sendBeacon: a text/plain JSON body, the page's origin.
+    // navigator.sendBeacon: a text/plain JSON body, the page's origin, the
+    // key in the URL (a beacon cannot set headers).
     let beacon = progress("session-beacon", 8.0);
     let answer = http
-        .post(gateway.url("/api/events"))
+        .post(gateway.url(&format!("/api/events?api_key={}", gateway.keys.ingest)))
         .header("origin", origin)
         .header("content-type", "text/plain;charset=UTF-8")
         .body(beacon.to_string())
@@ -395,7 +396,9 @@ async fn a_body_dripping_in_is_cut_at_the_body_timeout_with_408() {
     let addr = gateway.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
     let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
-        "POST /api/events HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{{"
+        "POST /api/events HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {}\r\ncontent-type: application/json\r\n\
+         content-length: 200\r\n\r\n{{",
+        gateway.keys.ingest
     );
     socket.write_all(head.as_bytes()).await.unwrap();
     let started = std::time::Instant::now();

@@ -10,8 +10,8 @@
 //!   includes `read`).
 //! - [`KeyStore`] holds every unrevoked key in memory, read again every
 //!   `auth.refresh_interval` (≤ 30 s, so a revoked key stops working within
-//!   it) and on an unknown key at most once a second (so a new key works at
-//!   once). While PostgreSQL is down the last copy keeps serving.
+//!   it) and on an unknown key, reads at least a second apart (so a new key
+//!   works at once, its first request waiting at most a second). While PostgreSQL is down the last copy keeps serving.
 //! - [`Guard`] is the middleware: it finds the credential where the service
 //!   accepts it ([`Credential`]), answers 401 (none or unknown), 403 (wrong
 //!   scope, or an `Origin` the key does not allow), 429 (over the key's
@@ -369,8 +369,9 @@ impl KeyStore {
     }
 
     /// The key whose secret is `secret`. An unknown one reads the store
-    /// again first (once a second at most, one read for all waiting
-    /// requests), so a key created a moment ago works.
+    /// again first (reads at least a second apart, one read for every
+    /// request waiting meanwhile), so a key created a moment ago works, and
+    /// guessing keys costs a second per attempt.
     pub async fn authenticate(&self, secret: &str) -> Result<Arc<Key>, AuthError> {
         let hash = secret_hash(secret);
         if let Some(key) = self.lookup(&hash) {
@@ -379,9 +380,16 @@ impl KeyStore {
         if !secret.starts_with(SECRET_PREFIX) || secret.len() != KEY_ID_LEN + 40 {
             return Err(if self.is_loaded() { AuthError::Unknown } else { AuthError::Unavailable });
         }
+        let arrived = Instant::now();
         {
             let mut last_read = self.last_read.lock().await;
-            if last_read.is_none_or(|at| at.elapsed() >= MISS_RELOAD_EVERY) {
+            // A read that began after this request arrived already knows
+            // every key created before it; otherwise wait out the spacing
+            // (the lock queues the other misses meanwhile) and read.
+            if last_read.is_none_or(|at| at < arrived) {
+                if let Some(at) = *last_read {
+                    tokio::time::sleep_until((at + MISS_RELOAD_EVERY).into()).await;
+                }
                 *last_read = Some(Instant::now());
                 if let Err(error) = self.read().await {
                     tracing::warn!(error = %error, "key store read failed");
@@ -486,6 +494,44 @@ impl Credential {
     }
 }
 
+/// OpenAPI: the `securitySchemes` of `sources` (for `components`).
+pub fn openapi_security_schemes(sources: &[Credential]) -> serde_json::Value {
+    let mut schemes = serde_json::Map::new();
+    for source in sources {
+        let (name, scheme) = match source {
+            Credential::ApiKeyHeader => {
+                ("api_key_header", serde_json::json!({"type": "apiKey", "in": "header", "name": "X-API-Key"}))
+            }
+            Credential::Bearer => ("bearer", serde_json::json!({"type": "http", "scheme": "bearer"})),
+            Credential::Query(param) => {
+                ("api_key_query", serde_json::json!({"type": "apiKey", "in": "query", "name": param}))
+            }
+        };
+        schemes.insert(name.to_owned(), scheme);
+    }
+    serde_json::Value::Object(schemes)
+}
+
+/// OpenAPI: an operation's `security` (any one of `sources`).
+pub fn openapi_security(sources: &[Credential]) -> serde_json::Value {
+    let schemes = openapi_security_schemes(sources);
+    let schemes = schemes.as_object().map(|map| map.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    serde_json::Value::Array(schemes.into_iter().map(|name| serde_json::json!({ name: [] })).collect())
+}
+
+/// OpenAPI: the answers [`Guard`] may give a protected operation (401, 403,
+/// 429, 503), each with `schema` as its JSON body.
+pub fn openapi_refusals(schema: &serde_json::Value) -> serde_json::Value {
+    let content = serde_json::json!({"application/json": {"schema": schema}});
+    let retry_after = serde_json::json!({"Retry-After": {"schema": {"type": "integer"}}});
+    serde_json::json!({
+        "401": {"description": "no key, or an unknown or revoked one", "content": content},
+        "403": {"description": "the key lacks the scope, or may not be used from this origin", "content": content},
+        "429": {"description": "over a rate limit; retry after `Retry-After` seconds", "headers": retry_after, "content": content},
+        "503": {"description": "unavailable for now; retry after `Retry-After` seconds", "headers": retry_after, "content": content},
+    })
+}
+
 /// Which scope a request needs (`None`: open to anyone).
 pub type Rules = fn(&Method, &str) -> Option<Scope>;
 
@@ -531,9 +577,14 @@ impl Guard {
         let Some(store) = &self.store else {
             return Ok(self.anonymous.clone());
         };
-        let found = self.sources.iter().find_map(|source| source.find(req));
-        let outcome = match found {
+        let mut found = self.sources.iter().filter_map(|source| source.find(req));
+        let first = found.next();
+        // Two places holding different keys: refused rather than guessing
+        // which one the client meant.
+        let conflicting = first.as_ref().is_some_and(|first| found.any(|other| &other != first));
+        let outcome = match first {
             None => Err(AuthError::Missing(Credential::describe(self.sources))),
+            Some(_) if conflicting => Err(AuthError::Unknown),
             Some(secret) => store.authenticate(&secret).await,
         };
         let key = outcome.and_then(|key| {

@@ -478,7 +478,8 @@ fn contract_dir() -> std::path::PathBuf {
 /// only when it found no failure. `CONTRACT_SEED` picks the seed (default
 /// fixed, so a run is reproducible); `CONTRACT_MAX_EXAMPLES` the examples
 /// per operation.
-pub fn schemathesis(document_url: &str) -> anyhow::Result<()> {
+/// `headers` (`("Authorization", "Bearer …")`) go with every request.
+pub fn schemathesis(document_url: &str, headers: &[(&str, &str)]) -> anyhow::Result<()> {
     let dir = contract_dir();
     let seed = env_or("CONTRACT_SEED", "20261205");
     let max_examples = env_or("CONTRACT_MAX_EXAMPLES", "100");
@@ -490,6 +491,7 @@ pub fn schemathesis(document_url: &str) -> anyhow::Result<()> {
         // Test data holds no secret: show failing requests whole (ids such as
         // `session_id` would otherwise print as "[Filtered]").
         .args(["--output-sanitize", "false"])
+        .args(headers.iter().flat_map(|(name, value)| ["--header".to_owned(), format!("{name}: {value}")]))
         .env("SCHEMATHESIS_HOOKS", "hooks")
         .env("PYTHONPATH", &dir)
         .stdin(Stdio::null())

@@ -19,7 +19,7 @@ use serde_json::Value;
 use service_kit::{
     HttpConfig, KafkaConfig,
     deps::kafka,
-    testing::{self, InProcess},
+    testing::{self, InProcess, TestKeys, TestPostgres},
 };
 
 pub const JSON: &str = "application/json";
@@ -28,7 +28,11 @@ pub const NDJSON: &str = "application/x-ndjson";
 pub struct Gateway {
     pub kafka: KafkaConfig,
     pub topic: String,
+    /// Sends the ingest key (`X-API-Key`) with every request.
     pub http: reqwest::Client,
+    /// One key per scope in the gateway's own PostgreSQL database.
+    pub keys: TestKeys,
+    pub postgres: TestPostgres,
     service: InProcess,
 }
 
@@ -73,6 +77,14 @@ impl Gateway {
 
     /// [`Self::start_with`], the test's HTTP settings changed by `http`.
     pub async fn start_with_http(kafka: KafkaConfig, ingest: IngestConfig, http: impl FnOnce(&mut HttpConfig)) -> Self {
+        Self::start_configured(kafka, ingest, |config| http(&mut config.http)).await
+    }
+
+    /// [`Self::start_with`], the test's configuration changed by `change`.
+    /// Keys live in a PostgreSQL database of the gateway's own.
+    pub async fn start_configured(kafka: KafkaConfig, ingest: IngestConfig, change: impl FnOnce(&mut Config)) -> Self {
+        let postgres = TestPostgres::create().await.expect("test database");
+        let keys = postgres.keys().await.expect("test keys");
         let mut config = Config {
             http: HttpConfig {
                 workers: 1,
@@ -81,15 +93,22 @@ impl Gateway {
                 ..HttpConfig::default()
             },
             kafka: kafka.clone(),
+            postgres: postgres.config.clone(),
             ingest,
             ..Config::default()
         };
-        http(&mut config.http);
+        change(&mut config);
         let service = InProcess::spawn(config, ingest_gateway::run);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-api-key", keys.ingest.parse().unwrap());
         // No idle keep-alive connections, which would hold up the graceful stop.
-        let http =
-            reqwest::Client::builder().timeout(Duration::from_secs(15)).pool_max_idle_per_host(0).build().unwrap();
-        let gateway = Self { topic: Topics::new(&kafka.topic_prefix).raw_events, kafka, http, service };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .pool_max_idle_per_host(0)
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        let gateway = Self { topic: Topics::new(&kafka.topic_prefix).raw_events, kafka, http, keys, postgres, service };
         let health = gateway.url("/health");
         testing::eventually(Duration::from_secs(10), || async {
             let status = gateway.http.get(&health).send().await?.status();
@@ -211,6 +230,7 @@ impl Gateway {
         if testing::kafka_config().brokers == self.kafka.brokers {
             kafka::delete_topics(&self.kafka, &[&self.topic]).await.unwrap();
         }
+        self.postgres.drop().await.unwrap();
     }
 }
 
