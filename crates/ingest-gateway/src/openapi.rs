@@ -150,7 +150,7 @@ fn schemas(limits: &IngestConfig) -> Value {
                 "error": {"type": "string", "description": "stable snake_case code"},
                 "message": {"type": "string"},
                 "errors": {"type": "array", "items": schema_ref("ValidationError"), "maxItems": events_model::limits::MAX_REPORTED_ERRORS, "description": "an invalid single event's problems (the first ones)"},
-                "limit": {"type": "integer", "description": "the limit a 413 exceeded"},
+                "limit": {"type": ["integer", "string"], "description": "the limit a 413 exceeded (a number), or the name of the rate limit a 429 exceeded"},
                 "accepted": {"type": "integer", "const": 0},
                 "event_ids": {"type": "array", "maxItems": 0},
                 "rejected": {"type": "array", "items": schema_ref("Rejection"), "description": "a batch with no valid event: the first events' problems, at most 100 in all"},
