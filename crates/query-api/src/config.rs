@@ -8,7 +8,7 @@ use std::time::Duration;
 use humantime_serde::re::humantime::format_duration;
 use serde::{Deserialize, Serialize};
 use service_kit::{
-    ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, impl_service_config,
+    AuthConfig, ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, impl_service_config,
 };
 
 pub const DEFAULT_PORT: u16 = 3000;
@@ -21,6 +21,8 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub postgres: PostgresConfig,
     pub redis: RedisConfig,
+    /// Bearer tokens: `read` for every `/api/*` route, `admin` for catalog writes.
+    pub auth: AuthConfig,
     pub cache: CacheConfig,
     pub freshness: FreshnessConfig,
     pub limits: LimitsConfig,
@@ -37,6 +39,7 @@ impl Default for Config {
             clickhouse: ClickHouseConfig::default(),
             postgres: PostgresConfig::default(),
             redis: RedisConfig::default(),
+            auth: AuthConfig::default(),
             cache: CacheConfig::default(),
             freshness: FreshnessConfig::default(),
             limits: LimitsConfig::default(),
@@ -45,7 +48,7 @@ impl Default for Config {
     }
 }
 
-impl_service_config!(Config, problems: [http, postgres, cache, limits]);
+impl_service_config!(Config, problems: [http, postgres, auth, cache, limits]);
 
 /// The Redis cache of query results.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -184,6 +187,9 @@ pub struct LimitsConfig {
     pub metrics: QueryLimits,
     /// `POST /api/metrics/custom`.
     pub custom: QueryLimits,
+    /// Custom queries one key may have running at once on this replica;
+    /// more are answered 429 with `Retry-After`. 0: no limit.
+    pub custom_concurrent_per_key: usize,
 }
 
 /// ClickHouse settings that bound one class of queries; 0 means no limit.
@@ -215,6 +221,7 @@ impl Default for LimitsConfig {
             max_execution: Duration::from_secs(30),
             metrics: QueryLimits { max_memory_bytes: 2 << 30, max_rows_to_read: 0, spill_bytes: None },
             custom: QueryLimits { max_memory_bytes: 1 << 30, max_rows_to_read: 100_000_000, spill_bytes: None },
+            custom_concurrent_per_key: 2,
         }
     }
 }

@@ -32,6 +32,10 @@ pub enum ApiError {
     )]
     TooExpensive { limit: &'static str, setting: &'static str },
 
+    /// Over a limit of the caller's key (`Retry-After` says when to retry).
+    #[error("over this key's limit of {}; retry after {} s", .0.limit.replace('_', " "), .0.retry_after_secs())]
+    RateLimited(service_kit::rate::Limited),
+
     /// Anything else; the cause is logged, the client only learns that it failed.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -42,7 +46,8 @@ pub enum ApiError {
 pub struct ErrorBody {
     /// Stable snake_case code: `bad_request`, `not_found`,
     /// `unsupported_media_type`, `payload_too_large`, `unavailable`,
-    /// `query_too_expensive`, `internal`.
+    /// `query_too_expensive`, `rate_limited`, `missing_credentials`,
+    /// `invalid_credentials`, `insufficient_scope`, `internal`.
     pub error: &'static str,
     pub message: String,
     /// The input field at fault, for `bad_request`.
@@ -63,6 +68,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::TooExpensive { .. } => "query_too_expensive",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -100,6 +106,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } | ApiError::TooExpensive { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -112,6 +119,7 @@ impl ResponseError for ApiError {
                 tracing::warn!(dependency, error = %cause, "dependency unavailable")
             }
             ApiError::TooExpensive { limit, .. } => tracing::warn!(limit, "query stopped at a limit"),
+            ApiError::RateLimited(limited) => return limited.response(),
             _ => {}
         }
         HttpResponse::build(self.status_code()).json(self.body())

@@ -35,6 +35,7 @@ use actix_web::web;
 use anyhow::Context as _;
 use service_kit::{
     Readiness, Shutdown,
+    auth::{Credential, Guard, KeyStore, KeyStoreProbe, Scope},
     deps::{clickhouse::ClickHouseProbe, postgres, redis},
 };
 
@@ -42,17 +43,40 @@ pub use config::{CacheConfig, Config, DEFAULT_PORT, FreshnessConfig, LimitsConfi
 
 pub const SERVICE: &str = "query-api";
 
+/// Where clients put their token.
+pub const CREDENTIALS: &[Credential] = &[Credential::Bearer];
+
+/// Every `/api/*` route needs a `read` token, catalog writes an `admin` one;
+/// the document and the ops routes are open.
+pub fn rules(method: &actix_web::http::Method, path: &str) -> Option<Scope> {
+    if path == "/api/openapi.json" || !path.starts_with("/api/") {
+        None
+    } else if method == actix_web::http::Method::PUT && path.starts_with("/api/videos/") {
+        Some(Scope::Admin)
+    } else {
+        Some(Scope::Read)
+    }
+}
+
 /// Serves until `shutdown`; ready while ClickHouse, PostgreSQL and Redis answer.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let timeout = config.http.probe_timeout;
     let pool = postgres::pool(&config.postgres)?;
     let redis_client = redis::client(&config.redis)?;
-    let readiness = Arc::new(
-        Readiness::new(SERVICE, timeout)
-            .with_probe(ClickHouseProbe::new(&config.clickhouse))
-            .with_probe(postgres::PostgresProbe::new(pool.clone()))
-            .with_probe(redis::RedisProbe::new(redis_client.clone())),
-    );
+    let mut readiness = Readiness::new(SERVICE, timeout)
+        .with_probe(ClickHouseProbe::new(&config.clickhouse))
+        .with_probe(postgres::PostgresProbe::new(pool.clone()))
+        .with_probe(redis::RedisProbe::new(redis_client.clone()));
+    let keys = if config.auth.enabled {
+        let store = Arc::new(KeyStore::new(pool.clone()));
+        store.spawn_refresh(config.auth.refresh_interval, shutdown.clone());
+        readiness = readiness.with_probe(KeyStoreProbe(store.clone()));
+        Some(store)
+    } else {
+        None
+    };
+    let guard = Arc::new(Guard::new(&config.auth, keys, CREDENTIALS, rules));
+    let readiness = Arc::new(readiness);
     let cache = cache::QueryCache::new(redis_client, &config.redis.key_prefix, config.cache.clone());
     cache::describe_metrics();
     tracing::info!(
@@ -72,10 +96,21 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         freshness: config.freshness.clone(),
         consumer_lag: consumer_lag.clone(),
         readiness: readiness.clone(),
+        custom_per_key: service_kit::rate::ConcurrencyLimit::new(
+            "concurrent_custom_queries",
+            config.limits.custom_concurrent_per_key,
+        ),
     });
     let lag_refresh = tokio::spawn(consumer_lag.run(shutdown.clone(), state::LAG_REFRESH_INTERVAL));
-    let served =
-        service_kit::ops::serve(listener, &config.http, readiness, shutdown.clone(), routes::configure(state)).await;
+    let served = service_kit::ops::serve_guarded(
+        listener,
+        &config.http,
+        readiness,
+        shutdown.clone(),
+        Some(guard),
+        routes::configure(state),
+    )
+    .await;
     // However serving ended, the lag reader stops with it.
     shutdown.trigger();
     lag_refresh.await.context("consumer lag reader panicked")?;

@@ -47,7 +47,55 @@ pub fn build(routes: &Routes) -> Document {
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.paths = routes.paths();
     exact_parameters(&mut doc);
+    secured(&mut doc);
     doc
+}
+
+/// Marks every operation [`crate::rules`] protects with the bearer scheme
+/// and the answers of a refused token (401, 403, 429).
+fn secured(doc: &mut Document) {
+    use utoipa::openapi::{
+        ContentBuilder, Ref, ResponseBuilder,
+        security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
+    };
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    let error = || ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+    let answers = [
+        ("401", "no token, or an unknown or revoked one"),
+        ("403", "the token lacks the scope this operation needs (`read`; `admin` for catalog writes)"),
+        ("429", "over the token's requests per second or concurrent custom queries; retry after `Retry-After` seconds"),
+    ];
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            (actix_web::http::Method::GET, &mut item.get),
+            (actix_web::http::Method::PUT, &mut item.put),
+            (actix_web::http::Method::POST, &mut item.post),
+            (actix_web::http::Method::DELETE, &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let Some(scope) = crate::rules(&method, path) else { continue };
+            operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+            for (status, description) in answers {
+                let description = if status == "403" {
+                    format!("{description}; this one needs `{scope}`")
+                } else {
+                    description.to_owned()
+                };
+                let mut answer = ResponseBuilder::new().description(description).content("application/json", error());
+                if status == "429" {
+                    answer = answer.header(
+                        "Retry-After",
+                        utoipa::openapi::HeaderBuilder::new()
+                            .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                            .build(),
+                    );
+                }
+                operation.responses.responses.insert(status.to_owned(), answer.build().into());
+            }
+        }
+    }
 }
 
 /// Gives every parameter the exact schema of what the handlers accept

@@ -28,6 +28,8 @@ pub struct AppState {
     /// `/api/metrics/health` reads its last value.
     pub consumer_lag: Arc<LagReader>,
     pub readiness: Arc<Readiness>,
+    /// `limits.custom_concurrent_per_key`, by key id.
+    pub custom_per_key: Arc<service_kit::rate::ConcurrencyLimit<String>>,
 }
 
 /// Kafka clients created by every [`LagReader`] of this process.

@@ -8,11 +8,14 @@ use std::time::Duration;
 use query_api::Config;
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
-use service_kit::testing::{self, InProcess, TestPostgres};
+use service_kit::testing::{self, InProcess, TestKeys, TestPostgres};
 
 struct Api {
     service: InProcess,
     postgres: TestPostgres,
+    /// One key per scope in `postgres`.
+    keys: TestKeys,
+    /// Sends the `admin` token (which includes `read`).
     http: Client,
 }
 
@@ -26,8 +29,9 @@ impl Api {
             ..Config::default()
         };
         let service = InProcess::spawn(config, query_api::run);
-        let http = Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-        Self { service, postgres, http }
+        let keys = postgres.keys().await.expect("test keys");
+        let http = TestKeys::client(&keys.admin);
+        Self { service, postgres, keys, http }
     }
 
     fn video_url(&self, video_id: &str) -> String {
@@ -257,7 +261,7 @@ async fn metrics_health_reports_each_dependency() {
     let dependencies = body["dependencies"].as_object().unwrap();
     let mut names: Vec<&str> = dependencies.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["clickhouse", "postgres", "redis"]);
+    assert_eq!(names, ["api_keys", "clickhouse", "postgres", "redis"]);
     for (name, check) in dependencies {
         assert_eq!(check["status"], "up", "{name}: {check}");
         assert!(check["latency_ms"].is_u64(), "{name}: {check}");
@@ -268,6 +272,8 @@ async fn metrics_health_reports_each_dependency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_is_503_naming_a_dependency_that_is_down() {
     let postgres = TestPostgres::create().await.unwrap();
+    let keys = postgres.keys().await.unwrap();
+    let http = TestKeys::client(&keys.admin);
     let config = Config {
         postgres: postgres.config.clone(),
         redis: service_kit::RedisConfig { url: "redis://127.0.0.1:1".into(), ..testing::redis_config() },
@@ -275,7 +281,7 @@ async fn metrics_health_is_503_naming_a_dependency_that_is_down() {
         ..Config::default()
     };
     let service = InProcess::spawn(config, query_api::run);
-    let (status, body) = read(reqwest::get(service.url("/api/metrics/health")).await.unwrap()).await;
+    let (status, body) = read(http.get(service.url("/api/metrics/health")).send().await.unwrap()).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["dependencies"]["redis"]["status"], "down", "{body}");
@@ -285,8 +291,9 @@ async fn metrics_health_is_503_naming_a_dependency_that_is_down() {
 
     // The catalog does not need redis.
     let url = service.url("/api/videos/v");
-    let stored = reqwest::Client::new().put(&url).json(&json!({"title": "t"})).send().await.unwrap();
+    let stored = http.put(&url).json(&json!({"title": "t"})).send().await.unwrap();
     assert_eq!(stored.status(), 200);
+    drop(http);
     service.stop().await.unwrap();
     postgres.drop().await.unwrap();
 }
@@ -323,4 +330,81 @@ async fn the_openapi_document_covers_every_route_and_each_route_is_served() {
         }
     }
     api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_route_needs_a_read_token_and_catalog_writes_an_admin_one() {
+    let api = Api::start().await;
+    let anonymous = Client::new();
+    let with = |secret: &str| TestKeys::client(secret);
+    let read_routes = [
+        "/api/metrics/video/v1",
+        "/api/metrics/user/u1",
+        "/api/metrics/videos/top",
+        "/api/metrics/realtime",
+        "/api/metrics/health",
+        "/api/videos/v1",
+    ];
+    for path in read_routes {
+        let (status, body) = read(anonymous.get(api.service.url(path)).send().await.unwrap()).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("missing_credentials")), "{path}: {body}");
+        let unknown = service_kit::auth::generate_secret();
+        let (status, body) = read(with(&unknown).get(api.service.url(path)).send().await.unwrap()).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_credentials")), "{path}: {body}");
+        let (status, body) = read(with(&api.keys.ingest).get(api.service.url(path)).send().await.unwrap()).await;
+        assert_eq!((status, body["error"].as_str()), (403, Some("insufficient_scope")), "{path}: {body}");
+        let (status, body) = read(with(&api.keys.read).get(api.service.url(path)).send().await.unwrap()).await;
+        assert!(status != 401 && status != 403, "{path} with a read token: {status} {body}");
+    }
+    // The API key header of the gateway is not a query-api credential.
+    let header = anonymous.get(api.service.url("/api/metrics/realtime")).header("x-api-key", &api.keys.read);
+    assert_eq!(read(header.send().await.unwrap()).await.0, 401);
+    let custom = json!({"metrics": ["event_count"], "start": "2026-11-01", "end": "2026-11-02"});
+    let url = api.service.url("/api/metrics/query");
+    assert_eq!(read(anonymous.post(&url).json(&custom).send().await.unwrap()).await.0, 401);
+
+    // Catalog writes: admin only; nothing is written by a refused request.
+    let url = api.video_url("v-auth");
+    let (status, body) = read(with(&api.keys.read).put(&url).json(&json!({"title": "x"})).send().await.unwrap()).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("insufficient_scope")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("admin"), "{body}");
+    assert_eq!(api.get_video("v-auth").await.0, 404);
+    let (status, body) = read(with(&api.keys.admin).put(&url).json(&json!({"title": "x"})).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Open: the document and the ops routes.
+    for path in ["/api/openapi.json", "/health", "/metrics"] {
+        assert_eq!(anonymous.get(api.service.url(path)).send().await.unwrap().status(), 200, "{path}");
+    }
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_over_its_request_rate_gets_429_with_retry_after_and_others_are_untouched() {
+    let postgres = TestPostgres::create().await.unwrap();
+    let keys = postgres.keys().await.unwrap();
+    let mut config = Config {
+        postgres: postgres.config.clone(),
+        redis: testing::redis_config(),
+        clickhouse: testing::clickhouse_config(),
+        ..Config::default()
+    };
+    config.auth.requests_per_second = 3;
+    let service = InProcess::spawn(config, query_api::run);
+    let read_client = TestKeys::client(&keys.read);
+    let url = service.url("/api/openapi.json");
+    assert_eq!(read_client.get(&url).send().await.unwrap().status(), 200, "the document is not counted");
+    let video = service.url("/api/videos/none");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = read_client.get(&video).send().await.unwrap();
+        statuses.push((response.status().as_u16(), response.headers().get("retry-after").cloned()));
+    }
+    assert_eq!(statuses.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [404, 404, 404, 429], "{statuses:?}");
+    assert_eq!(statuses[3].1.as_ref().unwrap(), "1");
+    let admin = TestKeys::client(&keys.admin);
+    assert_eq!(admin.get(&video).send().await.unwrap().status(), 404, "another token has its own budget");
+    drop((read_client, admin));
+    service.stop().await.unwrap();
+    postgres.drop().await.unwrap();
 }

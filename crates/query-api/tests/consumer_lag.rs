@@ -68,7 +68,15 @@ async fn the_consumer_lag_is_read_by_one_shared_client() {
     // server's 3 s shutdown timeout (actix waits for open connections), and
     // once in CI (2026-12-06) it had not returned 15 s after 100 concurrent
     // requests; the cause of that stall is not found.
-    let http = Client::builder().timeout(Duration::from_secs(20)).pool_max_idle_per_host(0).build().unwrap();
+    let token = format!("Bearer {}", postgres.keys().await.expect("test keys").read);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, token.parse().unwrap());
+    let http = Client::builder()
+        .timeout(Duration::from_secs(20))
+        .pool_max_idle_per_host(0)
+        .default_headers(headers)
+        .build()
+        .unwrap();
 
     let body = wait_for_lag(&http, &service, 7).await;
     let lag = &body["consumer_lag"];

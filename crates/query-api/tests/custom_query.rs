@@ -24,7 +24,7 @@ use query_api::{
 };
 use reqwest::{Client, RequestBuilder};
 use serde_json::{Map, Value, json};
-use service_kit::testing::{self, InProcess, TestClickHouse};
+use service_kit::testing::{self, InProcess, TestClickHouse, TestKeys, TestPostgres};
 
 // ------------------------------------------------------------- fixture ---
 
@@ -369,8 +369,16 @@ async fn read(request: RequestBuilder) -> (u16, Value) {
     (status, body)
 }
 
-fn http() -> Client {
-    Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+/// A PostgreSQL database of the test's own and one key per scope.
+async fn keyed() -> (TestPostgres, TestKeys) {
+    let postgres = TestPostgres::create().await.expect("test postgres database");
+    let keys = postgres.keys().await.expect("test keys");
+    (postgres, keys)
+}
+
+/// A new client (no pooled connection shared with another) sending the `read` token.
+fn http(keys: &TestKeys) -> Client {
+    TestKeys::client(&keys.read)
 }
 
 async fn insert(clickhouse: &clickhouse::Client, rows: &[EventRow]) {
@@ -382,10 +390,10 @@ async fn insert(clickhouse: &clickhouse::Client, rows: &[EventRow]) {
 }
 
 /// query-api's configuration for `database` on the local stack; `cached` or not.
-fn config_for(database: &TestClickHouse, cached: bool) -> Config {
+fn config_for(database: &TestClickHouse, postgres: &TestPostgres, cached: bool) -> Config {
     let mut config = Config {
         clickhouse: database.config.clone(),
-        postgres: testing::postgres_config(),
+        postgres: postgres.config.clone(),
         redis: testing::redis_config(),
         ..Config::default()
     };
@@ -396,13 +404,14 @@ fn config_for(database: &TestClickHouse, cached: bool) -> Config {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_match_an_independent_evaluation_on_clickhouse_18() {
     let database = TestClickHouse::create().await.expect("test clickhouse database");
-    let service = InProcess::spawn(config_for(&database, true), query_api::run);
+    let (postgres, keys) = keyed().await;
+    let http = http(&keys);
+    let service = InProcess::spawn(config_for(&database, &postgres, true), query_api::run);
     let (originals, duplicates) = fixture();
     // Two inserts, so the copies sit in other parts than the originals.
     insert(&database.client(), &originals).await;
     insert(&database.client(), &duplicates).await;
     let stored = [originals, duplicates].concat();
-    let http = http();
     let url = service.url("/api/metrics/query");
 
     let mut compared = 0;
@@ -452,13 +461,14 @@ async fn answers_match_an_independent_evaluation_on_clickhouse_18() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_over_its_limit_answers_503_naming_the_limit() {
     let database = TestClickHouse::create().await.expect("test clickhouse database");
-    let mut config = config_for(&database, false);
+    let (postgres, keys) = keyed().await;
+    let http = http(&keys);
+    let mut config = config_for(&database, &postgres, false);
     // Fewer rows than the fixture holds: the custom query class stops at it.
     config.limits.custom.max_rows_to_read = 100;
     let service = InProcess::spawn(config, query_api::run);
     let (originals, _) = fixture();
     insert(&database.client(), &originals).await;
-    let http = http();
 
     let body =
         json!({"metrics": ["event_count"], "group_by": ["device_type"], "start": "2026-11-01", "end": "2026-11-04"});
@@ -475,6 +485,7 @@ async fn a_query_over_its_limit_answers_503_naming_the_limit() {
     drop(http);
     service.stop().await.unwrap();
     database.drop().await.unwrap();
+    postgres.drop().await.unwrap();
 }
 
 /// A query whose deduplication outgrows the memory limit answers by spilling
@@ -497,14 +508,16 @@ async fn a_large_query_spills_to_disk_instead_of_failing_at_the_memory_limit() {
         .unwrap();
     let body =
         json!({"metrics": ["event_count"], "group_by": ["device_type"], "start": "2026-11-01", "end": "2026-11-02"});
+    let (postgres, keys) = keyed().await;
     let answer_with = |spill_bytes: Option<u64>| {
-        let mut config = config_for(&database, false);
+        let mut config = config_for(&database, &postgres, false);
         config.limits.custom.max_memory_bytes = 100_000_000;
         config.limits.custom.spill_bytes = spill_bytes;
         let body = body.clone();
+        // A client of its own per service: no idle connection holds its stop.
+        let http = http(&keys);
         async move {
             let service = InProcess::spawn(config, query_api::run);
-            let http = http();
             let answer = read(http.post(service.url("/api/metrics/query")).json(&body)).await;
             drop(http);
             service.stop().await.unwrap();
@@ -521,6 +534,7 @@ async fn a_large_query_spills_to_disk_instead_of_failing_at_the_memory_limit() {
     assert_eq!(status, 503, "{answer}");
     assert!(answer["message"].as_str().unwrap().contains("max_memory_usage"), "{answer}");
     database.drop().await.unwrap();
+    postgres.drop().await.unwrap();
 }
 
 // ---------------------------------------------------------------- chDB ---
@@ -603,12 +617,12 @@ fn compiled_sql_runs_on_current_clickhouse_via_chdb() {
 
 /// Sends the head of a `POST /api/metrics/query` announcing `length` bytes of
 /// JSON, no body, and reads the answer (the server closes the connection).
-async fn announce_body(addr: std::net::SocketAddr, length: usize) -> (u16, Value) {
+async fn announce_body(addr: std::net::SocketAddr, token: &str, length: usize) -> (u16, Value) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "POST /api/metrics/query HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {length}\r\nConnection: close\r\n\r\n"
+        "POST /api/metrics/query HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
@@ -627,14 +641,11 @@ async fn invalid_and_hostile_bodies_are_refused_without_clickhouse() {
     let closed = testing::ClosedPort::new();
     let clickhouse =
         service_kit::ClickHouseConfig { url: format!("http://{}", closed.addr()), ..testing::clickhouse_config() };
-    let config = Config {
-        clickhouse,
-        postgres: testing::postgres_config(),
-        redis: testing::redis_config(),
-        ..Config::default()
-    };
+    let (postgres, keys) = keyed().await;
+    let http = http(&keys);
+    let config =
+        Config { clickhouse, postgres: postgres.config.clone(), redis: testing::redis_config(), ..Config::default() };
     let service = InProcess::spawn(config, query_api::run);
-    let http = http();
     let url = service.url("/api/metrics/query");
     let valid = || json!({"metrics": ["event_count"], "start": "2026-11-01", "end": "2026-11-02"});
     let with = |changes: Value| {
@@ -710,7 +721,7 @@ async fn invalid_and_hostile_bodies_are_refused_without_clickhouse() {
     let (status, answer) =
         read(raw("application/json", json!({"metrics": ["x".repeat(100 * 1024)]}).to_string())).await;
     assert_eq!((status, answer["error"].as_str()), (413, Some("payload_too_large")), "{answer}");
-    let (status, answer) = announce_body(service.addr, 1 << 20).await;
+    let (status, answer) = announce_body(service.addr, &keys.read, 1 << 20).await;
     assert_eq!((status, answer["error"].as_str()), (413, Some("payload_too_large")), "{answer}");
     let (status, answer) = read(raw("text/plain", valid().to_string())).await;
     assert_eq!((status, answer["error"].as_str()), (415, Some("unsupported_media_type")), "{answer}");
@@ -725,4 +736,5 @@ async fn invalid_and_hostile_bodies_are_refused_without_clickhouse() {
     assert_eq!(answer["message"], "clickhouse is unavailable");
     drop(http); // no idle keep-alive connection holds the graceful stop
     service.stop().await.unwrap();
+    postgres.drop().await.unwrap();
 }

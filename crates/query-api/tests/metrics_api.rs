@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use service_kit::{
     KafkaConfig,
     deps::kafka::{TopicSpec, ensure_topics},
-    testing::{self, InProcess, TestClickHouse, TestPostgres},
+    testing::{self, InProcess, TestClickHouse, TestKeys, TestPostgres},
 };
 
 /// 2025-11-24: long past, so its windows are final.
@@ -61,7 +61,8 @@ impl Api {
         tune(&mut config);
         let kafka = config.kafka.clone();
         let service = InProcess::spawn(config, query_api::run);
-        let http = Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        // admin: the catalog writes too (it includes read).
+        let http = TestKeys::client(&postgres.keys().await.expect("test keys").admin);
         Self { service, clickhouse, postgres, kafka, http }
     }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use service_kit::{HttpConfig, KafkaConfig, LogConfig, impl_service_config};
+use service_kit::{AuthConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, impl_service_config};
 
 pub const DEFAULT_PORT: u16 = 3002;
 
@@ -18,6 +18,10 @@ pub struct Config {
     /// Brokers and `topic_prefix`; `consumer_group` is not used: every hub
     /// reads every partition with a group id of its own and commits nothing.
     pub kafka: KafkaConfig,
+    /// Where the API keys live (`service_kit::auth`).
+    pub postgres: PostgresConfig,
+    /// A `read` token on `/ws` and `/api/metrics/realtime`.
+    pub auth: AuthConfig,
     pub hub: HubConfig,
 }
 
@@ -27,12 +31,15 @@ impl Default for Config {
             http: HttpConfig::with_port(DEFAULT_PORT),
             log: LogConfig::default(),
             kafka: KafkaConfig::default(),
+            // Keys are cached; two connections serve the refreshes.
+            postgres: PostgresConfig { pool_size: 2, ..PostgresConfig::default() },
+            auth: AuthConfig::default(),
             hub: HubConfig::default(),
         }
     }
 }
 
-impl_service_config!(Config, problems: [http, hub]);
+impl_service_config!(Config, problems: [http, postgres, auth, hub]);
 
 /// `[hub]`: the realtime window and the WebSocket clients.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -68,6 +75,12 @@ pub struct HubConfig {
     pub client_timeout: Duration,
     /// WebSocket connections at most; more are answered 503.
     pub max_connections: usize,
+    /// WebSocket connections one token may hold open on this replica; more
+    /// are answered 429. 0: no limit.
+    pub max_connections_per_token: usize,
+    /// WebSocket connections one client IP may hold open on this replica;
+    /// more are answered 429. 0: no limit.
+    pub max_connections_per_ip: usize,
     /// Events buffered between the raw-events consumer and the client tasks;
     /// a client task that falls further behind loses (and counts) the excess.
     pub feed_buffer: usize,
@@ -96,6 +109,8 @@ impl Default for HubConfig {
             ping_interval: Duration::from_secs(10),
             client_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            max_connections_per_token: 100,
+            max_connections_per_ip: 50,
             feed_buffer: 4096,
             feed_dedupe_ids: 200_000,
             max_window_facts: 5_000_000,

@@ -29,11 +29,27 @@ use std::{net::TcpListener, sync::Arc};
 use anyhow::Context as _;
 use events_model::Topics;
 use rdkafka::Message as _;
-use service_kit::{Readiness, Shutdown, deps::kafka::KafkaProbe};
+use service_kit::{
+    Readiness, Shutdown,
+    auth::{Credential, Guard, KeyStore, KeyStoreProbe, Scope},
+    deps::kafka::KafkaProbe,
+};
 
 pub use config::{Config, DEFAULT_PORT, HubConfig};
 
 pub const SERVICE: &str = "realtime-hub";
+
+/// Where clients put their token: the URL for WebSocket clients (browsers
+/// cannot set headers on a WebSocket), or a Bearer header.
+pub const CREDENTIALS: &[Credential] = &[Credential::Query("token"), Credential::Bearer];
+
+/// The live feed and the metrics need a `read` token; the dashboard page,
+/// the document and the ops routes are open (the page asks for a token).
+/// Other methods on those paths read nothing: they get their 405.
+pub fn rules(method: &actix_web::http::Method, path: &str) -> Option<Scope> {
+    let read = *method == actix_web::http::Method::GET || *method == actix_web::http::Method::HEAD;
+    (read && (path == routes::WS_PATH || path == routes::REALTIME_PATH)).then_some(Scope::Read)
+}
 
 /// Serves until `shutdown`; ready while Kafka answers and the window is loaded.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -61,9 +77,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     );
 
     let timeout = config.http.probe_timeout;
-    let readiness = Readiness::new(SERVICE, timeout)
+    let mut readiness = Readiness::new(SERVICE, timeout)
         .with_probe(KafkaProbe::new(&config.kafka, timeout)?)
         .with_probe(hub.data_probe());
+    let keys = if config.auth.enabled {
+        let store = Arc::new(KeyStore::new(service_kit::deps::postgres::pool(&config.postgres)?));
+        store.spawn_refresh(config.auth.refresh_interval, shutdown.clone());
+        readiness = readiness.with_probe(KeyStoreProbe(store.clone()));
+        Some(store)
+    } else {
+        None
+    };
+    let guard = Arc::new(Guard::new(&config.auth, keys, CREDENTIALS, rules));
 
     let readers = [
         spawn_reader(raw, &shutdown, {
@@ -78,11 +103,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     let ticker = tokio::spawn(hub::run_ticker(hub.clone()));
     let origins = config.http.cors_policy();
 
-    let served = service_kit::ops::serve(
+    let served = service_kit::ops::serve_guarded(
         listener,
         &config.http,
         Arc::new(readiness),
         shutdown.clone(),
+        Some(guard),
         routes::configure(hub, origins),
     )
     .await;

@@ -442,7 +442,31 @@ pub fn document(routes: &Routes, config: &HubConfig) -> Value {
         .build();
     let doc = OpenApiBuilder::new().info(info).paths(routes.paths()).build();
     let mut doc = serde_json::to_value(doc).unwrap_or_else(|e| panic!("the document does not serialise: {e}"));
-    doc["components"] = json!({"schemas": schemas(config)});
+    doc["components"] = json!({
+        "schemas": schemas(config),
+        "securitySchemes": service_kit::auth::openapi_security_schemes(crate::CREDENTIALS),
+    });
+    // The protected operations: the token and the answers refusing one.
+    let error = json!({
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        "required": ["error", "message"],
+    });
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            if crate::rules(&actix_web::http::Method::GET, path).is_none() {
+                continue;
+            }
+            if let Some(get) = item.get_mut("get") {
+                get["security"] = service_kit::auth::openapi_security(crate::CREDENTIALS);
+                for (status, answer) in service_kit::auth::openapi_refusals(&error).as_object().into_iter().flatten() {
+                    if get["responses"].get(status).is_none() {
+                        get["responses"][status] = answer.clone();
+                    }
+                }
+            }
+        }
+    }
     doc["tags"] = json!([
         {"name": "realtime", "description": "the live figures and events"},
         {"name": "dashboard", "description": "the page and its files"},

@@ -12,7 +12,12 @@ use actix_web::{
     web,
 };
 use serde_json::json;
-use service_kit::{cors::CorsPolicy, routes::Routes};
+use service_kit::{
+    auth::Caller,
+    cors::CorsPolicy,
+    rate::{ConcurrencyLimit, Permit},
+    routes::Routes,
+};
 use utoipa::openapi::HttpMethod;
 
 use crate::{
@@ -137,8 +142,15 @@ pub fn configure(hub: Arc<Hub>, origins: CorsPolicy) -> impl Fn(&mut web::Servic
     let document = openapi::document(&routes.clone().merge(service_kit::ops::operational_routes()), &hub.config);
     let document = web::Data::new(Document(document));
     let origins = web::Data::new(WsOrigins(origins));
+    let limits = web::Data::new(WsLimits {
+        per_token: ConcurrencyLimit::new("connections_per_token", hub.config.max_connections_per_token),
+        per_ip: ConcurrencyLimit::new("connections_per_ip", hub.config.max_connections_per_ip),
+    });
     move |cfg| {
-        cfg.app_data(web::Data::from(hub.clone())).app_data(document.clone()).app_data(origins.clone());
+        cfg.app_data(web::Data::from(hub.clone()))
+            .app_data(document.clone())
+            .app_data(origins.clone())
+            .app_data(limits.clone());
         routes.register(cfg);
         cfg.default_service(web::to(service_kit::routes::not_found));
     }
@@ -150,6 +162,31 @@ async fn openapi_document(document: web::Data<Document>) -> HttpResponse {
 
 /// The origins whose pages may open `/ws` besides the hub's own.
 struct WsOrigins(CorsPolicy);
+
+/// Open WebSocket connections per token and per client IP.
+struct WsLimits {
+    per_token: Arc<ConcurrencyLimit<String>>,
+    per_ip: Arc<ConcurrencyLimit<std::net::IpAddr>>,
+}
+
+impl WsLimits {
+    /// The places a new connection of `req` holds while open, or the 429.
+    #[allow(clippy::result_large_err)]
+    fn admit(
+        &self,
+        req: &HttpRequest,
+    ) -> Result<(Option<Permit<String>>, Option<Permit<std::net::IpAddr>>), HttpResponse> {
+        let token = match Caller::of(req) {
+            Some(caller) => Some(self.per_token.try_acquire(&caller.id, &caller.name).map_err(|l| l.response())?),
+            None => None,
+        };
+        let ip = match req.peer_addr() {
+            Some(addr) => Some(self.per_ip.try_acquire(&addr.ip(), "by_ip").map_err(|l| l.response())?),
+            None => None,
+        };
+        Ok((token, ip))
+    }
+}
 
 /// Whether a handshake's `Origin` may open a socket: no `Origin` (not a
 /// browser: players, tools, other services), the hub's own origin (the
@@ -173,6 +210,7 @@ async fn websocket(
     body: web::Payload,
     hub: web::Data<Hub>,
     origins: web::Data<WsOrigins>,
+    limits: web::Data<WsLimits>,
 ) -> actix_web::Result<HttpResponse> {
     let origin = req.headers().get(header::ORIGIN).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
@@ -185,6 +223,10 @@ async fn websocket(
                         http.cors_allowed_origins to allow it",
         })));
     }
+    let permits = match limits.admit(&req) {
+        Ok(permits) => permits,
+        Err(refusal) => return Ok(refusal),
+    };
     let hub = hub.into_inner();
     let Some(slot) = hub.try_connect() else {
         tracing::warn!(max_connections = hub.config.max_connections, "websocket connection refused: server full");
@@ -194,7 +236,10 @@ async fn websocket(
     };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let stream = stream.max_frame_size(MAX_CLIENT_MESSAGE_BYTES);
-    actix_web::rt::spawn(client::serve(hub, slot, session, stream));
+    actix_web::rt::spawn(async move {
+        let _permits = permits;
+        client::serve(hub, slot, session, stream).await;
+    });
     Ok(response)
 }
 
@@ -233,7 +278,8 @@ fn refuse_query_parameters(query_string: &str) -> Option<HttpResponse> {
         Ok(pairs) => pairs.into_inner(),
         Err(error) => return Some(bad_request(format!("unreadable query string: {error}"), None)),
     };
-    let (name, _) = pairs.into_iter().next()?;
+    // `token` carries the credential (`service_kit::auth`).
+    let (name, _) = pairs.into_iter().find(|(name, _)| name != "token")?;
     let name: String = name.chars().take(64).collect();
     let message = format!("unknown query parameter {name:?}; this endpoint takes none");
     Some(bad_request(message, Some(name)))

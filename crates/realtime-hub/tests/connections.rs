@@ -78,14 +78,14 @@ async fn connections_are_counted_dead_clients_closed_and_the_limit_enforced() {
         .await;
     gauge_is(&hub, 0.0).await;
 
-    let first = keep_reading(Client::connect(&hub).await);
-    let second = keep_reading(Client::connect(&hub).await);
+    let first = keep_reading(Client::connect(&hub, &stack.keys.read).await);
+    let second = keep_reading(Client::connect(&hub, &stack.keys.read).await);
     // Connected, then silent: it never reads, so it never answers a ping.
-    let mut dead = Client::connect(&hub).await;
+    let mut dead = Client::connect(&hub, &stack.keys.read).await;
     gauge_is(&hub, 3.0).await;
 
     // Full: the next one is refused.
-    match tokio_tungstenite::connect_async(format!("ws://{}/ws", hub.addr)).await {
+    match tokio_tungstenite::connect_async(format!("ws://{}/ws?token={}", hub.addr, stack.keys.read)).await {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
         other => panic!("a fourth connection was not refused: {:?}", other.map(|(_, r)| r.status())),
     }
@@ -112,7 +112,7 @@ async fn connections_are_counted_dead_clients_closed_and_the_limit_enforced() {
     .unwrap();
 
     // A slot is free again.
-    let mut another = Client::connect(&hub).await;
+    let mut another = Client::connect(&hub, &stack.keys.read).await;
     another.next_of("realtime_metrics", Duration::from_secs(3)).await.unwrap();
     gauge_is(&hub, 3.0).await;
     another.ws.close(None).await.unwrap();

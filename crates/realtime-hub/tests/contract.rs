@@ -69,6 +69,10 @@ async fn the_served_api_keeps_its_openapi_document() {
         assert_eq!(body["error"], "not_found", "{path}");
     }
     let response = client.get(hub.url("/ws")).send().await.unwrap();
+    assert_eq!(response.status(), 401, "no token");
+    assert!(doc["paths"]["/ws"]["get"]["responses"]["401"].is_object());
+    assert!(doc["paths"]["/ws"]["get"]["security"].is_array());
+    let response = client.get(hub.url("/ws")).bearer_auth(&stack.keys.read).send().await.unwrap();
     assert_eq!(response.status(), 400, "not a handshake");
     assert!(doc["paths"]["/ws"]["get"]["responses"]["400"].is_object());
     assert!(response.bytes().await.unwrap().is_empty(), "documented without a body");

@@ -19,7 +19,7 @@ async fn a_websocket_outlives_the_request_body_timeout() {
     let hub = InProcess::spawn(config, realtime_hub::run);
     hub.wait_ready(Duration::from_secs(30)).await.expect("hub ready");
 
-    let mut client = Client::connect(&hub).await;
+    let mut client = Client::connect(&hub, &stack.keys.read).await;
     // Four times the body timeout later the socket still delivers the pushes,
     // and still reads what the client sends.
     let until = Instant::now() + Duration::from_secs(2);

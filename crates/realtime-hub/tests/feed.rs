@@ -24,7 +24,7 @@ fn event_id(message: &Value) -> String {
 async fn subscribe_filters_the_feed_by_video_and_event_type() {
     let stack = Stack::new().await;
     let hub = stack.start_hub(HubConfig::default()).await;
-    let mut client = Client::connect(&hub).await;
+    let mut client = Client::connect(&hub, &stack.keys.read).await;
     client
         .send(json!({"type": "subscribe", "payload": {
             "video_ids": ["video-b", "video-a"], "event_types": ["video_error", "video_start"]}}))
@@ -96,7 +96,7 @@ async fn subscribe_filters_the_feed_by_video_and_event_type() {
 async fn a_retried_event_is_shown_once() {
     let stack = Stack::new().await;
     let hub = stack.start_hub(HubConfig::default()).await;
-    let mut client = Client::connect(&hub).await;
+    let mut client = Client::connect(&hub, &stack.keys.read).await;
     // A client retry the gateway accepted twice: one id, two messages (the
     // second stamped on receipt a little later), then a sentinel after them
     // in the same partition.
@@ -128,7 +128,7 @@ async fn a_retried_event_is_shown_once() {
 async fn an_invalid_subscribe_gets_an_error_and_the_connection_stays() {
     let stack = Stack::new().await;
     let hub = stack.start_hub(HubConfig::default()).await;
-    let mut client = Client::connect(&hub).await;
+    let mut client = Client::connect(&hub, &stack.keys.read).await;
 
     client.send(json!({"type": "subscribe", "payload": {"event_types": ["video_start", "video_stop"]}})).await;
     let error = client.next_of("error", WAIT).await.unwrap();
@@ -157,8 +157,8 @@ async fn a_client_above_its_rate_gets_a_deterministic_sample() {
     const SECONDS: u64 = 4;
     let stack = Stack::new().await;
     let hub = stack.start_hub(HubConfig { client_max_events_per_sec: RATE, ..HubConfig::default() }).await;
-    let mut hot = Client::connect(&hub).await;
-    let mut cold = Client::connect(&hub).await;
+    let mut hot = Client::connect(&hub, &stack.keys.read).await;
+    let mut cold = Client::connect(&hub, &stack.keys.read).await;
     hot.send(json!({"type": "subscribe", "payload": {"video_ids": ["hot"]}})).await;
     cold.send(json!({"type": "subscribe", "payload": {"video_ids": ["cold"]}})).await;
     hot.next_of("subscribed", WAIT).await.unwrap();
@@ -241,8 +241,8 @@ async fn a_slow_client_costs_bounded_memory_and_others_stay_served() {
         .start_hub(HubConfig { client_queue_size: 16, client_max_events_per_sec: 0, ..HubConfig::default() })
         .await;
     // Takes every event and never reads.
-    let slow = Client::connect(&hub).await;
-    let mut fast = Client::connect(&hub).await;
+    let slow = Client::connect(&hub, &stack.keys.read).await;
+    let mut fast = Client::connect(&hub, &stack.keys.read).await;
     fast.send(json!({"type": "subscribe", "payload": {"video_ids": ["marker"]}})).await;
     fast.next_of("subscribed", WAIT).await.unwrap();
     let dropped_before = scrape(&hub, "analytics_service_websocket_dropped_messages_total", "").await;
@@ -285,7 +285,7 @@ async fn a_slow_client_costs_bounded_memory_and_others_stay_served() {
 
     // And the hub answers a newcomer at once.
     assert_eq!(http().get(hub.url("/health")).send().await.unwrap().status(), 200);
-    let mut newcomer = Client::connect(&hub).await;
+    let mut newcomer = Client::connect(&hub, &stack.keys.read).await;
     newcomer.next_of("metrics_history", Duration::from_secs(3)).await.unwrap();
     newcomer.next_of("realtime_metrics", Duration::from_secs(3)).await.unwrap();
 

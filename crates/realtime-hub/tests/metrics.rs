@@ -33,7 +33,7 @@ async fn wait_for_figures(client: &mut Client, expected: &Expected) -> Value {
 async fn realtime_metrics_arrive_every_second_and_match_the_partials() {
     let stack = Stack::new().await;
     let hub = stack.start_hub(HubConfig::default()).await;
-    let mut client = Client::connect(&hub).await;
+    let mut client = Client::connect(&hub, &stack.keys.read).await;
 
     let history = client.next(WAIT).await.unwrap();
     assert_eq!(history["type"], "metrics_history", "{history}");
@@ -108,8 +108,8 @@ async fn two_replicas_give_the_same_realtime_metrics() {
     let stack = Stack::new().await;
     let first = stack.start_hub(HubConfig::default()).await;
     let second = stack.start_hub(HubConfig::default()).await;
-    let mut a = Client::connect(&first).await;
-    let mut b = Client::connect(&second).await;
+    let mut a = Client::connect(&first, &stack.keys.read).await;
+    let mut b = Client::connect(&second, &stack.keys.read).await;
 
     let expected = stack.produce_scenario();
     wait_for_figures(&mut a, &expected).await;
@@ -140,7 +140,7 @@ async fn two_replicas_give_the_same_realtime_metrics() {
 async fn a_restarted_hub_refills_its_window_from_the_partials_topic() {
     let stack = Stack::new().await;
     let hub = stack.start_hub(HubConfig::default()).await;
-    let mut client = Client::connect(&hub).await;
+    let mut client = Client::connect(&hub, &stack.keys.read).await;
     let expected = stack.produce_scenario();
     let before = wait_for_figures(&mut client, &expected).await;
 
@@ -151,7 +151,7 @@ async fn a_restarted_hub_refills_its_window_from_the_partials_topic() {
 
     // A new hub (another port): the client reconnects and gets the same figures at once.
     let restarted = stack.start_hub(HubConfig::default()).await;
-    let mut client = Client::connect(&restarted).await;
+    let mut client = Client::connect(&restarted, &stack.keys.read).await;
     let after = wait_for_figures(&mut client, &expected).await;
     for field in ["concurrent_viewers", "active_streams", "bandwidth_gbps", "events_per_second", "error_rate"] {
         assert_eq!(before[field], after[field], "{field}");

@@ -25,7 +25,7 @@ fn as_of_ms(payload: &Value) -> u64 {
 async fn concurrent_gets_answer_the_last_tick_without_computing_the_window() {
     let stack = Stack::new().await;
     let hub = stack.start_hub(HubConfig::default()).await;
-    let mut client = Client::connect(&hub).await;
+    let mut client = Client::connect(&hub, &stack.keys.read).await;
     let expected = stack.produce_scenario();
     client
         .wait_for(Duration::from_secs(15), |m| m["type"] == "realtime_metrics" && expected.matches(&m["payload"]))

@@ -94,6 +94,66 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     }
 }
 
+/// At most `max` things at once per key (custom queries in flight,
+/// WebSocket connections); 0: no limit. A [`Permit`] frees its place when dropped.
+pub struct ConcurrencyLimit<K: Hash + Eq + Clone> {
+    name: &'static str,
+    max: usize,
+    held: std::sync::Mutex<std::collections::HashMap<K, usize>>,
+}
+
+/// One place of a [`ConcurrencyLimit`], given back on drop.
+pub struct Permit<K: Hash + Eq + Clone> {
+    limit: std::sync::Arc<ConcurrencyLimit<K>>,
+    key: Option<K>,
+}
+
+impl<K: Hash + Eq + Clone> ConcurrencyLimit<K> {
+    pub fn new(name: &'static str, max: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self { name, max, held: std::sync::Mutex::new(std::collections::HashMap::new()) })
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<K, usize>> {
+        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A place for `key`, or a refusal (retry after a second) when it holds
+    /// `max` already. `label` names the key in the metric (never an IP).
+    pub fn try_acquire(self: &std::sync::Arc<Self>, key: &K, label: &str) -> Result<Permit<K>, Limited> {
+        if self.max == 0 {
+            return Ok(Permit { limit: self.clone(), key: None });
+        }
+        let mut held = self.held();
+        let count = held.entry(key.clone()).or_insert(0);
+        if *count >= self.max {
+            drop(held);
+            metrics::counter!("analytics_service_rate_limited_total", "limit" => self.name, "key" => label.to_owned())
+                .increment(1);
+            return Err(Limited { limit: self.name, retry_after: Duration::from_secs(1) });
+        }
+        *count += 1;
+        Ok(Permit { limit: self.clone(), key: Some(key.clone()) })
+    }
+
+    /// Places `key` holds now.
+    pub fn held_by(&self, key: &K) -> usize {
+        self.held().get(key).copied().unwrap_or(0)
+    }
+}
+
+impl<K: Hash + Eq + Clone> Drop for Permit<K> {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let mut held = self.limit.held();
+        if let Some(count) = held.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +180,21 @@ mod tests {
         for _ in 0..10_000 {
             open.check(&"a", 1_000, "a").unwrap();
         }
+    }
+
+    #[test]
+    fn a_key_holds_at_most_max_places_and_a_dropped_permit_frees_one() {
+        let limit = ConcurrencyLimit::new("concurrent_custom_queries", 2);
+        let a = limit.try_acquire(&"k", "k").unwrap();
+        let _b = limit.try_acquire(&"k", "k").unwrap();
+        assert_eq!(limit.try_acquire(&"k", "k").err().map(|l| l.limit), Some("concurrent_custom_queries"));
+        let _other = limit.try_acquire(&"j", "j").unwrap();
+        drop(a);
+        assert_eq!(limit.held_by(&"k"), 1);
+        let _c = limit.try_acquire(&"k", "k").unwrap();
+        let open = ConcurrencyLimit::new("connections", 0);
+        let permits: Vec<_> = (0..100).map(|_| open.try_acquire(&"k", "k").unwrap()).collect();
+        assert_eq!(permits.len(), 100);
     }
 
     #[test]

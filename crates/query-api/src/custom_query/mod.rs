@@ -77,6 +77,7 @@ pub const MAX_FILTER_VALUE_CHARS: usize = 256;
     )
 )]
 pub async fn post_query(
+    req: actix_web::HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<QueryResponse>, ApiError> {
@@ -89,6 +90,13 @@ pub async fn post_query(
     // The cache key is the SQL with its values (the normalised query): two
     // bodies that ask the same thing share an entry.
     let key = format!("{QUERY_CACHE_KEY}#{:x}", Sha256::digest(compiled.render_sql().as_bytes()));
+    // Held while the answer is computed or waited for.
+    let _permit = match service_kit::auth::Caller::of(&req) {
+        Some(caller) => {
+            Some(state.custom_per_key.try_acquire(&caller.id, &caller.name).map_err(ApiError::RateLimited)?)
+        }
+        None => None,
+    };
     let (start, end) = compiled.range();
     let ttl = crate::cache::ttl_for_range(&(start..end), now, state.freshness.lateness, state.cache.config());
     let response = state.cache.get_or_compute(&key, ttl, || execute::run(&state.custom_clickhouse, &compiled)).await?;

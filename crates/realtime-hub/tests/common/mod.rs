@@ -18,7 +18,7 @@ use serde_json::Value;
 use service_kit::{
     HttpConfig, KafkaConfig,
     deps::kafka::{TopicSpec, delete_topics, ensure_topics},
-    testing::{InProcess, kafka_config},
+    testing::{InProcess, TestKeys, TestPostgres, kafka_config},
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
@@ -34,6 +34,10 @@ pub fn now_ms() -> u64 {
 pub struct Stack {
     pub kafka: KafkaConfig,
     pub topics: Topics,
+    /// The keys' database of the services this stack starts.
+    pub postgres: TestPostgres,
+    /// One key per scope in `postgres`.
+    pub keys: TestKeys,
     producer: BaseProducer,
 }
 
@@ -53,7 +57,9 @@ impl Stack {
             .set("linger.ms", "2")
             .create()
             .expect("kafka producer");
-        Self { kafka, topics, producer }
+        let postgres = TestPostgres::create().await.expect("test postgres database");
+        let keys = postgres.keys().await.expect("test keys");
+        Self { kafka, topics, postgres, keys, producer }
     }
 
     /// The hub's configuration on these topics (HTTP settings are the test's).
@@ -61,6 +67,7 @@ impl Stack {
         Config {
             http: HttpConfig { workers: 1, shutdown_timeout: Duration::from_secs(2), ..HttpConfig::default() },
             kafka: self.kafka.clone(),
+            postgres: self.postgres.config.clone(),
             hub,
             ..Config::default()
         }
@@ -120,6 +127,7 @@ impl Stack {
 
     pub async fn cleanup(self) {
         let _ = delete_topics(&self.kafka, &[&self.topics.raw_events, &self.topics.realtime_partials]).await;
+        self.postgres.drop().await.expect("test postgres database dropped");
     }
 }
 
@@ -146,8 +154,9 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(service: &InProcess) -> Self {
-        let url = format!("ws://{}/ws", service.addr);
+    /// Opens `/ws` with `token` (a `read` key) in the URL.
+    pub async fn connect(service: &InProcess, token: &str) -> Self {
+        let url = format!("ws://{}/ws?token={token}", service.addr);
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
         Self { ws }
     }
@@ -421,4 +430,17 @@ pub fn event(event_type: EventType, session: &str, video: &str) -> Event {
     });
     let received_at = Utc.timestamp_millis_opt(now_ms() as i64).unwrap();
     Event::from_value(body, received_at).expect("valid test event")
+}
+
+/// Waits until a socket with `token` opens (places freed by closed sockets
+/// are given back once the hub notices), then closes it.
+pub async fn eventually_connects(service: &InProcess, token: &str) {
+    let url = format!("ws://{}/ws?token={token}", service.addr);
+    let mut socket = service_kit::testing::eventually(Duration::from_secs(10), || async {
+        let (socket, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+        Ok(socket)
+    })
+    .await
+    .expect("a socket opens again");
+    socket.close(None).await.expect("close");
 }
