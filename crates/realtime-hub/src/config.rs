@@ -33,7 +33,8 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             // Keys are cached; two connections serve the refreshes.
             postgres: PostgresConfig { pool_size: 2, ..PostgresConfig::default() },
-            auth: AuthConfig::default(),
+            // The realtime answer is a copy of the last tick: cheap to serve often.
+            auth: AuthConfig { requests_per_second: 1_000, ..AuthConfig::default() },
             hub: HubConfig::default(),
         }
     }

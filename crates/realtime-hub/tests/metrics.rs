@@ -74,6 +74,7 @@ async fn realtime_metrics_arrive_every_second_and_match_the_partials() {
     // The REST endpoint answers from the same state.
     let rest: Value = http()
         .get(hub.url("/api/metrics/realtime"))
+        .bearer_auth(&stack.keys.read)
         .send()
         .await
         .unwrap()
@@ -89,7 +90,8 @@ async fn realtime_metrics_arrive_every_second_and_match_the_partials() {
     assert_eq!(keys, ws_keys, "the same object");
     assert!(Expected::of(&partials, as_of_ms(&rest) as u64).matches(&rest), "{rest}");
     // It takes no parameters, like query-api's: a 400 that names the one given.
-    let refused = http().get(hub.url("/api/metrics/realtime?window=30")).send().await.unwrap();
+    let refused =
+        http().get(hub.url("/api/metrics/realtime?window=30")).bearer_auth(&stack.keys.read).send().await.unwrap();
     assert_eq!(refused.status(), 400);
     let body: Value = refused.json().await.unwrap();
     assert_eq!((body["error"].as_str(), body["field"].as_str()), (Some("bad_request"), Some("window")), "{body}");

@@ -14,8 +14,8 @@ use service_kit::testing::InProcess;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest as _, http::HeaderValue};
 
 /// The handshake's answer status for `origin` (`None`: no `Origin` header).
-async fn handshake(hub: &InProcess, origin: Option<&str>) -> u16 {
-    let mut request = format!("ws://{}/ws", hub.addr).into_client_request().unwrap();
+async fn handshake(hub: &InProcess, token: &str, origin: Option<&str>) -> u16 {
+    let mut request = format!("ws://{}/ws?token={token}", hub.addr).into_client_request().unwrap();
     if let Some(origin) = origin {
         request.headers_mut().insert("origin", HeaderValue::from_str(origin).unwrap());
     }
@@ -35,14 +35,16 @@ async fn only_the_hubs_own_and_listed_origins_may_open_the_feed() {
     hub.wait_ready(Duration::from_secs(30)).await.expect("hub ready");
 
     let own = format!("http://{}", hub.addr);
-    assert_eq!(handshake(&hub, None).await, 101, "not a browser");
-    assert_eq!(handshake(&hub, Some(&own)).await, 101, "the dashboard the hub serves");
-    assert_eq!(handshake(&hub, Some("https://ops.example")).await, 101, "listed");
-    assert_eq!(handshake(&hub, Some("https://evil.example")).await, 403);
-    assert_eq!(handshake(&hub, Some("null")).await, 403);
+    let token = &stack.keys.read;
+    assert_eq!(handshake(&hub, token, None).await, 101, "not a browser");
+    assert_eq!(handshake(&hub, token, Some(&own)).await, 101, "the dashboard the hub serves");
+    assert_eq!(handshake(&hub, token, Some("https://ops.example")).await, 101, "listed");
+    assert_eq!(handshake(&hub, token, Some("https://evil.example")).await, 403, "a valid token does not help");
+    assert_eq!(handshake(&hub, token, Some("null")).await, 403);
 
     let refused = reqwest::Client::new()
         .get(hub.url("/ws"))
+        .bearer_auth(token)
         .header("origin", "https://evil.example")
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")

@@ -35,6 +35,7 @@ async fn concurrent_gets_answer_the_last_tick_without_computing_the_window() {
     let computations = format!("{COMPUTE}_count");
     let http = http();
     let url = hub.url("/api/metrics/realtime");
+    let token = stack.keys.read.as_str();
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -52,7 +53,7 @@ async fn concurrent_gets_answer_the_last_tick_without_computing_the_window() {
         let answers = futures::future::join_all((0..REQUESTS).map(|_| {
             let (http, url) = (http.clone(), url.clone());
             async move {
-                let response = http.get(url).send().await.unwrap();
+                let response = http.get(url).bearer_auth(token).send().await.unwrap();
                 let status = response.status().as_u16();
                 let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
                 (status, content_type, response.bytes().await.unwrap())

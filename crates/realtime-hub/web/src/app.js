@@ -1,6 +1,12 @@
 // The realtime-hub dashboard: one WebSocket to /ws, totals, 15-minute charts,
 // top videos and a filtered live event feed. Plain JS, no framework; uPlot is
 // loaded before this file (see index.html). Never uses innerHTML for data.
+//
+// The hub wants a `read` token on /ws (as ?token=, browsers cannot set headers
+// on a WebSocket) and on /api/metrics/realtime. The page asks for it once per
+// browser tab (sessionStorage) or takes it from the URL fragment
+// (#token=<key>, removed from the address bar at once), checks it with
+// GET /api/metrics/realtime and only then opens the socket.
 (function () {
   'use strict';
 
@@ -10,6 +16,7 @@
   const BACKOFF_BASE_MS = 500;
   const BACKOFF_MAX_MS = 30000;
   const COLORS = { viewers: '#58a6ff', events: '#3fb950', errors: '#ff7b72', bandwidth: '#d2a8ff' };
+  const TOKEN_KEY = 'realtime-hub.token';
   const AXIS = '#a3adb8';
   const GRID = 'rgba(240, 246, 252, 0.08)';
 
@@ -310,7 +317,7 @@
 
   function socketUrl() {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return scheme + '//' + location.host + '/ws';
+    return scheme + '//' + location.host + '/ws?token=' + encodeURIComponent(token);
   }
 
   function send(message) {
@@ -319,6 +326,7 @@
 
   function connect() {
     clearTimeout(retryTimer);
+    if (token === null) return;
     setState(attempt === 0 ? 'connecting' : 'reconnecting', attempt === 0 ? 'Connecting…' : 'Reconnecting…');
     let ws;
     try {
@@ -346,8 +354,22 @@
     ws.addEventListener('close', () => {
       if (socket !== ws) return;
       socket = null;
-      scheduleReconnect();
+      afterClose();
     });
+  }
+
+  // A closed socket (or a refused handshake, which browsers do not explain):
+  // the hub may be away, or the token revoked. Asks the HTTP API which.
+  async function afterClose() {
+    const used = token;
+    setState('reconnecting', 'Disconnected, checking…');
+    const verdict = await checkToken(used);
+    if (token !== used) return; // signed out or changed meanwhile
+    if (verdict.refused) {
+      signOut('The hub no longer accepts this token: ' + verdict.message + ' Enter another one.');
+      return;
+    }
+    scheduleReconnect();
   }
 
   // Exponential backoff with jitter: the ceiling doubles per failed attempt up
@@ -410,6 +432,147 @@
     }
   }
 
+  // ---------- the token ----------
+  let token = null;
+  let checking = 0;
+
+  function storedToken() {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY);
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function storeToken(value) {
+    try {
+      if (value === null) sessionStorage.removeItem(TOKEN_KEY);
+      else sessionStorage.setItem(TOKEN_KEY, value);
+    } catch (error) {
+      // Storage disabled: the token lasts as long as the page.
+    }
+  }
+
+  // #token=<key> in the address: taken, and removed from the address bar (and
+  // the history entry) so it is neither left on screen nor bookmarked.
+  function tokenFromFragment() {
+    const fragment = location.hash.replace(/^#/, '');
+    if (!/(^|&)token=/.test(fragment)) return null;
+    const params = new URLSearchParams(fragment);
+    const value = (params.get('token') || '').trim();
+    params.delete('token');
+    const rest = params.toString();
+    history.replaceState(history.state, '', location.pathname + location.search + (rest ? '#' + rest : ''));
+    return value;
+  }
+
+  // What GET /api/metrics/realtime says of `candidate`: {ok}, {refused,
+  // message} (401/403: the token will not do), or {unavailable, message}
+  // (the hub is away, busy or cannot check keys right now).
+  async function checkToken(candidate) {
+    // A header value must be visible ASCII; keys are.
+    if (!/^[\x21-\x7e]+$/.test(candidate)) return { refused: true, message: 'this token is not valid.' };
+    let response;
+    try {
+      response = await fetch('/api/metrics/realtime', {
+        headers: { Authorization: 'Bearer ' + candidate },
+        cache: 'no-store',
+        credentials: 'omit',
+      });
+    } catch (error) {
+      return { unavailable: true, message: 'the hub cannot be reached.' };
+    }
+    if (response.ok) return { ok: true };
+    let code = '';
+    try {
+      code = (await response.json()).error || '';
+    } catch (error) {
+      code = '';
+    }
+    if (response.status === 401) return { refused: true, message: 'this token is not valid.' };
+    if (response.status === 403 && code === 'insufficient_scope') {
+      return { refused: true, message: 'this token lacks the read scope.' };
+    }
+    if (response.status === 403) return { refused: true, message: 'this token may not be used from this page.' };
+    if (response.status === 429) {
+      const wait = response.headers.get('Retry-After');
+      return { unavailable: true, message: 'too many attempts; try again' + (wait ? ' in ' + wait + ' s.' : ' later.') };
+    }
+    return { unavailable: true, message: 'the hub could not check it (HTTP ' + response.status + ').' };
+  }
+
+  function showSignIn(message) {
+    $('dashboard').hidden = true;
+    $('sign-out').hidden = true;
+    $('sign-in').hidden = false;
+    const error = $('token-error');
+    error.textContent = message || '';
+    error.hidden = !message;
+    setState('signed-out', 'Signed out');
+    const input = $('token-input');
+    input.setAttribute('aria-invalid', String(Boolean(message)));
+    input.focus();
+  }
+
+  function showDashboard() {
+    $('sign-in').hidden = true;
+    $('token-error').hidden = true;
+    $('token-input').value = '';
+    $('dashboard').hidden = false;
+    $('sign-out').hidden = false;
+  }
+
+  // Forgets the token, closes the socket and asks for another one.
+  function signOut(message) {
+    token = null;
+    checking++;
+    storeToken(null);
+    clearTimeout(retryTimer);
+    attempt = 0;
+    lastMetricsAt = 0;
+    const ws = socket;
+    socket = null;
+    if (ws) ws.close(1000, 'signed out');
+    showSignIn(message);
+  }
+
+  // Checks `candidate`, then keeps it and connects. A token from this tab's
+  // storage is kept when the hub cannot be reached (the socket retries with
+  // its backoff); one typed in must be confirmed first.
+  async function signIn(candidate, typed) {
+    const round = ++checking;
+    setState('connecting', 'Checking token…');
+    $('token-submit').disabled = true;
+    const verdict = await checkToken(candidate);
+    $('token-submit').disabled = false;
+    if (round !== checking) return;
+    if (verdict.refused) {
+      storeToken(null);
+      showSignIn('Not signed in: ' + verdict.message);
+      return;
+    }
+    if (verdict.unavailable && typed) {
+      showSignIn('Could not sign in: ' + verdict.message);
+      return;
+    }
+    const ws = socket;
+    socket = null;
+    if (ws) ws.close(1000, 'token changed');
+    token = candidate;
+    storeToken(candidate);
+    showDashboard();
+    attempt = 0;
+    connect();
+  }
+
+  function takeTokenFromFragment() {
+    const fromFragment = tokenFromFragment();
+    if (fromFragment === null) return false;
+    if (fromFragment) signIn(fromFragment, false);
+    else showSignIn('The link carried an empty token. Enter a read token.');
+    return true;
+  }
+
   // ---------- start ----------
   function start() {
     makeChart($('chart-viewers'), 'viewers', 'viewers', format.count);
@@ -442,8 +605,23 @@
       missedWhilePaused = 0;
     });
 
+    $('sign-in-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      const candidate = $('token-input').value.trim();
+      if (!candidate) {
+        showSignIn('Enter a read token.');
+        return;
+      }
+      signIn(candidate, true);
+    });
+    $('sign-out').addEventListener('click', () => signOut(''));
+    window.addEventListener('hashchange', takeTokenFromFragment);
+
     setInterval(watchStaleness, 1000);
-    connect();
+    if (takeTokenFromFragment()) return;
+    const stored = storedToken();
+    if (stored) signIn(stored, false);
+    else showSignIn('');
   }
 
   if (document.readyState === 'loading') {
