@@ -157,6 +157,20 @@ pub struct TestKeys {
 }
 
 impl TestKeys {
+    /// A client sending the ingest key as `X-API-Key` with every request
+    /// (no idle pooled connection, so it never holds up a service's stop).
+    pub fn ingest_client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(&self.ingest).expect("a key is ascii");
+        headers.insert("x-api-key", value);
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("a reqwest client builds")
+    }
+
     /// A client sending `Authorization: Bearer <secret>` with every request.
     pub fn client(secret: &str) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();

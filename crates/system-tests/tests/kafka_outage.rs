@@ -170,11 +170,18 @@ async fn kafka_outage_answers_503_and_loses_nothing_answered_202() {
     .await
     .unwrap();
     let db = testing::TestClickHouse::create().await.unwrap();
+    let postgres = testing::TestPostgres::create().await.unwrap();
+    let keys = postgres.keys().await.unwrap();
 
     let mut ingest = ingest_gateway::IngestConfig { produce_timeout: Duration::from_secs(2), ..Default::default() };
     ingest.raw_topic_partitions = 3;
-    let gateway =
-        start_gateway(ingest_gateway::Config { kafka: kafka_cfg.clone(), ingest, ..Default::default() }).await;
+    let gateway = start_gateway(ingest_gateway::Config {
+        kafka: kafka_cfg.clone(),
+        postgres: postgres.config.clone(),
+        ingest,
+        ..Default::default()
+    })
+    .await;
     let mut config =
         stream_processor::Config { kafka: kafka_cfg.clone(), clickhouse: db.config.clone(), ..Default::default() };
     let p = &mut config.processor;
@@ -183,7 +190,8 @@ async fn kafka_outage_answers_503_and_loses_nothing_answered_202() {
     let processor = drill::start_processor(config);
 
     // Kafka up: batches are accepted.
-    let clients = Clients::start(gateway.url("/api/events/batch"));
+    // The key in the URL: the drill's clients set no headers.
+    let clients = Clients::start(gateway.url(&format!("/api/events/batch?api_key={}", keys.ingest)));
     eventually(Duration::from_secs(30), || async {
         let accepted = count(&clients.exchanges(), 202);
         anyhow::ensure!(accepted >= 20, "{accepted} batches accepted so far");
@@ -275,5 +283,6 @@ async fn kafka_outage_answers_503_and_loses_nothing_answered_202() {
     processor.stop().await.unwrap();
     gateway.stop().await.unwrap();
     db.drop().await.unwrap();
+    postgres.drop().await.unwrap();
     eprintln!("Kafka outage drill took {:?}", began.elapsed());
 }

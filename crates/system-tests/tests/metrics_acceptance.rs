@@ -487,7 +487,9 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     // The sessions span four days, beyond the gateway's default 48 h
     // horizon: it accepts them as a backfill would (the aggregator below
     // aggregates every closed window of the range itself).
-    let gateway = start_gateway_with_lateness(&kafka, 2, Duration::from_secs(u64::from(DAYS + 2) * 86_400)).await;
+    let keys = pg.keys().await.unwrap();
+    let gateway =
+        start_gateway_with_lateness(&kafka, &pg.config, 2, Duration::from_secs(u64::from(DAYS + 2) * 86_400)).await;
     let processor = start_processor(&kafka, &db.config);
     let cached_api = start_api(&kafka, &db.config, &pg.config, true, |_| {}).await;
     let api = start_api(&kafka, &db.config, &pg.config, false, |_| {}).await;
@@ -495,7 +497,16 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     // pass's per-video totals, checked right after each pass.
     let busy_api = start_api(&kafka, &db.config, &pg.config, false, |c| c.freshness.top_from_pass_min_views = 0).await;
     // No idle keep-alive connections: they would hold up each API's graceful stop.
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(0).build().unwrap();
+    // The admin token reads and writes the catalog; events go with the ingest key.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", keys.admin).parse().unwrap());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(0)
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let ingest = keys.ingest_client();
     let clickhouse = db.client();
 
     // Sessions over the four days up to now, a catalog for some of the videos.
@@ -522,7 +533,7 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     put_catalog(&http, &api, &catalog).await;
     let oracle = Oracle::new(&events, catalog.clone()).unwrap();
 
-    post_all(&http, &gateway, &events, &mut rng).await;
+    post_all(&ingest, &gateway, &events, &mut rng).await;
     wait_stored(&clickhouse, oracle.distinct_event_ids()).await;
 
     let today = started.date_naive();
@@ -611,7 +622,7 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
         oracle.video(&late_view.video_id, video_days).watch_time_seconds,
         "the late event must change something"
     );
-    let answer = http.post(gateway.url("/api/events")).json(&late).send().await.unwrap();
+    let answer = ingest.post(gateway.url("/api/events")).json(&late).send().await.unwrap();
     assert_eq!(answer.status(), 202, "{}", answer.text().await.unwrap());
     wait_stored(&clickhouse, late_oracle.distinct_event_ids()).await;
     let mut stale = fresh.clone();

@@ -165,16 +165,17 @@ fn expected<'a>(events: impl IntoIterator<Item = &'a Value>) -> Expected {
 // ---------------------------------------------------------------------------
 // Helpers.
 
-async fn post_batch(gateway: &InProcess, batch: &[Value]) {
-    let answer = http().post(gateway.url("/api/events/batch")).json(batch).send().await.unwrap();
+async fn post_batch(gateway: &InProcess, key: &str, batch: &[Value]) {
+    let answer =
+        http().post(gateway.url("/api/events/batch")).header("x-api-key", key).json(batch).send().await.unwrap();
     let status = answer.status();
     let body: Value = answer.json().await.unwrap();
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["accepted"], batch.len(), "{body}");
 }
 
-async fn get_json(url: &str) -> anyhow::Result<Value> {
-    let response = http().get(url).send().await?;
+async fn get_json(url: &str, token: &str) -> anyhow::Result<Value> {
+    let response = http().get(url).bearer_auth(token).send().await?;
     let status = response.status();
     let body: Value = response.json().await?;
     anyhow::ensure!(status == 200, "{url} answered {status}: {body}");
@@ -261,7 +262,8 @@ async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() 
     let scenario = Scenario::new();
 
     // A client following the six videos (not `other`).
-    let mut client = Client::connect(hub).await;
+    let keys = &pipeline.stack.keys;
+    let mut client = Client::connect(hub, &keys.read).await;
     client.send(json!({"type": "subscribe", "payload": {"video_ids": scenario.videos}})).await;
     let ack = client.next_of("subscribed", WAIT).await.unwrap();
     let listed: BTreeSet<&str> =
@@ -271,17 +273,17 @@ async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() 
 
     // Nothing posted yet: every view shows an empty window.
     let empty = expected(std::iter::empty());
-    let hub_now = get_json(&hub.url("/api/metrics/realtime")).await.unwrap();
-    let api_now = get_json(&api.url("/api/metrics/realtime")).await.unwrap();
+    let hub_now = get_json(&hub.url("/api/metrics/realtime"), &keys.read).await.unwrap();
+    let api_now = get_json(&api.url("/api/metrics/realtime"), &keys.read).await.unwrap();
     assert!(empty.matches(&hub_now), "hub before any event: {hub_now}");
     assert!(empty.matches(&api_now), "query-api before any event: {api_now}");
 
     // 1. The first batch: how soon after the POST returns do the figures show it?
     let after_first = expected(&scenario.first);
-    post_batch(gateway, &scenario.first).await;
+    post_batch(gateway, &keys.ingest, &scenario.first).await;
     let posted = Instant::now();
     let get_latency = loop {
-        let last = get_json(&hub.url("/api/metrics/realtime")).await.unwrap();
+        let last = get_json(&hub.url("/api/metrics/realtime"), &keys.read).await.unwrap();
         if after_first.matches(&last) {
             break posted.elapsed();
         }
@@ -322,7 +324,7 @@ async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() 
     // 2. The second batch, with part of the first sent again (a retry).
     let after_all = expected(scenario.all());
     assert!(after_all.events < (scenario.first.len() + scenario.second.len()) as u64, "the scenario has no retry");
-    post_batch(gateway, &scenario.second).await;
+    post_batch(gateway, &keys.ingest, &scenario.second).await;
 
     // Every followed event reaches the client (a retried one may come twice: the
     // feed shows what is ingested); none of the other video's.
@@ -364,8 +366,8 @@ async fn posted_events_reach_websocket_clients_and_every_realtime_view_agrees() 
     loop {
         seen.drain(&mut messages, posted, &after_first);
         let (latest_metrics, latest_top) = (&seen.metrics, &seen.top);
-        let hub_get = get_json(&hub.url("/api/metrics/realtime")).await.unwrap();
-        let api_get = get_json(&api.url("/api/metrics/realtime")).await.unwrap();
+        let hub_get = get_json(&hub.url("/api/metrics/realtime"), &keys.read).await.unwrap();
+        let api_get = get_json(&api.url("/api/metrics/realtime"), &keys.read).await.unwrap();
         let agreed = after_all.matches(latest_metrics)
             && after_all.matches(&hub_get)
             && after_all.matches(&api_get)

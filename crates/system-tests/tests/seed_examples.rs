@@ -55,8 +55,9 @@ const GET_REALTIME: &str = "/api/metrics/realtime";
 const REALTIME_FIELDS: [&str; 5] =
     ["concurrent_viewers", "active_streams", "bandwidth_gbps", "events_per_second", "error_rate"];
 
-async fn get(service: &InProcess, path: &str) -> (u16, Value) {
-    let response = http().get(service.url(path)).send().await.expect("GET");
+/// `GET path` with a `read` token (the description's examples predate keys).
+async fn get(service: &InProcess, token: &str, path: &str) -> (u16, Value) {
+    let response = http().get(service.url(path)).bearer_auth(token).send().await.expect("GET");
     let status = response.status().as_u16();
     let body = response.json::<Value>().await.unwrap_or(Value::Null);
     (status, body)
@@ -71,14 +72,16 @@ fn assert_fields(body: &Value, fields: &[&str], what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_example_of_the_product_description_works_as_written() {
     let pipeline = Pipeline::start(HubConfig { client_max_events_per_sec: 0, ..HubConfig::default() }).await;
-    let Pipeline { gateway, processor, hub, api, .. } = &pipeline;
+    let Pipeline { gateway, processor, hub, api, stack, .. } = &pipeline;
+    let token = stack.keys.read.as_str();
 
     // "Connect to Dashboard": a client connected before the event is tracked.
-    let mut client = Client::connect(hub).await;
+    let mut client = Client::connect(hub, token).await;
 
-    // "Track Event".
+    // "Track Event", with the player's ingest key.
     let response = http()
         .post(gateway.url("/api/events"))
+        .header("x-api-key", &stack.keys.ingest)
         .header("content-type", "application/json")
         .body(TRACK_EVENT)
         .send()
@@ -92,7 +95,7 @@ async fn every_request_example_of_the_product_description_works_as_written() {
     let today = chrono::Utc::now().date_naive().to_string();
 
     // "Get Video Metrics" as written (January 2024: the event is not in it).
-    let (status, january) = get(api, GET_VIDEO_METRICS).await;
+    let (status, january) = get(api, token, GET_VIDEO_METRICS).await;
     assert_eq!(status, 200, "Get Video Metrics: {january}");
     assert_fields(&january, &VIDEO_METRICS_FIELDS, "Get Video Metrics");
     assert_eq!(january["video_id"], "video_456", "{january}");
@@ -101,7 +104,7 @@ async fn every_request_example_of_the_product_description_works_as_written() {
     // The same request for the day the event was tracked counts its view.
     let path = format!("/api/metrics/video/video_456?startDate={today}&endDate={today}");
     let metrics = eventually(WAIT, || async {
-        let (status, body) = get(api, &path).await;
+        let (status, body) = get(api, token, &path).await;
         anyhow::ensure!(status == 200 && body["views"] == 1, "{status} {body}");
         Ok(body)
     })
@@ -113,7 +116,7 @@ async fn every_request_example_of_the_product_description_works_as_written() {
     // "Real-time Metrics" on query-api (the description's API) and on the hub.
     for service in [api, hub] {
         let realtime = eventually(WAIT, || async {
-            let (status, body) = get(service, GET_REALTIME).await;
+            let (status, body) = get(service, token, GET_REALTIME).await;
             anyhow::ensure!(status == 200 && body["concurrent_viewers"] == 1, "{status} {body}");
             Ok(body)
         })
@@ -135,10 +138,10 @@ async fn every_request_example_of_the_product_description_works_as_written() {
 
     // "Health Checks": GET /health everywhere, GET /api/metrics/health on the API.
     for service in [gateway, processor, hub, api] {
-        let (status, body) = get(service, "/health").await;
+        let (status, body) = get(service, token, "/health").await;
         assert_eq!(status, 200, "GET /health: {body}");
     }
-    let (status, health) = get(api, "/api/metrics/health").await;
+    let (status, health) = get(api, token, "/api/metrics/health").await;
     assert_eq!(status, 200, "GET /api/metrics/health: {health}");
 
     drop(client);

@@ -37,9 +37,10 @@ async fn posted_events_are_stored_exactly_once() {
     const TOTAL: usize = 100_000;
     let kafka = testing::kafka_config();
     let db = testing::TestClickHouse::create().await.unwrap();
-    let gateway = start_gateway(&kafka, 2).await;
+    let postgres = testing::TestPostgres::create().await.unwrap();
+    let gateway = start_gateway(&kafka, &postgres.config, 2).await;
     let processor = start_processor(&kafka, &db.config);
-    let http = reqwest::Client::new();
+    let http = postgres.keys().await.unwrap().ingest_client();
     let client = db.client();
 
     // 100,000 valid events in batches of 1,000, four requests at a time.
@@ -100,6 +101,7 @@ async fn posted_events_are_stored_exactly_once() {
     processor.stop().await.unwrap();
     gateway.stop().await.unwrap();
     db.drop().await.unwrap();
+    postgres.drop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,10 +109,11 @@ async fn two_replicas_and_a_replica_leaving_mid_load_store_each_event_once() {
     const TOTAL: usize = 40_000;
     let kafka = testing::kafka_config();
     let db = testing::TestClickHouse::create().await.unwrap();
-    let gateway = start_gateway(&kafka, 2).await;
+    let postgres = testing::TestPostgres::create().await.unwrap();
+    let gateway = start_gateway(&kafka, &postgres.config, 2).await;
     let first = start_processor(&kafka, &db.config);
     let second = start_processor(&kafka, &db.config);
-    let http = reqwest::Client::new();
+    let http = postgres.keys().await.unwrap().ingest_client();
     let client = db.client();
 
     let events: Vec<Value> = (0..TOTAL).map(event).collect();
@@ -146,4 +149,5 @@ async fn two_replicas_and_a_replica_leaving_mid_load_store_each_event_once() {
     second.stop().await.unwrap();
     gateway.stop().await.unwrap();
     db.drop().await.unwrap();
+    postgres.drop().await.unwrap();
 }

@@ -1,19 +1,19 @@
 //! The whole realtime path started in-process for one test: its own topics
-//! (the hub tests' `Stack`), its own ClickHouse and PostgreSQL databases, the
+//! and PostgreSQL database with one key per scope (the hub tests' `Stack`:
+//! `stack.keys`), its own ClickHouse database, the
 //! gateway, the processor with its production batching, the hub and the
 //! query-api. A test that declares this module also declares `common` (the
 //! hub's test helpers) and `support`.
 #![allow(dead_code)]
 
 use realtime_hub::HubConfig;
-use service_kit::testing::{InProcess, TestClickHouse, TestPostgres};
+use service_kit::testing::{InProcess, TestClickHouse};
 
 use crate::{common::Stack, support};
 
 pub struct Pipeline {
     pub stack: Stack,
     pub clickhouse: TestClickHouse,
-    pub postgres: TestPostgres,
     pub gateway: InProcess,
     pub processor: InProcess,
     pub hub: InProcess,
@@ -25,12 +25,11 @@ impl Pipeline {
     pub async fn start(hub: HubConfig) -> Self {
         let stack = Stack::new().await;
         let clickhouse = TestClickHouse::create().await.expect("test ClickHouse database");
-        let postgres = TestPostgres::create().await.expect("test PostgreSQL database");
-        let gateway = support::start_gateway(&stack.kafka, 1).await;
+        let gateway = support::start_gateway(&stack.kafka, &stack.postgres.config, 1).await;
         let processor = support::start_realtime_processor(&stack.kafka, &clickhouse.config).await;
         let hub = stack.start_hub(hub).await;
-        let api = support::start_api(&stack.kafka, &clickhouse.config, &postgres.config).await;
-        Self { stack, clickhouse, postgres, gateway, processor, hub, api }
+        let api = support::start_api(&stack.kafka, &clickhouse.config, &stack.postgres.config).await;
+        Self { stack, clickhouse, gateway, processor, hub, api }
     }
 
     /// Stops the services (readers first) and removes the test's topics and databases.
@@ -42,6 +41,5 @@ impl Pipeline {
         let _ = service_kit::deps::kafka::delete_topics(&self.stack.kafka, &[&dead_letters]).await;
         self.stack.cleanup().await;
         self.clickhouse.drop().await.expect("test ClickHouse database dropped");
-        self.postgres.drop().await.expect("test PostgreSQL database dropped");
     }
 }

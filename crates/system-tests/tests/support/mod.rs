@@ -9,17 +9,23 @@ use service_kit::{
     testing::{self, InProcess},
 };
 
-/// The ingest-gateway with `workers` HTTP workers, once ready.
-pub async fn start_gateway(kafka: &KafkaConfig, workers: usize) -> InProcess {
-    start_gateway_with_lateness(kafka, workers, events_model::limits::DEFAULT_LATENESS).await
+/// The ingest-gateway with `workers` HTTP workers, its keys in `postgres`, once ready.
+pub async fn start_gateway(kafka: &KafkaConfig, postgres: &PostgresConfig, workers: usize) -> InProcess {
+    start_gateway_with_lateness(kafka, postgres, workers, events_model::limits::DEFAULT_LATENESS).await
 }
 
 /// [`start_gateway`] accepting timestamps up to `lateness` old, as a
 /// deployment backfilling older events would run it.
-pub async fn start_gateway_with_lateness(kafka: &KafkaConfig, workers: usize, lateness: Duration) -> InProcess {
+pub async fn start_gateway_with_lateness(
+    kafka: &KafkaConfig,
+    postgres: &PostgresConfig,
+    workers: usize,
+    lateness: Duration,
+) -> InProcess {
     let mut config = ingest_gateway::Config {
         http: HttpConfig { workers, ..HttpConfig::default() },
         kafka: kafka.clone(),
+        postgres: postgres.clone(),
         ..ingest_gateway::Config::default()
     };
     config.ingest.lateness = lateness;
