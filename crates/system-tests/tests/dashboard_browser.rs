@@ -1,12 +1,18 @@
 //! The dashboard in a real browser: headless Chromium driven by playwright-core
 //! (`web/tests/dashboard.mjs`) against the real ingest-gateway, stream-processor
-//! and realtime-hub, run in-process on topics and a ClickHouse database of
-//! their own. The script opens the dashboard, posts events to the gateway,
-//! waits until the totals, the top videos and the feed show them, filters the
-//! feed by video, has this harness stop the hub (the page shows it is
-//! reconnecting, with a growing backoff) and start a new one on the same
-//! address (the page reconnects by itself, with the same figures and its
-//! filter), and saves a full-page screenshot to `target/dashboard.png`.
+//! and realtime-hub, run in-process on topics, a ClickHouse database and a
+//! key database of their own (the script gets a `read` and an `ingest` key).
+//! The script opens the dashboard without a token (the sign-in form, no
+//! WebSocket), is refused with an unknown token and with the ingest key (no
+//! `read` scope), signs in, stays signed in across a reload, signs in a fresh
+//! tab through `#token=`; then posts events to the gateway (with the ingest
+//! key), waits until the totals, the top videos and the feed show them,
+//! filters the feed by video, has this harness stop the hub (the page shows
+//! it is reconnecting, with a growing backoff) and start a new one on the
+//! same address (the page reconnects by itself, with the same figures and
+//! its filter), saves a full-page screenshot to `target/dashboard.png`, and
+//! finally has this harness revoke its token and restart the hub (the page
+//! forgets the token and asks for another).
 //!
 //! Needs `node` (>= 18), `/usr/bin/chromium` (or `CHROMIUM_PATH`) and
 //! `npm ci` run in `crates/realtime-hub/web`; `.ci/run` installs all three. A
@@ -102,7 +108,10 @@ async fn read_all(mut pipe: impl tokio::io::AsyncRead + Unpin) -> String {
 
 /// Runs the script to its end, carrying out its requests to the harness: a
 /// stdout line `@stop-hub` stops the hub (answered `stopped` on its stdin),
-/// `@start-hub` starts a new one on the same address (answered `started`).
+/// `@start-hub` starts a new one on the same address (answered `started`),
+/// `@revoke-token` stops the hub, revokes the `read` key and starts a new
+/// hub on the same address (answered `revoked`; a new hub, so the page's
+/// socket closes and its handshakes meet the revocation at once).
 /// Returns the exit status and everything the script printed.
 async fn drive(
     child: &mut tokio::process::Child,
@@ -130,12 +139,29 @@ async fn drive(
                 *hub = Some(stack.start_hub_on(listener, browser_hub_config()).await);
                 stdin.write_all(b"started\n").await?;
             }
+            "@revoke-token" => {
+                let running = hub.take().context("@revoke-token: no hub is running")?;
+                let addr = running.addr;
+                running.stop().await?;
+                let client = stack.postgres.pool()?.get().await?;
+                let revoked = service_kit::auth::revoke_key(&client, READ_KEY_NAME).await?;
+                anyhow::ensure!(
+                    revoked == 1,
+                    "@revoke-token: {revoked} keys named {READ_KEY_NAME} revoked, expected 1"
+                );
+                let listener = std::net::TcpListener::bind(addr).with_context(|| format!("bind {addr} again"))?;
+                *hub = Some(stack.start_hub_on(listener, browser_hub_config()).await);
+                stdin.write_all(b"revoked\n").await?;
+            }
             _ => {}
         }
     }
     drop(stdin);
     Ok((child.wait().await?, printed))
 }
+
+/// The name `TestPostgres::keys` gives the `read` key (`stack.keys.read`).
+const READ_KEY_NAME: &str = "test-read";
 
 /// No feed sampling: the script checks that every posted event is shown.
 fn browser_hub_config() -> HubConfig {
@@ -160,7 +186,7 @@ async fn dashboard_shows_posted_events_in_headless_chromium() {
 
     let stack = Stack::new().await;
     let db = TestClickHouse::create().await.unwrap();
-    let gateway = support::start_gateway(&stack.kafka, 1).await;
+    let gateway = support::start_gateway(&stack.kafka, &stack.postgres.config, 1).await;
     let processor = support::start_realtime_processor(&stack.kafka, &db.config).await;
     let hub = stack.start_hub(browser_hub_config()).await;
 
@@ -171,6 +197,8 @@ async fn dashboard_shows_posted_events_in_headless_chromium() {
         .current_dir(web_dir())
         .env("HUB_URL", hub.url(""))
         .env("GATEWAY_URL", gateway.url(""))
+        .env("HUB_TOKEN", &stack.keys.read)
+        .env("INGEST_API_KEY", &stack.keys.ingest)
         .env("CHROMIUM_PATH", &tools.chromium)
         .env("SCREENSHOT_PATH", &screenshot)
         .env("HUB_RESTART", "1")

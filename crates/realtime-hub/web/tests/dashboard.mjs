@@ -1,17 +1,26 @@
 // Browser test of the realtime-hub dashboard in headless Chromium (playwright-core).
 //
-// Run by crates/realtime-hub/tests/browser.rs, which starts the real
-// ingest-gateway, stream-processor and realtime-hub on isolated topics and
-// passes their addresses:
+// Run by crates/system-tests/tests/dashboard_browser.rs, which starts the real
+// ingest-gateway, stream-processor and realtime-hub on isolated topics and a
+// key database of their own and passes their addresses and keys:
 //
 //   HUB_URL=http://127.0.0.1:PORT GATEWAY_URL=http://127.0.0.1:PORT \
+//     HUB_TOKEN=<read key> INGEST_API_KEY=<ingest key> \
 //     node crates/realtime-hub/web/tests/dashboard.mjs
 //
 // Optional: CHROMIUM_PATH (default /usr/bin/chromium), SCREENSHOT_PATH
 // (default <workspace>/target/dashboard.png), WAIT_MS (each wait's deadline,
 // default 20000), HUB_RESTART=1 (the hub-restart phase: the script prints
 // `@stop-hub`, then `@start-hub`, and waits for `stopped`, then `started`, on
-// its stdin; browser.rs does that).
+// its stdin; then, at the very end, `@revoke-token`: the harness stops the
+// hub, revokes HUB_TOKEN and starts a new hub, and answers `revoked`).
+//
+// Signing in: the dashboard opened without a token shows the sign-in form
+// (and opens no WebSocket); a token the hub does not know and a key without
+// the read scope (INGEST_API_KEY) are refused with their messages and not
+// kept; HUB_TOKEN typed in signs in and is kept for the tab (a reload stays
+// signed in); a second, fresh tab opened with #token=<HUB_TOKEN> signs in
+// without the form and the token leaves the address bar.
 //
 // It opens the dashboard, waits for the connection, checks the initial
 // (empty) figures, POSTs a batch of events to the gateway, waits until the
@@ -19,7 +28,12 @@
 // applies a video filter to the feed and checks that only matching events
 // are shown afterwards, has the harness restart the hub (the page shows it is
 // reconnecting with a growing backoff, reconnects by itself, shows the same
-// figures and keeps its filter), and saves a full-page screenshot. Any failure exits
+// figures and keeps its filter), and saves a full-page screenshot. With
+// "Change token" signs out (form shown, token forgotten, socket closed), a
+// #token= link followed on the open page signs in again, and with
+// HUB_RESTART=1 it has the token revoked (the page must notice when its
+// socket is refused, forget the token and show the form with the reason).
+// It also saves dashboard-sign-in.png (the form) beside the screenshot. Any failure exits
 // non-zero with the reason, the page's console errors and a screenshot of
 // the failing page (dashboard-failure.png beside the screenshot).
 import { randomUUID } from 'node:crypto';
@@ -32,6 +46,10 @@ import { chromium } from 'playwright-core';
 const here = dirname(fileURLToPath(import.meta.url));
 const HUB_URL = requiredEnv('HUB_URL');
 const GATEWAY_URL = requiredEnv('GATEWAY_URL');
+const HUB_TOKEN = requiredEnv('HUB_TOKEN');
+const INGEST_API_KEY = requiredEnv('INGEST_API_KEY');
+// Must match TOKEN_KEY in src/app.js.
+const TOKEN_KEY = 'realtime-hub.token';
 const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const WORKSPACE = join(here, '..', '..', '..', '..');
 const SCREENSHOT_PATH = resolve(process.env.SCREENSHOT_PATH || join(WORKSPACE, 'target', 'dashboard.png'));
@@ -236,7 +254,7 @@ function expectedFigures(events) {
 async function postBatch(events) {
   const response = await fetch(`${GATEWAY_URL}/api/events/batch`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', 'x-api-key': INGEST_API_KEY },
     body: JSON.stringify(events),
   });
   const text = await response.text();
@@ -285,14 +303,36 @@ function readDashboard(page) {
   });
 }
 
+// The sign-in state, read in one go.
+function readAuth(page) {
+  return page.evaluate((tokenKey) => {
+    const form = document.getElementById('sign-in');
+    const error = document.getElementById('token-error');
+    const input = document.getElementById('token-input');
+    const label = document.querySelector('label[for="token-input"]');
+    return {
+      url: location.href,
+      connection: document.getElementById('connection-state').dataset.state,
+      formShown: !form.hidden && form.getClientRects().length > 0,
+      dashboardShown: !document.getElementById('dashboard').hidden,
+      signOutShown: !document.getElementById('sign-out').hidden,
+      error: error.hidden ? '' : error.textContent,
+      inputType: input.type,
+      inputValue: input.value,
+      label: label ? label.textContent.trim() : null,
+      stored: sessionStorage.getItem(tokenKey),
+    };
+  }, TOKEN_KEY);
+}
+
 // Polls the page until `check(snapshot)` returns no complaint, or fails with
-// the last complaint after WAIT_MS.
-async function waitUntil(page, what, check) {
+// the last complaint after WAIT_MS. `read` takes the snapshot.
+async function waitUntil(page, what, check, read = readDashboard) {
   const started = Date.now();
   let complaint = 'not checked yet';
   let snapshot = null;
   while (Date.now() - started < WAIT_MS) {
-    snapshot = await readDashboard(page);
+    snapshot = await read(page);
     complaint = check(snapshot);
     if (!complaint) {
       step(`${what}: after ${Date.now() - started} ms`);
@@ -300,7 +340,11 @@ async function waitUntil(page, what, check) {
     }
     await new Promise((done) => setTimeout(done, POLL_MS));
   }
-  const shown = snapshot ? { ...snapshot, feed: `${snapshot.feed.length} rows` } : null;
+  const shown = !snapshot
+    ? null
+    : snapshot.feed
+      ? { ...snapshot, feed: `${snapshot.feed.length} rows` }
+      : redacted(snapshot);
   fail(`timed out after ${WAIT_MS} ms waiting for ${what}: ${complaint}\npage state: ${JSON.stringify(shown)}`);
 }
 
@@ -329,10 +373,118 @@ function feedComplaint(snapshot, events) {
 
 // ---------- the test ----------
 
-async function main(page) {
-  step(`opening ${HUB_URL}/`);
+function authComplaint(s, wanted) {
+  const wrong = [];
+  for (const [name, value] of Object.entries(wanted)) {
+    if (s[name] !== value) {
+      const shown = redacted(s)[name];
+      wrong.push(`${name} is ${JSON.stringify(shown)}, expected ${JSON.stringify(value)}`);
+    }
+  }
+  return wrong.length ? wrong.join('; ') : null;
+}
+
+// A snapshot of readAuth fit to print: never a token, only whether one is there.
+function redacted(s) {
+  return { ...s, stored: s.stored === null ? null : '<a token>', inputValue: s.inputValue ? '<text>' : '' };
+}
+
+async function signInWith(page, token, what) {
+  await page.fill('#token-input', token);
+  await page.click('#token-submit');
+  step(`submitted ${what}`);
+}
+
+// 0. Signing in.
+async function signingIn(page, context) {
+  step(`opening ${HUB_URL}/ without a token`);
   const response = await page.goto(`${HUB_URL}/`, { waitUntil: 'load', timeout: WAIT_MS });
   if (!response || response.status() !== 200) fail(`GET / answered ${response && response.status()}`);
+  const form = await waitUntil(
+    page,
+    'the sign-in form',
+    (s) => authComplaint(s, { formShown: true, dashboardShown: false, connection: 'signed-out', stored: null }),
+    readAuth,
+  );
+  if (form.inputType !== 'password') fail(`the token input is of type ${form.inputType}, expected password`);
+  if (!form.label || !/token/i.test(form.label)) fail(`the token input's label reads ${JSON.stringify(form.label)}`);
+  if (form.error) fail(`the form shows an error before anything was submitted: ${form.error}`);
+  await mkdir(dirname(SCREENSHOT_PATH), { recursive: true });
+  await page.screenshot({ path: join(dirname(SCREENSHOT_PATH), 'dashboard-sign-in.png') });
+  const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
+  if (focused !== 'token-input') fail(`the focus is on ${JSON.stringify(focused)}, expected the token input`);
+
+  refusalsExpected = true;
+  await signInWith(page, 'ak_000000000000000000000000000000000000000000000000', 'a token the hub does not know');
+  await waitUntil(
+    page,
+    'the unknown token to be refused',
+    (s) =>
+      !/this token is not valid/.test(s.error)
+        ? `the form's message reads ${JSON.stringify(s.error)}`
+        : authComplaint(s, { formShown: true, dashboardShown: false, stored: null }),
+    readAuth,
+  );
+  await signInWith(page, INGEST_API_KEY, 'an ingest key (no read scope)');
+  await waitUntil(
+    page,
+    'the ingest key to be refused for its scope',
+    (s) =>
+      !/this token lacks the read scope/.test(s.error)
+        ? `the form's message reads ${JSON.stringify(s.error)}`
+        : authComplaint(s, { formShown: true, dashboardShown: false, stored: null }),
+    readAuth,
+  );
+  refusalsExpected = false;
+  if (sockets.length) fail(`the page opened ${sockets.length} WebSocket(s) before it had a valid token`);
+
+  await signInWith(page, HUB_TOKEN, 'the read token');
+  const signedIn = await waitUntil(
+    page,
+    'the dashboard to be signed in and connected',
+    (s) =>
+      authComplaint(s, { formShown: false, dashboardShown: true, signOutShown: true, connection: 'open', error: '' }),
+    readAuth,
+  );
+  if (signedIn.stored !== HUB_TOKEN) fail('sessionStorage does not hold the read token after signing in');
+  if (signedIn.inputValue) fail('the token is still in the form after signing in');
+  const socketUrl = sockets[sockets.length - 1];
+  if (!socketUrl || new URL(socketUrl).searchParams.get('token') !== HUB_TOKEN) {
+    fail('the WebSocket was not opened with ?token=<the read token>');
+  }
+
+  step('reloading: the tab keeps its token');
+  const opened = sockets.length;
+  await page.reload({ waitUntil: 'load', timeout: WAIT_MS });
+  await waitUntil(
+    page,
+    'the reloaded page to connect without asking',
+    (s) => authComplaint(s, { formShown: false, dashboardShown: true, connection: 'open' }),
+    readAuth,
+  );
+  if (sockets.length <= opened) fail('the reloaded page opened no WebSocket');
+
+  step('a fresh tab opened with #token=');
+  const other = await context.browser().newContext({ viewport: { width: 1000, height: 800 } });
+  try {
+    const linked = await other.newPage();
+    linked.on('pageerror', (error) => problems.push(`uncaught exception (#token= tab): ${error.message}`));
+    await linked.goto(`${HUB_URL}/#token=${encodeURIComponent(HUB_TOKEN)}`, { waitUntil: 'load', timeout: WAIT_MS });
+    const viaLink = await waitUntil(
+      linked,
+      'the #token= tab to sign in without the form',
+      (s) => authComplaint(s, { formShown: false, dashboardShown: true, connection: 'open' }),
+      readAuth,
+    );
+    if (viaLink.url.includes('token')) fail(`the token is still in the address bar: ${viaLink.url.split('#')[0]}#…`);
+    if (viaLink.stored !== HUB_TOKEN) fail('the #token= tab did not keep the token for the session');
+  } finally {
+    await other.close();
+  }
+}
+
+async function main(page, context) {
+  await signingIn(page, context);
 
   const initial = await waitUntil(page, 'the connection to be open and the first figures shown', (s) =>
     s.connection !== 'open' ? `connection state is ${s.connection}` : !s.asOf ? 'no realtime_metrics shown yet' : null,
@@ -406,6 +558,64 @@ async function main(page) {
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: SCREENSHOT_PATH, fullPage: true });
   step(`screenshot saved to ${SCREENSHOT_PATH}`);
+
+  await signOut(page);
+  await signInThroughFragment(page);
+  if (HUB_RESTART) await revoked(page);
+}
+
+// 6. The token is revoked and the hub restarted (so the socket closes): the
+// page's handshakes are refused, it asks the HTTP API why (401), forgets the
+// token and shows the form with the reason.
+async function revoked(page) {
+  socketErrorsExpected = true;
+  refusalsExpected = true;
+  await askHarness('revoke-token', 'revoked');
+  await waitUntil(
+    page,
+    'the page to notice the revoked token and ask for another',
+    (s) =>
+      !/no longer accepts this token/.test(s.error)
+        ? `connection ${s.connection}, form message ${JSON.stringify(s.error)}`
+        : authComplaint(s, { formShown: true, dashboardShown: false, connection: 'signed-out', stored: null }),
+    readAuth,
+  );
+}
+
+// 4. "Change token": back to the form, the token forgotten, the socket closed.
+async function signOut(page) {
+  const opened = sockets.length;
+  await page.click('#sign-out');
+  await waitUntil(
+    page,
+    'the page to sign out',
+    (s) =>
+      authComplaint(s, { formShown: true, dashboardShown: false, connection: 'signed-out', stored: null, error: '' }),
+    readAuth,
+  );
+  await waitUntil(
+    page,
+    'the socket to be closed',
+    () => (openSockets.size ? `${openSockets.size} WebSocket(s) still open` : null),
+    readAuth,
+  );
+  if (sockets.length !== opened) fail('the page opened a WebSocket after signing out');
+}
+
+// 5. A link with #token= followed on the open page (no reload): signed in again,
+// the token gone from the address bar.
+async function signInThroughFragment(page) {
+  await page.evaluate((token) => {
+    location.hash = 'token=' + encodeURIComponent(token);
+  }, HUB_TOKEN);
+  const shown = await waitUntil(
+    page,
+    'the page to sign in with the #token= it was sent to',
+    (s) => authComplaint(s, { formShown: false, dashboardShown: true, connection: 'open' }),
+    readAuth,
+  );
+  if (shown.url.includes('token')) fail(`the token is still in the address bar: ${shown.url.split('#')[0]}#…`);
+  if (shown.stored !== HUB_TOKEN) fail('the token from #token= was not kept for the session');
 }
 
 // 3. The hub goes away: the page says so and retries with a growing backoff.
@@ -452,8 +662,14 @@ async function hubRestart(page, posted) {
   );
 }
 
-// While the hub is down, Chromium reports each refused WebSocket as a console error.
+// While the hub is down, Chromium reports each refused WebSocket (and the
+// page's failed token checks) as console errors; refused tokens show as
+// failed loads (401/403).
 let socketErrorsExpected = false;
+let refusalsExpected = false;
+// The URL of every WebSocket the page opened, and those still open.
+const sockets = [];
+const openSockets = new Set();
 const problems = [];
 let browser;
 let page;
@@ -462,19 +678,31 @@ try {
   browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: ['--no-sandbox'] });
   const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
   page = await context.newPage();
+  page.on('websocket', (socket) => {
+    sockets.push(socket.url());
+    openSockets.add(socket);
+    socket.on('close', () => openSockets.delete(socket));
+  });
   page.on('console', (message) => {
     if (message.type() !== 'error') return;
-    if (socketErrorsExpected && message.text().startsWith('WebSocket connection to')) return;
-    problems.push(`console error: ${message.text()}`);
+    const text = message.text();
+    if (socketErrorsExpected && text.startsWith('WebSocket connection to')) return;
+    if (socketErrorsExpected && text.startsWith('Failed to load resource: net::ERR_CONNECTION_REFUSED')) return;
+    if (refusalsExpected && /^Failed to load resource: the server responded with a status of 40[13]/.test(text)) return;
+    // Never echo a token into the test's output.
+    problems.push(`console error: ${text.split(HUB_TOKEN).join('<token>')}`);
   });
   page.on('pageerror', (error) => problems.push(`uncaught exception: ${error.message}`));
   page.on('requestfailed', (request) => {
     // The WebSocket is closed on purpose when the browser closes; anything else is a problem.
+    const url = new URL(request.url());
+    // The page's token check while the hub is down.
+    if (socketErrorsExpected && url.pathname === '/api/metrics/realtime') return;
     if (!request.url().startsWith('ws')) {
-      problems.push(`request failed: ${request.url()} (${request.failure()?.errorText})`);
+      problems.push(`request failed: ${url.origin}${url.pathname} (${request.failure()?.errorText})`);
     }
   });
-  await main(page);
+  await main(page, context);
   if (problems.length) fail(`the page reported ${problems.length} problem(s)`);
   console.log('dashboard test passed');
 } catch (error) {
