@@ -22,6 +22,10 @@ pub enum ApiError {
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
 
+    /// The body did not arrive within `http.request_body_timeout`.
+    #[error("the request body did not arrive within the server's body timeout; send it at once")]
+    RequestTimeout,
+
     /// A dependency (PostgreSQL, ClickHouse, Redis) cannot be reached.
     #[error("{dependency} is unavailable")]
     Unavailable { dependency: &'static str, cause: String },
@@ -66,6 +70,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::TooExpensive { .. } => "query_too_expensive",
             ApiError::RateLimited(_) => "rate_limited",
@@ -91,6 +96,9 @@ impl ApiError {
             JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
                 ApiError::PayloadTooLarge { limit: *limit }
             }
+            JsonPayloadError::Payload(payload) if service_kit::deadline::is_timeout(payload) => {
+                ApiError::RequestTimeout
+            }
             JsonPayloadError::Deserialize(e) => {
                 ApiError::BadRequest { field: None, message: format!("request body is not valid json: {e}") }
             }
@@ -106,6 +114,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } | ApiError::TooExpensive { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -163,6 +163,9 @@ async fn openapi_document(document: web::Data<Document>) -> HttpResponse {
 /// The origins whose pages may open `/ws` besides the hub's own.
 struct WsOrigins(CorsPolicy);
 
+/// The places one socket holds while open: its token's and its address's.
+type WsPermits = (Option<Permit<String>>, Option<Permit<std::net::IpAddr>>);
+
 /// Open WebSocket connections per token and per client IP.
 struct WsLimits {
     per_token: Arc<ConcurrencyLimit<String>>,
@@ -172,10 +175,7 @@ struct WsLimits {
 impl WsLimits {
     /// The places a new connection of `req` holds while open, or the 429.
     #[allow(clippy::result_large_err)]
-    fn admit(
-        &self,
-        req: &HttpRequest,
-    ) -> Result<(Option<Permit<String>>, Option<Permit<std::net::IpAddr>>), HttpResponse> {
+    fn admit(&self, req: &HttpRequest) -> Result<WsPermits, HttpResponse> {
         let token = match Caller::of(req) {
             Some(caller) => Some(self.per_token.try_acquire(&caller.id, &caller.name).map_err(|l| l.response())?),
             None => None,

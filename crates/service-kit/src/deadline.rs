@@ -7,8 +7,7 @@
 //! so that reading it fails once `http.request_body_timeout` has passed since
 //! the request arrived; the handler's read then ends with an
 //! [`io::ErrorKind::TimedOut`] payload error, which [`is_timeout`] recognises
-//! (the ingest-gateway answers it 408 `request_timeout`; JSON extractors
-//! answer their usual 400). Upgraded connections (WebSocket) are untouched:
+//! (the ingest-gateway and query-api answer it 408 `request_timeout`). Upgraded connections (WebSocket) are untouched:
 //! their "body" is the socket's frames.
 
 use std::{

@@ -71,6 +71,7 @@ pub const MAX_FILTER_VALUE_CHARS: usize = 256;
         (status = 200, description = "the aggregated rows", body = QueryResponse),
         (status = 400, description = "unknown name, invalid value or limit exceeded (the input is named in `field`), \
                                       or malformed json", body = ErrorBody),
+        (status = 408, description = "the body did not arrive within the body timeout", body = ErrorBody),
         (status = 413, description = "body over 64 KiB", body = ErrorBody),
         (status = 415, description = "body is not application/json", body = ErrorBody),
         (status = 503, description = "clickhouse unavailable", body = ErrorBody),

@@ -23,7 +23,8 @@ pub async fn start_gateway_with_lateness(
     lateness: Duration,
 ) -> InProcess {
     let mut config = ingest_gateway::Config {
-        http: HttpConfig { workers, ..HttpConfig::default() },
+        // The gateway's own HTTP defaults (CORS for every origin) on a free port.
+        http: HttpConfig { workers, port: 0, ..ingest_gateway::Config::default().http },
         kafka: kafka.clone(),
         postgres: postgres.clone(),
         ..ingest_gateway::Config::default()
