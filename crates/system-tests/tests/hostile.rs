@@ -311,6 +311,7 @@ async fn hostile_requests_get_their_exact_refusal_and_valid_traffic_is_stored_on
     let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
     assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}: {:?}", answers.iter().find(|a| a.0 >= 500));
     assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.contains(&429), "two run at once per token, the others wait their turn: {statuses:?}");
     eprintln!("20 concurrent maximal custom queries: {statuses:?}");
 
     // 200 concurrent realtime GETs on the hub: all answered.
