@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use events_model::Topics;
 use service_kit::{
     Readiness, Shutdown,
-    auth::{Credential, Guard, KeyStore, KeyStoreProbe, Scope},
+    auth::{Credential, Guard, Scope},
     deps::kafka::{KafkaProbe, TopicSpec},
     rate::KeyedLimit,
 };
@@ -61,18 +61,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         tokio::spawn(topic::ensure_raw_topic(config.kafka.clone(), spec, topic_state.clone(), shutdown.clone()));
 
     let timeout = config.http.probe_timeout;
-    let mut readiness = Readiness::new(SERVICE, timeout)
+    let (guard, keys_probe) = Guard::start(&config.auth, &config.postgres, &shutdown, CREDENTIALS, rules)?;
+    let readiness = Readiness::new(SERVICE, timeout)
         .with_probe(KafkaProbe::new(&config.kafka, timeout)?)
-        .with_probe(topic::TopicProbe { state: topic_state, topic: raw_topic.clone() });
-    let keys = if config.auth.enabled {
-        let store = Arc::new(KeyStore::new(service_kit::deps::postgres::pool(&config.postgres)?));
-        store.spawn_refresh(config.auth.refresh_interval, shutdown.clone());
-        readiness = readiness.with_probe(KeyStoreProbe(store.clone()));
-        Some(store)
-    } else {
-        None
-    };
-    let guard = Guard::new(&config.auth, keys, CREDENTIALS, rules);
+        .with_probe(topic::TopicProbe { state: topic_state, topic: raw_topic.clone() })
+        .with_probes(keys_probe);
 
     let ingest = &config.ingest;
     tracing::info!(
@@ -98,7 +91,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         &config.http,
         Arc::new(readiness),
         shutdown.clone(),
-        Some(Arc::new(guard)),
+        Some(guard),
         handlers::configure(state.clone()),
     )
     .await;

@@ -35,7 +35,7 @@ use actix_web::web;
 use anyhow::Context as _;
 use service_kit::{
     Readiness, Shutdown,
-    auth::{Credential, Guard, KeyStore, KeyStoreProbe, Scope},
+    auth::{Credential, Guard, Scope},
     deps::{clickhouse::ClickHouseProbe, postgres, redis},
 };
 
@@ -63,20 +63,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     let timeout = config.http.probe_timeout;
     let pool = postgres::pool(&config.postgres)?;
     let redis_client = redis::client(&config.redis)?;
-    let mut readiness = Readiness::new(SERVICE, timeout)
-        .with_probe(ClickHouseProbe::new(&config.clickhouse))
-        .with_probe(postgres::PostgresProbe::new(pool.clone()))
-        .with_probe(redis::RedisProbe::new(redis_client.clone()));
-    let keys = if config.auth.enabled {
-        let store = Arc::new(KeyStore::new(pool.clone()));
-        store.spawn_refresh(config.auth.refresh_interval, shutdown.clone());
-        readiness = readiness.with_probe(KeyStoreProbe(store.clone()));
-        Some(store)
-    } else {
-        None
-    };
-    let guard = Arc::new(Guard::new(&config.auth, keys, CREDENTIALS, rules));
-    let readiness = Arc::new(readiness);
+    let (guard, keys_probe) = Guard::start(&config.auth, &config.postgres, &shutdown, CREDENTIALS, rules)?;
+    let readiness = Arc::new(
+        Readiness::new(SERVICE, timeout)
+            .with_probe(ClickHouseProbe::new(&config.clickhouse))
+            .with_probe(postgres::PostgresProbe::new(pool.clone()))
+            .with_probe(redis::RedisProbe::new(redis_client.clone()))
+            .with_probes(keys_probe),
+    );
     let cache = cache::QueryCache::new(redis_client, &config.redis.key_prefix, config.cache.clone());
     cache::describe_metrics();
     tracing::info!(

@@ -31,7 +31,7 @@ use events_model::Topics;
 use rdkafka::Message as _;
 use service_kit::{
     Readiness, Shutdown,
-    auth::{Credential, Guard, KeyStore, KeyStoreProbe, Scope},
+    auth::{Credential, Guard, Scope},
     deps::kafka::KafkaProbe,
 };
 
@@ -77,18 +77,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     );
 
     let timeout = config.http.probe_timeout;
-    let mut readiness = Readiness::new(SERVICE, timeout)
+    let (guard, keys_probe) = Guard::start(&config.auth, &config.postgres, &shutdown, CREDENTIALS, rules)?;
+    let readiness = Readiness::new(SERVICE, timeout)
         .with_probe(KafkaProbe::new(&config.kafka, timeout)?)
-        .with_probe(hub.data_probe());
-    let keys = if config.auth.enabled {
-        let store = Arc::new(KeyStore::new(service_kit::deps::postgres::pool(&config.postgres)?));
-        store.spawn_refresh(config.auth.refresh_interval, shutdown.clone());
-        readiness = readiness.with_probe(KeyStoreProbe(store.clone()));
-        Some(store)
-    } else {
-        None
-    };
-    let guard = Arc::new(Guard::new(&config.auth, keys, CREDENTIALS, rules));
+        .with_probe(hub.data_probe())
+        .with_probes(keys_probe);
 
     let readers = [
         spawn_reader(raw, &shutdown, {

@@ -547,6 +547,27 @@ pub struct Guard {
 }
 
 impl Guard {
+    /// The guard of a service whose keys live in `postgres`: when
+    /// `config.enabled`, a [`KeyStore`] refreshed every
+    /// `config.refresh_interval` until `shutdown`, and its readiness probe.
+    pub fn start(
+        config: &AuthConfig,
+        postgres: &crate::PostgresConfig,
+        shutdown: &Shutdown,
+        sources: &'static [Credential],
+        rules: Rules,
+    ) -> anyhow::Result<(Arc<Self>, Option<KeyStoreProbe>)> {
+        let store = if config.enabled {
+            let store = Arc::new(KeyStore::new(crate::deps::postgres::pool(postgres)?));
+            store.spawn_refresh(config.refresh_interval, shutdown.clone());
+            Some(store)
+        } else {
+            None
+        };
+        let probe = store.clone().map(KeyStoreProbe);
+        Ok((Arc::new(Self::new(config, store, sources, rules)), probe))
+    }
+
     /// A guard checking `rules` against keys from `store`, or letting every
     /// request through when `config.enabled` is false (logged as a warning).
     pub fn new(

@@ -107,6 +107,11 @@ impl Readiness {
         self
     }
 
+    /// [`Self::with_probe`] for each of `probes` (an `Option` gives none or one).
+    pub fn with_probes<P: Probe + 'static>(self, probes: impl IntoIterator<Item = P>) -> Self {
+        probes.into_iter().fold(self, Self::with_probe)
+    }
+
     pub fn service(&self) -> &'static str {
         self.service
     }

@@ -18,17 +18,18 @@
 //! `npm ci` run in `crates/realtime-hub/web`, like `dashboard_browser.rs`.
 #![cfg(test)]
 
+mod browser;
 #[path = "../../realtime-hub/tests/common/mod.rs"]
 mod common;
 
 use std::{
     collections::HashMap,
-    path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
+use browser::{BrowserTools, read_all, web_dir};
 use common::Stack;
 use rdkafka::{
     Message as _, Offset, TopicPartitionList,
@@ -39,56 +40,13 @@ use rdkafka::{
 use realtime_hub::HubConfig;
 use serde_json::Value;
 use service_kit::testing::InProcess;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest as _, http::HeaderValue};
 
 /// The whole script, as a last resort (each of its waits has a 20 s deadline).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
 /// How long the sent events may take to show in the raw topic.
 const STORED_WITHIN: Duration = Duration::from_secs(30);
-
-fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../realtime-hub/web")
-}
-
-/// Chromium's path, or why the browser test cannot run and how to fix it.
-fn browser_tools() -> Result<PathBuf, String> {
-    let mut problems = Vec::new();
-    match std::process::Command::new("node").arg("--version").output() {
-        Ok(output) if output.status.success() => {
-            let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
-            let major: Option<u32> = version.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok());
-            if major.is_none_or(|major| major < 18) {
-                problems.push(format!("node {version} is too old: playwright-core needs node >= 18"));
-            }
-        }
-        _ => problems.push("`node --version` failed: install Debian's `nodejs`".to_string()),
-    }
-    let chromium = std::env::var_os("CHROMIUM_PATH")
-        .filter(|path| !path.is_empty())
-        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    if !chromium.is_file() {
-        problems.push(format!("no Chromium at {}: install Debian's `chromium`", chromium.display()));
-    }
-    if !web_dir().join("node_modules/playwright-core/package.json").is_file() {
-        problems.push(format!("playwright-core is not installed: run `npm ci` in {}", web_dir().display()));
-    }
-    if problems.is_empty() {
-        Ok(chromium)
-    } else {
-        Err(format!(
-            "the browser test cannot run:\n  - {}\n`bash .ci/run` installs them; by hand, as root: \
-             `apt-get install -y nodejs npm chromium && (cd crates/realtime-hub/web && npm ci)`",
-            problems.join("\n  - ")
-        ))
-    }
-}
-
-async fn read_all(mut pipe: impl tokio::io::AsyncRead + Unpin) -> String {
-    let mut bytes = Vec::new();
-    let _ = pipe.read_to_end(&mut bytes).await;
-    String::from_utf8_lossy(&bytes).into_owned()
-}
 
 /// What the script reported besides passing.
 #[derive(Default)]
@@ -224,7 +182,7 @@ fn stored_event_ids(stack: &Stack, wanted: &[String]) -> anyhow::Result<HashMap<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_of_another_origin_sends_events_and_cannot_open_the_feed() {
-    let chromium = browser_tools().unwrap_or_else(|why| panic!("{why}"));
+    let chromium = BrowserTools::find().unwrap_or_else(|why| panic!("{why}")).chromium;
     let stack = Stack::new().await;
     let gateway = start_gateway(&stack).await;
     let hub = stack.start_hub(HubConfig::default()).await;
