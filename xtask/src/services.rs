@@ -18,14 +18,17 @@ use crate::{layout::Layout, stack, ui::Step};
 pub struct Service {
     pub name: &'static str,
     pub port: u16,
+    /// `/health`, `/ready` and `/metrics`: their own port for the three
+    /// services with an API, `port` for the two workers.
+    pub ops_port: u16,
 }
 
 pub const SERVICES: [Service; 5] = [
-    Service { name: "ingest-gateway", port: 3001 },
-    Service { name: "stream-processor", port: 9101 },
-    Service { name: "aggregator-cron", port: 9102 },
-    Service { name: "query-api", port: 3000 },
-    Service { name: "realtime-hub", port: 3002 },
+    Service { name: "ingest-gateway", port: 3001, ops_port: 9103 },
+    Service { name: "stream-processor", port: 9101, ops_port: 9101 },
+    Service { name: "aggregator-cron", port: 9102, ops_port: 9102 },
+    Service { name: "query-api", port: 3000, ops_port: 9100 },
+    Service { name: "realtime-hub", port: 3002, ops_port: 9104 },
 ];
 
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -37,7 +40,7 @@ impl Service {
     }
 
     pub async fn probe(self) -> Result<String> {
-        probe::ready(self.port).await
+        probe::ready(self.ops_port).await
     }
 }
 
@@ -100,7 +103,10 @@ pub async fn start_all(layout: &Layout) -> Result<()> {
             bail!("{} does not exist; `cargo build --bins` did not produce it", binary.display());
         }
         let mut cmd = Command::new(&binary);
-        cmd.current_dir(&layout.root).envs(env.iter().map(|(k, v)| (k, v))).env("PORT", service.port.to_string());
+        cmd.current_dir(&layout.root)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("PORT", service.port.to_string())
+            .env("OPS_PORT", service.ops_port.to_string());
         let log = layout.log(service.name);
         let pid = process::spawn_background(&mut cmd, &log)
             .with_context(|| format!("starting {}; read {}", service.name, layout.show(&log)))?;

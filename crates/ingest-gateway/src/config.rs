@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use service_kit::{AuthConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, impl_service_config};
 
 pub const DEFAULT_PORT: u16 = 3001;
+/// `/health`, `/ready` and `/metrics` (`http.ops_port`).
+pub const DEFAULT_OPS_PORT: u16 = 9103;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -27,7 +29,10 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             // Players are embedded on any site: every origin may send events.
-            http: HttpConfig { cors_allowed_origins: vec!["*".to_owned()], ..HttpConfig::with_port(DEFAULT_PORT) },
+            http: HttpConfig {
+                cors_allowed_origins: vec!["*".to_owned()],
+                ..HttpConfig::with_ports(DEFAULT_PORT, DEFAULT_OPS_PORT)
+            },
             log: LogConfig::default(),
             kafka: KafkaConfig::default(),
             // Keys are cached; two connections serve the refreshes.
@@ -154,6 +159,7 @@ mod tests {
     fn defaults_match_the_documented_values() {
         let config: Config = service_kit::config::load_from("ingest-gateway", None, &HashMap::new()).unwrap();
         assert_eq!(config.http.port, 3001);
+        assert_eq!(config.http.separate_ops_port(), Some(9103), "the ops endpoints on their own port");
         assert_eq!(config.ingest, IngestConfig::default());
         assert_eq!(config.ingest.max_batch_events, 1_000);
         assert_eq!(config.ingest.max_body_bytes, 1_048_576);

@@ -12,6 +12,8 @@ use service_kit::{
 };
 
 pub const DEFAULT_PORT: u16 = 3000;
+/// `/health`, `/ready` and `/metrics` (`http.ops_port`).
+pub const DEFAULT_OPS_PORT: u16 = 9100;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -34,7 +36,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            http: HttpConfig::with_port(DEFAULT_PORT),
+            http: HttpConfig::with_ports(DEFAULT_PORT, DEFAULT_OPS_PORT),
             log: LogConfig::default(),
             clickhouse: ClickHouseConfig::default(),
             postgres: PostgresConfig::default(),
@@ -284,6 +286,7 @@ mod tests {
         let config: Config = service_kit::config::load_from(crate::SERVICE, None, &env).unwrap();
         assert_eq!(config.cache.short_ttl, Duration::from_secs(5));
         assert_eq!(config.freshness.lateness, Duration::from_secs(72 * 3600));
+        assert_eq!((config.http.port, config.http.separate_ops_port()), (3000, Some(9100)));
     }
 
     #[test]

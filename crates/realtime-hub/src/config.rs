@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use service_kit::{AuthConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, impl_service_config};
 
 pub const DEFAULT_PORT: u16 = 3002;
+/// `/health`, `/ready` and `/metrics` (`http.ops_port`).
+pub const DEFAULT_OPS_PORT: u16 = 9104;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -28,7 +30,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            http: HttpConfig::with_port(DEFAULT_PORT),
+            http: HttpConfig::with_ports(DEFAULT_PORT, DEFAULT_OPS_PORT),
             log: LogConfig::default(),
             kafka: KafkaConfig::default(),
             // Keys are cached; two connections serve the refreshes.
@@ -201,6 +203,7 @@ mod tests {
         assert_eq!(config.hub.ping_interval, Duration::from_millis(200));
         assert_eq!(config.hub.window, Duration::from_secs(60));
         assert_eq!(config.http.port, 4002);
+        assert_eq!(config.http.separate_ops_port(), Some(9104), "the ops endpoints keep their own port");
         assert_eq!(config.hub.history_len(), 900);
     }
 

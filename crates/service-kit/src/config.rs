@@ -47,6 +47,7 @@ pub enum ConfigError {
 /// A service without the key's section ignores the name.
 pub const WELL_KNOWN_ENV: &[(&str, &str)] = &[
     ("PORT", "http.port"),
+    ("OPS_PORT", "http.ops_port"),
     ("HOST", "http.host"),
     ("LOG_LEVEL", "log.level"),
     ("LOG_FORMAT", "log.format"),
@@ -385,6 +386,11 @@ fn config_file_from_args() -> Option<PathBuf> {
 pub struct HttpConfig {
     pub host: String,
     pub port: u16,
+    /// The port of `/health`, `/ready` and `/metrics` (same host), so that an
+    /// ingress can expose the API port alone. Unset, or equal to `port`: they
+    /// are served on `port` with the API (the workers without an API serve
+    /// only them). `0` picks a free port (logged as `ops listening`).
+    pub ops_port: Option<u16>,
     /// Worker threads of the HTTP server; 0 means one per core.
     pub workers: usize,
     /// How long in-flight requests may take to finish after SIGTERM (`"3s"`;
@@ -425,6 +431,16 @@ impl HttpConfig {
         Self { port, ..Self::default() }
     }
 
+    /// [`Self::with_port`] with the ops endpoints on `ops_port`.
+    pub fn with_ports(port: u16, ops_port: u16) -> Self {
+        Self { port, ops_port: Some(ops_port), ..Self::default() }
+    }
+
+    /// The ops endpoints' own port, when they have one (not `port`'s listener).
+    pub fn separate_ops_port(&self) -> Option<u16> {
+        self.ops_port.filter(|ops| *ops != self.port)
+    }
+
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
@@ -462,6 +478,7 @@ impl Default for HttpConfig {
         Self {
             host: "127.0.0.1".into(),
             port: 0,
+            ops_port: None,
             workers: 0,
             shutdown_timeout: Duration::from_secs(3),
             probe_timeout: Duration::from_secs(2),
@@ -755,6 +772,18 @@ mod tests {
     fn wrong_type_in_env_is_a_clear_error() {
         let err = load_from::<Sample>("sample-svc", None, &env_of(&[("PORT", "not-a-port")])).unwrap_err();
         assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn the_ops_port_is_separate_only_when_set_and_different_from_the_api_port() {
+        let cfg: Sample = load_from("sample-svc", None, &env_of(&[("PORT", "3001"), ("OPS_PORT", "9103")])).unwrap();
+        assert_eq!((cfg.http.port, cfg.http.ops_port), (3001, Some(9103)));
+        assert_eq!(cfg.http.separate_ops_port(), Some(9103));
+        let cfg: Sample = load_from("sample-svc", None, &env_of(&[("PORT", "0"), ("OPS_PORT", "0")])).unwrap();
+        assert_eq!(cfg.http.separate_ops_port(), None, "equal ports: one listener");
+        assert_eq!(HttpConfig::with_port(3001).separate_ops_port(), None, "unset: one listener");
+        let cfg: Sample = load_from("sample-svc", None, &env_of(&[("SAMPLE_SVC__HTTP__OPS_PORT", "9200")])).unwrap();
+        assert_eq!(cfg.http.ops_port, Some(9200));
     }
 
     #[test]

@@ -307,15 +307,35 @@ where
     metrics::gauge!("analytics_service_build_info", "service" => readiness.service(), "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
     let addr = listener.local_addr()?;
-    let server = build_server(listener, http, readiness.clone(), guard, app)?;
-    let handle = server.handle();
+    let ops_listener = match http.separate_ops_port() {
+        Some(port) => Some(bind(&HttpConfig { port, ..http.clone() })?),
+        None => None,
+    };
+    let server = build_server(listener, http, readiness.clone(), ops_listener.is_none(), guard, app)?;
     tracing::info!(service = readiness.service(), %addr, "listening");
+    let ops_server = match ops_listener {
+        Some(listener) => {
+            let ops_addr = listener.local_addr()?;
+            let server = build_server(listener, http, readiness.clone(), true, None, |_| {})?;
+            tracing::info!(service = readiness.service(), addr = %ops_addr, "ops listening");
+            Some(server)
+        }
+        None => None,
+    };
+    let handles: Vec<_> =
+        std::iter::once(server.handle()).chain(ops_server.as_ref().map(actix_web::dev::Server::handle)).collect();
     tokio::spawn(async move {
         shutdown.wait().await;
         readiness.begin_shutdown();
-        handle.stop(true).await;
+        futures::future::join_all(handles.iter().map(|handle| handle.stop(true))).await;
     });
-    server.await
+    match ops_server {
+        Some(ops) => {
+            let (api, ops) = tokio::join!(server, ops);
+            api.and(ops)
+        }
+        None => server.await,
+    }
 }
 
 /// Builds the actix server outside any `async` block, so the future of
@@ -324,6 +344,7 @@ fn build_server<F>(
     listener: TcpListener,
     http: &HttpConfig,
     readiness: Arc<Readiness>,
+    with_ops: bool,
     guard: Option<Arc<crate::auth::Guard>>,
     app: F,
 ) -> std::io::Result<actix_web::dev::Server>
@@ -346,7 +367,13 @@ where
             ))
             .wrap(actix_web::middleware::from_fn(move |req, next| crate::deadline::middleware(body_timeout, req, next)))
             .wrap(actix_web::middleware::from_fn(move |req, next| crate::cors::middleware(cors.clone(), req, next)))
-            .configure(routes(readiness.clone()))
+            .configure(|cfg| {
+                if with_ops {
+                    routes(readiness.clone())(cfg);
+                } else {
+                    cfg.app_data(web::Data::from(readiness.clone()));
+                }
+            })
             .configure(app.clone())
     })
     .client_request_timeout(http.request_head_timeout)

@@ -15,6 +15,7 @@ use crate::{
 /// What the shared start-up needs from a service's configuration.
 pub trait ServiceConfig: Serialize + DeserializeOwned + Default + Send + 'static {
     fn http(&self) -> &HttpConfig;
+    fn http_mut(&mut self) -> &mut HttpConfig;
     fn log(&self) -> &LogConfig;
 
     /// Every problem that keeps the service from working, each naming its
@@ -45,6 +46,9 @@ macro_rules! impl_service_config {
             fn http(&self) -> &$crate::HttpConfig {
                 &self.http
             }
+            fn http_mut(&mut self) -> &mut $crate::HttpConfig {
+                &mut self.http
+            }
             fn log(&self) -> &$crate::LogConfig {
                 &self.log
             }
@@ -54,6 +58,9 @@ macro_rules! impl_service_config {
         impl $crate::ServiceConfig for $config {
             fn http(&self) -> &$crate::HttpConfig {
                 &self.http
+            }
+            fn http_mut(&mut self) -> &mut $crate::HttpConfig {
+                &mut self.http
             }
             fn log(&self) -> &$crate::LogConfig {
                 &self.log

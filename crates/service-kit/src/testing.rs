@@ -192,13 +192,15 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts `binary` with `PORT=0`, JSON logs and `env`, and waits (up to
-    /// 30 s) for its `listening` log line to learn the address.
+    /// Starts `binary` with `PORT=0` (and `OPS_PORT=0`: the ops endpoints on
+    /// the same listener), JSON logs and `env`, and waits (up to 30 s) for its
+    /// `listening` log line to learn the address.
     pub fn spawn(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let name = std::path::Path::new(binary).file_name().map_or(binary.into(), |n| n.to_string_lossy().to_string());
         let mut command = Command::new(binary);
         command
             .env("PORT", "0")
+            .env("OPS_PORT", "0")
             .env("HOST", "127.0.0.1")
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "info")
@@ -294,6 +296,7 @@ pub struct InProcess {
 impl InProcess {
     pub fn spawn<C, F, Fut>(config: C, run: F) -> Self
     where
+        C: crate::ServiceConfig,
         F: FnOnce(C, std::net::TcpListener, crate::Shutdown) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
     {
@@ -304,11 +307,16 @@ impl InProcess {
     /// [`InProcess::spawn`] on a listener of the caller's: e.g. a restart on
     /// the address of a stopped instance (`TcpListener::bind` sets
     /// `SO_REUSEADDR` on Unix, so the address is free again at once).
-    pub fn spawn_on<C, F, Fut>(listener: std::net::TcpListener, config: C, run: F) -> Self
+    ///
+    /// The ops endpoints are served on that listener too (`http.ops_port` is
+    /// cleared): a default ops port would be one fixed port for every test.
+    pub fn spawn_on<C, F, Fut>(listener: std::net::TcpListener, mut config: C, run: F) -> Self
     where
+        C: crate::ServiceConfig,
         F: FnOnce(C, std::net::TcpListener, crate::Shutdown) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
     {
+        config.http_mut().ops_port = None;
         let addr = listener.local_addr().expect("bound address");
         let shutdown = crate::Shutdown::new();
         let task = tokio::spawn(run(config, listener, shutdown.clone()));
@@ -372,19 +380,29 @@ where
 }
 
 /// The lifecycle every binary must honour, checked against the real stack:
-/// `/health`, `/ready` (eventually 200) and `/metrics` answer, and SIGTERM
-/// makes the process exit with status 0 within 5 s.
+/// `/health`, `/ready` (eventually 200) and `/metrics` answer on the ops
+/// port (`OPS_PORT`) and not on the main one, and SIGTERM makes the process
+/// exit with status 0 within 5 s.
 pub async fn assert_lifecycle(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
-    let mut service = ServiceProcess::spawn(binary, env)?;
+    // A free port for the ops listener (released just before the binary binds it).
+    let ops_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+    let mut env = env.to_vec();
+    env.push(("OPS_PORT", &ops_port));
+    let mut service = ServiceProcess::spawn(binary, &env)?;
+    let ops = |path: &str| format!("http://127.0.0.1:{ops_port}{path}");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
 
-    let health = http.get(service.url("/health")).send().await?;
+    for path in ["/health", "/ready", "/metrics"] {
+        let api = http.get(service.url(path)).send().await?.status();
+        anyhow::ensure!(api == 404, "{path} on the main port answered {api}: the ops routes belong to the ops port");
+    }
+    let health = http.get(ops("/health")).send().await?;
     anyhow::ensure!(health.status() == 200, "/health answered {}", health.status());
     let body: serde_json::Value = health.json().await?;
     anyhow::ensure!(body["status"] == "ok", "/health body {body}");
 
     eventually(Duration::from_secs(30), || async {
-        let ready = http.get(service.url("/ready")).send().await?;
+        let ready = http.get(ops("/ready")).send().await?;
         let status = ready.status();
         let body = ready.text().await?;
         anyhow::ensure!(status == 200, "/ready answered {status}: {body}");
@@ -392,7 +410,7 @@ pub async fn assert_lifecycle(binary: &str, env: &[(&str, &str)]) -> anyhow::Res
     })
     .await?;
 
-    let metrics = http.get(service.url("/metrics")).send().await?;
+    let metrics = http.get(ops("/metrics")).send().await?;
     anyhow::ensure!(metrics.status() == 200, "/metrics answered {}", metrics.status());
     let text = metrics.text().await?;
     anyhow::ensure!(text.contains("analytics_service_build_info"), "/metrics lacks build info:\n{text}");

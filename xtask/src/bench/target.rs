@@ -144,27 +144,29 @@ impl Target {
     /// The running local stack's services (`cargo xtask up`).
     pub async fn stack(layout: &Layout) -> Result<Self> {
         let mut pids = Vec::new();
-        let mut port = |name: &str| {
-            let service = SERVICES.iter().find(|s| s.name == name).expect("a known service");
+        let mut service = |name: &str| {
+            let service = *SERVICES.iter().find(|s| s.name == name).expect("a known service");
             if let Some(pid) = service.live_pid(layout) {
                 pids.push((name.to_string(), pid));
             }
-            service.port
+            service
         };
-        let (gateway, processor, hub) = (port("ingest-gateway"), port("stream-processor"), port("realtime-hub"));
-        for (name, port) in [("ingest-gateway", gateway), ("stream-processor", processor), ("realtime-hub", hub)] {
+        let services = [service("ingest-gateway"), service("stream-processor"), service("realtime-hub")];
+        for service in services {
+            let (name, port) = (service.name, service.ops_port);
             probe::ready(port).await.with_context(|| {
                 format!("{name} is not ready on port {port}; start the stack with `cargo xtask up` or drop --stack")
             })?;
         }
+        let [gateway, processor, hub] = services;
         pids.extend(server_pids(layout));
         let credentials = keys::Credentials::load(layout)?;
         Ok(Self {
-            gateway: format!("http://127.0.0.1:{gateway}"),
-            hub_ws: format!("ws://127.0.0.1:{hub}/ws"),
+            gateway: format!("http://127.0.0.1:{}", gateway.port),
+            hub_ws: format!("ws://127.0.0.1:{}/ws", hub.port),
             ingest_key: credentials.ingest()?.to_owned(),
             read_token: credentials.read()?.to_owned(),
-            metrics: metrics_urls(gateway, processor, hub),
+            metrics: metrics_urls(gateway.ops_port, processor.ops_port, hub.ops_port),
             pids,
             description: "the local stack's".to_string(),
             own: None,
@@ -332,7 +334,11 @@ pub(super) async fn start_service(
     let exe = binary(layout, profile, name);
     let log = layout.log(log);
     let mut cmd = Command::new(&exe);
-    cmd.current_dir(&layout.root).envs(env.iter().map(|(k, v)| (k, v))).env("PORT", port.to_string());
+    // The ops endpoints on the same port (OPS_PORT = PORT): one free port each.
+    cmd.current_dir(&layout.root)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("PORT", port.to_string())
+        .env("OPS_PORT", port.to_string());
     // In xtask's process group: Ctrl-C stops them too.
     let pid = match process::spawn_logged(&mut cmd, &log, Detach::No) {
         Ok(pid) => pid,
