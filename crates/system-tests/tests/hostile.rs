@@ -313,6 +313,20 @@ async fn hostile_requests_get_their_exact_refusal_and_valid_traffic_is_stored_on
     assert!(statuses.contains(&200), "{statuses:?}");
     assert!(statuses.contains(&429), "two run at once per token, the others wait their turn: {statuses:?}");
     eprintln!("20 concurrent maximal custom queries: {statuses:?}");
+    // Ingest kept flowing meanwhile: what the player had sent by the end of
+    // the flood is stored within seconds, not after a backlog.
+    let sent_by_now = player.sent.load(Ordering::SeqCst) as u64;
+    let db = clickhouse.client();
+    eventually(Duration::from_secs(15), || async {
+        let stored: u64 = db.query("SELECT count() FROM events WHERE video_id = 'v-player'").fetch_one().await?;
+        anyhow::ensure!(
+            stored >= sent_by_now,
+            "{stored} of the {sent_by_now} events sent before the flood ended stored"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
 
     // 200 concurrent realtime GETs on the hub: all answered.
     let answers = futures::future::join_all(
@@ -324,7 +338,6 @@ async fn hostile_requests_get_their_exact_refusal_and_valid_traffic_is_stored_on
     // The player's events: each stored exactly once.
     let ids = player.finish().await;
     assert!(ids.len() >= 50, "the player sent {} events", ids.len());
-    let db = clickhouse.client();
     let expected = ids.len() as u64;
     eventually(Duration::from_secs(60), || async {
         let (rows, distinct): (u64, u64) =
