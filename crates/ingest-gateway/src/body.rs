@@ -83,6 +83,9 @@ pub fn content_encoding(value: Option<&str>) -> Result<Encoding, IngestError> {
     }
 }
 
+/// The body buffer's first allocation; it grows as bytes arrive.
+const INITIAL_BODY_CAPACITY: usize = 16 * 1024;
+
 /// Collects a body of at most `limit` bytes, refusing early when the
 /// declared `Content-Length` is already larger.
 ///
@@ -102,7 +105,10 @@ where
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large);
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024));
+    // Room for what arrives, not for what is announced: a client announcing
+    // a megabyte and sending a byte a second would otherwise hold a megabyte
+    // per connection (2,000 such connections: 2 GiB).
+    let mut body = BytesMut::with_capacity(declared.map_or(INITIAL_BODY_CAPACITY, |n| n.min(INITIAL_BODY_CAPACITY)));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             if service_kit::deadline::is_timeout(&e) {
