@@ -44,7 +44,7 @@ impl Default for Config {
     }
 }
 
-impl_service_config!(Config, problems: [http, postgres, auth, ingest]);
+impl_service_config!(Config, problems: [http, postgres, auth, kafka, ingest]);
 
 /// Limits of the ingest endpoints and settings of the Kafka producer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

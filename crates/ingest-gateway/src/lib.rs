@@ -98,7 +98,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
 
     // Stops the topic task too when the server ended on an error.
     shutdown.trigger();
-    let _ = ensure_topic.await;
+    ensure_topic.await.context("raw topic task panicked")??;
     let state = state.into_inner();
     let flushed = tokio::task::spawn_blocking(move || state.producer.flush(FLUSH_TIMEOUT)).await;
     match flushed {

@@ -11,7 +11,7 @@ use std::{
 
 use service_kit::{
     KafkaConfig, Probe, Shutdown,
-    deps::kafka::{TopicSpec, ensure_topics},
+    deps::kafka::{DurabilityError, TopicSpec, ensure_topics},
     ops::ProbeFuture,
 };
 
@@ -35,20 +35,31 @@ impl TopicState {
 }
 
 /// Creates `spec` unless it exists, retrying with exponential backoff until it
-/// succeeds or shutdown begins.
-pub async fn ensure_raw_topic(kafka: KafkaConfig, spec: TopicSpec, state: Arc<TopicState>, shutdown: Shutdown) {
+/// succeeds or shutdown begins. A topic less durable than configured is not
+/// retried: it triggers shutdown and is returned, so the service exits with it.
+pub async fn ensure_raw_topic(
+    kafka: KafkaConfig,
+    spec: TopicSpec,
+    state: Arc<TopicState>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let mut pause = FIRST_RETRY;
     let mut attempt: u32 = 1;
     loop {
         let outcome = tokio::select! {
-            () = shutdown.wait() => return,
+            () = shutdown.wait() => return Ok(()),
             outcome = ensure_topics(&kafka, std::slice::from_ref(&spec)) => outcome,
         };
         match outcome {
             Ok(()) => {
                 state.mark_ready();
                 tracing::info!(topic = %spec.name, partitions = spec.partitions, "raw events topic ready");
-                return;
+                return Ok(());
+            }
+            Err(error) if DurabilityError::is_cause_of(&error) => {
+                tracing::error!(topic = %spec.name, error = %format!("{error:#}"), "the raw events topic is unusable");
+                shutdown.trigger();
+                return Err(error);
             }
             Err(error) => {
                 tracing::warn!(
@@ -61,7 +72,7 @@ pub async fn ensure_raw_topic(kafka: KafkaConfig, spec: TopicSpec, state: Arc<To
             }
         }
         tokio::select! {
-            () = shutdown.wait() => return,
+            () = shutdown.wait() => return Ok(()),
             () = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(MAX_RETRY);

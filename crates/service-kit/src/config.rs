@@ -568,6 +568,59 @@ pub struct KafkaConfig {
     pub topic_prefix: String,
     pub consumer_group: String,
     pub client_id: String,
+    /// Replicas of every topic this service creates, and the least a topic
+    /// it uses must have (checked at start: fewer is a start-up error).
+    /// 1 on the local stack's single broker; 3 in production.
+    pub replication_factor: i32,
+    /// The topics' `min.insync.replicas`: with the producers' `acks=all`,
+    /// how many replicas must have an event before Kafka acknowledges it.
+    /// Set on the topics this service creates and checked like the
+    /// replication factor. 1 locally; 2 in production (so one broker may be
+    /// down without refusing writes or losing an acknowledged event).
+    pub min_insync_replicas: i32,
+    /// librdkafka properties passed to every client of this service
+    /// (producers, consumers, admin), after the service's own settings, so
+    /// they can override them: e.g. `"security.protocol" = "SASL_SSL"`,
+    /// `"ssl.ca.location" = "/etc/kafka/ca.pem"`. Underscores in a name are
+    /// read as dots (`KAFKA__PROPERTIES__SECURITY_PROTOCOL=SSL` in the
+    /// environment is `security.protocol`); librdkafka's names have none.
+    #[serde(deserialize_with = "dotted_properties")]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Reads `[kafka.properties]` whether the names arrive flat or nested: the
+/// `config` crate splits a key at its dots (`"ssl.ca.location"` becomes
+/// `ssl → ca → location`), so nested tables are joined back with dots, and
+/// numbers and booleans are taken as their text.
+fn dotted_properties<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Node {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+        Flag(bool),
+        Table(BTreeMap<String, Node>),
+    }
+    fn flatten(prefix: &str, node: Node, out: &mut BTreeMap<String, String>) {
+        let value = match node {
+            Node::Text(text) => text,
+            Node::Integer(n) => n.to_string(),
+            Node::Float(x) => x.to_string(),
+            Node::Flag(b) => b.to_string(),
+            Node::Table(table) => {
+                for (name, child) in table {
+                    let path = if prefix.is_empty() { name } else { format!("{prefix}.{name}") };
+                    flatten(&path, child, out);
+                }
+                return;
+            }
+        };
+        out.insert(prefix.to_string(), value);
+    }
+    let mut out = BTreeMap::new();
+    flatten("", Node::Table(BTreeMap::deserialize(deserializer)?), &mut out);
+    Ok(out)
 }
 
 impl Default for KafkaConfig {
@@ -577,7 +630,33 @@ impl Default for KafkaConfig {
             topic_prefix: "analytics.".into(),
             consumer_group: "analytics-stream-processor".into(),
             client_id: "analytics".into(),
+            replication_factor: 1,
+            min_insync_replicas: 1,
+            properties: BTreeMap::new(),
         }
+    }
+}
+
+impl KafkaConfig {
+    /// Problems of the durability settings (start-up validation lists them).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.replication_factor < 1 {
+            problems.push(format!("kafka.replication_factor must be at least 1, not {}", self.replication_factor));
+        }
+        if self.min_insync_replicas < 1 || self.min_insync_replicas > self.replication_factor.max(1) {
+            problems.push(format!(
+                "kafka.min_insync_replicas ({}) must be between 1 and kafka.replication_factor ({}): a larger one \
+                 would refuse every acks=all write",
+                self.min_insync_replicas, self.replication_factor
+            ));
+        }
+        problems
+    }
+
+    /// [`Self::properties`] with their librdkafka names (underscores as dots).
+    pub fn librdkafka_properties(&self) -> impl Iterator<Item = (String, &str)> {
+        self.properties.iter().map(|(name, value)| (name.replace('_', "."), value.as_str()))
     }
 }
 

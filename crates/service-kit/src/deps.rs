@@ -27,6 +27,9 @@ pub mod kafka {
             .set("client.id", &cfg.client_id)
             .set("socket.timeout.ms", "10000")
             .set("log_level", "4");
+        for (name, value) in cfg.librdkafka_properties() {
+            config.set(name, value);
+        }
         config
     }
 
@@ -121,15 +124,19 @@ pub mod kafka {
         pub retention_ms: Option<i64>,
     }
 
-    /// Creates the topics that are missing; existing ones are left as they are.
+    /// Creates the topics that are missing, with `cfg`'s replication factor
+    /// and `min.insync.replicas`, then checks every one of them (existing
+    /// ones included) against those settings ([`check_durability`]).
     pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[TopicSpec]) -> anyhow::Result<()> {
         let admin = admin(cfg)?;
         let retention: Vec<Option<String>> = topics.iter().map(|t| t.retention_ms.map(|ms| ms.to_string())).collect();
+        let min_insync = cfg.min_insync_replicas.to_string();
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
             .zip(&retention)
             .map(|(t, retention)| {
-                let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1));
+                let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(cfg.replication_factor))
+                    .set("min.insync.replicas", &min_insync);
                 match retention {
                     Some(ms) => topic.set("retention.ms", ms).set("segment.ms", ms),
                     None => topic,
@@ -139,12 +146,127 @@ pub mod kafka {
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics(&new_topics, &options).await? {
             match result {
-                Ok(name) => tracing::info!(topic = %name, "created kafka topic"),
+                Ok(name) => tracing::info!(
+                    topic = %name,
+                    replication_factor = cfg.replication_factor,
+                    min_insync_replicas = cfg.min_insync_replicas,
+                    "created kafka topic"
+                ),
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, RDKafkaErrorCode::InvalidReplicationFactor)) => {
+                    return Err(DurabilityError(format!(
+                        "cannot create kafka topic {name} with {} replicas: the cluster has fewer brokers \
+                         (kafka.replication_factor)",
+                        cfg.replication_factor
+                    ))
+                    .into());
+                }
                 Err((name, code)) => anyhow::bail!("cannot create kafka topic {name}: {code}"),
             }
         }
-        Ok(())
+        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        check_durability(&admin, cfg, &names).await
+    }
+
+    /// How durable a topic is on the broker.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TopicDurability {
+        /// The fewest replicas of any of its partitions.
+        pub replication_factor: i32,
+        pub min_insync_replicas: i32,
+    }
+
+    /// Reads each topic's replicas and `min.insync.replicas` from the broker
+    /// and fails, naming the topic, the setting and both values, when a
+    /// topic is less durable than `cfg` requires: an event acknowledged with
+    /// `acks=all` would then be on fewer brokers than the operator expects,
+    /// which is silent loss when a broker fails. More durable is fine.
+    pub async fn check_durability(
+        admin: &AdminClient<DefaultClientContext>,
+        cfg: &KafkaConfig,
+        topics: &[&str],
+    ) -> anyhow::Result<()> {
+        let durability = topic_durability(admin, topics).await?;
+        let mut problems = Vec::new();
+        for (topic, found) in topics.iter().zip(&durability) {
+            if found.replication_factor < cfg.replication_factor {
+                problems.push(format!(
+                    "topic {topic} has {} replicas, kafka.replication_factor requires {}",
+                    found.replication_factor, cfg.replication_factor
+                ));
+            }
+            if found.min_insync_replicas < cfg.min_insync_replicas {
+                problems.push(format!(
+                    "topic {topic} has min.insync.replicas={}, kafka.min_insync_replicas requires {}",
+                    found.min_insync_replicas, cfg.min_insync_replicas
+                ));
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(DurabilityError(format!(
+            "kafka topics are less durable than configured: {} (raise them with kafka-topics.sh / \
+             kafka-configs.sh --alter, or lower the settings knowingly)",
+            problems.join("; ")
+        ))
+        .into())
+    }
+
+    /// Topics less durable than configured, or a replication factor the
+    /// cluster cannot give: no retry fixes it, so services stop at start
+    /// instead of retrying (`anyhow::Error::downcast_ref` tells it apart from
+    /// Kafka being unreachable, which is retried).
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    pub struct DurabilityError(pub String);
+
+    impl DurabilityError {
+        /// Whether `error` is (or wraps) a durability error.
+        pub fn is_cause_of(error: &anyhow::Error) -> bool {
+            error.chain().any(|cause| cause.is::<Self>())
+        }
+    }
+
+    /// Each topic's [`TopicDurability`], in the order given.
+    pub async fn topic_durability(
+        admin: &AdminClient<DefaultClientContext>,
+        topics: &[&str],
+    ) -> anyhow::Result<Vec<TopicDurability>> {
+        use rdkafka::admin::ResourceSpecifier;
+        let timeout = Duration::from_secs(10);
+        let inner = admin.inner();
+        let mut replicas = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let metadata = inner.fetch_metadata(Some(topic), timeout)?;
+            let found = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == *topic && t.error().is_none())
+                .ok_or_else(|| anyhow::anyhow!("kafka topic {topic} does not exist"))?;
+            replicas.push(found.partitions().iter().map(|p| p.replicas().len()).min().unwrap_or(0));
+        }
+        let specifiers: Vec<_> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let options = AdminOptions::new().request_timeout(Some(timeout));
+        let configs = admin.describe_configs(&specifiers, &options).await?;
+        topics
+            .iter()
+            .zip(replicas)
+            .zip(configs)
+            .map(|((topic, replicas), config)| {
+                let config =
+                    config.map_err(|code| anyhow::anyhow!("cannot read the config of topic {topic}: {code}"))?;
+                let min_insync = config
+                    .get("min.insync.replicas")
+                    .and_then(|entry| entry.value.as_deref())
+                    .and_then(|value| value.parse().ok())
+                    .ok_or_else(|| anyhow::anyhow!("topic {topic} reports no min.insync.replicas"))?;
+                Ok(TopicDurability {
+                    replication_factor: i32::try_from(replicas).unwrap_or(i32::MAX),
+                    min_insync_replicas: min_insync,
+                })
+            })
+            .collect()
     }
 
     /// Deletes topics (tests clean up after themselves).

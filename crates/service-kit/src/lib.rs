@@ -22,6 +22,8 @@ pub mod config;
 pub mod cors;
 pub mod deadline;
 pub mod deps;
+#[cfg(feature = "testing")]
+pub mod faults;
 pub mod migrate;
 pub mod ops;
 pub mod rate;

@@ -31,6 +31,7 @@ pub fn kafka_config() -> KafkaConfig {
         topic_prefix: format!("{}.", unique_name("test")),
         consumer_group: unique_name("test-group"),
         client_id: "analytics-tests".into(),
+        ..KafkaConfig::default()
     }
 }
 

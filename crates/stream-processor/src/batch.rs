@@ -18,12 +18,28 @@ use events_model::Event;
 /// Next offset to consume (last handled + 1) for each partition of the batch.
 pub type Offsets = BTreeMap<i32, i64>;
 
+/// Where an event of the batch stands in its flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Not stored yet.
+    Pending,
+    /// Acknowledged by ClickHouse (a part of the batch stored on its own
+    /// while a refused block was being narrowed down).
+    Stored,
+    /// Refused by ClickHouse for good and sent to the dead-letter topic: not
+    /// stored, not in the realtime partials, its offset still committed.
+    DeadLettered,
+}
+
 #[derive(Debug)]
 pub struct Batch {
     events: Vec<Event>,
     /// The partition of each event, so a revoked partition's events can be
     /// dropped and the partials grouped.
     partition_of_event: Vec<i32>,
+    /// The offset each event was read at (for its dead letter, if any).
+    offset_of_event: Vec<i64>,
+    fate_of_event: Vec<Fate>,
     next_offsets: Offsets,
     started: Option<Instant>,
     max_events: usize,
@@ -35,6 +51,8 @@ impl Batch {
         Self {
             events: Vec::with_capacity(max_events.min(65_536)),
             partition_of_event: Vec::with_capacity(max_events.min(65_536)),
+            offset_of_event: Vec::with_capacity(max_events.min(65_536)),
+            fate_of_event: Vec::with_capacity(max_events.min(65_536)),
             next_offsets: Offsets::new(),
             started: None,
             max_events: max_events.max(1),
@@ -46,6 +64,8 @@ impl Batch {
     pub fn push(&mut self, partition: i32, offset: i64, event: Event) {
         self.events.push(event);
         self.partition_of_event.push(partition);
+        self.offset_of_event.push(offset);
+        self.fate_of_event.push(Fate::Pending);
         self.advance(partition, offset);
     }
 
@@ -67,8 +87,10 @@ impl Batch {
             return 0;
         }
         let before = self.events.len();
-        let mut keep = self.partition_of_event.iter().map(|p| !partitions.contains(p));
-        self.events.retain(|_| keep.next().unwrap_or(true));
+        let kept: Vec<bool> = self.partition_of_event.iter().map(|p| !partitions.contains(p)).collect();
+        retain_by(&mut self.events, &kept);
+        retain_by(&mut self.offset_of_event, &kept);
+        retain_by(&mut self.fate_of_event, &kept);
         self.partition_of_event.retain(|p| !partitions.contains(p));
         self.next_offsets.retain(|p, _| !partitions.contains(p));
         if self.next_offsets.is_empty() {
@@ -81,6 +103,32 @@ impl Batch {
         &self.events
     }
 
+    /// The indices of the events not stored or dead-lettered yet, in order.
+    pub fn pending(&self) -> Vec<usize> {
+        (0..self.events.len()).filter(|&i| self.fate_of_event[i] == Fate::Pending).collect()
+    }
+
+    /// The events at `indices` (indices from [`Self::pending`]).
+    pub fn select<'a>(&'a self, indices: &'a [usize]) -> impl Iterator<Item = &'a Event> + 'a {
+        indices.iter().map(|&i| &self.events[i])
+    }
+
+    /// The partition and offset an event was read at.
+    pub fn origin(&self, index: usize) -> (i32, i64) {
+        (self.partition_of_event[index], self.offset_of_event[index])
+    }
+
+    pub fn settle(&mut self, indices: &[usize], fate: Fate) {
+        for &i in indices {
+            self.fate_of_event[i] = fate;
+        }
+    }
+
+    /// How many events were dead-lettered during this flush.
+    pub fn dead_lettered(&self) -> usize {
+        self.fate_of_event.iter().filter(|&&f| f == Fate::DeadLettered).count()
+    }
+
     /// The events of each partition, in offset order, each `event_id` once
     /// (the first copy; a redelivered or retried copy in the same batch is
     /// the same event). Copies of an event share its Kafka key, so they are
@@ -88,8 +136,9 @@ impl Batch {
     pub fn events_by_partition(&self) -> BTreeMap<i32, Vec<&Event>> {
         let mut grouped: BTreeMap<i32, Vec<&Event>> = BTreeMap::new();
         let mut seen = HashSet::with_capacity(self.events.len());
-        for (event, &partition) in self.events.iter().zip(&self.partition_of_event) {
-            if seen.insert(event.event_id) {
+        let events = self.events.iter().zip(&self.partition_of_event).zip(&self.fate_of_event);
+        for ((event, &partition), &fate) in events {
+            if fate != Fate::DeadLettered && seen.insert(event.event_id) {
                 grouped.entry(partition).or_default().push(event);
             }
         }
@@ -127,9 +176,17 @@ impl Batch {
     pub fn clear(&mut self) {
         self.events.clear();
         self.partition_of_event.clear();
+        self.offset_of_event.clear();
+        self.fate_of_event.clear();
         self.next_offsets.clear();
         self.started = None;
     }
+}
+
+/// Keeps the items whose flag in `kept` is true.
+fn retain_by<T>(items: &mut Vec<T>, kept: &[bool]) {
+    let mut flags = kept.iter();
+    items.retain(|_| flags.next().copied().unwrap_or(true));
 }
 
 #[cfg(test)]
@@ -209,5 +266,26 @@ mod tests {
         assert_eq!(ids(0), [a.event_id, c.event_id]);
         assert_eq!(ids(1), [b.event_id]);
         assert_eq!(batch.len(), 4, "every copy is still stored");
+    }
+
+    #[test]
+    fn settled_events_leave_the_pending_ones_and_dead_letters_the_partials() {
+        let mut batch = Batch::new(10, Duration::from_secs(1));
+        let (a, b, c) = (event("a"), event("b"), event("c"));
+        batch.push(0, 3, a.clone());
+        batch.push(1, 8, b.clone());
+        batch.push(0, 4, c.clone());
+        batch.settle(&[0], Fate::Stored);
+        batch.settle(&[2], Fate::DeadLettered);
+        assert_eq!(batch.pending(), [1]);
+        assert_eq!(batch.select(&[1, 2]).map(|e| e.event_id).collect::<Vec<_>>(), [b.event_id, c.event_id]);
+        assert_eq!(batch.origin(2), (0, 4));
+        assert_eq!(batch.dead_lettered(), 1);
+        let grouped = batch.events_by_partition();
+        assert_eq!(grouped[&0].iter().map(|e| e.event_id).collect::<Vec<_>>(), [a.event_id]);
+        assert_eq!(batch.commit_offsets(), &Offsets::from([(0, 5), (1, 9)]), "a dead letter's offset is committed");
+        // Revoking partition 0 keeps each remaining event's fate and origin.
+        batch.drop_partitions(&[0]);
+        assert_eq!((batch.pending(), batch.origin(0)), (vec![0], (1, 8)));
     }
 }

@@ -77,7 +77,7 @@ impl Default for Config {
     }
 }
 
-impl_service_config!(Config, problems: [http, processor]);
+impl_service_config!(Config, problems: [http, kafka, processor]);
 
 /// Batching, retry and consumer tuning (`STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_EVENTS=…`).
 ///
@@ -389,7 +389,8 @@ fn wait_for_raw_topic_blocking(config: &Config, raw: &RawTopic, shutdown: &Shutd
     Ok(())
 }
 
-/// Creates this service's topics if missing, retrying while Kafka is down.
+/// Creates this service's topics if missing, retrying while Kafka is down;
+/// a topic less durable than configured is an error at once.
 fn ensure_topics_blocking(config: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let p = &config.processor;
     let specs = topic_specs(config);
@@ -398,6 +399,7 @@ fn ensure_topics_blocking(config: &Config, shutdown: &Shutdown) -> anyhow::Resul
     loop {
         match runtime.block_on(kafka::ensure_topics(&config.kafka, &specs)) {
             Ok(()) => return Ok(()),
+            Err(error) if kafka::DurabilityError::is_cause_of(&error) => return Err(error),
             Err(error) if !shutdown.is_triggered() => {
                 tracing::warn!(error = %format!("{error:#}"), "cannot ensure kafka topics; retrying");
                 let delay = backoff.next_delay();

@@ -4,8 +4,12 @@
 //! is what makes the pipeline lossless:
 //!
 //! 1. a message becomes an event in the batch, or a dead letter acknowledged by Kafka;
-//! 2. the batch is inserted into ClickHouse, retried with backoff (consumption
-//!    paused, the group membership kept alive by polling) until it succeeds;
+//! 2. the batch is inserted into ClickHouse. A transient failure (the
+//!    server's state) is retried with backoff (consumption paused, the group
+//!    membership kept alive by polling) until it succeeds; a permanent
+//!    refusal (the rows' values: see [`crate::sink::Failure`]) is narrowed
+//!    down by bisection ([`Pipeline::isolate`]) so the rows that cause it go
+//!    to the dead-letter topic, acknowledged, and the rest is stored;
 //! 3. only then are the batch's offsets committed;
 //! 4. then the batch's realtime partials are handed to the partials producer
 //!    (see [`crate::partials`]), which delivers them in the background.
@@ -31,11 +35,14 @@ use tokio::runtime::Handle;
 
 use crate::{
     backoff::Backoff,
-    batch::Batch,
+    batch::{Batch, Fate},
     context::ProcessorContext,
     partials::PartialsPublisher,
-    sink::{ClickHouseSink, InsertError},
+    sink::{ClickHouseSink, Failure, InsertError, Refusal},
 };
+
+/// The dead-letter reason of an event ClickHouse refused for good.
+pub const REFUSED_REASON: &str = "clickhouse_refused";
 
 /// Tuning of the loop (from `ProcessorConfig`).
 #[derive(Debug, Clone)]
@@ -213,7 +220,7 @@ impl Pipeline {
                 self.drop_revoked(batch, &overlapped.revoked);
                 (overlapped.inserted, overlapped.reading)
             }
-            None => (self.runtime.block_on(self.sink.insert(batch.events())), Ok(())),
+            None => (self.insert_pending(batch), Ok(())),
         };
         let mut backoff = Backoff::new(self.settings.retry_initial, self.settings.retry_max);
         let mut paused: Option<TopicPartitionList> = None;
@@ -222,6 +229,23 @@ impl Pipeline {
                 Ok(()) => break Ok(()),
                 Err(error) => error,
             };
+            metrics::counter!("analytics_service_clickhouse_insert_failures_total", "class" => error.class())
+                .increment(1);
+            if let Failure::Permanent(refusal) = error.failure() {
+                tracing::warn!(
+                    error = %error,
+                    rows = batch.pending().len(),
+                    "clickhouse refused the batch for good; isolating the rows that cause it"
+                );
+                match self.isolate(batch, refusal) {
+                    // Stored but for the refused rows, or interrupted by a transient failure.
+                    Ok(isolated) => {
+                        attempt = isolated;
+                        continue;
+                    }
+                    Err(aborted) => break Err(aborted),
+                }
+            }
             metrics::counter!("analytics_service_clickhouse_insert_retries_total").increment(1);
             tracing::warn!(
                 error = %error,
@@ -244,14 +268,14 @@ impl Pipeline {
             if batch.is_empty() {
                 break Ok(()); // every partition of the batch was revoked meanwhile
             }
-            attempt = self.runtime.block_on(self.sink.insert(batch.events()));
+            attempt = self.insert_pending(batch);
         };
         if let Some(partitions) = paused {
             self.resume(&partitions);
         }
         outcome?;
 
-        let rows = batch.len();
+        let rows = batch.len() - batch.dead_lettered();
         self.commit(batch);
         let elapsed = started.elapsed();
         metrics::counter!("analytics_service_events_processed_total", "outcome" => "stored").increment(rows as u64);
@@ -267,6 +291,71 @@ impl Pipeline {
         reading
     }
 
+    /// One INSERT of the batch's events not stored or dead-lettered yet.
+    fn insert_pending(&self, batch: &Batch) -> Result<(), InsertError> {
+        let pending = batch.pending();
+        self.runtime.block_on(self.sink.insert(batch.select(&pending)))
+    }
+
+    /// Narrows a permanently refused insert down to the rows that cause it,
+    /// by bisection: each refused block is split in two halves inserted on
+    /// their own; a half that goes in is stored, a refused half is split
+    /// again, and a single refused row is sent to the dead-letter topic with
+    /// ClickHouse's code and message. One bad row among n costs about
+    /// 2·log2(n) small inserts; a refusal no single row causes (the
+    /// partition limit of a block spanning too many months) ends with every
+    /// row stored in smaller blocks.
+    ///
+    /// Returns `Ok(Err(_))` when a transient failure interrupts it: what was
+    /// stored or dead-lettered so far stays settled in the batch, and the
+    /// caller retries the rest with backoff.
+    fn isolate(&self, batch: &mut Batch, refusal: Refusal) -> Result<Result<(), InsertError>, Aborted> {
+        let mut refused = vec![(batch.pending(), refusal)];
+        while let Some((indices, refusal)) = refused.pop() {
+            if let [index] = indices[..] {
+                self.dead_letter_refused(batch, index, &refusal)?;
+                batch.settle(&[index], Fate::DeadLettered);
+                continue;
+            }
+            let (left, right) = indices.split_at(indices.len() / 2);
+            for half in [left, right] {
+                match self.runtime.block_on(self.sink.insert(batch.select(half))) {
+                    Ok(()) => batch.settle(half, Fate::Stored),
+                    Err(error) => match error.failure() {
+                        Failure::Permanent(refusal) => refused.push((half.to_vec(), refusal)),
+                        Failure::Transient => return Ok(Err(error)),
+                    },
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Sends one refused event to the dead-letter topic, as the message it was
+    /// read from (its wire form, key and origin), with the refusal as detail.
+    fn dead_letter_refused(&self, batch: &Batch, index: usize, refusal: &Refusal) -> Result<(), Aborted> {
+        let event = &batch.events()[index];
+        let (partition, offset) = batch.origin(index);
+        tracing::error!(
+            event_id = %event.event_id,
+            partition,
+            offset,
+            code = refusal.code,
+            error = %refusal.message,
+            "clickhouse refused an event for good"
+        );
+        let payload = event.to_wire();
+        self.dead_letter(&DeadLetter {
+            key: Some(event.kafka_key().as_bytes()),
+            payload: &payload,
+            reason: REFUSED_REASON,
+            detail: refusal.describe(),
+            source_topic: &self.source_topic,
+            partition,
+            offset,
+        })
+    }
+
     /// Runs the first insert of `batch` on a scoped thread while this one
     /// keeps polling, decoding into `next` (until it is full, shutdown, or
     /// the insert is done).
@@ -274,7 +363,7 @@ impl Pipeline {
         let mut revoked = Vec::new();
         let mut reading = Ok(());
         let inserted = std::thread::scope(|scope| {
-            let insert = scope.spawn(|| self.runtime.block_on(self.sink.insert(batch.events())));
+            let insert = scope.spawn(|| self.insert_pending(batch));
             while !insert.is_finished() && !next.is_full() && !self.shutdown.is_triggered() {
                 if let Some(polled) = self.consumer.poll(OVERLAP_POLL) {
                     match polled {

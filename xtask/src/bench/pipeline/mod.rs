@@ -178,6 +178,7 @@ impl Ctx<'_> {
             topic_prefix: format!("bench-pipe-{}-{part}.", self.run),
             consumer_group: format!("bench-pipe-{}-{part}", self.run),
             client_id: "xtask-bench-pipeline".to_string(),
+            ..KafkaConfig::default()
         }
     }
 
