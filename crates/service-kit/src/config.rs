@@ -380,6 +380,13 @@ fn config_file_from_args() -> Option<PathBuf> {
     None
 }
 
+/// The API services' `http.drain_delay`: long enough for a load balancer
+/// polling `/ready` every few seconds to see the 503.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+
+/// The largest `http.drain_delay` accepted.
+pub const MAX_DRAIN_DELAY: Duration = Duration::from_secs(60);
+
 /// The HTTP listener every binary has (API port, or ops port for workers).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -394,9 +401,17 @@ pub struct HttpConfig {
     /// Worker threads of the HTTP server; 0 means one per core.
     pub workers: usize,
     /// How long in-flight requests may take to finish after SIGTERM (`"3s"`;
-    /// the server counts whole seconds, so it is rounded up).
+    /// the server counts whole seconds, so it is rounded up). Counted from
+    /// the end of the `drain_delay`.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// After SIGTERM, how long `/ready` answers 503 while both listeners
+    /// keep accepting and serving requests, so that load balancers take the
+    /// replica out of rotation before its listener closes (`"5s"` for the
+    /// API services, [`DEFAULT_DRAIN_DELAY`]; `"0s"` for the workers, whose
+    /// port serves only the ops endpoints). Then the server stops as before.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
     /// Budget for each dependency probe of `GET /ready` (`"2s"`).
     #[serde(with = "humantime_serde")]
     pub probe_timeout: Duration,
@@ -431,9 +446,10 @@ impl HttpConfig {
         Self { port, ..Self::default() }
     }
 
-    /// [`Self::with_port`] with the ops endpoints on `ops_port`.
+    /// An API service's listeners: the API on `port`, the ops endpoints on
+    /// `ops_port`, and a [`DEFAULT_DRAIN_DELAY`] after SIGTERM.
     pub fn with_ports(port: u16, ops_port: u16) -> Self {
-        Self { port, ops_port: Some(ops_port), ..Self::default() }
+        Self { port, ops_port: Some(ops_port), drain_delay: DEFAULT_DRAIN_DELAY, ..Self::default() }
     }
 
     /// The ops endpoints' own port, when they have one (not `port`'s listener).
@@ -466,6 +482,13 @@ impl HttpConfig {
         if self.max_connections_per_worker == 0 {
             problems.push("http.max_connections_per_worker must be at least 1".to_owned());
         }
+        if self.drain_delay > MAX_DRAIN_DELAY {
+            problems.push(format!(
+                "http.drain_delay must be at most {}s (the orchestrator kills the process soon after), got {:?}",
+                MAX_DRAIN_DELAY.as_secs(),
+                self.drain_delay
+            ));
+        }
         if let Err(cors) = crate::cors::CorsPolicy::from_config(&self.cors_allowed_origins) {
             problems.extend(cors);
         }
@@ -481,6 +504,7 @@ impl Default for HttpConfig {
             ops_port: None,
             workers: 0,
             shutdown_timeout: Duration::from_secs(3),
+            drain_delay: Duration::ZERO,
             probe_timeout: Duration::from_secs(2),
             cors_allowed_origins: Vec::new(),
             request_head_timeout: Duration::from_secs(5),

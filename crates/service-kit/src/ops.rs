@@ -2,8 +2,12 @@
 //!
 //! - `/health` is liveness: 200 while the process can answer at all.
 //! - `/ready` runs every dependency probe concurrently, each under a timeout,
-//!   and answers 503 when one fails or once shutdown has begun (so a load
-//!   balancer stops routing before the process exits).
+//!   and answers 503 when a required one fails or once shutdown has begun (so
+//!   a load balancer stops routing before the process exits). An optional
+//!   probe (a cache the service can do without) is reported but never makes
+//!   it 503.
+//! - After the shutdown signal, [`serve`] keeps serving for `http.drain_delay`
+//!   with `/ready` at 503 (the drain), then stops the listeners gracefully.
 //! - `/metrics` is the Prometheus text exposition of the process-wide recorder.
 
 use std::{
@@ -50,6 +54,8 @@ impl<P: Probe + ?Sized> Probe for Box<P> {
 pub struct Readiness {
     service: &'static str,
     probes: Vec<Box<dyn Probe>>,
+    /// Whether each probe's failure makes the service not ready.
+    required: Vec<bool>,
     /// Whether each probe's last check passed (a failure is logged when it starts).
     passing: Vec<AtomicBool>,
     timeout: Duration,
@@ -77,6 +83,10 @@ pub struct ReadyReport {
 pub struct CheckResult {
     pub ok: bool,
     pub latency_ms: u64,
+    /// The dependency is optional: its failure is reported here (and in
+    /// `analytics_service_dependency_up`) but does not make `/ready` 503.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
     /// Why the probe failed: logged (once per failure spell), never sent, so
     /// `/ready` does not show addresses, user names or driver messages to
     /// whoever can reach it.
@@ -94,6 +104,7 @@ impl Readiness {
         Self {
             service,
             probes: Vec::new(),
+            required: Vec::new(),
             passing: Vec::new(),
             timeout,
             shutting_down: AtomicBool::new(false),
@@ -103,7 +114,18 @@ impl Readiness {
 
     pub fn with_probe(mut self, probe: impl Probe + 'static) -> Self {
         self.probes.push(Box::new(probe));
+        self.required.push(true);
         self.passing.push(AtomicBool::new(true));
+        self
+    }
+
+    /// A probe of a dependency the service answers without (a cache): run and
+    /// reported like the others, but its failure leaves the service ready.
+    pub fn with_optional_probe(mut self, probe: impl Probe + 'static) -> Self {
+        self = self.with_probe(probe);
+        if let Some(required) = self.required.last_mut() {
+            *required = false;
+        }
         self
     }
 
@@ -127,7 +149,7 @@ impl Readiness {
 
     /// Runs every probe concurrently, each bounded by the timeout.
     pub async fn check(&self) -> ReadyReport {
-        let runs = self.probes.iter().zip(&self.passing).map(|(probe, passing)| async move {
+        let runs = self.probes.iter().zip(&self.passing).zip(&self.required).map(|((probe, passing), &required)| async move {
             let started = Instant::now();
             let outcome = match tokio::time::timeout(self.timeout, probe.check()).await {
                 Ok(outcome) => outcome,
@@ -147,6 +169,7 @@ impl Readiness {
             let result = CheckResult {
                 ok,
                 latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                optional: !required,
                 error: outcome.err(),
             };
             (probe.name(), result)
@@ -154,7 +177,7 @@ impl Readiness {
         let checks: BTreeMap<_, _> = futures::future::join_all(runs).await.into_iter().collect();
         let status = if self.is_shutting_down() {
             ReadyStatus::ShuttingDown
-        } else if checks.values().all(|c| c.ok) {
+        } else if checks.values().all(|c| c.ok || c.optional) {
             ReadyStatus::Ready
         } else {
             ReadyStatus::NotReady
@@ -220,12 +243,12 @@ pub fn operational_routes() -> Routes {
         .described(
             HttpMethod::Get,
             "/ready",
-            operation("readiness: every dependency probed with a real request; 200 when all answer")
+            operation("readiness: every dependency probed with a real request; 200 when every required one answers")
                 .response("200", ok("application/json", json()))
                 .response(
                     "503",
                     ResponseBuilder::new()
-                        .description("a dependency is down or shutdown has begun")
+                        .description("a required dependency is down, or shutdown has begun (the drain)")
                         .content("application/json", json()),
                 )
                 .build(),
@@ -275,8 +298,9 @@ pub fn bind(http: &HttpConfig) -> std::io::Result<TcpListener> {
 
 /// Serves the ops endpoints plus `app`'s routes on `listener` until `shutdown`.
 ///
-/// On shutdown `/ready` turns 503 first, then the server stops accepting and
-/// gives in-flight requests `http.shutdown_timeout` to finish.
+/// On shutdown `/ready` turns 503 first; both listeners keep serving for
+/// `http.drain_delay` (the drain), then the server stops accepting and gives
+/// in-flight requests `http.shutdown_timeout` to finish.
 pub async fn serve<F>(
     listener: TcpListener,
     http: &HttpConfig,
@@ -324,9 +348,18 @@ where
     };
     let handles: Vec<_> =
         std::iter::once(server.handle()).chain(ops_server.as_ref().map(actix_web::dev::Server::handle)).collect();
+    let drain = http.drain_delay;
     tokio::spawn(async move {
         shutdown.wait().await;
         readiness.begin_shutdown();
+        if !drain.is_zero() {
+            tracing::info!(
+                service = readiness.service(),
+                drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+                "draining: /ready answers 503, requests are still served"
+            );
+            tokio::time::sleep(drain).await;
+        }
         futures::future::join_all(handles.iter().map(|handle| handle.stop(true))).await;
     });
     match ops_server {
@@ -386,4 +419,43 @@ where
         server = server.workers(http.workers);
     }
     Ok(server.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(&'static str, bool);
+
+    impl Probe for Fixed {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+
+        fn check(&self) -> ProbeFuture<'_> {
+            let ok = self.1;
+            Box::pin(async move { if ok { Ok(()) } else { Err("down".to_owned()) } })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_optional_probe_is_reported_but_does_not_make_the_service_unready() {
+        let readiness = Readiness::new("test", Duration::from_secs(1))
+            .with_probe(Fixed("clickhouse", true))
+            .with_optional_probe(Fixed("redis", false));
+        let report = readiness.check().await;
+        assert_eq!(report.status, ReadyStatus::Ready);
+        assert!(!report.checks["redis"].ok && report.checks["redis"].optional);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["checks"]["redis"],
+            serde_json::json!({"ok": false, "latency_ms": json["checks"]["redis"]["latency_ms"], "optional": true})
+        );
+        assert!(json["checks"]["clickhouse"].get("optional").is_none(), "{json}");
+
+        let required = Readiness::new("test", Duration::from_secs(1)).with_probe(Fixed("redis", false));
+        assert_eq!(required.check().await.status, ReadyStatus::NotReady);
+        readiness.begin_shutdown();
+        assert_eq!(readiness.check().await.status, ReadyStatus::ShuttingDown);
+    }
 }

@@ -194,12 +194,14 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts `binary` with `PORT=0` (and `OPS_PORT=0`: the ops endpoints on
-    /// the same listener), JSON logs and `env`, and waits (up to 30 s) for its
-    /// `listening` log line to learn the address.
+    /// the same listener), JSON logs, no drain delay after SIGTERM
+    /// (`http.drain_delay`, [`drain_delay_env`]) and `env`, and waits (up to
+    /// 30 s) for its `listening` log line to learn the address.
     pub fn spawn(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let name = std::path::Path::new(binary).file_name().map_or(binary.into(), |n| n.to_string_lossy().to_string());
         let mut command = Command::new(binary);
         command
+            .env(drain_delay_env(binary), "0s")
             .env("PORT", "0")
             .env("OPS_PORT", "0")
             .env("HOST", "127.0.0.1")
@@ -276,6 +278,14 @@ impl Drop for ServiceProcess {
     }
 }
 
+/// The environment variable setting `http.drain_delay` of the service
+/// `binary` (a path whose file name is the service's name):
+/// `QUERY_API__HTTP__DRAIN_DELAY` for `.../query-api`.
+pub fn drain_delay_env(binary: &str) -> String {
+    let name = std::path::Path::new(binary).file_name().map_or(binary.into(), |n| n.to_string_lossy().to_string());
+    format!("{}__HTTP__DRAIN_DELAY", crate::config::env_prefix(&name))
+}
+
 fn listening_addr(line: &str) -> Option<SocketAddr> {
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     if value.get("message")?.as_str()? != "listening" {
@@ -311,6 +321,8 @@ impl InProcess {
     ///
     /// The ops endpoints are served on that listener too (`http.ops_port` is
     /// cleared): a default ops port would be one fixed port for every test.
+    /// There is no drain delay (`http.drain_delay` is cleared), so a test's
+    /// `stop` does not wait for one.
     pub fn spawn_on<C, F, Fut>(listener: std::net::TcpListener, mut config: C, run: F) -> Self
     where
         C: crate::ServiceConfig,
@@ -318,6 +330,7 @@ impl InProcess {
         Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         config.http_mut().ops_port = None;
+        config.http_mut().drain_delay = Duration::ZERO;
         let addr = listener.local_addr().expect("bound address");
         let shutdown = crate::Shutdown::new();
         let task = tokio::spawn(run(config, listener, shutdown.clone()));
@@ -380,15 +393,35 @@ where
     }
 }
 
+/// The drain delay [`assert_lifecycle`] gives the binary: long enough to
+/// observe the drain, short enough for a quick test.
+pub const LIFECYCLE_DRAIN_DELAY: Duration = Duration::from_secs(2);
+
 /// The lifecycle every binary must honour, checked against the real stack:
 /// `/health`, `/ready` (eventually 200) and `/metrics` answer on the ops
-/// port (`OPS_PORT`) and not on the main one, and SIGTERM makes the process
-/// exit with status 0 within 5 s.
+/// port (`OPS_PORT`) and not on the main one; after SIGTERM `/ready` turns
+/// 503 while the main port still answers requests for the drain delay
+/// (`http.drain_delay`, set to [`LIFECYCLE_DRAIN_DELAY`]), and the process
+/// exits with status 0 no sooner than that delay and within 5 s after it.
 pub async fn assert_lifecycle(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
+    assert_lifecycle_serving(binary, env, None).await
+}
+
+/// [`assert_lifecycle`]; with `api_path`, during the drain `GET api_path`
+/// on the main port must answer 200 (an API route open without a key, such
+/// as the OpenAPI document), else any answer shows the port still serves.
+pub async fn assert_lifecycle_serving(
+    binary: &str,
+    env: &[(&str, &str)],
+    api_path: Option<&str>,
+) -> anyhow::Result<()> {
     // A free port for the ops listener (released just before the binary binds it).
     let ops_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+    let drain_env = drain_delay_env(binary);
+    let drain = format!("{}ms", LIFECYCLE_DRAIN_DELAY.as_millis());
     let mut env = env.to_vec();
     env.push(("OPS_PORT", &ops_port));
+    env.push((&drain_env, &drain));
     let mut service = ServiceProcess::spawn(binary, &env)?;
     let ops = |path: &str| format!("http://127.0.0.1:{ops_port}{path}");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
@@ -416,9 +449,33 @@ pub async fn assert_lifecycle(binary: &str, env: &[(&str, &str)]) -> anyhow::Res
     let text = metrics.text().await?;
     anyhow::ensure!(text.contains("analytics_service_build_info"), "/metrics lacks build info:\n{text}");
 
+    // No idle pooled connection: a fresh one for each request shows that the
+    // listener still accepts during the drain.
+    let fresh = reqwest::Client::builder().timeout(Duration::from_secs(5)).pool_max_idle_per_host(0).build()?;
     service.signal("TERM")?;
-    let status = service.wait_exit(Duration::from_secs(5))?;
+    let signalled = Instant::now();
+    eventually(LIFECYCLE_DRAIN_DELAY, || async {
+        let ready = fresh.get(ops("/ready")).send().await?;
+        let status = ready.status();
+        let body: serde_json::Value = ready.json().await?;
+        anyhow::ensure!(status == 503, "/ready answered {status} after SIGTERM: {body}");
+        anyhow::ensure!(body["status"] == "shutting_down", "/ready body after SIGTERM: {body}");
+        Ok(())
+    })
+    .await?;
+    let answer = fresh.get(service.url(api_path.unwrap_or("/"))).send().await;
+    anyhow::ensure!(
+        signalled.elapsed() < LIFECYCLE_DRAIN_DELAY,
+        "the checks took longer than the drain delay; nothing is shown about the drain"
+    );
+    let answer = answer.map_err(|e| anyhow::anyhow!("the main port stopped serving during the drain: {e}"))?;
+    if let Some(path) = api_path {
+        anyhow::ensure!(answer.status() == 200, "GET {path} during the drain answered {}", answer.status());
+    }
+    let status = service.wait_exit(LIFECYCLE_DRAIN_DELAY + Duration::from_secs(5))?;
+    let took = signalled.elapsed();
     anyhow::ensure!(status.success(), "exit status after SIGTERM: {status}");
+    anyhow::ensure!(took >= LIFECYCLE_DRAIN_DELAY, "exited {took:?} after SIGTERM, before the drain delay ended");
     Ok(())
 }
 
