@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     read::{RealtimeRow, TopMetric, TopVideoRow, UserDayRow, VideoSummaryRow},
-    responses::{Freshness, Preferences, RealtimeMetrics, StartupTime, TopVideo, TopVideos, UserMetrics, VideoMetrics},
+    responses::{
+        CatalogStatus, Freshness, Preferences, RealtimeMetrics, StartupTime, TopVideo, TopVideos, UserMetrics,
+        VideoMetrics,
+    },
     windows::{DayRange, Split},
 };
 
@@ -80,15 +83,15 @@ pub fn video_metrics(
         views,
         unique_viewers: row.unique_viewers,
         watch_time_seconds: row.watch_time_seconds,
-        avg_watch_percentage,
+        avg_watch_percentage: Some(avg_watch_percentage),
         completion_rate,
-        engagement_score: engagement_score(
+        engagement_score: Some(engagement_score(
             views,
             row.unique_viewers,
             avg_watch_percentage,
             completion_rate,
             rebuffer_percentage,
-        ),
+        )),
         startup_time_ms: StartupTime { median: startup(row.startup_median_ms), p95: startup(row.startup_p95_ms) },
         rebuffer_percentage,
         playback_failure_percentage: ratio(row.failed_views, views) * 100.0,
@@ -96,6 +99,38 @@ pub fn video_metrics(
         duration_seconds,
         duration_source,
         freshness,
+        catalog: CatalogStatus::Available,
+        unavailable_fields: Vec::new(),
+    }
+}
+
+/// The fields of a video answer that depend on the catalog: its duration
+/// (which takes precedence over the players' one, so without the catalog the
+/// duration is unknown) and the figures dividing by it. Completion
+/// (`video_complete`) and every other field come from the events alone.
+pub const VIDEO_CATALOG_FIELDS: &[&str] =
+    &["duration_seconds", "duration_source", "avg_watch_percentage", "engagement_score"];
+
+/// The fields of a user answer that depend on the catalog.
+pub const USER_CATALOG_FIELDS: &[&str] = &["preferences.category"];
+
+/// [`video_metrics`] when the catalog could not be read: the summary row
+/// must have been read without a catalog duration; the
+/// [`VIDEO_CATALOG_FIELDS`] are null and listed, the rest is exact.
+pub fn video_metrics_without_catalog(
+    video_id: &str,
+    range: DayRange,
+    row: &VideoSummaryRow,
+    freshness: Freshness,
+) -> VideoMetrics {
+    VideoMetrics {
+        duration_seconds: None,
+        duration_source: None,
+        avg_watch_percentage: None,
+        engagement_score: None,
+        catalog: CatalogStatus::Unavailable,
+        unavailable_fields: VIDEO_CATALOG_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
+        ..video_metrics(video_id, range, row, None, freshness)
     }
 }
 
@@ -160,6 +195,23 @@ pub fn user_metrics(
             hour_of_day: favourite(&hour),
         },
         freshness,
+        catalog: CatalogStatus::Available,
+        unavailable_fields: Vec::new(),
+    }
+}
+
+/// [`user_metrics`] when the catalog could not be read: the
+/// [`USER_CATALOG_FIELDS`] are null and listed, the rest is exact.
+pub fn user_metrics_without_catalog(
+    user_id: &str,
+    range: DayRange,
+    days: &[UserDayRow],
+    freshness: Freshness,
+) -> UserMetrics {
+    UserMetrics {
+        catalog: CatalogStatus::Unavailable,
+        unavailable_fields: USER_CATALOG_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
+        ..user_metrics(user_id, range, days, &HashMap::new(), freshness)
     }
 }
 
@@ -242,7 +294,7 @@ mod tests {
         };
         let fresh = Freshness { aggregated_windows: 0, raw_windows: 24, pass_windows: None, as_of: None };
         let m = video_metrics("v1", one_day(), &row, None, fresh.clone());
-        assert_eq!(m.avg_watch_percentage, 22.0);
+        assert_eq!(m.avg_watch_percentage, Some(22.0));
         assert_eq!(m.completion_rate, 1.0 / 3.0);
         assert_eq!(m.rebuffer_percentage, 700.0 / 66_000.0 * 100.0);
         assert_eq!(m.playback_failure_percentage, 1.0 / 3.0 * 100.0);
@@ -251,6 +303,25 @@ mod tests {
         assert_eq!((m.duration_seconds, m.duration_source.as_deref()), (Some(100.0), Some("events")));
         let m = video_metrics("v1", one_day(), &row, Some(50.0), fresh.clone());
         assert_eq!(m.duration_source.as_deref(), Some("catalog"));
+        assert_eq!((m.catalog, m.unavailable_fields.len()), (CatalogStatus::Available, 0));
+
+        let degraded = video_metrics_without_catalog("v1", one_day(), &row, fresh.clone());
+        assert_eq!(degraded.catalog, CatalogStatus::Unavailable);
+        assert_eq!(degraded.unavailable_fields, VIDEO_CATALOG_FIELDS);
+        assert_eq!((degraded.avg_watch_percentage, degraded.engagement_score), (None, None));
+        assert_eq!((degraded.duration_seconds, degraded.duration_source.as_deref()), (None, None));
+        let exact = video_metrics("v1", one_day(), &row, None, fresh.clone());
+        assert_eq!(
+            (degraded.views, degraded.completion_rate, degraded.rebuffer_percentage, &degraded.startup_time_ms),
+            (exact.views, exact.completion_rate, exact.rebuffer_percentage, &exact.startup_time_ms),
+            "the fields from the events stay exact"
+        );
+        let json = serde_json::to_value(&degraded).unwrap();
+        assert_eq!(json["catalog"], "unavailable");
+        assert!(json["avg_watch_percentage"].is_null() && json["engagement_score"].is_null(), "{json}");
+        let json = serde_json::to_value(&exact).unwrap();
+        assert_eq!(json["catalog"], "available");
+        assert!(json.get("unavailable_fields").is_none(), "{json}");
 
         let empty = VideoSummaryRow {
             views: 0,
@@ -267,7 +338,7 @@ mod tests {
             startup_p95_ms: 0,
         };
         let m = video_metrics("v1", one_day(), &empty, None, fresh);
-        assert_eq!((m.views, m.completion_rate, m.engagement_score), (0, 0.0, 0.0));
+        assert_eq!((m.views, m.completion_rate, m.engagement_score), (0, 0.0, Some(0.0)));
         assert_eq!(m.startup_time_ms, StartupTime { median: None, p95: None });
         assert_eq!(m.duration_source, None);
     }
@@ -286,13 +357,13 @@ mod tests {
             view_watch_seconds: vec![30.0, 30.0, 10.0],
         };
         let categories = [("a".to_string(), "news".to_string()), ("c".to_string(), "sport".to_string())].into();
-        let m = user_metrics(
-            "u1",
-            one_day(),
-            &[day.clone(), day],
-            &categories,
-            Freshness { aggregated_windows: 1, raw_windows: 0, pass_windows: None, as_of: None },
-        );
+        let fresh = Freshness { aggregated_windows: 1, raw_windows: 0, pass_windows: None, as_of: None };
+        let days = [day.clone(), day];
+        let degraded = user_metrics_without_catalog("u1", one_day(), &days, fresh.clone());
+        let m = user_metrics("u1", one_day(), &days, &categories, fresh);
+        assert_eq!(degraded.preferences, Preferences { category: None, ..m.preferences.clone() });
+        assert_eq!((degraded.views, degraded.watch_time_seconds), (m.views, m.watch_time_seconds));
+        assert_eq!(degraded.unavailable_fields, USER_CATALOG_FIELDS);
         assert_eq!((m.sessions, m.views, m.watch_time_seconds), (2, 6, 140.0));
         assert_eq!(m.completion_rate, 2.0 / 6.0);
         assert_eq!(

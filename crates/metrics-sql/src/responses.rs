@@ -34,6 +34,18 @@ pub struct Freshness {
     pub as_of: Option<DateTime<Utc>>,
 }
 
+/// Whether the video catalog (PostgreSQL) could be read for an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogStatus {
+    /// The catalog answered: every field is as docs/metrics.md defines it.
+    #[default]
+    Available,
+    /// The catalog could not be read: the fields listed in
+    /// `unavailable_fields` are null, every other field is exact.
+    Unavailable,
+}
+
 /// `GET /api/metrics/video/{videoId}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VideoMetrics {
@@ -43,20 +55,31 @@ pub struct VideoMetrics {
     pub views: u64,
     pub unique_viewers: u64,
     pub watch_time_seconds: f64,
-    pub avg_watch_percentage: f64,
+    /// Null only when the catalog is unavailable (the duration it divides
+    /// by may be the catalog's).
+    pub avg_watch_percentage: Option<f64>,
     /// 0..1
     pub completion_rate: f64,
-    /// 0..10
-    pub engagement_score: f64,
+    /// 0..10; null only when the catalog is unavailable (it weighs
+    /// `avg_watch_percentage`).
+    pub engagement_score: Option<f64>,
     pub startup_time_ms: StartupTime,
     pub rebuffer_percentage: f64,
     pub playback_failure_percentage: f64,
     pub exits_before_video_start_percentage: f64,
     /// The duration the watch percentages use.
     pub duration_seconds: Option<f64>,
-    /// `catalog`, `events`, or null when unknown.
+    /// `catalog`, `events`, or null when unknown (or the catalog unavailable).
     pub duration_source: Option<String>,
     pub freshness: Freshness,
+    /// `unavailable` when PostgreSQL could not be read: the answer then
+    /// comes from ClickHouse alone, with `unavailable_fields` null.
+    #[serde(default)]
+    pub catalog: CatalogStatus,
+    /// The fields left null because the catalog was unavailable; absent
+    /// when it was read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable_fields: Vec<String>,
 }
 
 /// A user's favourite dimension values, by watch time; null when none qualifies.
@@ -81,6 +104,14 @@ pub struct UserMetrics {
     pub completion_rate: f64,
     pub preferences: Preferences,
     pub freshness: Freshness,
+    /// `unavailable` when PostgreSQL could not be read: `preferences.category`
+    /// is then null, every other field is exact.
+    #[serde(default)]
+    pub catalog: CatalogStatus,
+    /// The fields left null because the catalog was unavailable; absent
+    /// when it was read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable_fields: Vec<String>,
 }
 
 /// One entry of the top list.

@@ -5,7 +5,13 @@
 //! different parameter order or encoding share an entry. Values are the JSON
 //! of the answer. Redis is an optimisation only: when it is down, slow or
 //! holds something unreadable, the answer is computed and returned uncached,
-//! and `analytics_service_query_cache_errors_total` counts it.
+//! and `analytics_service_query_cache_errors_total` counts it. Each command
+//! waits at most `cache.timeout`; after a failure Redis is left alone for
+//! `cache.retry_after` ([`Breaker`]): requests meanwhile are answered
+//! uncached at once (`analytics_service_query_cache_bypassed_total`), so a
+//! Redis that is stopped or does not answer costs one timeout per
+//! `retry_after`, not one per request. A degraded answer (a dependency such
+//! as the catalog was down) is never stored.
 
 use std::{
     collections::HashMap,
@@ -23,18 +29,23 @@ use fred::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::config::CacheConfig;
+use crate::{breaker::Breaker, config::CacheConfig};
 
 const HITS: &str = "analytics_service_query_cache_hits_total";
 const MISSES: &str = "analytics_service_query_cache_misses_total";
 const ERRORS: &str = "analytics_service_query_cache_errors_total";
+const BYPASSED: &str = "analytics_service_query_cache_bypassed_total";
 
 /// Registers the counters' descriptions (and makes them appear at 0).
 pub fn describe_metrics() {
     metrics::describe_counter!(HITS, "query answers served from the redis cache");
     metrics::describe_counter!(MISSES, "query answers computed because the cache held none");
     metrics::describe_counter!(ERRORS, "redis cache reads or writes that failed; the answer was computed uncached");
-    for name in [HITS, MISSES, ERRORS] {
+    metrics::describe_counter!(
+        BYPASSED,
+        "query answers computed without asking redis, because it failed less than cache.retry_after ago"
+    );
+    for name in [HITS, MISSES, ERRORS, BYPASSED] {
         metrics::counter!(name).increment(0);
     }
 }
@@ -112,6 +123,7 @@ pub struct QueryCache {
     prefix: String,
     config: CacheConfig,
     flights: Flights,
+    breaker: Arc<Breaker>,
 }
 
 /// The keys being computed in this process, each with the gate that its
@@ -142,7 +154,13 @@ impl QueryCache {
     /// `redis_prefix` is `redis.key_prefix` (isolates environments and tests).
     pub fn new(client: Client, redis_prefix: &str, config: CacheConfig) -> Self {
         let prefix = format!("{redis_prefix}{}", config.key_prefix);
-        Self { client, prefix, config, flights: Flights::default() }
+        let breaker = Arc::new(Breaker::new("redis", config.retry_after));
+        Self { client, prefix, config, flights: Flights::default(), breaker }
+    }
+
+    /// Whether Redis is being bypassed after a failure (see the module doc).
+    pub fn is_bypassed(&self) -> bool {
+        self.breaker.is_open()
     }
 
     /// How many requests of this process are computing or waiting for `key`
@@ -168,24 +186,51 @@ impl QueryCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.get_or_compute_if(key, ttl, compute, |_| true).await
+    }
+
+    /// [`Self::get_or_compute`], storing a computed answer only when
+    /// `cacheable` says so (a degraded answer is returned, never stored).
+    pub async fn get_or_compute_if<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        compute: F,
+        cacheable: impl FnOnce(&T) -> bool,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         if !self.config.enabled {
+            return compute().await;
+        }
+        if !self.breaker.allow() {
+            metrics::counter!(BYPASSED).increment(1);
             return compute().await;
         }
         let full_key = format!("{}{key}", self.prefix);
         if !self.client.is_connected() {
             // Nothing to share an answer through: waiting would only queue.
-            return self.read_or_compute(&full_key, ttl, compute).await;
+            return self.read_or_compute(&full_key, ttl, compute, cacheable).await;
         }
         let gate = self.flights.gate(&full_key);
         let answer = {
             let _turn = gate.lock().await;
-            self.read_or_compute(&full_key, ttl, compute).await
+            self.read_or_compute(&full_key, ttl, compute, cacheable).await
         };
         self.flights.release(&full_key, gate);
         answer
     }
 
-    async fn read_or_compute<T, E, F, Fut>(&self, full_key: &str, ttl: Duration, compute: F) -> Result<T, E>
+    async fn read_or_compute<T, E, F, Fut>(
+        &self,
+        full_key: &str,
+        ttl: Duration,
+        compute: F,
+        cacheable: impl FnOnce(&T) -> bool,
+    ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
@@ -207,15 +252,20 @@ impl QueryCache {
             Err(error) => {
                 metrics::counter!(ERRORS).increment(1);
                 tracing::debug!(error = %error, "cache read failed, answering uncached");
+                self.breaker.failed(&error);
                 false
             }
         };
+        if usable {
+            self.breaker.succeeded();
+        }
         metrics::counter!(MISSES).increment(1);
         let value = compute().await?;
-        if usable {
+        if usable && cacheable(&value) {
             if let Err(error) = self.write(full_key, &value, ttl).await {
                 metrics::counter!(ERRORS).increment(1);
-                tracing::warn!(key = %full_key, error = %error, "cache write failed");
+                tracing::debug!(key = %full_key, error = %error, "cache write failed");
+                self.breaker.failed(&error);
             }
         }
         Ok(value)

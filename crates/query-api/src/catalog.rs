@@ -1,7 +1,15 @@
 //! The video catalog in PostgreSQL (table `videos`): validation of what is
 //! stored and every SQL statement that touches it, parameterised only.
+//!
+//! The metric endpoints read it through [`Catalog::video_for_metrics`] and
+//! [`Catalog::categories_for_metrics`], which answer
+//! [`CatalogRead::Unavailable`] instead of an error while PostgreSQL is down
+//! (each read bounded by [`METRICS_READ_TIMEOUT`], then PostgreSQL left alone
+//! for [`RETRY_AFTER`]): the metrics are answered from ClickHouse with the
+//! catalog's fields marked unavailable. The catalog endpoints themselves
+//! answer 503.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -9,7 +17,34 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::{breaker::Breaker, error::ApiError};
+
+/// How long a metric answer waits for its catalog read before it is given
+/// without it.
+pub const METRICS_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// After a failed catalog read, metric answers skip the catalog this long.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+const UNAVAILABLE: &str = "analytics_service_catalog_unavailable_total";
+
+/// Registers the counter's description (and makes it appear at 0).
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        UNAVAILABLE,
+        "metric answers given without the video catalog because postgresql failed or was being skipped"
+    );
+    metrics::counter!(UNAVAILABLE).increment(0);
+}
+
+/// A catalog read of a metric endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatalogRead<T> {
+    Read(T),
+    /// PostgreSQL failed, did not answer in time, or failed less than
+    /// [`RETRY_AFTER`] ago.
+    Unavailable,
+}
 
 pub use crate::contract::{
     MAX_CATEGORY_CHARS, MAX_DURATION_SECONDS, MAX_TITLE_CHARS, MAX_VIDEO_ID_CHARS, MIN_DURATION_SECONDS,
@@ -163,11 +198,56 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), ApiError> {
 #[derive(Clone)]
 pub struct Catalog {
     pool: Pool,
+    breaker: Arc<Breaker>,
 }
 
 impl Catalog {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self { pool, breaker: Arc::new(Breaker::new("postgres", RETRY_AFTER)) }
+    }
+
+    /// [`Self::get`] for a metric answer: unavailable rather than an error
+    /// while PostgreSQL cannot be reached.
+    pub async fn video_for_metrics(&self, video_id: &str) -> Result<CatalogRead<Option<Video>>, ApiError> {
+        self.degradable(self.get(video_id)).await
+    }
+
+    /// [`Self::categories`] for a metric answer: unavailable rather than an
+    /// error while PostgreSQL cannot be reached.
+    pub async fn categories_for_metrics(
+        &self,
+        video_ids: &[String],
+    ) -> Result<CatalogRead<HashMap<String, String>>, ApiError> {
+        if video_ids.is_empty() {
+            return Ok(CatalogRead::Read(HashMap::new()));
+        }
+        self.degradable(self.categories(video_ids)).await
+    }
+
+    async fn degradable<T>(&self, read: impl Future<Output = Result<T, ApiError>>) -> Result<CatalogRead<T>, ApiError> {
+        if !self.breaker.allow() {
+            metrics::counter!(UNAVAILABLE).increment(1);
+            return Ok(CatalogRead::Unavailable);
+        }
+        let outcome = match tokio::time::timeout(METRICS_READ_TIMEOUT, read).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(ApiError::Unavailable {
+                dependency: "postgres",
+                cause: format!("no answer within {} ms", METRICS_READ_TIMEOUT.as_millis()),
+            }),
+        };
+        match outcome {
+            Ok(value) => {
+                self.breaker.succeeded();
+                Ok(CatalogRead::Read(value))
+            }
+            Err(ApiError::Unavailable { cause, .. }) => {
+                self.breaker.failed(&cause);
+                metrics::counter!(UNAVAILABLE).increment(1);
+                Ok(CatalogRead::Unavailable)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Inserts or replaces the entry of `video_id` and returns what is stored.

@@ -70,6 +70,11 @@ pub struct CacheConfig {
     /// Budget of one Redis command; past it the answer is computed uncached (`"200ms"`).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// After a failed or timed-out Redis command, Redis is not asked again
+    /// for this long (`"5s"`): answers are computed uncached meanwhile, then
+    /// one request tries Redis again.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
 }
 
 impl Default for CacheConfig {
@@ -80,6 +85,7 @@ impl Default for CacheConfig {
             short_ttl: Duration::from_secs(10),
             long_ttl: Duration::from_secs(3600),
             timeout: Duration::from_millis(200),
+            retry_after: Duration::from_secs(5),
         }
     }
 }
@@ -104,6 +110,9 @@ impl CacheConfig {
         }
         if self.timeout.is_zero() {
             problems.push("cache.timeout must be above 0".to_owned());
+        }
+        if self.retry_after.is_zero() {
+            problems.push("cache.retry_after must be above 0".to_owned());
         }
         problems
     }

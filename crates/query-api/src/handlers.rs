@@ -66,7 +66,10 @@ pub async fn get_video(state: web::Data<AppState>, video_id: web::Path<String>) 
 /// The body of `GET /api/metrics/health`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MetricsHealth {
-    /// `ok` when every dependency answered, else `unavailable`.
+    /// `ok` when every dependency answered; `degraded` when only optional
+    /// ones are down (PostgreSQL: metrics without the catalog's fields, the
+    /// catalog endpoints 503; Redis: answers uncached); `unavailable` when a
+    /// required one (ClickHouse, the key store) is down.
     pub status: &'static str,
     pub service: &'static str,
     /// By name: `clickhouse`, `postgres`, `redis`.
@@ -104,20 +107,33 @@ pub struct DependencyHealth {
     /// `up` or `down`.
     pub status: &'static str,
     pub latency_ms: u64,
+    /// The service answers without this dependency (degraded); absent for
+    /// the required ones.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 impl MetricsHealth {
     pub fn from_report(report: ReadyReport, consumer_lag: ConsumerLag) -> Self {
-        let all_up = report.checks.values().all(|c| c.ok);
+        let status = if report.checks.values().all(|c| c.ok) {
+            "ok"
+        } else if report.checks.values().all(|c| c.ok || c.optional) {
+            "degraded"
+        } else {
+            "unavailable"
+        };
         let dependencies = report
             .checks
             .into_iter()
             .map(|(name, check)| {
-                let status = if check.ok { "up" } else { "down" };
-                (name.to_string(), DependencyHealth { status, latency_ms: check.latency_ms })
+                let up = if check.ok { "up" } else { "down" };
+                (
+                    name.to_string(),
+                    DependencyHealth { status: up, latency_ms: check.latency_ms, optional: check.optional },
+                )
             })
             .collect();
-        Self { status: if all_up { "ok" } else { "unavailable" }, service: report.service, dependencies, consumer_lag }
+        Self { status, service: report.service, dependencies, consumer_lag }
     }
 }
 
@@ -127,14 +143,14 @@ impl MetricsHealth {
     path = "/api/metrics/health",
     tag = "operations",
     responses(
-        (status = 200, description = "every dependency answered", body = MetricsHealth),
-        (status = 503, description = "at least one dependency is down", body = MetricsHealth),
+        (status = 200, description = "every required dependency answered (`ok`, or `degraded` when an optional one is down)", body = MetricsHealth),
+        (status = 503, description = "at least one required dependency is down", body = MetricsHealth),
     )
 )]
 pub async fn metrics_health(state: web::Data<AppState>) -> HttpResponse {
     let report = state.readiness.check().await;
     let health = MetricsHealth::from_report(report, ConsumerLag::latest(&state.consumer_lag));
-    if health.status == "ok" {
+    if health.status != "unavailable" {
         HttpResponse::Ok().json(health)
     } else {
         HttpResponse::ServiceUnavailable().json(health)

@@ -17,6 +17,7 @@
 //! Answers go through the Redis result cache ([`cache`]).
 //! This crate holds everything testable; `main.rs` only calls [`run`].
 
+mod breaker;
 pub mod cache;
 pub mod catalog;
 mod config;
@@ -58,7 +59,10 @@ pub fn rules(method: &actix_web::http::Method, path: &str) -> Option<Scope> {
     }
 }
 
-/// Serves until `shutdown`; ready while ClickHouse, PostgreSQL and Redis answer.
+/// Serves until `shutdown`; ready while ClickHouse answers and the key store
+/// has been read. PostgreSQL (the catalog) and Redis (the cache) are probed
+/// and reported but optional: without them the metric endpoints answer from
+/// ClickHouse, uncached and with the catalog's fields marked unavailable.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let timeout = config.http.probe_timeout;
     let pool = postgres::pool(&config.postgres)?;
@@ -67,12 +71,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     let readiness = Arc::new(
         Readiness::new(SERVICE, timeout)
             .with_probe(ClickHouseProbe::new(&config.clickhouse))
-            .with_probe(postgres::PostgresProbe::new(pool.clone()))
-            .with_probe(redis::RedisProbe::new(redis_client.clone()))
+            .with_optional_probe(postgres::PostgresProbe::new(pool.clone()))
+            .with_optional_probe(redis::RedisProbe::new(redis_client.clone()))
             .with_probes(keys_probe),
     );
     let cache = cache::QueryCache::new(redis_client, &config.redis.key_prefix, config.cache.clone());
     cache::describe_metrics();
+    catalog::describe_metrics();
     tracing::info!(
         cache_enabled = config.cache.enabled,
         short_ttl = ?config.cache.short_ttl,

@@ -23,6 +23,7 @@ use crate::{catalog, contract, custom_query, error, handlers, metric_api};
         handlers::ConsumerLag,
         metrics_sql::responses::VideoMetrics,
         metrics_sql::responses::StartupTime,
+        metrics_sql::responses::CatalogStatus,
         metrics_sql::responses::Freshness,
         metrics_sql::responses::UserMetrics,
         metrics_sql::responses::Preferences,

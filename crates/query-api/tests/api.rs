@@ -270,7 +270,7 @@ async fn metrics_health_reports_each_dependency() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_health_is_503_naming_a_dependency_that_is_down() {
+async fn metrics_health_names_a_dependency_that_is_down_and_is_503_only_for_a_required_one() {
     let postgres = TestPostgres::create().await.unwrap();
     let keys = postgres.keys().await.unwrap();
     let http = TestKeys::client(&keys.admin);
@@ -282,9 +282,11 @@ async fn metrics_health_is_503_naming_a_dependency_that_is_down() {
     };
     let service = InProcess::spawn(config, query_api::run);
     let (status, body) = read(http.get(service.url("/api/metrics/health")).send().await.unwrap()).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["status"], "unavailable");
+    assert_eq!(status, 200, "redis is optional: {body}");
+    assert_eq!(body["status"], "degraded");
     assert_eq!(body["dependencies"]["redis"]["status"], "down", "{body}");
+    assert_eq!(body["dependencies"]["redis"]["optional"], true, "{body}");
+    assert!(body["dependencies"]["clickhouse"].get("optional").is_none(), "{body}");
     assert!(body["dependencies"]["redis"].get("error").is_none(), "the reason goes to the log: {body}");
     assert!(!body.to_string().contains("127.0.0.1:1"), "no address in the answer: {body}");
     assert_eq!(body["dependencies"]["postgres"]["status"], "up", "{body}");
@@ -293,6 +295,25 @@ async fn metrics_health_is_503_naming_a_dependency_that_is_down() {
     let url = service.url("/api/videos/v");
     let stored = http.put(&url).json(&json!({"title": "t"})).send().await.unwrap();
     assert_eq!(stored.status(), 200);
+    drop(http);
+    service.stop().await.unwrap();
+
+    // ClickHouse is required: without it the report is 503.
+    let closed = testing::ClosedPort::new();
+    let config = Config {
+        postgres: postgres.config.clone(),
+        redis: testing::redis_config(),
+        clickhouse: service_kit::ClickHouseConfig {
+            url: format!("http://{}", closed.addr()),
+            ..testing::clickhouse_config()
+        },
+        ..Config::default()
+    };
+    let service = InProcess::spawn(config, query_api::run);
+    let http = TestKeys::client(&keys.admin);
+    let (status, body) = read(http.get(service.url("/api/metrics/health")).send().await.unwrap()).await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("unavailable")), "{body}");
+    assert_eq!(body["dependencies"]["clickhouse"]["status"], "down", "{body}");
     drop(http);
     service.stop().await.unwrap();
     postgres.drop().await.unwrap();

@@ -28,7 +28,13 @@ use metrics_sql::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use utoipa::IntoParams;
 
-use crate::{cache, catalog, error::ApiError, state::AppState};
+use crate::{
+    cache,
+    catalog::{self, CatalogRead},
+    error::ApiError,
+    state::AppState,
+};
+use metrics_sql::responses::CatalogStatus;
 use params::{day_range, parse_query, truncate};
 
 pub const VIDEO_METRICS_PATH: &str = "/api/metrics/video/{videoId}";
@@ -67,9 +73,33 @@ impl RangeRequest {
     }
 }
 
+/// Whether an answer holds every field: one given without the catalog is
+/// not, and is never cached (the next request tries the catalog again).
+trait Complete {
+    fn is_complete(&self) -> bool;
+}
+
+impl Complete for VideoMetrics {
+    fn is_complete(&self) -> bool {
+        self.catalog == CatalogStatus::Available
+    }
+}
+
+impl Complete for UserMetrics {
+    fn is_complete(&self) -> bool {
+        self.catalog == CatalogStatus::Available
+    }
+}
+
+impl Complete for TopVideos {
+    fn is_complete(&self) -> bool {
+        true
+    }
+}
+
 /// Reads the query string (only `allowed` names, plus `startDate` and
 /// `endDate`), then answers from the cache or with `compute`, cached for as
-/// long as the range cannot change (`cache::ttl_for_days`).
+/// long as the range cannot change (`cache::ttl_for_days`) when complete.
 async fn answer_range<T, F, Fut>(
     state: &AppState,
     req: &HttpRequest,
@@ -77,7 +107,7 @@ async fn answer_range<T, F, Fut>(
     compute: F,
 ) -> Result<T, ApiError>
 where
-    T: Serialize + DeserializeOwned,
+    T: Serialize + DeserializeOwned + Complete,
     F: FnOnce(RangeRequest) -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
@@ -88,7 +118,7 @@ where
     let key = cache::query_key(req.path(), req.query_string())
         .map_err(|e| ApiError::BadRequest { field: None, message: format!("unreadable query string: {e}") })?;
     let ttl = cache::ttl_for_days(range.start, range.end, now, state.freshness.lateness, state.cache.config());
-    state.cache.get_or_compute(&key, ttl, || compute(RangeRequest { params, range, now })).await
+    state.cache.get_or_compute_if(&key, ttl, || compute(RangeRequest { params, range, now }), T::is_complete).await
 }
 
 /// Metrics of one video over a range of days.
@@ -98,9 +128,9 @@ where
     tag = "metrics",
     params(("videoId" = String, Path, description = "1 to 256 characters, no control, invisible or bidirectional formatting characters"), RangeQuery),
     responses(
-        (status = 200, description = "the video's metrics (docs/metrics.md)", body = VideoMetrics),
+        (status = 200, description = "the video's metrics (docs/metrics.md); while postgresql is down, from clickhouse alone with `catalog: unavailable` and the catalog's fields null (listed in `unavailable_fields`)", body = VideoMetrics),
         (status = 400, description = "bad videoId, bad date, startDate after endDate, range too long, unknown parameter", body = crate::error::ErrorBody),
-        (status = 503, description = "clickhouse or postgresql unavailable", body = crate::error::ErrorBody),
+        (status = 503, description = "clickhouse unavailable", body = crate::error::ErrorBody),
     )
 )]
 pub async fn get_video_metrics(
@@ -113,10 +143,13 @@ pub async fn get_video_metrics(
     let answer = answer_range(state, &req, &[], |request| async move {
         // The catalog (PostgreSQL) and the windows' freshness (ClickHouse) at once.
         let (entry, split) = tokio::try_join!(
-            state.catalog.get(video_id),
+            state.catalog.video_for_metrics(video_id),
             request.split(state, Job::VideoMetrics, Scope::Video(video_id))
         )?;
-        let catalog_duration = entry.and_then(|v| v.duration_seconds);
+        let catalog_duration = match &entry {
+            CatalogRead::Read(entry) => entry.as_ref().and_then(|v| v.duration_seconds),
+            CatalogRead::Unavailable => None,
+        };
         let row = if split.reads_nothing() {
             VideoSummaryRow::default()
         } else {
@@ -125,7 +158,13 @@ pub async fn get_video_metrics(
                 .fetch_one::<VideoSummaryRow>()
                 .await?
         };
-        Ok(formulas::video_metrics(video_id, request.range, &row, catalog_duration, formulas::freshness(&split)))
+        let freshness = formulas::freshness(&split);
+        Ok(match entry {
+            CatalogRead::Read(_) => formulas::video_metrics(video_id, request.range, &row, catalog_duration, freshness),
+            CatalogRead::Unavailable => {
+                formulas::video_metrics_without_catalog(video_id, request.range, &row, freshness)
+            }
+        })
     })
     .await?;
     Ok(web::Json(answer))
@@ -138,9 +177,9 @@ pub async fn get_video_metrics(
     tag = "metrics",
     params(("userId" = String, Path, description = "1 to 256 characters, no control, invisible or bidirectional formatting characters"), RangeQuery),
     responses(
-        (status = 200, description = "the user's engagement and preferences (docs/metrics.md)", body = UserMetrics),
+        (status = 200, description = "the user's engagement and preferences (docs/metrics.md); while postgresql is down, from clickhouse alone with `catalog: unavailable` and `preferences.category` null", body = UserMetrics),
         (status = 400, description = "bad userId, bad date, startDate after endDate, range too long, unknown parameter", body = crate::error::ErrorBody),
-        (status = 503, description = "clickhouse or postgresql unavailable", body = crate::error::ErrorBody),
+        (status = 503, description = "clickhouse unavailable", body = crate::error::ErrorBody),
     )
 )]
 pub async fn get_user_metrics(
@@ -158,8 +197,15 @@ pub async fn get_user_metrics(
             read::user_days(user_id, &split).query(&state.clickhouse).fetch_all::<UserDayRow>().await?
         };
         let videos: BTreeSet<String> = days.iter().flat_map(|d| d.view_video_ids.iter().cloned()).collect();
-        let categories = state.catalog.categories(&videos.into_iter().collect::<Vec<_>>()).await?;
-        Ok(formulas::user_metrics(user_id, request.range, &days, &categories, formulas::freshness(&split)))
+        let freshness = formulas::freshness(&split);
+        Ok(match state.catalog.categories_for_metrics(&videos.into_iter().collect::<Vec<_>>()).await? {
+            CatalogRead::Read(categories) => {
+                formulas::user_metrics(user_id, request.range, &days, &categories, freshness)
+            }
+            CatalogRead::Unavailable => {
+                formulas::user_metrics_without_catalog(user_id, request.range, &days, freshness)
+            }
+        })
     })
     .await?;
     Ok(web::Json(answer))
