@@ -5,9 +5,12 @@
 //! `aggregation_runs` in PostgreSQL around the work).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     ops::Range,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -39,6 +42,8 @@ pub enum Trigger {
     CatchUp,
     /// A window recomputed because its views received rows after it was aggregated.
     LateEvents,
+    /// A window whose previous run failed, tried again after its backoff.
+    Retry,
     /// `aggregator-cron run` over a range.
     Backfill,
     /// Run by hand (library call or `aggregator-cron retention`).
@@ -51,6 +56,7 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::CatchUp => "catch_up",
             Trigger::LateEvents => "late_events",
+            Trigger::Retry => "retry",
             Trigger::Backfill => "backfill",
             Trigger::Manual => "manual",
         }
@@ -111,8 +117,12 @@ pub struct TickReport {
     pub skipped: bool,
     /// The windows run, in the order they ran.
     pub runs: Vec<TickRun>,
-    /// Per job, due windows not aggregated after the catch-up (0 when up to date).
+    /// Per job, due windows not aggregated after the catch-up (0 when up to
+    /// date): the failing ones and those left by a shutdown.
     pub windows_behind: BTreeMap<Job, u64>,
+    /// Per job, the windows whose latest run failed after this tick, each
+    /// with when its next attempt is due (the tick's clock).
+    pub failing: BTreeMap<Job, BTreeMap<u32, DateTime<Utc>>>,
     /// Per job, stale windows left for a later tick because they were
     /// recomputed less than `min_recompute_interval` ago.
     pub deferred: BTreeMap<Job, u64>,
@@ -215,6 +225,10 @@ pub struct Aggregator {
     retention: RetentionConfig,
     retention_time: NaiveTime,
     last_version: AtomicU64,
+    /// When the next attempt of each failing window is due (the ticks'
+    /// clock). Which windows fail is read from `aggregation_runs`; a window
+    /// failing there but not here (after a restart) is due at once.
+    retry_at: Mutex<HashMap<(Job, u32), DateTime<Utc>>>,
 }
 
 impl Aggregator {
@@ -230,6 +244,7 @@ impl Aggregator {
             retention: config.retention.clone(),
             retention_time: config.retention.time_of_day()?,
             last_version: AtomicU64::new(0),
+            retry_at: Mutex::new(HashMap::new()),
         })
     }
 
@@ -454,34 +469,73 @@ impl Aggregator {
             return Ok(());
         };
 
-        // (a) Catch up, in order, stopping at the first failure.
+        // (a) Catch up, in order: the due windows after the last succeeded
+        // one, and the failing windows whose retry is due. A window that
+        // fails is retried after its backoff; later windows do not wait for
+        // it (readers decide per window: one without a record is read raw).
         let frontier = runs::last_succeeded_window(&self.postgres, job.name())
             .await
             .context("cannot read the last succeeded window")?
             .map(|start| grain.index_of(epoch_secs(start)));
+        let failing: BTreeMap<u32, u32> = runs::failing_windows(&self.postgres, job.name())
+            .await
+            .context("cannot read the failing windows")?
+            .into_iter()
+            .map(|(start, failures)| (grain.index_of(epoch_secs(start)), failures))
+            .filter(|&(window, _)| window <= last_due)
+            .collect();
         let lookback_start = grain.index_of(now_secs.saturating_sub(self.aggregation.initial_lookback.as_secs()));
         let range = schedule::catch_up_range(frontier, lookback_start, last_due);
         let trigger = schedule::catch_up_trigger(&range);
-        let mut ran = BTreeSet::new();
-        let mut blocked_from = None;
+        let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        retry_at.retain(|(j, window), _| *j != job || failing.contains_key(window));
+        let waiting: BTreeSet<u32> =
+            failing.keys().copied().filter(|w| retry_at.get(&(job, *w)).is_some_and(|at| *at > now)).collect();
+        let mut work: BTreeMap<u32, Trigger> =
+            failing.keys().filter(|w| !waiting.contains(w)).map(|&w| (w, Trigger::Retry)).collect();
         for window in range {
+            work.entry(window).or_insert(trigger);
+        }
+        work.retain(|window, _| !waiting.contains(window));
+        let mut ran = BTreeSet::new();
+        let mut not_run = 0u64;
+        for (&window, &trigger) in &work {
             if stop.is_triggered() {
-                blocked_from = Some(window);
-                break;
+                not_run += 1;
+                continue;
             }
             let result = self.run_window_until(job, window, trigger, Some(stop)).await;
             ran.insert(window);
-            let failed = result.is_err();
-            report.runs.push(TickRun { job, window, trigger, result: result.map_err(|e| e.to_string()) });
-            if failed {
-                blocked_from = Some(window);
-                break;
+            match &result {
+                Ok(_) => {
+                    retry_at.remove(&(job, window));
+                }
+                Err(AggregateError::Interrupted) => {}
+                Err(error) => {
+                    let failures = failing.get(&window).copied().unwrap_or(0).saturating_add(1);
+                    let delay = schedule::retry_delay(
+                        failures,
+                        self.aggregation.retry_backoff,
+                        self.aggregation.retry_backoff_max,
+                    );
+                    let at = now + delay;
+                    retry_at.insert((job, window), at);
+                    metrics::window_failure(job.name());
+                    tracing::warn!(job = job.name(), window_start = %window_start(grain, window), failures,
+                        retry_in_secs = delay.as_secs(), error = %error, "window failed; retrying it later, later windows go on");
+                }
             }
-            metrics::windows_behind(job.name(), u64::from(last_due - window));
+            report.runs.push(TickRun { job, window, trigger, result: result.map_err(|e| e.to_string()) });
         }
-        let behind = blocked_from.map_or(0, |window| u64::from(last_due + 1 - window));
+        let still_failing: BTreeMap<u32, DateTime<Utc>> =
+            retry_at.iter().filter(|((j, _), _)| *j == job).map(|(&(_, window), &at)| (window, at)).collect();
+        *self.retry_at.lock().unwrap_or_else(|e| e.into_inner()) = retry_at;
+        let behind = still_failing.len() as u64 + not_run;
         metrics::windows_behind(job.name(), behind);
+        metrics::windows_failing(job.name(), still_failing.len() as u64);
         report.windows_behind.insert(job, behind);
+        let waiting_now: BTreeSet<u32> = still_failing.keys().copied().collect();
+        report.failing.insert(job, still_failing);
 
         // (b) Late and missing windows within the lateness horizon.
         if stop.is_triggered() {
@@ -495,7 +549,7 @@ impl Aggregator {
         let interval = u32::try_from(self.aggregation.min_recompute_interval.as_secs()).unwrap_or(u32::MAX);
         let plan = LatePlan {
             last_due,
-            blocked_from,
+            waiting: waiting_now,
             already_run: ran,
             recompute_before: server_now.saturating_sub(self.margin_secs()).saturating_sub(interval),
         };
@@ -584,6 +638,9 @@ impl Aggregator {
         }
         if self.retention.enabled {
             next = next.min(schedule::next_daily_at(self.retention_time, now));
+        }
+        if let Some(retry) = self.retry_at.lock().unwrap_or_else(|e| e.into_inner()).values().min() {
+            next = next.min((*retry).max(now));
         }
         // A second late rather than a hair early, whatever the clocks do.
         next + Duration::from_secs(1)

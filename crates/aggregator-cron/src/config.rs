@@ -180,6 +180,14 @@ pub struct AggregationConfig {
     /// reads whole days there). A backfill rolls up the days it touched.
     #[serde(with = "humantime_serde")]
     pub rollup_lookback: Duration,
+    /// A window whose run failed is tried again this long after the failure
+    /// (`"30s"`), doubled after each further failure in a row up to
+    /// `retry_backoff_max`; meanwhile later windows go ahead.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// The longest wait between two attempts of a failing window (`"15m"`).
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff_max: Duration,
 }
 
 impl Default for AggregationConfig {
@@ -196,6 +204,8 @@ impl Default for AggregationConfig {
             shutdown_grace: Duration::from_secs(2),
             external_group_by_bytes: 1_500_000_000,
             rollup_lookback: Duration::from_secs(31 * 86_400),
+            retry_backoff: Duration::from_secs(30),
+            retry_backoff_max: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -229,6 +239,16 @@ impl AggregationConfig {
         if self.daily_offset >= Duration::from_secs(24 * 3600) {
             problems
                 .push(format!("aggregation.daily_offset ({}) must be below 24h", format_duration(self.daily_offset)));
+        }
+        if self.retry_backoff.is_zero() {
+            problems.push("aggregation.retry_backoff must be above 0".to_owned());
+        }
+        if self.retry_backoff_max < self.retry_backoff {
+            problems.push(format!(
+                "aggregation.retry_backoff_max ({}) must be at least aggregation.retry_backoff ({})",
+                format_duration(self.retry_backoff_max),
+                format_duration(self.retry_backoff)
+            ));
         }
         problems
     }

@@ -8,6 +8,8 @@ pub const RUNS: &str = "analytics_service_aggregation_runs_total";
 pub const RUN_DURATION: &str = "analytics_service_aggregation_run_duration_seconds";
 pub const ROWS_WRITTEN: &str = "analytics_service_aggregation_rows_written_total";
 pub const WINDOWS_BEHIND: &str = "analytics_service_aggregation_windows_behind";
+pub const WINDOW_FAILURES: &str = "analytics_service_aggregation_window_failures_total";
+pub const WINDOWS_FAILING: &str = "analytics_service_aggregation_windows_failing";
 pub const LATE_RECOMPUTATIONS: &str = "analytics_service_aggregation_late_recomputations_total";
 pub const RECOMPUTES_DEFERRED: &str = "analytics_service_aggregation_recomputes_deferred";
 pub const PARTITIONS_DROPPED: &str = "analytics_service_retention_partitions_dropped_total";
@@ -27,6 +29,14 @@ pub fn describe() {
     metrics::describe_gauge!(
         WINDOWS_BEHIND,
         "due windows not yet aggregated after the last tick, by job (0 when the scheduler is up to date)"
+    );
+    metrics::describe_counter!(
+        WINDOW_FAILURES,
+        "window runs of the scheduler that failed, by job; the window is retried with backoff while later windows go on"
+    );
+    metrics::describe_gauge!(
+        WINDOWS_FAILING,
+        "windows whose latest run failed and that wait for a retry, after the last tick, by job"
     );
     metrics::describe_counter!(
         LATE_RECOMPUTATIONS,
@@ -71,6 +81,14 @@ pub fn run(job: &'static str, succeeded: bool, duration: Duration, rows: u64) {
     if succeeded && job != crate::runs::RETENTION_JOB {
         metrics::counter!(ROWS_WRITTEN, "job" => job).increment(rows);
     }
+}
+
+pub fn window_failure(job: &'static str) {
+    metrics::counter!(WINDOW_FAILURES, "job" => job).increment(1);
+}
+
+pub fn windows_failing(job: &'static str, windows: u64) {
+    metrics::gauge!(WINDOWS_FAILING, "job" => job).set(windows as f64);
 }
 
 pub fn late_recomputation(job: &'static str) {

@@ -18,6 +18,19 @@ WHERE id = $1";
 const LAST_SUCCEEDED_WINDOW: &str = "\
 SELECT max(window_start) FROM aggregation_runs WHERE job = $1 AND status = 'succeeded'";
 
+/// Per window of a job whose newest finished run failed: how many runs failed
+/// since its last succeeded one.
+const FAILING_WINDOWS: &str = "\
+SELECT r.window_start, count(*) AS failures
+FROM aggregation_runs r
+WHERE r.job = $1 AND r.status = 'failed'
+  AND r.id > COALESCE((
+      SELECT max(s.id) FROM aggregation_runs s
+      WHERE s.job = r.job AND s.window_start = r.window_start AND s.status = 'succeeded'
+  ), 0)
+GROUP BY r.window_start
+ORDER BY r.window_start";
+
 const SCHEDULED_RETENTION_DONE: &str = "\
 SELECT EXISTS (
     SELECT 1 FROM aggregation_runs
@@ -130,6 +143,14 @@ pub async fn finish(pool: &Pool, id: i64, outcome: Outcome<'_>) -> Result<(), Ru
 pub async fn last_succeeded_window(pool: &Pool, job: &str) -> Result<Option<DateTime<Utc>>, RunsError> {
     let client = pool.get().await?;
     Ok(client.query_one(LAST_SUCCEEDED_WINDOW, &[&job]).await?.get(0))
+}
+
+/// The windows of `job` whose latest finished run failed, oldest first, each
+/// with the number of runs that failed since its last success.
+pub async fn failing_windows(pool: &Pool, job: &str) -> Result<Vec<(DateTime<Utc>, u32)>, RunsError> {
+    let client = pool.get().await?;
+    let rows = client.query(FAILING_WINDOWS, &[&job]).await?;
+    Ok(rows.iter().map(|row| (row.get(0), u32::try_from(row.get::<_, i64>(1)).unwrap_or(u32::MAX))).collect())
 }
 
 /// Whether the scheduled retention of the day starting at `day` succeeded.

@@ -7,6 +7,8 @@ use std::{
     ops::Range,
 };
 
+use std::time::Duration;
+
 use chrono::{DateTime, NaiveTime, TimeZone as _, Utc};
 use metrics_sql::windows::Grain;
 
@@ -73,6 +75,13 @@ pub fn catch_up_trigger(range: &Range<u32>) -> Trigger {
     if range.len() == 1 { Trigger::Schedule } else { Trigger::CatchUp }
 }
 
+/// How long a window that failed `failures` times in a row waits before its
+/// next attempt: `base`, doubled with each further failure, at most `max`.
+pub fn retry_delay(failures: u32, base: Duration, max: Duration) -> Duration {
+    let doublings = failures.saturating_sub(1).min(30);
+    base.saturating_mul(1 << doublings).min(max)
+}
+
 /// What the freshness records say about the windows within the lateness horizon.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Freshness {
@@ -87,8 +96,9 @@ pub struct Freshness {
 pub struct LatePlan {
     /// The last due window: later ones are not considered.
     pub last_due: u32,
-    /// A window whose catch-up failed: it and later ones must not get ahead of it.
-    pub blocked_from: Option<u32>,
+    /// Windows whose last run failed and whose retry is not due yet: they
+    /// wait for it (later windows do not).
+    pub waiting: BTreeSet<u32>,
     /// Windows already run in this tick.
     pub already_run: BTreeSet<u32>,
     /// A stale window is recomputed only when its record's `covered_until`
@@ -106,15 +116,15 @@ pub struct LatePlan {
 ///   interval;
 /// - a window with views but no record is missing (`catch_up`), run at once.
 ///
-/// Only due windows are considered; windows at or after `blocked_from` and
-/// windows already run in this tick are left out.
+/// Only due windows are considered; windows waiting for a retry and windows
+/// already run in this tick are left out.
 pub fn late_windows(freshness: &Freshness, plan: &LatePlan) -> (Vec<(u32, Trigger)>, u64) {
     let mut deferred = 0;
     let windows = freshness
         .last_inserted
         .iter()
-        .filter(|&(&window, _)| window <= plan.last_due && plan.blocked_from.is_none_or(|b| window < b))
-        .filter(|&(window, _)| !plan.already_run.contains(window))
+        .filter(|&(&window, _)| window <= plan.last_due)
+        .filter(|&(window, _)| !plan.already_run.contains(window) && !plan.waiting.contains(window))
         .filter_map(|(&window, &last)| match freshness.covered_until.get(&window) {
             Some(&covered) if covered < last && covered <= plan.recompute_before => Some((window, Trigger::LateEvents)),
             Some(&covered) if covered < last => {
@@ -201,9 +211,20 @@ mod tests {
             got,
             (vec![(H + 1, Trigger::LateEvents), (H + 2, Trigger::CatchUp), (H + 3, Trigger::LateEvents)], 0)
         );
-        // A failed catch-up at H+2 blocks everything from there on; windows just run are skipped.
-        let blocked = LatePlan { blocked_from: Some(H + 2), already_run: BTreeSet::from([H + 1]), ..plan.clone() };
-        assert_eq!(late_windows(&freshness, &blocked), (vec![], 0));
+        // H+2 waits for its retry, H+1 just ran: only H+3 is left; a failure
+        // holds up no later window.
+        let waiting =
+            LatePlan { waiting: BTreeSet::from([H + 2]), already_run: BTreeSet::from([H + 1]), ..plan.clone() };
+        assert_eq!(late_windows(&freshness, &waiting), (vec![(H + 3, Trigger::LateEvents)], 0));
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let (base, max) = (Duration::from_secs(30), Duration::from_secs(900));
+        let delays: Vec<u64> = (1..=7).map(|n| retry_delay(n, base, max).as_secs()).collect();
+        assert_eq!(delays, [30, 60, 120, 240, 480, 900, 900]);
+        assert_eq!(retry_delay(0, base, max), base);
+        assert_eq!(retry_delay(u32::MAX, base, max), max);
     }
 
     #[test]

@@ -227,7 +227,7 @@ async fn a_stale_window_recomputed_within_the_interval_waits_and_is_reported_def
 }
 
 #[tokio::test]
-async fn a_tick_resumes_after_the_last_recorded_window_and_retries_a_failed_one() {
+async fn a_tick_resumes_after_the_last_recorded_window_and_retries_failed_ones_after_their_backoff() {
     let env = Env::new(|c| {
         c.aggregation.safety_margin = Duration::ZERO;
         c.retention.enabled = false;
@@ -238,23 +238,31 @@ async fn a_tick_resumes_after_the_last_recorded_window_and_retries_a_failed_one(
     let agg = &env.aggregator;
     agg.run_window(Job::VideoMetrics, H, Trigger::Schedule).await.unwrap();
 
-    // Down from H+1 to H+5:05; the table is unavailable for the first tick.
+    // Down from H+1 to H+5:05; the table is unavailable for the first tick:
+    // every window fails, each is tried once.
     let now = instant(hour_ms(H + 5) + 5 * MINUTE);
     let hide = "RENAME TABLE video_metrics TO video_metrics_hidden";
     env.clickhouse.client().query(hide).execute().await.unwrap();
     let report = agg.tick(now).await.unwrap();
     let video: Vec<_> = report.runs.iter().filter(|r| r.job == Job::VideoMetrics).collect();
-    assert_eq!(video.len(), 1, "no window after a failed one: {report:?}");
-    assert_eq!((video[0].window, video[0].trigger), (H + 1, Trigger::CatchUp));
+    assert_eq!(video.iter().map(|r| r.window).collect::<Vec<_>>(), vec![H + 1, H + 2, H + 3, H + 4], "{report:?}");
+    assert!(video.iter().all(|r| r.trigger == Trigger::CatchUp), "{video:?}");
     assert!(video[0].result.as_ref().unwrap_err().contains("insert the window's rows"), "{video:?}");
     assert_eq!(report.windows_behind[&Job::VideoMetrics], 4);
+    let retry = now + chrono::Duration::seconds(30);
+    assert!(report.failing[&Job::VideoMetrics].values().all(|at| *at == retry), "{report:?}");
 
     let restore = "RENAME TABLE video_metrics_hidden TO video_metrics";
     env.clickhouse.client().query(restore).execute().await.unwrap();
-    let report = agg.tick(now).await.unwrap();
-    assert_eq!(report.windows(Job::VideoMetrics, Trigger::CatchUp), vec![H + 1, H + 2, H + 3, H + 4]);
+    // Before the backoff ends nothing is retried; at its end all are.
+    let report = agg.tick(now + chrono::Duration::seconds(10)).await.unwrap();
+    assert_eq!(report.runs.iter().filter(|r| r.job == Job::VideoMetrics).count(), 0, "{report:?}");
+    assert_eq!(report.windows_behind[&Job::VideoMetrics], 4);
+    let report = agg.tick(retry).await.unwrap();
+    assert_eq!(report.windows(Job::VideoMetrics, Trigger::Retry), vec![H + 1, H + 2, H + 3, H + 4]);
     assert_eq!(report.failures().count(), 0, "{report:?}");
     assert_eq!(report.windows_behind[&Job::VideoMetrics], 0);
+    assert!(report.failing[&Job::VideoMetrics].is_empty());
 
     let runs = env.runs("video_metrics").await;
     let got: Vec<_> = runs
@@ -266,10 +274,13 @@ async fn a_tick_resumes_after_the_last_recorded_window_and_retries_a_failed_one(
         vec![
             (0, "schedule", "succeeded"),
             (1, "catch_up", "failed"),
-            (1, "catch_up", "succeeded"),
-            (2, "catch_up", "succeeded"),
-            (3, "catch_up", "succeeded"),
-            (4, "catch_up", "succeeded"),
+            (2, "catch_up", "failed"),
+            (3, "catch_up", "failed"),
+            (4, "catch_up", "failed"),
+            (1, "retry", "succeeded"),
+            (2, "retry", "succeeded"),
+            (3, "retry", "succeeded"),
+            (4, "retry", "succeeded"),
         ]
     );
     assert!(runs[1].error.as_deref().unwrap().contains("video_metrics"), "{:?}", runs[1].error);
@@ -277,6 +288,79 @@ async fn a_tick_resumes_after_the_last_recorded_window_and_retries_a_failed_one(
     // On time at H+6:05: just the window that became due, as `schedule`.
     let report = agg.tick(instant(hour_ms(H + 6) + 5 * MINUTE)).await.unwrap();
     assert_eq!(report.windows(Job::VideoMetrics, Trigger::Schedule), vec![H + 5]);
+    env.drop().await;
+}
+
+#[tokio::test]
+async fn one_failing_window_is_retried_with_growing_backoff_while_later_windows_go_on() {
+    service_kit::ops::metrics_handle();
+    let env = Env::new(|c| {
+        c.aggregation.safety_margin = Duration::ZERO;
+        c.aggregation.initial_lookback = Duration::from_secs(5 * 3600);
+        c.retention.enabled = false;
+    })
+    .await;
+    let rows: Vec<EventRow> = (0..5u64).flat_map(|i| view(&format!("s{i}"), T + i * HOUR_MS)).collect();
+    env.insert(&rows).await;
+    let agg = &env.aggregator;
+    // A real ClickHouse error for the rows of H+2 only: a materialized view
+    // on video_metrics that throws for that hour (inserts of other hours pass).
+    let fault = format!(
+        "CREATE MATERIALIZED VIEW fault_injected_h2 ENGINE = Null AS \
+         SELECT throwIf(hour = toDateTime({})) AS injected FROM video_metrics",
+        hour_ms(H + 2) / 1000
+    );
+    env.clickhouse.client().query(&fault).execute().await.unwrap();
+    let failures_before = service_kit::testing::metric_value(
+        "analytics_service_aggregation_window_failures_total{job=\"video_metrics\"}",
+    );
+
+    let now = instant(hour_ms(H + 5) + 5 * MINUTE);
+    let report = agg.tick(now).await.unwrap();
+    let video: Vec<_> = report.runs.iter().filter(|r| r.job == Job::VideoMetrics).collect();
+    assert_eq!(video.iter().map(|r| r.window).collect::<Vec<_>>(), vec![H, H + 1, H + 2, H + 3, H + 4]);
+    let failed: Vec<_> = report.failures().map(|r| r.window).collect();
+    assert_eq!(failed, vec![H + 2], "only H+2 fails, the windows after it are aggregated: {report:?}");
+    assert_eq!(report.windows_behind[&Job::VideoMetrics], 1);
+    let first_retry = now + chrono::Duration::seconds(30);
+    assert_eq!(report.failing[&Job::VideoMetrics], [(H + 2, first_retry)].into());
+    assert!(
+        service_kit::testing::metric_value(
+            "analytics_service_aggregation_window_failures_total{job=\"video_metrics\"}"
+        ) >= failures_before + 1.0
+    );
+    let runs = env.runs("video_metrics").await;
+    let failed_run = runs.iter().find(|r| r.status == "failed").unwrap();
+    assert_eq!(failed_run.window_start.timestamp(), i64::from(H + 2) * 3600);
+    assert!(failed_run.error.as_deref().unwrap().contains("insert the window's rows"), "{failed_run:?}");
+
+    // Readers decide per window: H+2 has no record, so it is read raw, and
+    // the mixed read equals the full recomputation.
+    let markers = env.markers(Job::VideoMetrics, H, H + 5).await;
+    assert_eq!(markers.keys().copied().collect::<Vec<_>>(), vec![H, H + 1, H + 3, H + 4]);
+    let mixed = Split { aggregated: vec![H, H + 1, H + 3, H + 4], raw: vec![H + 2], ..Split::default() };
+    let raw = Split { raw: (H..H + 5).collect(), ..Split::default() };
+    let expected = summary(&env, &raw).await;
+    assert_eq!(expected.views, 5);
+    assert_eq!(summary(&env, &mixed).await, expected);
+
+    // Still failing at its retry: the next wait doubles.
+    let report = agg.tick(first_retry).await.unwrap();
+    assert_eq!(report.windows(Job::VideoMetrics, Trigger::Retry), vec![H + 2]);
+    assert_eq!(report.failures().count(), 1, "{report:?}");
+    let second_retry = first_retry + chrono::Duration::seconds(60);
+    assert_eq!(report.failing[&Job::VideoMetrics], [(H + 2, second_retry)].into());
+    let early = agg.tick(second_retry - chrono::Duration::seconds(1)).await.unwrap();
+    assert!(early.runs.iter().all(|r| r.job != Job::VideoMetrics), "waits for its backoff: {early:?}");
+
+    // Fixed: the retry succeeds and nothing is behind.
+    env.clickhouse.client().query("DROP TABLE fault_injected_h2").execute().await.unwrap();
+    let report = agg.tick(second_retry).await.unwrap();
+    assert_eq!(report.windows(Job::VideoMetrics, Trigger::Retry), vec![H + 2]);
+    assert_eq!((report.failures().count(), report.windows_behind[&Job::VideoMetrics]), (0, 0), "{report:?}");
+    assert!(report.failing[&Job::VideoMetrics].is_empty());
+    let aggregated = Split { aggregated: (H..H + 5).collect(), ..Split::default() };
+    assert_eq!(summary(&env, &aggregated).await, expected);
     env.drop().await;
 }
 
