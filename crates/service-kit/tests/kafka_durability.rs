@@ -69,7 +69,8 @@ fn librdkafka_properties_pass_through_with_underscores_as_dots() {
     assert_eq!(client.get("security.protocol"), Some("plaintext"));
     // librdkafka itself judges them: an unknown property fails client creation.
     let wrong = KafkaConfig { properties: [("no_such_property".into(), "1".into())].into(), ..KafkaConfig::default() };
-    let error = kafka::admin(&wrong).err().expect("an unknown property is refused").to_string();
+    let Err(error) = kafka::admin(&wrong) else { panic!("an unknown property is refused") };
+    let error = error.to_string();
     assert!(error.contains("no.such.property"), "{error}");
 }
 

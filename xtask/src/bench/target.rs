@@ -72,7 +72,7 @@ pub async fn build(layout: &Layout, profile: Profile, stack: bool) -> Result<()>
 }
 
 /// `cargo build --bins [--release] -p <packages>…`, with a progress line.
-pub(super) async fn cargo_build(layout: &Layout, profile: Profile, packages: &[&str]) -> Result<()> {
+pub(crate) async fn cargo_build(layout: &Layout, profile: Profile, packages: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut args = vec!["build", "--bins"];
     if profile == Profile::Release {
@@ -96,13 +96,13 @@ pub(super) async fn cargo_build(layout: &Layout, profile: Profile, packages: &[&
     Ok(())
 }
 
-pub(super) fn binary(layout: &Layout, profile: Profile, name: &str) -> PathBuf {
+pub(crate) fn binary(layout: &Layout, profile: Profile, name: &str) -> PathBuf {
     layout.target_dir().join(profile.as_str()).join(name)
 }
 
 /// A process this benchmark started: stopped (SIGTERM, then SIGKILL after
 /// 10 s) when dropped.
-pub(super) struct Spawned {
+pub(crate) struct Spawned {
     pub name: String,
     pub pid: u32,
 }
@@ -196,6 +196,7 @@ impl Target {
             topic_prefix: format!("bench-{run}."),
             consumer_group: format!("bench-{run}-processor"),
             client_id: "xtask-bench".to_string(),
+            ..KafkaConfig::default()
         };
         let clickhouse = ClickHouseConfig {
             url: stack::CLICKHOUSE_URL.to_string(),
@@ -323,14 +324,23 @@ pub(super) async fn start_service(
     log: &str,
     what: &str,
 ) -> Result<(Spawned, u16)> {
+    let port = free_port()?;
+    let child = start_service_on(layout, name, profile, env, log, what, port).await?;
+    Ok((child, port))
+}
+
+/// [`start_service`] on a given port (a service started again where its
+/// clients expect it).
+pub(crate) async fn start_service_on(
+    layout: &Layout,
+    name: &str,
+    profile: Profile,
+    env: &[(String, String)],
+    log: &str,
+    what: &str,
+    port: u16,
+) -> Result<Spawned> {
     let step = Step::start(format!("{name} ({}, {what})", profile.as_str()));
-    let port = match free_port() {
-        Ok(port) => port,
-        Err(err) => {
-            step.fail("no free port");
-            return Err(err);
-        }
-    };
     let exe = binary(layout, profile, name);
     let log = layout.log(log);
     let mut cmd = Command::new(&exe);
@@ -352,7 +362,7 @@ pub(super) async fn start_service(
     match probe::until_answers(Some(pid), Duration::from_secs(60), || probe::ready(port), |_| {}).await {
         Ok(_) => {
             step.ok(format!("ready on port {port} (log {})", layout.show(&log)));
-            Ok((child, port))
+            Ok(child)
         }
         Err(not) => {
             step.fail("not ready");
@@ -383,7 +393,7 @@ pub(super) fn server_pids(layout: &Layout) -> Vec<(String, u32)> {
 }
 
 /// A port nothing listens on now (the service binds it right after).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("looking for a free port")?;
     Ok(listener.local_addr()?.port())
 }

@@ -120,6 +120,7 @@ impl WritePath {
             topic_prefix: format!("bench-queries-{run}."),
             consumer_group: format!("bench-queries-{run}"),
             client_id: "xtask-bench-queries".to_string(),
+            ..KafkaConfig::default()
         };
         let mut env = env.to_vec();
         env.extend([
