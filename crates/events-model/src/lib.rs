@@ -1,9 +1,13 @@
 //! The event model shared by every service of the video analytics platform.
 //!
 //! * [`EventType`], [`Properties`] and [`Event`]: what a player reports.
-//! * [`Event::parse_json`] / [`Event::from_value`]: validation of client
-//!   input; every problem is reported as a [`ValidationError`] naming the
-//!   field, an [`ErrorCode`] and a readable message.
+//! * [`Event::parse_client_json`] / [`Event::from_client_value`]: validation
+//!   of client input as the ingest API receives it ([`Arrival`]); every
+//!   problem is reported as a [`ValidationError`] naming the field, an
+//!   [`ErrorCode`] and a readable message. An event without `event_id` gets
+//!   one derived from its fields and the sender's key, so a resent body
+//!   yields the same ids. [`Event::parse_json`] / [`Event::from_value`]
+//!   apply the same rules with random ids instead (tools and tests).
 //! * [`Event::to_wire`] / [`Event::from_wire`]: the Kafka message format
 //!   (exact round trip), keyed by [`Event::kafka_key`].
 //! * [`Topics`] and the `DLQ_*_HEADER` names: Kafka topology.
@@ -37,7 +41,7 @@ mod topics;
 mod wire;
 
 pub use error::{ErrorCode, ROOT_FIELD, ValidationError, ValidationErrors};
-pub use event::Event;
+pub use event::{Arrival, Event};
 pub use event_type::{EventType, UnknownEventTypeError};
 pub use partial::{PartialEvent, PartialView, RealtimePartial};
 pub use properties::Properties;

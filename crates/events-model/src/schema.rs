@@ -151,7 +151,7 @@ pub fn client_event() -> Value {
         "properties": {
             "event_type": {"type": "string", "enum": names},
             "event_id": {
-                "description": "a client-chosen uuid (not nil) for deduplication; assigned by the server when absent",
+                "description": "a client-chosen uuid (not nil) for deduplication; when absent, the ingest API derives one from the event's fields as sent and the API key (the same event sent again gets the same id)",
                 "type": ["string", "null"],
                 "format": "uuid",
                 "not": {"const": "00000000-0000-0000-0000-000000000000"},

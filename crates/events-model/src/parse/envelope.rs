@@ -4,21 +4,22 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::Source;
+use super::derived_id::derived_event_id;
 use super::json::{Controls, check_text, compact_len, non_null, wrong_type};
 use super::problems::Problems;
 use super::properties::{self, parse_properties};
 use super::time::{check_not_beyond_max, check_not_in_future, check_not_too_old, parse_time, truncate_to_millis};
+use super::{MissingId, Source};
 use crate::error::{ErrorCode, ValidationErrors};
 use crate::limits::{MAX_ID_CHARS, MAX_METADATA_BYTES};
 use crate::{Event, EventType, Properties};
 
 /// Validates and normalises one event object.
-pub(crate) fn parse_envelope(mut object: Map<String, Value>, source: Source) -> Result<Event, ValidationErrors> {
+pub(crate) fn parse_envelope(mut object: Map<String, Value>, source: Source<'_>) -> Result<Event, ValidationErrors> {
     let mut problems = Problems::default();
 
     let received_at = match source {
-        Source::Client { received_at } => Some(truncate_to_millis(received_at)),
+        Source::Client { received_at, .. } => Some(truncate_to_millis(received_at)),
         Source::Wire => wire_received_at(object.remove("received_at"), &mut problems),
     };
     let event_id = event_id(non_null(object.remove("event_id")), source, &mut problems);
@@ -27,7 +28,9 @@ pub(crate) fn parse_envelope(mut object: Map<String, Value>, source: Source) -> 
     let session_id = session_id(non_null(object.remove("session_id")), user_id.as_deref(), &mut problems);
     let video_id =
         required(object.remove("video_id"), "video_id", &mut problems).and_then(|v| id(v, "video_id", &mut problems));
-    let timestamp = timestamp(non_null(object.remove("timestamp")), received_at, &mut problems);
+    let sent_timestamp = non_null(object.remove("timestamp"));
+    let timestamp_sent = sent_timestamp.is_some();
+    let timestamp = timestamp(sent_timestamp, received_at, &mut problems);
     let properties = properties(non_null(object.remove("properties")), &mut problems);
     let metadata = metadata(non_null(object.remove("metadata")), &mut problems);
 
@@ -53,17 +56,29 @@ pub(crate) fn parse_envelope(mut object: Map<String, Value>, source: Source) -> 
             Some(received_at),
             Some(properties),
             Some(metadata),
-        ) if problems.is_empty() => Ok(Event {
-            event_id,
-            event_type,
-            user_id,
-            session_id,
-            video_id,
-            timestamp,
-            received_at,
-            properties,
-            metadata,
-        }),
+        ) if problems.is_empty() => {
+            let mut event = Event {
+                event_id: event_id.unwrap_or_else(Uuid::nil),
+                event_type,
+                user_id,
+                session_id,
+                video_id,
+                timestamp,
+                received_at,
+                properties,
+                metadata,
+            };
+            if event_id.is_none() {
+                event.event_id = match source {
+                    Source::Client { missing_id: MissingId::Derived { key_id }, .. } => {
+                        derived_event_id(&event, timestamp_sent.then_some(timestamp), key_id)
+                    }
+                    // A wire message without `event_id` was refused above.
+                    Source::Client { missing_id: MissingId::Random, .. } | Source::Wire => Uuid::now_v7(),
+                };
+            }
+            Ok(event)
+        }
         _ => Err(problems.into_errors()),
     }
 }
@@ -134,11 +149,13 @@ fn wire_received_at(value: Option<Value>, problems: &mut Problems) -> Option<Dat
     plausible.then_some(parsed.time)
 }
 
-fn event_id(value: Option<Value>, source: Source, problems: &mut Problems) -> Option<Uuid> {
+/// The id as sent: `Some(None)` when a client sent none (the caller assigns
+/// one once the event is valid), `None` when invalid.
+fn event_id(value: Option<Value>, source: Source<'_>, problems: &mut Problems) -> Option<Option<Uuid>> {
     const FIELD: &str = "event_id";
     let value = match (value, source) {
         (Some(value), _) => value,
-        (None, Source::Client { .. }) => return Some(Uuid::now_v7()),
+        (None, Source::Client { .. }) => return Some(None),
         (None, Source::Wire) => {
             problems.add(FIELD, ErrorCode::Missing, "is required in wire messages");
             return None;
@@ -153,7 +170,7 @@ fn event_id(value: Option<Value>, source: Source, problems: &mut Problems) -> Op
             problems.add(FIELD, ErrorCode::InvalidFormat, "must not be the nil uuid");
             None
         }
-        Ok(uuid) => Some(uuid),
+        Ok(uuid) => Some(Some(uuid)),
         Err(err) => {
             problems.add(FIELD, ErrorCode::InvalidFormat, format!("expected a uuid ({err})"));
             None

@@ -2,6 +2,7 @@
 //!
 //! Every problem is collected (not only the first) and names its field.
 
+mod derived_id;
 mod envelope;
 pub use envelope::DERIVED_SESSION_PREFIX;
 mod json;
@@ -21,16 +22,27 @@ use crate::limits::{MAX_EVENT_BYTES, MAX_WIRE_EVENT_BYTES};
 
 /// Where an event comes from, which decides a few rules.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Source {
+pub(crate) enum Source<'a> {
     /// A player, through the ingest API. `received_at` is the server's clock;
-    /// a missing `event_id` is assigned.
-    Client { received_at: DateTime<Utc> },
+    /// a missing `event_id` is assigned as `missing_id` says.
+    Client { received_at: DateTime<Utc>, missing_id: MissingId<'a> },
     /// A Kafka message written by [`Event::to_wire`]: `event_id` and
     /// `received_at` are required and taken from the message.
     Wire,
 }
 
-impl Source {
+/// The id a client event sent without `event_id` gets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum MissingId<'a> {
+    /// Derived from the event and the sender's key (see [`derived_id`]):
+    /// the same body from the same key gets the same ids.
+    Derived { key_id: Option<&'a str> },
+    /// A fresh UUIDv7 each time (tools and tests that make many events from
+    /// one template).
+    Random,
+}
+
+impl Source<'_> {
     fn max_bytes(self) -> usize {
         match self {
             Source::Client { .. } => MAX_EVENT_BYTES,
@@ -40,7 +52,7 @@ impl Source {
 }
 
 /// Parses and validates raw bytes.
-pub(crate) fn parse_bytes(bytes: &[u8], source: Source) -> Result<Event, ValidationErrors> {
+pub(crate) fn parse_bytes(bytes: &[u8], source: Source<'_>) -> Result<Event, ValidationErrors> {
     let max = source.max_bytes();
     if bytes.len() > max {
         return Err(too_large(bytes.len(), max));
@@ -58,7 +70,7 @@ pub(crate) fn parse_bytes(bytes: &[u8], source: Source) -> Result<Event, Validat
 }
 
 /// Validates an already parsed value, checking its serialised size first.
-pub(crate) fn parse_value(value: Value, source: Source) -> Result<Event, ValidationErrors> {
+pub(crate) fn parse_value(value: Value, source: Source<'_>) -> Result<Event, ValidationErrors> {
     let max = source.max_bytes();
     let bytes = json::compact_len(&value);
     if bytes > max {
@@ -67,7 +79,7 @@ pub(crate) fn parse_value(value: Value, source: Source) -> Result<Event, Validat
     parse_value_unchecked(value, source)
 }
 
-fn parse_value_unchecked(value: Value, source: Source) -> Result<Event, ValidationErrors> {
+fn parse_value_unchecked(value: Value, source: Source<'_>) -> Result<Event, ValidationErrors> {
     match value {
         Value::Object(object) => envelope::parse_envelope(object, source),
         other => {

@@ -866,3 +866,201 @@ fn odd_unknown_field_names_are_quoted_and_bounded() {
     assert!(long.starts_with("\"kkk") && long.ends_with('…'), "{long}");
     assert_eq!(long.chars().count(), 65);
 }
+
+/// Ids of events sent without `event_id` (`parse/derived_id.rs`).
+mod derived_ids {
+    use super::*;
+    use crate::Arrival;
+
+    const KEY: &str = "ak_0123abcd";
+
+    fn arrival(key_id: Option<&str>) -> Arrival<'_> {
+        Arrival { received_at: received(), key_id }
+    }
+
+    /// The id the ingest path gives `body` sent with `key_id`.
+    fn id_by(body: Value, key_id: Option<&str>) -> Uuid {
+        match Event::from_client_value(body, arrival(key_id)) {
+            Ok(event) => event.event_id,
+            Err(errors) => panic!("expected a valid event, got: {errors}"),
+        }
+    }
+
+    fn id(body: Value) -> Uuid {
+        id_by(body, Some(KEY))
+    }
+
+    /// A progress event using every kind of field.
+    fn full() -> Value {
+        json!({
+            "event_type": "video_progress",
+            "user_id": "u1",
+            "session_id": "s1",
+            "video_id": "v1",
+            "timestamp": "2024-05-01T11:59:00.250Z",
+            "properties": {
+                "position_seconds": 30.5, "duration_seconds": 600, "quality": "720p", "bitrate_kbps": 2500,
+                "buffer_duration_ms": 10, "startup_time_ms": 900, "error_code": "E1", "error_message": "m",
+                "fatal": false, "seek_from_seconds": 1, "seek_to_seconds": 2, "from_quality": "480p",
+                "to_quality": "720p", "device_type": "tv", "browser": "b", "os": "o", "country": "FR",
+                "player": "p", "cdn": "c", "ab_variant": "b", "tags": ["x", 1, null, {"k": true}],
+            },
+            "metadata": {"player_version": "1.2.3", "nested": {"a": 1, "b": [1.5, "z"]}},
+        })
+    }
+
+    #[test]
+    fn the_same_body_from_the_same_key_gets_the_same_id() {
+        let first = id(full());
+        assert_eq!(first.get_version_num(), 8, "a name-based uuid (v8 over sha-256)");
+        assert_eq!(id(full()), first);
+        // The receive time is not part of it: a retry arrives later.
+        let later = Arrival { received_at: received() + TimeDelta::minutes(5), key_id: Some(KEY) };
+        assert_eq!(Event::from_client_value(full(), later).unwrap().event_id, first);
+        // Raw bytes and an already parsed value give the same id.
+        let bytes = serde_json::to_vec(&full()).unwrap();
+        assert_eq!(Event::parse_client_json(&bytes, arrival(Some(KEY))).unwrap().event_id, first);
+    }
+
+    #[test]
+    fn the_rule_is_pinned() {
+        // The canonical form is versioned (`v1`); an accidental change would
+        // give every resent event a new id. Changing it on purpose means a
+        // new version and a new value here. (The value was checked against
+        // a separate implementation of the documented encoding: sha-256 of
+        // the domain, `+`, the key and the fields, tagged and length-prefixed
+        // as in `Canonical`.)
+        let body = json!({"event_type": "video_start", "session_id": "s1", "video_id": "v1"});
+        assert_eq!(id(body).to_string(), "c1b78f02-a737-863b-87e4-87e2970173a5");
+    }
+
+    #[test]
+    fn another_key_or_no_key_gets_another_id() {
+        let ids: BTreeSet<Uuid> =
+            [Some(KEY), Some("ak_99999999"), Some(""), None].into_iter().map(|key| id_by(full(), key)).collect();
+        assert_eq!(ids.len(), 4, "{ids:?}");
+        assert_eq!(id_by(full(), None), id_by(full(), None), "no key: one fixed namespace");
+    }
+
+    #[test]
+    fn any_change_of_a_sent_field_changes_the_id() {
+        let mut variants = vec![full()];
+        let mut change = |path: &[&str], value: Value| {
+            let mut body = full();
+            let mut slot = &mut body;
+            for key in path {
+                slot = &mut slot[*key];
+            }
+            *slot = value;
+            variants.push(body);
+        };
+        change(&["event_type"], json!("video_pause"));
+        change(&["user_id"], json!("u2"));
+        change(&["user_id"], Value::Null);
+        change(&["session_id"], json!("s2"));
+        change(&["video_id"], json!("v2"));
+        change(&["timestamp"], json!("2024-05-01T11:59:00.251Z"));
+        change(&["timestamp"], Value::Null);
+        for (name, value) in [
+            ("position_seconds", json!(30.25)),
+            ("duration_seconds", json!(601)),
+            ("quality", json!("1080p")),
+            ("bitrate_kbps", json!(2501)),
+            ("buffer_duration_ms", json!(11)),
+            ("startup_time_ms", json!(901)),
+            ("error_code", json!("E2")),
+            ("error_message", json!("n")),
+            ("fatal", json!(true)),
+            ("seek_from_seconds", json!(1.5)),
+            ("seek_to_seconds", json!(3)),
+            ("from_quality", json!("360p")),
+            ("to_quality", json!("1080p")),
+            ("device_type", json!("mobile")),
+            ("browser", json!("B")),
+            ("os", json!("O")),
+            ("country", json!("DE")),
+            ("player", json!("P")),
+            ("cdn", json!("C")),
+            ("ab_variant", json!("a")),
+            ("ab_variant", json!(1)),
+            ("tags", json!(["x", 1, null, {"k": false}])),
+            ("tags", json!([1, "x", null, {"k": true}])),
+            ("new_one", json!("")),
+        ] {
+            change(&["properties", name], value);
+        }
+        for name in crate::Properties::KNOWN.into_iter().filter(|name| *name != "position_seconds") {
+            change(&["properties", name], Value::Null);
+        }
+        change(&["metadata", "player_version"], json!("1.2.4"));
+        change(&["metadata", "nested", "b"], json!([1.5, "y"]));
+        change(&["metadata", "nested", "a"], json!(1.5));
+        change(&["metadata"], Value::Null);
+        change(&["metadata"], json!({}));
+        // The same unknown data under properties or under metadata differs.
+        change(&["properties", "player_version"], json!("1.2.3"));
+
+        let count = variants.len();
+        let ids: BTreeSet<Uuid> = variants.into_iter().map(id).collect();
+        assert_eq!(ids.len(), count, "every variant has its own id");
+    }
+
+    #[test]
+    fn an_absent_timestamp_stays_absent() {
+        // Without a timestamp the receive time stands in, but is not hashed:
+        // the id does not depend on when the event arrived ...
+        let untimed = without(full(), "timestamp");
+        let early = Event::from_client_value(untimed.clone(), arrival(Some(KEY))).unwrap();
+        let later = Arrival { received_at: received() + TimeDelta::seconds(30), key_id: Some(KEY) };
+        let late = Event::from_client_value(untimed, later).unwrap();
+        assert_ne!(early.timestamp, late.timestamp);
+        assert_eq!(early.event_id, late.event_id);
+        // ... and differs from the same event stamped with that very time.
+        let stamped = start_with("timestamp", json!("2024-05-01T12:00:00.500Z"));
+        let unstamped = valid(EventType::VideoStart);
+        assert_eq!(Event::from_client_value(stamped.clone(), arrival(None)).unwrap().timestamp, received());
+        assert_ne!(id(stamped), id(unstamped));
+    }
+
+    #[test]
+    fn notation_and_key_order_do_not_matter() {
+        let a = br#"{"event_type":"video_progress","session_id":"s1","video_id":"v1",
+            "timestamp":"2024-05-01T13:59:00.250+02:00",
+            "properties":{"position_seconds":30,"quality":"720p","x":{"b":1,"a":[2,{"d":1,"c":2}]}},
+            "metadata":{"z":1,"y":{"q":null,"p":"t"}}}"#;
+        let b = br#"{"metadata":{"y":{"p":"t","q":null},"z":1},
+            "properties":{"x":{"a":[2,{"c":2,"d":1}],"b":1},"quality":"720p","position_seconds":30.0},
+            "video_id":"v1","timestamp":1714564740250,"session_id":"s1","event_type":"video_progress"}"#;
+        let parse = |bytes: &[u8]| Event::parse_client_json(bytes, arrival(Some(KEY))).unwrap();
+        let (a, b) = (parse(a), parse(b));
+        assert_eq!(a, b, "the same event");
+        // Array order is content, not notation.
+        let c = br#"{"event_type":"video_progress","session_id":"s1","video_id":"v1",
+            "timestamp":1714564740250,"properties":{"position_seconds":30,"quality":"720p",
+            "x":{"a":[{"d":1,"c":2},2],"b":1}},"metadata":{"z":1,"y":{"q":null,"p":"t"}}}"#;
+        assert_ne!(parse(c).event_id, a.event_id);
+    }
+
+    #[test]
+    fn a_derived_session_is_the_same_event_as_sending_it() {
+        let derived = json!({"event_type": "video_start", "user_id": "u1", "video_id": "v1"});
+        let mut sent = derived.clone();
+        sent["session_id"] = json!(format!("{DERIVED_SESSION_PREFIX}u1"));
+        assert_eq!(id(derived), id(sent), "identical stored events");
+    }
+
+    #[test]
+    fn a_client_event_id_is_kept() {
+        let client = Uuid::new_v4();
+        let body = start_with("event_id", json!(client.to_string()));
+        assert_eq!(id(body), client);
+    }
+
+    #[test]
+    fn tools_still_get_random_ids() {
+        let body = valid(EventType::VideoStart);
+        let (a, b) = (ok(body.clone()), ok(body));
+        assert_ne!(a.event_id, b.event_id);
+        assert_eq!(a.event_id.get_version_num(), 7);
+    }
+}
