@@ -11,8 +11,7 @@ use actix_web::{
     mime::{self, Mime},
     web::{Bytes, BytesMut},
 };
-use chrono::{DateTime, Utc};
-use events_model::{ErrorCode, Event, ValidationErrors};
+use events_model::{Arrival, ErrorCode, Event, ValidationErrors};
 use flate2::read::MultiGzDecoder;
 use futures::{Stream, StreamExt as _};
 use serde::de::{self, DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
@@ -170,11 +169,12 @@ pub enum RawEvent<'a> {
 }
 
 impl RawEvent<'_> {
-    /// Validates with `events-model`, stamping `received_at`.
-    pub fn validate(self, received_at: DateTime<Utc>) -> Result<Event, ValidationErrors> {
+    /// Validates with `events-model`, stamping `received_at` and deriving
+    /// a missing `event_id` from the event and the key.
+    pub fn validate(self, arrival: Arrival<'_>) -> Result<Event, ValidationErrors> {
         match self {
-            RawEvent::Value(value) => Event::from_value(value, received_at),
-            RawEvent::Line(line) => Event::parse_json(line, received_at),
+            RawEvent::Value(value) => Event::from_client_value(value, arrival),
+            RawEvent::Line(line) => Event::parse_client_json(line, arrival),
         }
     }
 }
@@ -290,6 +290,7 @@ impl<'de> Visitor<'de> for BoundedArray {
 mod tests {
     use std::{io::Write as _, time::Duration};
 
+    use chrono::{DateTime, Utc};
     use events_model::ErrorCode;
     use flate2::{Compression, write::GzEncoder};
     use serde_json::json;
@@ -490,9 +491,12 @@ mod tests {
 
     #[test]
     fn broken_ndjson_lines_fail_validation_on_their_own() {
-        let now = Utc::now();
+        let now = Arrival { received_at: Utc::now(), key_id: Some("ak_00000000") };
         let good = RawEvent::Line(br#"{"event_type":"video_start","session_id":"s","video_id":"v"}"#);
-        assert!(good.validate(now).is_ok());
+        let from_line = good.validate(now).unwrap();
+        // An NDJSON line and an array element: the same event, the same derived id.
+        let element = json!({"video_id": "v", "session_id": "s", "event_type": "video_start"});
+        assert_eq!(RawEvent::Value(element).validate(now).unwrap().event_id, from_line.event_id);
         assert!(RawEvent::Line(b"{broken").validate(now).unwrap_err().has("$", ErrorCode::InvalidJson));
         assert!(RawEvent::Line(b"\xff").validate(now).unwrap_err().has("$", ErrorCode::InvalidUtf8));
         assert!(RawEvent::Value(json!(2)).validate(now).unwrap_err().has("$", ErrorCode::NotAnObject));

@@ -13,6 +13,12 @@ use serde_json::{Value, json};
 
 use crate::report::BatchReport;
 
+/// Why a 503's body may be resent as is, in its message: every event keeps
+/// its id across attempts, the client's `event_id` or the one derived from
+/// the event and the key (`events_model::Event::from_client_value`).
+const RESEND_WHY: &str = "every event keeps its event_id (the one sent, or the one derived from the event and the \
+                          key when none was sent), so events already stored are counted once";
+
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("request body exceeds the limit of {limit} bytes{}", if *.decompressed { " once decompressed" } else { "" })]
@@ -54,18 +60,19 @@ pub enum IngestError {
     #[error("every event of the batch is invalid")]
     AllInvalid(BatchReport),
 
+    /// `queued` of the request's `events` are stored; resending the same
+    /// body is safe.
     #[error(
-        "{reason}; no event of this request was accepted. Retry the same request after {retry_after} s with the \
-         same event_id values, so that events stored by this attempt are not counted twice"
+        "{reason}: kafka acknowledged {queued} of {events} events, so the request is not accepted. Resend the same \
+         body unchanged, with the same key, after {retry_after} s: {RESEND_WHY}"
     )]
-    KafkaUnavailable { reason: &'static str, retry_after: u32, events: usize },
+    KafkaUnavailable { reason: &'static str, retry_after: u32, events: usize, queued: usize },
 
     #[error(
-        "the gateway's queue towards kafka is full; no event of this request was accepted. Retry the same request \
-         after {retry_after} s with the same event_id values, so that events stored by this attempt are not counted \
-         twice"
+        "the gateway's queue towards kafka is full: kafka acknowledged {queued} of {events} events, so the request \
+         is not accepted. Resend the same body unchanged, with the same key, after {retry_after} s: {RESEND_WHY}"
     )]
-    KafkaQueueFull { retry_after: u32, events: usize },
+    KafkaQueueFull { retry_after: u32, events: usize, queued: usize },
 
     #[error("over this key's limit of events per second; no event of this request was accepted")]
     RateLimited { limited: service_kit::rate::Limited, events: usize },
@@ -137,6 +144,12 @@ impl IngestError {
                 body["rejected"] = json!(report.rejected);
                 body["rejected_count"] = json!(report.rejected_count);
             }
+            IngestError::KafkaUnavailable { events, queued, .. }
+            | IngestError::KafkaQueueFull { events, queued, .. } => {
+                body["queued"] = json!(queued);
+                body["not_queued"] = json!(events.saturating_sub(*queued));
+                body["resend_same_body"] = json!(true);
+            }
             _ => {}
         }
         if let Some(seconds) = self.retry_after() {
@@ -196,7 +209,7 @@ mod tests {
             (IngestError::InvalidUtf8 { valid_up_to: 4 }, 400),
             (IngestError::EmptyBatch, 400),
             (IngestError::BodyTimeout(std::time::Duration::from_secs(10)), 408),
-            (IngestError::KafkaQueueFull { retry_after: 2, events: 3 }, 503),
+            (IngestError::KafkaQueueFull { retry_after: 2, events: 3, queued: 0 }, 503),
         ];
         for (error, status) in cases {
             assert_eq!(error.status_code().as_u16(), status, "{error}");
@@ -208,14 +221,26 @@ mod tests {
 
     #[test]
     fn unavailable_kafka_answers_retry_after_and_tells_how_to_retry() {
-        let error = IngestError::KafkaUnavailable { reason: "kafka did not answer", retry_after: 7, events: 4 };
+        let error =
+            IngestError::KafkaUnavailable { reason: "kafka did not answer", retry_after: 7, events: 4, queued: 3 };
         let response = error.error_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "7");
         let message = error.to_string();
-        assert!(message.contains("same event_id"), "{message}");
+        assert!(message.starts_with("kafka did not answer: kafka acknowledged 3 of 4 events"), "{message}");
+        assert!(message.contains("Resend the same body unchanged, with the same key, after 7 s"), "{message}");
         assert_eq!(error.rejected_events(), Some(("kafka_unavailable", 4)));
-        assert!(error.body().get("accepted").is_none());
+        let body = error.body();
+        assert_eq!(body["queued"], 3);
+        assert_eq!(body["not_queued"], 1);
+        assert_eq!(body["resend_same_body"], true);
+        assert_eq!(body["retry_after_seconds"], 7);
+        // Nothing is accepted: `accepted` and `event_ids` belong to 2xx answers.
+        assert!(body.get("accepted").is_none() && body.get("event_ids").is_none());
+
+        let full = IngestError::KafkaQueueFull { retry_after: 2, events: 5, queued: 0 }.body();
+        assert_eq!((full["queued"].as_u64(), full["not_queued"].as_u64()), (Some(0), Some(5)));
+        assert_eq!(full["resend_same_body"], true);
     }
 
     #[test]

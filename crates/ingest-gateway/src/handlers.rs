@@ -1,8 +1,11 @@
 //! `POST /api/events`, `POST /api/events/batch` and the routes table.
 //!
 //! A request is read and decoded ([`crate::body`]), every event validated by
-//! `events-model` with `received_at` = now, the valid ones produced to Kafka,
-//! and 202 answered only once Kafka acknowledged all of them.
+//! `events-model` with `received_at` = now and the caller's key (an event
+//! without `event_id` gets one derived from its fields and the key, so a
+//! resent body yields the same ids), the valid ones produced to Kafka, and
+//! 202 answered only once Kafka acknowledged all of them. Otherwise the 503
+//! says how many Kafka acknowledged and that the same body may be resent.
 
 use std::{borrow::Cow, collections::HashMap};
 
@@ -12,7 +15,7 @@ use actix_web::{
     web,
 };
 use chrono::Utc;
-use events_model::{ErrorCode, Event, ValidationErrors};
+use events_model::{Arrival, ErrorCode, Event, ValidationErrors};
 use service_kit::{auth::Caller, rate::KeyedLimit, routes::Routes};
 use utoipa::openapi::HttpMethod;
 
@@ -22,7 +25,7 @@ use crate::{
     error::IngestError,
     metrics::{self, Endpoint, InFlight, Tally},
     openapi,
-    producer::{EventProducer, ProduceError},
+    producer::{EventProducer, ProduceError, ProduceFailure},
     report::{Rejections, SingleAccepted},
 };
 
@@ -77,8 +80,10 @@ async fn single_event(req: &HttpRequest, payload: web::Payload, state: &AppState
     let (_, bytes) = read_body(req, payload, &state.limits, false, state.body_timeout).await?;
     let value = body::single(&bytes)?;
     let mut tally = Tally::default();
+    let caller = Caller::of(req);
+    let arrival = Arrival { received_at: Utc::now(), key_id: caller.as_deref().map(|key| key.id.as_str()) };
     let validated =
-        Event::from_value(value, Utc::now()).and_then(|event| body::within_lateness(event, state.limits.lateness));
+        Event::from_client_value(value, arrival).and_then(|event| body::within_lateness(event, state.limits.lateness));
     match &validated {
         Ok(event) => tally.valid(event.event_type),
         Err(errors) => tally.invalid(errors),
@@ -96,20 +101,27 @@ async fn batch(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Re
     let (format, bytes) = read_body(req, payload, &state.limits, true, state.body_timeout).await?;
     let raw_events = body::batch(&bytes, format, state.limits.max_batch_events)?;
 
-    let received_at = Utc::now();
+    let caller = Caller::of(req);
+    let arrival = Arrival { received_at: Utc::now(), key_id: caller.as_deref().map(|key| key.id.as_str()) };
     let mut tally = Tally::default();
     let mut events = Vec::with_capacity(raw_events.len());
     let mut rejected = Rejections::default();
-    // Where each accepted event_id first appeared in this batch.
+    // Where each accepted event_id first appeared in this batch. The rule is
+    // the same for sent and derived ids: two events without `event_id` that
+    // are equal in every field have the same derived id, are one event, and
+    // the second is refused here, so `accepted` counts what will be counted.
     let mut first_index: HashMap<uuid::Uuid, usize> = HashMap::with_capacity(raw_events.len());
     for (index, raw) in raw_events.into_iter().enumerate() {
-        match raw.validate(received_at).and_then(|event| body::within_lateness(event, state.limits.lateness)) {
+        match raw.validate(arrival).and_then(|event| body::within_lateness(event, state.limits.lateness)) {
             Ok(event) => {
                 if let Some(first) = first_index.get(&event.event_id) {
                     let errors = ValidationErrors::single(
                         "event_id",
                         ErrorCode::DuplicateEventId,
-                        format!("event {first} of this batch has the same event_id; each is stored once"),
+                        format!(
+                            "event {first} of this batch has the same event_id (as sent, or derived from identical \
+                             fields when none was sent); each is stored once"
+                        ),
                     );
                     tally.invalid(&errors);
                     rejected.push(index, errors);
@@ -168,19 +180,22 @@ fn header_text(req: &HttpRequest, name: HeaderName) -> Option<Cow<'_, str>> {
 }
 
 async fn produce(state: &AppState, events: &[Event]) -> Result<(), IngestError> {
-    let Err(error) = state.producer.produce(events).await else {
+    let Err(ProduceFailure { error, acknowledged, events }) = state.producer.produce(events).await else {
         return Ok(());
     };
     tracing::warn!(
         topic = state.producer.topic(),
-        events = events.len(),
+        events,
+        acknowledged,
         error = %error,
-        "kafka did not acknowledge the events; answering 503"
+        "kafka did not acknowledge every event; answering 503"
     );
     let retry_after = state.limits.retry_after_secs();
     Err(match error {
-        ProduceError::QueueFull => IngestError::KafkaQueueFull { retry_after, events: events.len() },
-        other => IngestError::KafkaUnavailable { reason: other.client_reason(), retry_after, events: events.len() },
+        ProduceError::QueueFull => IngestError::KafkaQueueFull { retry_after, events, queued: acknowledged },
+        other => {
+            IngestError::KafkaUnavailable { reason: other.client_reason(), retry_after, events, queued: acknowledged }
+        }
     })
 }
 

@@ -31,7 +31,10 @@ fn refusals(limits: &IngestConfig) -> Value {
         "413": {"description": format!("body over {} bytes (before or after gzip), or a batch of more than {} events", limits.max_body_bytes, limits.max_batch_events), "content": error()},
         "415": {"description": "a content type or encoding this endpoint does not read", "content": error()},
         "503": {
-            "description": "kafka did not acknowledge the events; retry after `Retry-After` seconds",
+            "description": "Kafka did not acknowledge every event, so the request is not accepted; `queued` of its \
+                            events may already be stored. Resend the same body unchanged, with the same key, after \
+                            `Retry-After` seconds: every event keeps its `event_id` (the one sent, or the one derived \
+                            from the event and the key), so nothing is counted twice.",
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
             "content": error(),
         },
@@ -55,7 +58,9 @@ pub fn post_event(limits: &IngestConfig) -> Operation {
         "tags": ["ingest"],
         "summary": "track one playback event",
         "description": "Validates the event, stamps `received_at`, and answers 202 once Kafka has it. \
-                        `Content-Encoding: gzip` is accepted.",
+                        An event without `event_id` gets one derived from its fields as sent and the API key \
+                        (a UUIDv8 from SHA-256; `received_at` is not part of it), so sending the same event again \
+                        yields the same id and it is counted once. `Content-Encoding: gzip` is accepted.",
         "operationId": "post_event",
         "security": service_kit::auth::openapi_security(crate::CREDENTIALS),
         "requestBody": {"required": true, "content": json_content(schema_ref("Event"))},
@@ -77,6 +82,10 @@ pub fn post_batch(limits: &IngestConfig) -> Operation {
             "A JSON array of 1 to {} events (or `application/x-ndjson`, one event per line). \
              Each event is validated on its own: the valid ones are stored and the invalid ones \
              reported, so one bad event loses nothing else; a batch with no valid event is answered 400. \
+             An event without `event_id` gets one derived from its fields as sent and the API key, so \
+             resending the same body yields the same ids: retrying after a 503 or a lost answer counts \
+             nothing twice. Two events of one batch with the same `event_id`, sent or derived (identical \
+             events without one), are one event: the later one is refused by index (`duplicate_event_id`). \
              `Content-Encoding: gzip` is accepted.",
             limits.max_batch_events
         ),
@@ -156,6 +165,9 @@ fn schemas(limits: &IngestConfig) -> Value {
                 "rejected": {"type": "array", "items": schema_ref("Rejection"), "description": "a batch with no valid event: the first events' problems, at most 100 in all"},
                 "rejected_count": {"type": "integer", "minimum": 0, "description": "a batch with no valid event: every event"},
                 "retry_after_seconds": {"type": "integer"},
+                "queued": {"type": "integer", "minimum": 0, "description": "a 503: events of the request Kafka acknowledged (stored)"},
+                "not_queued": {"type": "integer", "minimum": 0, "description": "a 503: events Kafka did not acknowledge (refused, unanswered or not sent; some may still be stored)"},
+                "resend_same_body": {"type": "boolean", "const": true, "description": "a 503: the whole body may be resent unchanged with the same key; every event keeps its event_id (sent, or derived from the event and the key), so events already stored are counted once"},
             },
             "required": ["error", "message"],
         },

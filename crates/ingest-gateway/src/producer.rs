@@ -18,6 +18,7 @@
 use std::time::{Duration, Instant};
 
 use events_model::{Event, SCHEMA_VERSION_HEADER, WIRE_SCHEMA_VERSION};
+use futures::{StreamExt as _, stream::FuturesUnordered};
 use rdkafka::{
     ClientConfig,
     error::KafkaError,
@@ -32,6 +33,17 @@ use crate::config::IngestConfig;
 /// Extra wait beyond `message.timeout.ms` before giving up on a delivery
 /// report librdkafka should already have sent.
 const REPORT_GRACE: Duration = Duration::from_secs(1);
+
+/// A request's events were not all acknowledged: why, and how many were.
+#[derive(Debug, thiserror::Error)]
+#[error("kafka acknowledged {acknowledged} of {events} events: {error}")]
+pub struct ProduceFailure {
+    pub error: ProduceError,
+    /// Events Kafka acknowledged: stored, whatever happened to the others.
+    pub acknowledged: usize,
+    /// Events the request produced.
+    pub events: usize,
+}
 
 /// Why a request's events were not all acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -49,11 +61,11 @@ impl ProduceError {
     pub fn client_reason(&self) -> &'static str {
         match self {
             ProduceError::QueueFull => "the gateway's queue towards kafka is full",
-            ProduceError::NoReport => "kafka did not acknowledge the events in time",
+            ProduceError::NoReport => "kafka did not acknowledge every event in time",
             ProduceError::Failed(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut) => {
-                "kafka did not acknowledge the events in time"
+                "kafka did not acknowledge every event in time"
             }
-            ProduceError::Failed(_) => "kafka could not store the events",
+            ProduceError::Failed(_) => "kafka could not store every event",
         }
     }
 }
@@ -98,39 +110,57 @@ impl EventProducer {
     /// Sends `events` in order (keyed by session, so a view's events keep
     /// their order) and resolves once Kafka acknowledged every one of them.
     ///
-    /// On error some events may still have been stored; clients retry with
-    /// the same `event_id`s and the pipeline counts each id once.
-    pub async fn produce(&self, events: &[Event]) -> Result<(), ProduceError> {
+    /// On error some events may still have been stored: the failure says how
+    /// many Kafka acknowledged (others, refused, unanswered or not sent, may
+    /// be stored too). Clients resend the same body; every event keeps its
+    /// `event_id` (sent, or derived from the event and the key), and the
+    /// pipeline counts each id once.
+    pub async fn produce(&self, events: &[Event]) -> Result<(), ProduceFailure> {
         let started = Instant::now();
         let outcome = self.send_all(events).await;
         crate::metrics::produce_duration(started.elapsed(), outcome.is_ok());
         outcome
     }
 
-    async fn send_all(&self, events: &[Event]) -> Result<(), ProduceError> {
-        let mut deliveries = Vec::with_capacity(events.len());
+    async fn send_all(&self, events: &[Event]) -> Result<(), ProduceFailure> {
+        let failure = |error, acknowledged| ProduceFailure { error, acknowledged, events: events.len() };
+        let mut deliveries = FuturesUnordered::new();
         for event in events {
             let payload = event.to_wire();
             let record =
                 FutureRecord::to(&self.topic).key(event.kafka_key()).payload(&payload).headers(self.headers.clone());
             match self.producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
+                // The answer comes at once, without waiting for the events
+                // already queued: none counts as acknowledged (they may still
+                // be stored).
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    return Err(ProduceError::QueueFull);
+                    return Err(failure(ProduceError::QueueFull, 0));
                 }
-                Err((error, _)) => return Err(ProduceError::Failed(error)),
+                Err((error, _)) => return Err(failure(ProduceError::Failed(error), 0)),
             }
         }
-        let acknowledged = futures::future::try_join_all(deliveries.into_iter().map(|delivery| async move {
-            match delivery.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err((error, _))) => Err(ProduceError::Failed(error)),
-                Err(_) => Err(ProduceError::Failed(KafkaError::Canceled)),
+        // Every report is awaited (not only up to the first failure), so the
+        // answer says how many events are stored.
+        let deadline = tokio::time::Instant::now() + self.deadline + REPORT_GRACE;
+        let mut acknowledged = 0;
+        let mut first_error = None;
+        loop {
+            match tokio::time::timeout_at(deadline, deliveries.next()).await {
+                Ok(Some(Ok(Ok(_)))) => acknowledged += 1,
+                Ok(Some(Ok(Err((error, _))))) => {
+                    first_error.get_or_insert(ProduceError::Failed(error));
+                }
+                Ok(Some(Err(_))) => {
+                    first_error.get_or_insert(ProduceError::Failed(KafkaError::Canceled));
+                }
+                Ok(None) => break,
+                Err(_) => return Err(failure(first_error.unwrap_or(ProduceError::NoReport), acknowledged)),
             }
-        }));
-        match tokio::time::timeout(self.deadline + REPORT_GRACE, acknowledged).await {
-            Ok(outcome) => outcome.map(|_| ()),
-            Err(_) => Err(ProduceError::NoReport),
+        }
+        match first_error {
+            None => Ok(()),
+            Some(error) => Err(failure(error, acknowledged)),
         }
     }
 

@@ -35,7 +35,7 @@ async fn single_event_is_stored_once_kafka_acknowledged_it() {
     let ids = event_ids(&answer);
     assert_eq!(answer.body, json!({"accepted": 1, "event_ids": ids}));
     let id = uuid::Uuid::parse_str(&ids[0]).unwrap();
-    assert_eq!(id.get_version_num(), 7, "server-assigned ids are uuid v7");
+    assert_eq!(id.get_version_num(), 8, "an id derived from the event and the key (uuid v8)");
 
     let stored = gateway.stored(1).await;
     let message = &stored[0];
@@ -543,8 +543,10 @@ async fn unreachable_kafka_answers_503_with_retry_after_and_accepts_nothing() {
     assert!(elapsed >= Duration::from_millis(700) && elapsed < Duration::from_secs(3), "{elapsed:?}");
     assert_eq!(answer.retry_after.as_deref(), Some("3"));
     assert_eq!(answer.body["error"], "kafka_unavailable");
-    assert!(answer.body["message"].as_str().unwrap().contains("same event_id"), "{:?}", answer.body);
+    assert!(answer.body["message"].as_str().unwrap().contains("Resend the same body unchanged"), "{:?}", answer.body);
     assert!(answer.body.get("accepted").is_none() && answer.body.get("event_ids").is_none());
+    assert_eq!((answer.body["queued"].as_u64(), answer.body["not_queued"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(answer.body["resend_same_body"], true);
 
     // The producer queue (1 message here) overflows: 503 at once.
     let batch: Vec<Value> = (0..3).map(|i| progress("session-down", f64::from(i))).collect();
@@ -555,5 +557,6 @@ async fn unreachable_kafka_answers_503_with_retry_after_and_accepts_nothing() {
     assert_eq!(answer.retry_after.as_deref(), Some("3"));
     assert_eq!(answer.body["error"], "kafka_queue_full");
     assert!(answer.body.get("accepted").is_none());
+    assert_eq!((answer.body["queued"].as_u64(), answer.body["not_queued"].as_u64()), (Some(0), Some(3)));
     gateway.stop().await;
 }

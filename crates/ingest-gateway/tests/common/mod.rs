@@ -56,7 +56,12 @@ pub struct Stored {
 impl Gateway {
     /// Starts a gateway on the local stack and waits until it is ready (the raw topic exists).
     pub async fn start(ingest: IngestConfig) -> Self {
-        let gateway = Self::start_with(testing::kafka_config(), ingest).await;
+        Self::start_ready(testing::kafka_config(), ingest).await
+    }
+
+    /// [`Self::start`] on `kafka` (e.g. a prefix whose raw topic the test created).
+    pub async fn start_ready(kafka: KafkaConfig, ingest: IngestConfig) -> Self {
+        let gateway = Self::start_with(kafka, ingest).await;
         let http = gateway.http.clone();
         let ready = gateway.url("/ready");
         testing::eventually(Duration::from_secs(30), || async {
@@ -213,6 +218,12 @@ impl Gateway {
         })
         .await
         .unwrap()
+    }
+
+    /// Every message of the raw topic, however many there are.
+    pub async fn stored_all(&self) -> Vec<Stored> {
+        let count = self.stored_count().await;
+        self.stored(usize::try_from(count).unwrap()).await
     }
 
     fn consumer(&self) -> BaseConsumer {
