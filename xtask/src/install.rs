@@ -199,3 +199,83 @@ pub fn kafka_jars(layout: &Layout) -> Result<PathBuf> {
         }
     }
 }
+
+/// The helm the chart checks use (`helm/tests`, `crates/chart-tests`): built
+/// from its Go module, as the project's tools brief says.
+pub const HELM_MODULE: &str = "helm.sh/helm/v4/cmd/helm";
+pub const HELM_VERSION: &str = "v4.3.2";
+
+/// `go` on PATH, else the official tarball's /usr/local/go/bin/go.
+pub fn go_binary() -> Option<PathBuf> {
+    process::find_executable("go").or_else(|| Some(PathBuf::from("/usr/local/go/bin/go")).filter(|p| p.is_file()))
+}
+
+/// Where `go install` puts binaries: `go env GOBIN`, else `$(go env GOPATH)/bin`.
+fn go_bin_dir(go: &std::path::Path) -> Option<PathBuf> {
+    let env = |name: &str| {
+        Command::new(go)
+            .args(["env", name])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    env("GOBIN").map(PathBuf::from).or_else(|| env("GOPATH").map(|p| PathBuf::from(p).join("bin")))
+}
+
+/// The helm module version a binary was built from (`go version -m`; `helm
+/// version` says only `v4.3` for a `go install` build).
+fn helm_version(go: &std::path::Path, helm: &std::path::Path) -> Option<String> {
+    if !helm.is_file() {
+        return None;
+    }
+    let out = Command::new(go).args(["version", "-m"]).arg(helm).output().ok().filter(|o| o.status.success())?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        (fields.next() == Some("mod") && fields.next() == Some("helm.sh/helm/v4"))
+            .then(|| fields.next())?
+            .map(str::to_owned)
+    })
+}
+
+/// helm [`HELM_VERSION`]: `$HELM`, else the one `go install` put in Go's bin
+/// directory, else `go install helm.sh/helm/v4/cmd/helm@v4.3.2` (a few
+/// minutes the first time; modules are cached in ~/go). Returns its path and
+/// the Go binary's (the chart tests run `go test` too).
+pub fn ensure_helm(layout: &Layout) -> Result<(PathBuf, PathBuf)> {
+    let Some(go) = go_binary() else {
+        bail!(
+            "Go not found (PATH or /usr/local/go/bin/go): the chart checks need it to build helm \
+             ({HELM_MODULE}@{HELM_VERSION}) and to run helm/tests"
+        );
+    };
+    if let Some(helm) = std::env::var_os("HELM").map(PathBuf::from) {
+        return Ok((helm, go));
+    }
+    let Some(bin) = go_bin_dir(&go) else { bail!("`{} env GOPATH` answered nothing", go.display()) };
+    let helm = bin.join("helm");
+    if helm_version(&go, &helm).as_deref() == Some(HELM_VERSION) {
+        return Ok((helm, go));
+    }
+    let log = layout.log("install");
+    let step = Step::start(format!("go install {HELM_MODULE}@{HELM_VERSION} (the chart checks)"));
+    let mut install = Command::new(&go);
+    install.args(["install", &format!("{HELM_MODULE}@{HELM_VERSION}")]);
+    match process::run_logged(&mut install, &log, &format!("go install {HELM_MODULE}@{HELM_VERSION}")) {
+        Ok(()) => match helm_version(&go, &helm) {
+            Some(version) if version == HELM_VERSION => {
+                step.ok(format!("{} ({version})", helm.display()));
+                Ok((helm, go))
+            }
+            other => {
+                step.fail("installed but not runnable");
+                bail!("go install put no runnable helm {HELM_VERSION} at {} ({other:?})", helm.display())
+            }
+        },
+        Err(err) => {
+            step.fail("failed");
+            Err(err.context(format!("installing helm; read {}", layout.show(&log))))
+        }
+    }
+}

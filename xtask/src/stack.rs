@@ -428,6 +428,8 @@ pub async fn test(layout: &Layout, native: bool, cargo_args: &[String]) -> Resul
         }
     }
     install::ensure_chdb(layout)?;
+    // crates/chart-tests runs helm/tests: helm lint/template and strict decoding of every chart.
+    let (helm, go) = install::ensure_helm(layout)?;
 
     let mut started = Vec::new();
     let mut docker_started = false;
@@ -464,7 +466,9 @@ pub async fn test(layout: &Layout, native: bool, cargo_args: &[String]) -> Resul
         cmd.args(["test", "--workspace", "--no-fail-fast"])
             .args(cargo_args)
             .current_dir(&layout.root)
-            .envs(stack_env(layout));
+            .envs(stack_env(layout))
+            .env("HELM", &helm)
+            .env("GO", &go);
         ui::line(format!("Running: {cargo} test --workspace --no-fail-fast {}", cargo_args.join(" ")));
         let status = cmd.status().await.with_context(|| format!("running {cargo} test"))?;
         Ok::<_, anyhow::Error>(status)
