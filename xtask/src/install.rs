@@ -31,6 +31,8 @@ const REQUIREMENTS: &[Requirement] = &[
     Requirement { package: "chromium", present: || process::find_executable("chromium").is_some() },
     Requirement { package: "nodejs", present: || process::find_executable("node").is_some() },
     Requirement { package: "npm", present: || process::find_executable("npm").is_some() },
+    // promtool (crates/system-tests/tests/{promtool_metrics,alerts}.rs and every lifecycle test).
+    Requirement { package: "prometheus", present: || process::find_executable("promtool").is_some() },
 ];
 
 fn pip_present() -> bool {

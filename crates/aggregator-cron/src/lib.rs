@@ -41,12 +41,11 @@ pub const SERVICE: &str = "aggregator-cron";
 /// Serves the ops endpoints and runs the scheduler until `shutdown`; ready
 /// while ClickHouse and PostgreSQL answer.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    service_kit::ops::describe_metrics(metrics::describe);
     let aggregator = Arc::new(Aggregator::connect(&config).await?);
     let readiness = Readiness::new(SERVICE, config.http.probe_timeout)
         .with_probe(ClickHouseProbe::new(&config.clickhouse))
         .with_probe(PostgresProbe::new(aggregator.postgres().clone()));
-    service_kit::ops::metrics_handle();
-    metrics::describe();
     tracing::info!(
         scheduler = config.aggregation.enabled,
         retention = config.retention.enabled,

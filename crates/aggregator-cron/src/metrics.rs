@@ -17,7 +17,8 @@ pub const FACTS_PASSES: &str = "analytics_service_facts_passes_total";
 pub const FACTS_PASS_DURATION: &str = "analytics_service_facts_pass_duration_seconds";
 pub const FACTS_ROWS_WRITTEN: &str = "analytics_service_facts_rows_written_total";
 
-/// Registers the descriptions shown on `/metrics`. Call once the recorder is installed.
+/// The descriptions shown as `# HELP` on `/metrics` (through
+/// `service_kit::ops::describe_metrics`, first thing in `run`).
 pub fn describe() {
     metrics::describe_counter!(RUNS, "aggregation and retention runs by job and how they ended");
     metrics::describe_histogram!(

@@ -50,6 +50,7 @@ fn rules(_method: &actix_web::http::Method, path: &str) -> Option<Scope> {
 
 /// Serves until `shutdown`; ready while Kafka answers and the raw topic exists.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    service_kit::ops::describe_metrics(metrics::describe);
     let raw_topic = Topics::new(&config.kafka.topic_prefix).raw_events;
     let producer = producer::EventProducer::new(&config.kafka, &config.ingest, raw_topic.clone())
         .context("cannot create the kafka producer")?;

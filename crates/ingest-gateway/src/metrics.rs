@@ -15,6 +15,25 @@ pub const REQUESTS: &str = "analytics_service_ingest_requests_total";
 pub const PRODUCE_DURATION: &str = "analytics_service_kafka_produce_duration_seconds";
 pub const IN_FLIGHT: &str = "analytics_service_http_requests_in_flight";
 
+/// The descriptions shown as `# HELP` on `/metrics` (through
+/// `service_kit::ops::describe_metrics`, first thing in `run`).
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EVENTS_RECEIVED, "valid events received, by event type");
+    describe_counter!(EVENTS_ACCEPTED, "events acknowledged by Kafka and answered 202");
+    describe_counter!(
+        EVENTS_REJECTED,
+        "events refused, by reason: an invalid event's first error code, or the request-level refusal"
+    );
+    describe_counter!(REQUESTS, "ingest requests by endpoint (single, batch) and answered status");
+    describe_histogram!(
+        PRODUCE_DURATION,
+        Unit::Seconds,
+        "time from the first enqueue of a request's events to Kafka's last acknowledgement, by outcome"
+    );
+    describe_gauge!(IN_FLIGHT, "ingest requests being handled");
+}
+
 /// Which ingest endpoint served a request (the `endpoint` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {

@@ -64,6 +64,10 @@ pub fn rules(method: &actix_web::http::Method, path: &str) -> Option<Scope> {
 /// and reported but optional: without them the metric endpoints answer from
 /// ClickHouse, uncached and with the catalog's fields marked unavailable.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    service_kit::ops::describe_metrics(|| {
+        cache::describe_metrics();
+        catalog::describe_metrics();
+    });
     let timeout = config.http.probe_timeout;
     let pool = postgres::pool(&config.postgres)?;
     let redis_client = redis::client(&config.redis)?;
@@ -76,8 +80,6 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
             .with_probes(keys_probe),
     );
     let cache = cache::QueryCache::new(redis_client, &config.redis.key_prefix, config.cache.clone());
-    cache::describe_metrics();
-    catalog::describe_metrics();
     tracing::info!(
         cache_enabled = config.cache.enabled,
         short_ttl = ?config.cache.short_ttl,

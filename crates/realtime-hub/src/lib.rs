@@ -53,7 +53,7 @@ pub fn rules(method: &actix_web::http::Method, path: &str) -> Option<Scope> {
 
 /// Serves until `shutdown`; ready while Kafka answers and the window is loaded.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    telemetry::describe();
+    service_kit::ops::describe_metrics(telemetry::describe);
     let topics = Topics::new(&config.kafka.topic_prefix);
     let refresh = config.hub.metadata_refresh;
     let raw = consumer::TopicReader::new(&config.kafka, "raw", topics.raw_events, consumer::Start::End, refresh)?;

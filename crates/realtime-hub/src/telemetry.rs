@@ -45,8 +45,12 @@ pub fn describe() {
     describe_gauge!(WINDOW_FACTS, "facts held by the realtime window");
     describe_gauge!(WINDOW_VIEWS, "views held by the realtime window");
     describe_histogram!(COMPUTE, Unit::Seconds, "time to compute the realtime figures from the window");
-    // Present from the start (0), not only after the first connection.
+    // Present from the start (0), not only after the first connection or
+    // drop, so alert rules see the first drop as an increase.
     gauge!(CONNECTIONS).increment(0.0);
+    for reason in [DropReason::QueueFull, DropReason::Lagged] {
+        counter!(DROPPED, "reason" => reason.as_str()).increment(0);
+    }
 }
 
 pub fn dropped(reason: DropReason, count: u64) {

@@ -23,7 +23,7 @@ use std::{
 };
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
 use utoipa::openapi::{ContentBuilder, HttpMethod, ObjectBuilder, ResponseBuilder, Type, path::OperationBuilder};
@@ -186,7 +186,40 @@ impl Readiness {
     }
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// Request durations by route and status, written by every HTTP server [`serve`] builds.
+pub const HTTP_REQUEST_DURATION: &str = "analytics_service_http_request_duration_seconds";
+/// The `route` label of a request no route matched (a 404, or refused before routing).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Buckets of histograms in seconds (`*_seconds`): 0.5 ms to 10 min.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0,
+];
+/// Buckets of histograms counting rows (`*_rows`, batch sizes): 1 to 50,000.
+pub const ROWS_BUCKETS: &[f64] =
+    &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 25_000.0, 50_000.0];
+/// Buckets of histograms in bytes (`*_bytes`): 256 B to 64 MiB.
+pub const BYTES_BUCKETS: &[f64] =
+    &[256.0, 1_024.0, 4_096.0, 16_384.0, 65_536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0, 67_108_864.0];
+
+/// The buckets of every histogram, chosen by the unit its name ends with
+/// (`analytics_service_<name>_<unit>`): one table for the whole workspace,
+/// since the recorder (and its buckets) is installed once per process.
+const BUCKETS_BY_SUFFIX: &[(&str, &[f64])] =
+    &[("_seconds", SECONDS_BUCKETS), ("_rows", ROWS_BUCKETS), ("_bytes", BYTES_BUCKETS)];
+
+/// Histograms whose name does not end with their unit. A histogram matched
+/// by neither table is exported as a summary (no buckets), which the
+/// promtool test of the system tests refuses: add it here or name its unit.
+const BUCKETS_BY_NAME: &[(&str, &[f64])] = &[
+    // Rows per stored batch (`processor.batch_max_events` at most, 50,000 by default).
+    ("analytics_service_processor_batch_size", ROWS_BUCKETS),
+];
+
+/// The process-wide Prometheus recorder, installed on first use, with the
+/// histogram buckets of [`BUCKETS_BY_SUFFIX`] and the descriptions of the
+/// metrics service-kit itself writes.
 ///
 /// Returns `None` when another recorder was installed first (the endpoint then
 /// says so instead of serving an empty page).
@@ -194,13 +227,15 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let handle = PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                ])
-                .ok()?
-                .install_recorder()
-                .ok()?;
+            let mut builder = PrometheusBuilder::new();
+            for (suffix, buckets) in BUCKETS_BY_SUFFIX {
+                builder = builder.set_buckets_for_metric(Matcher::Suffix((*suffix).to_owned()), buckets).ok()?;
+            }
+            for (name, buckets) in BUCKETS_BY_NAME {
+                builder = builder.set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets).ok()?;
+            }
+            let handle = builder.install_recorder().ok()?;
+            describe_shared_metrics();
             let upkeep = handle.clone();
             std::thread::Builder::new()
                 .name("metrics-upkeep".into())
@@ -214,6 +249,62 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
             Some(handle)
         })
         .as_ref()
+}
+
+/// The one registration point of a service's metric descriptions: installs
+/// the recorder if needed, then runs `describe` (the service's
+/// `describe_counter!`/`describe_gauge!`/`describe_histogram!` calls).
+///
+/// `metrics-exporter-prometheus` prints `# HELP` only for described metrics,
+/// and a description given before the recorder exists is lost; so every
+/// service calls this first thing in its `run`.
+pub fn describe_metrics(describe: impl FnOnce()) {
+    metrics_handle();
+    describe();
+}
+
+/// The metrics written by service-kit (ops, auth, rate limits, the HTTP stack).
+fn describe_shared_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("analytics_service_build_info", "1 while the process runs, labelled with its service and version");
+    describe_gauge!(
+        "analytics_service_dependency_up",
+        "result of the last /ready probe of each dependency: 1 answered, 0 failed or timed out"
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "time to answer an HTTP request, by matched route pattern (unmatched when none) and status code"
+    );
+    describe_gauge!("analytics_service_auth_keys", "unrevoked API keys and tokens in the copy loaded from PostgreSQL");
+    describe_counter!(
+        "analytics_service_auth_refresh_failures_total",
+        "refreshes of the key store from PostgreSQL that failed (the last loaded keys stay in use)"
+    );
+    describe_counter!("analytics_service_auth_failures_total", "requests refused by authentication, by reason");
+    describe_counter!(
+        "analytics_service_rate_limited_total",
+        "requests refused by a rate or concurrency limit, by limit and key name (by_ip for limits per client address)"
+    );
+}
+
+/// Records [`HTTP_REQUEST_DURATION`] for every request: the route is the
+/// matched pattern (`/api/metrics/video/{videoId}`), never the raw path, so
+/// the label stays bounded.
+async fn observe_request(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let route = req.match_pattern().unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+    let response = next.call(req).await;
+    let status = match &response {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    };
+    metrics::histogram!(HTTP_REQUEST_DURATION, "route" => route, "status" => status.as_u16().to_string())
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Registers `/health`, `/ready` and `/metrics` on an actix-web app.
@@ -400,6 +491,8 @@ where
             ))
             .wrap(actix_web::middleware::from_fn(move |req, next| crate::deadline::middleware(body_timeout, req, next)))
             .wrap(actix_web::middleware::from_fn(move |req, next| crate::cors::middleware(cors.clone(), req, next)))
+            // Outermost: the duration covers every refusal as well.
+            .wrap(actix_web::middleware::from_fn(observe_request))
             .configure(|cfg| {
                 if with_ops {
                     routes(readiness.clone())(cfg);
@@ -436,6 +529,51 @@ mod tests {
             let ok = self.1;
             Box::pin(async move { if ok { Ok(()) } else { Err("down".to_owned()) } })
         }
+    }
+
+    #[test]
+    fn histograms_get_the_buckets_of_their_unit() {
+        let handle = metrics_handle().expect("the recorder");
+        metrics::histogram!("ops_test_wait_seconds").record(0.2);
+        metrics::histogram!("ops_test_batch_rows").record(42.0);
+        metrics::histogram!("ops_test_body_bytes").record(1_000.0);
+        metrics::histogram!("analytics_service_processor_batch_size").record(50_000.0);
+        let page = handle.render();
+        for expected in [
+            "ops_test_wait_seconds_bucket{le=\"0.0005\"} 0",
+            "ops_test_wait_seconds_bucket{le=\"600\"} 1",
+            "ops_test_batch_rows_bucket{le=\"50\"} 1",
+            "ops_test_batch_rows_bucket{le=\"50000\"} 1",
+            "ops_test_body_bytes_bucket{le=\"1024\"} 1",
+            "analytics_service_processor_batch_size_bucket{le=\"25000\"} 0",
+            "analytics_service_processor_batch_size_bucket{le=\"50000\"} 1",
+        ] {
+            assert!(page.contains(expected), "{expected} missing:\n{page}");
+        }
+        assert!(!page.contains("ops_test_batch_rows_bucket{le=\"0.0005\"}"), "rows got seconds buckets:\n{page}");
+    }
+
+    #[actix_web::test]
+    async fn request_durations_are_labelled_by_route_pattern_and_status() {
+        let handle = metrics_handle().expect("the recorder");
+        let app = actix_web::test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(observe_request))
+                .route("/ops-test/items/{item_id}", web::get().to(HttpResponse::Ok)),
+        )
+        .await;
+        for uri in ["/ops-test/items/1", "/ops-test/items/2", "/ops-test/nothing-here/3"] {
+            actix_web::test::call_service(&app, actix_web::test::TestRequest::with_uri(uri).to_request()).await;
+        }
+        let page = handle.render();
+        let count = |labels: &str| {
+            let prefix = format!("{HTTP_REQUEST_DURATION}_count{{{labels}}} ");
+            page.lines().find_map(|line| line.strip_prefix(&prefix)).map(str::to_owned)
+        };
+        assert_eq!(count("route=\"/ops-test/items/{item_id}\",status=\"200\""), Some("2".into()), "{page}");
+        assert_eq!(count("route=\"unmatched\",status=\"404\""), Some("1".into()), "{page}");
+        assert!(!page.contains("/ops-test/items/1"), "a raw path became a label:\n{page}");
+        assert!(page.contains(&format!("# HELP {HTTP_REQUEST_DURATION} ")), "{page}");
     }
 
     #[tokio::test]

@@ -112,6 +112,9 @@ where
     for warning in &warnings {
         tracing::warn!(service, warning = %warning, "configuration");
     }
+    // The Prometheus recorder before anything records: a metric written (or
+    // described) before it exists would be lost.
+    ops::metrics_handle();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name(service)

@@ -278,6 +278,11 @@ impl Drop for ServiceProcess {
     }
 }
 
+/// The service's name: the file name of its binary.
+fn service_name(binary: &str) -> String {
+    std::path::Path::new(binary).file_name().map_or(binary.into(), |n| n.to_string_lossy().to_string())
+}
+
 /// The environment variable setting `http.drain_delay` of the service
 /// `binary` (a path whose file name is the service's name):
 /// `QUERY_API__HTTP__DRAIN_DELAY` for `.../query-api`.
@@ -448,6 +453,11 @@ pub async fn assert_lifecycle_serving(
     anyhow::ensure!(metrics.status() == 200, "/metrics answered {}", metrics.status());
     let text = metrics.text().await?;
     anyhow::ensure!(text.contains("analytics_service_build_info"), "/metrics lacks build info:\n{text}");
+    anyhow::ensure!(
+        text.contains("analytics_service_http_request_duration_seconds_bucket"),
+        "/metrics lacks the HTTP request durations:\n{text}"
+    );
+    promtool_check_metrics(&service_name(binary), &text)?;
 
     // No idle pooled connection: a fresh one for each request shows that the
     // listener still accepts during the drain.
@@ -546,6 +556,78 @@ pub fn run_on_chdb(queries: &[String]) -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr)
         ))
     }
+}
+
+/// Runs `promtool` (Debian's `prometheus` package, installed by `.ci/run`
+/// and `cargo xtask up`) with `args` and `stdin`; a missing promtool is an
+/// error saying how to install it, never a skipped check.
+pub fn promtool(args: &[&str], stdin: &str) -> anyhow::Result<std::process::Output> {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run `promtool` ({e}): install Debian's `prometheus` package \
+                 (`apt-get install prometheus`; .ci/run and `cargo xtask up` do)"
+            )
+        })?;
+    let mut input = child.stdin.take().ok_or_else(|| anyhow::anyhow!("no stdin for promtool"))?;
+    input.write_all(stdin.as_bytes())?;
+    drop(input);
+    Ok(child.wait_with_output()?)
+}
+
+/// What `promtool check metrics` reports on `exposition` (one line per
+/// finding: missing HELP text, counter suffixes, units, ...), plus every
+/// histogram exported as a summary (no buckets configured for it in
+/// `service_kit::ops`). `Err` when promtool cannot run or fails otherwise.
+pub fn promtool_metric_findings(exposition: &str) -> anyhow::Result<Vec<String>> {
+    let output = promtool(&["check", "metrics"], exposition)?;
+    let mut findings: Vec<String> = [&output.stdout, &output.stderr]
+        .iter()
+        .flat_map(|bytes| String::from_utf8_lossy(bytes).lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    // Exit status 3 means lint findings (listed); anything else but 0 is a failure of its own.
+    anyhow::ensure!(
+        output.status.success() || output.status.code() == Some(3),
+        "promtool check metrics failed ({}): {}",
+        output.status,
+        findings.join("\n")
+    );
+    if !output.status.success() && findings.is_empty() {
+        findings.push(format!("promtool check metrics exited with {} and no finding", output.status));
+    }
+    findings.extend(
+        exposition
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.strip_suffix(" summary"))
+            .map(|name| {
+                format!(
+                    "{name} a histogram without buckets (name its unit as a suffix, or add it to ops::BUCKETS_BY_NAME)"
+                )
+            }),
+    );
+    Ok(findings)
+}
+
+/// `promtool check metrics` on `exposition` (a `/metrics` page of
+/// `service`): `Ok` only when promtool reports nothing; the error names the
+/// service and every finding ([`promtool_metric_findings`]).
+pub fn promtool_check_metrics(service: &str, exposition: &str) -> anyhow::Result<()> {
+    let findings = promtool_metric_findings(exposition)?;
+    anyhow::ensure!(
+        findings.is_empty(),
+        "promtool check metrics on {service}'s /metrics: {} finding(s):\n  {}\n--- the page ---\n{exposition}",
+        findings.len(),
+        findings.join("\n  ")
+    );
+    Ok(())
 }
 
 /// The current value of a counter or gauge in this process's Prometheus

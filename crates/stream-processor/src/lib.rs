@@ -206,6 +206,51 @@ fn millis(duration: Duration) -> String {
 
 /// Consumes until `shutdown`, serving the ops endpoints meanwhile; ready while
 /// Kafka and ClickHouse answer, once the raw topic exists.
+/// The descriptions shown as `# HELP` on `/metrics` of every metric the
+/// processor writes (`pipeline`, `partials`, `context`; listed in
+/// docs/observability.md).
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "analytics_service_events_processed_total",
+        "events stored in ClickHouse (offsets committed after) or sent to the dead-letter topic, by outcome"
+    );
+    describe_histogram!(
+        "analytics_service_event_processing_duration_seconds",
+        Unit::Seconds,
+        "per stored batch: ClickHouse insert (with retries) plus offset commit"
+    );
+    describe_histogram!("analytics_service_processor_batch_size", Unit::Count, "rows per stored batch");
+    describe_histogram!(
+        "analytics_service_event_ingest_to_store_seconds",
+        Unit::Seconds,
+        "per stored batch: age of its oldest event, from gateway receipt to stored"
+    );
+    describe_gauge!("analytics_service_kafka_consumer_lag", "messages behind the end of each assigned partition");
+    describe_counter!(
+        "analytics_service_clickhouse_insert_retries_total",
+        "failed ClickHouse inserts retried with backoff (transient failures)"
+    );
+    describe_counter!(
+        "analytics_service_clickhouse_insert_failures_total",
+        "failed ClickHouse inserts by class: transient (retried) or permanent (bisected, refusing rows dead-lettered)"
+    );
+    describe_gauge!("analytics_service_processor_paused", "1 while consumption is paused waiting for ClickHouse");
+    describe_counter!(
+        "analytics_service_kafka_commit_failures_total",
+        "offset commits refused (e.g. during a rebalance); the batch may be redelivered and is counted once"
+    );
+    describe_counter!("analytics_service_dead_letters_total", "messages sent to the dead-letter topic, by reason");
+    describe_counter!(
+        "analytics_service_realtime_partials_published_total",
+        "realtime partial messages acknowledged by Kafka"
+    );
+    describe_counter!(
+        "analytics_service_realtime_partials_failed_total",
+        "realtime partials dropped, by reason (queue_full, produce, delivery); their events miss the realtime window only"
+    );
+}
+
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let timeout = config.http.probe_timeout;
     let raw_topic = RawTopic::new(Topics::new(&config.kafka.topic_prefix).raw_events);
@@ -215,7 +260,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         .with_probe(raw_topic.clone());
 
     // The recorder first, so the counters the pipeline registers at zero are exported.
-    let _ = service_kit::ops::metrics_handle();
+    service_kit::ops::describe_metrics(describe_metrics);
     let pipeline = build_pipeline(&config, shutdown.clone())?;
     let worker_shutdown = shutdown.clone();
     let worker_config = config.clone();
