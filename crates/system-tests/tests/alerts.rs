@@ -149,11 +149,13 @@ fn the_rules_name_metrics_the_services_export() {
     }
 }
 
+/// `$HELM` (set by `cargo xtask test` and .ci/run), else helm on PATH, else `~/go/bin/helm`.
 fn helm() -> PathBuf {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let candidates = [PathBuf::from("helm"), home.join("go/bin/helm")];
+    let candidates = [std::env::var_os("HELM").map(PathBuf::from), Some("helm".into()), Some(home.join("go/bin/helm"))];
     candidates
         .into_iter()
+        .flatten()
         .find(|candidate| Command::new(candidate).arg("version").output().is_ok_and(|o| o.status.success()))
         .expect("helm not found on PATH or in ~/go/bin: `go install helm.sh/helm/v4/cmd/helm@v4.3.2` (.ci/run does)")
 }

@@ -165,3 +165,19 @@ async fn promtool_finds_nothing_on_the_services_metrics_after_traffic() {
     aggregator.stop().await.expect("aggregator stopped");
     pipeline.stop().await;
 }
+
+/// The check is not vacuous: a page with an undescribed counter, a counter
+/// without `_total` and a histogram without buckets gives one finding each.
+#[test]
+fn the_check_reports_missing_help_bad_names_and_bucketless_histograms() {
+    let page = "# TYPE analytics_service_x_total counter\nanalytics_service_x_total 1\n\
+                # HELP analytics_service_y a counter\n# TYPE analytics_service_y counter\nanalytics_service_y 1\n\
+                # HELP analytics_service_z_seconds a summary\n# TYPE analytics_service_z_seconds summary\n\
+                analytics_service_z_seconds_sum 1\nanalytics_service_z_seconds_count 1\n";
+    let findings = testing::promtool_metric_findings(page).expect("promtool runs");
+    let has = |metric: &str, what: &str| findings.iter().any(|f| metric_of(f) == metric && f.contains(what));
+    assert!(has("analytics_service_x_total", "no help text"), "{findings:?}");
+    assert!(has("analytics_service_y", "_total"), "{findings:?}");
+    assert!(has("analytics_service_z_seconds", "without buckets"), "{findings:?}");
+    assert!(testing::promtool_check_metrics("a test page", page).is_err());
+}
