@@ -341,3 +341,27 @@ func hasPort(svc *corev1.Service, name string) bool {
 	}
 	return false
 }
+
+// TestValuesSchemasRefuseMisspeltValues: each service chart's
+// values.schema.json (helm/tests/values_schema.py) makes helm refuse a value
+// the chart does not have, instead of ignoring it.
+func TestValuesSchemasRefuseMisspeltValues(t *testing.T) {
+	helm := helmBinary(t)
+	for _, c := range charts(t) {
+		if c.library {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(c.dir, "values.schema.json")); err != nil {
+			continue
+		}
+		if c.deps {
+			run(t, helm, "dependency", "update", "--skip-refresh", c.dir)
+		}
+		for _, set := range []string{"replicaCout=3", "ingress.enable=true", "probes.readiness.periodSecond=1"} {
+			out, err := exec.Command(helm, "template", "analytics", c.dir, "--set", set).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "additional properties") {
+				t.Errorf("%s: --set %s was not refused by values.schema.json: %v\n%s", c.name, set, err, out)
+			}
+		}
+	}
+}
