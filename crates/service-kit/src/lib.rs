@@ -22,8 +22,9 @@ pub mod config;
 pub mod cors;
 pub mod deadline;
 pub mod deps;
+/// The fault-injecting ClickHouse proxy (crate `clickhouse-faults`), for tests.
 #[cfg(feature = "testing")]
-pub mod faults;
+pub use clickhouse_faults as faults;
 pub mod migrate;
 pub mod ops;
 pub mod rate;
