@@ -117,20 +117,37 @@ struct Wire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     user_id: Option<UserId>,
     session_id: SessionId,
-    video_id: VideoId,
+    video_id: VideoName<'a>,
     timestamp: i64,
     properties: &'a Props,
     metadata: Metadata,
 }
 
+/// A video id as sent: the catalog's (`video_0001`) after an optional
+/// prefix ([`crate::Options::video_prefix`]).
+struct VideoName<'a> {
+    prefix: &'a str,
+    video: VideoId,
+}
+
+impl Serialize for VideoName<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}{}", self.prefix, self.video))
+    }
+}
+
 impl GeneratedEvent {
     fn wire(&self) -> Wire<'_> {
+        self.wire_prefixed("")
+    }
+
+    fn wire_prefixed<'a>(&'a self, video_prefix: &'a str) -> Wire<'a> {
         Wire {
             event_id: self.event_id,
             event_type: self.event_type.as_str(),
             user_id: self.user,
             session_id: self.session,
-            video_id: self.video,
+            video_id: VideoName { prefix: video_prefix, video: self.video },
             timestamp: self.timestamp_ms,
             properties: &self.properties,
             metadata: METADATA,
@@ -141,6 +158,11 @@ impl GeneratedEvent {
     pub fn write_json(&self, out: &mut Vec<u8>) {
         // Serialising plain structs of numbers and strings into a Vec cannot fail.
         serde_json::to_writer(out, &self.wire()).expect("serialising a generated event");
+    }
+
+    /// Appends the event's compact JSON object to `out`, its video id after `video_prefix`.
+    pub fn write_json_prefixed(&self, out: &mut Vec<u8>, video_prefix: &str) {
+        serde_json::to_writer(out, &self.wire_prefixed(video_prefix)).expect("serialising a generated event");
     }
 
     /// The event as compact JSON.
@@ -208,6 +230,10 @@ mod tests {
         };
         let value: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
         assert_eq!(value, event.to_value());
+        let mut prefixed = Vec::new();
+        event.write_json_prefixed(&mut prefixed, "drill-");
+        let prefixed: serde_json::Value = serde_json::from_slice(&prefixed).unwrap();
+        assert_eq!(prefixed["video_id"], "drill-video_0003");
         assert_eq!(
             value,
             serde_json::json!({

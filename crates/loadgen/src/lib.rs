@@ -28,6 +28,7 @@
 
 mod catalog;
 mod event;
+mod journal;
 use seeded_rng as rng;
 mod sender;
 mod session;
@@ -45,6 +46,7 @@ pub use tokio_util::sync::CancellationToken;
 
 pub use catalog::{Catalog, Video, Zipf};
 pub use event::{GeneratedEvent, Props, SessionId, UserId, VideoId};
+pub use journal::Journal;
 pub use rng::Rng;
 pub use sender::{Batch, BatchBuilder, MAX_BODY_BYTES, Outcome, backoff, classify};
 pub use session::{HEARTBEAT_SECONDS, Session};
@@ -87,6 +89,11 @@ pub struct Options {
     /// After the stop, how long batches in flight may take to be answered
     /// before they are given up.
     pub drain_timeout: Duration,
+    /// Sent before every video id (`drill-video_0001`), so that a run's
+    /// videos are its own; the catalog, when stored, gets the same ids.
+    pub video_prefix: String,
+    /// Records every event the gateway accepted (and those left undecided).
+    pub journal: Option<Arc<Journal>>,
 }
 
 impl Default for Options {
@@ -103,6 +110,8 @@ impl Default for Options {
             admin_token: None,
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(15),
+            video_prefix: String::new(),
+            journal: None,
         }
     }
 }
@@ -228,7 +237,10 @@ async fn generate(
         .build()
         .context("building the HTTP client")?;
 
-    let catalog = Catalog::new(options.sim.seed, options.sim.videos, options.sim.users);
+    let mut catalog = Catalog::new(options.sim.seed, options.sim.videos, options.sim.users);
+    for video in &mut catalog.videos {
+        video.video_id.insert_str(0, &options.video_prefix);
+    }
     if let Some(query_api) = &options.catalog {
         put_catalog(&client, query_api, options.admin_token.as_deref(), &catalog, &stats, &stop).await?;
     }
@@ -245,6 +257,7 @@ async fn generate(
         url: format!("{}/api/events/batch", options.gateway.trim_end_matches('/')),
         api_key: options.api_key.clone(),
         refused: refused.clone(),
+        journal: options.journal.clone(),
     };
     let dispatcher = tokio::spawn(sender::dispatch(rx, target, options.concurrency, stats.clone(), abort.clone()));
 
@@ -265,7 +278,7 @@ async fn generate(
     tokio::pin!(ended);
 
     let tick = Duration::from_millis(5).min(options.batch_interval);
-    let mut builder = BatchBuilder::new(options.batch_max);
+    let mut builder = BatchBuilder::new(options.batch_max).with_video_prefix(&options.video_prefix);
     let mut events = Vec::new();
     let mut leftover: Option<Batch> = None;
     loop {

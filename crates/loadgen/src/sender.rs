@@ -64,12 +64,12 @@ impl Batch {
         self.oldest_ms
     }
 
-    fn push(&mut self, event: &GeneratedEvent) {
+    fn push(&mut self, event: &GeneratedEvent, video_prefix: &str) {
         if !self.types.is_empty() {
             self.body.push(b',');
         }
         let start = self.body.len();
-        event.write_json(&mut self.body);
+        event.write_json_prefixed(&mut self.body, video_prefix);
         self.spans.push((start as u32, self.body.len() as u32));
         self.types.push(event.event_type);
         self.oldest_ms = self.oldest_ms.min(event.timestamp_ms);
@@ -90,6 +90,16 @@ impl Batch {
         let cut = (0..=max).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
         format!("{}…", &text[..cut])
     }
+
+    /// The JSON of every event whose index is not in `skip`.
+    fn events_except(&self, skip: &[usize]) -> Vec<Vec<u8>> {
+        self.spans
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !skip.contains(index))
+            .map(|(_, &(start, end))| self.body[start as usize..end as usize].to_vec())
+            .collect()
+    }
 }
 
 /// Collects events into batches of at most `max_events` events and
@@ -98,6 +108,7 @@ impl Batch {
 pub struct BatchBuilder {
     max_events: usize,
     max_bytes: usize,
+    video_prefix: String,
     current: Batch,
 }
 
@@ -107,14 +118,20 @@ impl BatchBuilder {
     }
 
     pub fn with_max_bytes(max_events: usize, max_bytes: usize) -> Self {
-        Self { max_events: max_events.max(1), max_bytes, current: Batch::new() }
+        Self { max_events: max_events.max(1), max_bytes, video_prefix: String::new(), current: Batch::new() }
+    }
+
+    /// Every video id sent after `prefix` (`drill-video_0001`).
+    pub fn with_video_prefix(mut self, prefix: &str) -> Self {
+        self.video_prefix = prefix.to_string();
+        self
     }
 
     pub fn push(&mut self, event: &GeneratedEvent) {
         if self.current.is_empty() {
             self.current.opened = Instant::now();
         }
-        self.current.push(event);
+        self.current.push(event, &self.video_prefix);
     }
 
     pub fn len(&self) -> usize {
@@ -255,6 +272,8 @@ pub struct Target {
     pub api_key: Option<String>,
     /// Cancelled when the gateway refuses the key ([`Outcome::Unauthorized`]).
     pub refused: CancellationToken,
+    /// Where accepted and unresolved events are recorded, if anywhere.
+    pub journal: Option<Arc<crate::Journal>>,
 }
 
 /// Receives batches and sends up to `concurrency` of them at a time; returns
@@ -319,6 +338,10 @@ pub async fn send(target: &Target, batch: &Batch, stats: &Stats, abort: &Cancell
                 stats.record_latency(started.elapsed());
                 match classify(status, retry_after.as_deref(), &body, batch.len()) {
                     Outcome::Answered { accepted, rejected } => {
+                        if let Some(journal) = &target.journal {
+                            let skip: Vec<usize> = rejected.iter().map(|(index, _)| *index).collect();
+                            journal.record_accepted(batch.events_except(&skip));
+                        }
                         stats.accepted.fetch_add(accepted, Relaxed);
                         stats.rejected.fetch_add(rejected.len() as u64, Relaxed);
                         for (index, reason) in rejected {
@@ -358,6 +381,9 @@ pub async fn send(target: &Target, batch: &Batch, stats: &Stats, abort: &Cancell
             () = tokio::time::sleep(backoff(attempt, after, serial)) => {}
             () = abort.cancelled() => break,
         }
+    }
+    if let Some(journal) = &target.journal {
+        journal.record_unresolved(batch.events_except(&[]));
     }
     stats.failed.fetch_add(len, Relaxed);
     stats.batches_in_flight.fetch_sub(1, Relaxed);
