@@ -4,6 +4,7 @@
 //! `pids/<component>.pid` and one data directory per server.
 
 mod bench;
+mod chaos;
 mod dlq;
 mod docker;
 mod install;
@@ -67,6 +68,9 @@ enum Cmd {
     },
     /// Send realistic live playback traffic to the ingest-gateway, with a progress bar.
     Load(load::LoadArgs),
+    /// Failure drills under live load: kill -9 of each service, servers stopped, a poison batch, a hot
+    /// key; one table row per drill, non-zero exit if an event is lost or counted twice (docs/chaos.md).
+    Chaos(chaos::ChaosArgs),
     /// The benchmarks behind BENCHMARKS.md (release builds; see BENCHMARKS.md for each method).
     Bench {
         #[command(subcommand)]
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
             Cmd::Migrate => stack::migrate(&layout).await.map(|_| ExitCode::SUCCESS),
             Cmd::Test { native, cargo_args } => stack::test(&layout, native, &cargo_args).await,
             Cmd::Load(args) => load::run(&layout, args).await,
+            Cmd::Chaos(args) => chaos::run(&layout, args).await,
             Cmd::Bench { command } => bench::run(&layout, command).await,
             Cmd::Keys { command } => keys::run(command).await,
             Cmd::Dlq { command } => dlq::run(command).await,

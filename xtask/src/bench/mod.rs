@@ -13,7 +13,7 @@ mod queries;
 mod realtime;
 mod report;
 mod stats;
-mod target;
+pub(crate) mod target;
 mod window;
 
 use std::process::ExitCode;
