@@ -171,6 +171,33 @@ async fn video_metrics_match_the_definitions_from_raw_and_aggregated_windows() {
     db.drop().await.unwrap();
 }
 
+/// One view with thousands of events (a player flooding its session) is
+/// computed in memory proportional to its events: the view SQL compares each
+/// event with the one before through shifted arrays, never by indexing a
+/// captured array inside a lambda (quadratic: this view needed over 2 GiB).
+#[tokio::test]
+async fn a_view_of_thousands_of_events_needs_memory_linear_in_them() {
+    const EVENTS: u64 = 6_000;
+    let db = TestClickHouse::create().await.unwrap();
+    let mut rows = vec![at(event("video_start", T, "hot", Some("u1")), 0.0)];
+    for i in 1..EVENTS {
+        rows.push(at(event("video_progress", T + i * 1_000, "hot", Some("u1")), i as f64));
+    }
+    let copy = rows[100].clone(); // a redelivered copy: counted once
+    rows.push(copy);
+    insert(&db, &rows).await;
+    // 64 MiB: the quadratic form needed about (6,000 events)² × a tuple's bytes.
+    let client = db.client().with_setting("max_memory_usage", (64u64 << 20).to_string());
+    let split = Split { raw: vec![HOUR, HOUR + 1, HOUR + 2], ..Split::default() };
+    let statement = read::video_summary("v1", &split, None);
+    let got: VideoSummaryRow =
+        statement.query(&client).fetch_one().await.unwrap_or_else(|e| panic!("{e}\n{}", statement.text()));
+    assert_eq!((got.views, got.unique_viewers), (1, 1));
+    assert_eq!(got.watch_time_seconds, (EVENTS - 1) as f64, "one second per progress event");
+    assert_eq!(got.startup_p95_ms, 1_000, "the first progress, a second after the start");
+    db.drop().await.unwrap();
+}
+
 #[tokio::test]
 async fn user_days_match_from_raw_and_aggregated_windows() {
     let db = TestClickHouse::create().await.unwrap();
