@@ -186,7 +186,19 @@ pub mod kafka {
         cfg: &KafkaConfig,
         topics: &[&str],
     ) -> anyhow::Result<()> {
-        let durability = topic_durability(admin, topics).await?;
+        // A topic created a moment ago may not be in every broker's metadata
+        // yet (no partitions, no leader): ask again for a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let durability = loop {
+            match topic_durability(admin, topics).await {
+                Ok(durability) => break durability,
+                Err(error) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %format!("{error:#}"), "topic metadata not complete yet; asking again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         let mut problems = Vec::new();
         for (topic, found) in topics.iter().zip(&durability) {
             if found.replication_factor < cfg.replication_factor {
@@ -244,7 +256,12 @@ pub mod kafka {
                 .iter()
                 .find(|t| t.name() == *topic && t.error().is_none())
                 .ok_or_else(|| anyhow::anyhow!("kafka topic {topic} does not exist"))?;
-            replicas.push(found.partitions().iter().map(|p| p.replicas().len()).min().unwrap_or(0));
+            let partitions = found.partitions();
+            anyhow::ensure!(
+                !partitions.is_empty() && partitions.iter().all(|p| p.error().is_none() && p.leader() >= 0),
+                "kafka topic {topic} has no leader for every partition yet"
+            );
+            replicas.push(partitions.iter().map(|p| p.replicas().len()).min().unwrap_or(0));
         }
         let specifiers: Vec<_> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
         let options = AdminOptions::new().request_timeout(Some(timeout));

@@ -41,6 +41,11 @@ use crate::{
     sink::{ClickHouseSink, Failure, InsertError, Refusal},
 };
 
+/// Counts a failed INSERT (the first of a batch, a retry, or one of a bisection) by class.
+fn count_failure(error: &InsertError) {
+    metrics::counter!("analytics_service_clickhouse_insert_failures_total", "class" => error.class()).increment(1);
+}
+
 /// The dead-letter reason of an event ClickHouse refused for good.
 pub const REFUSED_REASON: &str = "clickhouse_refused";
 
@@ -229,8 +234,7 @@ impl Pipeline {
                 Ok(()) => break Ok(()),
                 Err(error) => error,
             };
-            metrics::counter!("analytics_service_clickhouse_insert_failures_total", "class" => error.class())
-                .increment(1);
+            count_failure(&error);
             if let Failure::Permanent(refusal) = error.failure() {
                 tracing::warn!(
                     error = %error,
@@ -321,10 +325,13 @@ impl Pipeline {
             for half in [left, right] {
                 match self.runtime.block_on(self.sink.insert(batch.select(half))) {
                     Ok(()) => batch.settle(half, Fate::Stored),
-                    Err(error) => match error.failure() {
-                        Failure::Permanent(refusal) => refused.push((half.to_vec(), refusal)),
-                        Failure::Transient => return Ok(Err(error)),
-                    },
+                    Err(error) => {
+                        count_failure(&error);
+                        match error.failure() {
+                            Failure::Permanent(refusal) => refused.push((half.to_vec(), refusal)),
+                            Failure::Transient => return Ok(Err(error)),
+                        }
+                    }
                 }
             }
         }

@@ -698,6 +698,10 @@ try {
     const url = new URL(request.url());
     // The page's token check while the hub is down.
     if (socketErrorsExpected && url.pathname === '/api/metrics/realtime') return;
+    // A token check the browser itself cancelled (a reload or a closing tab
+    // while it was in flight; the page never aborts one): not a failure of
+    // the hub, which shows as a connection error or an HTTP status instead.
+    if (url.pathname === '/api/metrics/realtime' && request.failure()?.errorText === 'net::ERR_ABORTED') return;
     if (!request.url().startsWith('ws')) {
       problems.push(`request failed: ${url.origin}${url.pathname} (${request.failure()?.errorText})`);
     }
