@@ -365,3 +365,44 @@ func TestValuesSchemasRefuseMisspeltValues(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardsRefuseABrokenFile: a chart whose dashboard file is missing or
+// is not JSON fails to render (analytics-common.dashboard for the service
+// charts, the analytics-alerts chart's own template for the overview), so a
+// broken dashboard never reaches Grafana as an empty or unreadable ConfigMap.
+func TestDashboardsRefuseABrokenFile(t *testing.T) {
+	helm := helmBinary(t)
+	for _, c := range []struct{ chart, file string }{
+		{"ingest-gateway", "ingest-gateway.json"},
+		{"analytics-alerts", "overview.json"},
+	} {
+		src := filepath.Join("..", c.chart)
+		raw, _ := os.ReadFile(filepath.Join(src, "Chart.yaml"))
+		if strings.Contains(string(raw), "dependencies:") {
+			run(t, helm, "dependency", "update", "--skip-refresh", src)
+		}
+		for _, tc := range []struct {
+			name, content, want string
+		}{
+			{"invalid", "{\"panels\": [", "is not valid JSON"},
+			{"missing", "", "is missing from the chart"},
+		} {
+			dir := filepath.Join(t.TempDir(), c.chart)
+			if out, err := exec.Command("cp", "-r", src, dir).CombinedOutput(); err != nil {
+				t.Fatalf("cp -r %s: %v\n%s", src, err, out)
+			}
+			path := filepath.Join(dir, "dashboards", c.file)
+			if tc.content == "" {
+				if err := os.Remove(path); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(helm, "template", "analytics", dir).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Errorf("%s with a %s dashboard: want a failure saying %q, got %v\n%s", c.chart, tc.name, tc.want, err, out)
+			}
+		}
+	}
+}

@@ -24,6 +24,7 @@ FREE = {
     "config", "secret.env", "podAnnotations", "podLabels", "nodeSelector", "affinity", "resources",
     "strategy", "service.annotations", "ingress.annotations", "monitoring.serviceMonitor.labels",
     "monitoring.podMonitor.labels", "autoscaling.behavior", "migrations.resources",
+    "dashboards.labels", "dashboards.annotations",
 }
 # Lists and their item schema.
 LISTS = {

@@ -388,3 +388,50 @@ fn the_image_runs_as_the_charts_numeric_user() {
         dockerfile.lines().filter_map(|line| line.trim().strip_prefix("USER ")).map(str::trim).collect();
     assert_eq!(users, [format!("{IMAGE_USER}:{IMAGE_USER}")], "docker/Dockerfile's USER lines");
 }
+
+/// Each chart ships its Grafana dashboard as a ConfigMap labelled for the
+/// Grafana sidecar (`grafana_dashboard: "1"`): the rendered JSON is exactly
+/// deploy/grafana/dashboards/<file> (the source), and nothing is rendered
+/// where the values turn it off.
+#[test]
+fn each_chart_ships_its_dashboard_for_the_grafana_sidecar() {
+    let charts = [
+        ("ingest-gateway", "ingest-gateway.json"),
+        ("stream-processor", "stream-processor.json"),
+        ("aggregator-cron", "aggregator-cron.json"),
+        ("query-api", "query-api.json"),
+        ("realtime-hub", "realtime-hub.json"),
+        ("analytics-alerts", "overview.json"),
+    ];
+    // The ci values that set `dashboards.enabled: false`.
+    let disabled = [("ingest-gateway", "existing-secret"), ("analytics-alerts", "disabled")];
+    for (chart, file) in charts {
+        let path = root().join("deploy/grafana/dashboards").join(file);
+        let source: Value = serde_json::from_slice(&std::fs::read(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+        for render in Render::all(chart) {
+            let maps: Vec<&Value> = render
+                .of_kind("ConfigMap")
+                .into_iter()
+                .filter(|m| m["metadata"]["labels"]["grafana_dashboard"] == "1")
+                .collect();
+            if disabled.contains(&(chart, render.label.as_str())) {
+                assert!(maps.is_empty(), "{chart}/{}: a dashboard ConfigMap although disabled", render.label);
+                continue;
+            }
+            assert_eq!(maps.len(), 1, "{chart}/{}: one ConfigMap labelled grafana_dashboard=1", render.label);
+            let data = maps[0]["data"].as_object().unwrap();
+            assert_eq!(data.keys().collect::<Vec<_>>(), [file], "{chart}/{}: the ConfigMap's keys", render.label);
+            let rendered: Value = serde_json::from_str(data[file].as_str().unwrap())
+                .unwrap_or_else(|e| panic!("{chart}/{}: the rendered dashboard is not JSON: {e}", render.label));
+            assert!(rendered == source, "{chart}/{}: the rendered dashboard differs from {}", render.label, path.display());
+            if render.label == "full" || render.label == "custom" {
+                assert_eq!(
+                    maps[0]["metadata"]["annotations"]["grafana_folder"], "Video analytics",
+                    "{chart}/{}: dashboards.annotations",
+                    render.label
+                );
+            }
+        }
+    }
+}
