@@ -72,10 +72,29 @@ pub struct StoredFacts {
     /// first row since the pass is younger is read as the pass stored it.
     /// The bound makes both halves of a read agree on which keys are
     /// rebuilt, whatever arrives while the statement runs.
+    ///
+    /// `read_until <= covered_until + 1` leaves no second in between: the
+    /// read's scope is known to have no row inserted after the pass
+    /// ([`StoredFacts::settled`]), so the stored facts alone answer it
+    /// and nothing is rebuilt.
     pub read_until: u32,
 }
 
 impl StoredFacts {
+    /// Stored facts that answer a read alone: the freshness check found no
+    /// row of the read's views inserted after `covered_until`, so the pass
+    /// holds every row of them and no key needs a rebuild. Exact at once,
+    /// with no read margin.
+    pub fn settled(covered_until: u32, from_ms: u64) -> StoredFacts {
+        StoredFacts { covered_until, from_ms, read_until: covered_until }
+    }
+
+    /// Whether no key can count as touched (`inserted_at` is in whole
+    /// seconds): the read takes the stored rows of every key and rebuilds none.
+    pub fn touches_nothing(&self) -> bool {
+        self.read_until <= self.covered_until.saturating_add(1)
+    }
+
     /// Whether the stored facts can answer every window of `windows`.
     pub fn covers(&self, grain: Grain, windows: &[u32]) -> bool {
         windows.first().is_some_and(|&first| grain.start_of(first) * 1000 >= self.from_ms)
@@ -103,7 +122,8 @@ fn touched_keys(after: u32, before: Option<u32>, video_id: Option<&str>) -> Stat
 /// newest stored row of each start of the keys not touched in
 /// `(covered_until, read_until)`, and the views of the touched keys rebuilt
 /// from the raw events (from the time-clustered copy when `by_time_from_ms`
-/// allows, see [`crate::views::view_facts`]). `facts` must
+/// allows, see [`crate::views::view_facts`]); only the stored rows when
+/// `facts` [`StoredFacts::touches_nothing`]. `facts` must
 /// [`StoredFacts::covers`] the windows.
 pub fn view_facts(
     scope: Scope<'_>,
@@ -141,14 +161,20 @@ pub fn view_facts(
             user_keys(&mut sql, user_id, from, Some(to));
         }
     }
-    sql.sql(" AND (video_id, session_id) NOT IN (").append(&touched).sql(")");
+    let rebuilds = !facts.touches_nothing();
+    if rebuilds {
+        sql.sql(" AND (video_id, session_id) NOT IN (").append(&touched).sql(")");
+    }
     sql.sql(" GROUP BY video_id, session_id, start_ms) WHERE newest_is_view = 1 AND has(").bind(windows);
     sql.sql(&format!(", toUInt32(intDiv(start_ms, {window_ms})))"));
     if let Scope::User(user_id) = scope {
         sql.sql(" AND newest_view_user = ").bind(user_id);
     }
-    sql.sql(&format!(") UNION ALL SELECT {READ_COLUMNS} FROM ("));
-    sql.append(&views::view_facts(scope, grain, windows, Some(&touched), by_time_from_ms)).sql(")");
+    sql.sql(")");
+    if rebuilds {
+        sql.sql(&format!(" UNION ALL SELECT {READ_COLUMNS} FROM ("));
+        sql.append(&views::view_facts(scope, grain, windows, Some(&touched), by_time_from_ms)).sql(")");
+    }
     sql
 }
 
@@ -350,6 +376,21 @@ mod tests {
         assert_eq!(text.matches(set).count(), 2, "{text}");
         assert!(text.contains("NOT IN (SELECT video_id, session_id FROM keys_by_insert"), "{text}");
         assert!(!text.contains("FINAL"), "{text}");
+    }
+
+    #[test]
+    fn settled_facts_read_the_stored_rows_alone() {
+        let settled = StoredFacts::settled(1_000, 0);
+        assert!(settled.touches_nothing());
+        // One second between the bounds holds no whole second either; two do.
+        assert!(StoredFacts { read_until: 1_001, ..settled }.touches_nothing());
+        assert!(!StoredFacts { read_until: 1_002, ..settled }.touches_nothing());
+        for scope in [Scope::Video("v1"), Scope::User("u1"), Scope::All] {
+            let text = view_facts(scope, Grain::Hour, &[5, 6], &settled, None).text().to_string();
+            assert!(!text.contains(KEYS_BY_INSERT_TABLE), "{text}");
+            assert!(!text.contains("UNION ALL") && !text.contains("FROM events"), "{text}");
+            assert!(text.contains(&format!("FROM {VIEW_FACTS_TABLE} WHERE")), "{text}");
+        }
     }
 
     #[test]

@@ -348,6 +348,10 @@ fn with_facts(split: &Split) -> Split {
     Split { facts: Some(stored), ..split.clone() }
 }
 
+fn settled(split: &Split) -> Split {
+    Split { facts: Some(StoredFacts::settled(1_764_000_000, 0)), ..split.clone() }
+}
+
 /// Every statement, values written in, runs on chDB against the migrations.
 #[test]
 fn every_statement_runs_on_current_clickhouse() {
@@ -393,6 +397,8 @@ fn every_statement_runs_on_current_clickhouse() {
         read::top_videos(&Split { by_time_from_ms: Some(0), ..with_facts(&split) }, TopMetric::Views, 5),
         read::top_videos(&Split { by_time_from_ms: Some(0), ..split.clone() }, TopMetric::Views, 5),
         read::user_days("u1", &with_facts(&days)),
+        read::video_summary("v'1", &settled(&split), None),
+        read::user_days("u1", &settled(&days)),
         days::insert_day_totals(DAY, 3),
         days::count_day_rows(DAY, 3),
         days::insert_record(DAY, 2, 3, 1),
@@ -468,14 +474,16 @@ async fn facts_pass(db: &TestClickHouse, since: Option<u32>, version: u64) -> fa
 }
 
 /// Raw splits of `windows` read through stored facts: every key as stored
-/// (nothing touched since `covered_until`), and every key touched (all
-/// rebuilt from the raw events).
+/// (nothing touched since `covered_until`), every key touched (all
+/// rebuilt from the raw events), and the stored facts alone (settled: no
+/// rebuild part at all).
 async fn facts_splits(db: &TestClickHouse, windows: &[u32]) -> Vec<Split> {
     let now = server_now(db).await;
     let from_ms = u64::from(HOUR) * 3_600_000;
     [
         StoredFacts { covered_until: now + 100, from_ms, read_until: now + 200 },
         StoredFacts { covered_until: 1, from_ms, read_until: now + 200 },
+        StoredFacts::settled(now + 100, from_ms),
     ]
     .into_iter()
     .flat_map(|stored| {

@@ -136,6 +136,10 @@ pub struct FreshnessConfig {
     /// traffic. Exact either way, but a view whose first row since the pass
     /// arrived within `facts_read_margin` is read as the pass left it (not
     /// yet there, for a new view): answers lag by up to that margin.
+    ///
+    /// Unless `"off"`, a video or user read whose open windows received no
+    /// row after the newest pass (whatever its age) reads them from the
+    /// stored facts alone: exact at once, with no margin and no rebuild.
     pub stored_facts: StoredFactsUse,
     /// See `stored_facts` (`"1s"`, whole seconds): rows inserted this
     /// recently are assumed possibly still in flight, so both halves of a

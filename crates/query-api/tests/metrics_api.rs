@@ -562,3 +562,71 @@ async fn top_videos_of_a_busy_platform_answer_the_open_hours_as_of_the_newest_pa
     assert_ne!(after["freshness"]["as_of"], answer["freshness"]["as_of"], "{after}");
     api.stop().await;
 }
+
+/// Overwrites the stored facts of `session`'s view of `video_id` starting at
+/// `start_ms` (a view of `user`) with a watch time of 1,000 s, under a version
+/// above any pass's: an answer that shows it was read from the stored facts.
+async fn tamper_stored_view(api: &Api, video_id: &str, session: &str, user: &str, start_ms: u64) {
+    api.clickhouse
+        .client()
+        .query(
+            "INSERT INTO view_facts (date, video_id, session_id, start_ms, is_view, watch_seconds, viewer, view_user, \
+             version) VALUES (toDate(toDateTime(intDiv(?, 1000))), ?, ?, ?, 1, 1000, ?, ?, ?)",
+        )
+        .bind(start_ms)
+        .bind(video_id)
+        .bind(session)
+        .bind(start_ms)
+        .bind(format!("u:{user}"))
+        .bind(user)
+        .bind(1u64 << 62)
+        .execute()
+        .await
+        .unwrap();
+}
+
+fn watch_time(answer: &Value) -> f64 {
+    answer["watch_time_seconds"].as_f64().unwrap_or_else(|| panic!("no watch time in {answer}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_and_user_reads_with_nothing_new_since_the_pass_read_its_facts_and_stay_exact_at_once() {
+    // The defaults: stored facts for top videos, and for video and user
+    // reads only when nothing of theirs arrived after the newest pass.
+    let api = Api::start(no_cache(), None).await;
+    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+    let base = (now_ms / HOUR_MS - 13) * HOUR_MS;
+    api.insert(&scenario(base)).await;
+    let today = chrono::Utc::now().date_naive();
+    let range = format!("startDate={}&endDate={today}", today.pred_opt().unwrap());
+    let (video, user) = (format!("/api/metrics/video/v1?{range}"), format!("/api/metrics/user/u1?{range}"));
+    let (exact_video, exact_user) = (api.ok(&video).await, api.ok(&user).await);
+    assert_eq!((exact_video["views"].as_u64(), exact_user["views"].as_u64()), (Some(2), Some(2)), "no pass yet");
+
+    facts_pass(&api).await;
+    assert_eq!(api.ok(&video).await, exact_video, "the pass's stored facts answer like the rebuild");
+    assert_eq!(api.ok(&user).await, exact_user, "the pass's stored facts answer like the rebuild");
+    // A tampered stored view shows: these answers do come from the stored
+    // facts alone (no key of theirs is rebuilt).
+    tamper_stored_view(&api, "v1", "s1", "u1", base + 10 * HOUR_MS).await;
+    assert!(watch_time(&api.ok(&video).await) >= 1000.0, "video from the stored facts");
+    assert!(watch_time(&api.ok(&user).await) >= 1000.0, "user from the stored facts");
+
+    // One new view of v1 by u1: the very next read is exact, without any
+    // read margin: the freshness check sees a row younger than the pass, so
+    // the open windows are rebuilt from the raw events (the tampered row is
+    // not read).
+    api.insert(&[event("video_start", "s5", "u1", "v1", base + 12 * HOUR_MS + 5_000, Some(0.0))]).await;
+    let (video_now, user_now) = (api.ok(&video).await, api.ok(&user).await);
+    assert_eq!(video_now["views"], 3, "the new view at once: {video_now}");
+    assert_eq!(user_now["views"], 3, "the new view at once: {user_now}");
+    assert_eq!(watch_time(&video_now), watch_time(&exact_video), "rebuilt: {video_now}");
+    assert_eq!(watch_time(&user_now), watch_time(&exact_user), "rebuilt: {user_now}");
+    // After the next pass, settled again: the stored facts (the new view
+    // included, the tampered row still the newest of its start).
+    facts_pass(&api).await;
+    let settled = api.ok(&video).await;
+    assert_eq!(settled["views"], 3, "{settled}");
+    assert!(watch_time(&settled) >= 1000.0, "{settled}");
+    api.stop().await;
+}

@@ -53,15 +53,34 @@ pub async fn split(
     // hold no view of the scope at all (the open hour of most videos), which
     // a read then skips.
     let pass = async {
-        match uses_stored_facts(config, scope) {
-            true => facts::fetch_newest_pass(client).await,
-            false => Ok(None),
+        match config.stored_facts {
+            StoredFactsUse::Off => Ok(None),
+            _ => facts::fetch_newest_pass(client).await,
         }
     };
     let (markers, last_inserted, pass) =
         tokio::join!(markers, views::fetch_last_inserted(client, scope, grain, horizon), pass);
-    let stored = pass?.and_then(|pass| stored_facts(&pass, config, scope));
-    Ok(exact_split(windows, &markers?, &last_inserted?, grain, horizon, stored))
+    let (pass, last_inserted) = (pass?, last_inserted?);
+    let stored = pass.as_ref().and_then(|pass| stored_facts(pass, config, scope));
+    let mut split = exact_split(windows, &markers?, &last_inserted, grain, horizon, stored);
+    if let Some(pass) = pass {
+        settle_from_pass(&mut split, &last_inserted, grain, &pass);
+    }
+    Ok(split)
+}
+
+/// When nothing of the split's raw windows was inserted after `pass`
+/// (by the freshness check's `last_inserted`, per window) and the pass
+/// stored facts for all of them, reads them from the stored facts alone:
+/// exact at once, and no view rebuild (one costs 18.16 tens of
+/// milliseconds even when it finds little). Most videos and users have no
+/// view with a row younger than the last pass, a few seconds old.
+fn settle_from_pass(split: &mut Split, last_inserted: &BTreeMap<u32, u32>, grain: Grain, pass: &PassRow) {
+    let settled = facts::StoredFacts::settled(pass.covered_until, pass.from_ms);
+    let untouched = split.raw.iter().all(|w| last_inserted.get(w).is_some_and(|&t| t <= pass.covered_until));
+    if untouched && settled.covers(grain, &split.raw) {
+        split.facts = Some(settled);
+    }
 }
 
 /// [`split`] for top videos (`windows` ascending hours, not empty).
@@ -163,6 +182,25 @@ fn stored_facts(pass: &PassRow, config: &FreshnessConfig, scope: Scope<'_>) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_windows_with_nothing_inserted_after_the_pass_read_its_facts_alone() {
+        let pass = PassRow { version: 1, covered_until: 1_000, from_ms: 10 * 3_600_000, open_views: 0, now: 5_000 };
+        let split = |raw: Vec<u32>| Split { raw, ..Split::default() };
+        let settled = |raw: Vec<u32>, last: &[(u32, u32)]| {
+            let mut split = split(raw);
+            settle_from_pass(&mut split, &last.iter().copied().collect(), Grain::Hour, &pass);
+            split.facts
+        };
+        assert_eq!(settled(vec![10, 12], &[(10, 999), (12, 1_000)]), Some(StoredFacts::settled(1_000, pass.from_ms)));
+        // One window with a younger row keeps the whole rebuild…
+        assert_eq!(settled(vec![10, 12], &[(10, 999), (12, 1_001)]), None);
+        // …and so do a window the check did not cover (before the horizon)
+        // and a window before the pass's facts begin.
+        assert_eq!(settled(vec![10, 12], &[(12, 3)]), None);
+        assert_eq!(settled(vec![9, 12], &[(9, 3), (12, 3)]), None);
+        assert_eq!(settled(vec![], &[]), None);
+    }
 
     #[test]
     fn top_videos_answer_as_of_a_pass_only_when_it_is_busy_and_recent() {
