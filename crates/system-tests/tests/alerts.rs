@@ -19,11 +19,10 @@ use std::{
     process::Command,
 };
 
-use service_kit::testing;
+mod repo;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use repo::{crate_sources, helm, read, root};
+use service_kit::testing;
 
 fn chart() -> PathBuf {
     root().join("helm/analytics-alerts")
@@ -35,10 +34,6 @@ fn rules_file() -> PathBuf {
 
 fn tests_file() -> PathBuf {
     chart().join("files/alerts.test.yml")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The alert names of a rules file, in order.
@@ -122,22 +117,7 @@ fn every_alert_links_its_runbook() {
 fn the_rules_name_metrics_the_services_export() {
     let rules = read(&rules_file());
     let doc = read(&root().join("docs/observability.md"));
-    let mut sources = String::new();
-    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
-        let src = entry.unwrap().path().join("src");
-        let mut stack = vec![src];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    sources.push_str(&read(&path));
-                }
-            }
-        }
-    }
+    let sources = crate_sources();
     let names: BTreeSet<&str> = rules
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|word| word.starts_with("analytics_service_"))
@@ -147,17 +127,6 @@ fn the_rules_name_metrics_the_services_export() {
         assert!(doc.contains(&format!("`{name}`")), "{name} is not documented in docs/observability.md");
         assert!(sources.contains(&format!("\"{name}\"")), "no crate writes {name}");
     }
-}
-
-/// `$HELM` (set by `cargo xtask test` and .ci/run), else helm on PATH, else `~/go/bin/helm`.
-fn helm() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let candidates = [std::env::var_os("HELM").map(PathBuf::from), Some("helm".into()), Some(home.join("go/bin/helm"))];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|candidate| Command::new(candidate).arg("version").output().is_ok_and(|o| o.status.success()))
-        .expect("helm not found on PATH or in ~/go/bin: `go install helm.sh/helm/v4/cmd/helm@v4.3.2` (.ci/run does)")
 }
 
 #[test]
