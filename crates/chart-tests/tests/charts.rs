@@ -424,7 +424,12 @@ fn each_chart_ships_its_dashboard_for_the_grafana_sidecar() {
             assert_eq!(data.keys().collect::<Vec<_>>(), [file], "{chart}/{}: the ConfigMap's keys", render.label);
             let rendered: Value = serde_json::from_str(data[file].as_str().unwrap())
                 .unwrap_or_else(|e| panic!("{chart}/{}: the rendered dashboard is not JSON: {e}", render.label));
-            assert!(rendered == source, "{chart}/{}: the rendered dashboard differs from {}", render.label, path.display());
+            assert!(
+                rendered == source,
+                "{chart}/{}: the rendered dashboard differs from {}",
+                render.label,
+                path.display()
+            );
             if render.label == "full" || render.label == "custom" {
                 assert_eq!(
                     maps[0]["metadata"]["annotations"]["grafana_folder"], "Video analytics",

@@ -224,7 +224,9 @@ fn the_document_lists_every_key_of_every_config_with_its_type_default_and_enviro
             let key = row[0].trim_matches('`');
             let Some(written) = rows.get(key) else { continue };
             if written != &row {
-                problems.push(format!("{service}: `{key}` is documented as\n    {written:?}\n  the struct says\n    {row:?}"));
+                problems.push(format!(
+                    "{service}: `{key}` is documented as\n    {written:?}\n  the struct says\n    {row:?}"
+                ));
             }
             if row[1] == "optional ?" || (actual[key].is_null() && !row[1].starts_with("optional ")) {
                 problems.push(format!("{service}: `{key}` is unset by default: write its type as `optional <type>`"));

@@ -114,11 +114,8 @@ fn variables_used(expr: &str) -> BTreeSet<String> {
     while let Some(i) = rest.find('$') {
         rest = &rest[i + 1..];
         let braced = rest.starts_with('{');
-        let name: String = rest
-            .trim_start_matches('{')
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+        let name: String =
+            rest.trim_start_matches('{').chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
         if name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
             used.insert(name.clone());
         }
@@ -138,8 +135,20 @@ fn substituted(expr: &str) -> String {
 }
 
 const AGGREGATIONS: &[&str] = &[
-    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile",
-    "limitk", "limit_ratio",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
 ];
 const GROUPING: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
 const KEYWORDS: &[&str] = &["bool", "and", "or", "unless", "offset", "atan2", "inf", "nan", "start", "end"];
@@ -224,7 +233,8 @@ fn metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
                     i += 1;
                 }
                 last_was_name = false;
-            } else if call || AGGREGATIONS.contains(&word.as_str()) || KEYWORDS.contains(&word.to_lowercase().as_str()) {
+            } else if call || AGGREGATIONS.contains(&word.as_str()) || KEYWORDS.contains(&word.to_lowercase().as_str())
+            {
                 last_was_name = false;
             } else {
                 names.insert(word);
@@ -263,10 +273,8 @@ fn the_extractor_finds_every_selector_and_nothing_else() {
 
 #[test]
 fn every_dashboard_is_valid_grafana_json_on_the_datasource_variable() {
-    let files: BTreeSet<String> = std::fs::read_dir(dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let files: BTreeSet<String> =
+        std::fs::read_dir(dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     let expected: BTreeSet<String> = DASHBOARDS.iter().map(|(stem, _, _)| format!("{stem}.json")).collect();
     assert_eq!(files, expected, "the files of deploy/grafana/dashboards");
     let mut uids = BTreeSet::new();
@@ -360,7 +368,8 @@ fn promtool_parses_every_expression() {
         rules.push_str(&format!("  - name: {stem}\n    rules:\n"));
         for (i, expr) in expressions(&dashboard(stem)).iter().enumerate() {
             let expr = serde_json::to_string(&substituted(expr)).unwrap();
-            rules.push_str(&format!("      - record: dashboard:{}:{i}\n        expr: {expr}\n", stem.replace('-', "_")));
+            rules
+                .push_str(&format!("      - record: dashboard:{}:{i}\n        expr: {expr}\n", stem.replace('-', "_")));
         }
     }
     let dir = std::env::temp_dir().join(testing::unique_name("dashboard-rules"));
