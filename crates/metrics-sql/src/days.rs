@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::{
     Statement,
-    windows::{Grain, Marker, Split},
+    windows::{Grain, Marker, Split, TimeColumn, in_windows},
 };
 
 /// Per video and UTC day, the day's views, completed views and watch time.
@@ -189,7 +189,8 @@ pub fn day_totals(days: &[u32]) -> Statement {
          watch_time_seconds FROM {DAY_TOTALS_TABLE} FINAL WHERE date >= toDate(toDateTime("
     ));
     sql.bind(Grain::Day.start_of(first)).sql(")) AND date <= toDate(toDateTime(").bind(Grain::Day.start_of(last));
-    sql.sql(")) AND has(").bind(days).sql(", toUInt32(toUInt16(date)))");
+    sql.sql(")) AND ");
+    in_windows(&mut sql, "date", TimeColumn::Date, Grain::Day, days);
     sql
 }
 

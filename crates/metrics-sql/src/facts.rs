@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::{
     Statement,
     views::{self, Scope, stored_view_facts, user_keys},
-    windows::Grain,
+    windows::{Grain, TimeColumn, in_windows},
 };
 
 /// Per view start, its facts: written by the facts pass, read by the query API.
@@ -165,8 +165,8 @@ pub fn view_facts(
     if rebuilds {
         sql.sql(" AND (video_id, session_id) NOT IN (").append(&touched).sql(")");
     }
-    sql.sql(" GROUP BY video_id, session_id, start_ms) WHERE newest_is_view = 1 AND has(").bind(windows);
-    sql.sql(&format!(", toUInt32(intDiv(start_ms, {window_ms})))"));
+    sql.sql(" GROUP BY video_id, session_id, start_ms) WHERE newest_is_view = 1 AND ");
+    in_windows(&mut sql, "start_ms", TimeColumn::Millis, grain, windows);
     if let Scope::User(user_id) = scope {
         sql.sql(" AND newest_view_user = ").bind(user_id);
     }
@@ -254,7 +254,8 @@ pub fn pass_totals(windows: &[u32]) -> Statement {
          watch_time_seconds FROM {HOUR_TOTALS_TABLE} FINAL WHERE hour >= toDateTime("
     ));
     sql.bind(Grain::Hour.start_of(first)).sql(") AND hour < toDateTime(").bind(Grain::Hour.start_of(last) + 3600);
-    sql.sql(") AND has(").bind(windows).sql(", toUInt32(intDiv(toUInt32(hour), 3600)))");
+    sql.sql(") AND ");
+    in_windows(&mut sql, "hour", TimeColumn::DateTime, Grain::Hour, windows);
     sql
 }
 

@@ -8,27 +8,24 @@ use crate::{
     EVENTS_BY_RECEIPT_TABLE, Statement, days, deduplicated_rows, facts,
     rows::{VIDEO_METRICS_COLUMNS, user_engagement_rows, video_metric_rows},
     views::Scope,
-    windows::{Grain, Split},
+    windows::{Grain, Split, TimeColumn, in_windows},
 };
 
 /// `SELECT {columns}` over the table rows of `split.aggregated` and the
 /// rows computed for `split.raw`, as one `UNION ALL` (without parentheses).
 fn merged_rows(table: &str, columns: &str, scope: Scope<'_>, split: &Split) -> Statement {
     assert!(split.reads_tables(), "a read needs at least one aggregated or raw window to read");
-    // The key, the window index of a row, and the window column against an instant.
-    let (key, window, (column, instant), grain) = match table {
-        "video_metrics" => ("video_id", "toUInt32(intDiv(toUInt32(hour), 3600))", ("hour", "toDateTime("), Grain::Hour),
-        _ => ("user_id", "toUInt32(toUInt16(date))", ("date", "toDate(toDateTime("), Grain::Day),
+    // The key and the window column.
+    let (key, column, time, grain) = match table {
+        "video_metrics" => ("video_id", "hour", TimeColumn::DateTime, Grain::Hour),
+        _ => ("user_id", "date", TimeColumn::Date, Grain::Day),
     };
-    let close = if grain == Grain::Hour { ")" } else { "))" };
     let mut sql = Statement::default();
-    if let (Some(&first), Some(&last)) = (split.aggregated.first(), split.aggregated.last()) {
+    if !split.aggregated.is_empty() {
         let (outer, inner, group) = newest_version_columns(table, columns);
-        // The range first: it prunes partitions and, after the key, granules.
-        sql.sql(&format!("SELECT {outer} FROM (SELECT {inner} FROM {table} WHERE {column} >= {instant}"));
-        sql.bind(grain.start_of(first)).sql(&format!("{close} AND {column} < {instant}"));
-        sql.bind(grain.start_of(last + 1)).sql(&format!("{close} AND has("));
-        sql.bind(split.aggregated.as_slice()).sql(&format!(", {window})"));
+        // The ranges of the windows: they prune partitions and, after the key, granules.
+        sql.sql(&format!("SELECT {outer} FROM (SELECT {inner} FROM {table} WHERE "));
+        in_windows(&mut sql, column, time, grain, &split.aggregated);
         match scope {
             Scope::All => {}
             Scope::Video(id) | Scope::User(id) => {

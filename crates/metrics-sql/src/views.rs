@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::{
     EVENTS_BY_TIME_TABLE, KEYS_BY_DAY_TABLE, Statement, VIEWS_BY_USER_TABLE,
-    windows::{Grain, VIEW_SPAN_MS},
+    windows::{Grain, TimeColumn, VIEW_SPAN_MS, in_windows},
 };
 
 /// Whose views a statement reads.
@@ -86,8 +86,8 @@ pub fn view_facts(
     let mut sql = Statement::new(&format!(
         "SELECT session_id, video_id, start_ms, intDiv(start_ms, {window_ms}) AS window, {SPAN_EVENTS}, {FACTS} FROM ("
     ));
-    sql.append(&keys_events(table, &filter, "")).sql(") ARRAY JOIN view_starts AS start_ms WHERE has(");
-    sql.bind(windows).sql(&format!(", toUInt32(intDiv(start_ms, {window_ms})))"));
+    sql.append(&keys_events(table, &filter, "")).sql(") ARRAY JOIN view_starts AS start_ms WHERE ");
+    in_windows(&mut sql, "start_ms", TimeColumn::Millis, grain, windows);
     if let Scope::User(user_id) = scope {
         sql.sql(" AND view_user = ").bind(user_id);
     }
@@ -178,14 +178,13 @@ pub(crate) fn user_keys(filter: &mut Statement, user_id: &str, from: u64, to: Op
 /// `windows`)`, of `scope`'s video when it names one.
 fn starts_in_windows(filter: &mut Statement, table: &str, scope: Scope<'_>, grain: Grain, windows: &[u32]) {
     let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else { return };
-    let window_ms = grain.millis();
     filter.sql(&format!(
         " AND (video_id, session_id) IN (SELECT video_id, session_id FROM {table} \
          WHERE event_type = 'video_start' AND timestamp >= toDateTime("
     ));
     filter.bind(grain.start_of(first)).sql(") AND timestamp < toDateTime(");
-    filter.bind(grain.start_of(last) + grain.secs()).sql(") AND has(").bind(windows);
-    filter.sql(&format!(", toUInt32(intDiv(timestamp_ms, {window_ms})))"));
+    filter.bind(grain.start_of(last) + grain.secs()).sql(") AND ");
+    in_windows(filter, "timestamp_ms", TimeColumn::Millis, grain, windows);
     if let Scope::Video(video_id) = scope {
         filter.sql(" AND video_id = ").bind(video_id);
     }
