@@ -107,6 +107,11 @@ pub struct QueriesArgs {
     /// instead of posting it to a release ingest-gateway and stream-processor.
     #[arg(long)]
     pub direct_ingest: bool,
+    /// Run only the cases whose name contains one of these (comma-separated,
+    /// e.g. `video,user`); a partial run is for checking a change and should
+    /// not be recorded (use it with `--no-write`).
+    #[arg(long, value_delimiter = ',')]
+    pub cases: Vec<String>,
 }
 
 mod live;
@@ -939,7 +944,11 @@ async fn measure_all(
     let events_of = |id: &str| videos.iter().find(|v| v.id == id).map_or(0, |v| v.c);
     let (median_video, tail) = pick(&videos).context("the fixture has no videos")?;
     let (user, _) = pick(&users).context("the fixture has no users")?;
-    let cases = cases(now.date_naive(), &hot, &median_video, &tail, &user);
+    let mut cases = cases(now.date_naive(), &hot, &median_video, &tail, &user);
+    if !args.cases.is_empty() {
+        cases.retain(|case| args.cases.iter().any(|wanted| case.name.contains(wanted.as_str())));
+        anyhow::ensure!(!cases.is_empty(), "no case matches --cases {}", args.cases.join(","));
+    }
 
     // The aggregator as a service for its facts passes only (the windows are
     // aggregated above), every 5 s as deployed.
