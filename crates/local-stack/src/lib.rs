@@ -7,19 +7,23 @@
 //! - [`process`]: background processes with a log file, pid files, liveness, stopping.
 //! - [`probe`]: the real requests that prove a server answers, and waiting for them.
 //! - [`scratch`]: servers of a test's own (free ports, a temporary directory)
-//!   that the test may stop and start again without disturbing the shared stack.
+//!   that the test may stop and start again without disturbing the shared stack,
+//!   PostgreSQL and Kafka among them also with TLS.
+//! - [`tls`]: a throwaway CA and server certificate (and an unrelated CA) made with `openssl`.
 
 pub mod probe;
 pub mod process;
 pub mod scratch;
 pub mod servers;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-pub use scratch::{Scratch, ScratchClickHouse, ScratchKafka};
+pub use scratch::{Scratch, ScratchClickHouse, ScratchKafka, ScratchPostgres};
 pub use servers::{Kind, NativeServer, clickhouse::ClickHouse, kafka::Kafka, postgres::Postgres, redis::Redis, spawn};
+pub use tls::TestPki;
 
 /// The repository root (the workspace directory).
 pub fn workspace_root() -> PathBuf {

@@ -31,18 +31,29 @@ use anyhow::{Context, Result, bail};
 use crate::{
     probe::{self, NotAnswering},
     process::{self, Detach},
-    servers::{self, NativeServer, clickhouse::ClickHouse, kafka::Kafka},
+    servers::{
+        self, NativeServer,
+        clickhouse::ClickHouse,
+        kafka::Kafka,
+        postgres::{Configured, Postgres},
+    },
+    tls::TestPki,
 };
 
 /// A scratch ClickHouse (`start`, `url`, and [`Scratch`]'s stop and restart).
 pub type ScratchClickHouse = Scratch<ClickHouse>;
 /// A scratch single-node Kafka in KRaft mode (`start`, `bootstrap`, and [`Scratch`]'s stop and restart).
 pub type ScratchKafka = Scratch<Kafka>;
+/// A scratch PostgreSQL cluster with the `analytics` role and database
+/// (`start`, `start_tls`, `url`, and [`Scratch`]'s stop and restart).
+pub type ScratchPostgres = Scratch<Configured>;
 
 /// How long a ClickHouse start may take until it answers `SELECT 1`.
 const CLICKHOUSE_DEADLINE: Duration = Duration::from_secs(30);
 /// A JVM start plus the KRaft election, on a busy machine.
 const KAFKA_DEADLINE: Duration = Duration::from_secs(60);
+/// `initdb`, the first start and creating the role and database.
+const POSTGRES_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a server may take to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 /// The file in a scratch directory holding the server's pid.
@@ -54,6 +65,8 @@ pub struct Scratch<S: NativeServer> {
     dir: PathBuf,
     deadline: Duration,
     pid: Option<u32>,
+    /// Further listeners by name (a TLS Kafka's `SSL`, `SASL_SSL`) and their `host:port`.
+    listeners: Vec<(String, String)>,
 }
 
 impl Scratch<ClickHouse> {
@@ -63,7 +76,7 @@ impl Scratch<ClickHouse> {
         let dir = new_dir("clickhouse")?;
         let [http_port, tcp_port] = free_ports()?;
         let server = ClickHouse { log: dir.join("clickhouse.log"), dir: dir.clone(), http_port, tcp_port };
-        Self::launch_new(server, dir, CLICKHOUSE_DEADLINE).await
+        Self::launch_new(server, dir, CLICKHOUSE_DEADLINE, Vec::new()).await
     }
 
     /// The HTTP endpoint, `http://127.0.0.1:<port>`.
@@ -77,6 +90,29 @@ impl Scratch<Kafka> {
     /// ports in a new directory, fetching the broker jars first if they are
     /// not cached yet, and waits (up to 60 s) until it answers a metadata request.
     pub async fn start() -> Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// [`Self::start`] with two more listeners that speak TLS with `pki`'s
+    /// server certificate (PEM keystore): `SSL` and `SASL_SSL`, the latter
+    /// with SASL/PLAIN and the accounts `users` (name, password). The
+    /// plaintext listener stays for the readiness probe; a client that
+    /// bootstraps from a TLS listener is told only that listener's address.
+    pub async fn start_tls(pki: &TestPki, users: &[(&str, &str)]) -> Result<Self> {
+        Self::start_with(Some((pki, users))).await
+    }
+
+    /// `127.0.0.1:<port>` of the `SSL` listener of [`Self::start_tls`].
+    pub fn ssl_bootstrap(&self) -> Option<String> {
+        self.listener("SSL")
+    }
+
+    /// `127.0.0.1:<port>` of the `SASL_SSL` listener of [`Self::start_tls`].
+    pub fn sasl_ssl_bootstrap(&self) -> Option<String> {
+        self.listener("SASL_SSL")
+    }
+
+    async fn start_with(tls: Option<(&TestPki, &[(&str, &str)])>) -> Result<Self> {
         let dir = new_dir("kafka")?;
         let download_log = dir.join("kafka-download.log");
         let jars = tokio::task::spawn_blocking(move || -> Result<PathBuf> {
@@ -86,7 +122,38 @@ impl Scratch<Kafka> {
         .await
         .context("the jar fetching task failed")?
         .context("fetching the Kafka jars")?;
-        let [broker_port, controller_port] = free_ports()?;
+        let [broker_port, controller_port, ssl_port, sasl_ssl_port] = free_ports()?;
+        // One partition for the internal topics: a fresh node is ready sooner.
+        let mut extra_properties: Vec<String> =
+            ["offsets.topic.num.partitions=1", "transaction.state.log.num.partitions=1"].map(String::from).to_vec();
+        let mut listeners = Vec::new();
+        if let Some((pki, users)) = tls {
+            let ssl = format!("127.0.0.1:{ssl_port}");
+            let sasl_ssl = format!("127.0.0.1:{sasl_ssl_port}");
+            let accounts: String =
+                users.iter().map(|(name, password)| format!(" user_{name}=\"{password}\"")).collect();
+            // Later lines of a properties file win: these replace the generated listeners.
+            extra_properties.extend([
+                format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port},\
+                     SSL://{ssl},SASL_SSL://{sasl_ssl}"
+                ),
+                format!("advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port},SSL://{ssl},SASL_SSL://{sasl_ssl}"),
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL"
+                    .into(),
+                "ssl.keystore.type=PEM".into(),
+                format!("ssl.keystore.location={}", pki.server_keystore.display()),
+                "ssl.truststore.type=PEM".into(),
+                format!("ssl.truststore.location={}", pki.ca_cert.display()),
+                "ssl.client.auth=none".into(),
+                "sasl.enabled.mechanisms=PLAIN".into(),
+                format!(
+                    "listener.name.sasl_ssl.plain.sasl.jaas.config=\
+                     org.apache.kafka.common.security.plain.PlainLoginModule required{accounts};"
+                ),
+            ]);
+            listeners = vec![("SSL".to_owned(), ssl), ("SASL_SSL".to_owned(), sasl_ssl)];
+        }
         let server = Kafka {
             jars,
             log: dir.join("kafka.log"),
@@ -94,12 +161,9 @@ impl Scratch<Kafka> {
             broker_port,
             controller_port,
             java_options: ["-Xmx256m", "-Xms64m", "-XX:TieredStopAtLevel=1"].map(String::from).to_vec(),
-            // One partition for the internal topics: a fresh node is ready sooner.
-            extra_properties: ["offsets.topic.num.partitions=1", "transaction.state.log.num.partitions=1"]
-                .map(String::from)
-                .to_vec(),
+            extra_properties,
         };
-        Self::launch_new(server, dir, KAFKA_DEADLINE).await
+        Self::launch_new(server, dir, KAFKA_DEADLINE, listeners).await
     }
 
     /// `127.0.0.1:<port>`, for `bootstrap.servers`.
@@ -108,9 +172,43 @@ impl Scratch<Kafka> {
     }
 }
 
+impl Scratch<Configured> {
+    /// Starts a PostgreSQL cluster (`initdb`, then the server) on a free
+    /// port in a new directory with `settings` (`-c name=value`), creates the
+    /// `analytics` role and database, and waits (up to 60 s) until it answers
+    /// a query as `analytics`.
+    pub async fn start(settings: &[(&str, &str)]) -> Result<Self> {
+        let postgres = Self::postgres()?;
+        let settings = settings.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+        let dir = postgres.dir.clone();
+        Self::launch_new(Configured { postgres, settings, files: Vec::new() }, dir, POSTGRES_DEADLINE, Vec::new()).await
+    }
+
+    /// [`Self::start`] with `ssl=on` and `pki`'s server certificate and key.
+    /// Clients may still connect without TLS (`host` lines in `pg_hba.conf`).
+    pub async fn start_tls(pki: &TestPki) -> Result<Self> {
+        let postgres = Self::postgres()?;
+        let dir = postgres.dir.clone();
+        let server = Configured::tls(postgres, &pki.server_cert, &pki.server_key);
+        Self::launch_new(server, dir, POSTGRES_DEADLINE, Vec::new()).await
+    }
+
+    fn postgres() -> Result<Postgres> {
+        let dir = new_dir("postgres")?;
+        let [port] = free_ports()?;
+        let tag = servers::postgres::short_hash(&dir);
+        Ok(Postgres { log: dir.join("postgres.log"), dir, port, tag })
+    }
+
+    /// `postgres://analytics:analytics@127.0.0.1:<port>/analytics`
+    pub fn url(&self) -> String {
+        self.server.postgres.url()
+    }
+}
+
 impl<S: NativeServer + Clone + Send + Sync + 'static> Scratch<S> {
-    async fn launch_new(server: S, dir: PathBuf, deadline: Duration) -> Result<Self> {
-        let mut scratch = Self { server, dir, deadline, pid: None };
+    async fn launch_new(server: S, dir: PathBuf, deadline: Duration, listeners: Vec<(String, String)>) -> Result<Self> {
+        let mut scratch = Self { server, dir, deadline, pid: None, listeners };
         // On failure the value is dropped here: the process is killed and the directory removed.
         scratch.launch().await?;
         Ok(scratch)
@@ -141,6 +239,11 @@ impl<S: NativeServer + Clone + Send + Sync + 'static> Scratch<S> {
             bail!("scratch {} is still running (pid {pid}); stop it first", S::KIND.name);
         }
         self.launch().await
+    }
+
+    /// `host:port` of the further listener `name` (see [`Scratch::<Kafka>::start_tls`]).
+    pub fn listener(&self, name: &str) -> Option<String> {
+        self.listeners.iter().find(|(n, _)| n == name).map(|(_, addr)| addr.clone())
     }
 
     /// The server's pid while it runs.
@@ -179,6 +282,9 @@ impl<S: NativeServer + Clone + Send + Sync + 'static> Scratch<S> {
         process::write_pid(&self.dir.join(PID_FILE), pid)?;
 
         let server = &self.server;
+        if let Err(error) = server.prepare(pid, self.deadline).await {
+            return Err(error.context(format!("preparing scratch {name} (pid {pid})")));
+        }
         match probe::until_answers(Some(pid), self.deadline, || server.probe(), |_| {}).await {
             Ok(_) => Ok(()),
             Err(NotAnswering::Exited) => {

@@ -701,6 +701,11 @@ pub struct ClickHouseConfig {
     /// `log_queries = "1"` to record them in `system.query_log` (benchmarks,
     /// diagnosis). Limits a service sets per query class win over these.
     pub settings: BTreeMap<String, String>,
+    /// PEM file of the CA certificates trusted for an `https://` endpoint,
+    /// instead of the system store (a private CA, a managed service's
+    /// bundle). The server's certificate must also name the host. Unset:
+    /// the system store.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ClickHouseConfig {
@@ -713,11 +718,30 @@ impl Default for ClickHouseConfig {
             user: "default".into(),
             password: String::new(),
             settings: BTreeMap::new(),
+            ca_file: None,
         }
     }
 }
 
 impl ClickHouseConfig {
+    /// The problems of this section, each naming its key: a CA file that
+    /// cannot be read, or one given for a plain `http://` endpoint.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(path) = &self.ca_file {
+            if !self.endpoint().starts_with("https://") {
+                problems.push(format!(
+                    "clickhouse.ca_file is set ({}) but the endpoint {} is not https://",
+                    path.display(),
+                    self.endpoint()
+                ));
+            } else if let Err(error) = crate::tls::Roots::from_option(Some(path), "clickhouse.ca_file").load() {
+                problems.push(error.to_string());
+            }
+        }
+        problems
+    }
+
     /// The HTTP endpoint, e.g. `http://127.0.0.1:8123`.
     pub fn endpoint(&self) -> String {
         if !self.url.is_empty() {
@@ -738,12 +762,24 @@ impl ClickHouseConfig {
     }
 
     /// A client with no database selected (for `CREATE DATABASE`).
+    ///
+    /// An `https://` endpoint is reached over TLS (rustls), trusting
+    /// [`Self::ca_file`] or the system store. When those certificates cannot
+    /// be read, the error is logged and the client trusts no CA, so every
+    /// request fails (the probe reports it) instead of going out unchecked;
+    /// [`Self::problems`] reports it at start.
     pub fn server_client(&self) -> clickhouse::Client {
-        let client = clickhouse::Client::default()
-            .with_url(self.endpoint())
-            .with_user(&self.user)
-            .with_password(&self.password)
-            .with_validation(false);
+        let endpoint = self.endpoint();
+        let base = if endpoint.starts_with("https://") {
+            let roots = crate::tls::Roots::from_option(self.ca_file.as_deref(), "clickhouse.ca_file");
+            crate::tls::clickhouse::client(&roots).unwrap_or_else(|error| {
+                tracing::error!(error = %error, "cannot set up TLS for clickhouse; every request will fail");
+                crate::tls::clickhouse::client_trusting_nothing()
+            })
+        } else {
+            clickhouse::Client::default()
+        };
+        let client = base.with_url(endpoint).with_user(&self.user).with_password(&self.password).with_validation(false);
         self.settings.iter().fold(client, |client, (name, value)| client.with_setting(name, value))
     }
 }
@@ -758,6 +794,11 @@ pub struct PostgresConfig {
     /// Budget of connecting, and of waiting for a pooled connection (`"3s"`).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// PEM file of the CA certificates that sign the server's certificate,
+    /// for `sslmode=verify-ca`/`verify-full` (and `require`/`prefer`, which
+    /// then check the chain as libpq does with a root certificate).
+    /// `sslrootcert` in the URL wins; unset: the system store.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl PostgresConfig {
@@ -766,6 +807,9 @@ impl PostgresConfig {
         let mut problems = Vec::new();
         if self.pool_size == 0 {
             problems.push("postgres.pool_size must be at least 1".to_owned());
+        }
+        if let Err(error) = crate::tls::postgres::settings(&self.url, self.ca_file.as_deref()) {
+            problems.push(format!("postgres.url: {error:#}"));
         }
         problems
     }
@@ -777,6 +821,7 @@ impl Default for PostgresConfig {
             url: "postgres://analytics:analytics@127.0.0.1:5432/analytics".into(),
             pool_size: 8,
             connect_timeout: Duration::from_secs(3),
+            ca_file: None,
         }
     }
 }
@@ -788,11 +833,37 @@ pub struct RedisConfig {
     pub url: String,
     /// Prepended to every key; tests use a unique one.
     pub key_prefix: String,
+    /// PEM file of the CA certificates trusted for a `rediss://` URL (TLS),
+    /// instead of the system store. The server's certificate must name the
+    /// host. Unset: the system store.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:6379".into(), key_prefix: "analytics:".into() }
+        Self { url: "redis://127.0.0.1:6379".into(), key_prefix: "analytics:".into(), ca_file: None }
+    }
+}
+
+impl RedisConfig {
+    /// Whether the URL asks for TLS (`rediss://`, `valkeys://`).
+    pub fn tls(&self) -> bool {
+        let scheme = self.url.split("://").next().unwrap_or_default();
+        scheme.starts_with("rediss") || scheme.starts_with("valkeys")
+    }
+
+    /// The problems of this section, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(path) = &self.ca_file {
+            if !self.tls() {
+                problems
+                    .push(format!("redis.ca_file is set ({}) but redis.url is not rediss:// (TLS)", path.display()));
+            } else if let Err(error) = crate::tls::Roots::from_option(Some(path), "redis.ca_file").load() {
+                problems.push(error.to_string());
+            }
+        }
+        problems
     }
 }
 

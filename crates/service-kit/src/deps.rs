@@ -10,6 +10,22 @@ use crate::{
     ops::{Probe, ProbeFuture},
 };
 
+/// `error` and its sources, `: `-separated: a failed TLS handshake says
+/// why (`invalid peer certificate: UnknownIssuer`) only in a source.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 pub mod kafka {
     use super::*;
     use rdkafka::{
@@ -356,7 +372,7 @@ pub mod clickhouse {
 
         fn check(&self) -> ProbeFuture<'_> {
             Box::pin(async move {
-                let one: u8 = self.client.query("SELECT 1").fetch_one().await.map_err(|e| e.to_string())?;
+                let one: u8 = self.client.query("SELECT 1").fetch_one().await.map_err(|e| error_chain(&e))?;
                 if one == 1 { Ok(()) } else { Err(format!("SELECT 1 returned {one}")) }
             })
         }
@@ -368,19 +384,42 @@ pub mod postgres {
     use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
     /// A connection pool. Connections are made lazily, so this succeeds while
-    /// PostgreSQL is down; the probe and the first query tell.
+    /// PostgreSQL is down; the probe and the first query tell. TLS as the
+    /// URL's `sslmode` says ([`crate::tls::postgres::settings`]).
     pub fn pool(cfg: &PostgresConfig) -> anyhow::Result<Pool> {
-        let mut pg: tokio_postgres::Config =
-            cfg.url.parse().map_err(|e| anyhow::anyhow!("invalid postgres url: {e}"))?;
-        pg.connect_timeout(cfg.connect_timeout);
-        let manager =
-            Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let (pg, tls) = connect_config(cfg)?;
+        let manager = Manager::from_config(pg, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         Ok(Pool::builder(manager)
             .max_size(cfg.pool_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(cfg.connect_timeout))
             .create_timeout(Some(cfg.connect_timeout))
             .build()?)
+    }
+
+    /// The connection settings of `cfg` (its URL with `sslmode`,
+    /// `sslrootcert`, … taken out, and `connect_timeout`) and the TLS
+    /// connector to use with them.
+    pub fn connect_config(
+        cfg: &PostgresConfig,
+    ) -> anyhow::Result<(tokio_postgres::Config, crate::tls::postgres::PgTls)> {
+        let settings = crate::tls::postgres::settings(&cfg.url, cfg.ca_file.as_deref())?;
+        let mut pg = settings.config;
+        pg.connect_timeout(cfg.connect_timeout);
+        Ok((pg, settings.tls))
+    }
+
+    /// Opens one connection as `cfg` says (TLS included) and drives it on a
+    /// task of its own; the task ends when the client is dropped.
+    pub async fn connect(cfg: &PostgresConfig) -> anyhow::Result<tokio_postgres::Client> {
+        let (pg, tls) = connect_config(cfg)?;
+        let (client, connection) = pg.connect(tls).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "postgres connection ended");
+            }
+        });
+        Ok(client)
     }
 
     /// `cfg` pointed at database `name` on the same server: the database of
@@ -430,8 +469,8 @@ pub mod postgres {
 
         fn check(&self) -> ProbeFuture<'_> {
             Box::pin(async move {
-                let client = self.pool.get().await.map_err(|e| e.to_string())?;
-                client.simple_query("SELECT 1").await.map_err(|e| e.to_string())?;
+                let client = self.pool.get().await.map_err(|e| error_chain(&e))?;
+                client.simple_query("SELECT 1").await.map_err(|e| error_chain(&e))?;
                 Ok(())
             })
         }
@@ -443,9 +482,23 @@ pub mod redis {
     use fred::prelude::{ClientLike, Config, ReconnectPolicy};
 
     /// A Redis client that connects in the background and reconnects forever,
-    /// so the service starts (unready) while Redis is down.
+    /// so the service starts (unready) while Redis is down. A `rediss://`
+    /// URL connects over TLS (rustls), trusting `redis.ca_file` or the
+    /// system store and checking that the certificate names the host.
     pub fn client(cfg: &RedisConfig) -> anyhow::Result<fred::clients::Client> {
-        let config = Config::from_url(&cfg.url).map_err(|e| anyhow::anyhow!("invalid redis url: {e}"))?;
+        let mut config = Config::from_url(&cfg.url).map_err(|e| anyhow::anyhow!("invalid redis url: {e}"))?;
+        if let Some(path) = &cfg.ca_file {
+            anyhow::ensure!(
+                cfg.tls(),
+                "redis.ca_file is set ({}) but redis.url is not rediss:// (TLS)",
+                path.display()
+            );
+        }
+        if config.tls.is_some() {
+            let roots = crate::tls::Roots::from_option(cfg.ca_file.as_deref(), "redis.ca_file");
+            let tls = crate::tls::client_config(&roots, crate::tls::Verify::Full, None)?;
+            config.tls = Some(fred::prelude::TlsConnector::from(tls).into());
+        }
         let client = fred::types::Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(2);

@@ -10,6 +10,8 @@
 //! - [`auth`]: API keys and tokens (scopes, PostgreSQL rows, cached store,
 //!   middleware); [`rate`]: rate limits per key or client IP.
 //! - [`deps`]: clients for Kafka, ClickHouse, PostgreSQL and Redis, and their probes.
+//! - [`tls`]: rustls client configurations (CA file or system store, libpq's
+//!   `sslmode`) for PostgreSQL, ClickHouse over HTTPS and Redis over TLS.
 //! - [`migrate`]: versioned ClickHouse and PostgreSQL migrations from `schemas/`.
 //! - [`service`]: the shared `main`: config, logging, bind, run until a signal.
 //! - the global allocator (mimalloc) of every binary that links this crate.
@@ -32,6 +34,7 @@ pub mod routes;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -117,6 +117,10 @@ pub enum MigrateError {
         source: clickhouse::error::Error,
     },
 
+    /// `postgres.url`'s TLS settings (`sslmode`, a CA file) are unusable.
+    #[error("PostgreSQL: {0}")]
+    PostgresSettings(String),
+
     #[error("PostgreSQL: {context}: {message}")]
     Postgres {
         context: String,
@@ -254,14 +258,14 @@ pub async fn apply_postgres_migrations(cfg: &PostgresConfig, migrations: &[Migra
         }
     };
 
-    let mut pg_config: tokio_postgres::Config =
-        cfg.url.parse().map_err(pg_err("parsing DATABASE_URL (postgres.url)"))?;
+    let settings = crate::tls::postgres::settings(&cfg.url, cfg.ca_file.as_deref())
+        .map_err(|e| MigrateError::PostgresSettings(format!("DATABASE_URL (postgres.url): {e:#}")))?;
+    let (mut pg_config, tls) = (settings.config, settings.tls);
     if !cfg.connect_timeout.is_zero() {
         pg_config.connect_timeout(cfg.connect_timeout);
     }
     let target = describe_postgres(&pg_config);
-    let (mut client, connection) =
-        pg_config.connect(tokio_postgres::NoTls).await.map_err(pg_err(&format!("connecting to {target}")))?;
+    let (mut client, connection) = pg_config.connect(tls).await.map_err(pg_err(&format!("connecting to {target}")))?;
     let connection = tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::warn!(error = %err, "PostgreSQL migration connection ended with an error");

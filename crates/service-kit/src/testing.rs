@@ -51,7 +51,11 @@ pub fn postgres_config() -> PostgresConfig {
 
 /// Redis of the local stack with a key prefix unique to this test.
 pub fn redis_config() -> RedisConfig {
-    RedisConfig { url: env_or("REDIS_URL", "redis://127.0.0.1:6379"), key_prefix: format!("{}:", unique_name("test")) }
+    RedisConfig {
+        url: env_or("REDIS_URL", "redis://127.0.0.1:6379"),
+        key_prefix: format!("{}:", unique_name("test")),
+        ca_file: None,
+    }
 }
 
 /// A ClickHouse database of its own, with every migration applied.

@@ -39,6 +39,13 @@ pub trait NativeServer {
     fn command(&self) -> Result<Command>;
     /// Sends the real request to it.
     fn probe(&self) -> impl Future<Output = Result<String>> + Send;
+    /// What must happen after the process `pid` started and before the
+    /// probe can pass (PostgreSQL: creating the `analytics` role and
+    /// database); waits at most `deadline`. Nothing by default.
+    fn prepare(&self, pid: u32, deadline: std::time::Duration) -> impl Future<Output = Result<()>> + Send {
+        let _ = (pid, deadline);
+        async { Ok(()) }
+    }
 }
 
 /// Prepares `server` and starts it in the background with its output appended

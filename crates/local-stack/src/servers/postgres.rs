@@ -279,3 +279,67 @@ impl NativeServer for Postgres {
         probe::postgres(&self.url()).await
     }
 }
+
+/// A [`Postgres`] with extra server settings (`-c name=value`), and files
+/// copied into its directory, owned by the cluster's account with mode 0600
+/// (a TLS key must be): a scratch server with `ssl=on`, say.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    pub postgres: Postgres,
+    /// `name=value` settings; a value may name a copied file as `{dir}/<name>`.
+    pub settings: Vec<(String, String)>,
+    /// Files to copy into the cluster's directory: (source, file name).
+    pub files: Vec<(PathBuf, String)>,
+}
+
+impl Configured {
+    /// Settings that turn TLS on with this certificate (chain) and key.
+    pub fn tls(postgres: Postgres, cert: &Path, key: &Path) -> Self {
+        Self {
+            postgres,
+            settings: vec![
+                ("ssl".into(), "on".into()),
+                ("ssl_cert_file".into(), "{dir}/server.crt".into()),
+                ("ssl_key_file".into(), "{dir}/server.key".into()),
+            ],
+            files: vec![(cert.to_path_buf(), "server.crt".into()), (key.to_path_buf(), "server.key".into())],
+        }
+    }
+}
+
+impl NativeServer for Configured {
+    const KIND: Kind = Postgres::KIND;
+
+    fn ports(&self) -> Vec<u16> {
+        self.postgres.ports()
+    }
+
+    fn log(&self) -> &Path {
+        self.postgres.log()
+    }
+
+    fn command(&self) -> Result<Command> {
+        let mut cmd = self.postgres.command()?;
+        let owner = owner()?;
+        let base = self.postgres.paths()?.base;
+        for (source, name) in &self.files {
+            let target = base.join(name);
+            std::fs::copy(source, &target)
+                .with_context(|| format!("copying {} to {}", source.display(), target.display()))?;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))?;
+            chown(&target, owner)?;
+        }
+        for (name, value) in &self.settings {
+            cmd.arg("-c").arg(format!("{name}={}", value.replace("{dir}", &base.to_string_lossy())));
+        }
+        Ok(cmd)
+    }
+
+    async fn probe(&self) -> Result<String> {
+        self.postgres.probe().await
+    }
+
+    async fn prepare(&self, pid: u32, deadline: Duration) -> Result<()> {
+        self.postgres.bootstrap(pid, deadline, |_| {}).await
+    }
+}
