@@ -162,7 +162,8 @@ pub fn redact(url: &str) -> String {
 
 /// A connection to the PostgreSQL at `url` with its migrations applied.
 pub async fn connect(url: &str) -> Result<deadpool_postgres::Object> {
-    let config = PostgresConfig { url: url.to_string(), pool_size: 1, connect_timeout: Duration::from_secs(3) };
+    let config =
+        PostgresConfig { url: url.to_string(), pool_size: 1, connect_timeout: Duration::from_secs(3), ca_file: None };
     let pool = service_kit::deps::postgres::pool(&config)?;
     let client = pool.get().await.map_err(|err| {
         // The pool's message alone ("error connecting to server") hides the cause.

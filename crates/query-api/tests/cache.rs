@@ -74,7 +74,8 @@ async fn failed_computations_are_returned_and_not_cached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_every_call_is_computed_and_counted_as_an_error() {
     service_kit::ops::metrics_handle();
-    let dead = RedisConfig { url: "redis://127.0.0.1:1".into(), key_prefix: testing::unique_name("dead") };
+    let dead =
+        RedisConfig { url: "redis://127.0.0.1:1".into(), key_prefix: testing::unique_name("dead"), ca_file: None };
     let client = redis::client(&dead).unwrap();
     let cache = QueryCache::new(client, &dead.key_prefix, CacheConfig::default());
     let errors = counter("analytics_service_query_cache_errors_total");
