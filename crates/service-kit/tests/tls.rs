@@ -127,7 +127,7 @@ struct Errors(Arc<Mutex<Vec<String>>>);
 
 impl ClientContext for Errors {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.0.lock().unwrap().push(format!("{error}: {reason}"));
+        self.0.lock().expect("errors lock").push(format!("{error}: {reason}"));
     }
 }
 
@@ -148,11 +148,11 @@ fn metadata(cfg: &KafkaConfig, deadline: Duration) -> Result<usize, Vec<String>>
         }
         // Serves the error callbacks.
         let _ = consumer.poll(Duration::from_millis(100));
-        if !errors.0.lock().unwrap().is_empty() {
+        if !errors.0.lock().expect("errors lock").is_empty() {
             break;
         }
     }
-    let seen = errors.0.lock().unwrap().clone();
+    let seen = errors.0.lock().expect("errors lock").clone();
     Err(seen)
 }
 
@@ -243,7 +243,7 @@ struct TlsRedis {
 
 impl TlsRedis {
     async fn start(pki: &TestPki, dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
         let child = std::process::Command::new("redis-server")
             .args(["--port", "0", "--bind", "127.0.0.1", "--tls-port", &port.to_string()])
             .arg("--tls-cert-file")
@@ -322,17 +322,17 @@ async fn redis_over_tls_verifies_the_server() {
 async fn https_proxy(pki: &TestPki, upstream: String) -> u16 {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(&pki.server_cert).unwrap().collect::<Result<_, _>>().unwrap();
-    let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
+        CertificateDer::pem_file_iter(&pki.server_cert).and_then(Iterator::collect).expect("the server certificate");
+    let key = PrivateKeyDer::from_pem_file(&pki.server_key).expect("the server key");
     let config = rustls::ServerConfig::builder_with_provider(service_kit::tls::provider())
         .with_safe_default_protocol_versions()
-        .unwrap()
+        .expect("default protocol versions")
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .unwrap();
+        .expect("a server configuration");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let port = listener.local_addr().expect("bound address").port();
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
