@@ -556,6 +556,10 @@ struct Measured {
     peak_memory: u64,
     statements: usize,
     status_errors: usize,
+    /// Direct runs ClickHouse refused (e.g. its 30 s `max_execution_time`),
+    /// and the first refusal: a result of the case, not the bench's failure.
+    direct_errors: usize,
+    direct_error: Option<String>,
     /// The case's first request was not answered 200: its status and body
     /// (the case is reported with it instead of latencies).
     refused: Option<String>,
@@ -685,8 +689,14 @@ impl Bench {
                     m.status_errors += 1;
                 }
             }
-            for ms in direct {
-                d.push(ms?);
+            for result in direct {
+                match result {
+                    Ok(ms) => d.push(ms),
+                    Err(err) => {
+                        m.direct_errors += 1;
+                        m.direct_error.get_or_insert_with(|| format!("{err:#}").chars().take(200).collect());
+                    }
+                }
             }
         }
         Ok(())
@@ -749,7 +759,8 @@ fn verdict(case: &Case, m: &Measured) -> (bool, String) {
         return (false, format!("answered {}", refused.replace('|', "/")));
     }
     let (Some(ours), Some(direct)) = (Distribution::of(&m.seq_ours), Distribution::of(&m.seq_direct)) else {
-        return (false, "no samples".into());
+        let why = m.direct_error.as_ref().map(|e| format!("{} direct runs failed ({})", m.direct_errors, e.replace('|', "/")));
+        return (false, why.unwrap_or_else(|| "no samples".into()));
     };
     let mut reasons = Vec::new();
     if ours.p50 > 1.2 * direct.p50 + 5.0 {
@@ -760,6 +771,9 @@ fn verdict(case: &Case, m: &Measured) -> (bool, String) {
     }
     if m.status_errors > 0 {
         reasons.push(format!("{} non-200 answers", m.status_errors));
+    }
+    if let Some(error) = &m.direct_error {
+        reasons.push(format!("{} direct runs failed ({})", m.direct_errors, error.replace('|', "/")));
     }
     if reasons.is_empty() { (true, "met".into()) } else { (false, reasons.join("; ")) }
 }
