@@ -33,6 +33,8 @@ LISTS = {
     "topologySpreadConstraints": {"type": "object"},
     "env": {"type": "object", "required": ["name"]},
     "args": {"type": "string"},
+    "extraVolumes": {"type": "object", "required": ["name"]},
+    "extraVolumeMounts": {"type": "object", "required": ["name", "mountPath"]},
     "publicPaths": {"type": "string", "pattern": "^/"},
     "ingress.hosts": {"type": "string"},
     "ingress.tls": {"type": "object"},
@@ -55,6 +57,8 @@ EXTRA = {
     "podDisruptionBudget": {"minAvailable": {"type": ["integer", "string"]}},
 }
 PORT = {"type": "integer", "minimum": 0, "maximum": 65535}
+# A file name inside tls.mountPath (a key of the Secret/ConfigMap), not a path.
+FILE_NAME = {"type": "string", "pattern": "^([^/.][^/]*)?$"}
 SECONDS = {"type": "integer", "minimum": 0}
 
 
@@ -65,6 +69,10 @@ def schema(value, path):
         return {"type": "array", "items": LISTS[path]}
     if path.startswith("ports."):
         return PORT
+    if path.startswith("tls.caFiles."):
+        return FILE_NAME
+    if path == "tls.mountPath":
+        return {"type": "string", "pattern": "^/"}
     if path.startswith("lifecycle.") or path == "probes.dependencyTimeoutSeconds":
         return SECONDS
     if isinstance(value, bool):

@@ -73,6 +73,9 @@ spec:
           env:
             - name: CONFIG_FILE
               value: /etc/analytics/{{ .Values.binary }}.toml
+            {{- with include "analytics-common.tlsEnv" (dict "ctx" . "prefix" (.Values.binary | upper | replace "-" "_") "sections" (keys ((.Values.tls | default dict).caFiles | default dict) | sortAlpha)) }}
+            {{- . | trim | nindent 12 }}
+            {{- end }}
             {{- with .Values.env }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -137,6 +140,9 @@ spec:
               readOnly: true
             - name: tmp
               mountPath: /tmp
+            {{- with include "analytics-common.tlsVolumeMounts" . }}
+            {{- . | trim | nindent 12 }}
+            {{- end }}
       volumes:
         - name: config
           configMap:
@@ -144,6 +150,9 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ .Values.tmpSizeLimit | default "64Mi" }}
+        {{- with include "analytics-common.tlsVolumes" . }}
+        {{- . | trim | nindent 8 }}
+        {{- end }}
       {{- with .Values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}

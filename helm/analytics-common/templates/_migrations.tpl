@@ -92,6 +92,7 @@ spec:
         runAsNonRoot: true
         runAsUser: {{ int .Values.securityContext.runAsUser }}
         runAsGroup: {{ int .Values.securityContext.runAsGroup }}
+        fsGroup: {{ int .Values.securityContext.runAsGroup }}
         seccompProfile:
           type: RuntimeDefault
       containers:
@@ -101,6 +102,10 @@ spec:
           # Every image of docker/Dockerfile carries /usr/local/bin/migrate.
           command: ["/usr/local/bin/migrate"]
           args: ["--config", "/etc/analytics/migrate.toml"]
+          {{- with include "analytics-common.tlsEnv" (dict "ctx" . "prefix" "MIGRATE" "sections" (list "clickhouse" "postgres")) }}
+          env:
+            {{- . | trim | nindent 12 }}
+          {{- end }}
           {{- if or $inlineSecret .Values.secret.existingSecret }}
           envFrom:
             - secretRef:
@@ -121,9 +126,15 @@ spec:
             - name: config
               mountPath: /etc/analytics
               readOnly: true
+            {{- with include "analytics-common.tlsVolumeMounts" . }}
+            {{- . | trim | nindent 12 }}
+            {{- end }}
       volumes:
         - name: config
           configMap:
             name: {{ $fullname }}
+        {{- with include "analytics-common.tlsVolumes" . }}
+        {{- . | trim | nindent 8 }}
+        {{- end }}
 {{- end }}
 {{- end }}
