@@ -40,7 +40,7 @@ impl Default for Config {
     }
 }
 
-impl_service_config!(Config, problems: [http, postgres, aggregation, facts, retention], warnings: Config::config_warnings);
+impl_service_config!(Config, problems: [http, clickhouse, postgres, aggregation, facts, retention], warnings: Config::config_warnings);
 
 impl Config {
     /// Settings that work but are probably not meant (`ServiceConfig::warnings`).

@@ -50,7 +50,7 @@ impl Default for Config {
     }
 }
 
-impl_service_config!(Config, problems: [http, postgres, auth, cache, limits]);
+impl_service_config!(Config, problems: [http, clickhouse, postgres, redis, auth, cache, limits]);
 
 /// The Redis cache of query results.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -77,7 +77,7 @@ impl Default for Config {
     }
 }
 
-impl_service_config!(Config, problems: [http, kafka, processor]);
+impl_service_config!(Config, problems: [http, kafka, clickhouse, processor]);
 
 /// Batching, retry and consumer tuning (`STREAM_PROCESSOR__PROCESSOR__BATCH_MAX_EVENTS=…`).
 ///

@@ -1,5 +1,6 @@
 //! The config is a contract: a misspelt key stops the binary before it binds
-//! or connects to anything, naming the key (no stack needed).
+//! or connects to anything, naming the key (no stack needed); so does a
+//! TLS CA file that cannot be read (not only a failing readiness check later).
 #![cfg(test)]
 
 #[test]
@@ -12,4 +13,27 @@ fn a_misspelt_key_makes_the_binary_exit_non_zero_naming_it() {
     )
     .unwrap();
     assert!(stderr.contains("did you mean `processor.batch_max_events`?"), "{stderr}");
+}
+
+#[test]
+fn an_unreadable_clickhouse_ca_file_stops_start_up_naming_the_key() {
+    let binary = env!("CARGO_BIN_EXE_stream-processor");
+    let stderr = service_kit::testing::assert_config_refused(
+        binary,
+        "[clickhouse]\nurl = \"https://clickhouse.example.com:8443\"\nca_file = \"/nonexistent/clickhouse-ca.pem\"\n",
+        "clickhouse.ca_file",
+    )
+    .unwrap();
+    assert!(stderr.contains("/nonexistent/clickhouse-ca.pem"), "{stderr}");
+}
+
+#[test]
+fn a_clickhouse_ca_file_for_a_plain_http_endpoint_stops_start_up() {
+    let binary = env!("CARGO_BIN_EXE_stream-processor");
+    service_kit::testing::assert_config_refused(
+        binary,
+        "[clickhouse]\nurl = \"http://clickhouse:8123\"\nca_file = \"/nonexistent/clickhouse-ca.pem\"\n",
+        "clickhouse.ca_file is set (/nonexistent/clickhouse-ca.pem) but the endpoint http://clickhouse:8123 is not https://",
+    )
+    .unwrap();
 }
