@@ -11,7 +11,7 @@
 #![cfg(test)]
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     process::Command,
     sync::OnceLock,
@@ -117,15 +117,11 @@ impl Render {
         map["data"][&key].as_str().unwrap().to_owned()
     }
 
-    /// The container's plain environment, as the service would see it (Secrets aside).
+    /// The container's plain environment, as the service would see it
+    /// (Secrets aside), with the files of the `tls` mount present: see
+    /// [`with_tls_files`].
     fn env(&self) -> HashMap<String, String> {
-        self.container()["env"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["name"] != "CONFIG_FILE")
-            .filter_map(|e| Some((e["name"].as_str()?.to_owned(), e["value"].as_str()?.to_owned())))
-            .collect()
+        with_tls_files(&self.label, self.container())
     }
 
     fn container_port(&self, name: &str) -> Option<u16> {
@@ -147,6 +143,72 @@ impl Render {
     fn hpa_max(&self) -> Option<u64> {
         self.of_kind("HorizontalPodAutoscaler").first().map(|h| h["spec"]["maxReplicas"].as_u64().unwrap())
     }
+}
+
+/// A container's plain `env` entries (name and value; CONFIG_FILE aside).
+fn plain_env(container: &Value) -> HashMap<String, String> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["name"] != "CONFIG_FILE")
+        .filter_map(|e| Some((e["name"].as_str()?.to_owned(), e["value"].as_str()?.to_owned())))
+        .collect()
+}
+
+/// Where a container mounts the chart's `tls` volume, if it does.
+fn tls_mount(container: &Value) -> Option<String> {
+    container["volumeMounts"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == "tls")
+        .map(|m| m["mountPath"].as_str().unwrap().trim_end_matches('/').to_owned())
+}
+
+/// A throwaway CA certificate (PEM), made once per test binary with openssl.
+fn test_ca_pem() -> &'static [u8] {
+    static PEM: OnceLock<Vec<u8>> = OnceLock::new();
+    PEM.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chart-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let output = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=chart-tests CA", "-keyout"])
+            .arg(dir.join("ca.key"))
+            .arg("-out")
+            .arg(dir.join("ca.pem"))
+            .output()
+            .expect("running openssl (the TLS tests need it: apt-get install openssl)");
+        assert!(output.status.success(), "openssl req: {}", String::from_utf8_lossy(&output.stderr));
+        std::fs::read(dir.join("ca.pem")).unwrap()
+    })
+}
+
+/// The scratch directory standing for the `tls` volume of renders labelled `label`.
+fn tls_scratch(label: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chart-tls-{}-{label}", std::process::id()))
+}
+
+/// [`plain_env`] as the pod would see it with its `tls` Secret/ConfigMap
+/// mounted: each value naming a file under the mount path is moved to a
+/// scratch directory holding a real CA certificate under that name, so
+/// the service's start-up checks (which read every configured CA file)
+/// judge the chart's settings rather than this machine's /etc.
+fn with_tls_files(label: &str, container: &Value) -> HashMap<String, String> {
+    let mut env = plain_env(container);
+    let Some(mount) = tls_mount(container) else { return env };
+    let scratch = tls_scratch(label).join(mount.trim_start_matches('/'));
+    for value in env.values_mut() {
+        let Some(file) = value.strip_prefix(&format!("{mount}/")) else { continue };
+        let path = scratch.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // Tests run in parallel threads: write aside, then rename (atomic), so no reader sees half a file.
+        let partial = path.with_extension(format!("partial-{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+        std::fs::write(&partial, test_ca_pem()).unwrap();
+        std::fs::rename(&partial, &path).unwrap();
+        *value = path.to_str().unwrap().to_owned();
+    }
+    env
 }
 
 /// Writes `toml` to a file and loads it as `service` does at start-up.
@@ -366,7 +428,7 @@ fn the_migration_hook_runs_migrate_before_install_and_upgrade_in_the_query_api_c
             assert_eq!(container["command"][0], "/usr/local/bin/migrate");
             assert_eq!(container["image"], render.container()["image"], "the Job migrates with the service's image");
             let toml = render.config_toml("migrate");
-            let env = HashMap::new();
+            let env = with_tls_files(&render.label, container);
             let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
             let path = dir.join(format!("migrate-{}-{}.toml", render.label, std::process::id()));
             std::fs::write(&path, &toml).unwrap();
@@ -376,9 +438,129 @@ fn the_migration_hook_runs_migrate_before_install_and_upgrade_in_the_query_api_c
                 load("query-api", &render.label, &render.config_toml("query-api"), &render.env());
             assert_eq!(databases.clickhouse, service.clickhouse, "the hook migrates the ClickHouse the service reads");
             assert_eq!(databases.postgres.url, service.postgres.url, "the hook migrates the service's PostgreSQL");
+            assert_eq!(
+                databases.postgres.ca_file, service.postgres.ca_file,
+                "{}: the hook trusts the PostgreSQL CA the service trusts",
+                render.label
+            );
         }
     }
     assert!(seen, "the query-api chart renders no migration Job by default");
+}
+
+/// Each CA setting of `chart`'s service as its `Config` loads it (`None`:
+/// unset, the system store), by key, and its start-up problems.
+fn ca_settings(
+    chart: &str,
+    render: &Render,
+    env: &HashMap<String, String>,
+) -> (BTreeMap<String, Option<String>>, Vec<String>) {
+    fn path(p: &Option<PathBuf>) -> Option<String> {
+        p.as_ref().map(|p| p.display().to_string())
+    }
+    fn kafka(k: &service_kit::KafkaConfig) -> Option<String> {
+        k.librdkafka_properties().find(|(name, _)| name == "ssl.ca.location").map(|(_, v)| v.to_owned())
+    }
+    fn loaded<C: ServiceConfig + serde::de::DeserializeOwned>(
+        chart: &str,
+        render: &Render,
+        env: &HashMap<String, String>,
+    ) -> (C, Vec<String>) {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chart-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{chart}-{}-ca.toml", render.label));
+        std::fs::write(&file, render.config_toml(chart)).unwrap();
+        let config: C = service_kit::config::load_from(chart, Some(&file), env)
+            .unwrap_or_else(|err| panic!("{chart} ({}) refuses the chart's configuration: {err}", render.label));
+        let problems = config.validate().err().unwrap_or_default();
+        (config, problems)
+    }
+    let mut cas = BTreeMap::new();
+    let problems = match chart {
+        "query-api" => {
+            let (c, problems) = loaded::<query_api::Config>(chart, render, env);
+            cas.insert("clickhouse.ca_file".to_owned(), path(&c.clickhouse.ca_file));
+            cas.insert("postgres.ca_file".to_owned(), path(&c.postgres.ca_file));
+            cas.insert("redis.ca_file".to_owned(), path(&c.redis.ca_file));
+            cas.insert("kafka.properties.ssl.ca.location".to_owned(), kafka(&c.kafka));
+            problems
+        }
+        "ingest-gateway" => {
+            let (c, problems) = loaded::<ingest_gateway::Config>(chart, render, env);
+            cas.insert("postgres.ca_file".to_owned(), path(&c.postgres.ca_file));
+            cas.insert("kafka.properties.ssl.ca.location".to_owned(), kafka(&c.kafka));
+            problems
+        }
+        "realtime-hub" => {
+            let (c, problems) = loaded::<realtime_hub::Config>(chart, render, env);
+            cas.insert("postgres.ca_file".to_owned(), path(&c.postgres.ca_file));
+            cas.insert("kafka.properties.ssl.ca.location".to_owned(), kafka(&c.kafka));
+            problems
+        }
+        "stream-processor" => {
+            let (c, problems) = loaded::<stream_processor::Config>(chart, render, env);
+            cas.insert("clickhouse.ca_file".to_owned(), path(&c.clickhouse.ca_file));
+            cas.insert("kafka.properties.ssl.ca.location".to_owned(), kafka(&c.kafka));
+            problems
+        }
+        "aggregator-cron" => {
+            let (c, problems) = loaded::<aggregator_cron::Config>(chart, render, env);
+            cas.insert("clickhouse.ca_file".to_owned(), path(&c.clickhouse.ca_file));
+            cas.insert("postgres.ca_file".to_owned(), path(&c.postgres.ca_file));
+            problems
+        }
+        other => panic!("unknown chart {other}"),
+    };
+    (cas, problems)
+}
+
+/// With `ci/tls-values.yaml` every CA setting of every service points at a
+/// file of the mounted `tls` volume and the service accepts it (a real
+/// certificate there); with those files absent (a Secret lacking a key) each
+/// `*.ca_file` is a start-up error naming its key, not only a failing
+/// readiness check later; with the defaults every client trusts the system
+/// store.
+#[test]
+fn with_tls_values_every_client_trusts_the_mounted_files_and_start_up_checks_them() {
+    for chart in ["query-api", "ingest-gateway", "realtime-hub", "stream-processor", "aggregator-cron"] {
+        let renders = Render::all(chart);
+        let tls = renders
+            .iter()
+            .find(|r| r.label == "tls")
+            .unwrap_or_else(|| panic!("{chart}: no render of ci/tls-values.yaml"));
+        let mount =
+            tls_mount(tls.container()).unwrap_or_else(|| panic!("{chart} (tls): the container mounts no tls volume"));
+        let scratch = tls_scratch(&tls.label).join(mount.trim_start_matches('/'));
+        let (cas, problems) = ca_settings(chart, tls, &tls.env());
+        assert!(problems.is_empty(), "{chart} (tls): the service refuses its CA files: {problems:?}");
+        for (key, file) in &cas {
+            let file = file.as_deref().unwrap_or_else(|| panic!("{chart} (tls): {key} is not set"));
+            assert!(
+                Path::new(file).starts_with(&scratch) && Path::new(file).is_file(),
+                "{chart} (tls): {key} = {file}, not a file of the tls mount {mount}"
+            );
+        }
+
+        let raw = plain_env(tls.container());
+        let (raw_cas, problems) = ca_settings(chart, tls, &raw);
+        for (key, file) in &raw_cas {
+            let file = file.as_deref().unwrap();
+            assert!(file.starts_with(&format!("{mount}/")), "{chart} (tls): {key} = {file}, outside the mount {mount}");
+            if key.ends_with(".ca_file") && !Path::new(file).exists() {
+                assert!(
+                    problems.iter().any(|p| p.contains(key.as_str()) && p.contains(file)),
+                    "{chart} (tls): a missing {key} ({file}) must be a start-up problem naming it: {problems:?}"
+                );
+            }
+        }
+
+        for render in renders.iter().filter(|r| tls_mount(r.container()).is_none()) {
+            let (cas, _) = ca_settings(chart, render, &render.env());
+            for (key, file) in cas {
+                assert_eq!(file, None, "{chart} ({}): {key} set without tls values", render.label);
+            }
+        }
+    }
 }
 
 #[test]
