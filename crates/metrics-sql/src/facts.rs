@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::{
     Statement,
-    views::{self, Scope, stored_view_facts, user_keys},
+    views::{self, KeyOrder, Scope, stored_view_facts, user_keys},
     windows::{Grain, TimeColumn, in_windows},
 };
 
@@ -158,7 +158,7 @@ pub fn view_facts(
             sql.sql(" AND video_id = ").bind(video_id);
         }
         Scope::User(user_id) => {
-            user_keys(&mut sql, user_id, from, Some(to));
+            user_keys(&mut sql, KeyOrder::VideoSession, user_id, from, Some(to));
         }
     }
     let rebuilds = !facts.touches_nothing();
