@@ -34,9 +34,9 @@ pub mod routes;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
-pub mod tls;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 pub use config::{AuthConfig, ClickHouseConfig, HttpConfig, KafkaConfig, LogConfig, PostgresConfig, RedisConfig};
 pub use ops::{Probe, Readiness};

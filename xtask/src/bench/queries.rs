@@ -759,7 +759,10 @@ fn verdict(case: &Case, m: &Measured) -> (bool, String) {
         return (false, format!("answered {}", refused.replace('|', "/")));
     }
     let (Some(ours), Some(direct)) = (Distribution::of(&m.seq_ours), Distribution::of(&m.seq_direct)) else {
-        let why = m.direct_error.as_ref().map(|e| format!("{} direct runs failed ({})", m.direct_errors, e.replace('|', "/")));
+        let why = m
+            .direct_error
+            .as_ref()
+            .map(|e| format!("{} direct runs failed ({})", m.direct_errors, e.replace('|', "/")));
         return (false, why.unwrap_or_else(|| "no samples".into()));
     };
     let mut reasons = Vec::new();
