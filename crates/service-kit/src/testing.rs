@@ -504,7 +504,14 @@ pub fn assert_config_refused(binary: &str, contents: &str, expected: &str) -> an
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("service.toml");
     std::fs::write(&path, contents)?;
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    // The file alone configures the binary: the seed's environment names
+    // (`CLICKHOUSE_URL`, `REDIS_URL`, … set by `cargo xtask test` for the
+    // stack) would override what the test wrote.
+    for (name, _) in crate::config::WELL_KNOWN_ENV {
+        command.env_remove(name);
+    }
+    let mut child = command
         .arg("--config")
         .arg(&path)
         .env("LOG_FORMAT", "json")
