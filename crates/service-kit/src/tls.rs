@@ -81,10 +81,7 @@ impl Roots {
         match self {
             Roots::File { path, key } => {
                 let fail = |reason: String| TlsError::CaFile { key: key.clone(), path: path.clone(), reason };
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| fail(e.to_string()))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| fail(e.to_string()))?;
+                let certs = pem_certificates(path).map_err(fail)?;
                 if certs.is_empty() {
                     return Err(fail("no PEM certificate in the file".into()));
                 }
@@ -107,6 +104,11 @@ impl Roots {
         }
         Ok(store)
     }
+}
+
+/// Every certificate of a PEM file; the reason as text when it cannot be read.
+fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())?.collect::<Result<_, _>>().map_err(|e| e.to_string())
 }
 
 /// A client certificate and key (PEM files) presented to servers that ask for one.
@@ -150,10 +152,8 @@ pub fn client_config(
                 path: path.to_path_buf(),
                 reason,
             };
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&identity.cert)
-                .map_err(|e| fail(&identity.cert, &identity.keys.0, e.to_string()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| fail(&identity.cert, &identity.keys.0, e.to_string()))?;
+            let certs =
+                pem_certificates(&identity.cert).map_err(|reason| fail(&identity.cert, &identity.keys.0, reason))?;
             let key = PrivateKeyDer::from_pem_file(&identity.key)
                 .map_err(|e| fail(&identity.key, &identity.keys.1, e.to_string()))?;
             Ok(builder.with_client_auth_cert(certs, key)?)
@@ -384,7 +384,10 @@ pub mod postgres {
                     let kept: Vec<&str> = query
                         .split('&')
                         .filter(|pair| match pair.split_once('=') {
-                            Some((name, value)) => !take(name, percent_decode(value)),
+                            Some((name, value)) => !take(
+                                name,
+                                percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned(),
+                            ),
                             None => true,
                         })
                         .collect();
@@ -402,25 +405,6 @@ pub mod postgres {
         };
         split.rest = rest;
         split
-    }
-
-    fn percent_decode(text: &str) -> String {
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' && i + 2 < bytes.len() {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                if let Some(byte) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                    out.push(byte);
-                    i += 3;
-                    continue;
-                }
-            }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// tokio-postgres's TLS over rustls (the `MakeTlsConnect` of a pool).
