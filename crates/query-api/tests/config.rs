@@ -17,25 +17,12 @@ fn a_misspelt_key_makes_the_binary_exit_non_zero_naming_it() {
 
 #[test]
 fn an_unreadable_clickhouse_ca_file_stops_start_up_naming_the_key() {
-    let binary = env!("CARGO_BIN_EXE_query-api");
-    let stderr = service_kit::testing::assert_config_refused(
-        binary,
-        "[clickhouse]\nurl = \"https://clickhouse.example.com:8443\"\nca_file = \"/nonexistent/clickhouse-ca.pem\"\n",
-        "clickhouse.ca_file",
-    )
-    .unwrap();
-    assert!(stderr.contains("/nonexistent/clickhouse-ca.pem"), "{stderr}");
+    service_kit::testing::assert_unreadable_clickhouse_ca_file_refused(env!("CARGO_BIN_EXE_query-api")).unwrap();
 }
 
 #[test]
 fn a_clickhouse_ca_file_for_a_plain_http_endpoint_stops_start_up() {
-    let binary = env!("CARGO_BIN_EXE_query-api");
-    service_kit::testing::assert_config_refused(
-        binary,
-        "[clickhouse]\nurl = \"http://clickhouse:8123\"\nca_file = \"/nonexistent/clickhouse-ca.pem\"\n",
-        "clickhouse.ca_file is set (/nonexistent/clickhouse-ca.pem) but the endpoint http://clickhouse:8123 is not https://",
-    )
-    .unwrap();
+    service_kit::testing::assert_clickhouse_ca_file_for_http_refused(env!("CARGO_BIN_EXE_query-api")).unwrap();
 }
 
 #[test]

@@ -168,6 +168,17 @@ fn scenario(base_ms: u64) -> Vec<EventRow> {
     ]
 }
 
+/// Inserts [`scenario`] 13 hours back (its views 3, 2 and 1 hours before
+/// the current hour, all still open to late events) and returns its base
+/// (epoch ms) and the range `startDate=<yesterday>&endDate=<today>` holding it.
+async fn insert_recent_scenario(api: &Api) -> (u64, String) {
+    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+    let base = (now_ms / HOUR_MS - 13) * HOUR_MS;
+    api.insert(&scenario(base)).await;
+    let today = chrono::Utc::now().date_naive();
+    (base, format!("startDate={}&endDate={today}", today.pred_opt().unwrap()))
+}
+
 /// `(video_id, views)` of a top-videos answer, in its order.
 fn top_views(top: &Value) -> Vec<(&str, u64)> {
     let videos = top["videos"].as_array().unwrap_or_else(|| panic!("no videos in {top}"));
@@ -287,12 +298,7 @@ async fn top_videos_read_whole_final_days_from_their_rollup_while_it_is_current(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_windows_without_views_are_answered_without_a_rebuild() {
     let api = Api::start(no_cache(), None).await;
-    // The day scenario's views 3, 2 and 1 hours before the current hour.
-    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
-    let base = (now_ms / HOUR_MS - 13) * HOUR_MS;
-    api.insert(&scenario(base)).await;
-    let today = chrono::Utc::now().date_naive();
-    let range = format!("startDate={}&endDate={today}", today.pred_opt().unwrap());
+    let (base, range) = insert_recent_scenario(&api).await;
     let (a_hour, b_hour) = ((base / HOUR_MS) as u32 + 10, (base / HOUR_MS) as u32 + 11);
 
     for phase in ["raw", "aggregated"] {
@@ -481,11 +487,8 @@ async fn facts_pass(api: &Api) -> facts::PassRecord {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_videos_read_the_stored_facts_and_rebuild_only_the_views_touched_since() {
     let api = Api::start(no_cache(), None).await;
-    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
-    let base = (now_ms / HOUR_MS - 13) * HOUR_MS;
-    api.insert(&scenario(base)).await;
-    let today = chrono::Utc::now().date_naive();
-    let top_path = format!("/api/metrics/videos/top?startDate={}&endDate={today}", today.pred_opt().unwrap());
+    let (base, range) = insert_recent_scenario(&api).await;
+    let top_path = format!("/api/metrics/videos/top?{range}");
     assert_eq!(top_views(&api.ok(&top_path).await), vec![("v1", 2), ("v2", 1)], "raw");
 
     facts_pass(&api).await;
@@ -529,12 +532,8 @@ async fn top_videos_read_the_stored_facts_and_rebuild_only_the_views_touched_sin
 async fn top_videos_of_a_busy_platform_answer_the_open_hours_as_of_the_newest_pass() {
     // Every platform counts as busy here.
     let api = Api::start_tuned(no_cache(), None, |c| c.freshness.top_from_pass_min_views = 0).await;
-    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
-    let base = (now_ms / HOUR_MS - 13) * HOUR_MS;
-    api.insert(&scenario(base)).await;
-    let today = chrono::Utc::now().date_naive();
-    let top_path =
-        format!("/api/metrics/videos/top?startDate={}&endDate={today}&metric=watch_time", today.pred_opt().unwrap());
+    let (base, range) = insert_recent_scenario(&api).await;
+    let top_path = format!("/api/metrics/videos/top?{range}&metric=watch_time");
     let exact = api.ok(&top_path).await;
     assert_eq!(top_views(&exact), vec![("v1", 2), ("v2", 1)], "no pass yet: exact");
     assert!(exact["freshness"].get("pass_windows").is_none(), "{exact}");
@@ -594,11 +593,7 @@ async fn video_and_user_reads_with_nothing_new_since_the_pass_read_its_facts_and
     // The defaults: stored facts for top videos, and for video and user
     // reads only when nothing of theirs arrived after the newest pass.
     let api = Api::start(no_cache(), None).await;
-    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
-    let base = (now_ms / HOUR_MS - 13) * HOUR_MS;
-    api.insert(&scenario(base)).await;
-    let today = chrono::Utc::now().date_naive();
-    let range = format!("startDate={}&endDate={today}", today.pred_opt().unwrap());
+    let (base, range) = insert_recent_scenario(&api).await;
     let (video, user) = (format!("/api/metrics/video/v1?{range}"), format!("/api/metrics/user/u1?{range}"));
     let (exact_video, exact_user) = (api.ok(&video).await, api.ok(&user).await);
     assert_eq!((exact_video["views"].as_u64(), exact_user["views"].as_u64()), (Some(2), Some(2)), "no pass yet");

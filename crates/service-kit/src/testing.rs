@@ -493,6 +493,29 @@ pub async fn assert_lifecycle_serving(
     Ok(())
 }
 
+/// [`assert_config_refused`] for the `clickhouse.ca_file` checks every
+/// service with a `clickhouse` section runs at start: a CA file that cannot
+/// be read stops `binary` naming the key and the file.
+pub fn assert_unreadable_clickhouse_ca_file_refused(binary: &str) -> anyhow::Result<()> {
+    let stderr = assert_config_refused(
+        binary,
+        "[clickhouse]\nurl = \"https://clickhouse.example.com:8443\"\nca_file = \"/nonexistent/clickhouse-ca.pem\"\n",
+        "clickhouse.ca_file",
+    )?;
+    anyhow::ensure!(stderr.contains("/nonexistent/clickhouse-ca.pem"), "{stderr}");
+    Ok(())
+}
+
+/// …and a CA file for a plain `http://` endpoint stops it too.
+pub fn assert_clickhouse_ca_file_for_http_refused(binary: &str) -> anyhow::Result<()> {
+    assert_config_refused(
+        binary,
+        "[clickhouse]\nurl = \"http://clickhouse:8123\"\nca_file = \"/nonexistent/clickhouse-ca.pem\"\n",
+        "clickhouse.ca_file is set (/nonexistent/clickhouse-ca.pem) but the endpoint http://clickhouse:8123 is not https://",
+    )
+    .map(drop)
+}
+
 /// Starts `binary --config FILE` with a TOML file holding `contents` and
 /// asserts that it exits non-zero within 10 s (before binding or connecting
 /// to anything) with `expected` on stderr; returns stderr.
