@@ -10,8 +10,9 @@ use std::{sync::Arc, time::Duration};
 use aggregator_cron::{Aggregator, facts, runs::FACTS_LOCK_KEY};
 use common::*;
 use metrics_sql::{
-    facts::StoredFacts,
+    facts::{StoredFacts, Touched},
     read::{self, TopMetric, TopVideoRow, VideoSummaryRow},
+    views::Scope,
     windows::Split,
 };
 use serde::Deserialize;
@@ -116,12 +117,26 @@ async fn a_full_pass_then_passes_of_the_touched_keys_keep_the_facts_exact() {
     assert_eq!(expected.views, 2);
     // Before the next pass, the touched key is rebuilt and the rest read as stored.
     let server_now = env.server_now().await;
-    let read = |covered_until, from_ms| Split {
+    let read = |touched| Split {
         raw: hours.clone(),
-        facts: Some(StoredFacts { covered_until, from_ms, read_until: server_now + 1 }),
+        facts: Some(StoredFacts { covered_until: first.record.covered_until, from_ms: first.record.from_ms, touched }),
         ..Split::default()
     };
-    assert_eq!(summary(&env, &read(first.record.covered_until, first.record.from_ms)).await, expected);
+    assert_eq!(summary(&env, &read(Touched::Before(server_now + 1))).await, expected);
+    // As query-api lists them after its freshness check: s2 alone, of v1.
+    let from = (first.record.from_ms / 1000).max(earlier / 1000);
+    let client = env.clickhouse.client();
+    let after = first.record.covered_until;
+    let listed = metrics_sql::facts::fetch_touched_keys(&client, Scope::Video("v1"), after, from, 10).await.unwrap();
+    let listed = listed.expect("one key is within the limit");
+    assert_eq!(listed, [("v1".to_string(), "s2".to_string())]);
+    assert_eq!(summary(&env, &read(Touched::Listed(listed))).await, expected);
+    for scope in [Scope::Video("v1"), Scope::User("user-s2")] {
+        let none = metrics_sql::facts::fetch_touched_keys(&client, scope, after, from, 0).await.unwrap();
+        assert_eq!(none, None, "more keys than the limit: {scope:?}");
+    }
+    let of_user = metrics_sql::facts::fetch_touched_keys(&client, Scope::User("user-s2"), after, from, 10).await;
+    assert_eq!(of_user.unwrap().unwrap(), [("v1".to_string(), "s2".to_string())]);
 
     wait_margin(&env).await;
     let second = env.aggregator.facts_pass().await.unwrap().expect("the lock is free");
@@ -142,7 +157,7 @@ async fn a_full_pass_then_passes_of_the_touched_keys_keep_the_facts_exact() {
         facts: Some(StoredFacts {
             covered_until: second.record.covered_until.max(server_now),
             from_ms: second.record.from_ms,
-            read_until: server_now + 1,
+            touched: Touched::Before(server_now + 1),
         }),
         ..Split::default()
     };

@@ -59,25 +59,40 @@ const STORED_COLUMNS: [&str; 13] = [
 ];
 
 /// What a read needs of the newest facts pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFacts {
     /// The stored facts hold every events row inserted up to this time
     /// (epoch seconds, inclusive)…
     pub covered_until: u32,
     /// …for the views starting at or after this time (epoch milliseconds).
     pub from_ms: u64,
+    /// The keys rebuilt from the raw events; every other key of the read's
+    /// scope is read as the pass stored it.
+    pub touched: Touched,
+}
+
+/// Which view keys a read over stored facts rebuilds from the raw events.
+///
+/// Both halves of the read (the stored rows of the keys not touched, the
+/// rebuild of those touched) must agree on the set, whatever arrives while
+/// the statement runs, or a key would count twice or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
     /// The keys with a row inserted after `covered_until` and before this
     /// time (epoch seconds, exclusive; ClickHouse's clock when the request
-    /// began, less a margin) are rebuilt from the raw events; a key whose
+    /// began, less a margin), selected by the statement itself: a key whose
     /// first row since the pass is younger is read as the pass stored it.
-    /// The bound makes both halves of a read agree on which keys are
-    /// rebuilt, whatever arrives while the statement runs.
-    ///
-    /// `read_until <= covered_until + 1` leaves no second in between: the
-    /// read's scope is known to have no row inserted after the pass
-    /// ([`StoredFacts::settled`]), so the stored facts alone answer it
-    /// and nothing is rebuilt.
-    pub read_until: u32,
+    /// The bound makes both halves' subqueries select the same keys.
+    /// Top videos of a quiet platform reads this way: its touched keys can
+    /// be too many to list.
+    Before(u32),
+    /// Exactly these `(video_id, session_id)` keys, listed by the reader
+    /// after its freshness check ([`touched_keys_of`]): every other key of
+    /// the scope had no row inserted after `covered_until` when they were
+    /// listed, so the answer holds every row inserted before the request,
+    /// exact at once with no margin. Empty: the stored facts alone answer
+    /// ([`StoredFacts::settled`]).
+    Listed(Vec<(String, String)>),
 }
 
 impl StoredFacts {
@@ -86,18 +101,38 @@ impl StoredFacts {
     /// holds every row of them and no key needs a rebuild. Exact at once,
     /// with no read margin.
     pub fn settled(covered_until: u32, from_ms: u64) -> StoredFacts {
-        StoredFacts { covered_until, from_ms, read_until: covered_until }
+        StoredFacts { covered_until, from_ms, touched: Touched::Listed(Vec::new()) }
     }
 
-    /// Whether no key can count as touched (`inserted_at` is in whole
-    /// seconds): the read takes the stored rows of every key and rebuilds none.
+    /// Whether no key can count as touched: none listed, or no whole second
+    /// between the bounds (`inserted_at` is in whole seconds). The read
+    /// takes the stored rows of every key and rebuilds none.
     pub fn touches_nothing(&self) -> bool {
-        self.read_until <= self.covered_until.saturating_add(1)
+        match &self.touched {
+            Touched::Before(until) => *until <= self.covered_until.saturating_add(1),
+            Touched::Listed(keys) => keys.is_empty(),
+        }
     }
 
     /// Whether the stored facts can answer every window of `windows`.
     pub fn covers(&self, grain: Grain, windows: &[u32]) -> bool {
         windows.first().is_some_and(|&first| grain.start_of(first) * 1000 >= self.from_ms)
+    }
+
+    /// The touched keys as the right side of `(video_id, session_id) IN`:
+    /// a subquery, or the listed pairs. Not for [`Self::touches_nothing`].
+    fn touched_set(&self, video_id: Option<&str>) -> Statement {
+        match &self.touched {
+            Touched::Before(until) => touched_keys(self.covered_until, Some(*until), video_id),
+            Touched::Listed(keys) => {
+                let mut set = Statement::default();
+                for (i, (video, session)) in keys.iter().enumerate() {
+                    set.sql(if i == 0 { "(" } else { ", (" }).bind(video.as_str()).sql(", ");
+                    set.bind(session.as_str()).sql(")");
+                }
+                set
+            }
+        }
     }
 }
 
@@ -117,10 +152,58 @@ fn touched_keys(after: u32, before: Option<u32>, video_id: Option<&str>) -> Stat
     sql
 }
 
+/// The keys of `scope` (a video or a user, whose views start from `from` on,
+/// epoch seconds) with an events row inserted after `after` (epoch seconds):
+/// `video_id, session_id` rows ([`KeyRow`]), at most `limit`. A read lists
+/// them once, after its freshness check, for [`Touched::Listed`].
+pub fn touched_keys_of(scope: Scope<'_>, after: u32, from: u64, limit: u32) -> Statement {
+    let mut sql = touched_keys(after, None, None);
+    match scope {
+        Scope::All => {}
+        Scope::Video(video_id) => {
+            sql.sql(" AND video_id = ").bind(video_id);
+        }
+        Scope::User(user_id) => user_keys(&mut sql, KeyOrder::VideoSession, user_id, from, None),
+    }
+    sql.sql(" GROUP BY video_id, session_id LIMIT ").bind(limit);
+    sql
+}
+
+/// A row of [`touched_keys_of`].
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct KeyRow {
+    pub video_id: String,
+    pub session_id: String,
+}
+
+/// The most bytes of identifiers a read lists ([`fetch_touched_keys`]). A
+/// statement writes them twice, escaped (at most doubled): a reader's
+/// `max_query_size` must allow [`MAX_LISTED_QUERY_BYTES`].
+pub const MAX_LISTED_BYTES: usize = 2 << 20;
+
+/// A `max_query_size` that fits a statement listing [`MAX_LISTED_BYTES`].
+pub const MAX_LISTED_QUERY_BYTES: usize = 4 * MAX_LISTED_BYTES + (1 << 20);
+
+/// [`touched_keys_of`] on `client`: the keys, or `None` when there are more
+/// than `limit` or their identifiers exceed [`MAX_LISTED_BYTES`].
+pub async fn fetch_touched_keys(
+    client: &clickhouse::Client,
+    scope: Scope<'_>,
+    after: u32,
+    from: u64,
+    limit: u32,
+) -> Result<Option<Vec<(String, String)>>, clickhouse::error::Error> {
+    let rows: Vec<KeyRow> =
+        touched_keys_of(scope, after, from, limit.saturating_add(1)).query(client).fetch_all().await?;
+    let bytes: usize = rows.iter().map(|r| r.video_id.len() + r.session_id.len()).sum();
+    let fits = rows.len() <= limit as usize && bytes <= MAX_LISTED_BYTES;
+    Ok(fits.then(|| rows.into_iter().map(|r| (r.video_id, r.session_id)).collect()))
+}
+
 /// [`crate::views::view_facts`]' rows for `windows` (restricted to
 /// [`READ_COLUMNS`]) from the stored facts and the rebuilt touched keys: the
-/// newest stored row of each start of the keys not touched in
-/// `(covered_until, read_until)`, and the views of the touched keys rebuilt
+/// newest stored row of each start of the keys not [`StoredFacts::touched`],
+/// and the views of the touched keys rebuilt
 /// from the raw events (from the time-clustered copy when `by_time_from_ms`
 /// allows, see [`crate::views::view_facts`]); only the stored rows when
 /// `facts` [`StoredFacts::touches_nothing`]. `facts` must
@@ -139,7 +222,6 @@ pub fn view_facts(
         Scope::Video(video_id) => Some(video_id),
         _ => None,
     };
-    let touched = touched_keys(facts.covered_until, Some(facts.read_until), video);
     let window_ms = grain.millis();
     let (from, to) = (grain.start_of(first), grain.start_of(last) + grain.secs());
 
@@ -161,9 +243,9 @@ pub fn view_facts(
             user_keys(&mut sql, KeyOrder::VideoSession, user_id, from, Some(to));
         }
     }
-    let rebuilds = !facts.touches_nothing();
-    if rebuilds {
-        sql.sql(" AND (video_id, session_id) NOT IN (").append(&touched).sql(")");
+    let touched = (!facts.touches_nothing()).then(|| facts.touched_set(video));
+    if let Some(touched) = &touched {
+        sql.sql(" AND (video_id, session_id) NOT IN (").append(touched).sql(")");
     }
     sql.sql(" GROUP BY video_id, session_id, start_ms) WHERE newest_is_view = 1 AND ");
     in_windows(&mut sql, "start_ms", TimeColumn::Millis, grain, windows);
@@ -171,9 +253,9 @@ pub fn view_facts(
         sql.sql(" AND newest_view_user = ").bind(user_id);
     }
     sql.sql(")");
-    if rebuilds {
+    if let Some(touched) = &touched {
         sql.sql(&format!(" UNION ALL SELECT {READ_COLUMNS} FROM ("));
-        sql.append(&views::view_facts(scope, grain, windows, Some(&touched), by_time_from_ms)).sql(")");
+        sql.append(&views::view_facts(scope, grain, windows, Some(touched), by_time_from_ms)).sql(")");
     }
     sql
 }
@@ -369,7 +451,7 @@ mod tests {
 
     #[test]
     fn both_halves_of_a_read_use_the_same_bounded_key_set() {
-        let facts = StoredFacts { covered_until: 1_000, from_ms: 0, read_until: 1_010 };
+        let facts = StoredFacts { covered_until: 1_000, from_ms: 0, touched: Touched::Before(1_010) };
         let sql = view_facts(Scope::All, Grain::Hour, &[5, 6], &facts, None);
         let text = sql.text();
         let set = "SELECT video_id, session_id FROM keys_by_insert WHERE inserted_at > toDateTime(?) \
@@ -380,12 +462,26 @@ mod tests {
     }
 
     #[test]
+    fn listed_keys_are_written_into_both_halves_and_nothing_selects_them_again() {
+        let keys = vec![("v1".to_string(), "s1".to_string()), ("v1".to_string(), "s'2".to_string())];
+        let facts = StoredFacts { covered_until: 1_000, from_ms: 0, touched: Touched::Listed(keys) };
+        for scope in [Scope::Video("v1"), Scope::User("u1")] {
+            let sql = view_facts(scope, Grain::Hour, &[5, 6], &facts, None);
+            let text = sql.text();
+            assert!(!text.contains(KEYS_BY_INSERT_TABLE), "{text}");
+            assert!(text.contains("(video_id, session_id) NOT IN ((?, ?), (?, ?))"), "{text}");
+            assert!(text.contains("(video_id, session_id) IN ((?, ?), (?, ?))"), "{text}");
+            assert!(sql.render().contains(r"'s\'2'"), "{}", sql.render());
+        }
+    }
+
+    #[test]
     fn settled_facts_read_the_stored_rows_alone() {
         let settled = StoredFacts::settled(1_000, 0);
         assert!(settled.touches_nothing());
         // One second between the bounds holds no whole second either; two do.
-        assert!(StoredFacts { read_until: 1_001, ..settled }.touches_nothing());
-        assert!(!StoredFacts { read_until: 1_002, ..settled }.touches_nothing());
+        assert!(StoredFacts { touched: Touched::Before(1_001), ..settled.clone() }.touches_nothing());
+        assert!(!StoredFacts { touched: Touched::Before(1_002), ..settled.clone() }.touches_nothing());
         for scope in [Scope::Video("v1"), Scope::User("u1"), Scope::All] {
             let text = view_facts(scope, Grain::Hour, &[5, 6], &settled, None).text().to_string();
             assert!(!text.contains(KEYS_BY_INSERT_TABLE), "{text}");
@@ -396,7 +492,7 @@ mod tests {
 
     #[test]
     fn facts_cover_windows_from_their_horizon_only() {
-        let facts = StoredFacts { covered_until: 1_000, from_ms: 7_200_000, read_until: 1_010 };
+        let facts = StoredFacts { covered_until: 1_000, from_ms: 7_200_000, touched: Touched::Before(1_010) };
         assert!(facts.covers(Grain::Hour, &[2, 3]));
         assert!(!facts.covers(Grain::Hour, &[1, 2]));
         assert!(!facts.covers(Grain::Day, &[0]));

@@ -8,7 +8,7 @@
 use events_model::EventRow;
 use metrics_sql::{
     Statement, days,
-    facts::{self, StoredFacts},
+    facts::{self, StoredFacts, Touched},
     read::{self, RealtimeRow, TopMetric, TopVideoRow, UserDayRow, VideoSummaryRow},
     rows::{self, MarkerRow},
     views::{self, LastInsertedRow, Scope},
@@ -344,7 +344,7 @@ async fn a_restart_more_than_a_day_later_is_a_new_view_and_a_chain_of_restarts_i
 }
 
 fn with_facts(split: &Split) -> Split {
-    let stored = StoredFacts { covered_until: 1_764_000_000, from_ms: 0, read_until: 1_764_000_100 };
+    let stored = StoredFacts { covered_until: 1_764_000_000, from_ms: 0, touched: Touched::Before(1_764_000_100) };
     Split { facts: Some(stored), ..split.clone() }
 }
 
@@ -475,21 +475,24 @@ async fn facts_pass(db: &TestClickHouse, since: Option<u32>, version: u64) -> fa
 
 /// Raw splits of `windows` read through stored facts: every key as stored
 /// (nothing touched since `covered_until`), every key touched (all
-/// rebuilt from the raw events), and the stored facts alone (settled: no
-/// rebuild part at all).
+/// rebuilt from the raw events), by the bounded subquery and listed, one
+/// key listed, and the stored facts alone (settled: no rebuild part at all).
 async fn facts_splits(db: &TestClickHouse, windows: &[u32]) -> Vec<Split> {
     let now = server_now(db).await;
     let from_ms = u64::from(HOUR) * 3_600_000;
+    let keys = |sessions: &[&str]| sessions.iter().map(|s| ("v1".to_string(), s.to_string())).collect();
     [
-        StoredFacts { covered_until: now + 100, from_ms, read_until: now + 200 },
-        StoredFacts { covered_until: 1, from_ms, read_until: now + 200 },
+        StoredFacts { covered_until: now + 100, from_ms, touched: Touched::Before(now + 200) },
+        StoredFacts { covered_until: 1, from_ms, touched: Touched::Before(now + 200) },
+        StoredFacts { covered_until: 1, from_ms, touched: Touched::Listed(keys(&["s1", "s2", "s3", "s9"])) },
+        StoredFacts { covered_until: 1, from_ms, touched: Touched::Listed(keys(&["s1"])) },
         StoredFacts::settled(now + 100, from_ms),
     ]
     .into_iter()
     .flat_map(|stored| {
         [None, Some(0)].map(|by_time_from_ms| Split {
             raw: windows.to_vec(),
-            facts: Some(stored),
+            facts: Some(stored.clone()),
             by_time_from_ms,
             ..Split::default()
         })
@@ -540,7 +543,11 @@ async fn stored_facts_and_touched_keys_read_like_the_raw_rebuild() {
         .execute()
         .await
         .unwrap();
-    let stored = StoredFacts { covered_until: now + 10, from_ms: u64::from(HOUR) * 3_600_000, read_until: now + 100 };
+    let stored = StoredFacts {
+        covered_until: now + 10,
+        from_ms: u64::from(HOUR) * 3_600_000,
+        touched: Touched::Before(now + 100),
+    };
     let split = Split { raw: vec![HOUR, HOUR + 1], facts: Some(stored), ..Split::default() };
     let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &split, None)).await;
     assert_eq!(got, expected);
@@ -555,7 +562,7 @@ async fn a_pass_retires_a_start_that_no_longer_opens_a_view() {
     facts_pass(&db, None, 1).await;
     // A late video_start an hour earlier: the view now starts in HOUR.
     insert(&db, &[at(event("video_start", T, "s9", Some("u9")), 0.0)]).await;
-    let hours = |split: &Split| (split.raw.clone(), split.facts);
+    let hours = |split: &Split| (split.raw.clone(), split.facts.clone());
     // Touched keys are rebuilt (the second split); the stored facts (first) are stale until the next pass.
     let splits = facts_splits(&db, &[HOUR + 1]).await;
     let got: VideoSummaryRow = one(&db, &read::video_summary("v1", &splits[2], None)).await;

@@ -127,20 +127,26 @@ pub struct FreshnessConfig {
     /// only costs more freshness checks, a smaller one can serve stale windows).
     #[serde(with = "humantime_serde")]
     pub lateness: Duration,
-    /// Which reads take windows still open to late events from
+    /// Whether reads take windows still open to late events from
     /// aggregator-cron's stored view facts, rebuilding from the raw events only
-    /// the views whose keys received rows since its newest facts pass:
-    /// `"top"` (top videos, the default), `"all"` (video and user metrics
-    /// too) or `"off"`. Otherwise, or while no pass is recent enough, every
-    /// view of such a window is rebuilt, which grows with the platform's
-    /// traffic. Exact either way, but a view whose first row since the pass
-    /// arrived within `facts_read_margin` is read as the pass left it (not
-    /// yet there, for a new view): answers lag by up to that margin.
+    /// the views whose keys received rows since its newest facts pass
+    /// (`"top"`, the default, `"all"`, or `"off"`: every view of such a
+    /// window is rebuilt, which grows with the platform's traffic).
     ///
-    /// Unless `"off"`, a video or user read whose open windows received no
-    /// row after the newest pass (whatever its age) reads them from the
-    /// stored facts alone: exact at once, with no margin and no rebuild.
+    /// Unless `"off"`, a video or user read lists the keys of its views
+    /// touched since a recent pass (`facts_max_staleness`) once and rebuilds
+    /// those: exact at once, and none when nothing is newer than the pass
+    /// (whatever its age). With more than `facts_listed_keys_max` of them it
+    /// rebuilds every view of its open windows, or with `"all"` the keys
+    /// touched up to `facts_read_margin` ago (a view whose first row since
+    /// the pass is younger is read as the pass left it).
+    ///
+    /// Top videos, exact (below `top_from_pass_min_views`), always uses the
+    /// margin: a platform's touched keys are too many to list.
     pub stored_facts: StoredFactsUse,
+    /// See `stored_facts` (`2000`): the most touched keys a video or user
+    /// read lists and writes into its statement (about 0.1 KB each, twice).
+    pub facts_listed_keys_max: u32,
     /// See `stored_facts` (`"1s"`, whole seconds): rows inserted this
     /// recently are assumed possibly still in flight, so both halves of a
     /// read would not agree on them.
@@ -173,6 +179,7 @@ impl Default for FreshnessConfig {
             lateness: events_model::limits::DEFAULT_LATENESS,
             stored_facts: StoredFactsUse::Top,
             facts_read_margin: Duration::from_secs(1),
+            facts_listed_keys_max: 2_000,
             facts_max_staleness: Duration::from_secs(120),
             top_from_pass_min_views: 20_000,
             top_from_pass_max_lag: Duration::from_secs(30),
@@ -277,6 +284,8 @@ impl LimitsConfig {
             .with_setting("max_rows_to_read", class.max_rows_to_read.to_string())
             .with_setting("max_bytes_before_external_sort", class.spill_bytes().to_string())
             .with_setting("max_bytes_before_external_group_by", class.spill_bytes().to_string())
+            // Video and user reads write the keys touched since the facts pass into their statement.
+            .with_setting("max_query_size", metrics_sql::facts::MAX_LISTED_QUERY_BYTES.to_string())
     }
 }
 

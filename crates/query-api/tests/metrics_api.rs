@@ -589,9 +589,9 @@ fn watch_time(answer: &Value) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn video_and_user_reads_with_nothing_new_since_the_pass_read_its_facts_and_stay_exact_at_once() {
-    // The defaults: stored facts for top videos, and for video and user
-    // reads only when nothing of theirs arrived after the newest pass.
+async fn video_and_user_reads_take_the_pass_facts_and_rebuild_only_the_keys_touched_since_exact_at_once() {
+    // The defaults: video and user reads take their open windows from the
+    // newest pass's stored facts and rebuild the keys touched since it.
     let api = Api::start(no_cache(), None).await;
     let (base, range) = insert_recent_scenario(&api).await;
     let (video, user) = (format!("/api/metrics/video/v1?{range}"), format!("/api/metrics/user/u1?{range}"));
@@ -607,14 +607,23 @@ async fn video_and_user_reads_with_nothing_new_since_the_pass_read_its_facts_and
     assert!(watch_time(&api.ok(&video).await) >= 1000.0, "video from the stored facts");
     assert!(watch_time(&api.ok(&user).await) >= 1000.0, "user from the stored facts");
 
-    // One new view of v1 by u1: the very next read is exact, without any
-    // read margin: the freshness check sees a row younger than the pass, so
-    // the open windows are rebuilt from the raw events (the tampered row is
-    // not read).
+    // One new view of v1 by u1: the very next read counts it, without any
+    // read margin. The freshness check sees a row younger than the pass, so
+    // the read lists the keys touched since it (s5 alone) and rebuilds them
+    // from the raw events; s1 is still read as stored (tampered).
     api.insert(&[event("video_start", "s5", "u1", "v1", base + 12 * HOUR_MS + 5_000, Some(0.0))]).await;
     let (video_now, user_now) = (api.ok(&video).await, api.ok(&user).await);
     assert_eq!(video_now["views"], 3, "the new view at once: {video_now}");
     assert_eq!(user_now["views"], 3, "the new view at once: {user_now}");
+    assert!(watch_time(&video_now) >= 1000.0, "untouched s1 still from the stored facts: {video_now}");
+    assert!(watch_time(&user_now) >= 1000.0, "untouched s1 still from the stored facts: {user_now}");
+    // A redelivered copy of one of s1's events (same event_id: nothing
+    // changes but the key is touched): s1 is rebuilt too, at once, and its
+    // tampered row is no longer read.
+    let s1_start = scenario(base).into_iter().find(|e| e.session_id == "s1" && e.event_type == "video_start");
+    api.insert(&[s1_start.expect("the scenario starts s1")]).await;
+    let (video_now, user_now) = (api.ok(&video).await, api.ok(&user).await);
+    assert_eq!((video_now["views"].as_u64(), user_now["views"].as_u64()), (Some(3), Some(3)), "{video_now}");
     assert_eq!(watch_time(&video_now), watch_time(&exact_video), "rebuilt: {video_now}");
     assert_eq!(watch_time(&user_now), watch_time(&exact_user), "rebuilt: {user_now}");
     // After the next pass, settled again: the stored facts (the new view

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use metrics_sql::{
     days,
-    facts::{self, PassRow, StoredFacts},
+    facts::{self, PassRow, StoredFacts, Touched},
     rows,
     views::{self, Scope},
     windows::{self, Grain, Job, Marker, Split, VIEW_SPAN_MS},
@@ -61,26 +61,62 @@ pub async fn split(
     let (markers, last_inserted, pass) =
         tokio::join!(markers, views::fetch_last_inserted(client, scope, grain, horizon), pass);
     let (pass, last_inserted) = (pass?, last_inserted?);
-    let stored = pass.as_ref().and_then(|pass| stored_facts(pass, config, scope));
-    let mut split = exact_split(windows, &markers?, &last_inserted, grain, horizon, stored);
+    let mut split = exact_split(windows, &markers?, &last_inserted, grain, horizon, None);
     if let Some(pass) = pass {
-        settle_from_pass(&mut split, &last_inserted, grain, &pass);
+        split.facts = scoped_facts(client, &split, &last_inserted, grain, &pass, config, scope).await?;
     }
     Ok(split)
 }
 
-/// When nothing of the split's raw windows was inserted after `pass`
-/// (by the freshness check's `last_inserted`, per window) and the pass
-/// stored facts for all of them, reads them from the stored facts alone:
-/// exact at once, and no view rebuild (one costs 18.16 tens of
-/// milliseconds even when it finds little). Most videos and users have no
-/// view with a row younger than the last pass, a few seconds old.
-fn settle_from_pass(split: &mut Split, last_inserted: &BTreeMap<u32, u32>, grain: Grain, pass: &PassRow) {
-    let settled = facts::StoredFacts::settled(pass.covered_until, pass.from_ms);
-    let untouched = split.raw.iter().all(|w| last_inserted.get(w).is_some_and(|&t| t <= pass.covered_until));
-    if untouched && settled.covers(grain, &split.raw) {
-        split.facts = Some(settled);
+/// How a video or user read takes its raw windows from the newest facts
+/// `pass`, if at all:
+///
+/// - settled ([`settled_facts`]): from the stored facts alone;
+/// - otherwise, with a recent pass: the stored facts of the keys not touched
+///   since it, and a rebuild of the touched keys, listed once here (at most
+///   `facts_listed_keys_max`; [`Touched::Listed`]). Exact at once too: a
+///   busy video rebuilds its last seconds' views, not its open hour;
+/// - more keys than that: with `stored_facts = "all"` the keys touched up
+///   to the read margin ([`Touched::Before`]), else the whole rebuild.
+async fn scoped_facts(
+    client: &clickhouse::Client,
+    split: &Split,
+    last_inserted: &BTreeMap<u32, u32>,
+    grain: Grain,
+    pass: &PassRow,
+    config: &FreshnessConfig,
+    scope: Scope<'_>,
+) -> Result<Option<StoredFacts>, ApiError> {
+    if let Some(settled) = settled_facts(split, last_inserted, grain, pass) {
+        return Ok(Some(settled));
     }
+    let listed = StoredFacts::settled(pass.covered_until, pass.from_ms);
+    if !(recent(pass, config) && listed.covers(grain, &split.raw)) {
+        return Ok(None);
+    }
+    let from = grain.start_of(split.raw[0]);
+    let limit = config.facts_listed_keys_max;
+    Ok(match facts::fetch_touched_keys(client, scope, pass.covered_until, from, limit).await? {
+        Some(keys) => Some(StoredFacts { touched: Touched::Listed(keys), ..listed }),
+        None => stored_facts(pass, config, scope),
+    })
+}
+
+/// The stored facts alone, when nothing of the split's raw windows was
+/// inserted after `pass` (by the freshness check's `last_inserted`, per
+/// window) and the pass stored facts for all of them: exact at once, and no
+/// view rebuild (one costs 18.16 tens of milliseconds even when it finds
+/// little). Most videos and users have no view with a row younger than the
+/// last pass, a few seconds old.
+fn settled_facts(
+    split: &Split,
+    last_inserted: &BTreeMap<u32, u32>,
+    grain: Grain,
+    pass: &PassRow,
+) -> Option<StoredFacts> {
+    let settled = StoredFacts::settled(pass.covered_until, pass.from_ms);
+    let untouched = split.raw.iter().all(|w| last_inserted.get(w).is_some_and(|&t| t <= pass.covered_until));
+    (untouched && settled.covers(grain, &split.raw)).then_some(settled)
 }
 
 /// [`split`] for top videos (`windows` ascending hours, not empty).
@@ -150,33 +186,40 @@ fn exact_split(
 /// is recent enough and counted enough views in its newest hours
 /// (`top_from_pass_min_views`, `top_from_pass_max_lag`).
 fn answers_from_pass(pass: &PassRow, config: &FreshnessConfig) -> bool {
-    let max_lag = u32::try_from(config.top_from_pass_max_lag.as_secs()).unwrap_or(u32::MAX);
+    let max_lag = secs(config.top_from_pass_max_lag);
     pass.open_views >= config.top_from_pass_min_views && pass.covered_until.saturating_add(max_lag) >= pass.now
 }
 
-fn uses_stored_facts(config: &FreshnessConfig, scope: Scope<'_>) -> bool {
-    match config.stored_facts {
+/// The newest facts pass as a read that rebuilds the keys touched up to the
+/// read margin uses it, when stored facts are enabled (`"top"` or `"all"`;
+/// video and user reads list their keys first, see [`scoped_facts`]) and
+/// the pass covers inserts up to `facts_max_staleness` ago. The touched keys
+/// are those inserted after the pass and before ClickHouse's clock when the
+/// pass was read, less `facts_read_margin` ([`Touched::Before`]).
+fn stored_facts(pass: &PassRow, config: &FreshnessConfig, scope: Scope<'_>) -> Option<StoredFacts> {
+    let margin = secs(config.facts_read_margin);
+    let enabled = match config.stored_facts {
         StoredFactsUse::Off => false,
         StoredFactsUse::Top => scope == Scope::All,
         StoredFactsUse::All => true,
-    }
+    };
+    (enabled && recent(pass, config)).then(|| StoredFacts {
+        covered_until: pass.covered_until,
+        from_ms: pass.from_ms,
+        touched: Touched::Before(pass.now.saturating_sub(margin)),
+    })
 }
 
-/// The newest facts pass as a read of `scope` uses it, when stored facts are
-/// enabled for the scope and the pass covers inserts up to
-/// `facts_max_staleness` ago. The touched keys a read rebuilds are those
-/// inserted after the pass and before ClickHouse's clock when the pass was
-/// read, less `facts_read_margin` (see [`StoredFacts::read_until`]).
-fn stored_facts(pass: &PassRow, config: &FreshnessConfig, scope: Scope<'_>) -> Option<StoredFacts> {
-    let secs = |d: std::time::Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
-    let (staleness, margin) = (secs(config.facts_max_staleness), secs(config.facts_read_margin));
-    (uses_stored_facts(config, scope) && pass.covered_until.saturating_add(staleness) >= pass.now).then(|| {
-        StoredFacts {
-            covered_until: pass.covered_until,
-            from_ms: pass.from_ms,
-            read_until: pass.now.saturating_sub(margin),
-        }
-    })
+/// Whether stored facts are enabled and `pass` covers inserts up to
+/// `facts_max_staleness` ago (older, the aggregator is behind or down, and
+/// the keys touched since would cost more than a rebuild).
+fn recent(pass: &PassRow, config: &FreshnessConfig) -> bool {
+    config.stored_facts != StoredFactsUse::Off
+        && pass.covered_until.saturating_add(secs(config.facts_max_staleness)) >= pass.now
+}
+
+fn secs(duration: std::time::Duration) -> u32 {
+    u32::try_from(duration.as_secs()).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -188,9 +231,7 @@ mod tests {
         let pass = PassRow { version: 1, covered_until: 1_000, from_ms: 10 * 3_600_000, open_views: 0, now: 5_000 };
         let split = |raw: Vec<u32>| Split { raw, ..Split::default() };
         let settled = |raw: Vec<u32>, last: &[(u32, u32)]| {
-            let mut split = split(raw);
-            settle_from_pass(&mut split, &last.iter().copied().collect(), Grain::Hour, &pass);
-            split.facts
+            settled_facts(&split(raw), &last.iter().copied().collect(), Grain::Hour, &pass)
         };
         assert_eq!(settled(vec![10, 12], &[(10, 999), (12, 1_000)]), Some(StoredFacts::settled(1_000, pass.from_ms)));
         // One window with a younger row keeps the whole rebuild…
