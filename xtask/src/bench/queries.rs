@@ -381,6 +381,16 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
             });
         }
     }
+    // The same-run baseline of the hot video: its open windows rebuilt whole
+    // (what every video read did before stored facts served them).
+    out.push(Case {
+        name: "video hot 1d, no stored facts".into(),
+        goal_ms: Some(100.0),
+        fixed: true,
+        api: ApiMode::Rebuild,
+        path: format!("/api/metrics/video/{hot}?{}", range(1)),
+        body: None,
+    });
     for days in [1, 7] {
         out.push(Case {
             name: format!("top videos {days}d"),
@@ -1125,8 +1135,8 @@ async fn measure_all(
          (every 5 s). Top videos answer with the defaults: the open hours of a platform this busy from the newest facts \
          pass's per-video totals, as of that pass (`freshness.as_of`, 10–20 s behind). The `exact` case asks a second \
          query-api that answers exactly at once (`freshness.top_from_pass_min_views` out of reach: stored facts plus \
-         a rebuild of the views touched since the pass), `exact, no stored facts` a third that rebuilds every view of \
-         the open windows (`freshness.stored_facts = \"off\"` too).\n\n{table}\n{passes}\n",
+         a rebuild of the views touched since the pass), `exact, no stored facts` and `video hot 1d, no stored facts` a third \
+         that rebuilds every view of the open windows (`freshness.stored_facts = \"off\"` too).\n\n{table}\n{passes}\n",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         now.format("%Y-%m-%d %H:%M"),
         commit,
