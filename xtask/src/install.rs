@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::Command};
 use anyhow::{Result, bail};
 use local_stack::{
     process,
-    servers::{kafka::Jars, postgres},
+    servers::{kafka::Jars, postgres, zookeeper},
 };
 
 use crate::{layout::Layout, ui::Step};
@@ -21,6 +21,8 @@ struct Requirement {
 const REQUIREMENTS: &[Requirement] = &[
     Requirement { package: "clickhouse-server", present: || process::find_executable("clickhouse-server").is_some() },
     Requirement { package: "clickhouse-client", present: || process::find_executable("clickhouse-client").is_some() },
+    // Cluster mode (`up --cluster`): ClickHouse 18.16's replication and ON CLUSTER DDL need ZooKeeper.
+    Requirement { package: "zookeeper", present: zookeeper::installed },
     Requirement { package: "redis-server", present: || process::find_executable("redis-server").is_some() },
     Requirement { package: "postgresql", present: || postgres::bin_dir().is_some() },
     Requirement { package: "maven", present: || process::find_executable("mvn").is_some() },

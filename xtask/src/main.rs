@@ -45,15 +45,27 @@ enum Cmd {
         /// Events per second of the demo traffic.
         #[arg(long, default_value_t = 20.0, requires = "demo")]
         demo_rate: f64,
+        /// Cluster mode instead: three Kafka brokers (topics with 3 replicas), ClickHouse as
+        /// 2 shards × 2 replicas with ZooKeeper, PostgreSQL and Redis, on ports of their own
+        /// (state in .stack/cluster/); the single-node stack is not touched.
+        #[arg(long, conflicts_with = "demo")]
+        cluster: bool,
     },
     /// Stop everything `up` started (by pid file), servers last.
     Down {
         /// Also delete the servers' data (databases, topics) for a fresh start; logs stay.
         #[arg(long)]
         purge: bool,
+        /// Stop cluster mode's processes (`up --cluster`) instead of the single-node stack.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Show whether each of the nine components answers; non-zero exit if any does not.
-    Status,
+    Status {
+        /// Cluster mode's ten processes instead, each ClickHouse server with what it knows of the cluster.
+        #[arg(long)]
+        cluster: bool,
+    },
     /// Apply the ClickHouse and PostgreSQL migrations of schemas/.
     Migrate,
     /// Run `cargo test --workspace` against the stack, starting (and afterwards
@@ -96,6 +108,9 @@ enum Cmd {
         /// Keep printing what is appended.
         #[arg(short, long)]
         follow: bool,
+        /// A member of cluster mode (.stack/cluster/logs/<member>.log): kafka-1, clickhouse-s2r1, zookeeper, …
+        #[arg(long)]
+        cluster: bool,
     },
 }
 
@@ -111,11 +126,14 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Cmd::Up { no_services, native, demo, demo_rate } => {
+            Cmd::Up { cluster: true, .. } => stack::up_cluster(&layout).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Up { no_services, native, demo, demo_rate, cluster: false } => {
                 stack::up(&layout, no_services, native, demo.then_some(demo_rate)).await.map(|_| ExitCode::SUCCESS)
             }
-            Cmd::Down { purge } => stack::down(&layout, purge).await.map(|_| ExitCode::SUCCESS),
-            Cmd::Status => stack::status(&layout).await,
+            Cmd::Down { purge, cluster: true } => stack::down_cluster(&layout, purge).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Down { purge, cluster: false } => stack::down(&layout, purge).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Status { cluster: true } => stack::status_cluster(&layout).await,
+            Cmd::Status { cluster: false } => stack::status(&layout).await,
             Cmd::Migrate => stack::migrate(&layout).await.map(|_| ExitCode::SUCCESS),
             Cmd::Test { native, cargo_args } => stack::test(&layout, native, &cargo_args).await,
             Cmd::Load(args) => load::run(&layout, args).await,
@@ -123,8 +141,8 @@ fn main() -> ExitCode {
             Cmd::Bench { command } => bench::run(&layout, command).await,
             Cmd::Keys { command } => keys::run(command).await,
             Cmd::Dlq { command } => dlq::run(command).await,
-            Cmd::Logs { component, lines, follow } => {
-                stack::logs(&layout, &component, lines, follow).map(|_| ExitCode::SUCCESS)
+            Cmd::Logs { component, lines, follow, cluster } => {
+                stack::logs(&layout, &component, lines, follow, cluster).map(|_| ExitCode::SUCCESS)
             }
         }
     });

@@ -1,17 +1,24 @@
-//! The commands: `up`, `down`, `status`, `migrate`, `test`, `logs`.
+//! The commands: `up`, `down`, `status`, `migrate`, `test`, `logs`; each of
+//! the first three also for cluster mode (`--cluster`).
 
-use std::{collections::HashMap, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result, bail};
-use local_stack::process;
+use futures::future::BoxFuture;
+use local_stack::{cluster, process};
 use serde::{Deserialize, Serialize};
-use service_kit::{ClickHouseConfig, PostgresConfig};
+use service_kit::{ClickHouseConfig, KafkaConfig, PostgresConfig};
 
 use crate::{
     docker, install, keys,
     layout::Layout,
     load,
-    servers::{self, Server},
+    servers::{self, Managed, Server, cluster::Member},
     services::{self, SERVICES},
     ui::{self, Step},
 };
@@ -220,8 +227,20 @@ pub async fn down(layout: &Layout, purge: bool) -> Result<()> {
     }
     let _ = std::fs::remove_file(layout.mode_file());
 
-    // What still answers was not started by xtask: say so rather than touch it.
-    for server in Server::ALL {
+    note_still_answering(&Server::ALL).await;
+    note_cluster(layout, "`cargo xtask down --cluster` stops it");
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    if purge {
+        purge_state(layout, Server::ALL.map(Server::name))?;
+    }
+    Ok(())
+}
+
+/// What still answers was not started by xtask: says so rather than touch it.
+async fn note_still_answering<S: Managed>(servers: &[S]) {
+    for &server in servers {
         if server.probe().await.is_ok() {
             ui::line(format!(
                 "  note: {} still answers on port {}; xtask did not start it",
@@ -230,20 +249,22 @@ pub async fn down(layout: &Layout, purge: bool) -> Result<()> {
             ));
         }
     }
-    if !failures.is_empty() {
-        bail!("{}", failures.join("\n"));
+}
+
+/// When members of the cluster run, says so and how to `act` on them.
+fn note_cluster(layout: &Layout, act: &str) {
+    let cluster = Member::layout(layout);
+    let running = Member::ALL.iter().filter(|member| member.live_pid(&cluster).is_some()).count();
+    if running > 0 {
+        ui::line(format!("  note: cluster mode runs too ({running} of {} members); {act}", Member::ALL.len()));
     }
-    if purge {
-        purge_state(layout)?;
-    }
-    Ok(())
 }
 
 /// Deletes the servers' data (`.stack/<server>/`, and the PostgreSQL directory
 /// outside the checkout when `.stack/postgres` links to one). Logs stay.
-fn purge_state(layout: &Layout) -> Result<()> {
-    for server in Server::ALL {
-        let dir = layout.state_dir(server.name());
+fn purge_state<'a>(layout: &Layout, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    for name in names {
+        let dir = layout.state_dir(name);
         if dir.is_symlink() {
             if let Ok(target) = std::fs::read_link(&dir) {
                 remove_tree(&target)?;
@@ -255,7 +276,7 @@ fn purge_state(layout: &Layout) -> Result<()> {
         } else {
             remove_tree(&dir)?;
         }
-        ui::line(format!("✓ {:<16} data removed ({})", server.name(), layout.show(&dir)));
+        ui::line(format!("✓ {name:<16} data removed ({})", layout.show(&dir)));
     }
     Ok(())
 }
@@ -284,44 +305,16 @@ fn report_stop(name: &str, outcome: Result<Option<u32>>, failures: &mut Vec<Stri
 pub async fn status(layout: &Layout) -> Result<ExitCode> {
     let docker = uses_docker(layout);
     let mut rows = Vec::new();
-    let mut checks = tokio::task::JoinSet::new();
-    for (index, server) in Server::ALL.into_iter().enumerate() {
-        let pid = server.live_pid(layout);
-        rows.push((server.name(), pid, server.port()));
-        checks.spawn(async move { (index, server.probe().await) });
+    let mut checks: Vec<BoxFuture<'static, Result<String>>> = Vec::new();
+    for server in Server::ALL {
+        rows.push((server.name(), server.live_pid(layout), server.port()));
+        checks.push(Box::pin(server.probe()));
     }
-    for (offset, service) in SERVICES.into_iter().enumerate() {
-        let pid = service.live_pid(layout);
-        rows.push((service.name, pid, service.port));
-        checks.spawn(async move { (Server::ALL.len() + offset, service.probe().await) });
+    for service in SERVICES {
+        rows.push((service.name, service.live_pid(layout), service.port));
+        checks.push(Box::pin(service.probe()));
     }
-    let mut results: Vec<Option<Result<String>>> = (0..rows.len()).map(|_| None).collect();
-    while let Some(joined) = checks.join_next().await {
-        let (index, outcome) = joined.context("status probe task failed")?;
-        results[index] = Some(outcome);
-    }
-
-    ui::out(format!("{:<18} {:>8} {:>6}  STATE", "COMPONENT", "PID", "PORT"));
-    let mut down = 0;
-    for ((name, pid, port), outcome) in rows.into_iter().zip(results) {
-        let pid = match (pid, docker) {
-            (Some(pid), _) => pid.to_string(),
-            (None, true) => "docker".to_string(),
-            (None, false) => "-".to_string(),
-        };
-        let state = match outcome {
-            Some(Ok(detail)) => format!("answering ({detail})"),
-            Some(Err(err)) => {
-                down += 1;
-                format!("NOT ANSWERING: {}", one_line(&format!("{err:#}")))
-            }
-            None => {
-                down += 1;
-                "NOT CHECKED".to_string()
-            }
-        };
-        ui::out(format!("{name:<18} {pid:>8} {port:>6}  {state}"));
-    }
+    let down = print_status(rows, futures::future::join_all(checks).await, docker);
     if let Some(pid) = load::demo_pid(layout) {
         let rate = load::demo_rate(pid).unwrap_or_else(|| "?".to_string());
         ui::out(format!(
@@ -331,11 +324,35 @@ pub async fn status(layout: &Layout) -> Result<ExitCode> {
             layout.show(&layout.log(load::DEMO))
         ));
     }
+    note_cluster(layout, "`cargo xtask status --cluster` shows it");
     if down > 0 {
         ui::out(format!("\n{down} of 9 components do not answer; logs are in {}/", layout.show(&layout.logs_dir())));
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints one line per component (name, pid, port) with what its probe
+/// found; returns how many do not answer.
+fn print_status(rows: Vec<(&str, Option<u32>, u16)>, outcomes: Vec<Result<String>>, docker: bool) -> usize {
+    ui::out(format!("{:<18} {:>8} {:>6}  STATE", "COMPONENT", "PID", "PORT"));
+    let mut down = 0;
+    for ((name, pid, port), outcome) in rows.into_iter().zip(outcomes) {
+        let pid = match (pid, docker) {
+            (Some(pid), _) => pid.to_string(),
+            (None, true) => "docker".to_string(),
+            (None, false) => "-".to_string(),
+        };
+        let state = match outcome {
+            Ok(detail) => format!("answering ({detail})"),
+            Err(err) => {
+                down += 1;
+                format!("NOT ANSWERING: {}", one_line(&format!("{err:#}")))
+            }
+        };
+        ui::out(format!("{name:<18} {pid:>8} {port:>6}  {state}"));
+    }
+    down
 }
 
 fn one_line(text: &str) -> String {
@@ -391,15 +408,21 @@ async fn apply(cfg: &DatabasesConfig) -> Result<()> {
             return Err(migration_error(err, "ClickHouse", "schemas/clickhouse"));
         }
     }
+    apply_postgres(&cfg.postgres).await
+}
+
+async fn apply_postgres(postgres: &PostgresConfig) -> Result<()> {
     let step = Step::start("PostgreSQL migrations");
-    match service_kit::migrate::apply_postgres(&cfg.postgres).await {
-        Ok(report) => step.ok(describe_report(&report)),
+    match service_kit::migrate::apply_postgres(postgres).await {
+        Ok(report) => {
+            step.ok(describe_report(&report));
+            Ok(())
+        }
         Err(err) => {
             step.fail("failed");
-            return Err(migration_error(err, "PostgreSQL", "schemas/postgres"));
+            Err(migration_error(err, "PostgreSQL", "schemas/postgres"))
         }
     }
-    Ok(())
 }
 
 fn describe_report(report: &service_kit::migrate::Report) -> String {
@@ -505,7 +528,9 @@ pub async fn test(layout: &Layout, native: bool, cargo_args: &[String]) -> Resul
 
 // ----------------------------------------------------------------- logs ---
 
-pub fn logs(layout: &Layout, component: &str, lines: usize, follow: bool) -> Result<()> {
+/// `cluster`: a member of cluster mode (`.stack/cluster/logs/`).
+pub fn logs(layout: &Layout, component: &str, lines: usize, follow: bool, cluster: bool) -> Result<()> {
+    let layout = if cluster { &Member::layout(layout) } else { layout };
     let path: PathBuf = layout.log(component);
     if !path.exists() {
         let known: Vec<String> = std::fs::read_dir(layout.logs_dir())
@@ -549,4 +574,155 @@ fn follow_file(path: &std::path::Path) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+// -------------------------------------------------------------- cluster ---
+
+/// `cargo xtask up --cluster`: ZooKeeper, three Kafka nodes, four ClickHouse
+/// servers (2 shards × 2 replicas), PostgreSQL and Redis as native processes
+/// under `.stack/cluster/`; the product's topics with three replicas; the
+/// PostgreSQL migrations. Idempotent.
+pub async fn up_cluster(layout: &Layout) -> Result<()> {
+    let begun = Instant::now();
+    layout.ensure_dirs()?;
+    let cluster_layout = Member::layout(layout);
+    cluster_layout.ensure_dirs()?;
+    ui::line(format!(
+        "Cluster mode: native processes with their state in {} (Docker Compose runs the single-node stack only).",
+        layout.show(&cluster_layout.stack)
+    ));
+    install::ensure_packages(layout)?;
+    install::kafka_jars(layout)?;
+    let mut started = Vec::new();
+    // ZooKeeper first: ClickHouse's replicated tables and ON CLUSTER DDL need it.
+    servers::start_missing(&cluster_layout, &Member::ALL[..1], &mut started).await?;
+    servers::start_missing(&cluster_layout, &Member::ALL[1..], &mut started).await?;
+
+    let step = Step::start(format!("ClickHouse cluster {} on every server", cluster::NAME));
+    match servers::cluster::wait_clickhouse_cluster().await {
+        Ok(_) => step.ok(format!(
+            "{} shards × {} replicas, macros and ZooKeeper sessions on all {} servers",
+            cluster::SHARDS,
+            cluster::REPLICAS,
+            cluster::NODES
+        )),
+        Err(err) => {
+            step.fail("not ready");
+            return Err(err.context(format!("read {}/clickhouse-*.log", layout.show(&cluster_layout.logs_dir()))));
+        }
+    }
+    cluster_topics().await?;
+    let env: HashMap<String, String> = servers::cluster::env().into_iter().collect();
+    let cfg: DatabasesConfig = service_kit::config::load_from("xtask", None, &env)?;
+    apply_postgres(&cfg.postgres).await?;
+    let env_file = cluster_layout.stack.join("cluster.env");
+    let text: String = servers::cluster::env().iter().map(|(name, value)| format!("{name}={value}\n")).collect();
+    std::fs::write(&env_file, text).with_context(|| format!("writing {}", env_file.display()))?;
+    print_cluster(layout, begun.elapsed());
+    Ok(())
+}
+
+/// The product's topics on the cluster, with the partitions the services
+/// create them with, three replicas and `min.insync.replicas` 2 (checked
+/// after creation, existing topics included).
+async fn cluster_topics() -> Result<()> {
+    let kafka = KafkaConfig {
+        brokers: cluster::Ports::STANDARD.bootstrap(),
+        client_id: "xtask".to_string(),
+        replication_factor: cluster::REPLICATION_FACTOR,
+        min_insync_replicas: cluster::MIN_INSYNC_REPLICAS,
+        ..KafkaConfig::default()
+    };
+    let topics = events_model::Topics::new(&kafka.topic_prefix);
+    let raw = service_kit::deps::kafka::TopicSpec {
+        name: topics.raw_events,
+        partitions: ingest_gateway::IngestConfig::default().raw_topic_partitions,
+        retention_ms: None,
+    };
+    let mut specs = vec![raw];
+    specs.extend(stream_processor::topic_specs(&stream_processor::Config::default()));
+    let names: Vec<String> = specs.iter().map(|spec| format!("{} ({})", spec.name, spec.partitions)).collect();
+    let step = Step::start("Kafka topics");
+    match service_kit::deps::kafka::ensure_topics(&kafka, &specs).await {
+        Ok(()) => {
+            step.ok(format!(
+                "{}: {} replicas, min.insync.replicas {}",
+                names.join(", "),
+                kafka.replication_factor,
+                kafka.min_insync_replicas
+            ));
+            Ok(())
+        }
+        Err(err) => {
+            step.fail("failed");
+            Err(err.context("creating the topics on the cluster"))
+        }
+    }
+}
+
+fn print_cluster(layout: &Layout, took: Duration) {
+    let cluster_layout = Member::layout(layout);
+    let mut out = format!("\nThe cluster is up ({:.0} s).\n", took.as_secs_f64());
+    for member in Member::ALL {
+        out.push_str(&format!("  {:<18} {}\n", member.name(), member.address()));
+    }
+    let env: Vec<String> = servers::cluster::env().iter().map(|(name, value)| format!("{name}={value}")).collect();
+    out.push_str(&format!(
+        "  ClickHouse cluster {name}: ON CLUSTER {name}, ReplicatedMergeTree paths \
+         '/clickhouse/tables/{{shard}}/…' with replica '{{replica}}', Distributed({name}, …)\n\
+         \x20 environment        {}   (the same in {})\n\
+         \x20 logs               {}/<member>.log   (cargo xtask logs --cluster <member>)\n\
+         \x20 status / stop      cargo xtask status --cluster / cargo xtask down --cluster\n\
+         \x20 the five services do not run in cluster mode yet (issue 16 item 3)\n",
+        env.join(" "),
+        layout.show(&cluster_layout.stack.join("cluster.env")),
+        layout.show(&cluster_layout.logs_dir()),
+        name = cluster::NAME,
+    ));
+    ui::line(out);
+}
+
+/// `cargo xtask down --cluster`: stops the members xtask started, ClickHouse
+/// first and ZooKeeper after the brokers (the members of a group together).
+pub async fn down_cluster(layout: &Layout, purge: bool) -> Result<()> {
+    let cluster_layout = Member::layout(layout);
+    let groups: [&[Member]; 4] = [&Member::ALL[4..8], &Member::ALL[1..4], &Member::ALL[..1], &Member::ALL[8..]];
+    let mut failures = Vec::new();
+    for group in groups {
+        let stops = group.iter().map(|&member| {
+            let cluster_layout = cluster_layout.clone();
+            tokio::task::spawn_blocking(move || (member, servers::stop(&cluster_layout, member)))
+        });
+        for joined in futures::future::join_all(stops).await {
+            let (member, outcome) = joined.context("stopping task failed")?;
+            report_stop(member.name(), outcome, &mut failures);
+        }
+    }
+    note_still_answering(&Member::ALL).await;
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    if purge {
+        purge_state(&cluster_layout, Member::ALL.map(Member::name))?;
+        let _ = std::fs::remove_file(cluster_layout.stack.join("cluster.env"));
+    }
+    Ok(())
+}
+
+/// `cargo xtask status --cluster`: every member, a ClickHouse server with
+/// what it knows of the cluster; non-zero exit if any does not answer.
+pub async fn status_cluster(layout: &Layout) -> Result<ExitCode> {
+    let cluster_layout = Member::layout(layout);
+    let rows = Member::ALL.map(|member| (member.name(), member.live_pid(&cluster_layout), member.port())).to_vec();
+    let outcomes = futures::future::join_all(Member::ALL.map(Member::describe)).await;
+    let down = print_status(rows, outcomes, false);
+    if down > 0 {
+        ui::out(format!(
+            "\n{down} of {} members do not answer; logs are in {}/",
+            Member::ALL.len(),
+            layout.show(&cluster_layout.logs_dir())
+        ));
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,11 @@
 //! The native servers of the local stack, written once for `cargo xtask` and
 //! for tests.
 //!
-//! - [`servers`]: Kafka (KRaft), ClickHouse, PostgreSQL and Redis as values
+//! - [`servers`]: Kafka (KRaft), ClickHouse, PostgreSQL, Redis and ZooKeeper as values
 //!   that say where their state and log live and which ports they use;
 //!   [`servers::spawn`] writes their configuration and starts them.
+//! - [`cluster`]: cluster mode on one machine: three Kafka nodes, ClickHouse
+//!   as 2 shards × 2 replicas, ZooKeeper.
 //! - [`process`]: background processes with a log file, pid files, liveness, stopping.
 //! - [`probe`]: the real requests that prove a server answers, and waiting for them.
 //! - [`scratch`]: servers of a test's own (free ports, a temporary directory)
@@ -11,6 +13,7 @@
 //!   PostgreSQL and Kafka among them also with TLS.
 //! - [`tls`]: a throwaway CA and server certificate (and an unrelated CA) made with `openssl`.
 
+pub mod cluster;
 pub mod probe;
 pub mod process;
 pub mod scratch;
@@ -21,8 +24,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-pub use scratch::{Scratch, ScratchClickHouse, ScratchKafka, ScratchPostgres};
-pub use servers::{Kind, NativeServer, clickhouse::ClickHouse, kafka::Kafka, postgres::Postgres, redis::Redis, spawn};
+pub use scratch::{Scratch, ScratchClickHouse, ScratchCluster, ScratchKafka, ScratchPostgres};
+pub use servers::{
+    Kind, NativeServer, clickhouse::ClickHouse, kafka::Kafka, postgres::Postgres, redis::Redis, spawn,
+    zookeeper::ZooKeeper,
+};
 pub use tls::TestPki;
 
 /// The repository root (the workspace directory).

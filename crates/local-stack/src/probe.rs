@@ -189,19 +189,26 @@ fn http_client() -> reqwest::Client {
 
 /// `SELECT 1` over the HTTP interface; returns the server version.
 pub async fn clickhouse(endpoint: &str) -> Result<String> {
+    let body = clickhouse_query(endpoint, "SELECT 1, version()").await?;
+    match body.split_once('\t') {
+        Some(("1", version)) => Ok(format!("version {version}")),
+        _ => bail!("unexpected answer to SELECT 1: {body:?}"),
+    }
+}
+
+/// Runs `sql` over the HTTP interface and returns the answer (tab-separated), trimmed.
+pub async fn clickhouse_query(endpoint: &str, sql: &str) -> Result<String> {
     within("ClickHouse query", async {
         let response = http_client()
-            .get(format!("{}/?query=SELECT%201%2C%20version%28%29", endpoint.trim_end_matches('/')))
+            .post(format!("{}/", endpoint.trim_end_matches('/')))
+            .body(sql.to_string())
             .send()
             .await
-            .with_context(|| format!("GET {endpoint}/?query=SELECT 1"))?;
+            .with_context(|| format!("POST {endpoint} {sql}"))?;
         let status = response.status();
         let body = response.text().await.context("reading the answer")?;
         ensure!(status.is_success(), "HTTP {status}: {}", body.trim());
-        match body.trim().split_once('\t') {
-            Some(("1", version)) => Ok(format!("version {version}")),
-            _ => bail!("unexpected answer to SELECT 1: {body:?}"),
-        }
+        Ok(body.trim().to_string())
     })
     .await
 }
@@ -257,6 +264,29 @@ pub async fn redis(addr: &str) -> Result<String> {
         let answer = String::from_utf8_lossy(&buf[..n]);
         ensure!(answer.starts_with("+PONG"), "unexpected answer to PING: {:?}", answer.trim());
         Ok("PONG".to_string())
+    })
+    .await
+}
+
+// ------------------------------------------------------------ ZooKeeper ---
+
+/// Sends the `srvr` four-letter command and expects the server's mode
+/// (`standalone`, `leader`, `follower`): a node that answers it serves clients.
+pub async fn zookeeper(addr: &str) -> Result<String> {
+    within("ZooKeeper srvr", async {
+        let mut stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        stream.write_all(b"srvr").await.context("sending srvr")?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.context("reading the answer")?;
+        let field = |name: &str| answer.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+        match (field("Mode:"), field("Zookeeper version:")) {
+            (Some(mode), version) => {
+                let version = version.and_then(|v| v.split(['-', ',']).next()).unwrap_or("?");
+                Ok(format!("version {version}, {mode}"))
+            }
+            (None, _) if answer.contains("not currently serving") => bail!("not serving requests yet"),
+            (None, _) => bail!("unexpected answer to srvr: {:?}", answer.trim()),
+        }
     })
     .await
 }

@@ -29,6 +29,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
+    cluster::{self, Cluster, Places, Ports},
     probe::{self, NotAnswering},
     process::{self, Detach},
     servers::{
@@ -36,6 +37,7 @@ use crate::{
         clickhouse::ClickHouse,
         kafka::Kafka,
         postgres::{Configured, Postgres},
+        zookeeper::ZooKeeper,
     },
     tls::TestPki,
 };
@@ -54,8 +56,12 @@ const CLICKHOUSE_DEADLINE: Duration = Duration::from_secs(30);
 const KAFKA_DEADLINE: Duration = Duration::from_secs(60);
 /// `initdb`, the first start and creating the role and database.
 const POSTGRES_DEADLINE: Duration = Duration::from_secs(60);
+/// A JVM start of a small server.
+const ZOOKEEPER_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a server may take to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
+/// A scratch broker's JVM: a small heap, quick start.
+const KAFKA_JAVA_OPTIONS: [&str; 3] = ["-Xmx256m", "-Xms64m", "-XX:TieredStopAtLevel=1"];
 /// The file in a scratch directory holding the server's pid.
 const PID_FILE: &str = "server.pid";
 
@@ -75,7 +81,8 @@ impl Scratch<ClickHouse> {
     pub async fn start() -> Result<Self> {
         let dir = new_dir("clickhouse")?;
         let [http_port, tcp_port] = free_ports()?;
-        let server = ClickHouse { log: dir.join("clickhouse.log"), dir: dir.clone(), http_port, tcp_port };
+        let server =
+            ClickHouse { log: dir.join("clickhouse.log"), dir: dir.clone(), http_port, tcp_port, replica: None };
         Self::launch_new(server, dir, CLICKHOUSE_DEADLINE, Vec::new()).await
     }
 
@@ -114,14 +121,7 @@ impl Scratch<Kafka> {
 
     async fn start_with(tls: Option<(&TestPki, &[(&str, &str)])>) -> Result<Self> {
         let dir = new_dir("kafka")?;
-        let download_log = dir.join("kafka-download.log");
-        let jars = tokio::task::spawn_blocking(move || -> Result<PathBuf> {
-            let jars = servers::kafka::Jars::standard()?;
-            Ok(jars.ensure(&download_log)?.to_path_buf())
-        })
-        .await
-        .context("the jar fetching task failed")?
-        .context("fetching the Kafka jars")?;
+        let jars = kafka_jars(&dir).await?;
         let [broker_port, controller_port, ssl_port, sasl_ssl_port] = free_ports()?;
         // One partition for the internal topics: a fresh node is ready sooner.
         let mut extra_properties: Vec<String> =
@@ -160,8 +160,9 @@ impl Scratch<Kafka> {
             dir: dir.clone(),
             broker_port,
             controller_port,
-            java_options: ["-Xmx256m", "-Xms64m", "-XX:TieredStopAtLevel=1"].map(String::from).to_vec(),
+            java_options: KAFKA_JAVA_OPTIONS.map(String::from).to_vec(),
             extra_properties,
+            quorum: None,
         };
         Self::launch_new(server, dir, KAFKA_DEADLINE, listeners).await
     }
@@ -272,6 +273,19 @@ impl<S: NativeServer + Clone + Send + Sync + 'static> Scratch<S> {
     }
 
     async fn launch(&mut self) -> Result<()> {
+        self.spawn().await?;
+        self.wait().await
+    }
+
+    /// A server started in `dir` but not waited for (see [`Self::wait`]).
+    async fn spawned(server: S, dir: PathBuf, deadline: Duration) -> Result<Self> {
+        let mut scratch = Self { server, dir, deadline, pid: None, listeners: Vec::new() };
+        scratch.spawn().await?;
+        Ok(scratch)
+    }
+
+    /// Prepares the server's state and starts its process.
+    async fn spawn(&mut self) -> Result<()> {
         let name = S::KIND.name;
         let server = self.server.clone();
         let spawned = tokio::task::spawn_blocking(move || servers::spawn(&server, Detach::No))
@@ -280,7 +294,14 @@ impl<S: NativeServer + Clone + Send + Sync + 'static> Scratch<S> {
         let pid = spawned.with_context(|| format!("starting scratch {name} in {}", self.dir.display()))?;
         self.pid = Some(pid);
         process::write_pid(&self.dir.join(PID_FILE), pid)?;
+        Ok(())
+    }
 
+    /// Waits until the started server answers its real request, failing
+    /// early when it exits and late at its deadline.
+    async fn wait(&mut self) -> Result<()> {
+        let name = S::KIND.name;
+        let Some(pid) = self.pid else { bail!("scratch {name} was not started") };
         let server = &self.server;
         if let Err(error) = server.prepare(pid, self.deadline).await {
             return Err(error.context(format!("preparing scratch {name} (pid {pid})")));
@@ -316,6 +337,130 @@ impl<S: NativeServer> Drop for Scratch<S> {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A scratch cluster ([`crate::cluster`]): ZooKeeper, three Kafka nodes
+/// and four ClickHouse servers (2 shards × 2 replicas) on free ports in one
+/// new directory, each member a [`Scratch`] server the test may stop and
+/// start again (a drill). Dropping it kills every member and removes the
+/// directory (kept when the test is panicking).
+pub struct ScratchCluster {
+    dir: PathBuf,
+    ports: Ports,
+    zookeeper: Option<Scratch<ZooKeeper>>,
+    kafka: Vec<Scratch<Kafka>>,
+    clickhouse: Vec<Scratch<ClickHouse>>,
+}
+
+/// A scratch cluster's members live in `<dir>/<member>/`, their logs inside.
+struct ScratchPlaces<'a>(&'a Path);
+
+impl Places for ScratchPlaces<'_> {
+    fn dir(&self, member: &str) -> PathBuf {
+        self.0.join(member)
+    }
+
+    fn log(&self, member: &str) -> PathBuf {
+        self.0.join(member).join(format!("{member}.log"))
+    }
+}
+
+impl ScratchCluster {
+    /// Starts ZooKeeper, then the three brokers and four ClickHouse servers
+    /// together (the brokers elect a controller once two of them run), and
+    /// waits until every member answers: a broker once the cluster has a
+    /// controller, a ClickHouse server `SELECT 1`.
+    pub async fn start() -> Result<Self> {
+        let dir = new_dir("cluster")?;
+        let jars = kafka_jars(&dir).await?;
+        let ports = Ports::from_list(free_ports()?);
+        let members = Cluster::new(ports, &ScratchPlaces(&dir), &jars, &KAFKA_JAVA_OPTIONS);
+        // On failure the value is dropped: what started is killed, the directory removed.
+        let mut cluster = Self { dir, ports, zookeeper: None, kafka: Vec::new(), clickhouse: Vec::new() };
+        let member_dir = |name: &str| cluster.dir.join(name);
+        let mut zookeeper =
+            Scratch::spawned(members.zookeeper, member_dir(cluster::ZOOKEEPER_NAME), ZOOKEEPER_DEADLINE).await?;
+        zookeeper.wait().await?;
+        cluster.zookeeper = Some(zookeeper);
+        for (server, name) in members.kafka.into_iter().zip(cluster::KAFKA_NAMES) {
+            let scratch = Scratch::spawned(server, member_dir(name), KAFKA_DEADLINE).await?;
+            cluster.kafka.push(scratch);
+        }
+        for (server, name) in members.clickhouse.into_iter().zip(cluster::CLICKHOUSE_NAMES) {
+            let scratch = Scratch::spawned(server, member_dir(name), CLICKHOUSE_DEADLINE).await?;
+            cluster.clickhouse.push(scratch);
+        }
+        // All run already: waiting one after the other takes as long as the slowest.
+        for member in &mut cluster.kafka {
+            member.wait().await?;
+        }
+        for member in &mut cluster.clickhouse {
+            member.wait().await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Every port of the cluster.
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// `127.0.0.1:<port>` of every broker, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.ports.bootstrap()
+    }
+
+    /// The HTTP endpoint of ClickHouse server `node`: 0 and 1 are shard 1's
+    /// replicas, 2 and 3 shard 2's.
+    pub fn clickhouse_url(&self, node: usize) -> String {
+        self.ports.clickhouse_url(node)
+    }
+
+    /// ZooKeeper, to stop and start again.
+    pub fn zookeeper(&mut self) -> &mut Scratch<ZooKeeper> {
+        self.zookeeper.as_mut().expect("a started cluster has its ZooKeeper")
+    }
+
+    /// Kafka node `index + 1`, to stop and start again.
+    pub fn kafka(&mut self, index: usize) -> &mut Scratch<Kafka> {
+        &mut self.kafka[index]
+    }
+
+    /// ClickHouse server `node`, to stop and start again.
+    pub fn clickhouse(&mut self, node: usize) -> &mut Scratch<ClickHouse> {
+        &mut self.clickhouse[node]
+    }
+
+    /// The cluster's directory (a subdirectory per member, its log inside).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ScratchCluster {
+    fn drop(&mut self) {
+        // Clients first, ZooKeeper last; each member kills its process.
+        self.clickhouse.clear();
+        self.kafka.clear();
+        self.zookeeper = None;
+        if std::thread::panicking() {
+            eprintln!("scratch cluster: kept {} for its logs", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The Kafka broker jars, fetched with Maven the first time (its output in `<dir>/kafka-download.log`).
+async fn kafka_jars(dir: &Path) -> Result<PathBuf> {
+    let download_log = dir.join("kafka-download.log");
+    tokio::task::spawn_blocking(move || -> Result<PathBuf> {
+        let jars = servers::kafka::Jars::standard()?;
+        Ok(jars.ensure(&download_log)?.to_path_buf())
+    })
+    .await
+    .context("the jar fetching task failed")?
+    .context("fetching the Kafka jars")
 }
 
 fn kill_now(pid: u32) {
@@ -359,11 +504,15 @@ fn sweep(root: &Path) {
         if owner.is_none_or(process::is_running) {
             continue;
         }
-        if let Some(pid) = process::read_pid(&dir.join(PID_FILE)) {
-            // Only a process whose command line names this directory is ours to kill.
-            let ours = process::cmdline(pid).is_some_and(|cmd| cmd.contains(&*dir.to_string_lossy()));
-            if ours {
-                kill_now(pid);
+        // A scratch server's pid file is in its directory; a cluster's members' one level down.
+        let members = std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|member| member.path());
+        for pid_file in std::iter::once(dir.join(PID_FILE)).chain(members.map(|member| member.join(PID_FILE))) {
+            if let Some(pid) = process::read_pid(&pid_file) {
+                // Only a process whose command line names this directory is ours to kill.
+                let ours = process::cmdline(pid).is_some_and(|cmd| cmd.contains(&*dir.to_string_lossy()));
+                if ours {
+                    kill_now(pid);
+                }
             }
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,11 +1,15 @@
-//! The four servers of the native stack: Kafka, ClickHouse, PostgreSQL, Redis.
+//! The four servers of the native stack: Kafka, ClickHouse, PostgreSQL, Redis;
+//! and the members of cluster mode ([`cluster`]).
 //!
 //! Each runs as a background process with its state in `.stack/<name>/`, its
 //! output in `.stack/logs/<name>.log` and its pid in `.stack/pids/<name>.pid`,
-//! on the standard ports. How each is configured, started and probed is
-//! `local_stack`'s; this module decides what to start and reports progress.
+//! on the standard ports (the cluster's under `.stack/cluster/`). How each is
+//! configured, started and probed is `local_stack`'s; this module decides
+//! what to start and reports progress.
 
-use std::time::Duration;
+pub mod cluster;
+
+use std::{future::Future, time::Duration};
 
 use anyhow::{Result, bail};
 use local_stack::{
@@ -17,6 +21,47 @@ use local_stack::{
 use tokio::task::JoinSet;
 
 use crate::{install, layout::Layout, stack, ui::Step};
+
+/// A server process xtask starts, waits for and stops: one of the
+/// single-node stack's [`Server`]s or a member of the cluster ([`cluster::Member`]).
+pub trait Managed: Copy + Send + Sync + 'static {
+    /// Its name: state directory, log and pid file.
+    fn name(self) -> &'static str;
+    /// Every port it listens on, the one clients use first.
+    fn ports(self) -> Vec<u16>;
+    /// Text that its process's command line contains.
+    fn marker(self) -> &'static str;
+    /// The request that proves it answers, for messages.
+    fn request(self) -> &'static str;
+    /// How long it may take to answer after its start.
+    fn deadline(self) -> Duration;
+    /// Sends the real request to its address.
+    fn probe(self) -> impl Future<Output = Result<String>> + Send;
+    /// Prepares state and configuration and starts the process; returns its pid.
+    fn spawn(self, layout: &Layout) -> Result<u32>;
+    /// The PostgreSQL server it is, if it is one: bootstrapped after its
+    /// start (role and database), stopped with `pg_ctl`.
+    fn postgres(self, layout: &Layout) -> Option<Postgres>;
+
+    /// The port clients use.
+    fn port(self) -> u16 {
+        self.ports()[0]
+    }
+
+    /// Its pid if xtask started it and it still runs.
+    fn live_pid(self, layout: &Layout) -> Option<u32> {
+        process::live_pid(&layout.pid_file(self.name()), self.marker())
+    }
+}
+
+/// How long each kind of server may take to answer after its start.
+fn deadline_of(kind: Kind) -> Duration {
+    match kind.name {
+        "kafka" => Duration::from_secs(120),
+        "redis" => Duration::from_secs(30),
+        _ => Duration::from_secs(60),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {
@@ -68,14 +113,6 @@ impl Server {
         self.kind().request
     }
 
-    fn deadline(self) -> Duration {
-        match self {
-            Server::Kafka => Duration::from_secs(120),
-            Server::ClickHouse | Server::Postgres => Duration::from_secs(60),
-            Server::Redis => Duration::from_secs(30),
-        }
-    }
-
     /// Sends the real request to the stack's address.
     pub async fn probe(self) -> Result<String> {
         if !probe::port_in_use(self.port()).await {
@@ -93,17 +130,44 @@ impl Server {
     pub fn live_pid(self, layout: &Layout) -> Option<u32> {
         process::live_pid(&layout.pid_file(self.name()), self.marker())
     }
+}
 
-    /// Prepares state and configuration and starts the process; returns its pid.
+impl Managed for Server {
+    fn name(self) -> &'static str {
+        Server::name(self)
+    }
+
+    fn ports(self) -> Vec<u16> {
+        Server::ports(self).to_vec()
+    }
+
+    fn marker(self) -> &'static str {
+        Server::marker(self)
+    }
+
+    fn request(self) -> &'static str {
+        Server::request(self)
+    }
+
+    fn deadline(self) -> Duration {
+        deadline_of(self.kind())
+    }
+
+    fn probe(self) -> impl Future<Output = Result<String>> + Send {
+        Server::probe(self)
+    }
+
     fn spawn(self, layout: &Layout) -> Result<u32> {
-        let pid = match self {
-            Server::Kafka => local_stack::spawn(&kafka_server(layout)?, Detach::Yes)?,
-            Server::ClickHouse => local_stack::spawn(&clickhouse_server(layout), Detach::Yes)?,
-            Server::Postgres => local_stack::spawn(&postgres_server(layout), Detach::Yes)?,
-            Server::Redis => local_stack::spawn(&redis_server(layout), Detach::Yes)?,
-        };
-        process::write_pid(&layout.pid_file(self.name()), pid)?;
-        Ok(pid)
+        match self {
+            Server::Kafka => local_stack::spawn(&kafka_server(layout)?, Detach::Yes),
+            Server::ClickHouse => local_stack::spawn(&clickhouse_server(layout), Detach::Yes),
+            Server::Postgres => local_stack::spawn(&postgres_server(layout), Detach::Yes),
+            Server::Redis => local_stack::spawn(&redis_server(layout), Detach::Yes),
+        }
+    }
+
+    fn postgres(self, layout: &Layout) -> Option<Postgres> {
+        (self == Server::Postgres).then(|| postgres_server(layout))
     }
 }
 
@@ -114,6 +178,7 @@ fn clickhouse_server(layout: &Layout) -> ClickHouse {
         log: layout.log("clickhouse"),
         http_port: clickhouse::HTTP_PORT,
         tcp_port: clickhouse::TCP_PORT,
+        replica: None,
     }
 }
 
@@ -127,6 +192,7 @@ fn kafka_server(layout: &Layout) -> Result<Kafka> {
         controller_port: kafka::CONTROLLER_PORT,
         java_options: vec!["-Xmx512m".into(), "-Xms256m".into()],
         extra_properties: Vec::new(),
+        quorum: None,
     })
 }
 
@@ -148,7 +214,7 @@ fn redis_server(layout: &Layout) -> Redis {
 /// Starts every server of `servers` that does not answer yet and waits until
 /// all answer. Servers this call started are pushed to `started` as soon as
 /// they are spawned (so a caller can stop them even when waiting fails).
-pub async fn start_missing(layout: &Layout, servers: &[Server], started: &mut Vec<Server>) -> Result<()> {
+pub async fn start_missing<S: Managed>(layout: &Layout, servers: &[S], started: &mut Vec<S>) -> Result<()> {
     let mut waiting = Vec::new();
     for &server in servers {
         let step = Step::start(server.name());
@@ -167,7 +233,7 @@ pub async fn start_missing(layout: &Layout, servers: &[Server], started: &mut Ve
             step.skip(format!("already answering on port {} ({detail}); not started by xtask", server.port()));
             continue;
         }
-        for &port in server.ports() {
+        for port in server.ports() {
             if probe::port_in_use(port).await {
                 step.fail(format!("port {port} is taken"));
                 bail!(
@@ -179,7 +245,10 @@ pub async fn start_missing(layout: &Layout, servers: &[Server], started: &mut Ve
             }
         }
         step.set_message("preparing and starting");
-        match server.spawn(layout) {
+        match server.spawn(layout).and_then(|pid| {
+            process::write_pid(&layout.pid_file(server.name()), pid)?;
+            Ok(pid)
+        }) {
             Ok(pid) => {
                 started.push(server);
                 step.set_message(format!("pid {pid}; waiting for it to answer {}", server.request()));
@@ -213,11 +282,9 @@ pub async fn start_missing(layout: &Layout, servers: &[Server], started: &mut Ve
 
 /// Polls the server until it answers its real request, failing early when its
 /// process exits and late at its deadline, naming the log in both cases.
-async fn wait_ready(layout: &Layout, server: Server, pid: Option<u32>, step: &Step) -> Result<String> {
-    if server == Server::Postgres {
-        if let Some(pid) = pid {
-            postgres_server(layout).bootstrap(pid, server.deadline(), |message| step.set_message(message)).await?;
-        }
+async fn wait_ready<S: Managed>(layout: &Layout, server: S, pid: Option<u32>, step: &Step) -> Result<String> {
+    if let (Some(postgres), Some(pid)) = (server.postgres(layout), pid) {
+        postgres.bootstrap(pid, server.deadline(), |message| step.set_message(message)).await?;
     }
     let log = layout.log(server.name());
     let waiting = |last_error: &str| step.set_message(format!("waiting for {} ({last_error})", server.request()));
@@ -243,24 +310,24 @@ async fn wait_ready(layout: &Layout, server: Server, pid: Option<u32>, step: &St
 }
 
 /// Stops a server xtask started (by its pid file). Returns the pid stopped, if any.
-pub fn stop(layout: &Layout, server: Server) -> Result<Option<u32>> {
+pub fn stop<S: Managed>(layout: &Layout, server: S) -> Result<Option<u32>> {
     let pid_file = layout.pid_file(server.name());
     let Some(pid) = server.live_pid(layout) else {
         let _ = std::fs::remove_file(&pid_file);
         return Ok(None);
     };
     process::log_marker(&layout.log(server.name()), &format!("stopping pid {pid}"));
-    match server {
-        Server::Postgres => {
+    match server.postgres(layout) {
+        Some(postgres) => {
             // A fast shutdown by pg_ctl as the cluster owner; SIGINT (the same) by pid if that fails.
-            if let Err(err) = postgres_server(layout).pg_ctl_stop() {
+            if let Err(err) = postgres.pg_ctl_stop() {
                 crate::ui::line(format!("  pg_ctl stop failed ({err:#}); signalling pid {pid}"));
                 process::terminate(pid, libc::SIGINT, Duration::from_secs(10))?;
             }
             // Reaps it when it is our child (`cargo xtask test`).
             process::wait_exit(pid, Duration::from_secs(5));
         }
-        _ => {
+        None => {
             process::terminate(pid, libc::SIGTERM, Duration::from_secs(10))?;
         }
     }

@@ -1,4 +1,5 @@
-//! Debian's `clickhouse-server` (18.16) with a minimal generated configuration.
+//! Debian's `clickhouse-server` (18.16) with a minimal generated configuration,
+//! alone or as one replica of a sharded, replicated cluster ([`Replica`]).
 
 use std::{
     path::{Path, PathBuf},
@@ -57,6 +58,79 @@ pub struct ClickHouse {
     pub log: PathBuf,
     pub http_port: u16,
     pub tcp_port: u16,
+    /// Its place in a cluster; `None` for a server on its own.
+    pub replica: Option<Replica>,
+}
+
+/// A server's place in a sharded, replicated cluster on loopback: the
+/// cluster's `remote_servers` definition (every server's native port, shard
+/// by shard, `internal_replication` on, so a `Distributed` table writes each
+/// row to one replica and replication copies it), the `{shard}`, `{replica}`
+/// and `{cluster}` macros, the interserver port replicas fetch parts from,
+/// and the ZooKeeper that coordinates replication and `ON CLUSTER` DDL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// The cluster's name in `remote_servers` (`ON CLUSTER <name>`, `Distributed(<name>, …)`).
+    pub cluster: String,
+    /// The native (TCP) port of every server, shard by shard.
+    pub shards: Vec<Vec<u16>>,
+    /// This server's shard, counted from 1: the `{shard}` macro.
+    pub shard: usize,
+    /// This server's replica within its shard, counted from 1; the
+    /// `{replica}` macro is `s<shard>r<replica>`.
+    pub replica: usize,
+    /// Where other replicas fetch parts from this one.
+    pub interserver_port: u16,
+    /// ZooKeeper's client port on loopback.
+    pub zookeeper_port: u16,
+}
+
+impl Replica {
+    /// The `{replica}` macro: unique within the shard, and readable in
+    /// `system.replicas` and ZooKeeper paths.
+    pub fn name(&self) -> String {
+        format!("s{}r{}", self.shard, self.replica)
+    }
+
+    /// The elements a replicated server adds to `config.xml`.
+    fn config_xml(&self) -> String {
+        let mut shards = String::new();
+        for ports in &self.shards {
+            shards.push_str("            <shard>\n                <internal_replication>true</internal_replication>\n");
+            for port in ports {
+                shards.push_str(&format!(
+                    "                <replica><host>127.0.0.1</host><port>{port}</port></replica>\n"
+                ));
+            }
+            shards.push_str("            </shard>\n");
+        }
+        format!(
+            r#"    <interserver_http_port>{interserver}</interserver_http_port>
+    <interserver_http_host>127.0.0.1</interserver_http_host>
+    <zookeeper>
+        <node><host>127.0.0.1</host><port>{zookeeper}</port></node>
+        <session_timeout_ms>30000</session_timeout_ms>
+    </zookeeper>
+    <macros>
+        <cluster>{cluster}</cluster>
+        <shard>{shard}</shard>
+        <replica>{replica}</replica>
+    </macros>
+    <remote_servers>
+        <{cluster}>
+{shards}        </{cluster}>
+    </remote_servers>
+    <distributed_ddl>
+        <path>/clickhouse/task_queue/ddl</path>
+    </distributed_ddl>
+"#,
+            interserver = self.interserver_port,
+            zookeeper = self.zookeeper_port,
+            cluster = xml_escape(&self.cluster),
+            shard = self.shard,
+            replica = self.name(),
+        )
+    }
 }
 
 impl ClickHouse {
@@ -102,8 +176,9 @@ impl ClickHouse {
         <partition_by>toYYYYMM(event_date)</partition_by>
         <flush_interval_milliseconds>1000</flush_interval_milliseconds>
     </query_log>
-</yandex>
+{replication}</yandex>
 "#,
+            replication = self.replica.as_ref().map(Replica::config_xml).unwrap_or_default(),
             log = xml_escape(&self.log.display().to_string()),
             error_log = xml_escape(&self.error_log().display().to_string()),
             http_port = self.http_port,
@@ -117,7 +192,9 @@ impl NativeServer for ClickHouse {
     const KIND: Kind = Kind { name: "clickhouse", marker: "clickhouse", request: "SELECT 1 over HTTP" };
 
     fn ports(&self) -> Vec<u16> {
-        vec![self.http_port, self.tcp_port]
+        let mut ports = vec![self.http_port, self.tcp_port];
+        ports.extend(self.replica.as_ref().map(|r| r.interserver_port));
+        ports
     }
 
     fn log(&self) -> &Path {

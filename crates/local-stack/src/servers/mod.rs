@@ -1,4 +1,5 @@
-//! The four servers of the native stack: Kafka, ClickHouse, PostgreSQL, Redis.
+//! The servers of the native stack: Kafka, ClickHouse, PostgreSQL, Redis,
+//! and ZooKeeper for a replicated ClickHouse ([`crate::cluster`]).
 //!
 //! Each is described by a value holding where its state and log live and
 //! which ports it listens on; [`spawn`] writes its configuration and starts
@@ -9,6 +10,7 @@ pub mod clickhouse;
 pub mod kafka;
 pub mod postgres;
 pub mod redis;
+pub mod zookeeper;
 
 use std::{future::Future, path::Path, process::Command};
 
