@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::{
     Statement,
-    views::{self, KeyOrder, Scope, stored_view_facts, user_keys},
+    views::{self, KeyOrder, Keys, Scope, stored_view_facts, user_keys},
     windows::{Grain, TimeColumn, in_windows},
 };
 
@@ -120,17 +120,18 @@ impl StoredFacts {
     }
 
     /// The touched keys as the right side of `(video_id, session_id) IN`:
-    /// a subquery, or the listed pairs. Not for [`Self::touches_nothing`].
-    fn touched_set(&self, video_id: Option<&str>) -> Statement {
+    /// a subquery, or the listed pairs (`true`). Not for
+    /// [`Self::touches_nothing`].
+    fn touched_set(&self, video_id: Option<&str>) -> (Statement, bool) {
         match &self.touched {
-            Touched::Before(until) => touched_keys(self.covered_until, Some(*until), video_id),
+            Touched::Before(until) => (touched_keys(self.covered_until, Some(*until), video_id), false),
             Touched::Listed(keys) => {
                 let mut set = Statement::default();
                 for (i, (video, session)) in keys.iter().enumerate() {
                     set.sql(if i == 0 { "(" } else { ", (" }).bind(video.as_str()).sql(", ");
                     set.bind(session.as_str()).sql(")");
                 }
-                set
+                (set, true)
             }
         }
     }
@@ -244,7 +245,7 @@ pub fn view_facts(
         }
     }
     let touched = (!facts.touches_nothing()).then(|| facts.touched_set(video));
-    if let Some(touched) = &touched {
+    if let Some((touched, _)) = &touched {
         sql.sql(" AND (video_id, session_id) NOT IN (").append(touched).sql(")");
     }
     sql.sql(" GROUP BY video_id, session_id, start_ms) WHERE newest_is_view = 1 AND ");
@@ -253,9 +254,13 @@ pub fn view_facts(
         sql.sql(" AND newest_view_user = ").bind(user_id);
     }
     sql.sql(")");
-    if let Some(touched) = &touched {
+    if let Some((touched, listed)) = &touched {
+        let keys = match listed {
+            true => Keys::Listed(touched),
+            false => Keys::Selected(touched),
+        };
         sql.sql(&format!(" UNION ALL SELECT {READ_COLUMNS} FROM ("));
-        sql.append(&views::view_facts(scope, grain, windows, Some(touched), by_time_from_ms)).sql(")");
+        sql.append(&views::view_facts(scope, grain, windows, keys, by_time_from_ms)).sql(")");
     }
     sql
 }
@@ -471,6 +476,8 @@ mod tests {
             assert!(!text.contains(KEYS_BY_INSERT_TABLE), "{text}");
             assert!(text.contains("(video_id, session_id) NOT IN ((?, ?), (?, ?))"), "{text}");
             assert!(text.contains("(video_id, session_id) IN ((?, ?), (?, ?))"), "{text}");
+            // No set of the windows' starts: the listed keys are narrower.
+            assert!(!text.contains("IN (SELECT video_id, session_id FROM events WHERE event_type = 'video_start'"));
             assert!(sql.render().contains(r"'s\'2'"), "{}", sql.render());
         }
     }

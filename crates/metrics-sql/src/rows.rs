@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::{
     Statement,
     facts::{self, StoredFacts},
-    views::Scope,
+    views::{Keys, Scope},
     windows::{Grain, Job},
 };
 
@@ -39,7 +39,7 @@ fn facts_of(scope: Scope<'_>, grain: Grain, windows: &[u32], sources: Sources<'_
         Some(stored) if stored.covers(grain, windows) => {
             facts::view_facts(scope, grain, windows, stored, sources.by_time_from_ms)
         }
-        _ => crate::views::view_facts(scope, grain, windows, None, sources.by_time_from_ms),
+        _ => crate::views::view_facts(scope, grain, windows, Keys::All, sources.by_time_from_ms),
     }
 }
 

@@ -31,8 +31,7 @@ pub enum Scope<'a> {
 /// The `view_` names differ from every events column on purpose: ClickHouse
 /// resolves a name to a same-named alias of the enclosing SELECT first.
 ///
-/// Of the keys `keys` selects when given (a `SELECT video_id, session_id …`
-/// statement), otherwise of every key of `scope`. With `by_time_from_ms`
+/// Of the keys `keys` names ([`Keys`]). With `by_time_from_ms`
 /// (the time from which [`EVENTS_BY_TIME_TABLE`] holds every event row) at
 /// or before the scan's start, a rebuild of every video's views reads that
 /// time-clustered copy instead of `events`, which is sorted by video: a time
@@ -41,7 +40,7 @@ pub fn view_facts(
     scope: Scope<'_>,
     grain: Grain,
     windows: &[u32],
-    keys: Option<&Statement>,
+    keys: Keys<'_>,
     by_time_from_ms: Option<u64>,
 ) -> Statement {
     let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
@@ -74,11 +73,15 @@ pub fn view_facts(
     // Only keys with a video_start in one of the windows can have a view
     // starting there: the ±VIEW_SPAN_MS scan reads those keys' rows, not the
     // whole platform's (an empty or future window reads almost nothing). A
-    // user's keys are already narrowed by the index above.
-    if !matches!(scope, Scope::User(_)) {
+    // user's keys are already narrowed by the index above, and listed keys
+    // are few: the set of the windows' starts would cost more than it saves
+    // (it reads the event types of every row of the video's windows; 104 →
+    // 48 ms for a busy video's 133 listed keys, BENCHMARKS.md). A listed key
+    // without a start there yields no view of the windows anyway.
+    if !matches!(scope, Scope::User(_)) && !matches!(keys, Keys::Listed(_)) {
         starts_in_windows(&mut filter, table, scope, grain, windows);
     }
-    if let Some(keys) = keys {
+    if let Keys::Selected(keys) | Keys::Listed(keys) = keys {
         filter.sql(" AND (video_id, session_id) IN (").append(keys).sql(")");
     }
 
@@ -92,6 +95,18 @@ pub fn view_facts(
         sql.sql(" AND view_user = ").bind(user_id);
     }
     sql
+}
+
+/// Which view keys [`view_facts`] rebuilds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Keys<'a> {
+    /// Every key of the scope.
+    All,
+    /// Those a `SELECT video_id, session_id …` statement selects.
+    Selected(&'a Statement),
+    /// Exactly these pairs, written out (`(?, ?), (?, ?)…`, the right side
+    /// of an `IN`): few, named by the reader.
+    Listed(&'a Statement),
 }
 
 /// The rows of `events` a rebuild of the views starting at or after `from`
