@@ -6,6 +6,7 @@ release; the Rust migration tests apply the same files to the 18.16 server, and
 this script proves they are valid on the modern engine too.
 
     python3 schemas/check_chdb.py [--statement SQL]... [--queries-json FILE]
+    python3 schemas/check_chdb.py --cluster-json FILE
 
 It creates a fresh database in a throw-away chDB session, executes each
 statement of schemas/clickhouse/*.sql in file order (split exactly as the Rust
@@ -14,6 +15,20 @@ runner in crates/service-kit/src/migrate.rs splits them), runs any extra
 `events` and reads it back (and its copy in `events_by_receipt`), and finally runs every query of `--queries-json`
 (a JSON list of SQL strings; the services' query tests pass their SQL here). It exits non-zero naming the failing file and the
 engine's error; a missing chdb module is an error too, never a skip.
+
+With --cluster-json it checks the cluster form of the migrations instead
+(crates/service-kit/src/migrate/cluster.rs): FILE holds {"database": NAME,
+"cluster": NAME, "statements": [SQL, ...]}, the statements the Rust runner
+would send to a cluster. chDB runs in-process, so it is given a cluster of
+one server (itself), the `cluster`, `shard` and `replica` macros and an
+in-memory Keeper; every statement is parsed as written (`EXPLAIN AST`, `ON
+CLUSTER` included) and executed without its `ON CLUSTER` clause (chDB runs
+no distributed DDL queue). Replicated tables stay read-only in chDB (no
+replication runs in-process), so each replicated table is created as
+written, then dropped and created again with the same engine unreplicated
+(`ReplicatedReplacingMergeTree('/path', '{replica}', version)` becomes
+`ReplacingMergeTree(version)`), and the statements after it (ALTERs,
+views, backfills) run on that one.
 """
 
 import argparse
@@ -92,7 +107,14 @@ def main():
         "--queries-json",
         help="a JSON file holding a list of SQL queries to run after the round trip, each must succeed",
     )
+    parser.add_argument(
+        "--cluster-json",
+        help="check the cluster form of the migrations instead (see the module documentation)",
+    )
     args = parser.parse_args()
+    if args.cluster_json:
+        check_cluster_form(args.cluster_json)
+        return
 
     try:
         from chdb import session as chdb_session
@@ -205,6 +227,81 @@ def main():
             sess.query(f"DROP DATABASE IF EXISTS {database}")
         finally:
             sess.close()
+
+
+CLUSTER_CONFIG = """<clickhouse>
+    <tcp_port>{port}</tcp_port>
+    <zookeeper><implementation>testkeeper</implementation></zookeeper>
+    <macros><cluster>{cluster}</cluster><shard>1</shard><replica>chdb</replica></macros>
+    <remote_servers>
+        <{cluster}>
+            <shard>
+                <internal_replication>true</internal_replication>
+                <replica><host>127.0.0.1</host><port>{port}</port></replica>
+            </shard>
+        </{cluster}>
+    </remote_servers>
+</clickhouse>
+"""
+
+
+def check_cluster_form(path):
+    import json
+    import os
+    import re
+    import tempfile
+
+    spec = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    cluster, database, statements = spec["cluster"], spec["database"], spec["statements"]
+    try:
+        import chdb
+    except ImportError as err:
+        fail(f"cannot import chdb ({err}); install it with: pip install chdb-core")
+    config_dir = tempfile.mkdtemp(prefix="chdb-cluster-")
+    config = pathlib.Path(config_dir) / "config.xml"
+    # The server's own native port: the one shard is this process, read without a connection.
+    config.write_text(CLUSTER_CONFIG.format(port=39000, cluster=cluster), encoding="utf-8")
+    conn = chdb.connect(f"file::memory:?config-file={config}")
+    cur = conn.cursor()
+
+    def run(sql):
+        cur.execute(sql)
+        return cur.fetchall()
+
+    on_cluster = re.compile(r"\s+ON CLUSTER\s+" + re.escape(cluster) + r"\b")
+    replicated = re.compile(r"ENGINE = Replicated(\w*MergeTree)\('[^']*', '[^']*'(?:, )?")
+    created = re.compile(r"CREATE TABLE IF NOT EXISTS (\S+)")
+    replicas = 0
+    try:
+        run(f"CREATE DATABASE {database}")
+        run(f"USE {database}")
+        for number, statement in enumerate(statements, start=1):
+            try:
+                run(f"EXPLAIN AST {statement}")
+            except Exception as err:
+                fail(f"cluster statement {number} does not parse on chDB: {err}\n--- statement ---\n{statement}")
+            local = on_cluster.sub("", statement)
+            steps = [local]
+            if replicated.search(local):
+                # As written, then unreplicated for what follows (see the module documentation).
+                table = created.match(local).group(1)
+                steps += [f"DROP TABLE {table}", replicated.sub(r"ENGINE = \1(", local)]
+                replicas += 1
+            for step in steps:
+                try:
+                    run(step)
+                except Exception as err:
+                    fail(f"cluster statement {number} failed on chDB: {err}\n--- statement ---\n{step}")
+        print(
+            f"ok  {len(statements)} cluster statements on chDB {chdb_version()} "
+            f"({replicas} replicated tables created as written, then unreplicated)"
+        )
+        sys.stdout.flush()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # chDB's in-memory Keeper keeps threads that stop the interpreter from exiting.
+        os._exit(0 if sys.exc_info()[0] is None else 1)
 
 
 def chdb_version():

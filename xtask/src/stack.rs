@@ -581,7 +581,7 @@ fn follow_file(path: &std::path::Path) -> Result<()> {
 /// `cargo xtask up --cluster`: ZooKeeper, three Kafka nodes, four ClickHouse
 /// servers (2 shards × 2 replicas), PostgreSQL and Redis as native processes
 /// under `.stack/cluster/`; the product's topics with three replicas; the
-/// PostgreSQL migrations. Idempotent.
+/// migrations (ClickHouse's in their cluster form). Idempotent.
 pub async fn up_cluster(layout: &Layout) -> Result<()> {
     let begun = Instant::now();
     layout.ensure_dirs()?;
@@ -614,7 +614,8 @@ pub async fn up_cluster(layout: &Layout) -> Result<()> {
     cluster_topics().await?;
     let env: HashMap<String, String> = servers::cluster::env().into_iter().collect();
     let cfg: DatabasesConfig = service_kit::config::load_from("xtask", None, &env)?;
-    apply_postgres(&cfg.postgres).await?;
+    // The server defines the cluster macro: the migrations take their cluster form.
+    apply(&cfg).await?;
     let env_file = cluster_layout.stack.join("cluster.env");
     let text: String = servers::cluster::env().iter().map(|(name, value)| format!("{name}={value}\n")).collect();
     std::fs::write(&env_file, text).with_context(|| format!("writing {}", env_file.display()))?;
@@ -668,8 +669,8 @@ fn print_cluster(layout: &Layout, took: Duration) {
     }
     let env: Vec<String> = servers::cluster::env().iter().map(|(name, value)| format!("{name}={value}")).collect();
     out.push_str(&format!(
-        "  ClickHouse cluster {name}: ON CLUSTER {name}, ReplicatedMergeTree paths \
-         '/clickhouse/tables/{{shard}}/…' with replica '{{replica}}', Distributed({name}, …)\n\
+        "  ClickHouse         cluster {name}, database {database}: <table>_local (Replicated*MergeTree) on \
+         every server behind the Distributed <table>; bookkeeping replicated everywhere (schemas/README.md)\n\
          \x20 environment        {}   (the same in {})\n\
          \x20 logs               {}/<member>.log   (cargo xtask logs --cluster <member>)\n\
          \x20 status / stop      cargo xtask status --cluster / cargo xtask down --cluster\n\
@@ -678,6 +679,7 @@ fn print_cluster(layout: &Layout, took: Duration) {
         layout.show(&cluster_layout.stack.join("cluster.env")),
         layout.show(&cluster_layout.logs_dir()),
         name = cluster::NAME,
+        database = CLICKHOUSE_DATABASE,
     ));
     ui::line(out);
 }

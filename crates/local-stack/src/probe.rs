@@ -213,6 +213,22 @@ pub async fn clickhouse_query(endpoint: &str, sql: &str) -> Result<String> {
     .await
 }
 
+/// Polls `sql` on the ClickHouse at `endpoint` until it answers `expected`
+/// (replication, `ON CLUSTER` DDL reaching a server); after `deadline` fails
+/// with the last answer.
+pub async fn clickhouse_until(endpoint: &str, sql: &str, expected: &str, deadline: Duration) -> Result<()> {
+    let check = || async move {
+        let answer = clickhouse_query(endpoint, sql).await?;
+        ensure!(answer == expected, "answered {answer:?}, not {expected:?}");
+        Ok(answer)
+    };
+    match until_answers(None, deadline, check, |_| {}).await {
+        Ok(_) => Ok(()),
+        Err(NotAnswering::TimedOut(last)) => bail!("{endpoint}: {sql}: {last} (polled for {deadline:?})"),
+        Err(NotAnswering::Exited) => bail!("{endpoint}: {sql}: gave up"),
+    }
+}
+
 // ----------------------------------------------------------- PostgreSQL ---
 
 /// Connects with `url` and runs a query.

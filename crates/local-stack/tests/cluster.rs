@@ -27,17 +27,9 @@ async fn query(url: &str, sql: &str) -> String {
     probe::clickhouse_query(url, sql).await.unwrap_or_else(|err| panic!("{url}: {sql}: {err:#}"))
 }
 
-/// Polls `sql` on `url` until it answers `expected`, failing with the last answer at the deadline.
+/// Polls `sql` on `url` until it answers `expected`.
 async fn until_answers(url: &str, sql: &str, expected: &str) {
-    let started = Instant::now();
-    loop {
-        let answer = probe::clickhouse_query(url, sql).await.map_err(|err| format!("{err:#}"));
-        if answer.as_deref() == Ok(expected) {
-            return;
-        }
-        assert!(started.elapsed() < DEADLINE, "{url}: {sql} answered {answer:?}, not {expected:?}, for {DEADLINE:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    probe::clickhouse_until(url, sql, expected, DEADLINE).await.unwrap();
 }
 
 #[tokio::test]

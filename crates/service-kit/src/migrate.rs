@@ -10,6 +10,13 @@
 //! by statement and recorded once all statements succeeded; write them with
 //! `IF NOT EXISTS` so that a retry after a partial failure works. PostgreSQL
 //! migrations run whole inside one transaction each, together with their record.
+//!
+//! A ClickHouse server that defines the `cluster` macro is one server of a
+//! cluster: the migrations are then applied to the whole cluster in their
+//! [`cluster`] form (`ON CLUSTER`, replicated local tables, `Distributed`
+//! tables), from the same files.
+
+pub mod cluster;
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -150,6 +157,15 @@ pub enum MigrateError {
     #[error("{file}: contains no SQL statement")]
     Empty { file: String },
 
+    #[error("{file}: statement {statement} has no cluster form: {reason}")]
+    ClusterForm { file: String, statement: usize, reason: String },
+
+    #[error(
+        "ClickHouse at {endpoint}: database {database} was migrated {recorded}, but the server is {server}; \
+         a database keeps the form it was created with (migrate a new database, or move the data)"
+    )]
+    TopologyMismatch { endpoint: String, database: String, recorded: String, server: String },
+
     #[error(
         "{file} was edited after it was applied to {engine} (recorded checksum {recorded}, file now {current}); \
          applied migrations are immutable: restore the file and add a new numbered migration instead"
@@ -166,6 +182,48 @@ pub async fn apply_clickhouse(cfg: &ClickHouseConfig) -> Result<Report, MigrateE
 /// Applies the embedded PostgreSQL migrations to the database of `cfg.url`.
 pub async fn apply_postgres(cfg: &PostgresConfig) -> Result<Report, MigrateError> {
     apply_postgres_migrations(cfg, POSTGRES).await
+}
+
+/// Where the ClickHouse migrations go: one server, or every server of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    Single,
+    /// The `remote_servers` cluster the server's `cluster` macro names.
+    Cluster(String),
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Topology::Single => f.write_str("a single server"),
+            Topology::Cluster(name) => write!(f, "a server of cluster {name}"),
+        }
+    }
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct TextRow {
+    text: String,
+}
+
+/// The topology of the ClickHouse server `cfg` points at: a cluster when
+/// its configuration defines the `cluster` macro (besides `shard` and
+/// `replica`), else a single server.
+pub async fn clickhouse_topology(cfg: &ClickHouseConfig) -> Result<Topology, MigrateError> {
+    let rows: Vec<TextRow> = cfg
+        .server_client()
+        .query("SELECT substitution AS text FROM system.macros WHERE macro = 'cluster'")
+        .fetch_all()
+        .await
+        .map_err(|source| MigrateError::ClickHouse {
+            endpoint: cfg.endpoint(),
+            context: "reading the server's macros (system.macros)".to_string(),
+            source,
+        })?;
+    Ok(match rows.into_iter().next() {
+        Some(row) if !row.text.is_empty() => Topology::Cluster(row.text),
+        _ => Topology::Single,
+    })
 }
 
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
@@ -187,18 +245,58 @@ pub async fn apply_clickhouse_migrations(
         move |source| MigrateError::ClickHouse { endpoint, context, source }
     };
 
+    let topology = clickhouse_topology(cfg).await?;
+    let target = match &topology {
+        Topology::Single => None,
+        Topology::Cluster(cluster) => Some(cluster::Target { cluster, database }),
+    };
+    // The statements that apply one statement of a file here.
+    let forms = |statement: &str| match &target {
+        None => Ok(vec![statement.to_string()]),
+        Some(target) => target.statements(statement),
+    };
+    let on_cluster = target.as_ref().map(|t| format!(" ON CLUSTER {}", t.cluster)).unwrap_or_default();
     cfg.server_client()
-        .query_raw(&format!("CREATE DATABASE IF NOT EXISTS `{database}`"))
+        .query_raw(&format!("CREATE DATABASE IF NOT EXISTS `{database}`{on_cluster}"))
         .execute()
         .await
         .map_err(ch_err(format!("creating database {database}")))?;
 
-    let client = cfg.client();
-    client
-        .query_raw(CLICKHOUSE_SCHEMA_MIGRATIONS_DDL)
-        .execute()
+    let mut client = cfg.client();
+    if target.is_some() {
+        // A backfill through a Distributed table is stored when the INSERT returns.
+        client = client.with_setting("insert_distributed_sync", "1");
+    }
+    let bookkeeping = forms(CLICKHOUSE_SCHEMA_MIGRATIONS_DDL).map_err(|reason| MigrateError::ClusterForm {
+        file: "schema_migrations".to_string(),
+        statement: 1,
+        reason,
+    })?;
+    for ddl in bookkeeping {
+        client.query_raw(&ddl).execute().await.map_err(ch_err(format!("creating {database}.schema_migrations")))?;
+    }
+    let engine: Vec<TextRow> = client
+        .query("SELECT engine AS text FROM system.tables WHERE database = currentDatabase() AND name = 'schema_migrations'")
+        .fetch_all()
         .await
-        .map_err(ch_err(format!("creating {database}.schema_migrations")))?;
+        .map_err(ch_err(format!("reading the engine of {database}.schema_migrations")))?;
+    let replicated = engine.first().is_some_and(|row| row.text.starts_with("Replicated"));
+    if replicated != target.is_some() {
+        return Err(MigrateError::TopologyMismatch {
+            endpoint: endpoint.clone(),
+            database: database.to_string(),
+            recorded: if replicated { "for a cluster" } else { "on a single server" }.to_string(),
+            server: topology.to_string(),
+        });
+    }
+    if target.is_some() {
+        // What another server of the cluster recorded is read here once it has been fetched.
+        client
+            .query_raw("SYSTEM SYNC REPLICA schema_migrations")
+            .execute()
+            .await
+            .map_err(ch_err(format!("syncing {database}.schema_migrations with its replicas")))?;
+    }
 
     let rows: Vec<AppliedRow> = client
         .query("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
@@ -218,9 +316,18 @@ pub async fn apply_clickhouse_migrations(
             continue;
         }
 
-        let statements = split_statements(migration.sql);
-        if statements.is_empty() {
+        let written = split_statements(migration.sql);
+        if written.is_empty() {
             return Err(MigrateError::Empty { file });
+        }
+        let mut statements = Vec::new();
+        for (index, statement) in written.iter().enumerate() {
+            let form = forms(statement).map_err(|reason| MigrateError::ClusterForm {
+                file: file.clone(),
+                statement: index + 1,
+                reason,
+            })?;
+            statements.extend(form);
         }
         let total = statements.len();
         for (index, statement) in statements.iter().enumerate() {
@@ -241,7 +348,7 @@ pub async fn apply_clickhouse_migrations(
             .execute()
             .await
             .map_err(ch_err(format!("recording {file} in {database}.schema_migrations")))?;
-        tracing::info!(engine = "clickhouse", %database, file = %file, "migration applied");
+        tracing::info!(engine = "clickhouse", %database, %topology, file = %file, "migration applied");
         report.applied.push((migration.version, migration.name.to_string()));
     }
     Ok(report)
@@ -343,11 +450,11 @@ pub async fn apply_postgres_migrations(cfg: &PostgresConfig, migrations: &[Migra
 /// the end of a line). `--` and `/* */` comments are removed, blank statements
 /// skipped. `schemas/check_chdb.py` splits the same way.
 pub fn split_statements(sql: &str) -> Vec<String> {
-    let chars: Vec<char> = sql.chars().collect();
+    let bytes = sql.as_bytes();
+    let n = bytes.len();
     let mut statements = Vec::new();
     let mut current = String::new();
     let mut i = 0;
-    let n = chars.len();
 
     fn finish(current: &mut String, statements: &mut Vec<String>) {
         let statement = current.trim();
@@ -357,55 +464,63 @@ pub fn split_statements(sql: &str) -> Vec<String> {
         current.clear();
     }
 
+    // Every byte the scan stops at is ASCII, so each slice is whole characters.
     while i < n {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        match c {
-            '\'' | '"' | '`' => {
-                let mut j = i + 1;
-                while j < n {
-                    if chars[j] == '\\' {
-                        j += 2;
-                        continue;
-                    }
-                    if chars[j] == c {
-                        if chars.get(j + 1) == Some(&c) {
-                            j += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    j += 1;
-                }
-                let end = (j + 1).min(n);
-                current.extend(&chars[i..end]);
+        match bytes[i] {
+            b'\'' | b'"' | b'`' => {
+                let end = end_of_quoted(bytes, i);
+                current.push_str(&sql[i..end]);
                 i = end;
             }
-            '-' if next == Some('-') => {
-                while i < n && chars[i] != '\n' {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < n && bytes[i] != b'\n' {
                     i += 1;
                 }
             }
-            '/' if next == Some('*') => {
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 let mut j = i + 2;
-                while j + 1 < n && !(chars[j] == '*' && chars[j + 1] == '/') {
+                while j + 1 < n && !(bytes[j] == b'*' && bytes[j + 1] == b'/') {
                     j += 1;
                 }
                 i = (j + 2).min(n);
                 current.push(' ');
             }
-            ';' => {
+            b';' => {
                 finish(&mut current, &mut statements);
                 i += 1;
             }
             _ => {
-                current.push(c);
-                i += 1;
+                let special = |b: &u8| matches!(b, b'\'' | b'"' | b'`' | b'-' | b'/' | b';');
+                let end = bytes[i + 1..].iter().position(special).map_or(n, |p| i + 1 + p);
+                current.push_str(&sql[i..end]);
+                i = end;
             }
         }
     }
     finish(&mut current, &mut statements);
     statements
+}
+
+/// The index past the quoted literal that starts at `start` (a doubled
+/// quote or a backslash escape stays inside; unterminated: the end).
+fn end_of_quoted(bytes: &[u8], start: usize) -> usize {
+    let quote = bytes[start];
+    let mut i = start + 1;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    bytes.len()
 }
 
 fn checksum(sql: &str) -> String {
@@ -503,6 +618,14 @@ mod tests {
         assert_eq!(
             split_statements(sql),
             vec!["CREATE TABLE a (x String DEFAULT ';') ENGINE = Memory", "SELECT 'it''s;' , `we;ird`"]
+        );
+    }
+
+    #[test]
+    fn non_ascii_text_stays_whole() {
+        assert_eq!(
+            split_statements("SELECT 'é;ü' AS «x», y - 1 / 2 -- ü;\n; SELECT ü"),
+            vec!["SELECT 'é;ü' AS «x», y - 1 / 2", "SELECT ü"]
         );
     }
 
