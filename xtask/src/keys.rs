@@ -214,10 +214,16 @@ pub async fn ensure_file(client: &tokio_postgres::Client, path: &Path) -> Result
 
 /// `cargo xtask up`: the local stack's three keys, in `.stack/credentials.env`.
 pub async fn ensure_stack(layout: &Layout) -> Result<Keys> {
+    ensure_stack_at(layout, stack::DATABASE_URL).await
+}
+
+/// The three keys in the PostgreSQL at `database_url`, in `layout`'s
+/// credentials file (cluster mode: `.stack/cluster/credentials.env`).
+pub async fn ensure_stack_at(layout: &Layout, database_url: &str) -> Result<Keys> {
     let path = layout.credentials_file();
     let step = ui::Step::start(format!("API keys ({})", layout.show(&path)));
     let outcome = async {
-        let client = connect(stack::DATABASE_URL).await?;
+        let client = connect(database_url).await?;
         ensure_file(&client, &path).await
     }
     .await;

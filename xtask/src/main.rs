@@ -46,7 +46,8 @@ enum Cmd {
         #[arg(long, default_value_t = 20.0, requires = "demo")]
         demo_rate: f64,
         /// Cluster mode instead: three Kafka brokers (topics with 3 replicas), ClickHouse as
-        /// 2 shards × 2 replicas with ZooKeeper, PostgreSQL and Redis, on ports of their own
+        /// 2 shards × 2 replicas with ZooKeeper, PostgreSQL and Redis, and the five services
+        /// (ports 10000 above the single node's; not with --no-services), on ports of their own
         /// (state in .stack/cluster/); the single-node stack is not touched.
         #[arg(long, conflicts_with = "demo")]
         cluster: bool,
@@ -126,7 +127,9 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Cmd::Up { cluster: true, .. } => stack::up_cluster(&layout).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Up { cluster: true, no_services, .. } => {
+                stack::up_cluster(&layout, no_services).await.map(|_| ExitCode::SUCCESS)
+            }
             Cmd::Up { no_services, native, demo, demo_rate, cluster: false } => {
                 stack::up(&layout, no_services, native, demo.then_some(demo_rate)).await.map(|_| ExitCode::SUCCESS)
             }

@@ -33,7 +33,16 @@ pub const SERVICES: [Service; 5] = [
 
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 
+/// Cluster mode's services (`up --cluster`) listen this far above the
+/// single-node ones (query-api 13000, stream-processor 19101, …).
+pub const CLUSTER_PORT_OFFSET: u16 = 10_000;
+
 impl Service {
+    /// The same binary in cluster mode: its ports [`CLUSTER_PORT_OFFSET`] higher.
+    pub const fn in_cluster(self) -> Service {
+        Service { port: self.port + CLUSTER_PORT_OFFSET, ops_port: self.ops_port + CLUSTER_PORT_OFFSET, ..self }
+    }
+
     /// The pid of this binary if xtask started it and it still runs.
     pub fn live_pid(self, layout: &Layout) -> Option<u32> {
         process::live_pid(&layout.pid_file(self.name), self.name)
@@ -65,9 +74,14 @@ pub async fn build(layout: &Layout) -> Result<()> {
 
 /// Starts every binary that is not running yet and waits for each `/ready`.
 pub async fn start_all(layout: &Layout) -> Result<()> {
-    let env = stack::service_env(layout);
+    start(layout, SERVICES, &stack::service_env(layout)).await
+}
+
+/// Starts `services` that are not running yet with `env` (their pid files
+/// and logs in `layout`) and waits for each `/ready`.
+pub async fn start(layout: &Layout, services: [Service; 5], env: &[(String, String)]) -> Result<()> {
     let mut waiting = Vec::new();
-    for service in SERVICES {
+    for service in services {
         let step = Step::start(service.name);
         if let Some(pid) = service.live_pid(layout) {
             if service.probe().await.is_ok() {

@@ -19,7 +19,7 @@ use crate::{
     layout::Layout,
     load,
     servers::{self, Managed, Server, cluster::Member},
-    services::{self, SERVICES},
+    services::{self, SERVICES, Service},
     ui::{self, Step},
 };
 
@@ -35,16 +35,20 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// `LOG_FORMAT` pass through when set; `.stack/credentials.env` is added when
 /// it exists.
 pub fn stack_env(layout: &Layout) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
+    let servers = [
         ("KAFKA_BROKERS", KAFKA_ADDR),
         ("CLICKHOUSE_URL", CLICKHOUSE_URL),
         ("CLICKHOUSE_DATABASE", CLICKHOUSE_DATABASE),
         ("DATABASE_URL", DATABASE_URL),
         ("REDIS_URL", REDIS_URL),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ];
+    env_with(layout, servers.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+}
+
+/// `servers` (where the servers are), `LOG_LEVEL` and `LOG_FORMAT`, and
+/// `layout`'s credentials file when it exists.
+fn env_with(layout: &Layout, servers: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut env = servers;
     for (name, default) in [("LOG_LEVEL", "info"), ("LOG_FORMAT", "text")] {
         env.push((name.to_string(), std::env::var(name).unwrap_or_else(|_| default.to_string())));
     }
@@ -61,6 +65,20 @@ pub fn stack_env(layout: &Layout) -> Vec<(String, String)> {
 pub fn service_env(layout: &Layout) -> Vec<(String, String)> {
     let mut env = stack_env(layout);
     env.push(("NO_COLOR".to_string(), "1".to_string()));
+    env
+}
+
+/// [`service_env`] of cluster mode (`layout` is the cluster's): its servers
+/// ([`servers::cluster::env`]), its credentials, and the durability the
+/// services with a Kafka section then require of their topics (three
+/// replicas, two in sync).
+pub fn cluster_service_env(cluster_layout: &Layout) -> Vec<(String, String)> {
+    let mut env = env_with(cluster_layout, servers::cluster::env());
+    env.push(("NO_COLOR".to_string(), "1".to_string()));
+    for service in ["INGEST_GATEWAY", "STREAM_PROCESSOR", "QUERY_API", "REALTIME_HUB"] {
+        env.push((format!("{service}__KAFKA__REPLICATION_FACTOR"), cluster::REPLICATION_FACTOR.to_string()));
+        env.push((format!("{service}__KAFKA__MIN_INSYNC_REPLICAS"), cluster::MIN_INSYNC_REPLICAS.to_string()));
+    }
     env
 }
 
@@ -582,7 +600,7 @@ fn follow_file(path: &std::path::Path) -> Result<()> {
 /// servers (2 shards × 2 replicas), PostgreSQL and Redis as native processes
 /// under `.stack/cluster/`; the product's topics with three replicas; the
 /// migrations (ClickHouse's in their cluster form). Idempotent.
-pub async fn up_cluster(layout: &Layout) -> Result<()> {
+pub async fn up_cluster(layout: &Layout, no_services: bool) -> Result<()> {
     let begun = Instant::now();
     layout.ensure_dirs()?;
     let cluster_layout = Member::layout(layout);
@@ -619,7 +637,13 @@ pub async fn up_cluster(layout: &Layout) -> Result<()> {
     let env_file = cluster_layout.stack.join("cluster.env");
     let text: String = servers::cluster::env().iter().map(|(name, value)| format!("{name}={value}\n")).collect();
     std::fs::write(&env_file, text).with_context(|| format!("writing {}", env_file.display()))?;
-    print_cluster(layout, begun.elapsed());
+    keys::ensure_stack_at(&cluster_layout, servers::cluster::DATABASE_URL).await?;
+    if !no_services {
+        services::build(layout).await?;
+        services::start(&cluster_layout, SERVICES.map(Service::in_cluster), &cluster_service_env(&cluster_layout))
+            .await?;
+    }
+    print_cluster(layout, begun.elapsed(), no_services);
     Ok(())
 }
 
@@ -661,11 +685,16 @@ async fn cluster_topics() -> Result<()> {
     }
 }
 
-fn print_cluster(layout: &Layout, took: Duration) {
+fn print_cluster(layout: &Layout, took: Duration, no_services: bool) {
     let cluster_layout = Member::layout(layout);
     let mut out = format!("\nThe cluster is up ({:.0} s).\n", took.as_secs_f64());
     for member in Member::ALL {
         out.push_str(&format!("  {:<18} {}\n", member.name(), member.address()));
+    }
+    if !no_services {
+        for service in SERVICES.map(Service::in_cluster) {
+            out.push_str(&format!("  {:<18} http://127.0.0.1:{}\n", service.name, service.port));
+        }
     }
     let env: Vec<String> = servers::cluster::env().iter().map(|(name, value)| format!("{name}={value}")).collect();
     out.push_str(&format!(
@@ -674,10 +703,11 @@ fn print_cluster(layout: &Layout, took: Duration) {
          \x20 environment        {}   (the same in {})\n\
          \x20 logs               {}/<member>.log   (cargo xtask logs --cluster <member>)\n\
          \x20 status / stop      cargo xtask status --cluster / cargo xtask down --cluster\n\
-         \x20 the five services do not run in cluster mode yet (issue 16 item 3)\n",
+         \x20 API keys           {}\n",
         env.join(" "),
         layout.show(&cluster_layout.stack.join("cluster.env")),
         layout.show(&cluster_layout.logs_dir()),
+        layout.show(&cluster_layout.credentials_file()),
         name = cluster::NAME,
         database = CLICKHOUSE_DATABASE,
     ));
@@ -690,6 +720,10 @@ pub async fn down_cluster(layout: &Layout, purge: bool) -> Result<()> {
     let cluster_layout = Member::layout(layout);
     let groups: [&[Member]; 4] = [&Member::ALL[4..8], &Member::ALL[1..4], &Member::ALL[..1], &Member::ALL[8..]];
     let mut failures = Vec::new();
+    // The services first: they finish their work while the servers still answer.
+    for service in SERVICES.map(Service::in_cluster) {
+        report_stop(service.name, services::stop(&cluster_layout, service), &mut failures);
+    }
     for group in groups {
         let stops = group.iter().map(|&member| {
             let cluster_layout = cluster_layout.clone();
@@ -715,13 +749,20 @@ pub async fn down_cluster(layout: &Layout, purge: bool) -> Result<()> {
 /// what it knows of the cluster; non-zero exit if any does not answer.
 pub async fn status_cluster(layout: &Layout) -> Result<ExitCode> {
     let cluster_layout = Member::layout(layout);
-    let rows = Member::ALL.map(|member| (member.name(), member.live_pid(&cluster_layout), member.port())).to_vec();
-    let outcomes = futures::future::join_all(Member::ALL.map(Member::describe)).await;
-    let down = print_status(rows, outcomes, false);
+    let mut rows = Member::ALL.map(|member| (member.name(), member.live_pid(&cluster_layout), member.port())).to_vec();
+    let mut checks: Vec<BoxFuture<'static, Result<String>>> = Member::ALL
+        .into_iter()
+        .map(|member| -> BoxFuture<'static, Result<String>> { Box::pin(member.describe()) })
+        .collect();
+    for service in SERVICES.map(Service::in_cluster) {
+        rows.push((service.name, service.live_pid(&cluster_layout), service.port));
+        checks.push(Box::pin(service.probe()));
+    }
+    let components = rows.len();
+    let down = print_status(rows, futures::future::join_all(checks).await, false);
     if down > 0 {
         ui::out(format!(
-            "\n{down} of {} members do not answer; logs are in {}/",
-            Member::ALL.len(),
+            "\n{down} of {components} components do not answer; logs are in {}/",
             layout.show(&cluster_layout.logs_dir())
         ));
         return Ok(ExitCode::FAILURE);

@@ -22,7 +22,7 @@ use metrics_sql::{
     views::{self, Scope},
     windows::{self, Grain, Job},
 };
-use service_kit::Shutdown;
+use service_kit::{Shutdown, migrate::Topology};
 
 use crate::{
     config::{AggregationConfig, Config, FactsConfig, RetentionConfig},
@@ -223,6 +223,8 @@ pub struct Aggregator {
     aggregation: AggregationConfig,
     facts: FactsConfig,
     retention: RetentionConfig,
+    /// The ClickHouse database (named in `ON CLUSTER` statements).
+    database: String,
     retention_time: NaiveTime,
     last_version: AtomicU64,
     /// When the next attempt of each failing window is due (the ticks'
@@ -242,6 +244,7 @@ impl Aggregator {
             aggregation: config.aggregation.clone(),
             facts: config.facts.clone(),
             retention: config.retention.clone(),
+            database: config.clickhouse.database.clone(),
             retention_time: config.retention.time_of_day()?,
             last_version: AtomicU64::new(0),
             retry_at: Mutex::new(HashMap::new()),
@@ -726,9 +729,17 @@ impl Aggregator {
         trigger: Trigger,
     ) -> anyhow::Result<Vec<PartitionDrop>> {
         let started = Instant::now();
+        // On a cluster, sharded tables' partitions are listed and dropped on every shard.
+        let topology = service_kit::migrate::server_topology(&self.clickhouse)
+            .await
+            .context("cannot read the server's macros (system.macros)")?;
+        let cluster = match &topology {
+            Topology::Single => None,
+            Topology::Cluster(name) => Some((name.as_str(), self.database.as_str())),
+        };
         let listed: Vec<PartitionRow> = self
             .clickhouse
-            .query(&retention::partitions_sql())
+            .query(&retention::partitions_sql(cluster))
             .fetch_all()
             .await
             .context("cannot list partitions from system.parts")?;
@@ -757,7 +768,7 @@ impl Aggregator {
         let mut dropped = Vec::new();
         let mut errors = Vec::new();
         for drop in plan {
-            let sql = retention::drop_partition_sql(drop.table, drop.partition);
+            let sql = retention::drop_partition_sql(drop.table, drop.partition, cluster);
             match self.clickhouse.query(&sql).execute().await {
                 Ok(()) => {
                     metrics::partition_dropped(drop.table.name());

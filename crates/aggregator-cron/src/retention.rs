@@ -13,6 +13,7 @@
 
 use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
 use serde::Deserialize;
+use service_kit::migrate::cluster as placement;
 
 /// The tables under retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -131,6 +132,13 @@ impl RetentionTable {
     pub fn from_name(name: &str) -> Option<RetentionTable> {
         RetentionTable::ALL.into_iter().find(|t| t.name() == name)
     }
+
+    /// Whether a cluster spreads the table over its shards (`<table>_local`
+    /// behind a `Distributed` table) rather than keeping a replica of it on
+    /// every server.
+    pub fn sharded(self) -> bool {
+        matches!(placement::placement(self.name()), Some(placement::Placement::Sharded(_)))
+    }
 }
 
 /// A partition past its table's retention: dropped, or to drop on a dry run.
@@ -155,23 +163,64 @@ pub struct PartitionRow {
     pub bytes: u64,
 }
 
+impl PartitionRow {
+    /// The table readers and writers name: `table` without the `_local` of
+    /// a sharded table's local table on a cluster.
+    pub fn table_name(&self) -> &str {
+        self.table.strip_suffix("_local").unwrap_or(&self.table)
+    }
+}
+
 /// The active partitions of the tables under retention in the client's
 /// database: columns of [`PartitionRow`].
-pub fn partitions_sql() -> String {
-    let tables: Vec<String> = RetentionTable::ALL.iter().map(|t| format!("'{}'", t.name())).collect();
+///
+/// On a cluster (`cluster` names it, `database` is the client's) a sharded
+/// table's rows are in `<table>_local` on every shard: those are listed from
+/// one replica of every shard (`cluster(…, system, parts)`), rows summed over
+/// the shards and the table named `<table>_local` ([`PartitionRow::table_name`]
+/// reads it as `<table>`); a table with a replica on every server is listed
+/// from this server alone.
+pub fn partitions_sql(cluster: Option<(&str, &str)>) -> String {
+    let listed = |tables: Vec<String>, from: &str, database: &str| {
+        format!(
+            "SELECT table, partition_id, toUInt64(sum(rows)) AS rows, toUInt64(sum(bytes_on_disk)) AS bytes \
+             FROM {from} WHERE database = {database} AND active = 1 AND table IN ({}) \
+             GROUP BY table, partition_id",
+            tables.join(", ")
+        )
+    };
+    let quoted = |name: &str| format!("'{name}'");
+    let Some((cluster, database)) = cluster else {
+        let tables = RetentionTable::ALL.iter().map(|t| quoted(t.name())).collect();
+        return format!("{} ORDER BY table, partition_id", listed(tables, "system.parts", "currentDatabase()"));
+    };
+    let (sharded, everywhere): (Vec<RetentionTable>, Vec<RetentionTable>) =
+        RetentionTable::ALL.into_iter().partition(|t| t.sharded());
+    let sharded = sharded.iter().map(|t| quoted(&placement::local_name(t.name()))).collect();
+    let everywhere = everywhere.iter().map(|t| quoted(t.name())).collect();
+    let from = format!("cluster('{cluster}', system, parts)");
     format!(
-        "SELECT table, partition_id, toUInt64(sum(rows)) AS rows, toUInt64(sum(bytes_on_disk)) AS bytes \
-         FROM system.parts WHERE database = currentDatabase() AND active = 1 AND table IN ({}) \
-         GROUP BY table, partition_id ORDER BY table, partition_id",
-        tables.join(", ")
+        "SELECT table, partition_id, rows, bytes FROM ({} UNION ALL {}) ORDER BY table, partition_id",
+        listed(sharded, &from, &quoted(database)),
+        listed(everywhere, "system.parts", "currentDatabase()")
     )
 }
 
 /// `ALTER TABLE … DROP PARTITION YYYYMM[DD]`: the table is one of a fixed list
 /// and the partition a validated integer, so nothing unchecked reaches the SQL.
-pub fn drop_partition_sql(table: RetentionTable, partition: u32) -> String {
+/// On a cluster (`cluster` names it, `database` is the client's) a sharded
+/// table's partition is dropped from `<table>_local` `ON CLUSTER` (one
+/// replica of each shard runs it, replication the other); a table with a
+/// replica on every server drops it here and replication everywhere.
+pub fn drop_partition_sql(table: RetentionTable, partition: u32, cluster: Option<(&str, &str)>) -> String {
     debug_assert!(table.period().end(partition).is_some(), "{partition} is not a partition of {}", table.name());
-    format!("ALTER TABLE {} DROP PARTITION {partition}", table.name())
+    match cluster {
+        Some((cluster, database)) if table.sharded() => format!(
+            "ALTER TABLE {database}.{} ON CLUSTER {cluster} DROP PARTITION {partition}",
+            placement::local_name(table.name())
+        ),
+        _ => format!("ALTER TABLE {} DROP PARTITION {partition}", table.name()),
+    }
 }
 
 /// The first day of month `YYYYMM`.
@@ -206,7 +255,7 @@ pub fn plan(
 ) -> Vec<PartitionDrop> {
     let mut drops = Vec::new();
     for row in listed {
-        let Some((table, partition)) = RetentionTable::from_name(&row.table)
+        let Some((table, partition)) = RetentionTable::from_name(row.table_name())
             .and_then(|table| Some((table, table.period().parse(&row.partition_id)?)))
         else {
             skip(row);
@@ -304,10 +353,23 @@ mod tests {
     #[test]
     fn statements_name_only_known_tables_and_integers() {
         assert_eq!(
-            drop_partition_sql(RetentionTable::VideoMetrics, 202_506),
+            drop_partition_sql(RetentionTable::VideoMetrics, 202_506, None),
             "ALTER TABLE video_metrics DROP PARTITION 202506"
         );
-        assert!(partitions_sql().contains(
+        let cluster = Some(("analytics", "db"));
+        assert_eq!(
+            drop_partition_sql(RetentionTable::VideoMetrics, 202_506, cluster),
+            "ALTER TABLE db.video_metrics_local ON CLUSTER analytics DROP PARTITION 202506"
+        );
+        assert_eq!(
+            drop_partition_sql(RetentionTable::FactsPasses, 20_250_601, cluster),
+            "ALTER TABLE view_facts_passes DROP PARTITION 20250601"
+        );
+        let listed = partitions_sql(cluster);
+        assert!(listed.contains("FROM cluster('analytics', system, parts) WHERE database = 'db'"), "{listed}");
+        assert!(listed.contains("'events_local', 'video_metrics_local'"), "{listed}");
+        assert!(listed.contains("system.parts WHERE database = currentDatabase() AND active = 1 AND table IN ('aggregation_windows', 'view_facts_passes'"), "{listed}");
+        assert!(partitions_sql(None).contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
              'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', \
              'video_day_totals', 'video_day_rollups', 'events_by_time')"

@@ -239,16 +239,16 @@ async fn the_scheduler_runs_retention_once_a_day_after_its_time() {
 #[test]
 fn retention_statements_run_on_current_clickhouse() {
     let queries = vec![
-        retention::partitions_sql(),
+        retention::partitions_sql(None),
         // check_chdb.py stores one event in May 2024 before running these.
-        retention::drop_partition_sql(RetentionTable::Events, 202_405),
-        retention::drop_partition_sql(RetentionTable::VideoMetrics, 202_511),
-        retention::drop_partition_sql(RetentionTable::AggregationWindows, 202_511),
-        retention::drop_partition_sql(RetentionTable::ViewsByUser, 202_405),
+        retention::drop_partition_sql(RetentionTable::Events, 202_405, None),
+        retention::drop_partition_sql(RetentionTable::VideoMetrics, 202_511, None),
+        retention::drop_partition_sql(RetentionTable::AggregationWindows, 202_511, None),
+        retention::drop_partition_sql(RetentionTable::ViewsByUser, 202_405, None),
         // ... received on 2024-05-01, the day of its receive-time copy.
-        retention::drop_partition_sql(RetentionTable::EventsByReceipt, 20_240_501),
+        retention::drop_partition_sql(RetentionTable::EventsByReceipt, 20_240_501, None),
         // ... and of its per-key index, by client day.
-        retention::drop_partition_sql(RetentionTable::KeysByDay, 20_240_501),
+        retention::drop_partition_sql(RetentionTable::KeysByDay, 20_240_501, None),
         "SELECT count() FROM events".to_owned(),
         "SELECT count() FROM events_by_receipt".to_owned(),
         "SELECT toUInt32(now())".to_owned(),

@@ -308,8 +308,12 @@ pub fn insert_pass_totals(from_ms: u64, version: u64) -> Statement {
     ));
     sql.bind(from_ms / 1000).sql(")) AND start_ms >= ").bind(from_ms);
     // The videos first (the table's sorting key leads with video_id), then the pairs.
-    sql.sql(" AND video_id IN (").append(&written_by("video_id", from_ms, version)).sql(")");
-    sql.sql(" AND (video_id, intDiv(start_ms, 3600000)) IN (");
+    // GLOBAL: on a cluster a pair's starts lie on every shard (view_facts is
+    // sharded by session), while the pass may have written on one of them;
+    // each shard must filter by the whole cluster's pairs. (One server reads
+    // GLOBAL IN as IN.)
+    sql.sql(" AND video_id GLOBAL IN (").append(&written_by("video_id", from_ms, version)).sql(")");
+    sql.sql(" AND (video_id, intDiv(start_ms, 3600000)) GLOBAL IN (");
     sql.append(&written_by("video_id, intDiv(start_ms, 3600000)", from_ms, version));
     sql.sql(") GROUP BY video_id, session_id, start_ms) GROUP BY video_id, intDiv(start_ms, 3600000)");
     sql

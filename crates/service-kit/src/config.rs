@@ -684,6 +684,27 @@ impl KafkaConfig {
     }
 }
 
+/// Settings every ClickHouse client sends before [`ClickHouseConfig::settings`]
+/// (which may override them). They only change statements over `Distributed`
+/// tables, so a single server answers exactly as without them; on a cluster
+/// (ARCHITECTURE.md, "Cluster mode: where rows live"):
+///
+/// - `insert_distributed_sync = 1`: an insert into a `Distributed` table
+///   returns once every shard stored its rows, so a successful insert is
+///   durable there and readable at once, and a retried block reaches the
+///   same shards (where replicated block deduplication sees it);
+/// - `distributed_product_mode = 'local'`: an `IN (subquery)` over a
+///   `Distributed` table inside a distributed query reads each shard's own
+///   local table, exact where both sides are sharded by the same key (a
+///   view's `(video_id, session_id)` over tables sharded by session); the
+///   statements whose sides are not say `GLOBAL IN`;
+/// - `load_balancing = 'in_order'`: inserts and reads through a
+///   `Distributed` table go to the first replica of each shard that answers
+///   (the other only while it does not), so a read sees what an insert just
+///   stored there instead of a replica still fetching it.
+pub const CLUSTER_SETTINGS: [(&str, &str); 3] =
+    [("insert_distributed_sync", "1"), ("distributed_product_mode", "local"), ("load_balancing", "in_order")];
+
 /// ClickHouse over HTTP.
 ///
 /// `url` wins when set; otherwise it is built from `host` and `port`, as the
@@ -780,7 +801,9 @@ impl ClickHouseConfig {
             clickhouse::Client::default()
         };
         let client = base.with_url(endpoint).with_user(&self.user).with_password(&self.password).with_validation(false);
-        self.settings.iter().fold(client, |client, (name, value)| client.with_setting(name, value))
+        let defaults = CLUSTER_SETTINGS.iter().map(|(name, value)| (*name, *value));
+        let configured = self.settings.iter().map(|(name, value)| (name.as_str(), value.as_str()));
+        defaults.chain(configured).fold(client, |client, (name, value)| client.with_setting(name, value))
     }
 }
 

@@ -210,16 +210,17 @@ struct TextRow {
 /// its configuration defines the `cluster` macro (besides `shard` and
 /// `replica`), else a single server.
 pub async fn clickhouse_topology(cfg: &ClickHouseConfig) -> Result<Topology, MigrateError> {
-    let rows: Vec<TextRow> = cfg
-        .server_client()
-        .query("SELECT substitution AS text FROM system.macros WHERE macro = 'cluster'")
-        .fetch_all()
-        .await
-        .map_err(|source| MigrateError::ClickHouse {
-            endpoint: cfg.endpoint(),
-            context: "reading the server's macros (system.macros)".to_string(),
-            source,
-        })?;
+    server_topology(&cfg.server_client()).await.map_err(|source| MigrateError::ClickHouse {
+        endpoint: cfg.endpoint(),
+        context: "reading the server's macros (system.macros)".to_string(),
+        source,
+    })
+}
+
+/// [`clickhouse_topology`] of the server `client` talks to.
+pub async fn server_topology(client: &clickhouse::Client) -> Result<Topology, clickhouse::error::Error> {
+    let rows: Vec<TextRow> =
+        client.query("SELECT substitution AS text FROM system.macros WHERE macro = 'cluster'").fetch_all().await?;
     Ok(match rows.into_iter().next() {
         Some(row) if !row.text.is_empty() => Topology::Cluster(row.text),
         _ => Topology::Single,
@@ -262,11 +263,9 @@ pub async fn apply_clickhouse_migrations(
         .await
         .map_err(ch_err(format!("creating database {database}")))?;
 
-    let mut client = cfg.client();
-    if target.is_some() {
-        // A backfill through a Distributed table is stored when the INSERT returns.
-        client = client.with_setting("insert_distributed_sync", "1");
-    }
+    // A backfill through a Distributed table is stored when the INSERT
+    // returns (insert_distributed_sync, one of the client's defaults).
+    let client = cfg.client();
     let bookkeeping = forms(CLICKHOUSE_SCHEMA_MIGRATIONS_DDL).map_err(|reason| MigrateError::ClusterForm {
         file: "schema_migrations".to_string(),
         statement: 1,

@@ -1,10 +1,13 @@
-//! Issue 4's acceptance test of the read path, end to end against the local
-//! stack: a few hundred generated sessions over four days are POSTed through
-//! the real ingest-gateway (shuffled, with duplicates), stored by the real
+//! Issue 4's acceptance test of the read path, end to end: a few hundred
+//! generated sessions over four days are POSTed through the real
+//! ingest-gateway (shuffled, with duplicates), stored by the real
 //! stream-processor, aggregated by aggregator-cron's library, and every field
 //! of every metric endpoint of the real query API is compared with the
 //! answers of `metrics-oracle`, an independent plain-Rust implementation of
-//! docs/metrics.md over the same events.
+//! docs/metrics.md over the same events. [`run`] is the scenario; the test
+//! targets `metrics_acceptance` (the local stack) and
+//! `metrics_acceptance_cluster` (a scratch cluster: Kafka with three
+//! replicas, ClickHouse as 2 shards × 2 replicas) run it.
 //!
 //! Phases: all raw (twice, the second time through the Redis cache); every
 //! closed window aggregated; every window aggregated again (nothing may
@@ -14,15 +17,13 @@
 //!
 //! Everything is isolated: own topics, ClickHouse database, PostgreSQL
 //! database and Redis prefix. Every wait polls with a deadline.
-#![cfg(test)]
-
-mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     time::Duration,
 };
 
+use crate::support::{start_gateway_with_lateness, start_processor};
 use aggregator_cron::{Aggregator, TickReport, Trigger};
 use chrono::{DateTime, NaiveDate, Utc};
 use metrics_oracle::{
@@ -39,7 +40,6 @@ use service_kit::{
     ClickHouseConfig, HttpConfig, KafkaConfig, PostgresConfig,
     testing::{self, InProcess, TestClickHouse, TestPostgres},
 };
-use support::{start_gateway_with_lateness, start_processor};
 
 /// aggregator-cron's `safety_margin` in this test (seconds): small, and waited out before each run.
 const SAFETY_MARGIN_SECS: u64 = 1;
@@ -483,10 +483,9 @@ fn late_candidate(oracle: &Oracle, ids: &mut generate::EventIds, now: DateTime<U
 
 // ---------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a_late_event() {
-    let kafka = testing::kafka_config();
-    let db = TestClickHouse::create().await.unwrap();
+/// The scenario with the services on `kafka` and `db` (PostgreSQL and
+/// Redis of the local stack); hands `db` back with its data.
+pub async fn run(kafka: KafkaConfig, db: TestClickHouse) -> TestClickHouse {
     let pg = TestPostgres::create().await.unwrap();
     // The sessions span four days, beyond the gateway's default 48 h
     // horizon: it accepts them as a backfill would (the aggregator below
@@ -700,7 +699,7 @@ async fn metric_endpoints_match_the_definitions_raw_aggregated_rerun_and_after_a
     cached_api.stop().await.unwrap();
     processor.stop().await.unwrap();
     gateway.stop().await.unwrap();
-    db.drop().await.unwrap();
     pg.drop().await.unwrap();
     assert!(problems.is_empty(), "{} answers differ from the definitions:\n{}", problems.len(), problems.join("\n"));
+    db
 }
