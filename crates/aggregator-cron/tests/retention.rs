@@ -255,3 +255,21 @@ fn retention_statements_run_on_current_clickhouse() {
     ];
     service_kit::testing::run_on_chdb(&queries).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The cluster form of the retention statements (a sharded table's
+/// partitions listed from every shard and dropped `ON CLUSTER`, an
+/// everywhere table's here) on chDB, after the migrations' cluster form.
+#[test]
+fn cluster_retention_statements_run_on_current_clickhouse() {
+    let database = "chdb_retention_check";
+    let cluster = Some(("analytics", database));
+    let mut queries = vec![retention::partitions_sql(cluster)];
+    queries.extend(RetentionTable::ALL.map(|table| {
+        let partition = match table.period() {
+            retention::Period::Month => 202_405,
+            retention::Period::Day => 20_240_501,
+        };
+        retention::drop_partition_sql(table, partition, cluster)
+    }));
+    service_kit::testing::run_cluster_form_on_chdb(database, &queries).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -610,6 +610,60 @@ pub fn run_on_chdb(queries: &[String]) -> Result<(), String> {
     }
 }
 
+/// Runs the cluster form of every migration (and of the runner's
+/// bookkeeping table) for `database` on cluster `analytics`, then `queries`
+/// (statements a service sends to a cluster's server), on chDB through
+/// `schemas/check_chdb.py --cluster-json`: each parsed as written, executed
+/// without `ON CLUSTER` on a cluster of one server (chDB itself), replicated
+/// tables created as written, then unreplicated. Ok holds the script's
+/// output; the error names the failing statement.
+pub fn run_cluster_form_on_chdb(database: &str, queries: &[String]) -> Result<String, String> {
+    use crate::migrate::{self, cluster::Target};
+    let target = Target { cluster: "analytics", database };
+    let mut statements = target.statements(migrate::CLICKHOUSE_SCHEMA_MIGRATIONS_DDL)?;
+    for migration in migrate::clickhouse_migrations() {
+        for statement in migrate::split_statements(migration.sql) {
+            statements.extend(target.statements(&statement).map_err(|e| format!("{}: {e}", migration.name))?);
+        }
+    }
+    statements.extend_from_slice(queries);
+    let spec = serde_json::json!({ "cluster": target.cluster, "database": database, "statements": statements });
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let file = std::env::temp_dir().join(format!("cluster-form-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, spec.to_string()).map_err(|e| e.to_string())?;
+    let child = Command::new("python3")
+        .arg(root.join("schemas/check_chdb.py"))
+        .arg("--cluster-json")
+        .arg(&file)
+        .current_dir(&root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let outcome = child.map_err(|e| format!("running python3 schemas/check_chdb.py: {e}")).and_then(|mut child| {
+        let started = Instant::now();
+        while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+            if started.elapsed() > Duration::from_secs(120) {
+                child.kill().ok();
+                return Err("schemas/check_chdb.py --cluster-json did not finish within 120 s".to_string());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.wait_with_output().map_err(|e| e.to_string())
+    });
+    std::fs::remove_file(&file).ok();
+    let output = outcome?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() && stdout.contains(&format!("ok  {} cluster statements", statements.len())) {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "schemas/check_chdb.py --cluster-json failed ({}):\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
 /// Runs `promtool` (Debian's `prometheus` package, installed by `.ci/run`
 /// and `cargo xtask up`) with `args` and `stdin`; a missing promtool is an
 /// error saying how to install it, never a skipped check.

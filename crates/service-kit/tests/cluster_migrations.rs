@@ -14,9 +14,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use local_stack::{ScratchCluster, cluster, probe};
@@ -24,8 +22,9 @@ use service_kit::{
     ClickHouseConfig,
     migrate::{
         self, MigrateError, Topology,
-        cluster::{PLACEMENTS, Placement, Target},
+        cluster::{PLACEMENTS, Placement},
     },
+    testing,
 };
 
 const DATABASE: &str = "analytics";
@@ -226,51 +225,10 @@ async fn migrations_build_a_sharded_replicated_schema_and_rows_land_by_their_key
     assert!(text.contains("migrated on a single server, but the server is a server of cluster analytics"), "{text}");
 }
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
-}
-
 /// The cluster form of every migration (and of the runner's bookkeeping
 /// table) is accepted by chDB, the current ClickHouse engine: parsed as
 /// written and executed without `ON CLUSTER` (schemas/check_chdb.py).
 #[test]
 fn the_cluster_form_runs_on_current_clickhouse_via_chdb() {
-    let database = "chdb_cluster_check";
-    let target = Target { cluster: "analytics", database };
-    let mut statements = target.statements(migrate::CLICKHOUSE_SCHEMA_MIGRATIONS_DDL).unwrap();
-    for migration in migrate::clickhouse_migrations() {
-        for statement in migrate::split_statements(migration.sql) {
-            statements.extend(target.statements(&statement).unwrap_or_else(|e| panic!("{}: {e}", migration.name)));
-        }
-    }
-    let spec = serde_json::json!({ "cluster": "analytics", "database": database, "statements": statements });
-    let file = std::env::temp_dir().join(format!("cluster-form-{}.json", std::process::id()));
-    std::fs::write(&file, spec.to_string()).unwrap();
-    let root = workspace_root();
-    let mut child = Command::new("python3")
-        .arg(root.join("schemas/check_chdb.py"))
-        .arg("--cluster-json")
-        .arg(&file)
-        .current_dir(&root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running python3 schemas/check_chdb.py (is python3 installed?)");
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(120) {
-            child.kill().unwrap();
-            panic!("schemas/check_chdb.py --cluster-json did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let output = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_file(&file);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains(&format!("ok  {} cluster statements", statements.len())),
-        "schemas/check_chdb.py --cluster-json failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    testing::run_cluster_form_on_chdb("chdb_cluster_check", &[]).unwrap_or_else(|e| panic!("{e}"));
 }
