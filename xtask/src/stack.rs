@@ -473,8 +473,18 @@ pub async fn test(layout: &Layout, native: bool, cargo_args: &[String]) -> Resul
     let (helm, go) = install::ensure_helm(layout)?;
 
     let mut started = Vec::new();
+    let mut cluster_started = Vec::new();
     let mut docker_started = false;
     let outcome = async {
+        // The cluster drill of xtask/src/chaos/tests.rs runs on cluster mode's servers.
+        let mut cluster_down = false;
+        for member in Member::ALL {
+            cluster_down |= member.probe().await.is_err();
+        }
+        if cluster_down {
+            ui::line("Cluster mode does not answer; starting its servers for this test run.");
+            start_cluster_servers(layout, &mut cluster_started).await?;
+        }
         if !missing.is_empty() {
             let names: Vec<&str> = missing.iter().map(|s| s.name()).collect();
             ui::line(format!("Not answering: {}; starting them for this test run.", names.join(", ")));
@@ -530,6 +540,14 @@ pub async fn test(layout: &Layout, native: bool, cargo_args: &[String]) -> Resul
             Ok(Some(pid)) => ui::line(format!("✓ stopped {} (pid {pid}), started for this test run", server.name())),
             Ok(None) => {}
             Err(err) => ui::line(format!("✗ stopping {}: {err:#}", server.name())),
+        }
+    }
+    let cluster_layout = Member::layout(layout);
+    for member in cluster_started.iter().rev() {
+        match servers::stop(&cluster_layout, *member) {
+            Ok(Some(pid)) => ui::line(format!("✓ stopped {} (pid {pid}), started for this test run", member.name())),
+            Ok(None) => {}
+            Err(err) => ui::line(format!("✗ stopping {}: {err:#}", member.name())),
         }
     }
     interrupted.abort();
@@ -602,19 +620,34 @@ fn follow_file(path: &std::path::Path) -> Result<()> {
 /// migrations (ClickHouse's in their cluster form). Idempotent.
 pub async fn up_cluster(layout: &Layout, no_services: bool) -> Result<()> {
     let begun = Instant::now();
-    layout.ensure_dirs()?;
     let cluster_layout = Member::layout(layout);
-    cluster_layout.ensure_dirs()?;
     ui::line(format!(
         "Cluster mode: native processes with their state in {} (Docker Compose runs the single-node stack only).",
         layout.show(&cluster_layout.stack)
     ));
+    start_cluster_servers(layout, &mut Vec::new()).await?;
+    keys::ensure_stack_at(&cluster_layout, servers::cluster::DATABASE_URL).await?;
+    if !no_services {
+        services::build(layout).await?;
+        services::start(&cluster_layout, SERVICES.map(Service::in_cluster), &cluster_service_env(&cluster_layout))
+            .await?;
+    }
+    print_cluster(layout, begun.elapsed(), no_services);
+    Ok(())
+}
+
+/// The servers of cluster mode, those not running started (and added to
+/// `started`), the cluster checked on every ClickHouse server, the topics
+/// and the migrations applied, `.stack/cluster/cluster.env` written.
+async fn start_cluster_servers(layout: &Layout, started: &mut Vec<Member>) -> Result<()> {
+    layout.ensure_dirs()?;
+    let cluster_layout = Member::layout(layout);
+    cluster_layout.ensure_dirs()?;
     install::ensure_packages(layout)?;
     install::kafka_jars(layout)?;
-    let mut started = Vec::new();
     // ZooKeeper first: ClickHouse's replicated tables and ON CLUSTER DDL need it.
-    servers::start_missing(&cluster_layout, &Member::ALL[..1], &mut started).await?;
-    servers::start_missing(&cluster_layout, &Member::ALL[1..], &mut started).await?;
+    servers::start_missing(&cluster_layout, &Member::ALL[..1], started).await?;
+    servers::start_missing(&cluster_layout, &Member::ALL[1..], started).await?;
 
     let step = Step::start(format!("ClickHouse cluster {} on every server", cluster::NAME));
     match servers::cluster::wait_clickhouse_cluster().await {
@@ -636,15 +669,7 @@ pub async fn up_cluster(layout: &Layout, no_services: bool) -> Result<()> {
     apply(&cfg).await?;
     let env_file = cluster_layout.stack.join("cluster.env");
     let text: String = servers::cluster::env().iter().map(|(name, value)| format!("{name}={value}\n")).collect();
-    std::fs::write(&env_file, text).with_context(|| format!("writing {}", env_file.display()))?;
-    keys::ensure_stack_at(&cluster_layout, servers::cluster::DATABASE_URL).await?;
-    if !no_services {
-        services::build(layout).await?;
-        services::start(&cluster_layout, SERVICES.map(Service::in_cluster), &cluster_service_env(&cluster_layout))
-            .await?;
-    }
-    print_cluster(layout, begun.elapsed(), no_services);
-    Ok(())
+    std::fs::write(&env_file, text).with_context(|| format!("writing {}", env_file.display()))
 }
 
 /// The product's topics on the cluster, with the partitions the services

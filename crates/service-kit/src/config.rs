@@ -701,9 +701,17 @@ impl KafkaConfig {
 /// - `load_balancing = 'in_order'`: inserts and reads through a
 ///   `Distributed` table go to the first replica of each shard that answers
 ///   (the other only while it does not), so a read sees what an insert just
-///   stored there instead of a replica still fetching it.
-pub const CLUSTER_SETTINGS: [(&str, &str); 3] =
-    [("insert_distributed_sync", "1"), ("distributed_product_mode", "local"), ("load_balancing", "in_order")];
+///   stored there instead of a replica still fetching it;
+/// - `max_replica_delay_for_distributed_queries = 2`: a replica more than
+///   2 s behind its shard (one that was down and is fetching what it
+///   missed) is not read while another is current, so a facts pass or an
+///   aggregation run never computes from a replica's partial copy.
+pub const CLUSTER_SETTINGS: [(&str, &str); 4] = [
+    ("insert_distributed_sync", "1"),
+    ("distributed_product_mode", "local"),
+    ("load_balancing", "in_order"),
+    ("max_replica_delay_for_distributed_queries", "2"),
+];
 
 /// ClickHouse over HTTP.
 ///

@@ -112,22 +112,7 @@ impl TestClickHouse {
 
     /// Drops the database (on every server of a cluster). Call at the end of the test.
     pub async fn drop(self) -> anyhow::Result<()> {
-        let on_cluster = match crate::migrate::clickhouse_topology(&self.config).await? {
-            crate::migrate::Topology::Single => String::new(),
-            crate::migrate::Topology::Cluster(name) => format!(" ON CLUSTER {name}"),
-        };
-        let sql = format!("DROP DATABASE IF EXISTS {}{on_cluster}", self.config.database);
-        match self.config.server_client().query(&sql).execute().await {
-            // 18.16 leaves the directory of a Distributed table created as
-            // `<t>__swap` and renamed (the migrations' column changes, schemas/README.md)
-            // and reports it, having dropped the database from every server.
-            Err(clickhouse::error::Error::BadResponse(text))
-                if !on_cluster.is_empty() && text.contains("Directory not empty") =>
-            {
-                Ok(())
-            }
-            outcome => Ok(outcome?),
-        }
+        Ok(crate::migrate::drop_clickhouse_database(&self.config).await?)
     }
 }
 

@@ -15,7 +15,7 @@ use super::{
     traffic::{self, LiveView, Traffic},
     verify,
 };
-use crate::servers::{self, Server};
+use crate::servers::{self, Managed, Server, cluster::Member};
 
 /// What a drill does to the system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub enum Fault {
     Poison,
     /// One session sending `--hot-factor` times a partition's share of the load.
     HotKey,
+    /// A member of `up --cluster` killed (SIGKILL; ZooKeeper stopped) for
+    /// `--outage`, then started again.
+    Member(Member),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +87,28 @@ pub fn all() -> Vec<Drill> {
     drills
 }
 
+/// The drills of `cargo xtask chaos --cluster`, on the servers of `cargo
+/// xtask up --cluster`.
+pub fn cluster_all() -> Vec<Drill> {
+    vec![
+        Drill {
+            name: "kill-kafka-broker",
+            fault: Fault::Member(Member::Kafka(1)),
+            about: "kafka-2 killed for --outage: producers and consumers go on with the other two brokers",
+        },
+        Drill {
+            name: "kill-clickhouse-replica",
+            fault: Fault::Member(Member::ClickHouse(2)),
+            about: "clickhouse-s2r1 killed for --outage: inserts go to s2r2, queries answer; s2r1 catches up after",
+        },
+        Drill {
+            name: "stop-zookeeper",
+            fault: Fault::Member(Member::ZooKeeper),
+            about: "ZooKeeper stopped for --outage: replicated inserts fail, the processor retries and resumes",
+        },
+    ]
+}
+
 fn kill_name(service: &str) -> &'static str {
     match service {
         "ingest-gateway" => "kill-ingest-gateway",
@@ -97,7 +122,7 @@ fn kill_name(service: &str) -> &'static str {
 impl Drill {
     /// Whether it stops one of the shared servers (everyone using the local stack notices).
     pub fn stops_a_server(&self) -> bool {
-        matches!(self.fault, Fault::Stop(_))
+        matches!(self.fault, Fault::Stop(_) | Fault::Member(_))
     }
 }
 
@@ -157,6 +182,7 @@ pub async fn exercise(ctx: &mut Ctx, drill: &Drill, traffic: &mut Traffic) -> Re
             ctx.stack.start_service(service).await?;
         }
         Fault::Stop(server) => stop_server(ctx, server, traffic, &mut out).await?,
+        Fault::Member(member) => stop_member(ctx, member, traffic, &mut out).await?,
         Fault::Poison => {
             let mut view =
                 LiveView::new(format!("chaos-view-{}", ctx.stack.run), format!("{}view", traffic.video_prefix));
@@ -255,6 +281,77 @@ async fn stop_server(ctx: &mut Ctx, server: Server, traffic: &mut Traffic, out: 
     out.healed_at = Some(Instant::now());
     let mut started = Vec::new();
     servers::start_missing(&ctx.layout, &[server], &mut started).await?;
+    Ok(())
+}
+
+/// A member of the cluster down for `--outage` under load: a broker or a
+/// ClickHouse server killed, ZooKeeper stopped (SIGTERM: its clients see
+/// the same). Half-way, a video's metrics must answer; after a ClickHouse
+/// server's restart, its replicas must have caught up (empty replication
+/// queue) within `--catch-up`.
+async fn stop_member(ctx: &mut Ctx, member: Member, traffic: &mut Traffic, out: &mut Exercised) -> Result<()> {
+    let cluster_layout = Member::layout(&ctx.layout);
+    let Some(pid) = member.live_pid(&cluster_layout) else {
+        anyhow::bail!("{} was not started by `cargo xtask up --cluster` (no live pid file)", member.name());
+    };
+    let signal = match member {
+        Member::ZooKeeper => libc::SIGTERM,
+        _ => libc::SIGKILL,
+    };
+    local_stack::process::log_marker(&cluster_layout.log(member.name()), &format!("chaos: signal {signal} to {pid}"));
+    local_stack::process::terminate(pid, signal, Duration::from_secs(10))?;
+    let stopped = Instant::now();
+    out.notes.push(format!("{} (pid {pid}) down for {:?} (signal {signal})", member.name(), ctx.settings.outage));
+    tokio::time::sleep(ctx.settings.outage / 2).await;
+    let video = format!("{}video_0001", traffic.video_prefix);
+    match video_answers(ctx, &video).await {
+        Ok(()) => out.notes.push(format!("with {} down, GET /api/metrics/video/{video} answered 200", member.name())),
+        Err(err) => {
+            out.problems.push(format!("with {} down, a video's metrics did not answer: {err:#}", member.name()))
+        }
+    }
+    tokio::time::sleep(ctx.settings.outage.saturating_sub(stopped.elapsed())).await;
+    out.healed_at = Some(Instant::now());
+    let mut started = Vec::new();
+    servers::start_missing(&cluster_layout, &[member], &mut started).await?;
+    if let Member::ClickHouse(node) = member {
+        let url = local_stack::cluster::Ports::STANDARD.clickhouse_url(node);
+        let sql = format!(
+            "SELECT toUInt64(sum(queue_size)), toUInt64(max(absolute_delay)) FROM system.replicas WHERE database = '{}'",
+            ctx.stack.clickhouse.database
+        );
+        let began = Instant::now();
+        loop {
+            let answer = local_stack::probe::clickhouse_query(&url, &sql).await;
+            match answer.as_deref().map(str::trim) {
+                Ok("0\t0") => {
+                    out.notes.push(format!(
+                        "{} caught up (empty replication queue) {:.0} s after its start",
+                        member.name(),
+                        began.elapsed().as_secs_f64()
+                    ));
+                    break;
+                }
+                _ if began.elapsed() > ctx.settings.catch_up => {
+                    out.problems.push(format!(
+                        "{} did not catch up within {:?}: {answer:?}",
+                        member.name(),
+                        ctx.settings.catch_up
+                    ));
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `GET /api/metrics/video/{video}` answers 200.
+async fn video_answers(ctx: &Ctx, video: &str) -> Result<()> {
+    let url = format!("{}/api/metrics/video/{video}", ctx.stack.query_api_url());
+    let answer = ctx.http.get(&url).bearer_auth(&ctx.stack.keys.read).send().await?;
+    anyhow::ensure!(answer.status().is_success(), "{} {}", answer.status(), answer.text().await.unwrap_or_default());
     Ok(())
 }
 

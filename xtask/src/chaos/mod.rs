@@ -57,6 +57,10 @@ pub struct ChaosArgs {
     /// Skip the drills that stop one of the local stack's servers (shared with everything using the stack).
     #[arg(long)]
     no_servers: bool,
+    /// The cluster drills instead (kill-kafka-broker, kill-clickhouse-replica, stop-zookeeper), with the
+    /// services on the servers of `cargo xtask up --cluster`.
+    #[arg(long, conflicts_with = "no_servers")]
+    cluster: bool,
     /// Events per second of each drill's load.
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
@@ -125,7 +129,7 @@ impl ChaosArgs {
 
     /// The drills to run, in suite order.
     fn selected(&self) -> Result<Vec<Drill>> {
-        let all = drills::all();
+        let all = if self.cluster { drills::cluster_all() } else { drills::all() };
         for name in &self.drills {
             if !all.iter().any(|d| d.name == name) {
                 let names: Vec<&str> = all.iter().map(|d| d.name).collect();
@@ -157,6 +161,9 @@ pub async fn run(layout: &Layout, args: ChaosArgs) -> Result<ExitCode> {
             let shared = if drill.stops_a_server() { " [stops a shared server]" } else { "" };
             ui::out(format!("{:<22} {}{shared}", drill.name, drill.about));
         }
+        for drill in drills::cluster_all() {
+            ui::out(format!("{:<22} {} [--cluster]", drill.name, drill.about));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if selected.is_empty() {
@@ -165,7 +172,7 @@ pub async fn run(layout: &Layout, args: ChaosArgs) -> Result<ExitCode> {
     if !(args.rate.is_finite() && args.rate > 0.0) {
         bail!("--rate must be a positive number of events per second");
     }
-    if selected.iter().any(Drill::stops_a_server) {
+    if selected.iter().any(Drill::stops_a_server) && !args.cluster {
         ui::line(
             "note: the stop-* drills stop the local stack's servers; everything using them notices (--no-servers skips them)",
         );
@@ -174,7 +181,7 @@ pub async fn run(layout: &Layout, args: ChaosArgs) -> Result<ExitCode> {
         cargo_build(layout, Profile::Debug, &stack::SERVICES).await?;
     }
     let settings = args.settings();
-    let rows = run_drills(layout, &selected, settings, args.keep).await?;
+    let rows = run_drills(layout, &selected, settings, args.keep, args.cluster).await?;
     ui::out(format!("\n{}", report::table(&rows)));
     let details = report::details(&rows);
     if !details.is_empty() {
@@ -192,7 +199,14 @@ pub async fn run(layout: &Layout, args: ChaosArgs) -> Result<ExitCode> {
 
 /// Starts the run's services, runs `drills` one after the other, removes
 /// what it made; one row per drill.
-pub async fn run_drills(layout: &Layout, drills: &[Drill], settings: Settings, keep: bool) -> Result<Vec<Row>> {
+/// With `cluster`, on the servers of `cargo xtask up --cluster`.
+pub async fn run_drills(
+    layout: &Layout,
+    drills: &[Drill],
+    settings: Settings,
+    keep: bool,
+    cluster: bool,
+) -> Result<Vec<Row>> {
     let run = chrono::Utc::now().format("%m%d%H%M%S").to_string();
     ui::line(format!(
         "chaos run {run}: {} drills, {} events/s on {} videos each (seed {})",
@@ -201,7 +215,7 @@ pub async fn run_drills(layout: &Layout, drills: &[Drill], settings: Settings, k
         settings.load.videos,
         settings.load.seed
     ));
-    let stack = ChaosStack::start(layout, &run, Profile::Debug, keep).await?;
+    let stack = ChaosStack::start(layout, &run, Profile::Debug, keep, cluster).await?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let mut ctx = Ctx { layout: layout.clone(), stack, settings, http, proxy: None };
     let mut rows = Vec::new();

@@ -5,7 +5,8 @@
 //! database `chaos_<run>` with its own keys, Redis prefix `chaos-<run>:`), so
 //! a drill that kills a service never touches `cargo xtask up`'s services
 //! or data. Servers are the local stack's: a server drill stops them for
-//! everyone.
+//! everyone. With `--cluster` the servers are those of `cargo xtask up
+//! --cluster` (docs/scaling.md), and the services run against them.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -18,7 +19,7 @@ use crate::{
     bench::target::{self, Profile, Spawned},
     keys::{self, Keys},
     layout::Layout,
-    servers::Server,
+    servers::{self, Managed, Server, cluster::Member},
     stack,
     ui::{self, Step},
 };
@@ -45,29 +46,51 @@ pub struct ChaosStack {
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
     pub keys: Keys,
+    /// Where the run's PostgreSQL database was created (dropped at the end).
+    admin: PostgresConfig,
     keep: bool,
 }
 
 impl ChaosStack {
     /// Creates the resources and starts the five services (each waits for
     /// its `/ready`). The servers must answer.
-    pub async fn start(layout: &Layout, run: &str, profile: Profile, keep: bool) -> Result<Self> {
-        for server in Server::ALL {
-            server.probe().await.with_context(|| {
-                format!("{} does not answer; start the local stack with `cargo xtask up`", server.name())
-            })?;
+    /// With `cluster`, on the servers of `cargo xtask up --cluster` instead
+    /// (topics with three replicas, two in sync; the migrations' cluster form).
+    pub async fn start(layout: &Layout, run: &str, profile: Profile, keep: bool, cluster: bool) -> Result<Self> {
+        if cluster {
+            for member in Member::ALL {
+                member.probe().await.with_context(|| {
+                    format!("{} does not answer; start cluster mode with `cargo xtask up --cluster`", member.name())
+                })?;
+            }
+        } else {
+            for server in Server::ALL {
+                server.probe().await.with_context(|| {
+                    format!("{} does not answer; start the local stack with `cargo xtask up`", server.name())
+                })?;
+            }
         }
         let name = format!("chaos_{run}");
+        let ports = local_stack::cluster::Ports::STANDARD;
+        let (brokers, clickhouse_url, postgres_url) = match cluster {
+            true => (ports.bootstrap(), ports.clickhouse_url(0), servers::cluster::DATABASE_URL),
+            false => (stack::KAFKA_ADDR.to_string(), stack::CLICKHOUSE_URL.to_string(), stack::DATABASE_URL),
+        };
+        let durability = match cluster {
+            true => (local_stack::cluster::REPLICATION_FACTOR, local_stack::cluster::MIN_INSYNC_REPLICAS),
+            false => (1, 1),
+        };
         let kafka = KafkaConfig {
-            brokers: stack::KAFKA_ADDR.to_string(),
+            brokers,
             topic_prefix: format!("chaos-{run}."),
             consumer_group: format!("chaos-{run}-processor"),
             client_id: "xtask-chaos".to_string(),
+            replication_factor: durability.0,
+            min_insync_replicas: durability.1,
             ..KafkaConfig::default()
         };
-        let clickhouse =
-            ClickHouseConfig { url: stack::CLICKHOUSE_URL.to_string(), database: name.clone(), ..Default::default() };
-        let admin = PostgresConfig { url: stack::DATABASE_URL.to_string(), ..PostgresConfig::default() };
+        let clickhouse = ClickHouseConfig { url: clickhouse_url, database: name.clone(), ..Default::default() };
+        let admin = PostgresConfig { url: postgres_url.to_string(), ..PostgresConfig::default() };
 
         let step = Step::start(format!("databases {name} (ClickHouse, PostgreSQL; migrations, keys)"));
         let prepared = async {
@@ -90,7 +113,10 @@ impl ChaosStack {
             }
         };
 
-        let mut env = stack::service_env(layout);
+        let mut env = match cluster {
+            true => stack::cluster_service_env(&Member::layout(layout)),
+            false => stack::service_env(layout),
+        };
         env.retain(|(key, _)| !matches!(key.as_str(), "LOG_LEVEL" | "DATABASE_URL"));
         env.extend([
             ("KAFKA_TOPIC_PREFIX".to_string(), kafka.topic_prefix.clone()),
@@ -116,6 +142,7 @@ impl ChaosStack {
             kafka,
             clickhouse,
             keys,
+            admin,
             keep,
         };
         for name in SERVICES {
@@ -216,8 +243,7 @@ impl ChaosStack {
             ));
             return;
         }
-        let admin = PostgresConfig { url: stack::DATABASE_URL.to_string(), ..PostgresConfig::default() };
-        if let Err(err) = drop_resources(&self.kafka, &self.clickhouse, &admin, &name).await {
+        if let Err(err) = drop_resources(&self.kafka, &self.clickhouse, &self.admin, &name).await {
             ui::line(format!("✗ removing the chaos run's topics and databases: {err:#}"));
         }
     }
@@ -235,8 +261,7 @@ async fn drop_resources(
     if let Err(err) = service_kit::deps::kafka::delete_topics(kafka, &names.map(String::as_str)).await {
         problems.push(format!("topics {}*: {err:#}", kafka.topic_prefix));
     }
-    let sql = format!("DROP DATABASE IF EXISTS {}", clickhouse.database);
-    if let Err(err) = clickhouse.server_client().query(&sql).execute().await {
+    if let Err(err) = service_kit::migrate::drop_clickhouse_database(clickhouse).await {
         problems.push(format!("ClickHouse database {}: {err:#}", clickhouse.database));
     }
     if let Err(err) = service_kit::deps::postgres::drop_database(admin, postgres_name).await {

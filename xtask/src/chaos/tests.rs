@@ -71,7 +71,7 @@ async fn a_killed_processor_and_a_poison_batch_lose_and_double_count_nothing() {
     }
     let selected: Vec<Drill> =
         drills::all().into_iter().filter(|d| matches!(d.name, "kill-stream-processor" | "poison-batch")).collect();
-    let rows = run_drills(&layout, &selected, quick(), false).await.unwrap();
+    let rows = run_drills(&layout, &selected, quick(), false, false).await.unwrap();
     eprintln!("{}\n{}", report::table(&rows), report::details(&rows));
     assert_eq!(rows.len(), 2);
     for row in &rows {
@@ -80,4 +80,20 @@ async fn a_killed_processor_and_a_poison_batch_lose_and_double_count_nothing() {
         assert!(row.recovery.is_some(), "{row:#?}");
     }
     assert_eq!(rows[1].dead_lettered, 1, "{:#?}", rows[1]);
+}
+
+/// Issue 16's broker drill in CI: `kill -9` of one of cluster mode's three
+/// brokers under load (`cargo xtask test` starts cluster mode's servers when
+/// they do not run; by hand, `cargo xtask up --cluster --no-services`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_cluster_a_killed_broker_loses_and_double_counts_nothing() {
+    let layout = Layout::discover();
+    let selected: Vec<Drill> = drills::cluster_all().into_iter().filter(|d| d.name == "kill-kafka-broker").collect();
+    let rows = run_drills(&layout, &selected, quick(), false, true).await.unwrap();
+    eprintln!("{}\n{}", report::table(&rows), report::details(&rows));
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert!(row.passed(), "{row:#?}");
+    assert!(row.accepted > 100 && row.videos >= 5, "{row:#?}");
+    assert!(row.recovery.is_some(), "{row:#?}");
 }
