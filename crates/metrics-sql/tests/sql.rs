@@ -588,3 +588,30 @@ async fn a_pass_retires_a_start_that_no_longer_opens_a_view() {
     assert_eq!(zeros, 1, "the later hour's pair rewritten with zeros");
     db.drop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_incremental_pass_rebuilds_a_view_that_began_the_day_before_its_new_row() {
+    let db = TestClickHouse::create().await.unwrap();
+    let midnight = (u64::from(DAY) + 1) * 86_400_000;
+    let start = midnight - 10 * 60_000;
+    insert(&db, &[at(event("video_start", start, "s7", Some("u7")), 0.0)]).await;
+    let first = facts_pass(&db, None, 1).await;
+    // The next row must be inserted in a later second than the pass covers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server_now(&db).await <= first.covered_until {
+        assert!(std::time::Instant::now() < deadline, "ClickHouse's clock did not move");
+        tokio::task::yield_now().await;
+    }
+    // Twenty minutes in, after midnight: the pass's touched key has rows on
+    // two days, and its scan must begin on the first (the start's).
+    insert(&db, &[at(event("video_progress", midnight + 10 * 60_000, "s7", Some("u7")), 600.0)]).await;
+    facts_pass(&db, Some(first.covered_until), 2).await;
+    let hour = (start / 3_600_000) as u32;
+    let rebuilt: VideoSummaryRow =
+        one(&db, &read::video_summary("v1", &Split { raw: vec![hour], ..Split::default() }, None)).await;
+    assert_eq!((rebuilt.views, rebuilt.watch_time_seconds), (1, 600.0));
+    let stored = StoredFacts::settled(server_now(&db).await, u64::from(HOUR) * 3_600_000);
+    let split = Split { raw: vec![hour], facts: Some(stored), ..Split::default() };
+    assert_eq!(one::<VideoSummaryRow>(&db, &read::video_summary("v1", &split, None)).await, rebuilt);
+    db.drop().await.unwrap();
+}
