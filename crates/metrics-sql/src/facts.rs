@@ -120,18 +120,18 @@ impl StoredFacts {
     }
 
     /// The touched keys as the right side of `(video_id, session_id) IN`:
-    /// a subquery, or the listed pairs (`true`). Not for
-    /// [`Self::touches_nothing`].
-    fn touched_set(&self, video_id: Option<&str>) -> (Statement, bool) {
+    /// a subquery ([`Keys::Selected`]), or the listed pairs
+    /// ([`Keys::Listed`]). Not for [`Self::touches_nothing`].
+    fn touched_set(&self, video_id: Option<&str>) -> Statement {
         match &self.touched {
-            Touched::Before(until) => (touched_keys(self.covered_until, Some(*until), video_id), false),
+            Touched::Before(until) => touched_keys(self.covered_until, Some(*until), video_id),
             Touched::Listed(keys) => {
                 let mut set = Statement::default();
                 for (i, (video, session)) in keys.iter().enumerate() {
                     set.sql(if i == 0 { "(" } else { ", (" }).bind(video.as_str()).sql(", ");
                     set.bind(session.as_str()).sql(")");
                 }
-                (set, true)
+                set
             }
         }
     }
@@ -245,7 +245,7 @@ pub fn view_facts(
         }
     }
     let touched = (!facts.touches_nothing()).then(|| facts.touched_set(video));
-    if let Some((touched, _)) = &touched {
+    if let Some(touched) = &touched {
         sql.sql(" AND (video_id, session_id) NOT IN (").append(touched).sql(")");
     }
     sql.sql(" GROUP BY video_id, session_id, start_ms) WHERE newest_is_view = 1 AND ");
@@ -254,10 +254,10 @@ pub fn view_facts(
         sql.sql(" AND newest_view_user = ").bind(user_id);
     }
     sql.sql(")");
-    if let Some((touched, listed)) = &touched {
-        let keys = match listed {
-            true => Keys::Listed(touched),
-            false => Keys::Selected(touched),
+    if let Some(touched) = &touched {
+        let keys = match facts.touched {
+            Touched::Listed(_) => Keys::Listed(touched),
+            Touched::Before(_) => Keys::Selected(touched),
         };
         sql.sql(&format!(" UNION ALL SELECT {READ_COLUMNS} FROM ("));
         sql.append(&views::view_facts(scope, grain, windows, keys, by_time_from_ms)).sql(")");

@@ -90,14 +90,14 @@ async fn scoped_facts(
     if let Some(settled) = settled_facts(split, last_inserted, grain, pass) {
         return Ok(Some(settled));
     }
-    let listed = StoredFacts::settled(pass.covered_until, pass.from_ms);
-    if !(recent(pass, config) && listed.covers(grain, &split.raw)) {
+    let pass_facts = StoredFacts::settled(pass.covered_until, pass.from_ms);
+    if !(recent(pass, config) && pass_facts.covers(grain, &split.raw)) {
         return Ok(None);
     }
     let from = grain.start_of(split.raw[0]);
     let limit = config.facts_listed_keys_max;
     Ok(match facts::fetch_touched_keys(client, scope, pass.covered_until, from, limit).await? {
-        Some(keys) => Some(StoredFacts { touched: Touched::Listed(keys), ..listed }),
+        Some(keys) => Some(StoredFacts { touched: Touched::Listed(keys), ..pass_facts }),
         None => stored_facts(pass, config, scope),
     })
 }
