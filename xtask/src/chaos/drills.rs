@@ -321,27 +321,17 @@ async fn stop_member(ctx: &mut Ctx, member: Member, traffic: &mut Traffic, out: 
             ctx.stack.clickhouse.database
         );
         let began = Instant::now();
-        loop {
-            let answer = local_stack::probe::clickhouse_query(&url, &sql).await;
-            match answer.as_deref().map(str::trim) {
-                Ok("0\t0") => {
-                    out.notes.push(format!(
-                        "{} caught up (empty replication queue) {:.0} s after its start",
-                        member.name(),
-                        began.elapsed().as_secs_f64()
-                    ));
-                    break;
-                }
-                _ if began.elapsed() > ctx.settings.catch_up => {
-                    out.problems.push(format!(
-                        "{} did not catch up within {:?}: {answer:?}",
-                        member.name(),
-                        ctx.settings.catch_up
-                    ));
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
+        match local_stack::probe::clickhouse_until(&url, &sql, "0\t0", ctx.settings.catch_up).await {
+            Ok(()) => out.notes.push(format!(
+                "{} caught up (empty replication queue) {:.0} s after its start",
+                member.name(),
+                began.elapsed().as_secs_f64()
+            )),
+            Err(err) => out.problems.push(format!(
+                "{} did not catch up within {:?}: {err:#}",
+                member.name(),
+                ctx.settings.catch_up
+            )),
         }
     }
     Ok(())
