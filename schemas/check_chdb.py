@@ -192,9 +192,10 @@ def main():
                 ["2024-05-01", "video-1", "session-1", "0", "1"],
             ),
             (
-                "events_by_time",
-                "SELECT toString(event_id), video_id, session_id, position_seconds FROM events_by_time",
-                [event_id, "video-1", "session-1", "42.5"],
+                "events_by_time_v2",
+                "SELECT toString(event_id), video_id, session_id, position_seconds, bitrate_kbps, browser,"
+                " os, country, cdn FROM events_by_time_v2",
+                [event_id, "video-1", "session-1", "42.5", "2500", "Firefox", "Linux", "DE", "cdn-a"],
             ),
             (
                 "keys_by_insert",

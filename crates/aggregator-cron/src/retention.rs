@@ -372,7 +372,7 @@ mod tests {
         assert!(partitions_sql(None).contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
              'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', \
-             'video_day_totals', 'video_day_rollups', 'events_by_time')"
+             'video_day_totals', 'video_day_rollups', 'events_by_time_v2')"
         ));
     }
 }

@@ -23,7 +23,7 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
             "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
              AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
              'events_by_receipt', 'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', \
-             'view_facts_passes', 'video_hour_totals', 'video_day_totals', 'video_day_rollups', 'events_by_time') \
+             'view_facts_passes', 'video_hour_totals', 'video_day_totals', 'video_day_rollups', 'events_by_time_v2') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
         .fetch_all()
@@ -101,7 +101,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     assert_eq!(before["events_by_receipt"], days);
     // The freshness check's per-key index and the time-clustered copy, by day of client time.
     assert_eq!(before["keys_by_day"], days);
-    assert_eq!(before["events_by_time"], days);
+    assert_eq!(before["events_by_time_v2"], days);
     let now = instant(ms("2025-11-24T12:00:00Z"));
     // 90 days before: 2025-08-26T12:00, so June and July are past it, August is not (it ends on 09-01);
     // user_engagement_daily keeps 150 days: 2025-06-27, not even June has ended before it;
@@ -132,7 +132,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         (RetentionTable::DayTotals, 202_507),
         (RetentionTable::DayRollups, 202_506),
         (RetentionTable::DayRollups, 202_507),
-        // events_by_time keeps 4 days too.
+        // events_by_time_v2 keeps 4 days too.
         (RetentionTable::EventsByTime, 20_250_615),
         (RetentionTable::EventsByTime, 20_250_715),
         (RetentionTable::EventsByTime, 20_250_815),
@@ -176,7 +176,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     assert_eq!(after["keys_by_day"], vec!["20251120".to_string()]);
     assert_eq!(after["view_facts"], vec!["20251123".to_string()]);
     assert_eq!(after["video_hour_totals"], vec!["20251123".to_string()]);
-    assert_eq!(after["events_by_time"], vec!["20251120".to_string()]);
+    assert_eq!(after["events_by_time_v2"], vec!["20251120".to_string()]);
     assert_eq!(after["keys_by_insert"], vec![today]);
     assert!(!after.contains_key("view_facts_passes"));
     assert_eq!(events_per_month(&env).await, vec![(202_508, 2), (202_511, 2)]);

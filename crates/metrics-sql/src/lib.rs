@@ -58,11 +58,12 @@ pub fn deduplicated_events(columns: &str, filter: &str) -> String {
 /// (`schemas/clickhouse/0004_events_by_receipt.sql`), for receive-time ranges.
 pub const EVENTS_BY_RECEIPT_TABLE: &str = "events_by_receipt";
 
-/// A copy of `events`' view-fact columns clustered by client time, for the
-/// lateness horizon and the day before it
-/// (`schemas/clickhouse/0008_events_by_time.sql`): rebuilds of every video's
-/// open windows read a time range of it.
-pub const EVENTS_BY_TIME_TABLE: &str = "events_by_time";
+/// A copy of `events`' view-fact and custom-query columns clustered by client
+/// time, for the lateness horizon and the day before it
+/// (`schemas/clickhouse/0012_events_by_time_v2.sql`, which replaced 0008's
+/// `events_by_time`): rebuilds of every video's open windows, the facts pass
+/// and custom queries over recent ranges read a time range of it.
+pub const EVENTS_BY_TIME_TABLE: &str = "events_by_time_v2";
 
 /// Which `(session_id, video_id)` keys each user had, by day
 /// (`schemas/clickhouse/0005_views_by_user.sql`): the user scope's index.
@@ -72,15 +73,26 @@ pub const VIEWS_BY_USER_TABLE: &str = "views_by_user";
 /// (`schemas/clickhouse/0006_keys_by_day.sql`): the freshness check's index.
 pub const KEYS_BY_DAY_TABLE: &str = "keys_by_day";
 
-/// The first received copy of each `event_id` among the `events` rows
-/// matching `filter`, as `SELECT {columns}`: the rows of
+/// The client time (epoch ms) from which [`EVENTS_BY_TIME_TABLE`] holds
+/// every event, at `now_ms` with the lateness horizon `lateness_ms`: a day
+/// before the horizon. aggregator-cron keeps the copy for at least the
+/// lateness plus two days (`retention.events_by_time_days`, checked at its
+/// start), and the migration that made it copied the four days before it
+/// (enough for the default 48 h lateness and for 72 h).
+pub fn by_time_holds_from_ms(now_ms: u64, lateness_ms: u64) -> u64 {
+    now_ms.saturating_sub(lateness_ms.saturating_add(windows::VIEW_SPAN_MS))
+}
+
+/// The first received copy of each `event_id` among the rows of `table`
+/// (`events`, or [`EVENTS_BY_TIME_TABLE`] for a time range it holds) matching
+/// `filter`, as `SELECT {columns}`: the rows of
 /// [`deduplicated_events`], found by grouping by `event_id` (each column
 /// taken with `argMin(…, received_at_ms)`) instead of sorting every row.
 /// Faster for large scans (about ×2 on 2 M rows here), and the grouping can
 /// spill to disk (`max_bytes_before_external_group_by`) where the sort's
 /// `LIMIT 1 BY` holds every id in memory: custom queries over long ranges
 /// use it. `columns` must include `event_id`.
-pub fn first_copies_of_events(columns: &[&str], filter: &str) -> String {
+pub fn first_copies_of_events(table: &str, columns: &[&str], filter: &str) -> String {
     assert!(columns.contains(&"event_id"), "the copies are told apart by event_id");
     // Inner names differ from the columns': on 18.16 an alias equal to a
     // column's name would be read inside its own aggregate.
@@ -94,7 +106,7 @@ pub fn first_copies_of_events(columns: &[&str], filter: &str) -> String {
         }
     }
     format!(
-        "SELECT {} FROM (SELECT {} FROM {EVENTS_TABLE} WHERE {filter} GROUP BY event_id)",
+        "SELECT {} FROM (SELECT {} FROM {table} WHERE {filter} GROUP BY event_id)",
         outer.join(", "),
         inner.join(", ")
     )

@@ -296,12 +296,12 @@ mod tests {
         let split = |by_time_from_ms| Split { raw: vec![hour], by_time_from_ms, ..Split::default() };
         let reads = |sql: &Statement, table: &str| sql.text().contains(&format!("FROM {table} WHERE"));
         let top = top_videos(&split(Some(from_ms)), TopMetric::Views, 5);
-        assert!(reads(&top, "events_by_time") && !reads(&top, "events"), "{}", top.text());
+        assert!(reads(&top, "events_by_time_v2") && !reads(&top, "events"), "{}", top.text());
         // A copy that starts later than the scan, or a single video's rebuild: `events`.
         let top = top_videos(&split(Some(from_ms + 1)), TopMetric::Views, 5);
-        assert!(!reads(&top, "events_by_time") && reads(&top, "events"), "{}", top.text());
+        assert!(!reads(&top, "events_by_time_v2") && reads(&top, "events"), "{}", top.text());
         let video = video_summary("v1", &split(Some(from_ms)), None);
-        assert!(!reads(&video, "events_by_time"), "{}", video.text());
+        assert!(!reads(&video, "events_by_time_v2"), "{}", video.text());
     }
 
     #[test]

@@ -401,6 +401,24 @@ fn config_for(database: &TestClickHouse, postgres: &TestPostgres, cached: bool) 
     config
 }
 
+/// Asks `url` every one of [`requests`] and compares each answer with the
+/// evaluation of `stored`; the rows compared.
+async fn answers_match(http: &Client, url: &str, stored: &[EventRow], context: &str) -> usize {
+    let mut compared = 0;
+    for body in requests() {
+        let (status, answer) = read(http.post(url).json(&body)).await;
+        assert_eq!(status, 200, "{context}{body}: {answer}");
+        let (columns, rows, truncated) = expected(stored, &body);
+        assert_eq!(answer["columns"], json!(columns), "{context}{body}");
+        assert_eq!(answer["truncated"], truncated, "{context}{body}");
+        assert!(answer["sql_ms"].is_u64(), "{answer}");
+        let got: Vec<Map<String, Value>> = serde_json::from_value(answer["rows"].clone()).unwrap();
+        assert_same_rows(&format!("{context}{body}"), &got, &rows);
+        compared += rows.len();
+    }
+    compared
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_match_an_independent_evaluation_on_clickhouse_18() {
     let database = TestClickHouse::create().await.expect("test clickhouse database");
@@ -414,18 +432,7 @@ async fn answers_match_an_independent_evaluation_on_clickhouse_18() {
     let stored = [originals, duplicates].concat();
     let url = service.url("/api/metrics/query");
 
-    let mut compared = 0;
-    for body in requests() {
-        let (status, answer) = read(http.post(&url).json(&body)).await;
-        assert_eq!(status, 200, "{body}: {answer}");
-        let (columns, rows, truncated) = expected(&stored, &body);
-        assert_eq!(answer["columns"], json!(columns), "{body}");
-        assert_eq!(answer["truncated"], truncated, "{body}");
-        assert!(answer["sql_ms"].is_u64(), "{answer}");
-        let got: Vec<Map<String, Value>> = serde_json::from_value(answer["rows"].clone()).unwrap();
-        assert_same_rows(&body.to_string(), &got, &rows);
-        compared += rows.len();
-    }
+    let compared = answers_match(&http, &url, &stored, "").await;
     assert!(compared > 100, "only {compared} rows compared");
 
     // Hand-checked facts, so the evaluation above is not checked only against itself.
@@ -453,8 +460,35 @@ async fn answers_match_an_independent_evaluation_on_clickhouse_18() {
     assert_eq!(answer["truncated"], true, "7 videos, limit 3: {answer}");
     assert_eq!(answer["rows"].as_array().unwrap().len(), 3);
 
+    // The same requests through the time-clustered copy: with a lateness of
+    // 60 days the fixture's days (a month ago) are "recent", so every range
+    // reads `events_by_time_v2`, which its materialized view filled.
+    let mut recent = config_for(&database, &postgres, false);
+    recent.freshness.lateness = Duration::from_secs(60 * 86_400);
+    let by_time = InProcess::spawn(recent, query_api::run);
+    let by_time_url = by_time.url("/api/metrics/query");
+    assert_eq!(answers_match(&http, &by_time_url, &stored, "from the copy: ").await, compared);
+    // It did read the copy: a row only the copy holds is counted there alone.
+    database
+        .client()
+        .query(&format!(
+            "INSERT INTO {} (timestamp, timestamp_ms, event_id, event_type, session_id, video_id, received_at_ms) \
+             VALUES (toDateTime({DAY_1} + 60), {}, '0190ffff-0000-7000-8000-000000000001', 'seek', 's-copy', 'v-copy', {})",
+            metrics_sql::EVENTS_BY_TIME_TABLE,
+            (DAY_1 + 60) * 1000,
+            (DAY_1 + 60) * 1000
+        ))
+        .execute()
+        .await
+        .unwrap();
+    let range = json!({"metrics": ["event_count"], "start": "2026-11-01", "end": "2026-11-05"});
+    let (status, answer) = read(http.post(&by_time_url).json(&range)).await;
+    assert_eq!((status, &answer["rows"][0]["event_count"]), (200, &json!(703)), "{answer}");
+    assert_eq!(count(range).await, 702, "the default lateness reads events for a month-old range");
+
     drop(http); // no idle keep-alive connection holds the graceful stop
     service.stop().await.unwrap();
+    by_time.stop().await.unwrap();
     database.drop().await.unwrap();
 }
 
@@ -568,10 +602,17 @@ fn compiled_sql_runs_on_current_clickhouse_via_chdb() {
     let (originals, duplicates) = fixture();
     let stored = [originals, duplicates].concat();
     let now = DateTime::parse_from_rfc3339("2026-11-15T00:00:00Z").unwrap().to_utc();
+    // Each request twice: from `events` and from the time-clustered copy
+    // (a copy said to hold everything from the epoch on).
     let compiled: Vec<_> = requests()
         .iter()
-        .map(|body| (body.clone(), compile(&QueryRequest::from_json(body).unwrap(), now).unwrap()))
+        .flat_map(|body| {
+            let request = QueryRequest::from_json(body).unwrap();
+            [u64::MAX, 0].map(|by_time_from_ms| (body.clone(), compile(&request, now, by_time_from_ms).unwrap()))
+        })
         .collect();
+    let copies = compiled.iter().filter(|(_, q)| q.sql().contains(metrics_sql::EVENTS_BY_TIME_TABLE)).count();
+    assert_eq!(copies * 2, compiled.len(), "half the queries read the copy");
     let input = json!({
         "rows": stored.iter().map(json_each_row).collect::<Vec<_>>().join("\n"),
         "queries": compiled.iter().map(|(_, query)| query.render_sql()).collect::<Vec<_>>(),

@@ -144,6 +144,56 @@ async fn clickhouse_migrations_applied_twice_change_nothing_the_second_time() {
     .await;
 }
 
+/// Upgrading a database that holds events: 0012 copies the recent days into
+/// `events_by_time_v2` with every column, then drops `events_by_time`; rows
+/// inserted afterwards reach the new copy through its view.
+#[tokio::test]
+async fn the_time_clustered_copy_is_replaced_keeping_the_recent_days_of_a_database_with_events() {
+    with_clickhouse_database(|cfg| async move {
+        let all = migrate::clickhouse_migrations();
+        let before_v2 = all.iter().position(|m| m.name == "0012_events_by_time_v2").expect("0012 is listed");
+        migrate::apply_clickhouse_migrations(&cfg, &all[..before_v2]).await.expect("migrations up to 0011");
+        let client = cfg.client();
+        let insert = |id: &str, days_ago: u32| {
+            format!(
+                "INSERT INTO events (event_id, event_type, session_id, video_id, timestamp, timestamp_ms, \
+                 received_at_ms, bitrate_kbps, browser, os, country, cdn) \
+                 SELECT toUUID('{id}'), 'video_start', 's1', 'v1', now() - {days_ago} * 86400, \
+                 toUInt64(now() - {days_ago} * 86400) * 1000, toUInt64(now()) * 1000, 2500, 'Firefox', 'Linux', \
+                 'DE', 'cdn-a'"
+            )
+        };
+        for (id, days_ago) in
+            [("00000000-0000-4000-8000-000000000001", 1), ("00000000-0000-4000-8000-000000000002", 10)]
+        {
+            client.query(&insert(id, days_ago)).execute().await.expect("inserting an event");
+        }
+        migrate::apply_clickhouse(&cfg).await.expect("0012 and later");
+        let copied = |client: clickhouse::Client| async move {
+            client
+                .query(
+                    "SELECT toString(event_id), toString(ifNull(bitrate_kbps, 0)), browser, os, country, cdn \
+                     FROM events_by_time_v2 ORDER BY event_id",
+                )
+                .fetch_all::<(String, String, String, String, String, String)>()
+                .await
+                .expect("reading events_by_time_v2")
+        };
+        let row =
+            |id: &str| (id.to_string(), "2500".into(), "Firefox".into(), "Linux".into(), "DE".into(), "cdn-a".into());
+        // The day-old event is backfilled with every column; the ten-day-old one is past the copy's days.
+        assert_eq!(copied(client.clone()).await, vec![row("00000000-0000-4000-8000-000000000001")]);
+        let tables = clickhouse_snapshot(&cfg).await.0;
+        assert!(!tables.iter().any(|t| t == "events_by_time" || t == "events_by_time_mv"), "{tables:?}");
+        client.query(&insert("00000000-0000-4000-8000-000000000003", 0)).execute().await.expect("a new event");
+        assert_eq!(
+            copied(client.clone()).await,
+            vec![row("00000000-0000-4000-8000-000000000001"), row("00000000-0000-4000-8000-000000000003")]
+        );
+    })
+    .await;
+}
+
 fn edited(migrations: &[Migration], version: u32, sql: &'static str) -> Vec<Migration> {
     migrations.iter().map(|m| if m.version == version { Migration { sql, ..*m } } else { *m }).collect()
 }

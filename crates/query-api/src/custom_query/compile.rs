@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! SELECT <bucket> AS g_time, <dimension> AS g_<name>, ..., <aggregate> AS m_<name>, ...
-//! FROM (<metrics_sql::first_copies_of_events(columns, time range AND filters)>)
+//! FROM (<metrics_sql::first_copies_of_events(table, columns, time range AND filters)>)
 //! GROUP BY g_time, g_<name>, ...
 //! ORDER BY g_time, m_<order_by> DESC, g_<name>, ...
 //! LIMIT <limit + 1>
@@ -19,9 +19,13 @@
 //! The time range and the filters go inside the deduplicating subquery, so
 //! ClickHouse prunes partitions and reads less; copies of one event carry the
 //! same dimensions, so filtering before or after deduplication is the same.
+//! `table` is the time-clustered copy of `events` when it holds the whole
+//! range (the recent days), where the range is a key range; else `events`.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clickhouse::{Client, query::Query};
+use events_model::EVENTS_TABLE;
+use metrics_sql::EVENTS_BY_TIME_TABLE;
 
 use super::{
     DEFAULT_LIMIT, MAX_FILTER_VALUE_CHARS, MAX_LIMIT, QueryRequest,
@@ -95,8 +99,12 @@ impl CompiledQuery {
 }
 
 /// Validates `request` against the lists and limits and builds its SQL;
-/// `now` is the end of the range when the request gives none.
-pub fn compile(request: &QueryRequest, now: DateTime<Utc>) -> Result<CompiledQuery, ApiError> {
+/// `now` is the end of the range when the request gives none. A range
+/// starting at or after `by_time_from_ms` (the client time from which the
+/// time-clustered copy holds every event, [`metrics_sql::by_time_holds_from_ms`])
+/// reads that copy, where the range is a key range; an older one reads
+/// `events`, sorted by video, where a time range prunes little.
+pub fn compile(request: &QueryRequest, now: DateTime<Utc>, by_time_from_ms: u64) -> Result<CompiledQuery, ApiError> {
     let metrics = resolve_names("metrics", &request.metrics, "metric", lists::metric, lists::metric_names)?;
     if metrics.is_empty() {
         return Err(ApiError::bad_field(
@@ -241,7 +249,8 @@ pub fn compile(request: &QueryRequest, now: DateTime<Utc>) -> Result<CompiledQue
     }
     order.extend(dimensions.iter().map(|d| format!("g_{}", d.name)));
 
-    let inner = metrics_sql::first_copies_of_events(&columns_read, &conditions.join(" AND "));
+    let table = if non_negative(start_ms) >= by_time_from_ms { EVENTS_BY_TIME_TABLE } else { EVENTS_TABLE };
+    let inner = metrics_sql::first_copies_of_events(table, &columns_read, &conditions.join(" AND "));
     let mut sql = format!("SELECT {} FROM ({inner})", select.join(", "));
     if !group_keys.is_empty() {
         sql.push_str(&format!(" GROUP BY {}", group_keys.join(", ")));

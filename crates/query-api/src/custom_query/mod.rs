@@ -10,7 +10,9 @@
 //!
 //! Events are read through [`metrics_sql::first_copies_of_events`] (the
 //! first received copy of each `event_id`, by grouping, which can spill to
-//! disk on long ranges), so an event stored twice counts once.
+//! disk on long ranges), so an event stored twice counts once; a range of
+//! the recent days from the time-clustered copy of `events`
+//! ([`metrics_sql::EVENTS_BY_TIME_TABLE`]), an older one from `events`.
 
 pub mod compile;
 pub mod execute;
@@ -83,11 +85,17 @@ pub async fn post_query(
     body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<QueryResponse>, ApiError> {
     let now = Utc::now();
-    let compiled = QueryRequest::from_json(&body).and_then(|request| compile(&request, now)).inspect_err(|error| {
-        if let ApiError::BadRequest { field, message } = error {
-            tracing::debug!(field = field.as_deref().unwrap_or(""), message, "custom query refused");
-        }
-    })?;
+    let by_time_from_ms = metrics_sql::by_time_holds_from_ms(
+        u64::try_from(now.timestamp_millis()).unwrap_or(0),
+        u64::try_from(state.freshness.lateness.as_millis()).unwrap_or(u64::MAX),
+    );
+    let compiled = QueryRequest::from_json(&body)
+        .and_then(|request| compile(&request, now, by_time_from_ms))
+        .inspect_err(|error| {
+            if let ApiError::BadRequest { field, message } = error {
+                tracing::debug!(field = field.as_deref().unwrap_or(""), message, "custom query refused");
+            }
+        })?;
     // The cache key is the SQL with its values (the normalised query): two
     // bodies that ask the same thing share an entry.
     let key = format!("{QUERY_CACHE_KEY}#{:x}", Sha256::digest(compiled.render_sql().as_bytes()));

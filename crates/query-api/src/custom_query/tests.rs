@@ -14,14 +14,20 @@ fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 15, 12, 0, 0).unwrap()
 }
 
+/// Where the time-clustered copy starts at [`now`] with the default lateness.
+fn by_time_from_ms() -> u64 {
+    let lateness = u64::try_from(events_model::limits::DEFAULT_LATENESS.as_millis()).unwrap();
+    metrics_sql::by_time_holds_from_ms(now().timestamp_millis() as u64, lateness)
+}
+
 fn compiled(body: Value) -> CompiledQuery {
     let request = QueryRequest::from_json(&body).unwrap_or_else(|e| panic!("{body}: {e:?}"));
-    compile(&request, now()).unwrap_or_else(|e| panic!("{body}: {e:?}"))
+    compile(&request, now(), by_time_from_ms()).unwrap_or_else(|e| panic!("{body}: {e:?}"))
 }
 
 /// The `(field, message)` of the 400 for `body`.
 fn refusal(body: &Value) -> (String, String) {
-    match QueryRequest::from_json(body).and_then(|request| compile(&request, now())) {
+    match QueryRequest::from_json(body).and_then(|request| compile(&request, now(), by_time_from_ms())) {
         Err(ApiError::BadRequest { field, message }) => (field.unwrap_or_default(), message),
         other => panic!("expected a 400 for {body}, got {other:?}"),
     }
@@ -106,6 +112,31 @@ fn every_fragment_reads_only_columns_of_the_events_table() {
     }
     for op in OPS {
         assert_eq!(format!("{}{}", op.sql_prefix, op.sql_suffix).matches('?').count(), 1, "{}", op.name);
+    }
+}
+
+#[test]
+fn a_range_the_time_clustered_copy_holds_reads_it_and_an_older_one_reads_events() {
+    let from = DateTime::from_timestamp_millis(by_time_from_ms() as i64).unwrap();
+    // 2026-11-12T12:00:00Z: the default 48 h lateness and a day before it.
+    assert_eq!(from, Utc.with_ymd_and_hms(2026, 11, 12, 12, 0, 0).unwrap());
+    let reads = |start: DateTime<Utc>| {
+        let sql = compiled(with(json!({"start": start.to_rfc3339(), "end": "2026-11-15T12:00:00Z"}))).sql().to_string();
+        let copy = sql.contains(&format!("FROM {} WHERE", metrics_sql::EVENTS_BY_TIME_TABLE));
+        let events = sql.contains(&format!("FROM {} WHERE", events_model::EVENTS_TABLE));
+        assert!(copy != events, "one table: {sql}");
+        copy
+    };
+    assert!(reads(from), "a range from the copy's start reads the copy");
+    assert!(reads(from + chrono::TimeDelta::hours(30)));
+    assert!(!reads(from - chrono::TimeDelta::milliseconds(1)), "a range starting before it reads events");
+    // The copy has every column a custom query reads.
+    let ddl = include_str!("../../../../schemas/clickhouse/0012_events_by_time_v2.sql");
+    let create = &ddl[ddl.find("CREATE TABLE").unwrap()..ddl.find("ENGINE").unwrap()];
+    let all_columns = METRICS.iter().flat_map(|m| m.columns).chain(DIMENSIONS.iter().flat_map(|d| d.columns));
+    for column in all_columns.chain(["event_id", "timestamp", "timestamp_ms", "received_at_ms"].iter()) {
+        let declared = create.lines().any(|line| line.trim_start().starts_with(&format!("{column} ")));
+        assert!(declared, "{column} is not a column of {}", metrics_sql::EVENTS_BY_TIME_TABLE);
     }
 }
 
@@ -481,8 +512,8 @@ proptest! {
             {"dimension": "cdn", "op": "in", "values": [b, c]},
         ]}));
         let request = QueryRequest::from_json(&body(&a, &b, &c)).unwrap();
-        let plain = compile(&QueryRequest::from_json(&body("", "", "")).unwrap(), now()).unwrap();
-        match compile(&request, now()) {
+        let plain = compile(&QueryRequest::from_json(&body("", "", "")).unwrap(), now(), by_time_from_ms()).unwrap();
+        match compile(&request, now(), by_time_from_ms()) {
             Ok(query) => {
                 prop_assert_eq!(query.sql(), plain.sql());
                 prop_assert_eq!(without_literals(&query.render_sql()), without_literals(&plain.render_sql()));
@@ -521,7 +552,7 @@ proptest! {
     #[test]
     fn arbitrary_bodies_never_panic(body in arbitrary_json()) {
         if let Ok(request) = QueryRequest::from_json(&body) {
-            if let Ok(query) = compile(&request, now()) {
+            if let Ok(query) = compile(&request, now(), by_time_from_ms()) {
                 prop_assert!(query.sql().chars().all(|c| c.is_ascii_alphanumeric() || " _(),=!<>?*%'".contains(c)));
             }
         }
