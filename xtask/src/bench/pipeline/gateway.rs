@@ -314,7 +314,7 @@ pub async fn measure(ctx: &mut Ctx<'_>) -> Result<Vec<Case>> {
     single.baseline_name = RAW.to_string();
     let mut raw_rates = Vec::new();
     let mut errors = Vec::new();
-    for round in 1..=plan.rounds {
+    for round in ctx.rounds() {
         for which in round_order(round) {
             let label = match which {
                 Which::Batch => {

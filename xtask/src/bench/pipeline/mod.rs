@@ -21,7 +21,15 @@
 //! running stack's data is never touched. The gateway checks keys against the
 //! local stack's PostgreSQL: parts A and D send the local stack's ingest key
 //! (made sure of as `cargo xtask up` does), with no per-key request rate limit.
+//!
+//! With `--cluster` ([`cluster`]) every part runs on the single node and on
+//! cluster mode's servers (`cargo xtask up --cluster --no-services`: topics
+//! with three replicas, two in sync; databases in the migrations' cluster
+//! form, dropped `ON CLUSTER`), round by round, alternating which goes first,
+//! and the report adds cluster ÷ single-node ratios; it is recorded in a block
+//! of its own (`bench:pipeline-cluster`).
 
+mod cluster;
 mod fixture;
 pub(super) mod gateway;
 mod processor;
@@ -46,7 +54,7 @@ use super::{
 use crate::{
     keys,
     layout::Layout,
-    servers::Server,
+    servers::{self, Managed, Server, cluster::Member},
     stack,
     ui::{self, Step},
 };
@@ -103,6 +111,11 @@ pub struct PipelineArgs {
     /// Seed of the fixture's traffic.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Also on cluster mode's servers (`cargo xtask up --cluster --no-services`): every part on the single node
+    /// and on the cluster, alternating round by round, with cluster ÷ single-node ratios (block
+    /// bench:pipeline-cluster of BENCHMARKS.md).
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// The settings of one run, defaults and --quick applied.
@@ -155,38 +168,100 @@ impl PipelineArgs {
     }
 }
 
+/// Which servers a part runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The single-node stack (`cargo xtask up`).
+    Single,
+    /// Cluster mode's servers (`cargo xtask up --cluster`).
+    Cluster,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Single => "single node",
+            Target::Cluster => "cluster",
+        }
+    }
+
+    /// What the names of a target's topics and databases carry (none on the single node: unchanged names).
+    fn tag(self) -> &'static str {
+        match self {
+            Target::Single => "",
+            Target::Cluster => "c",
+        }
+    }
+
+    /// Kafka bootstrap, ClickHouse URL and the durability topics need.
+    fn servers(self) -> (String, String, (i32, i32)) {
+        match self {
+            Target::Single => (stack::KAFKA_ADDR.to_string(), stack::CLICKHOUSE_URL.to_string(), (1, 1)),
+            Target::Cluster => {
+                let ports = local_stack::cluster::Ports::STANDARD;
+                let durability = (local_stack::cluster::REPLICATION_FACTOR, local_stack::cluster::MIN_INSYNC_REPLICAS);
+                (ports.bootstrap(), ports.clickhouse_url(0), durability)
+            }
+        }
+    }
+}
+
 /// What every part shares.
 pub(super) struct Ctx<'a> {
     pub layout: &'a Layout,
     pub args: &'a PipelineArgs,
     pub plan: Plan,
+    /// The servers the parts run on now.
+    pub target: Target,
+    /// The number of the first round the parts run (with `--cluster` each call runs one round).
+    pub first_round: usize,
     pub run: String,
     pub periods: Vec<Period>,
     pub notes: Vec<String>,
     /// (process, peak resident bytes) of the processes measured, the largest seen.
     pub peak_rss: Vec<(String, f64)>,
     pub cleanup: Cleanup,
-    /// The local stack's ingest key (parts A and D post to the gateway).
-    pub ingest_key: Option<String>,
+    /// The ingest key of each target's stack (parts A and D post to the gateway).
+    pub ingest_keys: Vec<(Target, String)>,
 }
 
 impl Ctx<'_> {
-    /// Kafka settings of one part: topics `bench-pipe-<run>-<part>.…`.
+    /// The rounds a part runs now.
+    pub fn rounds(&self) -> std::ops::RangeInclusive<usize> {
+        self.first_round..=self.first_round + self.plan.rounds - 1
+    }
+
+    /// `name` of a topic or database: as given without `--cluster`; with it, `c` before it on the cluster and
+    /// the round after it (each round of a part is a call of its own there, on resources of its own).
+    fn resource_name(&self, name: &str) -> String {
+        match self.args.cluster {
+            false => name.to_string(),
+            true => format!("{}{name}{}", self.target.tag(), self.first_round),
+        }
+    }
+
+    /// Kafka settings of one part: topics `bench-pipe-<run>-<part>.…` (see [`Self::resource_name`]).
     pub fn kafka(&self, part: &str) -> KafkaConfig {
+        let (brokers, _, (replication_factor, min_insync_replicas)) = self.target.servers();
+        let part = self.resource_name(part);
         KafkaConfig {
-            brokers: stack::KAFKA_ADDR.to_string(),
+            brokers,
             topic_prefix: format!("bench-pipe-{}-{part}.", self.run),
             consumer_group: format!("bench-pipe-{}-{part}", self.run),
             client_id: "xtask-bench-pipeline".to_string(),
+            replication_factor,
+            min_insync_replicas,
             ..KafkaConfig::default()
         }
     }
 
-    /// A fresh ClickHouse database `bench_pipe_<run>_<name>` with the migrations applied.
+    /// A fresh ClickHouse database `bench_pipe_<run>_<name>` (see [`Self::resource_name`]) with the migrations
+    /// applied (in their cluster form on the cluster: the runner asks the server).
     pub async fn database(&mut self, name: &str) -> Result<ClickHouseConfig> {
+        let (_, url, _) = self.target.servers();
         let clickhouse = ClickHouseConfig {
-            url: stack::CLICKHOUSE_URL.to_string(),
-            database: format!("bench_pipe_{}_{name}", self.run),
+            url,
+            database: format!("bench_pipe_{}_{}", self.run, self.resource_name(name)),
             ..ClickHouseConfig::default()
         };
         self.cleanup.databases.push(clickhouse.clone());
@@ -204,7 +279,11 @@ impl Ctx<'_> {
 
     /// The environment of a service the benchmark starts.
     pub fn service_env(&self, kafka: &KafkaConfig, clickhouse: Option<&ClickHouseConfig>) -> Vec<(String, String)> {
-        let mut env = stack::service_env(self.layout);
+        let mut env = match self.target {
+            Target::Single => stack::service_env(self.layout),
+            // The cluster's servers and credentials, and topics of three replicas, two in sync.
+            Target::Cluster => stack::cluster_service_env(&Member::layout(self.layout)),
+        };
         env.retain(|(key, _)| key != "LOG_LEVEL");
         env.extend([
             ("KAFKA_TOPIC_PREFIX".to_string(), kafka.topic_prefix.clone()),
@@ -220,24 +299,47 @@ impl Ctx<'_> {
 
     /// A client sending the ingest key as `X-API-Key` with every request.
     pub fn gateway_client(&self) -> Result<reqwest::ClientBuilder> {
-        let key = self.ingest_key.as_deref().context("no ingest key: parts A and D need one")?;
+        let key = self
+            .ingest_keys
+            .iter()
+            .find(|(target, _)| *target == self.target)
+            .map(|(_, key)| key.as_str())
+            .context("no ingest key: parts A and D need one")?;
         Ok(reqwest::Client::builder().default_headers(keys::ingest_headers(key)?))
     }
 
     /// Records the peak RSS (`VmHWM`) of a process about to be stopped.
     pub fn note_peak_rss(&mut self, name: &str, pid: u32) {
         if let Some(bytes) = peak_rss_bytes(pid) {
-            record_peak(&mut self.peak_rss, name, bytes);
+            let name = match self.args.cluster {
+                true => format!("{name} ({})", self.target.name()),
+                false => name.to_string(),
+            };
+            record_peak(&mut self.peak_rss, &name, bytes);
         }
     }
 
-    /// The pids whose CPU a period reports: `own` plus Kafka, ClickHouse and this process.
+    /// The pids whose CPU a period reports: `own` plus Kafka, ClickHouse (with `--cluster`: the target's, and
+    /// ZooKeeper on the cluster) and this process.
     pub fn pids(&self, own: &[&Spawned]) -> Vec<(String, u32)> {
         let mut pids: Vec<(String, u32)> = own.iter().map(|s| (s.name.clone(), s.pid)).collect();
-        pids.extend(server_pids(self.layout));
+        match self.target {
+            Target::Single => pids.extend(server_pids(self.layout)),
+            Target::Cluster => pids.extend(cluster_server_pids(self.layout)),
+        }
         pids.push(("xtask (clients)".to_string(), std::process::id()));
         pids
     }
+}
+
+/// The cluster's Kafka brokers, ClickHouse servers and ZooKeeper, one figure per kind.
+fn cluster_server_pids(layout: &Layout) -> Vec<(String, u32)> {
+    let cluster_layout = Member::layout(layout);
+    Member::ALL
+        .into_iter()
+        .filter(|m| matches!(m, Member::ZooKeeper | Member::Kafka(_) | Member::ClickHouse(_)))
+        .filter_map(|m| Some((m.name().to_string(), m.live_pid(&cluster_layout)?)))
+        .collect()
 }
 
 /// Measures CPU over one period.
@@ -310,9 +412,11 @@ impl Cleanup {
     }
 }
 
+/// Drops a benchmark database (`ON CLUSTER` on the cluster).
 pub(super) async fn drop_database(db: &ClickHouseConfig) -> Result<()> {
-    let sql = format!("DROP DATABASE IF EXISTS {}", db.database);
-    db.server_client().query(&sql).execute().await.with_context(|| sql.clone())
+    service_kit::migrate::drop_clickhouse_database(db)
+        .await
+        .with_context(|| format!("dropping ClickHouse database {} at {}", db.database, db.url))
 }
 
 pub async fn run(layout: &Layout, args: PipelineArgs) -> Result<ExitCode> {
@@ -328,10 +432,28 @@ pub async fn run(layout: &Layout, args: PipelineArgs) -> Result<ExitCode> {
             format!("{} does not answer; start the servers with `cargo xtask up --no-services`", server.name())
         })?;
     }
-    let ingest_key = match gateway_parts {
-        true => Some(keys::ensure_stack(layout).await?.ingest),
-        false => None,
-    };
+    if args.cluster {
+        for member in Member::ALL {
+            if member == Member::Redis || (member == Member::Postgres && !gateway_parts) {
+                continue;
+            }
+            member.probe().await.with_context(|| {
+                format!(
+                    "{} does not answer; start cluster mode's servers with `cargo xtask up --cluster --no-services`",
+                    member.name()
+                )
+            })?;
+        }
+    }
+    let mut ingest_keys = Vec::new();
+    if gateway_parts {
+        ingest_keys.push((Target::Single, keys::ensure_stack(layout).await?.ingest));
+        if args.cluster {
+            let cluster_layout = Member::layout(layout);
+            let keys = keys::ensure_stack_at(&cluster_layout, servers::cluster::DATABASE_URL).await?;
+            ingest_keys.push((Target::Cluster, keys.ingest));
+        }
+    }
     if !args.no_build {
         cargo_build(layout, Profile::Release, &["ingest-gateway", "stream-processor"]).await?;
     }
@@ -340,26 +462,35 @@ pub async fn run(layout: &Layout, args: PipelineArgs) -> Result<ExitCode> {
         layout,
         args: &args,
         plan: plan.clone(),
+        target: Target::Single,
+        first_round: 1,
         run,
         periods: Vec::new(),
         notes: Vec::new(),
         peak_rss: Vec::new(),
         cleanup: Cleanup::default(),
-        ingest_key,
+        ingest_keys,
     };
     let started = Instant::now();
     // Ctrl-C: the services of our process group stop by themselves; clean up the rest.
     let outcome = tokio::select! {
-        outcome = measure(&mut ctx) => outcome,
+        outcome = measure_all(&mut ctx) => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     let Ctx { cleanup, periods, mut notes, mut peak_rss, .. } = ctx;
     cleanup.run(args.keep).await;
-    let (cases, visible_ms) = outcome?;
+    let outcome = outcome?;
 
     for (name, pid) in server_pids(layout) {
         if let Some(bytes) = peak_rss_bytes(pid) {
             record_peak(&mut peak_rss, &format!("{name} (since it started)"), bytes);
+        }
+    }
+    if args.cluster {
+        for (name, pid) in cluster_server_pids(layout) {
+            if let Some(bytes) = peak_rss_bytes(pid) {
+                record_peak(&mut peak_rss, &format!("{name} (since it started)"), bytes);
+            }
         }
     }
     peak_rss.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -371,25 +502,58 @@ pub async fn run(layout: &Layout, args: PipelineArgs) -> Result<ExitCode> {
              cores during a measured period (`{OTHER}` in the CPU figures)."
         ));
     }
+    if args.cluster {
+        notes.push(format!(
+            "both stacks' servers run throughout (the idle one's processes are in `{OTHER}`); the cluster is 3 Kafka \
+             brokers (topics of 3 replicas, min.insync.replicas 2), 4 ClickHouse 18.16 servers (2 shards × 2 \
+             replicas, tables in the migrations' cluster form) and ZooKeeper, all on the same {} cores.",
+            machine::cores()
+        ));
+    }
     notes.push(format!(
         "figures taken on a shared {}-core machine: the benchmark's clients, Kafka, ClickHouse and the services \
          share it, with the local stack and other people's test runs; total run time {:.0} s.",
         machine::cores(),
         started.elapsed().as_secs_f64()
     ));
-    let report = Report { meta: meta(&args, &plan, notes), cases, visible_ms, peak_rss, periods };
-    ui::out(report.table());
-    if !report.all_met() {
+    let meta = meta(&args, &plan, notes);
+    let (text, all_met, block, heading, markdown) = match outcome {
+        Outcome::Single(cases, visible_ms) => {
+            let report = Report { meta, cases, visible_ms, peak_rss, periods };
+            (report.table(), report.all_met(), BLOCK, HEADING, report.markdown())
+        }
+        Outcome::Cluster(measured) => {
+            let report = cluster::ClusterReport { meta, measured, peak_rss, periods };
+            (report.table(), true, cluster::BLOCK, cluster::HEADING, report.markdown())
+        }
+    };
+    ui::out(text);
+    if !all_met {
         ui::out("Some goals are not met (or not measured); see the verdict column.");
     }
     if args.record {
         let path = layout.root.join("BENCHMARKS.md");
         let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
-        std::fs::write(&path, replace_block(&doc, BLOCK, HEADING, &report.markdown()))
+        std::fs::write(&path, replace_block(&doc, block, heading, &markdown))
             .with_context(|| format!("writing {}", path.display()))?;
         ui::out(format!("\nRecorded in {}.", layout.show(&path)));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a run measured: the single node's cases, or both targets' (`--cluster`).
+enum Outcome {
+    Single(Vec<Case>, Vec<f64>),
+    Cluster(cluster::Measured),
+}
+
+async fn measure_all(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    if ctx.args.cluster {
+        Ok(Outcome::Cluster(cluster::measure(ctx).await?))
+    } else {
+        let (cases, visible_ms) = measure(ctx).await?;
+        Ok(Outcome::Single(cases, visible_ms))
+    }
 }
 
 /// The parts in order; a part that fails leaves its cases unmeasured (with the reason) and the others run.
@@ -456,8 +620,16 @@ fn record_peak(peaks: &mut Vec<(String, f64)>, name: &str, bytes: f64) {
 
 fn meta(args: &PipelineArgs, plan: &Plan, notes: Vec<String>) -> Meta {
     let command = format!("cargo xtask {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));
+    let rounds = match args.cluster {
+        false => format!("{} (ours and baseline alternate which goes first)", plan.rounds),
+        true => format!(
+            "{} (each part once per round on each target, single node first in odd rounds, cluster first in even \
+             ones; within a part ours and baseline alternate which goes first)",
+            plan.rounds
+        ),
+    };
     let config = vec![
-        ("rounds".to_string(), format!("{} (ours and baseline alternate which goes first)", plan.rounds)),
+        ("rounds".to_string(), rounds),
         (
             "A".to_string(),
             format!(
@@ -489,7 +661,13 @@ fn meta(args: &PipelineArgs, plan: &Plan, notes: Vec<String>) -> Meta {
         ram_gib: machine::ram_gib(),
         rustc: machine::rustc(),
         profile: "release".to_string(),
-        services: "own ingest-gateway and stream-processor".to_string(),
+        services: match args.cluster {
+            false => "own ingest-gateway and stream-processor".to_string(),
+            true => "own ingest-gateway and stream-processor on each target; the cluster's with cluster mode's \
+                     environment (`.stack/cluster/cluster.env`, `kafka.replication_factor` 3, \
+                     `kafka.min_insync_replicas` 2)"
+                .to_string(),
+        },
         config,
         notes,
     }
@@ -521,6 +699,45 @@ mod tests {
         {
             assert!(Cli::parse_from(bad).args.plan().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn cluster_runs_name_their_resources_per_target_and_round() {
+        let layout = Layout { root: "/nowhere".into(), stack: "/nowhere/.stack".into() };
+        let single_args = Cli::parse_from(["pipeline"]).args;
+        let cluster_args = Cli::parse_from(["pipeline", "--cluster", "--quick"]).args;
+        assert!(cluster_args.cluster && !single_args.cluster);
+        let ctx = |args| Ctx {
+            layout: &layout,
+            args,
+            plan: single_args.plan().unwrap(),
+            target: Target::Single,
+            first_round: 2,
+            run: "0123abcd".to_string(),
+            periods: Vec::new(),
+            notes: Vec::new(),
+            peak_rss: Vec::new(),
+            cleanup: Cleanup::default(),
+            ingest_keys: Vec::new(),
+        };
+        // Without --cluster: the names as they always were.
+        let mut single = ctx(&single_args);
+        single.first_round = 1;
+        assert_eq!(single.kafka("b").topic_prefix, "bench-pipe-0123abcd-b.");
+        assert_eq!((single.kafka("b").replication_factor, single.rounds()), (1, 1..=3));
+        let mut on_cluster = ctx(&cluster_args);
+        assert_eq!(on_cluster.kafka("b").topic_prefix, "bench-pipe-0123abcd-b2.");
+        on_cluster.target = Target::Cluster;
+        let kafka = on_cluster.kafka("d");
+        assert_eq!(
+            (kafka.topic_prefix.as_str(), kafka.consumer_group.as_str()),
+            ("bench-pipe-0123abcd-cd2.", "bench-pipe-0123abcd-cd2")
+        );
+        assert_eq!((kafka.replication_factor, kafka.min_insync_replicas), (3, 2));
+        assert_eq!(kafka.brokers, local_stack::cluster::Ports::STANDARD.bootstrap());
+        assert_eq!(on_cluster.resource_name("b2_on"), "cb2_on2");
+        on_cluster.plan.rounds = 1;
+        assert_eq!(on_cluster.rounds(), 2..=2);
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! processor's `batch_max_events`, one after another, into its own fresh
 //! database; measured the same way, from its first acknowledged insert to the
 //! last. The materialized views of the migrations run on every insert in both.
+//! On the cluster (`--cluster`) a row counts once both replicas of its shard
+//! hold it, for the processor and the baseline alike ([`count`]).
 
 use std::time::{Duration, Instant};
 
@@ -19,8 +21,10 @@ use anyhow::{Context, Result, bail};
 use events_model::{EVENTS_TABLE, Event, EventRow, Topics};
 use service_kit::{ClickHouseConfig, deps::kafka::TopicSpec};
 
+use local_stack::cluster;
+
 use super::{
-    Ctx, Meter, drop_database,
+    Ctx, Meter, Target, drop_database,
     fixture::{self, Message},
     gateway::{self, Limit},
     report::{Case, Goal, Unit},
@@ -77,9 +81,38 @@ pub fn steady_rate(samples: &[(Instant, u64)], total: u64) -> Option<f64> {
     (seconds > 0.0 && c1 > c0).then(|| (c1 - c0) as f64 / seconds)
 }
 
-async fn count(db: &ClickHouseConfig) -> Result<u64> {
-    let sql = format!("SELECT count() FROM {EVENTS_TABLE}");
-    db.client().query(&sql).fetch_one::<u64>().await.with_context(|| format!("{sql} in {}", db.database))
+async fn count_table(db: &ClickHouseConfig, table: &str) -> Result<u64> {
+    let sql = format!("SELECT count() FROM {table}");
+    db.client().query(&sql).fetch_one::<u64>().await.with_context(|| format!("{sql} in {} at {}", db.database, db.url))
+}
+
+/// The rows of `events` stored. On the cluster: stored on both replicas of
+/// their shard (per shard the smaller of its replicas' `events_local`
+/// counts, summed), so a figure includes replication, not only the insert
+/// into the first replica that `insert_distributed_sync` waits for.
+async fn count(target: Target, db: &ClickHouseConfig) -> Result<u64> {
+    match target {
+        Target::Single => count_table(db, EVENTS_TABLE).await,
+        Target::Cluster => {
+            let mut replicas = Vec::with_capacity(cluster::NODES);
+            for node in 0..cluster::NODES {
+                let at = ClickHouseConfig { url: cluster::Ports::STANDARD.clickhouse_url(node), ..db.clone() };
+                let local = service_kit::migrate::cluster::local_name(EVENTS_TABLE);
+                replicas.push((cluster::shard_and_replica(node).0, count_table(&at, &local).await?));
+            }
+            Ok(fully_replicated(&replicas))
+        }
+    }
+}
+
+/// Σ over shards of the smallest count among the shard's replicas, from `(shard, count)` per server.
+pub fn fully_replicated(replicas: &[(usize, u64)]) -> u64 {
+    let mut shards: std::collections::BTreeMap<usize, u64> = std::collections::BTreeMap::new();
+    for (shard, rows) in replicas {
+        let least = shards.entry(*shard).or_insert(u64::MAX);
+        *least = (*least).min(*rows);
+    }
+    shards.values().sum()
 }
 
 pub async fn measure(ctx: &mut Ctx<'_>) -> Result<Vec<Case>> {
@@ -131,7 +164,7 @@ pub async fn measure(ctx: &mut Ctx<'_>) -> Result<Vec<Case>> {
     on.baseline_name = baseline_name.clone();
     off.baseline_name = baseline_name;
     let mut raw_rates = Vec::new();
-    for round in 1..=plan.rounds {
+    for round in ctx.rounds() {
         for variant in round_order(round) {
             let db = ctx.database(&format!("b{round}_{}", variant.tag())).await?;
             let rate = match variant {
@@ -176,14 +209,34 @@ async fn raw_insert(
         acknowledged.push((Instant::now(), part.len() as u64));
     }
     let mut stored = 0;
-    let samples: Vec<(Instant, u64)> = acknowledged
+    let mut samples: Vec<(Instant, u64)> = acknowledged
         .into_iter()
         .map(|(t, n)| {
             stored += n;
             (t, stored)
         })
         .collect();
-    let stored = count(db).await?;
+    if ctx.target == Target::Cluster {
+        // Acknowledged means stored on one replica of each shard; the last
+        // sample is when both replicas of every shard hold every row.
+        let total = rows.len() as u64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut poll = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            poll.tick().await;
+            if count(ctx.target, db).await? >= total {
+                break;
+            }
+            if Instant::now() > deadline {
+                step.fail("not replicated");
+                bail!("the second replicas did not hold the raw insert's {total} rows within 60 s");
+            }
+        }
+        if let Some(last) = samples.last_mut() {
+            last.0 = Instant::now();
+        }
+    }
+    let stored = count(ctx.target, db).await?;
     if stored != rows.len() as u64 {
         step.fail(format!("{stored} rows stored"));
         bail!("the raw insert stored {stored} of {} rows", rows.len());
@@ -223,7 +276,7 @@ async fn processor_run(
     let mut poll = tokio::time::interval(Duration::from_millis(50));
     loop {
         poll.tick().await;
-        let stored = count(db).await?;
+        let stored = count(ctx.target, db).await?;
         let now = Instant::now();
         samples.push((now, stored));
         if stored >= total {
@@ -262,6 +315,13 @@ mod tests {
         assert_eq!(steady_rate(&samples, 200_000), None, "never complete");
         assert_eq!(steady_rate(&samples[..3], 50_000), None, "a single batch has no rate");
         assert_eq!(steady_rate(&[], 1), None);
+    }
+
+    #[test]
+    fn a_row_counts_once_both_replicas_of_its_shard_hold_it() {
+        assert_eq!(fully_replicated(&[(1, 100), (1, 80), (2, 50), (2, 70)]), 130);
+        assert_eq!(fully_replicated(&[(1, 10)]), 10);
+        assert_eq!(fully_replicated(&[]), 0);
     }
 
     #[test]
