@@ -30,6 +30,60 @@ pub struct Meta {
     pub notes: Vec<String>,
 }
 
+impl Meta {
+    /// The opening of a `BENCHMARKS.md` block: when and at which commit, the
+    /// command, the machine, then the settings and notes (each line ends in
+    /// a newline).
+    pub fn preamble(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "Measured {} UTC at commit {}:\n", self.date, self.commit);
+        let _ = writeln!(out, "```\n{}\n```\n", self.command);
+        let _ = writeln!(
+            out,
+            "Machine: {} cores ({}), {:.0} GiB RAM; {}; {} build of the services ({}).",
+            self.cores, self.cpu_model, self.ram_gib, self.rustc, self.profile, self.services
+        );
+        if !self.config.is_empty() {
+            let config: Vec<String> = self.config.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(out, "Settings: {}.", config.join(", "));
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "Note: {note}");
+        }
+        out
+    }
+}
+
+/// A terminal table: `header`, a rule, then `rows`, columns two spaces
+/// apart, names (the first column) left-aligned and figures right-aligned.
+pub fn text_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; N]| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (cell, width))| {
+                let pad = " ".repeat(width - cell.chars().count());
+                if i == 0 { format!("{cell}{pad}") } else { format!("{pad}{cell}") }
+            })
+            .collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", line(&header.map(String::from)));
+    let _ = writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row));
+    }
+    out
+}
+
 /// The background traffic of a loaded phase, from the generator's summary
 /// and the gateway's counters.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -260,21 +314,7 @@ impl Report {
     pub fn markdown(&self) -> String {
         let m = &self.meta;
         let t = self.totals();
-        let mut out = String::new();
-        let _ = writeln!(out, "Measured {} UTC at commit {}:\n", m.date, m.commit);
-        let _ = writeln!(out, "```\n{}\n```\n", m.command);
-        let _ = writeln!(
-            out,
-            "Machine: {} cores ({}), {:.0} GiB RAM; {}; {} build of the services ({}).",
-            m.cores, m.cpu_model, m.ram_gib, m.rustc, m.profile, m.services
-        );
-        if !m.config.is_empty() {
-            let config: Vec<String> = m.config.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            let _ = writeln!(out, "Settings: {}.", config.join(", "));
-        }
-        for note in &m.notes {
-            let _ = writeln!(out, "Note: {note}");
-        }
+        let mut out = m.preamble();
         let (feed_ok, change_ok) = self.verdict();
         let runs = self.runs.len();
         let _ = writeln!(out, "\n| figure | loaded (median of {runs} runs) | runs (min–max) | baseline | ratio |");

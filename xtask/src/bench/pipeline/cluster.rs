@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     bench::{
-        report::{Meta, ms},
+        report::{Meta, ms, text_table},
         stats::{Distribution, median, ratio},
     },
     ui,
@@ -202,31 +202,9 @@ impl ClusterReport {
     pub fn table(&self) -> String {
         let rows: Vec<[String; 4]> =
             compare(&self.measured.single, &self.measured.cluster).iter().map(Compared::cells).collect();
-        let mut widths = HEADER.map(|h| h.chars().count());
-        for row in &rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
-        let line = |cells: &[String; 4]| -> String {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(widths)
-                .enumerate()
-                .map(|(i, (cell, width))| {
-                    let pad = width - cell.chars().count();
-                    if i == 0 { format!("{cell}{}", " ".repeat(pad)) } else { format!("{}{cell}", " ".repeat(pad)) }
-                })
-                .collect();
-            padded.join("  ").trim_end().to_string()
-        };
         let mut out = String::new();
         let _ = writeln!(out, "\nCluster against single node (medians of the rounds)");
-        let _ = writeln!(out, "{}", line(&HEADER.map(String::from)));
-        let _ = writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
-        for row in &rows {
-            let _ = writeln!(out, "{}", line(row));
-        }
+        out.push_str(&text_table(HEADER, &rows));
         for target in [Target::Single, Target::Cluster] {
             let table = self.target_report(target).table();
             let _ = write!(
@@ -241,21 +219,7 @@ impl ClusterReport {
     /// The generated block of `BENCHMARKS.md` (without its markers).
     pub fn markdown(&self) -> String {
         let m = &self.meta;
-        let mut out = String::new();
-        let _ = writeln!(out, "Measured {} UTC at commit {}:\n", m.date, m.commit);
-        let _ = writeln!(out, "```\n{}\n```\n", m.command);
-        let _ = writeln!(
-            out,
-            "Machine: {} cores ({}), {:.0} GiB RAM; {}; {} build of the services ({}).",
-            m.cores, m.cpu_model, m.ram_gib, m.rustc, m.profile, m.services
-        );
-        let config: Vec<String> = m.config.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        if !config.is_empty() {
-            let _ = writeln!(out, "Settings: {}.", config.join(", "));
-        }
-        for note in &m.notes {
-            let _ = writeln!(out, "Note: {note}");
-        }
+        let mut out = m.preamble();
         let _ = writeln!(out, "\nCluster against single node (medians of the rounds):\n");
         let _ = writeln!(out, "| {} |", HEADER.join(" | "));
         let _ = writeln!(out, "|---|---|---|---|");

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::bench::{
-    report::{Meta, ms},
+    report::{Meta, ms, text_table},
     stats::{Distribution, median, ratio},
 };
 
@@ -196,33 +196,9 @@ impl Report {
 
     /// The terminal table.
     pub fn table(&self) -> String {
-        let rows = self.rows();
-        let mut widths = HEADER.map(|h| h.chars().count());
-        for row in &rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
-        let line = |cells: &[String; 6]| -> String {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(widths)
-                .enumerate()
-                .map(|(i, (cell, width))| {
-                    let pad = width - cell.chars().count();
-                    // Names left, figures right.
-                    if i == 0 { format!("{cell}{}", " ".repeat(pad)) } else { format!("{}{cell}", " ".repeat(pad)) }
-                })
-                .collect();
-            padded.join("  ").trim_end().to_string()
-        };
         let mut out = String::new();
         let _ = writeln!(out, "\nPipeline throughput ({})", self.meta.services);
-        let _ = writeln!(out, "{}", line(&HEADER.map(String::from)));
-        let _ = writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
-        for row in &rows {
-            let _ = writeln!(out, "{}", line(row));
-        }
+        out.push_str(&text_table(HEADER, &self.rows()));
         let _ = writeln!(out, "(medians of the rounds; ratio = ours ÷ baseline)");
         for note in &self.meta.notes {
             let _ = writeln!(out, "note: {note}");
@@ -233,21 +209,7 @@ impl Report {
     /// The generated block of `BENCHMARKS.md` (without its markers).
     pub fn markdown(&self) -> String {
         let m = &self.meta;
-        let mut out = String::new();
-        let _ = writeln!(out, "Measured {} UTC at commit {}:\n", m.date, m.commit);
-        let _ = writeln!(out, "```\n{}\n```\n", m.command);
-        let _ = writeln!(
-            out,
-            "Machine: {} cores ({}), {:.0} GiB RAM; {}; {} build of the services ({}).",
-            m.cores, m.cpu_model, m.ram_gib, m.rustc, m.profile, m.services
-        );
-        if !m.config.is_empty() {
-            let config: Vec<String> = m.config.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            let _ = writeln!(out, "Settings: {}.", config.join(", "));
-        }
-        for note in &m.notes {
-            let _ = writeln!(out, "Note: {note}");
-        }
+        let mut out = m.preamble();
         let _ = writeln!(out, "\n| {} |", HEADER.join(" | "));
         let _ = writeln!(out, "|---|---|---|---|---|---|");
         for row in self.rows() {
