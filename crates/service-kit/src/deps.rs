@@ -446,9 +446,27 @@ pub mod postgres {
     }
 
     /// Drops database `name` if it exists, closing its connections.
+    ///
+    /// `WITH (FORCE)` refuses (insufficient privilege) while a backend that
+    /// `admin`'s role may not terminate is connected: an autovacuum worker
+    /// that started on the new database. It finishes on its own within
+    /// moments, so that refusal is retried for up to 10 s.
     pub async fn drop_database(admin: &PostgresConfig, name: &str) -> anyhow::Result<()> {
-        pool(admin)?.get().await?.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
-        Ok(())
+        let client = pool(admin)?.get().await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await {
+                Ok(()) => return Ok(()),
+                Err(error)
+                    if error.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(database = name, error = %error, "database still in use by another role, retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// Readiness: `SELECT 1` on a pooled connection.
