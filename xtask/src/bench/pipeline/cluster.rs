@@ -18,7 +18,7 @@ use anyhow::Result;
 
 use super::{
     Ctx, Target,
-    report::{Case, Period, Report, Unit},
+    report::{Case, Period, Report, Unit, periods_markdown},
 };
 use crate::{
     bench::{
@@ -278,24 +278,7 @@ impl ClusterReport {
                 shown.join(", ")
             });
         }
-        if !self.periods.is_empty() {
-            let _ = writeln!(out, "\nMeasured periods (CPU from `/proc`, in cores of the machine's {}):\n", m.cores);
-            let _ = writeln!(out, "| period | seconds | figure | machine cores busy | by process |");
-            let _ = writeln!(out, "|---|---|---|---|---|");
-            for p in &self.periods {
-                let cpu: Vec<String> =
-                    p.cpu.iter().filter(|(_, c)| *c >= 0.005).map(|(name, c)| format!("{name} {c:.2}")).collect();
-                let _ = writeln!(
-                    out,
-                    "| {} | {:.1} | {} | {} | {} |",
-                    p.name,
-                    p.seconds,
-                    p.figure,
-                    p.machine_cores.map_or("-".to_string(), |c| format!("{c:.2}")),
-                    cpu.join(", ")
-                );
-            }
-        }
+        out.push_str(&periods_markdown(&self.periods, m.cores));
         out
     }
 }

@@ -246,24 +246,7 @@ impl Report {
                 ms(Some(d.min))
             );
         }
-        if !self.periods.is_empty() {
-            let _ = writeln!(out, "\nMeasured periods (CPU from `/proc`, in cores of the machine's {}):\n", m.cores);
-            let _ = writeln!(out, "| period | seconds | figure | machine cores busy | by process |");
-            let _ = writeln!(out, "|---|---|---|---|---|");
-            for p in &self.periods {
-                let cpu: Vec<String> =
-                    p.cpu.iter().filter(|(_, c)| *c >= 0.005).map(|(name, c)| format!("{name} {c:.2}")).collect();
-                let _ = writeln!(
-                    out,
-                    "| {} | {:.1} | {} | {} | {} |",
-                    p.name,
-                    p.seconds,
-                    p.figure,
-                    p.machine_cores.map_or("-".to_string(), |c| format!("{c:.2}")),
-                    cpu.join(", ")
-                );
-            }
-        }
+        out.push_str(&periods_markdown(&self.periods, m.cores));
         out
     }
 }
@@ -281,6 +264,32 @@ pub fn thousands(value: f64) -> String {
         out.push(c);
     }
     if negative { format!("-{out}") } else { out }
+}
+
+/// The markdown table of measured periods and their CPU (empty when there
+/// are none), for the pipeline report and the cluster comparison alike.
+pub fn periods_markdown(periods: &[Period], cores: usize) -> String {
+    let mut out = String::new();
+    if periods.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\nMeasured periods (CPU from `/proc`, in cores of the machine's {cores}):\n");
+    let _ = writeln!(out, "| period | seconds | figure | machine cores busy | by process |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for p in periods {
+        let cpu: Vec<String> =
+            p.cpu.iter().filter(|(_, c)| *c >= 0.005).map(|(name, c)| format!("{name} {c:.2}")).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {} | {} | {} |",
+            p.name,
+            p.seconds,
+            p.figure,
+            p.machine_cores.map_or("-".to_string(), |c| format!("{c:.2}")),
+            cpu.join(", ")
+        );
+    }
+    out
 }
 
 #[cfg(test)]
