@@ -327,7 +327,8 @@ impl RetentionConfig {
             RetentionTable::ViewFacts
             | RetentionTable::KeysByInsert
             | RetentionTable::FactsPasses
-            | RetentionTable::HourTotals => ("facts_days", self.facts_days),
+            | RetentionTable::HourTotals
+            | RetentionTable::HourMetrics => ("facts_days", self.facts_days),
             RetentionTable::EventsByTime => ("events_by_time_days", self.events_by_time_days),
         }
     }

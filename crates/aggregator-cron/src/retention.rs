@@ -32,6 +32,7 @@ pub enum RetentionTable {
     KeysByInsert,
     FactsPasses,
     HourTotals,
+    HourMetrics,
     /// Top videos' per-day rollups and their records; kept as long as `video_metrics`.
     DayTotals,
     DayRollups,
@@ -78,7 +79,7 @@ impl Period {
 }
 
 impl RetentionTable {
-    pub const ALL: [RetentionTable; 14] = [
+    pub const ALL: [RetentionTable; 15] = [
         RetentionTable::Events,
         RetentionTable::VideoMetrics,
         RetentionTable::UserEngagementDaily,
@@ -90,6 +91,7 @@ impl RetentionTable {
         RetentionTable::KeysByInsert,
         RetentionTable::FactsPasses,
         RetentionTable::HourTotals,
+        RetentionTable::HourMetrics,
         RetentionTable::DayTotals,
         RetentionTable::DayRollups,
         RetentionTable::EventsByTime,
@@ -104,6 +106,7 @@ impl RetentionTable {
             | RetentionTable::KeysByInsert
             | RetentionTable::FactsPasses
             | RetentionTable::HourTotals
+            | RetentionTable::HourMetrics
             | RetentionTable::EventsByTime => Period::Day,
             _ => Period::Month,
         }
@@ -123,6 +126,7 @@ impl RetentionTable {
             RetentionTable::KeysByInsert => metrics_sql::facts::KEYS_BY_INSERT_TABLE,
             RetentionTable::FactsPasses => metrics_sql::facts::PASSES_TABLE,
             RetentionTable::HourTotals => metrics_sql::facts::HOUR_TOTALS_TABLE,
+            RetentionTable::HourMetrics => metrics_sql::facts::HOUR_METRICS_TABLE,
             RetentionTable::DayTotals => metrics_sql::days::DAY_TOTALS_TABLE,
             RetentionTable::DayRollups => metrics_sql::days::ROLLUPS_TABLE,
             RetentionTable::EventsByTime => metrics_sql::EVENTS_BY_TIME_TABLE,
@@ -371,7 +375,7 @@ mod tests {
         assert!(listed.contains("system.parts WHERE database = currentDatabase() AND active = 1 AND table IN ('aggregation_windows', 'view_facts_passes'"), "{listed}");
         assert!(partitions_sql(None).contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
-             'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', \
+             'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', 'video_hour_metrics', \
              'video_day_totals', 'video_day_rollups', 'events_by_time_v2')"
         ));
     }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::{
     Statement,
+    rows::VIDEO_METRICS_COLUMNS,
     views::{self, KeyOrder, Keys, Scope, stored_view_facts, user_keys},
     windows::{Grain, TimeColumn, in_windows},
 };
@@ -30,6 +31,10 @@ pub const PASSES_TABLE: &str = "view_facts_passes";
 
 /// Per video and hour, the totals top videos ranks by, as of a facts pass.
 pub const HOUR_TOTALS_TABLE: &str = "video_hour_totals";
+
+/// Per video and hour, the hour's whole `video_metrics` row as of a facts
+/// pass: what a busy video's read takes its open hours from.
+pub const HOUR_METRICS_TABLE: &str = "video_hour_metrics";
 
 /// The columns both sources of a read's view facts produce, in order and with
 /// these types (a `UNION ALL` needs them equal): the columns of
@@ -289,22 +294,20 @@ fn written_by(columns: &str, from_ms: u64, version: u64) -> Statement {
 }
 
 /// After pass `version` stored its facts: rewrites, under `version`, the
-/// [`HOUR_TOTALS_TABLE`] row of every (video, hour) the pass wrote a start
-/// for, from the newest stored row of each start of the pair (views,
-/// completed views and watch time of the starts that open a view; zeros when
-/// none does any more).
-pub fn insert_pass_totals(from_ms: u64, version: u64) -> Statement {
+/// [`HOUR_METRICS_TABLE`] row of every (video, hour) the pass wrote a start
+/// for, from the newest stored row of each start of the pair (the views of
+/// the starts that still open one, by [`crate::rows::video_metric_aggregates`];
+/// zeros and empty arrays when none does any more).
+pub fn insert_pass_metrics(from_ms: u64, version: u64) -> Statement {
+    let newest = STORED_COLUMNS.map(|c| format!("argMax({c}, version) AS newest_{c}")).join(", ");
+    let renamed = STORED_COLUMNS.map(|c| format!("newest_{c} AS {c}")).join(", ");
+    let aggregates = crate::rows::video_metric_aggregates(Some("is_view = 1"));
     let mut sql = Statement::new(&format!(
-        "INSERT INTO {HOUR_TOTALS_TABLE} (hour, video_id, views, completed_views, watch_time_seconds, version) \
-         SELECT toDateTime(intDiv(start_ms, 3600000) * 3600) AS hour, video_id, \
-         toUInt64(countIf(newest_is_view = 1)) AS views, \
-         toUInt64(countIf(newest_is_view = 1 AND newest_completed = 1)) AS completed_views, \
-         sumIf(newest_watch_seconds, newest_is_view = 1) AS watch_time_seconds, "
+        "INSERT INTO {HOUR_METRICS_TABLE} ({VIDEO_METRICS_COLUMNS}, version) SELECT {aggregates}, "
     ));
     sql.bind(version).sql(&format!(
-        " AS version FROM (SELECT video_id, start_ms, argMax(is_view, version) AS newest_is_view, \
-         argMax(completed, version) AS newest_completed, argMax(watch_seconds, version) AS newest_watch_seconds \
-         FROM {VIEW_FACTS_TABLE} WHERE date >= toDate(toDateTime("
+        " AS version FROM (SELECT video_id, intDiv(start_ms, 3600000) AS window, {renamed} FROM \
+         (SELECT video_id, session_id, start_ms, {newest} FROM {VIEW_FACTS_TABLE} WHERE date >= toDate(toDateTime("
     ));
     sql.bind(from_ms / 1000).sql(")) AND start_ms >= ").bind(from_ms);
     // The videos first (the table's sorting key leads with video_id), then the pairs.
@@ -315,8 +318,49 @@ pub fn insert_pass_totals(from_ms: u64, version: u64) -> Statement {
     sql.sql(" AND video_id GLOBAL IN (").append(&written_by("video_id", from_ms, version)).sql(")");
     sql.sql(" AND (video_id, intDiv(start_ms, 3600000)) GLOBAL IN (");
     sql.append(&written_by("video_id, intDiv(start_ms, 3600000)", from_ms, version));
-    sql.sql(") GROUP BY video_id, session_id, start_ms) GROUP BY video_id, intDiv(start_ms, 3600000)");
+    sql.sql(") GROUP BY video_id, session_id, start_ms)) GROUP BY video_id, window");
     sql
+}
+
+/// After [`insert_pass_metrics`]: copies the views, completed views and watch
+/// time of the hour rows pass `version` wrote into [`HOUR_TOTALS_TABLE`]
+/// (top videos reads every video's hours from there, sorted by hour).
+pub fn insert_pass_totals(from_ms: u64, version: u64) -> Statement {
+    let mut sql = Statement::new(&format!(
+        "INSERT INTO {HOUR_TOTALS_TABLE} (hour, video_id, views, completed_views, watch_time_seconds, version) \
+         SELECT hour, video_id, toUInt64(views), toUInt64(completed_views), watch_time_seconds, version \
+         FROM {HOUR_METRICS_TABLE} WHERE hour >= toDateTime("
+    ));
+    sql.bind(Grain::Hour.start_of(Grain::Hour.index_of(from_ms / 1000))).sql(") AND version = ").bind(version);
+    sql
+}
+
+/// The `video_metrics` rows ([`VIDEO_METRICS_COLUMNS`]) of `video_id` for the
+/// hours `windows`, from the newest [`HOUR_METRICS_TABLE`] row of each hour:
+/// the hours as of the newest facts pass that wrote them.
+pub fn pass_video_rows(video_id: &str, windows: &[u32]) -> Statement {
+    crate::read::newest_rows(HOUR_METRICS_TABLE, VIDEO_METRICS_COLUMNS, Scope::Video(video_id), windows)
+}
+
+/// The views of `video_id` in the hours from `from` on (epoch seconds) by
+/// the newest [`HOUR_METRICS_TABLE`] row of each: one `UInt64`, the size of
+/// what an exact read of the video's open hours groups and rebuilds.
+pub fn video_pass_views(video_id: &str, from: u64) -> Statement {
+    let mut sql = Statement::new(&format!(
+        "SELECT toUInt64(sum(newest_views)) FROM (SELECT argMax(views, version) AS newest_views \
+         FROM {HOUR_METRICS_TABLE} WHERE video_id = "
+    ));
+    sql.bind(video_id).sql(" AND hour >= toDateTime(").bind(from).sql(") GROUP BY hour)");
+    sql
+}
+
+/// [`video_pass_views`] on `client`.
+pub async fn fetch_video_pass_views(
+    client: &clickhouse::Client,
+    video_id: &str,
+    from: u64,
+) -> Result<u64, clickhouse::error::Error> {
+    video_pass_views(video_id, from).query(client).fetch_one().await
 }
 
 /// The views of the hours `windows`, by the newest [`HOUR_TOTALS_TABLE`]
@@ -433,6 +477,11 @@ pub async fn run_pass(
         .map_err(failed("store the touched views' facts"))?;
     let rows =
         count_pass_rows(version, from_ms).query(client).fetch_one().await.map_err(failed("count the pass's rows"))?;
+    insert_pass_metrics(from_ms, version)
+        .query(client)
+        .execute()
+        .await
+        .map_err(failed("rewrite the touched hours' metrics"))?;
     insert_pass_totals(from_ms, version)
         .query(client)
         .execute()

@@ -15,24 +15,9 @@ use crate::{
 /// rows computed for `split.raw`, as one `UNION ALL` (without parentheses).
 fn merged_rows(table: &str, columns: &str, scope: Scope<'_>, split: &Split) -> Statement {
     assert!(split.reads_tables(), "a read needs at least one aggregated or raw window to read");
-    // The key and the window column.
-    let (key, column, time, grain) = match table {
-        "video_metrics" => ("video_id", "hour", TimeColumn::DateTime, Grain::Hour),
-        _ => ("user_id", "date", TimeColumn::Date, Grain::Day),
-    };
     let mut sql = Statement::default();
     if !split.aggregated.is_empty() {
-        let (outer, inner, group) = newest_version_columns(table, columns);
-        // The ranges of the windows: they prune partitions and, after the key, granules.
-        sql.sql(&format!("SELECT {outer} FROM (SELECT {inner} FROM {table} WHERE "));
-        in_windows(&mut sql, column, time, grain, &split.aggregated);
-        match scope {
-            Scope::All => {}
-            Scope::Video(id) | Scope::User(id) => {
-                sql.sql(&format!(" AND {key} = ")).bind(id);
-            }
-        }
-        sql.sql(&format!(" GROUP BY {group})"));
+        sql.append(&newest_rows(table, columns, scope, &split.aggregated));
     }
     if !split.raw.is_empty() {
         if !split.aggregated.is_empty() {
@@ -54,11 +39,33 @@ fn merged_rows(table: &str, columns: &str, scope: Scope<'_>, split: &Split) -> S
     sql
 }
 
+/// `SELECT {columns}` of the newest version of each row of `table` (keyed
+/// by video and hour, or by user and day) in `windows` for `scope`.
+pub(crate) fn newest_rows(table: &str, columns: &str, scope: Scope<'_>, windows: &[u32]) -> Statement {
+    // The key and the window column.
+    let (key, column, time, grain) = match table {
+        "user_engagement_daily" => ("user_id", "date", TimeColumn::Date, Grain::Day),
+        _ => ("video_id", "hour", TimeColumn::DateTime, Grain::Hour),
+    };
+    let (outer, inner, group) = newest_version_columns(table, columns);
+    // The ranges of the windows: they prune partitions and, after the key, granules.
+    let mut sql = Statement::new(&format!("SELECT {outer} FROM (SELECT {inner} FROM {table} WHERE "));
+    in_windows(&mut sql, column, time, grain, windows);
+    match scope {
+        Scope::All => {}
+        Scope::Video(id) | Scope::User(id) => {
+            sql.sql(&format!(" AND {key} = ")).bind(id);
+        }
+    }
+    sql.sql(&format!(" GROUP BY {group})"));
+    sql
+}
+
 /// The sorting key of an aggregated table: one row per key and version.
 fn sorting_key(table: &str) -> [&'static str; 2] {
     match table {
-        "video_metrics" => ["video_id", "hour"],
-        _ => ["user_id", "date"],
+        "user_engagement_daily" => ["user_id", "date"],
+        _ => ["video_id", "hour"],
     }
 }
 
@@ -124,8 +131,27 @@ pub fn video_summary(video_id: &str, split: &Split, duration_seconds: Option<f64
              AS startup_p95_ms \
          FROM (",
     );
-    sql.append(&merged_rows("video_metrics", VIDEO_METRICS_COLUMNS, Scope::Video(video_id), split)).sql(")");
+    let scope = Scope::Video(video_id);
+    let mut parts = Vec::new();
+    if split.reads_tables() {
+        parts.push(merged_rows("video_metrics", VIDEO_METRICS_COLUMNS, scope, split));
+    }
+    if !split.from_pass.is_empty() {
+        parts.push(facts::pass_video_rows(video_id, &split.from_pass));
+    }
+    union_all(&mut sql, &parts);
+    sql.sql(")");
     sql
+}
+
+/// Appends `parts` to `sql`, joined by `UNION ALL`.
+fn union_all(sql: &mut Statement, parts: &[Statement]) {
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            sql.sql(" UNION ALL ");
+        }
+        sql.append(part);
+    }
 }
 
 /// What [`top_videos`] ranks by.
@@ -183,12 +209,7 @@ pub fn top_videos(split: &Split, metric: TopMetric, limit: u32) -> Statement {
     if !split.days.is_empty() {
         parts.push(days::day_totals(&split.days));
     }
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            sql.sql(" UNION ALL ");
-        }
-        sql.append(part);
-    }
+    union_all(&mut sql, &parts);
     sql.sql(&format!(") GROUP BY video_id HAVING views > 0 ORDER BY {}, video_id LIMIT ", metric.order()));
     sql.bind(limit);
     sql

@@ -22,9 +22,9 @@ pub struct Freshness {
     pub aggregated_windows: usize,
     /// Windows computed from the raw events (not aggregated yet, or changed since).
     pub raw_windows: usize,
-    /// Top videos on a busy platform: hours still open to late events read
-    /// from the newest facts pass's per-video totals instead of rebuilt from
-    /// the raw events. Absent when none was.
+    /// Top videos on a busy platform, or a busy video: hours still open to
+    /// late events read from the newest facts pass's per-video hour rows
+    /// instead of rebuilt from the raw events. Absent when none was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass_windows: Option<usize>,
     /// With `pass_windows`: the answer holds every event stored up to this

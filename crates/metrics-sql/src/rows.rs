@@ -47,22 +47,65 @@ fn facts_of(scope: Scope<'_>, grain: Grain, windows: &[u32], sources: Sources<'_
 /// `scope` that started in the hours `windows`, from `stored` facts where
 /// they cover the hours.
 pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32], sources: Sources<'_>) -> Statement {
-    let mut sql = Statement::new(
-        "SELECT video_id, toDateTime(window * 3600) AS hour, toDate(intDiv(window, 24)) AS date, \
-         toUInt32(count()) AS views, toUInt32(uniqExact(viewer)) AS unique_viewers, \
-         sum(watch_seconds) AS watch_time_seconds, \
-         toFloat32(if(ifNull(max(view_duration), 0) > 0, \
-             arraySum(arrayMap(w -> least(100., 100. * w / assumeNotNull(max(view_duration))), \
-                 groupArray(watch_seconds))) / count(), 0)) AS avg_watch_percentage, \
-         toFloat32(countIf(completed) / count()) AS completion_rate, \
-         toUInt32(countIf(completed)) AS completed_views, toUInt32(countIf(failed)) AS failed_views, \
-         toUInt32(countIf(exited_before_start)) AS exits_before_start, toUInt64(sum(view_buffer_ms)) AS buffer_ms, \
-         groupUniqArray(viewer) AS viewers, groupArray(watch_seconds) AS view_watch_seconds, \
-         groupArrayIf(toUInt64(startup_ms), startup_ms >= 0) AS startup_times_ms, \
-         max(view_duration) AS duration_seconds FROM (",
-    );
+    let mut sql = Statement::new(&format!("SELECT {} FROM (", video_metric_aggregates(None)));
     sql.append(&facts_of(scope, Grain::Hour, windows, sources)).sql(") GROUP BY video_id, window");
     sql
+}
+
+/// The select list of a `video_metrics` row ([`VIDEO_METRICS_COLUMNS`])
+/// aggregated over view-fact rows (the columns of
+/// [`crate::views::view_facts`]) grouped by `video_id, window` (the hour):
+/// over every row, or with `view` over the rows where that condition holds
+/// (the others count for nothing; a group without any gives zeros, empty
+/// arrays and a `NULL` duration). One definition for the aggregator's rows,
+/// a read's raw hours and a facts pass's hour rows
+/// ([`crate::facts::insert_pass_metrics`]).
+pub(crate) fn video_metric_aggregates(view: Option<&str>) -> String {
+    // `name(args)`, or `nameIf(args, view)`.
+    let agg = |name: &str, args: &str| match (view, args) {
+        (None, _) => format!("{name}({args})"),
+        (Some(view), "") => format!("{name}If({view})"),
+        (Some(view), _) => format!("{name}If({args}, {view})"),
+    };
+    // `nameIf(args, cond)`, and the view's condition too when given.
+    let agg_if = |name: &str, args: &str, cond: &str| match view {
+        None => format!("{name}If({args}, {cond})"),
+        Some(view) => format!("{name}If({args}, ({view}) AND {cond})"),
+    };
+    let count_if = |cond: &str| match view {
+        None => format!("countIf({cond})"),
+        Some(view) => format!("countIf(({view}) AND {cond})"),
+    };
+    let count = agg("count", "");
+    let duration = agg("max", "view_duration");
+    let watch = agg("groupArray", "watch_seconds");
+    // A group without views (only with `view`) divides by one, not zero.
+    let views = match view {
+        None => count.clone(),
+        Some(_) => format!("greatest({count}, 1)"),
+    };
+    format!(
+        "video_id, toDateTime(window * 3600) AS hour, toDate(intDiv(window, 24)) AS date, \
+         toUInt32({count}) AS views, toUInt32({uniq}) AS unique_viewers, \
+         {watch_sum} AS watch_time_seconds, \
+         toFloat32(if(ifNull({duration}, 0) > 0, \
+             arraySum(arrayMap(w -> least(100., 100. * w / assumeNotNull({duration})), {watch})) / {views}, 0)) \
+             AS avg_watch_percentage, \
+         toFloat32({completed} / {views}) AS completion_rate, \
+         toUInt32({completed}) AS completed_views, toUInt32({failed}) AS failed_views, \
+         toUInt32({exits}) AS exits_before_start, toUInt64({buffer}) AS buffer_ms, \
+         {viewers} AS viewers, {watch} AS view_watch_seconds, \
+         {startups} AS startup_times_ms, \
+         {duration} AS duration_seconds",
+        uniq = agg("uniqExact", "viewer"),
+        watch_sum = agg("sum", "watch_seconds"),
+        completed = count_if("completed"),
+        failed = count_if("failed"),
+        exits = count_if("exited_before_start"),
+        buffer = agg("sum", "view_buffer_ms"),
+        viewers = agg("groupUniqArray", "viewer"),
+        startups = agg_if("groupArray", "toUInt64(startup_ms)", "startup_ms >= 0"),
+    )
 }
 
 /// `user_engagement_daily` rows (see [`USER_ENGAGEMENT_COLUMNS`]) of the

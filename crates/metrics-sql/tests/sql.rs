@@ -375,7 +375,11 @@ fn every_statement_runs_on_current_clickhouse() {
         facts::insert_pass_facts(u64::from(HOUR) * 3_600_000, None, 1),
         facts::insert_pass_facts(u64::from(HOUR) * 3_600_000, Some(1_764_000_000), 2),
         facts::count_pass_rows(2, 1_764_000_000_000),
+        facts::insert_pass_metrics(u64::from(HOUR) * 3_600_000, 2),
         facts::insert_pass_totals(u64::from(HOUR) * 3_600_000, 2),
+        facts::video_pass_views("v'1", u64::from(HOUR) * 3600),
+        read::video_summary("v'1", &Split { from_pass: vec![HOUR + 1], as_of: Some(1), ..split.clone() }, Some(9.0)),
+        read::video_summary("v'1", &Split { from_pass: vec![HOUR], as_of: Some(1), ..Split::default() }, None),
         facts::totals_views(&[HOUR, HOUR + 1]),
         facts::insert_pass(&facts::PassRecord {
             version: 2,
@@ -526,6 +530,26 @@ async fn stored_facts_and_touched_keys_read_like_the_raw_rebuild() {
         let mixed = Split { raw: vec![HOUR], from_pass: vec![HOUR + 1], as_of: Some(1), ..Split::default() };
         assert_eq!(all::<TopVideoRow>(&db, &read::top_videos(&mixed, metric, 10)).await, exact, "{metric:?}");
     }
+    // The pass's hour rows answer a video's metrics like the rebuild, every
+    // field (viewers, startup percentiles, watch percentages) included,
+    // alone, beside a raw hour, and beside an aggregated one.
+    aggregate(&db, Job::VideoMetrics, &[HOUR], 5).await;
+    for duration in [None, Some(100.0)] {
+        let exact: VideoSummaryRow =
+            one(&db, &read::video_summary("v1", &Split { raw: vec![HOUR, HOUR + 1], ..Split::default() }, duration))
+                .await;
+        for split in [
+            Split { from_pass: vec![HOUR, HOUR + 1], as_of: Some(1), ..Split::default() },
+            Split { raw: vec![HOUR], from_pass: vec![HOUR + 1], as_of: Some(1), ..Split::default() },
+            Split { aggregated: vec![HOUR], from_pass: vec![HOUR + 1], as_of: Some(1), ..Split::default() },
+        ] {
+            assert_eq!(one::<VideoSummaryRow>(&db, &read::video_summary("v1", &split, duration)).await, exact);
+        }
+    }
+    let views_from = |hour: u32| facts::video_pass_views("v1", u64::from(hour) * 3600);
+    assert_eq!(one::<u64>(&db, &views_from(HOUR)).await, 3);
+    assert_eq!(one::<u64>(&db, &views_from(HOUR + 2)).await, 0);
+    assert_eq!(one::<u64>(&db, &facts::video_pass_views("v2", u64::from(HOUR) * 3600)).await, 0);
     let day_from = u64::from(DAY) * 86_400_000;
     for mut split in facts_splits(&db, &[DAY]).await {
         split.facts.as_mut().unwrap().from_ms = day_from;
@@ -586,6 +610,16 @@ async fn a_pass_retires_a_start_that_no_longer_opens_a_view() {
     let zeros: u64 =
         one(&db, &Statement::new("SELECT count() FROM video_hour_totals WHERE version = 2 AND views = 0")).await;
     assert_eq!(zeros, 1, "the later hour's pair rewritten with zeros");
+    // So is its hour row for a busy video's read: the view is read in the
+    // earlier hour only, as the rebuild has it.
+    let empty = "SELECT count() FROM video_hour_metrics WHERE version = 2 AND views = 0 \
+                 AND empty(viewers) AND empty(startup_times_ms) AND isNull(duration_seconds)";
+    assert_eq!(one::<u64>(&db, &Statement::new(empty)).await, 1);
+    let exact: VideoSummaryRow =
+        one(&db, &read::video_summary("v1", &Split { raw: vec![HOUR, HOUR + 1], ..Split::default() }, None)).await;
+    let from_pass = Split { from_pass: vec![HOUR, HOUR + 1], as_of: Some(1), ..Split::default() };
+    assert_eq!(one::<VideoSummaryRow>(&db, &read::video_summary("v1", &from_pass, None)).await, exact);
+    assert_eq!(exact.views, 1);
     db.drop().await.unwrap();
 }
 

@@ -171,6 +171,20 @@ pub struct FreshnessConfig {
     /// videos reads exactly.
     #[serde(with = "humantime_serde")]
     pub top_from_pass_max_lag: Duration,
+    /// A video's metrics answer the hours still open to late events from the
+    /// newest facts pass's hour rows of that video, as of that pass (the
+    /// answer's `freshness.as_of`, typically 10–20 s behind), when those rows
+    /// count at least this many views of the video from the lateness horizon
+    /// on (`5000`: about a view every 35 s over 48 h): an exact read of such
+    /// a video groups every stored view of its open hours and rebuilds the
+    /// views touched since the pass from the raw events, hundreds of
+    /// milliseconds for the busiest. Below it the answer is exact at once.
+    /// A value above any video's views (`1000000000000`) never answers as of
+    /// a pass; with `stored_facts = "off"` no read does.
+    pub video_from_pass_min_views: u64,
+    /// …and only while the pass covers inserts up to this long ago (`"30s"`).
+    #[serde(with = "humantime_serde")]
+    pub video_from_pass_max_lag: Duration,
 }
 
 impl Default for FreshnessConfig {
@@ -183,6 +197,8 @@ impl Default for FreshnessConfig {
             facts_max_staleness: Duration::from_secs(120),
             top_from_pass_min_views: 20_000,
             top_from_pass_max_lag: Duration::from_secs(30),
+            video_from_pass_min_views: 5_000,
+            video_from_pass_max_lag: Duration::from_secs(30),
         }
     }
 }

@@ -562,6 +562,53 @@ async fn top_videos_of_a_busy_platform_answer_the_open_hours_as_of_the_newest_pa
     api.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_video_answers_its_open_hours_as_of_the_newest_pass() {
+    // v1 (two views) counts as busy, v2 (one) does not.
+    let api = Api::start_tuned(no_cache(), None, |c| c.freshness.video_from_pass_min_views = 2).await;
+    let (base, range) = insert_recent_scenario(&api).await;
+    let (busy, quiet) = (format!("/api/metrics/video/v1?{range}"), format!("/api/metrics/video/v2?{range}"));
+    let (exact_busy, exact_quiet) = (api.ok(&busy).await, api.ok(&quiet).await);
+    assert_eq!((exact_busy["views"].as_u64(), exact_quiet["views"].as_u64()), (Some(2), Some(1)), "no pass yet");
+    assert!(exact_busy["freshness"].get("as_of").is_none(), "{exact_busy}");
+
+    let pass = facts_pass(&api).await;
+    let answer = api.ok(&busy).await;
+    let as_of = chrono::DateTime::from_timestamp(i64::from(pass.covered_until), 0).unwrap();
+    assert_eq!(
+        answer["freshness"]["as_of"].as_str(),
+        Some(as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).as_str()),
+        "{answer}"
+    );
+    assert_eq!(answer["freshness"]["pass_windows"], 48, "{answer}");
+    let without_freshness = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("freshness");
+        v
+    };
+    assert_eq!(
+        without_freshness(answer.clone()),
+        without_freshness(exact_busy.clone()),
+        "the pass's hour rows answer like the rebuild"
+    );
+    assert_eq!(api.ok(&quiet).await, exact_quiet, "a quiet video stays exact at once");
+
+    // New views stored after the pass: the quiet video counts its own at
+    // once; the busy video's answer stays as of the pass until the next one.
+    api.insert(&[
+        event("video_start", "s6", "u6", "v1", base + 12 * HOUR_MS + 60_000, Some(0.0)),
+        event("video_start", "s7", "u7", "v2", base + 12 * HOUR_MS + 60_000, Some(0.0)),
+    ])
+    .await;
+    api.clock_past_last_insert().await;
+    assert_eq!(api.ok(&busy).await["views"], 2, "as of the pass");
+    assert_eq!(api.ok(&quiet).await["views"], 2, "exact at once");
+    facts_pass(&api).await;
+    let after = api.ok(&busy).await;
+    assert_eq!(after["views"], 3, "{after}");
+    assert_ne!(after["freshness"]["as_of"], answer["freshness"]["as_of"], "{after}");
+    api.stop().await;
+}
+
 /// Overwrites the stored facts of `session`'s view of `video_id` starting at
 /// `start_ms` (a view of `user`) with a watch time of 1,000 s, under a version
 /// above any pass's: an answer that shows it was read from the stored facts.

@@ -67,6 +67,7 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 10, "0010_facts_pass_open_views"),
     migration!("clickhouse", 11, "0011_video_day_totals"),
     migration!("clickhouse", 12, "0012_events_by_time_v2"),
+    migration!("clickhouse", 13, "0013_video_hour_metrics"),
 ];
 
 /// PostgreSQL migrations, in version order.

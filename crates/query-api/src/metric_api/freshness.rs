@@ -47,6 +47,26 @@ pub async fn split(
         // Every window is final: the markers alone decide.
         return Ok(windows::split(windows, &markers.await?, None, horizon));
     }
+    if let (Scope::Video(video_id), true) = (scope, config.stored_facts != StoredFactsUse::Off) {
+        // A busy video answers its open hours as of the newest pass; the
+        // others read exactly, checking their views' last inserts after.
+        let from = grain.start_of(horizon);
+        let (markers, pass, views) = tokio::join!(
+            markers,
+            facts::fetch_newest_pass(client),
+            facts::fetch_video_pass_views(client, video_id, from)
+        );
+        let (markers, pass) = (markers?, pass?);
+        if let Some(pass) = &pass
+            && video_answers_from_pass(pass, views?, config)
+            && let Some(split) = windows::split_as_of_pass(windows, &markers, horizon, pass.from_ms, pass.covered_until)
+        {
+            return Ok(split);
+        }
+        let last_inserted = views::fetch_last_inserted(client, scope, grain, horizon).await?;
+        return exact_scoped_split(client, windows, &markers, &last_inserted, pass, grain, horizon, config, scope)
+            .await;
+    }
     // Some window is still open to late events: its check runs beside the
     // markers' read (one round trip of latency, not two in a row). It decides
     // whether an aggregated window is still exact, and which open windows
@@ -60,12 +80,37 @@ pub async fn split(
     };
     let (markers, last_inserted, pass) =
         tokio::join!(markers, views::fetch_last_inserted(client, scope, grain, horizon), pass);
-    let (pass, last_inserted) = (pass?, last_inserted?);
-    let mut split = exact_split(windows, &markers?, &last_inserted, grain, horizon, None);
+    exact_scoped_split(client, windows, &markers?, &last_inserted?, pass?, grain, horizon, config, scope).await
+}
+
+/// The exact split of a video or user read: the markers and the open windows'
+/// last inserts decide, and the raw windows use the newest `pass`'s stored
+/// facts when they can ([`scoped_facts`]).
+#[allow(clippy::too_many_arguments)]
+async fn exact_scoped_split(
+    client: &clickhouse::Client,
+    windows: &[u32],
+    markers: &BTreeMap<u32, Marker>,
+    last_inserted: &BTreeMap<u32, u32>,
+    pass: Option<PassRow>,
+    grain: Grain,
+    horizon: u32,
+    config: &FreshnessConfig,
+    scope: Scope<'_>,
+) -> Result<Split, ApiError> {
+    let mut split = exact_split(windows, markers, last_inserted, grain, horizon, None);
     if let Some(pass) = pass {
-        split.facts = scoped_facts(client, &split, &last_inserted, grain, &pass, config, scope).await?;
+        split.facts = scoped_facts(client, &split, last_inserted, grain, &pass, config, scope).await?;
     }
     Ok(split)
+}
+
+/// Whether a video's read answers its open hours from `pass`'s hour rows of
+/// the video: the pass is recent enough and they count enough of its views
+/// (`video_from_pass_min_views`, `video_from_pass_max_lag`).
+fn video_answers_from_pass(pass: &PassRow, views: u64, config: &FreshnessConfig) -> bool {
+    let max_lag = secs(config.video_from_pass_max_lag);
+    views >= config.video_from_pass_min_views && pass.covered_until.saturating_add(max_lag) >= pass.now
 }
 
 /// How a video or user read takes its raw windows from the newest facts

@@ -78,6 +78,7 @@ pub static PLACEMENTS: &[(&str, Placement)] = &[
     // Aggregates, each by its key.
     ("video_metrics", Placement::Sharded(VIDEO_KEY)),
     ("video_hour_totals", Placement::Sharded(VIDEO_KEY)),
+    ("video_hour_metrics", Placement::Sharded(VIDEO_KEY)),
     ("video_day_totals", Placement::Sharded(VIDEO_KEY)),
     ("user_engagement_daily", Placement::Sharded(USER_KEY)),
     // Bookkeeping: a few rows per window or pass, read whole.

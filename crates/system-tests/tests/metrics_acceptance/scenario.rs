@@ -375,10 +375,10 @@ fn check_all(phase: &str, questions: &[Question], answers: &[Value], oracle: &Or
     })
 }
 
-/// Asks `api` (top videos from the newest facts pass's totals) the top
-/// videos questions, each answer compared with the oracle and required to
-/// come from the pass (`freshness.as_of`) when its range reaches the lateness
-/// horizon.
+/// Asks `api` (top videos and videos from the newest facts pass's totals and
+/// hour rows) the top videos and video questions, each answer compared with
+/// the oracle; some of each kind (those whose range reaches the lateness
+/// horizon) must come from the pass (`freshness.as_of`).
 async fn check_as_of_pass(
     phase: &str,
     http: &reqwest::Client,
@@ -386,12 +386,19 @@ async fn check_as_of_pass(
     questions: &[Question],
     oracle: &Oracle,
 ) -> Vec<String> {
-    let top: Vec<Question> = questions.iter().filter(|q| matches!(q, Question::Top(..))).cloned().collect();
-    assert!(!top.is_empty(), "no top videos question");
-    let answers = ask_all(http, api, &top).await;
-    let from_pass = answers.iter().filter(|a| a["freshness"]["as_of"].is_string()).count();
-    assert!(from_pass > 0, "[{phase}] no answer came from the pass: {}", answers[0]);
-    check(phase, &top, &answers, |_, question, answer| question.check(oracle, answer))
+    let asked: Vec<Question> =
+        questions.iter().filter(|q| matches!(q, Question::Top(..) | Question::Video(..))).cloned().collect();
+    let answers = ask_all(http, api, &asked).await;
+    for kind in ["top", "video"] {
+        let from_pass = asked
+            .iter()
+            .zip(&answers)
+            .filter(|(q, a)| matches!((kind, q), ("top", Question::Top(..)) | ("video", Question::Video(..))))
+            .filter(|(_, a)| a["freshness"]["as_of"].is_string())
+            .count();
+        assert!(from_pass > 0, "[{phase}] no {kind} answer came from the pass: {}", answers[0]);
+    }
+    check(phase, &asked, &answers, |_, question, answer| question.check(oracle, answer))
 }
 
 /// Compares only the freshness of every answer with `fresh`.
@@ -496,9 +503,14 @@ pub async fn run(kafka: KafkaConfig, db: TestClickHouse) -> TestClickHouse {
     let processor = start_processor(&kafka, &db.config);
     let cached_api = start_api(&kafka, &db.config, &pg.config, true, |_| {}).await;
     let api = start_api(&kafka, &db.config, &pg.config, false, |_| {}).await;
-    // Top videos as on a busy platform: the open hours from the newest facts
-    // pass's per-video totals, checked right after each pass.
-    let busy_api = start_api(&kafka, &db.config, &pg.config, false, |c| c.freshness.top_from_pass_min_views = 0).await;
+    // Top videos and videos as on a busy platform: the open hours from the
+    // newest facts pass's per-video totals and hour rows, checked right after
+    // each pass.
+    let busy_api = start_api(&kafka, &db.config, &pg.config, false, |c| {
+        c.freshness.top_from_pass_min_views = 0;
+        c.freshness.video_from_pass_min_views = 0;
+    })
+    .await;
     // No idle keep-alive connections: they would hold up each API's graceful stop.
     // The admin token reads and writes the catalog; events go with the ingest key.
     let mut headers = reqwest::header::HeaderMap::new();
@@ -564,7 +576,8 @@ pub async fn run(kafka: KafkaConfig, db: TestClickHouse) -> TestClickHouse {
     let from_facts = ask_all(&http, &api, &questions).await;
     problems.extend(check_all("raw, from stored facts", &questions, &from_facts, &oracle, &raw));
     problems.extend(check_same("raw, from stored facts against raw", &questions, &uncached, &from_facts));
-    problems.extend(check_as_of_pass("top videos as of the pass", &http, &busy_api, &questions, &oracle).await);
+    problems
+        .extend(check_as_of_pass("top videos and videos as of the pass", &http, &busy_api, &questions, &oracle).await);
 
     // 2. Every closed window aggregated (hours and days from the first day on).
     wait_covered(&clickhouse).await;
@@ -691,7 +704,14 @@ pub async fn run(kafka: KafkaConfig, db: TestClickHouse) -> TestClickHouse {
     let after_pass = ask_all(&http, &api, &questions).await;
     problems.extend(check_same("late event, after a facts pass", &questions, &after_late, &after_pass));
     problems.extend(
-        check_as_of_pass("late event, top videos as of the pass", &http, &busy_api, &questions, &late_oracle).await,
+        check_as_of_pass(
+            "late event, top videos and videos as of the pass",
+            &http,
+            &busy_api,
+            &questions,
+            &late_oracle,
+        )
+        .await,
     );
 
     api.stop().await.unwrap();
