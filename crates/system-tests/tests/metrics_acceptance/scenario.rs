@@ -393,7 +393,7 @@ async fn check_as_of_pass(
         let from_pass = asked
             .iter()
             .zip(&answers)
-            .filter(|(q, a)| matches!((kind, q), ("top", Question::Top(..)) | ("video", Question::Video(..))))
+            .filter(|(q, _)| matches!((kind, q), ("top", Question::Top(..)) | ("video", Question::Video(..))))
             .filter(|(_, a)| a["freshness"]["as_of"].is_string())
             .count();
         assert!(from_pass > 0, "[{phase}] no {kind} answer came from the pass: {}", answers[0]);
