@@ -1023,7 +1023,8 @@ async fn measure_all(
         "facts passes",
     )
     .await?;
-    let step = Step::start("facts passes: the first (every view of the lateness horizon), then one covering the fixture");
+    let step =
+        Step::start("facts passes: the first (every view of the lateness horizon), then one covering the fixture");
     let full_pass = wait_for_passes(ch).await;
     match &full_pass {
         Ok(()) => step.ok("done"),
