@@ -304,4 +304,15 @@ mod tests {
         let always = FreshnessConfig { top_from_pass_min_views: 0, ..FreshnessConfig::default() };
         assert!(answers_from_pass(&pass(0, 5), &always));
     }
+
+    #[test]
+    fn a_video_answers_as_of_a_pass_only_when_busy_and_the_pass_recent() {
+        let config = FreshnessConfig::default(); // 5,000 views, 30 s
+        let pass = |lag: u32| PassRow { version: 1, covered_until: 1_000, from_ms: 0, open_views: 0, now: 1_000 + lag };
+        assert!(video_answers_from_pass(&pass(30), 5_000, &config));
+        assert!(!video_answers_from_pass(&pass(0), 4_999, &config), "a quiet video reads exactly");
+        assert!(!video_answers_from_pass(&pass(31), 1_000_000, &config), "a pass too far behind");
+        let never = FreshnessConfig { video_from_pass_min_views: 1_000_000_000_000, ..FreshnessConfig::default() };
+        assert!(!video_answers_from_pass(&pass(0), 1_000_000, &never));
+    }
 }
