@@ -206,6 +206,16 @@ pub async fn fetch_touched_keys(
     Ok(fits.then(|| rows.into_iter().map(|r| (r.video_id, r.session_id)).collect()))
 }
 
+/// The select lists that take the newest stored row of each start: the
+/// inner `argMax(c, version) AS newest_c` (grouped by the start) and the
+/// outer `newest_c AS c` (an alias equal to a column name would be read
+/// inside its own aggregate on 18.16, hence two levels).
+fn newest_stored_columns() -> (String, String) {
+    let newest = STORED_COLUMNS.map(|c| format!("argMax({c}, version) AS newest_{c}")).join(", ");
+    let renamed = STORED_COLUMNS.map(|c| format!("newest_{c} AS {c}")).join(", ");
+    (newest, renamed)
+}
+
 /// [`crate::views::view_facts`]' rows for `windows` (restricted to
 /// [`READ_COLUMNS`]) from the stored facts and the rebuilt touched keys: the
 /// newest stored row of each start of the keys not [`StoredFacts::touched`],
@@ -231,8 +241,7 @@ pub fn view_facts(
     let window_ms = grain.millis();
     let (from, to) = (grain.start_of(first), grain.start_of(last) + grain.secs());
 
-    let newest = STORED_COLUMNS.map(|c| format!("argMax({c}, version) AS newest_{c}")).join(", ");
-    let renamed = STORED_COLUMNS.map(|c| format!("newest_{c} AS {c}")).join(", ");
+    let (newest, renamed) = newest_stored_columns();
     let mut sql = Statement::new(&format!(
         "SELECT {READ_COLUMNS} FROM (SELECT session_id, video_id, start_ms, \
          intDiv(start_ms, {window_ms}) AS window, {renamed} FROM (SELECT video_id, session_id, start_ms, {newest} \
@@ -299,8 +308,7 @@ fn written_by(columns: &str, from_ms: u64, version: u64) -> Statement {
 /// the starts that still open one, by [`crate::rows::video_metric_aggregates`];
 /// zeros and empty arrays when none does any more).
 pub fn insert_pass_metrics(from_ms: u64, version: u64) -> Statement {
-    let newest = STORED_COLUMNS.map(|c| format!("argMax({c}, version) AS newest_{c}")).join(", ");
-    let renamed = STORED_COLUMNS.map(|c| format!("newest_{c} AS {c}")).join(", ");
+    let (newest, renamed) = newest_stored_columns();
     let aggregates = crate::rows::video_metric_aggregates(Some("is_view = 1"));
     let mut sql = Statement::new(&format!(
         "INSERT INTO {HOUR_METRICS_TABLE} ({VIDEO_METRICS_COLUMNS}, version) SELECT {aggregates}, "

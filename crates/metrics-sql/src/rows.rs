@@ -67,15 +67,9 @@ pub(crate) fn video_metric_aggregates(view: Option<&str>) -> String {
         (Some(view), "") => format!("{name}If({view})"),
         (Some(view), _) => format!("{name}If({args}, {view})"),
     };
-    // `nameIf(args, cond)`, and the view's condition too when given.
-    let agg_if = |name: &str, args: &str, cond: &str| match view {
-        None => format!("{name}If({args}, {cond})"),
-        Some(view) => format!("{name}If({args}, ({view}) AND {cond})"),
-    };
-    let count_if = |cond: &str| match view {
-        None => format!("countIf({cond})"),
-        Some(view) => format!("countIf(({view}) AND {cond})"),
-    };
+    // A condition of an `…If` aggregate, and the view's condition too when given.
+    let and_view = |cond: &str| view.map_or(cond.to_string(), |view| format!("({view}) AND {cond}"));
+    let count_if = |cond: &str| format!("countIf({})", and_view(cond));
     let count = agg("count", "");
     let duration = agg("max", "view_duration");
     let watch = agg("groupArray", "watch_seconds");
@@ -95,7 +89,7 @@ pub(crate) fn video_metric_aggregates(view: Option<&str>) -> String {
          toUInt32({completed}) AS completed_views, toUInt32({failed}) AS failed_views, \
          toUInt32({exits}) AS exits_before_start, toUInt64({buffer}) AS buffer_ms, \
          {viewers} AS viewers, {watch} AS view_watch_seconds, \
-         {startups} AS startup_times_ms, \
+         groupArrayIf(toUInt64(startup_ms), {startup_if}) AS startup_times_ms, \
          {duration} AS duration_seconds",
         uniq = agg("uniqExact", "viewer"),
         watch_sum = agg("sum", "watch_seconds"),
@@ -104,7 +98,7 @@ pub(crate) fn video_metric_aggregates(view: Option<&str>) -> String {
         exits = count_if("exited_before_start"),
         buffer = agg("sum", "view_buffer_ms"),
         viewers = agg("groupUniqArray", "viewer"),
-        startups = agg_if("groupArray", "toUInt64(startup_ms)", "startup_ms >= 0"),
+        startup_if = and_view("startup_ms >= 0"),
     )
 }
 
