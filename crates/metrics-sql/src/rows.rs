@@ -107,21 +107,36 @@ pub(crate) fn video_metric_aggregates(view: Option<&str>) -> String {
 /// `user_id` belong to no user and are left out. From `stored` facts where
 /// they cover the days.
 pub fn user_engagement_rows(scope: Scope<'_>, windows: &[u32], sources: Sources<'_>) -> Statement {
-    let mut sql = Statement::new(
-        "SELECT assumeNotNull(view_user) AS user_id, toDate(window) AS date, groupUniqArray(session_id) AS sessions, \
-         toUInt32(count()) AS views, toUInt32(countIf(completed)) AS completed_views, \
-         sum(watch_seconds) AS watch_time_seconds, \
-         groupArray(tuple(video_id, view_quality, view_device, toUInt8(intDiv(start_ms, 3600000) % 24), watch_seconds)) \
-             AS per_view, \
-         arrayMap(x -> tupleElement(x, 1), per_view) AS view_video_ids, \
-         arrayMap(x -> tupleElement(x, 2), per_view) AS view_qualities, \
-         arrayMap(x -> tupleElement(x, 3), per_view) AS view_device_types, \
-         arrayMap(x -> tupleElement(x, 4), per_view) AS view_hours, \
-         arrayMap(x -> tupleElement(x, 5), per_view) AS view_watch_seconds FROM (",
-    );
+    let aggregates = user_engagement_aggregates(&|column| column.to_string());
+    let mut sql = Statement::new(&format!(
+        "SELECT assumeNotNull(view_user) AS user_id, toDate(window) AS date, {aggregates} FROM ("
+    ));
     sql.append(&facts_of(scope, Grain::Day, windows, sources))
         .sql(") WHERE isNotNull(view_user) GROUP BY view_user, window");
     sql
+}
+
+/// The select list of a `user_engagement_daily` row without its key
+/// (`sessions` … `view_watch_seconds` of [`USER_ENGAGEMENT_COLUMNS`]),
+/// aggregated over one user's views of one day. `column` names the view-fact
+/// column (of [`crate::views::view_facts`]) to read for each: one definition
+/// for the rows above and a settled read of stored facts
+/// ([`crate::facts::settled_user_days`]), whose columns carry other names.
+pub(crate) fn user_engagement_aggregates(column: &dyn Fn(&str) -> String) -> String {
+    let [session, completed, watch, video, quality, device, start] =
+        ["session_id", "completed", "watch_seconds", "video_id", "view_quality", "view_device", "start_ms"].map(column);
+    // `per_view` is named inside the first array, not as a column of its own,
+    // so the list has exactly the table's columns.
+    format!(
+        "groupUniqArray({session}) AS sessions, toUInt32(count()) AS views, \
+         toUInt32(countIf({completed})) AS completed_views, sum({watch}) AS watch_time_seconds, \
+         arrayMap(x -> tupleElement(x, 1), groupArray(tuple({video}, {quality}, {device}, \
+             toUInt8(intDiv({start}, 3600000) % 24), {watch})) AS per_view) AS view_video_ids, \
+         arrayMap(x -> tupleElement(x, 2), per_view) AS view_qualities, \
+         arrayMap(x -> tupleElement(x, 3), per_view) AS view_device_types, \
+         arrayMap(x -> tupleElement(x, 4), per_view) AS view_hours, \
+         arrayMap(x -> tupleElement(x, 5), per_view) AS view_watch_seconds"
+    )
 }
 
 /// The rows of `job` for `windows`, in the table's column order.

@@ -203,9 +203,17 @@ async fn user_days_match_from_raw_and_aggregated_windows() {
     let db = TestClickHouse::create().await.unwrap();
     insert(&db, &scenario()).await;
     aggregate(&db, Job::UserEngagementDaily, &[DAY], 7).await;
+    // Settled stored facts (nothing newer than the pass) read in their own,
+    // shallower statement: alone, and beside aggregated days with and
+    // without rows.
+    facts_pass(&db, None, 8).await;
+    let settled = Some(StoredFacts::settled(server_now(&db).await + 100, u64::from(DAY) * 86_400_000));
     for split in [
         Split { aggregated: vec![], raw: vec![DAY], ..Split::default() },
         Split { aggregated: vec![DAY], raw: vec![], ..Split::default() },
+        Split { raw: vec![DAY], facts: settled.clone(), ..Split::default() },
+        Split { aggregated: vec![DAY - 1], raw: vec![DAY], facts: settled.clone(), ..Split::default() },
+        Split { aggregated: vec![DAY], raw: vec![DAY + 1], facts: settled.clone(), ..Split::default() },
     ] {
         let mut days: Vec<UserDayRow> = all(&db, &read::user_days("u1", &split)).await;
         assert_eq!(days.len(), 1, "{split:?}");
@@ -403,6 +411,7 @@ fn every_statement_runs_on_current_clickhouse() {
         read::user_days("u1", &with_facts(&days)),
         read::video_summary("v'1", &settled(&split), None),
         read::user_days("u1", &settled(&days)),
+        read::user_days("u1", &Split { aggregated: vec![], ..settled(&days) }),
         days::insert_day_totals(DAY, 3),
         days::count_day_rows(DAY, 3),
         days::insert_record(DAY, 2, 3, 1),
