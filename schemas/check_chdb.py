@@ -185,9 +185,9 @@ def main():
                 [event_id, "1714564800123", "2500"],
             ),
             (
-                "keys_by_day",
+                "keys_by_day_v2",
                 "SELECT toString(date), video_id, session_id, length(groupUniqArrayArrayMerge(start_times)),"
-                " maxMerge(inserted_max) > toDateTime('2020-01-01 00:00:00') FROM keys_by_day"
+                " maxMerge(inserted_max) > toDateTime('2020-01-01 00:00:00') FROM keys_by_day_v2"
                 " GROUP BY date, video_id, session_id",
                 ["2024-05-01", "video-1", "session-1", "0", "1"],
             ),

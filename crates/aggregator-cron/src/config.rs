@@ -315,9 +315,7 @@ impl RetentionConfig {
     /// The setting (`retention.<name>`) that holds `table`'s retention, and its value.
     fn setting(&self, table: RetentionTable) -> (&'static str, u32) {
         match table {
-            RetentionTable::Events | RetentionTable::ViewsByUser | RetentionTable::KeysByDay => {
-                ("events_days", self.events_days)
-            }
+            RetentionTable::Events | RetentionTable::ViewsByUser => ("events_days", self.events_days),
             RetentionTable::VideoMetrics | RetentionTable::DayTotals | RetentionTable::DayRollups => {
                 ("video_metrics_days", self.video_metrics_days)
             }
@@ -329,7 +327,9 @@ impl RetentionConfig {
             | RetentionTable::FactsPasses
             | RetentionTable::HourTotals
             | RetentionTable::HourMetrics => ("facts_days", self.facts_days),
-            RetentionTable::EventsByTime => ("events_by_time_days", self.events_by_time_days),
+            RetentionTable::EventsByTime | RetentionTable::KeysByDay => {
+                ("events_by_time_days", self.events_by_time_days)
+            }
         }
     }
 

@@ -1,10 +1,10 @@
 //! Retention by whole partitions.
 //!
 //! The tables the aggregator cleans are partitioned by month (`toYYYYMM`),
-//! except `events_by_receipt`, `keys_by_day` and the facts pass's tables, by
-//! day (`toYYYYMMDD`);
-//! `views_by_user` and `keys_by_day` keep `events`' retention, top videos'
-//! day rollups `video_metrics`'. A partition is dropped
+//! except `events_by_receipt`, `keys_by_day_v2`, `events_by_time_v2` and
+//! the facts pass's tables, by day (`toYYYYMMDD`);
+//! `views_by_user` keeps `events`' retention, `keys_by_day_v2`
+//! `events_by_time_v2`'s, top videos' day rollups `video_metrics`'. A partition is dropped
 //! once its whole month (or day) ended before `now − retention` of its table.
 //! Partitions are listed from `system.parts` (active parts of the configured
 //! database; the columns used exist on ClickHouse 18.16 and current
@@ -375,7 +375,7 @@ mod tests {
         assert!(listed.contains("system.parts WHERE database = currentDatabase() AND active = 1 AND table IN ('aggregation_windows', 'view_facts_passes'"), "{listed}");
         assert!(partitions_sql(None).contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
-             'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', 'video_hour_metrics', \
+             'views_by_user', 'keys_by_day_v2', 'view_facts', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', 'video_hour_metrics', \
              'video_day_totals', 'video_day_rollups', 'events_by_time_v2')"
         ));
     }

@@ -22,7 +22,7 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
         .query(
             "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
              AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
-             'events_by_receipt', 'views_by_user', 'keys_by_day', 'view_facts', 'keys_by_insert', \
+             'events_by_receipt', 'views_by_user', 'keys_by_day_v2', 'view_facts', 'keys_by_insert', \
              'view_facts_passes', 'video_hour_totals', 'video_day_totals', 'video_day_rollups', 'events_by_time_v2') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
@@ -100,7 +100,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     let days = ["20250615", "20250715", "20250815", "20251120"].map(String::from).to_vec();
     assert_eq!(before["events_by_receipt"], days);
     // The freshness check's per-key index and the time-clustered copy, by day of client time.
-    assert_eq!(before["keys_by_day"], days);
+    assert_eq!(before["keys_by_day_v2"], days);
     assert_eq!(before["events_by_time_v2"], days);
     let now = instant(ms("2025-11-24T12:00:00Z"));
     // 90 days before: 2025-08-26T12:00, so June and July are past it, August is not (it ends on 09-01);
@@ -118,7 +118,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         (RetentionTable::EventsByReceipt, 20_250_815),
         (RetentionTable::ViewsByUser, 202_506),
         (RetentionTable::ViewsByUser, 202_507),
-        // keys_by_day keeps events' 90 days, by day: everything up to 2025-08-15.
+        // keys_by_day_v2 keeps events_by_time_v2's 4 days, by day: everything up to 2025-08-15.
         (RetentionTable::KeysByDay, 20_250_615),
         (RetentionTable::KeysByDay, 20_250_715),
         (RetentionTable::KeysByDay, 20_250_815),
@@ -173,7 +173,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     }
     assert_eq!(after["user_engagement_daily"], all_four());
     assert_eq!(after["events_by_receipt"], vec!["20251120".to_string()]);
-    assert_eq!(after["keys_by_day"], vec!["20251120".to_string()]);
+    assert_eq!(after["keys_by_day_v2"], vec!["20251120".to_string()]);
     assert_eq!(after["view_facts"], vec!["20251123".to_string()]);
     assert_eq!(after["video_hour_totals"], vec!["20251123".to_string()]);
     assert_eq!(after["events_by_time_v2"], vec!["20251120".to_string()]);

@@ -70,8 +70,8 @@ pub const EVENTS_BY_TIME_TABLE: &str = "events_by_time_v2";
 pub const VIEWS_BY_USER_TABLE: &str = "views_by_user";
 
 /// Per view key and day, its `video_start` times and last insert times
-/// (`schemas/clickhouse/0006_keys_by_day.sql`): the freshness check's index.
-pub const KEYS_BY_DAY_TABLE: &str = "keys_by_day";
+/// (`schemas/clickhouse/0014_keys_by_day_v2.sql`): the freshness check's index.
+pub const KEYS_BY_DAY_TABLE: &str = "keys_by_day_v2";
 
 /// The client time (epoch ms) from which [`EVENTS_BY_TIME_TABLE`] holds
 /// every event, at `now_ms` with the lateness horizon `lateness_ms`: a day

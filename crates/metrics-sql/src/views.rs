@@ -154,7 +154,7 @@ pub(crate) fn stored_view_facts(from_ms: u64, keys: Option<&Statement>) -> State
     if let Some(keys) = keys {
         // The touched keys of an incremental pass are mostly live sessions
         // whose rows all lie in the last day: the scan starts at the first
-        // day any of them has a row (from `keys_by_day`, which holds every
+        // day any of them has a row (from `keys_by_day_v2`, which holds every
         // key's days), not at the horizon. It drops no row of theirs; at
         // 100 M events it cut a pass's scan from 49 M rows (three days of
         // every video) to 8 M (BENCHMARKS.md). A late row of an old key
@@ -190,7 +190,7 @@ pub(crate) fn stored_view_facts(from_ms: u64, keys: Option<&Statement>) -> State
 /// How a table's sorting key begins, for [`user_keys`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyOrder {
-    /// `(video_id, session_id, …)` (`keys_by_day`, `view_facts`): the
+    /// `(video_id, session_id, …)` (`keys_by_day_v2`, `view_facts`): the
     /// primary key uses a set of `(video_id, session_id)` pairs directly.
     VideoSession,
     /// `video_id` then other columns (`events`): only the videos prune.
@@ -325,7 +325,7 @@ const FACTS: &str = "\
 /// treating it as a change only costs a recomputation.
 pub fn last_inserted_by_window(scope: Scope<'_>, grain: Grain, horizon_ms: u64) -> Statement {
     let window_ms = grain.millis();
-    // Read from the per-key index (schemas/clickhouse/0006_keys_by_day.sql),
+    // Read from the per-key index (schemas/clickhouse/0014_keys_by_day_v2.sql),
     // not from `events`: one merged row per key and day. Its days start at
     // the horizon's day, so a key's `video_start`s may begin a little before
     // the horizon: whether a start opens a view depends only on the start

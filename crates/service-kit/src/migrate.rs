@@ -68,6 +68,7 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 11, "0011_video_day_totals"),
     migration!("clickhouse", 12, "0012_events_by_time_v2"),
     migration!("clickhouse", 13, "0013_video_hour_metrics"),
+    migration!("clickhouse", 14, "0014_keys_by_day_v2"),
 ];
 
 /// PostgreSQL migrations, in version order.

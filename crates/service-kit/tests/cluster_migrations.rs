@@ -174,7 +174,7 @@ async fn migrations_build_a_sharded_replicated_schema_and_rows_land_by_their_key
     // The materialized views' copies are on the shard of their session.
     for (local, column) in [
         ("events_by_receipt_local", "session_id"),
-        ("keys_by_day_local", "session_id"),
+        ("keys_by_day_v2_local", "session_id"),
         ("keys_by_insert_local", "session_id"),
         ("events_by_time_v2_local", "session_id"),
         ("views_by_user_local", "session_id"),
@@ -190,7 +190,7 @@ async fn migrations_build_a_sharded_replicated_schema_and_rows_land_by_their_key
             query(&url, "SELECT uniqExact(event_id), count() >= 72, count() <= 96 FROM analytics.events").await,
             "72\t1\t1"
         );
-        assert_eq!(query(&url, "SELECT uniqExact(session_id, video_id) FROM analytics.keys_by_day").await, "24");
+        assert_eq!(query(&url, "SELECT uniqExact(session_id, video_id) FROM analytics.keys_by_day_v2").await, "24");
     }
 
     // FINAL over a Distributed table: every version of a key is on one shard.

@@ -194,6 +194,53 @@ async fn the_time_clustered_copy_is_replaced_keeping_the_recent_days_of_a_databa
     .await;
 }
 
+/// Upgrading a database that holds events: 0014 copies the recent days'
+/// key states of `keys_by_day` into `keys_by_day_v2` (start times and last
+/// inserts intact), then drops `keys_by_day`; rows inserted afterwards reach
+/// the new index through its view, merged with the copied states.
+#[tokio::test]
+async fn the_key_index_is_replaced_keeping_the_recent_days_states() {
+    with_clickhouse_database(|cfg| async move {
+        let all = migrate::clickhouse_migrations();
+        let before_v2 = all.iter().position(|m| m.name == "0014_keys_by_day_v2").expect("0014 is listed");
+        migrate::apply_clickhouse_migrations(&cfg, &all[..before_v2]).await.expect("migrations up to 0013");
+        let client = cfg.client();
+        let insert = |id: u32, event_type: &str, session: &str, days_ago: u32, ms: u32| {
+            format!(
+                "INSERT INTO events (event_id, event_type, session_id, video_id, timestamp, timestamp_ms, received_at_ms) \
+                 SELECT toUUID('00000000-0000-4000-8000-{id:012}'), '{event_type}', '{session}', 'v1', \
+                 toDateTime(today() - {days_ago}) + 3600, toUInt64(toDateTime(today() - {days_ago}) + 3600) * 1000 + {ms}, \
+                 toUInt64(now()) * 1000"
+            )
+        };
+        for (id, event_type, session, days_ago, ms) in
+            [(1, "video_start", "s1", 1, 0), (2, "heartbeat", "s1", 1, 500), (3, "video_start", "s2", 10, 0)]
+        {
+            client.query(&insert(id, event_type, session, days_ago, ms)).execute().await.expect("inserting an event");
+        }
+        migrate::apply_clickhouse(&cfg).await.expect("0014 and later");
+        let keys = |client: clickhouse::Client| async move {
+            client
+                .query(
+                    "SELECT session_id, toUInt32(length(groupUniqArrayArrayMerge(start_times))) AS starts, \
+                     toUInt32(maxMerge(inserted_max) > toDateTime(0)) AS inserted \
+                     FROM keys_by_day_v2 GROUP BY session_id, date ORDER BY session_id",
+                )
+                .fetch_all::<(String, u32, u32)>()
+                .await
+                .expect("reading keys_by_day_v2")
+        };
+        // The day-old key is copied with its start and last insert; the ten-day-old one is past the index's days.
+        assert_eq!(keys(client.clone()).await, vec![("s1".to_string(), 1, 1)]);
+        let tables = clickhouse_snapshot(&cfg).await.0;
+        assert!(!tables.iter().any(|t| t == "keys_by_day" || t == "keys_by_day_mv"), "{tables:?}");
+        // A later start of the same key and day merges with the copied state.
+        client.query(&insert(4, "video_start", "s1", 1, 90_000)).execute().await.expect("a new event");
+        assert_eq!(keys(client.clone()).await, vec![("s1".to_string(), 2, 1)]);
+    })
+    .await;
+}
+
 fn edited(migrations: &[Migration], version: u32, sql: &'static str) -> Vec<Migration> {
     migrations.iter().map(|m| if m.version == version { Migration { sql, ..*m } } else { *m }).collect()
 }

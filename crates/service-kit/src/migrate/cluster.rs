@@ -70,6 +70,7 @@ pub static PLACEMENTS: &[(&str, Placement)] = &[
     ("events_by_receipt", Placement::Sharded(VIEW_KEY)),
     ("views_by_user", Placement::Sharded(VIEW_KEY)),
     ("keys_by_day", Placement::Sharded(VIEW_KEY)),
+    ("keys_by_day_v2", Placement::Sharded(VIEW_KEY)),
     ("keys_by_insert", Placement::Sharded(VIEW_KEY)),
     ("events_by_time", Placement::Sharded(VIEW_KEY)),
     ("events_by_time_v2", Placement::Sharded(VIEW_KEY)),
@@ -90,8 +91,9 @@ pub static PLACEMENTS: &[(&str, Placement)] = &[
 
 /// Tables of [`PLACEMENTS`] that a later migration drops: their creating
 /// migrations still run on a new cluster, but no server has them once every
-/// migration ran (`0012_events_by_time_v2` replaced `events_by_time`).
-pub static RETIRED: &[&str] = &["events_by_time"];
+/// migration ran (`0012_events_by_time_v2` replaced `events_by_time`,
+/// `0014_keys_by_day_v2` replaced `keys_by_day`).
+pub static RETIRED: &[&str] = &["events_by_time", "keys_by_day"];
 
 /// Where `table`'s rows live, if it is one of the migrations' tables.
 pub fn placement(table: &str) -> Option<Placement> {
