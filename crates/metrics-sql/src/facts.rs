@@ -282,36 +282,80 @@ pub fn view_facts(
 /// A user's rows of `user_engagement_daily` for the days `windows` (see
 /// [`crate::read::user_days`]' columns) from the stored facts alone, for a
 /// read whose facts [`StoredFacts::touches_nothing`] and
-/// [`StoredFacts::covers`] the days: the newest stored row of each start of
-/// the user's keys, grouped by day in the level right above. Two levels
-/// instead of [`view_facts`]' four under the rows: on 18.16 each level
+/// [`StoredFacts::covers`] the days ([`settled_groups`]).
+pub fn settled_user_days(user_id: &str, windows: &[u32]) -> Statement {
+    let columns = ["is_view", "completed", "watch_seconds", "view_quality", "view_device", "view_user"];
+    let aggregates = crate::rows::user_engagement_aggregates(&newest_named);
+    settled_groups(Scope::User(user_id), Grain::Day, windows, &aggregates, &columns)
+}
+
+/// A video's `video_metrics` rows (the table's columns, in order) for the
+/// hours `windows` from the stored facts alone, for a read whose facts
+/// [`StoredFacts::touches_nothing`] and [`StoredFacts::covers`] the hours
+/// ([`settled_groups`]).
+pub fn settled_video_hours(video_id: &str, windows: &[u32]) -> Statement {
+    let columns = [
+        "is_view",
+        "viewer",
+        "watch_seconds",
+        "view_duration",
+        "completed",
+        "failed",
+        "exited_before_start",
+        "view_buffer_ms",
+        "startup_ms",
+    ];
+    let aggregates = crate::rows::video_metric_aggregates(None, &newest_named);
+    settled_groups(Scope::Video(video_id), Grain::Hour, windows, &aggregates, &columns)
+}
+
+/// A view-fact column as [`settled_groups`] names it: the key columns as
+/// they are, the others `newest_…`, and the window computed from the start.
+fn newest_named(column: &str) -> String {
+    match column {
+        "video_id" | "session_id" | "start_ms" => column.to_string(),
+        "window" => "window_of_start".to_string(),
+        _ => format!("newest_{column}"),
+    }
+}
+
+/// `SELECT {select} … GROUP BY` window (and video) over the newest stored
+/// row of each start of `scope` (a video or a user) in `windows`, whose
+/// `columns` are named by [`newest_named`]; only the starts that still open
+/// a view (and, for a user, whose view is the user's). Two levels where
+/// [`view_facts`] and the rows above it take four: on 18.16 each level
 /// analyses the ones below it again, and for the bench's median user the
 /// four took 47 ms against 21 ms for these two (BENCHMARKS.md).
-pub fn settled_user_days(user_id: &str, windows: &[u32]) -> Statement {
+fn settled_groups(scope: Scope<'_>, grain: Grain, windows: &[u32], select: &str, columns: &[&str]) -> Statement {
     let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
-        panic!("settled_user_days needs at least one day");
+        panic!("a settled read needs at least one window");
     };
-    let grain = Grain::Day;
     let (from, to) = (grain.start_of(first), grain.start_of(last) + grain.secs());
-    let keys = ["video_id", "session_id", "start_ms"];
-    let aggregates = crate::rows::user_engagement_aggregates(&|column| match keys.contains(&column) {
-        true => column.to_string(),
-        false => format!("newest_{column}"),
-    });
-    let newest = ["is_view", "completed", "watch_seconds", "view_quality", "view_device", "view_user"]
-        .map(|c| format!("argMax({c}, version) AS newest_{c}"))
-        .join(", ");
+    let newest = columns.iter().map(|c| format!("argMax({c}, version) AS newest_{c}")).collect::<Vec<_>>().join(", ");
     let mut sql = Statement::new(&format!(
-        "SELECT {aggregates} FROM (SELECT video_id, session_id, start_ms, {newest} FROM {VIEW_FACTS_TABLE} \
-         WHERE date >= toDate(toDateTime("
+        "SELECT {select} FROM (SELECT video_id, session_id, start_ms, intDiv(start_ms, {}) AS window_of_start, \
+         {newest} FROM {VIEW_FACTS_TABLE} WHERE date >= toDate(toDateTime(",
+        grain.millis()
     ));
     sql.bind(from).sql(")) AND date <= toDate(toDateTime(").bind(to).sql(")) AND start_ms >= ");
     sql.bind(from * 1000).sql(" AND start_ms < ").bind(to * 1000);
-    user_keys(&mut sql, KeyOrder::VideoSession, user_id, from, Some(to));
-    sql.sql(" GROUP BY video_id, session_id, start_ms) WHERE newest_is_view = 1 AND newest_view_user = ");
-    sql.bind(user_id).sql(" AND ");
+    match scope {
+        Scope::Video(video_id) => {
+            sql.sql(" AND video_id = ").bind(video_id);
+        }
+        Scope::User(user_id) => user_keys(&mut sql, KeyOrder::VideoSession, user_id, from, Some(to)),
+        Scope::All => panic!("a settled read is of one video or user"),
+    }
+    sql.sql(" GROUP BY video_id, session_id, start_ms) WHERE newest_is_view = 1 AND ");
     in_windows(&mut sql, "start_ms", TimeColumn::Millis, grain, windows);
-    sql.sql(&format!(" GROUP BY intDiv(start_ms, {})", grain.millis()));
+    match scope {
+        Scope::User(user_id) => {
+            sql.sql(" AND newest_view_user = ").bind(user_id).sql(" GROUP BY window_of_start");
+        }
+        _ => {
+            sql.sql(" GROUP BY video_id, window_of_start");
+        }
+    }
     sql
 }
 
@@ -345,7 +389,7 @@ fn written_by(columns: &str, from_ms: u64, version: u64) -> Statement {
 /// zeros and empty arrays when none does any more).
 pub fn insert_pass_metrics(from_ms: u64, version: u64) -> Statement {
     let (newest, renamed) = newest_stored_columns();
-    let aggregates = crate::rows::video_metric_aggregates(Some("is_view = 1"));
+    let aggregates = crate::rows::video_metric_aggregates(Some("is_view = 1"), &crate::rows::as_named);
     let mut sql = Statement::new(&format!(
         "INSERT INTO {HOUR_METRICS_TABLE} ({VIDEO_METRICS_COLUMNS}, version) SELECT {aggregates}, "
     ));

@@ -133,7 +133,14 @@ pub fn video_summary(video_id: &str, split: &Split, duration_seconds: Option<f64
     );
     let scope = Scope::Video(video_id);
     let mut parts = Vec::new();
-    if split.reads_tables() {
+    if settled_raw(split, Grain::Hour) {
+        // Nothing of the raw hours' views is newer than the pass: their rows
+        // come straight from the stored facts, in the shallower statement.
+        if !split.aggregated.is_empty() {
+            parts.push(newest_rows("video_metrics", VIDEO_METRICS_COLUMNS, scope, &split.aggregated));
+        }
+        parts.push(facts::settled_video_hours(video_id, &split.raw));
+    } else if split.reads_tables() {
         parts.push(merged_rows("video_metrics", VIDEO_METRICS_COLUMNS, scope, split));
     }
     if !split.from_pass.is_empty() {
@@ -142,6 +149,16 @@ pub fn video_summary(video_id: &str, split: &Split, duration_seconds: Option<f64
     union_all(&mut sql, &parts);
     sql.sql(")");
     sql
+}
+
+/// Whether `split` has raw windows (of `grain`) that its stored facts answer
+/// alone: they [`facts::StoredFacts::covers`] them and nothing of the
+/// read's views is newer than the pass
+/// ([`facts::StoredFacts::touches_nothing`]). Such windows are read by the
+/// two-level settled statements of [`facts`], not through the view rebuild's
+/// layers.
+fn settled_raw(split: &Split, grain: Grain) -> bool {
+    !split.raw.is_empty() && split.facts.as_ref().is_some_and(|f| f.touches_nothing() && f.covers(grain, &split.raw))
 }
 
 /// Appends `parts` to `sql`, joined by `UNION ALL`.
@@ -222,12 +239,10 @@ pub fn user_days(user_id: &str, split: &Split) -> Statement {
     // (each level costs 18.16 another analysis of everything below it).
     let columns = "sessions, views, completed_views, watch_time_seconds, view_video_ids, view_qualities, \
                    view_device_types, view_hours, view_watch_seconds";
-    let settled = split.facts.as_ref().filter(|f| f.touches_nothing() && f.covers(Grain::Day, &split.raw));
-    if settled.is_none() || split.raw.is_empty() {
+    if !settled_raw(split, Grain::Day) {
         return merged_rows("user_engagement_daily", columns, Scope::User(user_id), split);
     }
-    // Nothing of the raw days' views is newer than the pass: their rows come
-    // straight from the stored facts, in the shallower statement.
+    // As for a video's settled hours (see `video_summary`).
     let mut sql = Statement::default();
     if !split.aggregated.is_empty() {
         sql.append(&newest_rows("user_engagement_daily", columns, Scope::User(user_id), &split.aggregated));

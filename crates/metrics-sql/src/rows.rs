@@ -47,7 +47,7 @@ fn facts_of(scope: Scope<'_>, grain: Grain, windows: &[u32], sources: Sources<'_
 /// `scope` that started in the hours `windows`, from `stored` facts where
 /// they cover the hours.
 pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32], sources: Sources<'_>) -> Statement {
-    let mut sql = Statement::new(&format!("SELECT {} FROM (", video_metric_aggregates(None)));
+    let mut sql = Statement::new(&format!("SELECT {} FROM (", video_metric_aggregates(None, &as_named)));
     sql.append(&facts_of(scope, Grain::Hour, windows, sources)).sql(") GROUP BY video_id, window");
     sql
 }
@@ -57,10 +57,25 @@ pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32], sources: Sources<'_>
 /// [`crate::views::view_facts`]) grouped by `video_id, window` (the hour):
 /// over every row, or with `view` over the rows where that condition holds
 /// (the others count for nothing; a group without any gives zeros, empty
-/// arrays and a `NULL` duration). One definition for the aggregator's rows,
-/// a read's raw hours and a facts pass's hour rows
+/// arrays and a `NULL` duration). `column` names the view-fact column to
+/// read for each (`window` included). One definition for the aggregator's
+/// rows, a read's raw hours, a settled read of stored facts
+/// ([`crate::facts::settled_video_hours`]) and a facts pass's hour rows
 /// ([`crate::facts::insert_pass_metrics`]).
-pub(crate) fn video_metric_aggregates(view: Option<&str>) -> String {
+pub(crate) fn video_metric_aggregates(view: Option<&str>, column: &dyn Fn(&str) -> String) -> String {
+    let [window, video, viewer, watch_seconds, view_duration, completed, failed, exited, view_buffer, startup] = [
+        "window",
+        "video_id",
+        "viewer",
+        "watch_seconds",
+        "view_duration",
+        "completed",
+        "failed",
+        "exited_before_start",
+        "view_buffer_ms",
+        "startup_ms",
+    ]
+    .map(column);
     // `name(args)`, or `nameIf(args, view)`.
     let agg = |name: &str, args: &str| match (view, args) {
         (None, _) => format!("{name}({args})"),
@@ -71,15 +86,15 @@ pub(crate) fn video_metric_aggregates(view: Option<&str>) -> String {
     let and_view = |cond: &str| view.map_or(cond.to_string(), |view| format!("({view}) AND {cond}"));
     let count_if = |cond: &str| format!("countIf({})", and_view(cond));
     let count = agg("count", "");
-    let duration = agg("max", "view_duration");
-    let watch = agg("groupArray", "watch_seconds");
+    let duration = agg("max", &view_duration);
+    let watch = agg("groupArray", &watch_seconds);
     // A group without views (only with `view`) divides by one, not zero.
     let views = match view {
         None => count.clone(),
         Some(_) => format!("greatest({count}, 1)"),
     };
     format!(
-        "video_id, toDateTime(window * 3600) AS hour, toDate(intDiv(window, 24)) AS date, \
+        "{video}, toDateTime({window} * 3600) AS hour, toDate(intDiv({window}, 24)) AS date, \
          toUInt32({count}) AS views, toUInt32({uniq}) AS unique_viewers, \
          {watch_sum} AS watch_time_seconds, \
          toFloat32(if(ifNull({duration}, 0) > 0, \
@@ -89,17 +104,22 @@ pub(crate) fn video_metric_aggregates(view: Option<&str>) -> String {
          toUInt32({completed}) AS completed_views, toUInt32({failed}) AS failed_views, \
          toUInt32({exits}) AS exits_before_start, toUInt64({buffer}) AS buffer_ms, \
          {viewers} AS viewers, {watch} AS view_watch_seconds, \
-         groupArrayIf(toUInt64(startup_ms), {startup_if}) AS startup_times_ms, \
+         groupArrayIf(toUInt64({startup}), {startup_if}) AS startup_times_ms, \
          {duration} AS duration_seconds",
-        uniq = agg("uniqExact", "viewer"),
-        watch_sum = agg("sum", "watch_seconds"),
-        completed = count_if("completed"),
-        failed = count_if("failed"),
-        exits = count_if("exited_before_start"),
-        buffer = agg("sum", "view_buffer_ms"),
-        viewers = agg("groupUniqArray", "viewer"),
-        startup_if = and_view("startup_ms >= 0"),
+        uniq = agg("uniqExact", &viewer),
+        watch_sum = agg("sum", &watch_seconds),
+        completed = count_if(&completed),
+        failed = count_if(&failed),
+        exits = count_if(&exited),
+        buffer = agg("sum", &view_buffer),
+        viewers = agg("groupUniqArray", &viewer),
+        startup_if = and_view(&format!("{startup} >= 0")),
     )
+}
+
+/// The view-fact columns by their own names (see [`video_metric_aggregates`]).
+pub(crate) fn as_named(column: &str) -> String {
+    column.to_string()
 }
 
 /// `user_engagement_daily` rows (see [`USER_ENGAGEMENT_COLUMNS`]) of the
@@ -107,7 +127,7 @@ pub(crate) fn video_metric_aggregates(view: Option<&str>) -> String {
 /// `user_id` belong to no user and are left out. From `stored` facts where
 /// they cover the days.
 pub fn user_engagement_rows(scope: Scope<'_>, windows: &[u32], sources: Sources<'_>) -> Statement {
-    let aggregates = user_engagement_aggregates(&|column| column.to_string());
+    let aggregates = user_engagement_aggregates(&as_named);
     let mut sql = Statement::new(&format!(
         "SELECT assumeNotNull(view_user) AS user_id, toDate(window) AS date, {aggregates} FROM ("
     ));

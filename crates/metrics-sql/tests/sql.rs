@@ -547,10 +547,15 @@ async fn stored_facts_and_touched_keys_read_like_the_raw_rebuild() {
         let exact: VideoSummaryRow =
             one(&db, &read::video_summary("v1", &Split { raw: vec![HOUR, HOUR + 1], ..Split::default() }, duration))
                 .await;
+        // Settled stored facts (nothing newer than the pass) read in their
+        // own, shallower statement, beside an aggregated hour too.
+        let settled = Some(StoredFacts::settled(server_now(&db).await + 100, u64::from(HOUR) * 3_600_000));
         for split in [
             Split { from_pass: vec![HOUR, HOUR + 1], as_of: Some(1), ..Split::default() },
             Split { raw: vec![HOUR], from_pass: vec![HOUR + 1], as_of: Some(1), ..Split::default() },
             Split { aggregated: vec![HOUR], from_pass: vec![HOUR + 1], as_of: Some(1), ..Split::default() },
+            Split { aggregated: vec![HOUR], raw: vec![HOUR + 1], facts: settled.clone(), ..Split::default() },
+            Split { raw: vec![HOUR, HOUR + 1], facts: settled.clone(), ..Split::default() },
         ] {
             assert_eq!(one::<VideoSummaryRow>(&db, &read::video_summary("v1", &split, duration)).await, exact);
         }
