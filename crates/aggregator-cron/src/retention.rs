@@ -375,7 +375,7 @@ mod tests {
         assert!(listed.contains("system.parts WHERE database = currentDatabase() AND active = 1 AND table IN ('aggregation_windows', 'view_facts_passes'"), "{listed}");
         assert!(partitions_sql(None).contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
-             'views_by_user', 'keys_by_day_v2', 'view_facts', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', 'video_hour_metrics', \
+             'views_by_user', 'keys_by_day_v2', 'view_facts_v2', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', 'video_hour_metrics', \
              'video_day_totals', 'video_day_rollups', 'events_by_time_v2')"
         ));
     }

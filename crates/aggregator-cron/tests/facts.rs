@@ -29,7 +29,9 @@ struct StoredRow {
 async fn stored(env: &Env) -> Vec<StoredRow> {
     env.clickhouse
         .client()
-        .query("SELECT session_id, start_ms, is_view, version FROM view_facts ORDER BY session_id, start_ms, version")
+        .query(
+            "SELECT session_id, start_ms, is_view, version FROM view_facts_v2 ORDER BY session_id, start_ms, version",
+        )
         .fetch_all()
         .await
         .unwrap()

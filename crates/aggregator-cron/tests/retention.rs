@@ -22,7 +22,7 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
         .query(
             "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
              AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
-             'events_by_receipt', 'views_by_user', 'keys_by_day_v2', 'view_facts', 'keys_by_insert', \
+             'events_by_receipt', 'views_by_user', 'keys_by_day_v2', 'view_facts_v2', 'keys_by_insert', \
              'view_facts_passes', 'video_hour_totals', 'video_day_totals', 'video_day_rollups', 'events_by_time_v2') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
@@ -66,7 +66,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     // The facts pass's tables keep 4 days by day: a day before the cutoff and one after, written directly (a
     // pass takes its horizon from the real clock).
     for statement in [
-        "INSERT INTO view_facts (date, video_id, session_id, start_ms, version) VALUES \
+        "INSERT INTO view_facts_v2 (date, video_id, session_id, start_ms, version) VALUES \
          ('2025-11-15', 'v1', 'f1', 1763200000000, 1), ('2025-11-23', 'v1', 'f2', 1763900000000, 1)",
         "INSERT INTO keys_by_insert (inserted_at, video_id, session_id) VALUES ('2025-11-15 10:00:00', 'v1', 'f1')",
         "INSERT INTO view_facts_passes (version, covered_until, from_ms, computed_at) VALUES \
@@ -82,7 +82,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         env.clickhouse.client().query(statement).execute().await.unwrap();
     }
     let before = partitions(&env).await;
-    assert_eq!(before["view_facts"], ["20251115", "20251123"].map(String::from).to_vec());
+    assert_eq!(before["view_facts_v2"], ["20251115", "20251123"].map(String::from).to_vec());
     let today = chrono::Utc::now().format("%Y%m%d").to_string();
     assert_eq!(before["keys_by_insert"], vec!["20251115".to_string(), today.clone()]);
     for table in [
@@ -174,7 +174,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     assert_eq!(after["user_engagement_daily"], all_four());
     assert_eq!(after["events_by_receipt"], vec!["20251120".to_string()]);
     assert_eq!(after["keys_by_day_v2"], vec!["20251120".to_string()]);
-    assert_eq!(after["view_facts"], vec!["20251123".to_string()]);
+    assert_eq!(after["view_facts_v2"], vec!["20251123".to_string()]);
     assert_eq!(after["video_hour_totals"], vec!["20251123".to_string()]);
     assert_eq!(after["events_by_time_v2"], vec!["20251120".to_string()]);
     assert_eq!(after["keys_by_insert"], vec![today]);

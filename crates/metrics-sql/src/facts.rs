@@ -1,4 +1,5 @@
-//! Stored view facts (`schemas/clickhouse/0007_view_facts.sql`): the facts
+//! Stored view facts (`schemas/clickhouse/0007_view_facts.sql`, the table
+//! now `0015_view_facts_v2.sql`): the facts
 //! of every view still open to late events, kept up to date by
 //! aggregator-cron's facts pass, so that a read of an open window rebuilds
 //! from the raw events only the views whose keys received rows since the
@@ -21,7 +22,7 @@ use crate::{
 };
 
 /// Per view start, its facts: written by the facts pass, read by the query API.
-pub const VIEW_FACTS_TABLE: &str = "view_facts";
+pub const VIEW_FACTS_TABLE: &str = "view_facts_v2";
 
 /// Which view keys received rows, by insert time.
 pub const KEYS_BY_INSERT_TABLE: &str = "keys_by_insert";

@@ -500,7 +500,7 @@ async fn top_videos_read_the_stored_facts_and_rebuild_only_the_views_touched_sin
     api.clickhouse
         .client()
         .query(
-            "INSERT INTO view_facts (date, video_id, session_id, start_ms, is_view, viewer, version) \
+            "INSERT INTO view_facts_v2 (date, video_id, session_id, start_ms, is_view, viewer, version) \
              VALUES (toDate(toDateTime(intDiv(?, 1000))), 'v9', 'stored-only', ?, 1, 's:stored-only', 1)",
         )
         .bind(start)
@@ -616,7 +616,7 @@ async fn tamper_stored_view(api: &Api, video_id: &str, session: &str, user: &str
     api.clickhouse
         .client()
         .query(
-            "INSERT INTO view_facts (date, video_id, session_id, start_ms, is_view, watch_seconds, viewer, view_user, \
+            "INSERT INTO view_facts_v2 (date, video_id, session_id, start_ms, is_view, watch_seconds, viewer, view_user, \
              version) VALUES (toDate(toDateTime(intDiv(?, 1000))), ?, ?, ?, 1, 1000, ?, ?, ?)",
         )
         .bind(start_ms)

@@ -69,6 +69,7 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 12, "0012_events_by_time_v2"),
     migration!("clickhouse", 13, "0013_video_hour_metrics"),
     migration!("clickhouse", 14, "0014_keys_by_day_v2"),
+    migration!("clickhouse", 15, "0015_view_facts_v2"),
 ];
 
 /// PostgreSQL migrations, in version order.

@@ -241,6 +241,46 @@ async fn the_key_index_is_replaced_keeping_the_recent_days_states() {
     .await;
 }
 
+/// Upgrading a database with stored view facts: 0015 copies every row of
+/// `view_facts` into `view_facts_v2` and drops the old table; a pass's
+/// insert afterwards lands in the new one.
+#[tokio::test]
+async fn the_view_facts_are_moved_to_their_smaller_granules_whole() {
+    with_clickhouse_database(|cfg| async move {
+        let all = migrate::clickhouse_migrations();
+        let before_v2 = all.iter().position(|m| m.name == "0015_view_facts_v2").expect("0015 is listed");
+        migrate::apply_clickhouse_migrations(&cfg, &all[..before_v2]).await.expect("migrations up to 0014");
+        let client = cfg.client();
+        let insert = |table: &str, session: &str, version: u32| {
+            format!(
+                "INSERT INTO {table} (date, video_id, session_id, start_ms, is_view, watch_seconds, view_user, viewer, version) \
+                 VALUES (today(), 'v1', '{session}', 1000, 1, 12.5, 'u1', 'u:u1', {version})"
+            )
+        };
+        for (session, version) in [("s1", 3), ("s2", 4)] {
+            client.query(&insert("view_facts", session, version)).execute().await.expect("storing a fact");
+        }
+        migrate::apply_clickhouse(&cfg).await.expect("0015 and later");
+        let stored = |client: clickhouse::Client| async move {
+            client
+                .query(
+                    "SELECT session_id, watch_seconds, assumeNotNull(view_user), version FROM view_facts_v2 \
+                     ORDER BY session_id, version",
+                )
+                .fetch_all::<(String, f64, String, u64)>()
+                .await
+                .expect("reading view_facts_v2")
+        };
+        let row = |session: &str, version: u64| (session.to_string(), 12.5, "u1".to_string(), version);
+        assert_eq!(stored(client.clone()).await, vec![row("s1", 3), row("s2", 4)]);
+        let tables = clickhouse_snapshot(&cfg).await.0;
+        assert!(!tables.iter().any(|t| t == "view_facts" || t == "view_facts_v2_mv"), "{tables:?}");
+        client.query(&insert("view_facts_v2", "s1", 5)).execute().await.expect("a later pass's fact");
+        assert_eq!(stored(client.clone()).await, vec![row("s1", 3), row("s1", 5), row("s2", 4)]);
+    })
+    .await;
+}
+
 fn edited(migrations: &[Migration], version: u32, sql: &'static str) -> Vec<Migration> {
     migrations.iter().map(|m| if m.version == version { Migration { sql, ..*m } } else { *m }).collect()
 }

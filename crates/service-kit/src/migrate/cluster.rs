@@ -76,6 +76,7 @@ pub static PLACEMENTS: &[(&str, Placement)] = &[
     ("events_by_time_v2", Placement::Sharded(VIEW_KEY)),
     // Facts of views, every version of a view beside the view's events.
     ("view_facts", Placement::Sharded(VIEW_KEY)),
+    ("view_facts_v2", Placement::Sharded(VIEW_KEY)),
     // Aggregates, each by its key.
     ("video_metrics", Placement::Sharded(VIDEO_KEY)),
     ("video_hour_totals", Placement::Sharded(VIDEO_KEY)),
@@ -92,8 +93,9 @@ pub static PLACEMENTS: &[(&str, Placement)] = &[
 /// Tables of [`PLACEMENTS`] that a later migration drops: their creating
 /// migrations still run on a new cluster, but no server has them once every
 /// migration ran (`0012_events_by_time_v2` replaced `events_by_time`,
-/// `0014_keys_by_day_v2` replaced `keys_by_day`).
-pub static RETIRED: &[&str] = &["events_by_time", "keys_by_day"];
+/// `0014_keys_by_day_v2` replaced `keys_by_day`, `0015_view_facts_v2`
+/// replaced `view_facts`).
+pub static RETIRED: &[&str] = &["events_by_time", "keys_by_day", "view_facts"];
 
 /// Where `table`'s rows live, if it is one of the migrations' tables.
 pub fn placement(table: &str) -> Option<Placement> {
