@@ -285,9 +285,8 @@ pub fn view_facts(
 /// read whose facts [`StoredFacts::touches_nothing`] and
 /// [`StoredFacts::covers`] the days ([`settled_groups`]).
 pub fn settled_user_days(user_id: &str, windows: &[u32]) -> Statement {
-    let columns = ["is_view", "completed", "watch_seconds", "view_quality", "view_device", "view_user"];
     let aggregates = crate::rows::user_engagement_aggregates(&newest_named);
-    settled_groups(Scope::User(user_id), Grain::Day, windows, &aggregates, &columns)
+    settled_groups(Scope::User(user_id), Grain::Day, windows, &aggregates, &crate::rows::USER_ENGAGEMENT_INPUTS)
 }
 
 /// A video's `video_metrics` rows (the table's columns, in order) for the
@@ -295,19 +294,8 @@ pub fn settled_user_days(user_id: &str, windows: &[u32]) -> Statement {
 /// [`StoredFacts::touches_nothing`] and [`StoredFacts::covers`] the hours
 /// ([`settled_groups`]).
 pub fn settled_video_hours(video_id: &str, windows: &[u32]) -> Statement {
-    let columns = [
-        "is_view",
-        "viewer",
-        "watch_seconds",
-        "view_duration",
-        "completed",
-        "failed",
-        "exited_before_start",
-        "view_buffer_ms",
-        "startup_ms",
-    ];
     let aggregates = crate::rows::video_metric_aggregates(None, &newest_named);
-    settled_groups(Scope::Video(video_id), Grain::Hour, windows, &aggregates, &columns)
+    settled_groups(Scope::Video(video_id), Grain::Hour, windows, &aggregates, &crate::rows::VIDEO_METRIC_INPUTS)
 }
 
 /// A view-fact column as [`settled_groups`] names it: the key columns as
@@ -322,17 +310,27 @@ fn newest_named(column: &str) -> String {
 
 /// `SELECT {select} … GROUP BY` window (and video) over the newest stored
 /// row of each start of `scope` (a video or a user) in `windows`, whose
-/// `columns` are named by [`newest_named`]; only the starts that still open
-/// a view (and, for a user, whose view is the user's). Two levels where
+/// `inputs` (the view-fact columns `select` reads besides the key) are named
+/// by [`newest_named`]; only the starts that still open a view (`is_view`)
+/// and, for a user, whose view is the user's (`view_user`). Two levels where
 /// [`view_facts`] and the rows above it take four: on 18.16 each level
 /// analyses the ones below it again, and for the bench's median user the
 /// four took 47 ms against 21 ms for these two (BENCHMARKS.md).
-fn settled_groups(scope: Scope<'_>, grain: Grain, windows: &[u32], select: &str, columns: &[&str]) -> Statement {
+fn settled_groups(scope: Scope<'_>, grain: Grain, windows: &[u32], select: &str, inputs: &[&str]) -> Statement {
     let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
         panic!("a settled read needs at least one window");
     };
     let (from, to) = (grain.start_of(first), grain.start_of(last) + grain.secs());
-    let newest = columns.iter().map(|c| format!("argMax({c}, version) AS newest_{c}")).collect::<Vec<_>>().join(", ");
+    let filters: &[&str] = match scope {
+        Scope::User(_) => &["is_view", "view_user"],
+        _ => &["is_view"],
+    };
+    let newest = filters
+        .iter()
+        .chain(inputs)
+        .map(|c| format!("argMax({c}, version) AS newest_{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut sql = Statement::new(&format!(
         "SELECT {select} FROM (SELECT video_id, session_id, start_ms, intDiv(start_ms, {}) AS window_of_start, \
          {newest} FROM {VIEW_FACTS_TABLE} WHERE date >= toDate(toDateTime(",

@@ -243,12 +243,13 @@ pub fn user_days(user_id: &str, split: &Split) -> Statement {
         return merged_rows("user_engagement_daily", columns, Scope::User(user_id), split);
     }
     // As for a video's settled hours (see `video_summary`).
-    let mut sql = Statement::default();
+    let mut parts = Vec::new();
     if !split.aggregated.is_empty() {
-        sql.append(&newest_rows("user_engagement_daily", columns, Scope::User(user_id), &split.aggregated));
-        sql.sql(" UNION ALL ");
+        parts.push(newest_rows("user_engagement_daily", columns, Scope::User(user_id), &split.aggregated));
     }
-    sql.append(&facts::settled_user_days(user_id, &split.raw));
+    parts.push(facts::settled_user_days(user_id, &split.raw));
+    let mut sql = Statement::default();
+    union_all(&mut sql, &parts);
     sql
 }
 

@@ -63,19 +63,9 @@ pub fn video_metric_rows(scope: Scope<'_>, windows: &[u32], sources: Sources<'_>
 /// ([`crate::facts::settled_video_hours`]) and a facts pass's hour rows
 /// ([`crate::facts::insert_pass_metrics`]).
 pub(crate) fn video_metric_aggregates(view: Option<&str>, column: &dyn Fn(&str) -> String) -> String {
-    let [window, video, viewer, watch_seconds, view_duration, completed, failed, exited, view_buffer, startup] = [
-        "window",
-        "video_id",
-        "viewer",
-        "watch_seconds",
-        "view_duration",
-        "completed",
-        "failed",
-        "exited_before_start",
-        "view_buffer_ms",
-        "startup_ms",
-    ]
-    .map(column);
+    let (window, video) = (column("window"), column("video_id"));
+    let [viewer, watch_seconds, view_duration, completed, failed, exited, view_buffer, startup] =
+        VIDEO_METRIC_INPUTS.map(column);
     // `name(args)`, or `nameIf(args, view)`.
     let agg = |name: &str, args: &str| match (view, args) {
         (None, _) => format!("{name}({args})"),
@@ -117,6 +107,23 @@ pub(crate) fn video_metric_aggregates(view: Option<&str>, column: &dyn Fn(&str) 
     )
 }
 
+/// The view-fact columns [`video_metric_aggregates`] reads besides the key
+/// (`video_id`) and `window`.
+pub(crate) const VIDEO_METRIC_INPUTS: [&str; 8] = [
+    "viewer",
+    "watch_seconds",
+    "view_duration",
+    "completed",
+    "failed",
+    "exited_before_start",
+    "view_buffer_ms",
+    "startup_ms",
+];
+
+/// The view-fact columns [`user_engagement_aggregates`] reads besides the
+/// key (`video_id`, `session_id`, `start_ms`).
+pub(crate) const USER_ENGAGEMENT_INPUTS: [&str; 4] = ["completed", "watch_seconds", "view_quality", "view_device"];
+
 /// The view-fact columns by their own names (see [`video_metric_aggregates`]).
 pub(crate) fn as_named(column: &str) -> String {
     column.to_string()
@@ -143,8 +150,8 @@ pub fn user_engagement_rows(scope: Scope<'_>, windows: &[u32], sources: Sources<
 /// for the rows above and a settled read of stored facts
 /// ([`crate::facts::settled_user_days`]), whose columns carry other names.
 pub(crate) fn user_engagement_aggregates(column: &dyn Fn(&str) -> String) -> String {
-    let [session, completed, watch, video, quality, device, start] =
-        ["session_id", "completed", "watch_seconds", "video_id", "view_quality", "view_device", "start_ms"].map(column);
+    let [session, video, start] = ["session_id", "video_id", "start_ms"].map(column);
+    let [completed, watch, quality, device] = USER_ENGAGEMENT_INPUTS.map(column);
     // `per_view` is named inside the first array, not as a column of its own,
     // so the list has exactly the table's columns.
     format!(
