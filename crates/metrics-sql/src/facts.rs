@@ -481,9 +481,31 @@ pub fn pass_totals(windows: &[u32]) -> Statement {
     sql
 }
 
-/// The rows `version` wrote (a pass's size, for its record and logs).
+/// The rows `version` wrote (a pass's size, for its record and logs) and
+/// the earliest start among them: a [`PassWritten`].
 pub fn count_pass_rows(version: u64, from_ms: u64) -> Statement {
-    written_by("count()", from_ms, version)
+    written_by("count() AS rows, min(start_ms) AS first_start_ms", from_ms, version)
+}
+
+/// A row of [`count_pass_rows`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct PassWritten {
+    pub rows: u64,
+    /// The earliest start written (epoch ms; 0 when no row was).
+    pub first_start_ms: u64,
+}
+
+impl PassWritten {
+    /// Where the pass's hour rows and totals look for what it wrote: the hour
+    /// of its earliest start, not the horizon (`from_ms`). Every (video,
+    /// hour) pair it wrote, and every start of those pairs, lies at or after
+    /// that hour; an incremental pass of live sessions wrote this hour's or
+    /// the last, so the steps after it read today's partition of
+    /// [`VIEW_FACTS_TABLE`], not the whole horizon's.
+    pub fn hours_from_ms(&self, from_ms: u64) -> u64 {
+        let first_hour_ms = Grain::Hour.start_of(Grain::Hour.index_of(self.first_start_ms / 1000)) * 1000;
+        first_hour_ms.max(from_ms)
+    }
 }
 
 /// A finished pass, as recorded in [`PASSES_TABLE`].
@@ -562,18 +584,22 @@ pub async fn run_pass(
         .execute()
         .await
         .map_err(failed("store the touched views' facts"))?;
-    let rows =
+    let written: PassWritten =
         count_pass_rows(version, from_ms).query(client).fetch_one().await.map_err(failed("count the pass's rows"))?;
-    insert_pass_metrics(from_ms, version)
-        .query(client)
-        .execute()
-        .await
-        .map_err(failed("rewrite the touched hours' metrics"))?;
-    insert_pass_totals(from_ms, version)
-        .query(client)
-        .execute()
-        .await
-        .map_err(failed("rewrite the touched hours' totals"))?;
+    if written.rows > 0 {
+        let hours_from_ms = written.hours_from_ms(from_ms);
+        insert_pass_metrics(hours_from_ms, version)
+            .query(client)
+            .execute()
+            .await
+            .map_err(failed("rewrite the touched hours' metrics"))?;
+        insert_pass_totals(hours_from_ms, version)
+            .query(client)
+            .execute()
+            .await
+            .map_err(failed("rewrite the touched hours' totals"))?;
+    }
+    let rows = written.rows;
     let newest = Grain::Hour.index_of(u64::from(covered_until));
     let open_views = totals_views(&[newest.saturating_sub(1), newest])
         .query(client)
@@ -635,6 +661,15 @@ mod tests {
             assert!(!text.contains("UNION ALL") && !text.contains("FROM events"), "{text}");
             assert!(text.contains(&format!("FROM {VIEW_FACTS_TABLE} WHERE")), "{text}");
         }
+    }
+
+    #[test]
+    fn a_pass_rewrites_hours_from_its_earliest_start_on_never_before_its_horizon() {
+        let written = |first_start_ms| PassWritten { rows: 1, first_start_ms };
+        assert_eq!(written(3 * 3_600_000 + 1_234).hours_from_ms(3_600_000), 3 * 3_600_000);
+        assert_eq!(written(3 * 3_600_000).hours_from_ms(3_600_000), 3 * 3_600_000);
+        assert_eq!(written(5_000).hours_from_ms(3_600_000), 3_600_000);
+        assert_eq!(written(0).hours_from_ms(7_200_000), 7_200_000);
     }
 
     #[test]

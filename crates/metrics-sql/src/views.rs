@@ -153,16 +153,22 @@ pub(crate) fn stored_view_facts(from_ms: u64, keys: Option<&Statement>) -> State
     let mut filter = scan_filter(from, None);
     if let Some(keys) = keys {
         // The touched keys of an incremental pass are mostly live sessions
-        // whose rows all lie in the last day: the scan starts at the first
-        // day any of them has a row (from `keys_by_day_v2`, which holds every
-        // key's days), not at the horizon. It drops no row of theirs; at
-        // 100 M events it cut a pass's scan from 49 M rows (three days of
-        // every video) to 8 M (BENCHMARKS.md). A late row of an old key
-        // brings the start back to that key's first day.
-        filter.sql(&format!(
-            " AND timestamp >= (SELECT toDateTime(min(date)) FROM {KEYS_BY_DAY_TABLE} WHERE date >= toDate(toDateTime("
-        ));
-        filter.bind(from.saturating_sub(VIEW_SPAN_MS / 1000)).sql(")) AND (video_id, session_id) IN (");
+        // that began minutes ago: the scan starts at the earliest
+        // `video_start` any of them has from the rows' span on (from
+        // `keys_by_day_v2`, which holds every key's start times), not at the
+        // horizon. Before its first start a key's rows belong to no view, and
+        // whether a start opens one depends on the starts before it only, so
+        // this drops nothing a fact is built from. A whole day's scan at the
+        // bench's 2,000 events/s read 1.4 M rows a pass (BENCHMARKS.md). A
+        // late row of an old view brings the start back to that view's;
+        // with no start at all the bound lies past every row and the scan
+        // reads nothing.
+        let span_from = from.saturating_sub(VIEW_SPAN_MS / 1000);
+        filter
+            .sql(" AND timestamp >= (SELECT toDateTime(intDiv(arrayReduce('min', arrayPushBack(arrayFilter(t -> t >= ");
+        filter.bind(span_from * 1000).sql(", groupUniqArrayArrayMerge(start_times)), toUInt64(").bind(NO_START_MS);
+        filter.sql(&format!("))), 1000)) FROM {KEYS_BY_DAY_TABLE} WHERE date >= toDate(toDateTime("));
+        filter.bind(span_from).sql(")) AND (video_id, session_id) IN (");
         filter.append(keys).sql("))");
     }
     filter.sql(" AND (video_id, session_id) IN (");
@@ -186,6 +192,10 @@ pub(crate) fn stored_view_facts(from_ms: u64, keys: Option<&Statement>) -> State
     sql.sql(") ARRAY JOIN start_times AS start_ms WHERE start_ms >= ").bind(from_ms);
     sql
 }
+
+/// The scan bound of a pass whose touched keys have no start (2100-01-01,
+/// epoch ms): past every row, so the scan reads nothing.
+const NO_START_MS: u64 = 4_102_444_800_000;
 
 /// How a table's sorting key begins, for [`user_keys`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -637,6 +637,62 @@ async fn a_pass_retires_a_start_that_no_longer_opens_a_view() {
     db.drop().await.unwrap();
 }
 
+/// Waits until ClickHouse's clock is past `covered_until`, so that the next
+/// rows count as inserted after that pass.
+async fn after_pass(db: &TestClickHouse, covered_until: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server_now(db).await <= covered_until {
+        assert!(std::time::Instant::now() < deadline, "ClickHouse's clock did not move");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn an_incremental_pass_scans_from_its_keys_first_start_and_keeps_every_view_whole() {
+    let db = TestClickHouse::create().await.unwrap();
+    // s9 begins at T, in the pass's first hour; s7 an hour later, s8 twenty
+    // minutes after s7.
+    let (s7, s8) = (T + 3_600_000, T + 80 * 60_000);
+    insert(
+        &db,
+        &[
+            at(event("video_start", T, "s9", None), 0.0),
+            at(event("video_start", s7, "s7", Some("u7")), 0.0),
+            at(event("video_start", s8, "s8", None), 0.0),
+        ],
+    )
+    .await;
+    let first = facts_pass(&db, None, 1).await;
+    after_pass(&db, first.covered_until).await;
+    // New rows of all three keys: s7 and s8 progress, and s9 starts again
+    // forty minutes in, inside its view's span, so that start opens no view.
+    // The pass must read s7 from its start, before s8's rows, and s9 from T.
+    insert(
+        &db,
+        &[
+            at(event("video_progress", s7 + 30 * 60_000, "s7", Some("u7")), 1800.0),
+            at(event("video_progress", s8 + 5 * 60_000, "s8", None), 300.0),
+            at(event("video_start", T + 40 * 60_000, "s9", None), 0.0),
+        ],
+    )
+    .await;
+    facts_pass(&db, Some(first.covered_until), 2).await;
+    let hours = [HOUR, HOUR + 1];
+    let exact: VideoSummaryRow =
+        one(&db, &read::video_summary("v1", &Split { raw: hours.to_vec(), ..Split::default() }, None)).await;
+    assert_eq!((exact.views, exact.watch_time_seconds), (3, 2100.0));
+    let stored = StoredFacts::settled(server_now(&db).await, u64::from(HOUR) * 3_600_000);
+    let split = Split { raw: hours.to_vec(), facts: Some(stored), ..Split::default() };
+    assert_eq!(one::<VideoSummaryRow>(&db, &read::video_summary("v1", &split, None)).await, exact);
+    // A pass with no key touched since writes nothing (its scan reads nothing).
+    let now = server_now(&db).await;
+    let plan =
+        facts::PassPlan { version: 3, from_ms: u64::from(HOUR) * 3_600_000, since: Some(now), covered_until: now };
+    let record = facts::run_pass(&db.client(), plan).await.unwrap_or_else(|(step, e)| panic!("{step}: {e}"));
+    assert_eq!(record.rows, 0);
+    db.drop().await.unwrap();
+}
+
 #[tokio::test]
 async fn an_incremental_pass_rebuilds_a_view_that_began_the_day_before_its_new_row() {
     let db = TestClickHouse::create().await.unwrap();
@@ -645,11 +701,7 @@ async fn an_incremental_pass_rebuilds_a_view_that_began_the_day_before_its_new_r
     insert(&db, &[at(event("video_start", start, "s7", Some("u7")), 0.0)]).await;
     let first = facts_pass(&db, None, 1).await;
     // The next row must be inserted in a later second than the pass covers.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while server_now(&db).await <= first.covered_until {
-        assert!(std::time::Instant::now() < deadline, "ClickHouse's clock did not move");
-        tokio::task::yield_now().await;
-    }
+    after_pass(&db, first.covered_until).await;
     // Twenty minutes in, after midnight: the pass's touched key has rows on
     // two days, and its scan must begin on the first (the start's).
     insert(&db, &[at(event("video_progress", midnight + 10 * 60_000, "s7", Some("u7")), 600.0)]).await;
