@@ -175,6 +175,19 @@ def main():
             fail(f"round trip on `events` returned {got!r}, expected {expected!r}")
         print(f"ok  events round trip on chDB {chdb_version()}")
 
+        # An aggregation run's rows, for the aggregates' lookup copies.
+        try:
+            sess.query(
+                "INSERT INTO video_metrics (video_id, hour, date, views, viewers, version)"
+                " VALUES ('video-1', toDateTime('2024-05-01 12:00:00', 'UTC'), '2024-05-01', 3, ['u:user-1'], 7)"
+            )
+            sess.query(
+                "INSERT INTO user_engagement_daily (user_id, date, sessions, views, version)"
+                " VALUES ('user-1', '2024-05-01', ['session-1'], 2, 7)"
+            )
+        except Exception as err:
+            fail(f"inserting aggregated rows failed on chDB: {err}")
+
         # The materialized views copied the row into the receive-time table,
         # and its key into the freshness check's index with the insert time
         # the server filled in (a default column reaches the view).
@@ -202,6 +215,16 @@ def main():
                 "SELECT video_id, session_id, inserted_at > toDateTime('2020-01-01 00:00:00') FROM keys_by_insert",
                 ["video-1", "session-1", "1"],
             ),
+            (
+                "video_metrics_lookup",
+                "SELECT video_id, toString(date), views, viewers, version FROM video_metrics_lookup",
+                ["video-1", "2024-05-01", "3", "['u:user-1']", "7"],
+            ),
+            (
+                "user_engagement_lookup",
+                "SELECT user_id, toString(date), sessions, views, version FROM user_engagement_lookup",
+                ["user-1", "2024-05-01", "['session-1']", "2", "7"],
+            ),
         ]
         for table, query, expected in copies:
             try:
@@ -212,6 +235,7 @@ def main():
             if got != expected:
                 fail(f"`{table}` holds {got!r} after the insert into `events`, expected {expected!r}")
             print(f"ok  {table} got the row through its materialized view")
+
 
         if args.queries_json:
             import json

@@ -316,10 +316,13 @@ impl RetentionConfig {
     fn setting(&self, table: RetentionTable) -> (&'static str, u32) {
         match table {
             RetentionTable::Events | RetentionTable::ViewsByUser => ("events_days", self.events_days),
-            RetentionTable::VideoMetrics | RetentionTable::DayTotals | RetentionTable::DayRollups => {
-                ("video_metrics_days", self.video_metrics_days)
+            RetentionTable::VideoMetrics
+            | RetentionTable::VideoMetricsLookup
+            | RetentionTable::DayTotals
+            | RetentionTable::DayRollups => ("video_metrics_days", self.video_metrics_days),
+            RetentionTable::UserEngagementDaily | RetentionTable::UserEngagementLookup => {
+                ("user_engagement_daily_days", self.user_engagement_daily_days)
             }
-            RetentionTable::UserEngagementDaily => ("user_engagement_daily_days", self.user_engagement_daily_days),
             RetentionTable::AggregationWindows => ("aggregation_windows_days", self.aggregation_windows_days),
             RetentionTable::EventsByReceipt => ("events_by_receipt_days", self.events_by_receipt_days),
             RetentionTable::ViewFacts

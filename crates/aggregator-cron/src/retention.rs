@@ -4,7 +4,8 @@
 //! except `events_by_receipt`, `keys_by_day_v2`, `events_by_time_v2` and
 //! the facts pass's tables, by day (`toYYYYMMDD`);
 //! `views_by_user` keeps `events`' retention, `keys_by_day_v2`
-//! `events_by_time_v2`'s, top videos' day rollups `video_metrics`'. A partition is dropped
+//! `events_by_time_v2`'s, top videos' day rollups `video_metrics`', and the
+//! aggregates' lookup copies their sources'. A partition is dropped
 //! once its whole month (or day) ended before `now − retention` of its table.
 //! Partitions are listed from `system.parts` (active parts of the configured
 //! database; the columns used exist on ClickHouse 18.16 and current
@@ -38,6 +39,10 @@ pub enum RetentionTable {
     DayRollups,
     /// The time-clustered copy of `events` (`retention.events_by_time_days`).
     EventsByTime,
+    /// The small-granule copies of the aggregates for one key's reads; kept
+    /// as long as their sources.
+    VideoMetricsLookup,
+    UserEngagementLookup,
 }
 
 /// How a table is partitioned.
@@ -79,7 +84,7 @@ impl Period {
 }
 
 impl RetentionTable {
-    pub const ALL: [RetentionTable; 15] = [
+    pub const ALL: [RetentionTable; 17] = [
         RetentionTable::Events,
         RetentionTable::VideoMetrics,
         RetentionTable::UserEngagementDaily,
@@ -95,6 +100,8 @@ impl RetentionTable {
         RetentionTable::DayTotals,
         RetentionTable::DayRollups,
         RetentionTable::EventsByTime,
+        RetentionTable::VideoMetricsLookup,
+        RetentionTable::UserEngagementLookup,
     ];
 
     /// How the table is partitioned (see its migration).
@@ -130,6 +137,8 @@ impl RetentionTable {
             RetentionTable::DayTotals => metrics_sql::days::DAY_TOTALS_TABLE,
             RetentionTable::DayRollups => metrics_sql::days::ROLLUPS_TABLE,
             RetentionTable::EventsByTime => metrics_sql::EVENTS_BY_TIME_TABLE,
+            RetentionTable::VideoMetricsLookup => metrics_sql::VIDEO_METRICS_LOOKUP_TABLE,
+            RetentionTable::UserEngagementLookup => metrics_sql::USER_ENGAGEMENT_LOOKUP_TABLE,
         }
     }
 
@@ -376,7 +385,7 @@ mod tests {
         assert!(partitions_sql(None).contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
              'views_by_user', 'keys_by_day_v2', 'view_facts_v2', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', 'video_hour_metrics', \
-             'video_day_totals', 'video_day_rollups', 'events_by_time_v2')"
+             'video_day_totals', 'video_day_rollups', 'events_by_time_v2', 'video_metrics_lookup', 'user_engagement_lookup')"
         ));
     }
 }

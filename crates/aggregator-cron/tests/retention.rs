@@ -23,7 +23,8 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
             "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() AND active = 1 \
              AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
              'events_by_receipt', 'views_by_user', 'keys_by_day_v2', 'view_facts_v2', 'keys_by_insert', \
-             'view_facts_passes', 'video_hour_totals', 'video_day_totals', 'video_day_rollups', 'events_by_time_v2') \
+             'view_facts_passes', 'video_hour_totals', 'video_day_totals', 'video_day_rollups', 'events_by_time_v2', \
+             'video_metrics_lookup', 'user_engagement_lookup') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
         .fetch_all()
@@ -93,6 +94,8 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         "views_by_user",
         "video_day_totals",
         "video_day_rollups",
+        "video_metrics_lookup",
+        "user_engagement_lookup",
     ] {
         assert_eq!(before[table], all_four(), "{table}");
     }
@@ -136,6 +139,9 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         (RetentionTable::EventsByTime, 20_250_615),
         (RetentionTable::EventsByTime, 20_250_715),
         (RetentionTable::EventsByTime, 20_250_815),
+        // video_metrics' lookup copy with it; user_engagement_lookup keeps user_engagement_daily's 150 days.
+        (RetentionTable::VideoMetricsLookup, 202_506),
+        (RetentionTable::VideoMetricsLookup, 202_507),
     ];
     let sorted = |drops: &[retention::PartitionDrop]| {
         let mut got: Vec<_> = drops.iter().map(|d| (d.table, d.partition)).collect();
@@ -157,7 +163,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         let line = stdout.lines().find(|l| l.starts_with(table.name()) && l.contains(&partition.to_string()));
         assert!(line.is_some(), "{} {partition} not listed:\n{stdout}", table.name());
     }
-    assert!(stdout.contains("would drop 25 partition(s), 37 row(s)"), "{stdout}");
+    assert!(stdout.contains("would drop 27 partition(s), 39 row(s)"), "{stdout}");
     let dry = env.aggregator.retention(now, true).await.unwrap();
     assert_eq!(sorted(&dry), expected);
     assert_eq!(partitions(&env).await, before, "a dry run drops nothing");
@@ -166,12 +172,19 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
     let dropped = env.aggregator.retention(now, false).await.unwrap();
     assert_eq!(sorted(&dropped), expected);
     let after = partitions(&env).await;
-    for table in
-        ["events", "video_metrics", "aggregation_windows", "views_by_user", "video_day_totals", "video_day_rollups"]
-    {
+    for table in [
+        "events",
+        "video_metrics",
+        "video_metrics_lookup",
+        "aggregation_windows",
+        "views_by_user",
+        "video_day_totals",
+        "video_day_rollups",
+    ] {
         assert_eq!(after[table], ["202508", "202511"].map(String::from).to_vec(), "{table}");
     }
     assert_eq!(after["user_engagement_daily"], all_four());
+    assert_eq!(after["user_engagement_lookup"], all_four());
     assert_eq!(after["events_by_receipt"], vec!["20251120".to_string()]);
     assert_eq!(after["keys_by_day_v2"], vec!["20251120".to_string()]);
     assert_eq!(after["view_facts_v2"], vec!["20251123".to_string()]);
@@ -202,8 +215,12 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("dropped 2 partition(s)"), "{stdout}");
-    assert_eq!(partitions(&env).await["user_engagement_daily"], ["202508", "202511"].map(String::from).to_vec());
+    // The two months of user_engagement_daily and of its lookup copy.
+    assert!(stdout.contains("dropped 4 partition(s)"), "{stdout}");
+    let after = partitions(&env).await;
+    for table in ["user_engagement_daily", "user_engagement_lookup"] {
+        assert_eq!(after[table], ["202508", "202511"].map(String::from).to_vec(), "{table}");
+    }
     env.drop().await;
 }
 

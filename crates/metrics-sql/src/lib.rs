@@ -73,6 +73,13 @@ pub const VIEWS_BY_USER_TABLE: &str = "views_by_user";
 /// (`schemas/clickhouse/0014_keys_by_day_v2.sql`): the freshness check's index.
 pub const KEYS_BY_DAY_TABLE: &str = "keys_by_day_v2";
 
+/// `video_metrics` in granules of 256 rows, filled from it by a view
+/// (`schemas/clickhouse/0016_aggregate_lookups.sql`): one video's hours.
+pub const VIDEO_METRICS_LOOKUP_TABLE: &str = "video_metrics_lookup";
+
+/// `user_engagement_daily` in granules of 256 rows, likewise: one user's days.
+pub const USER_ENGAGEMENT_LOOKUP_TABLE: &str = "user_engagement_lookup";
+
 /// The client time (epoch ms) from which [`EVENTS_BY_TIME_TABLE`] holds
 /// every event, at `now_ms` with the lateness horizon `lateness_ms`: a day
 /// before the horizon. aggregator-cron keeps the copy for at least the

@@ -70,6 +70,7 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 13, "0013_video_hour_metrics"),
     migration!("clickhouse", 14, "0014_keys_by_day_v2"),
     migration!("clickhouse", 15, "0015_view_facts_v2"),
+    migration!("clickhouse", 16, "0016_aggregate_lookups"),
 ];
 
 /// PostgreSQL migrations, in version order.

@@ -281,6 +281,62 @@ async fn the_view_facts_are_moved_to_their_smaller_granules_whole() {
     .await;
 }
 
+/// Upgrading a database with aggregated windows: 0016 copies every row of
+/// `video_metrics` and `user_engagement_daily` into their lookup copies, and
+/// a later run's rows reach the copies through their views.
+#[tokio::test]
+async fn the_aggregates_are_copied_into_their_lookups_and_kept_in_step() {
+    with_clickhouse_database(|cfg| async move {
+        let all = migrate::clickhouse_migrations();
+        let before = all.iter().position(|m| m.name == "0016_aggregate_lookups").expect("0016 is listed");
+        migrate::apply_clickhouse_migrations(&cfg, &all[..before]).await.expect("migrations up to 0015");
+        let client = cfg.client();
+        let video = |version: u32, views: u32| {
+            format!(
+                "INSERT INTO video_metrics (video_id, hour, date, views, viewers, version) \
+                 VALUES ('v1', toDateTime('2026-11-20 10:00:00'), '2026-11-20', {views}, ['u:u1'], {version})"
+            )
+        };
+        let user = |version: u32, views: u32| {
+            format!(
+                "INSERT INTO user_engagement_daily (user_id, date, sessions, views, version) \
+                 VALUES ('u1', '2026-11-20', ['s1'], {views}, {version})"
+            )
+        };
+        for statement in [video(3, 2), user(3, 2)] {
+            client.query(&statement).execute().await.expect("an aggregation run's row");
+        }
+        migrate::apply_clickhouse(&cfg).await.expect("0016 and later");
+        let copied = |client: clickhouse::Client| async move {
+            let videos = client
+                .query(
+                    "SELECT version, views, arrayStringConcat(viewers, ',') FROM video_metrics_lookup WHERE video_id = 'v1' ORDER BY version",
+                )
+                .fetch_all::<(u64, u32, String)>()
+                .await
+                .expect("reading video_metrics_lookup");
+            let users = client
+                .query(
+                    "SELECT version, views, arrayStringConcat(sessions, ',') FROM user_engagement_lookup WHERE user_id = 'u1' ORDER BY version",
+                )
+                .fetch_all::<(u64, u32, String)>()
+                .await
+                .expect("reading user_engagement_lookup");
+            (videos, users)
+        };
+        let row = |version: u64, views: u32, key: &str| (version, views, key.to_string());
+        assert_eq!(copied(client.clone()).await, (vec![row(3, 2, "u:u1")], vec![row(3, 2, "s1")]));
+        for statement in [video(5, 7), user(5, 7)] {
+            client.query(&statement).execute().await.expect("a later run's row");
+        }
+        assert_eq!(
+            copied(client.clone()).await,
+            (vec![row(3, 2, "u:u1"), row(5, 7, "u:u1")], vec![row(3, 2, "s1"), row(5, 7, "s1")])
+        );
+    })
+    .await;
+}
+
 fn edited(migrations: &[Migration], version: u32, sql: &'static str) -> Vec<Migration> {
     migrations.iter().map(|m| if m.version == version { Migration { sql, ..*m } } else { *m }).collect()
 }

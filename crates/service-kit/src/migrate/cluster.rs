@@ -83,6 +83,9 @@ pub static PLACEMENTS: &[(&str, Placement)] = &[
     ("video_hour_metrics", Placement::Sharded(VIDEO_KEY)),
     ("video_day_totals", Placement::Sharded(VIDEO_KEY)),
     ("user_engagement_daily", Placement::Sharded(USER_KEY)),
+    // Their copies for one key's reads, beside their sources (0016).
+    ("video_metrics_lookup", Placement::Sharded(VIDEO_KEY)),
+    ("user_engagement_lookup", Placement::Sharded(USER_KEY)),
     // Bookkeeping: a few rows per window or pass, read whole.
     ("aggregation_windows", Placement::Everywhere),
     ("view_facts_passes", Placement::Everywhere),
