@@ -211,6 +211,11 @@ def main():
                 [event_id, "video-1", "session-1", "42.5", "2500", "Firefox", "Linux", "DE", "cdn-a"],
             ),
             (
+                "event_hour_inserts",
+                "SELECT toUInt32(hour), last_inserted_at > toDateTime('2020-01-01 00:00:00') FROM event_hour_inserts",
+                ["1714564800", "1"],
+            ),
+            (
                 "keys_by_insert",
                 "SELECT video_id, session_id, inserted_at > toDateTime('2020-01-01 00:00:00') FROM keys_by_insert",
                 ["video-1", "session-1", "1"],

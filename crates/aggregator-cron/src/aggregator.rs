@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, NaiveTime, Utc};
 use deadpool_postgres::Pool;
 use metrics_sql::{
-    days, rows,
+    days, hourly, rows,
     views::{self, Scope},
     windows::{self, Grain, Job},
 };
@@ -370,6 +370,13 @@ impl Aggregator {
         self.clickhouse.query("SELECT toUInt32(now())").fetch_one().await
     }
 
+    /// The client time (epoch ms) from which the time-clustered copy of
+    /// `events` holds every row, at the server time `server_now` (seconds).
+    fn by_time_from_ms(&self, server_now: u32) -> u64 {
+        let lateness_ms = u64::try_from(self.aggregation.lateness.as_millis()).unwrap_or(u64::MAX);
+        metrics_sql::by_time_holds_from_ms(u64::from(server_now) * 1000, lateness_ms)
+    }
+
     fn margin_secs(&self) -> u32 {
         u32::try_from(self.aggregation.safety_margin.as_secs()).unwrap_or(u32::MAX)
     }
@@ -379,11 +386,14 @@ impl Aggregator {
     async fn compute_window(&self, job: Job, window: u32, version: u64) -> Result<(u64, u32), AggregateError> {
         let server_now = self.server_clock().await.map_err(clickhouse_step("read the server clock"))?;
         let covered_until = server_now.saturating_sub(self.margin_secs());
-        rows::insert_window(job, window, version)
-            .query(&self.clickhouse)
-            .execute()
-            .await
-            .map_err(clickhouse_step("insert the window's rows"))?;
+        let insert = match job {
+            // The time-clustered copy holds the recent hours: a key range there.
+            Job::EventsHourly if Grain::Hour.start_of(window) * 1000 >= self.by_time_from_ms(server_now) => {
+                hourly::insert_hour(window, version, metrics_sql::EVENTS_BY_TIME_TABLE)
+            }
+            _ => rows::insert_window(job, window, version),
+        };
+        insert.query(&self.clickhouse).execute().await.map_err(clickhouse_step("insert the window's rows"))?;
         rows::retire_vanished_rows(job, window, version)
             .query(&self.clickhouse)
             .execute()
@@ -618,9 +628,12 @@ impl Aggregator {
 
     /// Last insert times and records of the windows of `job` in `[horizon, last_due]`.
     async fn freshness(&self, job: Job, horizon: u32, last_due: u32) -> anyhow::Result<Freshness> {
-        let last_inserted = views::fetch_last_inserted(&self.clickhouse, Scope::All, job.grain(), horizon)
-            .await
-            .context("cannot read the windows' last insert times")?;
+        let last_inserted = match job {
+            // By the hour of the events' own time, not of their views' start.
+            Job::EventsHourly => hourly::fetch_last_inserts(&self.clickhouse, horizon..last_due + 1).await,
+            _ => views::fetch_last_inserted(&self.clickhouse, Scope::All, job.grain(), horizon).await,
+        }
+        .context("cannot read the windows' last insert times")?;
         let markers = rows::fetch_markers(&self.clickhouse, job, horizon, last_due + 1)
             .await
             .context("cannot read the windows' records")?;

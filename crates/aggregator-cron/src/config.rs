@@ -214,7 +214,7 @@ impl AggregationConfig {
     /// How long after its end a window of `job` is due.
     pub fn offset(&self, job: Job) -> Duration {
         match job {
-            Job::VideoMetrics => self.hourly_offset,
+            Job::VideoMetrics | Job::EventsHourly => self.hourly_offset,
             Job::UserEngagementDaily => self.daily_offset,
         }
     }
@@ -315,7 +315,10 @@ impl RetentionConfig {
     /// The setting (`retention.<name>`) that holds `table`'s retention, and its value.
     fn setting(&self, table: RetentionTable) -> (&'static str, u32) {
         match table {
-            RetentionTable::Events | RetentionTable::ViewsByUser => ("events_days", self.events_days),
+            RetentionTable::Events
+            | RetentionTable::ViewsByUser
+            | RetentionTable::EventsHourly
+            | RetentionTable::EventHourInserts => ("events_days", self.events_days),
             RetentionTable::VideoMetrics
             | RetentionTable::VideoMetricsLookup
             | RetentionTable::DayTotals

@@ -4,8 +4,9 @@
 //! except `events_by_receipt`, `keys_by_day_v2`, `events_by_time_v2` and
 //! the facts pass's tables, by day (`toYYYYMMDD`);
 //! `views_by_user` keeps `events`' retention, `keys_by_day_v2`
-//! `events_by_time_v2`'s, top videos' day rollups `video_metrics`', and the
-//! aggregates' lookup copies their sources'. A partition is dropped
+//! `events_by_time_v2`'s, top videos' day rollups `video_metrics`', the
+//! aggregates' lookup copies their sources', and the custom query's hourly
+//! rollup and its insert times `events`'. A partition is dropped
 //! once its whole month (or day) ended before `now − retention` of its table.
 //! Partitions are listed from `system.parts` (active parts of the configured
 //! database; the columns used exist on ClickHouse 18.16 and current
@@ -43,6 +44,10 @@ pub enum RetentionTable {
     /// as long as their sources.
     VideoMetricsLookup,
     UserEngagementLookup,
+    /// The custom query's hourly rollup and the last insert per hour; kept
+    /// as long as `events`.
+    EventsHourly,
+    EventHourInserts,
 }
 
 /// How a table is partitioned.
@@ -84,7 +89,7 @@ impl Period {
 }
 
 impl RetentionTable {
-    pub const ALL: [RetentionTable; 17] = [
+    pub const ALL: [RetentionTable; 19] = [
         RetentionTable::Events,
         RetentionTable::VideoMetrics,
         RetentionTable::UserEngagementDaily,
@@ -102,6 +107,8 @@ impl RetentionTable {
         RetentionTable::EventsByTime,
         RetentionTable::VideoMetricsLookup,
         RetentionTable::UserEngagementLookup,
+        RetentionTable::EventsHourly,
+        RetentionTable::EventHourInserts,
     ];
 
     /// How the table is partitioned (see its migration).
@@ -139,6 +146,8 @@ impl RetentionTable {
             RetentionTable::EventsByTime => metrics_sql::EVENTS_BY_TIME_TABLE,
             RetentionTable::VideoMetricsLookup => metrics_sql::VIDEO_METRICS_LOOKUP_TABLE,
             RetentionTable::UserEngagementLookup => metrics_sql::USER_ENGAGEMENT_LOOKUP_TABLE,
+            RetentionTable::EventsHourly => metrics_sql::hourly::EVENTS_HOURLY_TABLE,
+            RetentionTable::EventHourInserts => metrics_sql::hourly::EVENT_HOUR_INSERTS_TABLE,
         }
     }
 
@@ -385,7 +394,8 @@ mod tests {
         assert!(partitions_sql(None).contains(
             "table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', 'events_by_receipt', \
              'views_by_user', 'keys_by_day_v2', 'view_facts_v2', 'keys_by_insert', 'view_facts_passes', 'video_hour_totals', 'video_hour_metrics', \
-             'video_day_totals', 'video_day_rollups', 'events_by_time_v2', 'video_metrics_lookup', 'user_engagement_lookup')"
+             'video_day_totals', 'video_day_rollups', 'events_by_time_v2', 'video_metrics_lookup', 'user_engagement_lookup', \
+             'events_hourly', 'event_hour_inserts')"
         ));
     }
 }

@@ -24,7 +24,7 @@ async fn partitions(env: &Env) -> BTreeMap<String, Vec<String>> {
              AND table IN ('events', 'video_metrics', 'user_engagement_daily', 'aggregation_windows', \
              'events_by_receipt', 'views_by_user', 'keys_by_day_v2', 'view_facts_v2', 'keys_by_insert', \
              'view_facts_passes', 'video_hour_totals', 'video_day_totals', 'video_day_rollups', 'events_by_time_v2', \
-             'video_metrics_lookup', 'user_engagement_lookup') \
+             'video_metrics_lookup', 'user_engagement_lookup', 'events_hourly', 'event_hour_inserts') \
              GROUP BY table, partition_id ORDER BY table, partition_id",
         )
         .fetch_all()
@@ -63,6 +63,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         let hour = u32::try_from(start / HOUR_MS).unwrap();
         env.aggregator.run_window(Job::VideoMetrics, hour, Trigger::Manual).await.unwrap();
         env.aggregator.run_window(Job::UserEngagementDaily, hour / 24, Trigger::Manual).await.unwrap();
+        env.aggregator.run_window(Job::EventsHourly, hour, Trigger::Manual).await.unwrap();
     }
     // The facts pass's tables keep 4 days by day: a day before the cutoff and one after, written directly (a
     // pass takes its horizon from the real clock).
@@ -96,6 +97,8 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         "video_day_rollups",
         "video_metrics_lookup",
         "user_engagement_lookup",
+        "events_hourly",
+        "event_hour_inserts",
     ] {
         assert_eq!(before[table], all_four(), "{table}");
     }
@@ -142,6 +145,11 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         // video_metrics' lookup copy with it; user_engagement_lookup keeps user_engagement_daily's 150 days.
         (RetentionTable::VideoMetricsLookup, 202_506),
         (RetentionTable::VideoMetricsLookup, 202_507),
+        // The custom query's hourly rollup and its insert times keep events' 90 days.
+        (RetentionTable::EventsHourly, 202_506),
+        (RetentionTable::EventsHourly, 202_507),
+        (RetentionTable::EventHourInserts, 202_506),
+        (RetentionTable::EventHourInserts, 202_507),
     ];
     let sorted = |drops: &[retention::PartitionDrop]| {
         let mut got: Vec<_> = drops.iter().map(|d| (d.table, d.partition)).collect();
@@ -163,7 +171,7 @@ async fn retention_drops_exactly_the_months_past_each_tables_limit() {
         let line = stdout.lines().find(|l| l.starts_with(table.name()) && l.contains(&partition.to_string()));
         assert!(line.is_some(), "{} {partition} not listed:\n{stdout}", table.name());
     }
-    assert!(stdout.contains("would drop 27 partition(s), 39 row(s)"), "{stdout}");
+    assert!(stdout.contains("would drop 31 partition(s), 47 row(s)"), "{stdout}");
     let dry = env.aggregator.retention(now, true).await.unwrap();
     assert_eq!(sorted(&dry), expected);
     assert_eq!(partitions(&env).await, before, "a dry run drops nothing");

@@ -172,17 +172,29 @@ async fn a_late_event_is_folded_into_exactly_the_window_of_its_view() {
     let now = instant(hour_ms(H + 3) + 5 * MINUTE);
     let report = agg.tick(now).await.unwrap();
     assert_eq!(report.windows(Job::VideoMetrics, Trigger::CatchUp), vec![H, H + 1, H + 2]);
-    assert_eq!(report.runs.len(), 3, "{report:?}");
+    // The custom query's rollup, by the hours of the events' own times.
+    assert_eq!(report.windows(Job::EventsHourly, Trigger::CatchUp), vec![H, H + 1, H + 2]);
+    assert_eq!(report.runs.len(), 6, "{report:?}");
     assert_eq!(report.failures().count(), 0);
     let before = env.markers(Job::VideoMetrics, H, H + 3).await;
     let covered = before.values().map(|m| m.covered_until).max().unwrap();
+    let rolled_up_before = env.markers(Job::EventsHourly, H, H + 3).await;
+    let (events, progress) = rolled_up(&env, H + 1).await;
+    assert_eq!((events, progress), (deduplicated(&env, H + 1).await, 1), "s2's start and progress");
 
     // A progress event of s1 (started in H), stamped in H+1, inserted after the runs.
     env.insert_after(covered, &[at("video_progress", T + 70 * MINUTE, "s1", Some("user-s1"), 120.0)]).await;
 
     let report = agg.tick(now + chrono::Duration::minutes(10)).await.unwrap();
     assert_eq!(report.windows(Job::VideoMetrics, Trigger::LateEvents), vec![H]);
-    assert_eq!(report.runs.len(), 1, "only the view's window is recomputed: {report:?}");
+    // The rollup recomputes the event's own hour, not its view's.
+    assert_eq!(report.windows(Job::EventsHourly, Trigger::LateEvents), vec![H + 1]);
+    assert_eq!(report.runs.len(), 2, "only the view's window and the event's hour are recomputed: {report:?}");
+    let rolled_up_after = env.markers(Job::EventsHourly, H, H + 3).await;
+    assert!(rolled_up_after[&(H + 1)].version > rolled_up_before[&(H + 1)].version);
+    assert_eq!(rolled_up_after[&H], rolled_up_before[&H]);
+    assert_eq!(rolled_up(&env, H + 1).await, (events + 1, progress + 1), "the late event is in its hour");
+    assert_eq!(deduplicated(&env, H + 1).await, events + 1);
     let after = env.markers(Job::VideoMetrics, H, H + 3).await;
     assert!(after[&H].version > before[&H].version);
     assert_eq!(after[&(H + 1)], before[&(H + 1)], "H+1 untouched though the event's timestamp is in it");
@@ -198,6 +210,33 @@ async fn a_late_event_is_folded_into_exactly_the_window_of_its_view() {
     let late: Vec<_> = env.runs("video_metrics").await.into_iter().filter(|r| r.trigger == "late_events").collect();
     assert_eq!(late.len(), 1);
     env.drop().await;
+}
+
+/// The events of `hour` in its newest `events_hourly` rows, and their
+/// `video_progress` events.
+async fn rolled_up(env: &Env, hour: u32) -> (u64, u64) {
+    env.clickhouse
+        .client()
+        .query(
+            "SELECT sum(c), sumIf(c, event_type = 'video_progress') FROM (SELECT event_type, \
+             argMax(event_count, version) AS c FROM events_hourly WHERE hour = toDateTime(?) \
+             GROUP BY event_type, device_type, browser, os, country, quality, cdn)",
+        )
+        .bind(u64::from(hour) * 3600)
+        .fetch_one()
+        .await
+        .unwrap()
+}
+
+/// The distinct events stamped in `hour`.
+async fn deduplicated(env: &Env, hour: u32) -> u64 {
+    env.clickhouse
+        .client()
+        .query("SELECT uniqExact(event_id) FROM events WHERE intDiv(toUInt32(timestamp), 3600) = ?")
+        .bind(hour)
+        .fetch_one()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

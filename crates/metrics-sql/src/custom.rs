@@ -32,17 +32,34 @@ pub struct MetricDef {
     pub kind: ValueKind,
     /// One line for the OpenAPI document and error messages.
     pub doc: &'static str,
+    /// The [`PARTS`] that [`Self::from_parts`] adds up.
+    pub parts: &'static [&'static str],
+    /// The metric from the sums of its parts over rows that each hold a
+    /// part's value for a group (`sum(p_events)`), so that it can be computed
+    /// from the hourly rollup and raw events together; `None` for the
+    /// distinct counts, which do not add up across hours or combinations.
+    pub from_parts: Option<&'static str>,
 }
 
 /// Every metric a custom query may ask for.
 pub const METRICS: &[MetricDef] = &[
-    MetricDef { name: "event_count", sql: "count()", columns: &[], kind: ValueKind::Count, doc: "events" },
+    MetricDef {
+        name: "event_count",
+        sql: "count()",
+        columns: &[],
+        kind: ValueKind::Count,
+        doc: "events",
+        parts: &["p_events"],
+        from_parts: Some("sum(p_events)"),
+    },
     MetricDef {
         name: "unique_users",
         sql: "ifNull(uniqExact(user_id), 0)",
         columns: &["user_id"],
         kind: ValueKind::Count,
         doc: "distinct user_id (events without one are not counted)",
+        parts: &[],
+        from_parts: None,
     },
     MetricDef {
         name: "unique_sessions",
@@ -50,6 +67,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["session_id"],
         kind: ValueKind::Count,
         doc: "distinct session_id",
+        parts: &[],
+        from_parts: None,
     },
     MetricDef {
         name: "unique_videos",
@@ -57,6 +76,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["video_id"],
         kind: ValueKind::Count,
         doc: "distinct video_id",
+        parts: &[],
+        from_parts: None,
     },
     MetricDef {
         name: "views",
@@ -64,6 +85,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["event_type"],
         kind: ValueKind::Count,
         doc: "video_start events (each opens one view)",
+        parts: &["p_starts"],
+        from_parts: Some("sum(p_starts)"),
     },
     MetricDef {
         name: "errors",
@@ -71,6 +94,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["event_type"],
         kind: ValueKind::Count,
         doc: "video_error events",
+        parts: &["p_errors"],
+        from_parts: Some("sum(p_errors)"),
     },
     MetricDef {
         name: "fatal_errors",
@@ -78,6 +103,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["event_type", "fatal"],
         kind: ValueKind::Count,
         doc: "video_error events that ended playback",
+        parts: &["p_fatal"],
+        from_parts: Some("sum(p_fatal)"),
     },
     MetricDef {
         name: "error_rate",
@@ -85,6 +112,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["event_type"],
         kind: ValueKind::Ratio,
         doc: "errors / event_count, 0..1 (0 when there are no events)",
+        parts: &["p_events", "p_errors"],
+        from_parts: Some("if(sum(p_events) = 0, 0, sum(p_errors) / sum(p_events))"),
     },
     MetricDef {
         name: "buffer_events",
@@ -92,6 +121,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["event_type"],
         kind: ValueKind::Count,
         doc: "video_buffer events",
+        parts: &["p_buffers"],
+        from_parts: Some("sum(p_buffers)"),
     },
     MetricDef {
         name: "buffer_duration_ms",
@@ -99,6 +130,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["buffer_duration_ms"],
         kind: ValueKind::Count,
         doc: "sum of buffer_duration_ms",
+        parts: &["p_buffer_ms"],
+        from_parts: Some("sum(p_buffer_ms)"),
     },
     MetricDef {
         name: "avg_bitrate_kbps",
@@ -106,6 +139,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["bitrate_kbps"],
         kind: ValueKind::Mean,
         doc: "mean bitrate_kbps of the events that report one; null when none does",
+        parts: &["p_bitrate_sum", "p_bitrate_n"],
+        from_parts: Some("if(sum(p_bitrate_n) = 0, NULL, sum(p_bitrate_sum) / sum(p_bitrate_n))"),
     },
     MetricDef {
         name: "avg_startup_time_ms",
@@ -113,6 +148,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["startup_time_ms"],
         kind: ValueKind::Mean,
         doc: "mean startup_time_ms of the events that report one; null when none does",
+        parts: &["p_startup_sum", "p_startup_n"],
+        from_parts: Some("if(sum(p_startup_n) = 0, NULL, sum(p_startup_sum) / sum(p_startup_n))"),
     },
     MetricDef {
         name: "seeks",
@@ -120,6 +157,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["event_type"],
         kind: ValueKind::Count,
         doc: "seek events",
+        parts: &["p_seeks"],
+        from_parts: Some("sum(p_seeks)"),
     },
     MetricDef {
         name: "quality_changes",
@@ -127,6 +166,8 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["event_type"],
         kind: ValueKind::Count,
         doc: "quality_change events",
+        parts: &["p_quality_changes"],
+        from_parts: Some("sum(p_quality_changes)"),
     },
     MetricDef {
         name: "completions",
@@ -134,8 +175,116 @@ pub const METRICS: &[MetricDef] = &[
         columns: &["event_type"],
         kind: ValueKind::Count,
         doc: "video_complete events",
+        parts: &["p_completions"],
+        from_parts: Some("sum(p_completions)"),
     },
 ];
+
+/// Where a part's value per group comes from in the hourly rollup
+/// ([`crate::hourly::EVENTS_HOURLY_TABLE`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rolled {
+    /// A column of the rollup holding the part's value for its combination,
+    /// computed by [`PartDef::raw`] when the hour is rolled up.
+    Column(&'static str),
+    /// The `event_count` of the combinations of this `event_type` (the
+    /// part is `countIf(event_type = '…')` over the raw events).
+    EventsOfType(&'static str),
+}
+
+/// One additive part of the metrics: a value per group that adds up across
+/// hours and dimension combinations, computed over deduplicated events
+/// (`raw`) or over the hourly rollup's rows ([`Rolled`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct PartDef {
+    pub name: &'static str,
+    /// The aggregate over deduplicated events (a `UInt64`).
+    pub raw: &'static str,
+    /// The event columns `raw` reads.
+    pub columns: &'static [&'static str],
+    pub rolled: Rolled,
+}
+
+/// Every part a metric's [`MetricDef::from_parts`] may add up.
+pub const PARTS: &[PartDef] = &[
+    PartDef { name: "p_events", raw: "count()", columns: &[], rolled: Rolled::Column("event_count") },
+    PartDef {
+        name: "p_starts",
+        raw: "countIf(event_type = 'video_start')",
+        columns: &["event_type"],
+        rolled: Rolled::EventsOfType("video_start"),
+    },
+    PartDef {
+        name: "p_errors",
+        raw: "countIf(event_type = 'video_error')",
+        columns: &["event_type"],
+        rolled: Rolled::EventsOfType("video_error"),
+    },
+    PartDef {
+        name: "p_fatal",
+        raw: "countIf(event_type = 'video_error' AND fatal = 1)",
+        columns: &["event_type", "fatal"],
+        rolled: Rolled::Column("fatal_errors"),
+    },
+    PartDef {
+        name: "p_buffers",
+        raw: "countIf(event_type = 'video_buffer')",
+        columns: &["event_type"],
+        rolled: Rolled::EventsOfType("video_buffer"),
+    },
+    PartDef {
+        name: "p_buffer_ms",
+        raw: "sum(toUInt64(ifNull(buffer_duration_ms, 0)))",
+        columns: &["buffer_duration_ms"],
+        rolled: Rolled::Column("buffer_ms_sum"),
+    },
+    PartDef {
+        name: "p_bitrate_sum",
+        raw: "sum(toUInt64(ifNull(bitrate_kbps, 0)))",
+        columns: &["bitrate_kbps"],
+        rolled: Rolled::Column("bitrate_sum"),
+    },
+    PartDef {
+        name: "p_bitrate_n",
+        raw: "toUInt64(count(bitrate_kbps))",
+        columns: &["bitrate_kbps"],
+        rolled: Rolled::Column("bitrate_count"),
+    },
+    PartDef {
+        name: "p_startup_sum",
+        raw: "sum(toUInt64(ifNull(startup_time_ms, 0)))",
+        columns: &["startup_time_ms"],
+        rolled: Rolled::Column("startup_sum"),
+    },
+    PartDef {
+        name: "p_startup_n",
+        raw: "toUInt64(count(startup_time_ms))",
+        columns: &["startup_time_ms"],
+        rolled: Rolled::Column("startup_count"),
+    },
+    PartDef {
+        name: "p_seeks",
+        raw: "countIf(event_type = 'seek')",
+        columns: &["event_type"],
+        rolled: Rolled::EventsOfType("seek"),
+    },
+    PartDef {
+        name: "p_quality_changes",
+        raw: "countIf(event_type = 'quality_change')",
+        columns: &["event_type"],
+        rolled: Rolled::EventsOfType("quality_change"),
+    },
+    PartDef {
+        name: "p_completions",
+        raw: "countIf(event_type = 'video_complete')",
+        columns: &["event_type"],
+        rolled: Rolled::EventsOfType("video_complete"),
+    },
+];
+
+pub fn part(name: &str) -> Option<&'static PartDef> {
+    PARTS.iter().find(|p| p.name == name)
+}
 
 /// One dimension: a name to group (and maybe filter) by and its SQL.
 #[derive(Debug, PartialEq, Eq)]

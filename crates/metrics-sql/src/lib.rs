@@ -18,7 +18,10 @@
 //! - [`windows`]: jobs, window grain, day ranges, and which windows are up
 //!   to date;
 //! - [`custom`]: the custom-query vocabulary (metrics, dimensions,
-//!   granularities, filter operators) and the static SQL of each;
+//!   granularities, filter operators, the metrics' additive parts) and the
+//!   static SQL of each;
+//! - [`hourly`]: the custom query's exact hourly rollup by dimension, built
+//!   by aggregator-cron, and which hours a read may take from it;
 //! - [`formulas`]: the finishing formulas (engagement score, ratios,
 //!   averages, preferences, realtime rates) from a read's rows to an answer;
 //! - [`responses`]: the answers themselves (the JSON of the metric endpoints
@@ -33,6 +36,7 @@ pub mod custom;
 pub mod days;
 pub mod facts;
 pub mod formulas;
+pub mod hourly;
 pub mod read;
 pub mod responses;
 pub mod rows;

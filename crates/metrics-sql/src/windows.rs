@@ -18,16 +18,20 @@ pub enum Job {
     VideoMetrics,
     /// `user_engagement_daily`: per user and UTC day of view start.
     UserEngagementDaily,
+    /// `events_hourly`: the custom query's rollup per UTC hour of event
+    /// client time and dimension combination ([`crate::hourly`]).
+    EventsHourly,
 }
 
 impl Job {
-    pub const ALL: [Job; 2] = [Job::VideoMetrics, Job::UserEngagementDaily];
+    pub const ALL: [Job; 3] = [Job::VideoMetrics, Job::UserEngagementDaily, Job::EventsHourly];
 
     /// The job's name, which is also its table's name.
     pub fn name(self) -> &'static str {
         match self {
             Job::VideoMetrics => "video_metrics",
             Job::UserEngagementDaily => "user_engagement_daily",
+            Job::EventsHourly => crate::hourly::EVENTS_HOURLY_TABLE,
         }
     }
 
@@ -37,7 +41,7 @@ impl Job {
 
     pub fn grain(self) -> Grain {
         match self {
-            Job::VideoMetrics => Grain::Hour,
+            Job::VideoMetrics | Job::EventsHourly => Grain::Hour,
             Job::UserEngagementDaily => Grain::Day,
         }
     }

@@ -185,6 +185,12 @@ pub struct FreshnessConfig {
     /// …and only while the pass covers inserts up to this long ago (`"30s"`).
     #[serde(with = "humantime_serde")]
     pub video_from_pass_max_lag: Duration,
+    /// Whether custom queries read whole hours from aggregator-cron's hourly
+    /// rollup (`events_hourly`) where its run covers every row of the hour
+    /// (`true`); the rest of the range, and queries the rollup cannot answer
+    /// (distinct counts, the video, minute buckets), read the raw events.
+    /// The answers are the same either way; `false` reads everything raw.
+    pub custom_rollup: bool,
 }
 
 impl Default for FreshnessConfig {
@@ -199,6 +205,7 @@ impl Default for FreshnessConfig {
             top_from_pass_max_lag: Duration::from_secs(30),
             video_from_pass_min_views: 5_000,
             video_from_pass_max_lag: Duration::from_secs(30),
+            custom_rollup: true,
         }
     }
 }

@@ -3,12 +3,13 @@
 
 Used by crates/query-api/tests/custom_query.rs. Reads one JSON object on stdin:
 
-    {"rows": "<JSONEachRow lines for the events table>", "queries": ["SELECT ...", ...]}
+    {"rows": "<JSONEachRow lines for the events table>", "setup": ["INSERT ...", ...], "queries": ["SELECT ...", ...]}
 
 creates a throw-away database, applies schemas/clickhouse/*.sql (split exactly
-as schemas/check_chdb.py splits them), inserts the rows, runs each query with
-the JSONCompact output format (as the service asks ClickHouse for it) and
-prints {"results": ["<JSONCompact text>", ...]} on stdout. Any failure exits
+as schemas/check_chdb.py splits them), inserts the rows, runs the setup
+statements if any (aggregator-cron's rollup of the rows' hours), runs each
+query with the JSONCompact output format (as the service asks ClickHouse for
+it) and prints {"results": ["<JSONCompact text>", ...]} on stdout. Any failure exits
 non-zero with the engine's error and the statement; a missing chdb module is
 an error too, never a skip.
 """
@@ -59,6 +60,11 @@ def main():
                 sess.query("INSERT INTO events FORMAT JSONEachRow\n" + request["rows"])
             except Exception as err:
                 fail(f"inserting the rows: {err}")
+        for number, statement in enumerate(request.get("setup", []), start=1):
+            try:
+                sess.query(statement)
+            except Exception as err:
+                fail(f"setup statement {number}: {err}\n--- statement ---\n{statement}")
         results = []
         for number, query in enumerate(request["queries"], start=1):
             try:

@@ -18,6 +18,7 @@ use std::{
 
 use chrono::{DateTime, NaiveDate, SecondsFormat};
 use events_model::{EVENTS_TABLE, EventRow};
+use metrics_sql::windows::Job;
 use query_api::{
     Config,
     custom_query::{QueryRequest, compile, execute},
@@ -345,6 +346,25 @@ fn requests() -> Vec<Value> {
             "start": "2026-11-01T06:00:00Z", "end": "2026-11-01T12:00:00Z", "granularity": "minute", "limit": 10
         }),
         json!({"metrics": ["event_count", "views"], "group_by": ["hour"], "start": "2026-11-01", "end": "2026-11-03"}),
+        // Every metric the hourly rollup holds, by every dimension it keeps,
+        // over a range starting and ending inside hours.
+        json!({
+            "metrics": [
+                "event_count", "views", "errors", "fatal_errors", "error_rate", "buffer_events", "buffer_duration_ms",
+                "avg_bitrate_kbps", "avg_startup_time_ms", "seeks", "quality_changes", "completions"
+            ],
+            "group_by": ["event_type", "device_type", "browser", "os", "country", "quality", "cdn"],
+            "start": "2026-11-01T05:30:00Z", "end": "2026-11-02T07:15:00.500Z", "granularity": "hour",
+            "order_by": "avg_bitrate_kbps", "limit": 10000
+        }),
+        json!({
+            "metrics": ["avg_startup_time_ms", "views", "error_rate"], "group_by": ["device_type", "day"],
+            "filters": [
+                {"dimension": "event_type", "op": "in", "values": ["video_start", "video_error"]},
+                {"dimension": "cdn", "op": "eq", "value": "cdn-a"}
+            ],
+            "start": "2026-11-01T00:00:00.250Z", "end": "2026-11-03T23:00:00Z", "order_by": "views"
+        }),
         json!({
             "metrics": ["event_count", "unique_sessions"], "group_by": ["video_id"],
             "filters": [{"dimension": "video_id", "op": "in", "values": [HOSTILE_VIDEO, "video-1"]}],
@@ -573,6 +593,109 @@ async fn a_large_query_spills_to_disk_instead_of_failing_at_the_memory_limit() {
 
 // ---------------------------------------------------------------- chDB ---
 
+// -------------------------------------------------------- hourly rollup ---
+
+/// Every hour the fixture's events lie in (three days from [`DAY_1`]).
+fn fixture_hours() -> std::ops::Range<u32> {
+    let first = (DAY_1 / 3600) as u32;
+    first..first + 72
+}
+
+/// aggregator-cron's statement rolling up `hour` with `version`.
+fn roll_up(hour: u32, version: u64) -> metrics_sql::Statement {
+    metrics_sql::rows::insert_window(Job::EventsHourly, hour, version)
+}
+
+/// Most of `hours`: every one but each fifth, so that rolled-up runs
+/// alternate with raw hours.
+fn some_hours(hours: std::ops::Range<u32>) -> Vec<u32> {
+    hours.filter(|h| h % 5 != 2).collect()
+}
+
+/// Rolls up every hour of the fixture as aggregator-cron does (rows, retired
+/// combinations, record) with `covered_until` = the newest insert so far.
+async fn roll_up_fixture(clickhouse: &clickhouse::Client, version: u64) -> u32 {
+    let covered_until: u32 =
+        clickhouse.query("SELECT toUInt32(max(inserted_at)) FROM events").fetch_one().await.unwrap();
+    for hour in fixture_hours() {
+        for step in [roll_up(hour, version), metrics_sql::rows::retire_vanished_rows(Job::EventsHourly, hour, version)]
+        {
+            step.query(clickhouse).execute().await.unwrap_or_else(|e| panic!("hour {hour}: {e}"));
+        }
+        let rows: u64 = metrics_sql::rows::count_window_rows(Job::EventsHourly, hour, version)
+            .query(clickhouse)
+            .fetch_one()
+            .await
+            .unwrap();
+        metrics_sql::rows::insert_marker(Job::EventsHourly, hour, version, covered_until, rows)
+            .query(clickhouse)
+            .execute()
+            .await
+            .unwrap();
+    }
+    covered_until
+}
+
+/// Custom queries over hours aggregator-cron rolled up read them from
+/// `events_hourly` and answer exactly what the raw events give; an hour
+/// with a row inserted after its run (a late event) is read raw until the
+/// next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolled_up_hours_answer_as_the_raw_events_and_a_late_row_sends_its_hour_back_raw() {
+    let database = TestClickHouse::create().await.expect("test clickhouse database");
+    let (postgres, keys) = keyed().await;
+    let http = http(&keys);
+    let clickhouse = database.client();
+    let (originals, duplicates) = fixture();
+    insert(&clickhouse, &originals).await;
+    insert(&clickhouse, &duplicates).await;
+    let mut stored = [originals, duplicates].concat();
+    let covered_until = roll_up_fixture(&clickhouse, 1).await;
+    let service = InProcess::spawn(config_for(&database, &postgres, false), query_api::run);
+    let url = service.url("/api/metrics/query");
+
+    assert!(answers_match(&http, &url, &stored, "rolled up: ").await > 100);
+    // The rollup was read: a row only it holds (a combination no event has,
+    // of 1,000 events) shows in the day's count, until the next run retires it.
+    let day = json!({"metrics": ["event_count"], "start": "2026-11-01", "end": "2026-11-02"});
+    let count = |body: Value| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let (status, answer) = read(http.post(&url).json(&body)).await;
+            assert_eq!(status, 200, "{answer}");
+            answer["rows"][0]["event_count"].as_u64().unwrap()
+        }
+    };
+    let before = count(day.clone()).await;
+    let bumped = format!(
+        "INSERT INTO events_hourly (hour, event_type, device_type, browser, os, country, quality, cdn, event_count, version) \
+         SELECT hour, event_type, device_type, browser, os, 'ZZ', quality, cdn, 1000, 2 \
+         FROM events_hourly WHERE hour = toDateTime({}) AND event_count > 0 LIMIT 1",
+        DAY_1 + 3 * 3600
+    );
+    clickhouse.query(&bumped).execute().await.unwrap();
+    assert_eq!(count(day.clone()).await, before + 1000, "the hour was not read from the rollup");
+    roll_up_fixture(&clickhouse, 3).await;
+    assert_eq!(count(day.clone()).await, before, "a new run retires the combinations it no longer finds");
+
+    // A late event for a rolled-up hour, inserted after the runs' records.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while clickhouse.query("SELECT toUInt32(now())").fetch_one::<u32>().await.unwrap() <= covered_until {
+        assert!(std::time::Instant::now() < deadline, "the server clock did not pass {covered_until}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut rng = Lcg(7);
+    let late = event(5000, "video_start", (DAY_1 + 3 * 3600 + 120) * 1000, &mut rng);
+    insert(&clickhouse, std::slice::from_ref(&late)).await;
+    stored.push(late);
+    assert_eq!(count(day.clone()).await, before + 1, "the late event's hour is read raw");
+    assert!(answers_match(&http, &url, &stored, "a late event: ").await > 100);
+
+    drop(http);
+    service.stop().await.unwrap();
+    database.drop().await.unwrap();
+}
+
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
@@ -603,18 +726,26 @@ fn compiled_sql_runs_on_current_clickhouse_via_chdb() {
     let stored = [originals, duplicates].concat();
     let now = DateTime::parse_from_rfc3339("2026-11-15T00:00:00Z").unwrap().to_utc();
     // Each request twice: from `events` and from the time-clustered copy
-    // (a copy said to hold everything from the epoch on).
-    let compiled: Vec<_> = requests()
+    // (a copy said to hold everything from the epoch on); and where the
+    // hourly rollup can answer, with most of its hours from the rollup.
+    let raw: Vec<_> = requests()
         .iter()
         .flat_map(|body| {
             let request = QueryRequest::from_json(body).unwrap();
             [u64::MAX, 0].map(|by_time_from_ms| (body.clone(), compile(&request, now, by_time_from_ms).unwrap()))
         })
         .collect();
-    let copies = compiled.iter().filter(|(_, q)| q.sql().contains(metrics_sql::EVENTS_BY_TIME_TABLE)).count();
-    assert_eq!(copies * 2, compiled.len(), "half the queries read the copy");
+    let copies = raw.iter().filter(|(_, q)| q.sql().contains(metrics_sql::EVENTS_BY_TIME_TABLE)).count();
+    assert_eq!(copies * 2, raw.len(), "half the queries read the copy");
+    let rolled: Vec<_> = raw
+        .iter()
+        .filter_map(|(body, query)| Some((body.clone(), query.with_rolled(&some_hours(query.rollup_hours()?)))))
+        .collect();
+    assert!(rolled.len() >= 12, "{} queries read the rollup", rolled.len());
+    let compiled = [raw, rolled].concat();
     let input = json!({
         "rows": stored.iter().map(json_each_row).collect::<Vec<_>>().join("\n"),
+        "setup": fixture_hours().map(|hour| roll_up(hour, 1).render()).collect::<Vec<_>>(),
         "queries": compiled.iter().map(|(_, query)| query.render_sql()).collect::<Vec<_>>(),
     });
 

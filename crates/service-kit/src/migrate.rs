@@ -71,6 +71,7 @@ static CLICKHOUSE: &[Migration] = &[
     migration!("clickhouse", 14, "0014_keys_by_day_v2"),
     migration!("clickhouse", 15, "0015_view_facts_v2"),
     migration!("clickhouse", 16, "0016_aggregate_lookups"),
+    migration!("clickhouse", 17, "0017_events_hourly"),
 ];
 
 /// PostgreSQL migrations, in version order.

@@ -150,10 +150,7 @@ async fn clickhouse_migrations_applied_twice_change_nothing_the_second_time() {
 #[tokio::test]
 async fn the_time_clustered_copy_is_replaced_keeping_the_recent_days_of_a_database_with_events() {
     with_clickhouse_database(|cfg| async move {
-        let all = migrate::clickhouse_migrations();
-        let before_v2 = all.iter().position(|m| m.name == "0012_events_by_time_v2").expect("0012 is listed");
-        migrate::apply_clickhouse_migrations(&cfg, &all[..before_v2]).await.expect("migrations up to 0011");
-        let client = cfg.client();
+        let client = apply_before(&cfg, "0012_events_by_time_v2").await;
         let insert = |id: &str, days_ago: u32| {
             format!(
                 "INSERT INTO events (event_id, event_type, session_id, video_id, timestamp, timestamp_ms, \
@@ -201,10 +198,7 @@ async fn the_time_clustered_copy_is_replaced_keeping_the_recent_days_of_a_databa
 #[tokio::test]
 async fn the_key_index_is_replaced_keeping_the_recent_days_states() {
     with_clickhouse_database(|cfg| async move {
-        let all = migrate::clickhouse_migrations();
-        let before_v2 = all.iter().position(|m| m.name == "0014_keys_by_day_v2").expect("0014 is listed");
-        migrate::apply_clickhouse_migrations(&cfg, &all[..before_v2]).await.expect("migrations up to 0013");
-        let client = cfg.client();
+        let client = apply_before(&cfg, "0014_keys_by_day_v2").await;
         let insert = |id: u32, event_type: &str, session: &str, days_ago: u32, ms: u32| {
             format!(
                 "INSERT INTO events (event_id, event_type, session_id, video_id, timestamp, timestamp_ms, received_at_ms) \
@@ -247,10 +241,7 @@ async fn the_key_index_is_replaced_keeping_the_recent_days_states() {
 #[tokio::test]
 async fn the_view_facts_are_moved_to_their_smaller_granules_whole() {
     with_clickhouse_database(|cfg| async move {
-        let all = migrate::clickhouse_migrations();
-        let before_v2 = all.iter().position(|m| m.name == "0015_view_facts_v2").expect("0015 is listed");
-        migrate::apply_clickhouse_migrations(&cfg, &all[..before_v2]).await.expect("migrations up to 0014");
-        let client = cfg.client();
+        let client = apply_before(&cfg, "0015_view_facts_v2").await;
         let insert = |table: &str, session: &str, version: u32| {
             format!(
                 "INSERT INTO {table} (date, video_id, session_id, start_ms, is_view, watch_seconds, view_user, viewer, version) \
@@ -287,10 +278,7 @@ async fn the_view_facts_are_moved_to_their_smaller_granules_whole() {
 #[tokio::test]
 async fn the_aggregates_are_copied_into_their_lookups_and_kept_in_step() {
     with_clickhouse_database(|cfg| async move {
-        let all = migrate::clickhouse_migrations();
-        let before = all.iter().position(|m| m.name == "0016_aggregate_lookups").expect("0016 is listed");
-        migrate::apply_clickhouse_migrations(&cfg, &all[..before]).await.expect("migrations up to 0015");
-        let client = cfg.client();
+        let client = apply_before(&cfg, "0016_aggregate_lookups").await;
         let video = |version: u32, views: u32| {
             format!(
                 "INSERT INTO video_metrics (video_id, hour, date, views, viewers, version) \
@@ -333,6 +321,58 @@ async fn the_aggregates_are_copied_into_their_lookups_and_kept_in_step() {
             copied(client.clone()).await,
             (vec![row(3, 2, "u:u1"), row(5, 7, "u:u1")], vec![row(3, 2, "s1"), row(5, 7, "s1")])
         );
+    })
+    .await;
+}
+
+/// Applies every ClickHouse migration before the one named `name` (which
+/// must be listed) to `cfg`'s database, and returns a client of it.
+async fn apply_before(cfg: &ClickHouseConfig, name: &str) -> clickhouse::Client {
+    let all = migrate::clickhouse_migrations();
+    let before = all.iter().position(|m| m.name == name).unwrap_or_else(|| panic!("{name} is not listed"));
+    migrate::apply_clickhouse_migrations(cfg, &all[..before])
+        .await
+        .unwrap_or_else(|e| panic!("migrations before {name}: {e}"));
+    cfg.client()
+}
+
+/// Upgrading a database with events: 0017 records every stored hour's last
+/// insert, and later inserts reach the record through its view.
+#[tokio::test]
+async fn the_hours_last_inserts_are_recorded_for_the_stored_events_and_kept_in_step() {
+    with_clickhouse_database(|cfg| async move {
+        let client = apply_before(&cfg, "0017_events_hourly").await;
+        let insert = |id: u32, hour: u32, inserted_at: &str| {
+            format!(
+                "INSERT INTO events (event_id, event_type, session_id, video_id, timestamp, timestamp_ms, inserted_at) \
+                 VALUES (toUUID('00000000-0000-0000-0000-{id:012}'), 'video_start', 's', 'v', \
+                 toDateTime('2026-11-20 {hour:02}:30:00'), 0, toDateTime('{inserted_at}'))"
+            )
+        };
+        for statement in [
+            insert(1, 10, "2026-11-20 10:31:00"),
+            insert(2, 10, "2026-11-20 12:00:00"),
+            insert(3, 11, "2026-11-20 11:40:00"),
+        ] {
+            client.query(&statement).execute().await.expect("an event stored before the upgrade");
+        }
+        migrate::apply_clickhouse(&cfg).await.expect("0017 and later");
+        let recorded = |client: clickhouse::Client| async move {
+            client
+                .query(
+                    "SELECT toString(hour), toString(max(last_inserted_at)) FROM event_hour_inserts \
+                     GROUP BY hour ORDER BY hour",
+                )
+                .fetch_all::<(String, String)>()
+                .await
+                .expect("reading event_hour_inserts")
+        };
+        let row = |hour: &str, at: &str| (format!("2026-11-20 {hour}:00:00"), at.to_string());
+        let stored = vec![row("10", "2026-11-20 12:00:00"), row("11", "2026-11-20 11:40:00")];
+        assert_eq!(recorded(client.clone()).await, stored);
+        client.query(&insert(4, 11, "2026-11-21 08:00:00")).execute().await.expect("a later insert");
+        let later = vec![row("10", "2026-11-20 12:00:00"), row("11", "2026-11-21 08:00:00")];
+        assert_eq!(recorded(client.clone()).await, later);
     })
     .await;
 }

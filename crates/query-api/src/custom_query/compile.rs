@@ -22,14 +22,16 @@
 //! `table` is the time-clustered copy of `events` when it holds the whole
 //! range (the recent days), where the range is a key range; else `events`.
 
+use std::ops::Range;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use clickhouse::{Client, query::Query};
 use events_model::EVENTS_TABLE;
-use metrics_sql::EVENTS_BY_TIME_TABLE;
+use metrics_sql::{EVENTS_BY_TIME_TABLE, hourly, windows::Grain};
 
 use super::{
     DEFAULT_LIMIT, MAX_FILTER_VALUE_CHARS, MAX_LIMIT, QueryRequest,
-    lists::{self, GranularityDef, MetricDef, ValueKind},
+    lists::{self, DimensionDef, GranularityDef, MetricDef, ValueKind},
     request::quoted,
 };
 use crate::error::ApiError;
@@ -57,7 +59,31 @@ pub struct CompiledQuery {
     limit: usize,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    plan: Plan,
 }
+
+/// What a query asks for, validated: enough to build its SQL over raw events
+/// alone or over the hourly rollup and raw events together.
+#[derive(Debug, Clone, PartialEq)]
+struct Plan {
+    metrics: Vec<&'static MetricDef>,
+    dimensions: Vec<&'static DimensionDef>,
+    granularity: Option<&'static GranularityDef>,
+    /// Each filter's condition (one `?`) and its value.
+    filters: Vec<(String, Param)>,
+    /// The dimensions the filters compare.
+    filtered: Vec<&'static DimensionDef>,
+    order_by: Option<&'static MetricDef>,
+    limit: usize,
+    start_ms: u64,
+    end_ms: u64,
+    by_time_from_ms: u64,
+}
+
+/// Most runs of consecutive rolled-up hours one statement reads; beyond it
+/// the shortest runs are read raw, so a range of scattered stale hours
+/// cannot make the SQL grow without bound.
+pub const MAX_ROLLED_RUNS: usize = 64;
 
 impl CompiledQuery {
     /// The SQL text with a `?` for each bound value (no request value in it).
@@ -96,7 +122,34 @@ impl CompiledQuery {
     pub fn render_sql(&self) -> String {
         self.statement.render()
     }
+
+    /// The whole hours of the range (indexes) the hourly rollup could answer,
+    /// or `None` when the query cannot use it: a distinct count, the video
+    /// as a dimension or filter, minute buckets, or no whole hour in range.
+    pub fn rollup_hours(&self) -> Option<Range<u32>> {
+        let plan = &self.plan;
+        let rollable =
+            |d: &&DimensionDef| d.columns.iter().all(|c| *c == "timestamp" || hourly::DIMENSIONS.contains(c));
+        let possible = plan.metrics.iter().all(|m| m.from_parts.is_some())
+            && plan.granularity.is_none_or(|g| g.seconds % HOUR_SECS == 0)
+            && plan.dimensions.iter().all(rollable)
+            && plan.filtered.iter().all(rollable);
+        let hour_ms = HOUR_SECS as u64 * 1000;
+        let first = u32::try_from(plan.start_ms.div_ceil(hour_ms)).ok()?;
+        let end = u32::try_from(plan.end_ms / hour_ms).ok()?;
+        (possible && first < end).then_some(first..end)
+    }
+
+    /// The same query with the hours `rolled` (ascending, within
+    /// [`Self::rollup_hours`], their rollup up to date) read from the hourly
+    /// rollup and the rest of the range raw. The answer is the same.
+    pub fn with_rolled(&self, rolled: &[u32]) -> CompiledQuery {
+        debug_assert!(self.rollup_hours().is_some_and(|hours| rolled.iter().all(|h| hours.contains(h))));
+        CompiledQuery { statement: build(&self.plan, rolled), ..self.clone() }
+    }
 }
+
+const HOUR_SECS: i64 = 3600;
 
 /// Validates `request` against the lists and limits and builds its SQL;
 /// `now` is the end of the range when the request gives none. A range
@@ -115,7 +168,6 @@ pub fn compile(request: &QueryRequest, now: DateTime<Utc>, by_time_from_ms: u64)
     let dimensions =
         resolve_names("group_by", &request.group_by, "dimension", lists::dimension, lists::dimension_names)?;
 
-    let mut params = Vec::new();
     let (start, end) = time_range(request, now)?;
     let granularity = match &request.granularity {
         None => None,
@@ -127,30 +179,9 @@ pub fn compile(request: &QueryRequest, now: DateTime<Utc>, by_time_from_ms: u64)
         })?),
     };
     check_range_length(start, end, granularity)?;
-    let start_ms = start.timestamp_millis();
-    let end_ms = end.timestamp_millis();
-    // `timestamp` (seconds, widened to whole seconds) selects partitions and
-    // index ranges; `timestamp_ms` is exact.
-    let mut conditions: Vec<String> =
-        ["timestamp >= toDateTime(?)", "timestamp < toDateTime(?)", "timestamp_ms >= ?", "timestamp_ms < ?"]
-            .map(String::from)
-            .into();
-    params.extend([
-        Param::U64(non_negative(start_ms.div_euclid(1000))),
-        Param::U64(non_negative((end_ms + 999).div_euclid(1000))),
-        Param::U64(non_negative(start_ms)),
-        Param::U64(non_negative(end_ms)),
-    ]);
 
-    let mut columns_read: Vec<&'static str> = vec!["event_id"];
-    let mut read = |columns: &[&'static str]| {
-        for column in columns {
-            if !columns_read.contains(column) {
-                columns_read.push(column);
-            }
-        }
-    };
-
+    let mut filters = Vec::new();
+    let mut filtered = Vec::new();
     for (i, filter) in request.filters.iter().enumerate() {
         let field = format!("filters[{i}]");
         let dimension = lists::dimension(&filter.dimension)
@@ -201,9 +232,8 @@ pub fn compile(request: &QueryRequest, now: DateTime<Utc>, by_time_from_ms: u64)
             check_value(&format!("{field}.value"), value)?;
             Param::Str(value.clone())
         };
-        read(dimension.columns);
-        conditions.push(format!("{}{}{}", op.sql_prefix, dimension.sql, op.sql_suffix));
-        params.push(param);
+        filters.push((format!("{}{}{}", op.sql_prefix, dimension.sql, op.sql_suffix), param));
+        filtered.push(dimension);
     }
 
     let limit = match request.limit {
@@ -218,50 +248,208 @@ pub fn compile(request: &QueryRequest, now: DateTime<Utc>, by_time_from_ms: u64)
         Some(name) => Some(order_metric(name, &metrics)?),
     };
 
-    // Output columns and the outer SELECT.
     let mut columns = Vec::new();
-    let mut select = Vec::new();
-    let mut group_keys = Vec::new();
-    if let Some(granularity) = granularity {
-        read(&["timestamp"]);
-        select.push(format!("{} AS g_time", granularity.sql));
-        group_keys.push("g_time".to_string());
+    if granularity.is_some() {
         columns.push(OutputColumn { name: "time", kind: ValueKind::Time });
     }
-    for dimension in &dimensions {
-        read(dimension.columns);
-        select.push(format!("{} AS g_{}", dimension.sql, dimension.name));
-        group_keys.push(format!("g_{}", dimension.name));
-        columns.push(OutputColumn { name: dimension.name, kind: dimension.kind });
-    }
-    for metric in &metrics {
-        read(metric.columns);
-        select.push(format!("{} AS m_{}", metric.sql, metric.name));
-        columns.push(OutputColumn { name: metric.name, kind: metric.kind });
-    }
+    columns.extend(dimensions.iter().map(|d| OutputColumn { name: d.name, kind: d.kind }));
+    columns.extend(metrics.iter().map(|m| OutputColumn { name: m.name, kind: m.kind }));
+    let plan = Plan {
+        metrics,
+        dimensions,
+        granularity,
+        filters,
+        filtered,
+        order_by,
+        limit,
+        start_ms: non_negative(start.timestamp_millis()),
+        end_ms: non_negative(end.timestamp_millis()),
+        by_time_from_ms,
+    };
+    Ok(CompiledQuery { statement: build(&plan, &[]), columns, limit, start, end, plan })
+}
 
+/// The time condition of events with client times in `[from_ms, to_ms)`:
+/// `timestamp` (seconds, widened to whole seconds) selects partitions and
+/// index ranges; `timestamp_ms` is exact.
+fn time_condition(sql: &mut Statement, from_ms: u64, to_ms: u64) {
+    sql.sql("timestamp >= toDateTime(").bind(from_ms / 1000).sql(") AND timestamp < toDateTime(");
+    sql.bind(to_ms.div_ceil(1000)).sql(") AND timestamp_ms >= ").bind(from_ms).sql(" AND timestamp_ms < ");
+    sql.bind(to_ms);
+}
+
+/// `cond AND cond …` of the plan's filters, or an empty statement.
+fn filter_conditions(plan: &Plan) -> Statement {
+    let mut sql = Statement::new("");
+    for (i, (condition, param)) in plan.filters.iter().enumerate() {
+        if i > 0 {
+            sql.sql(" AND ");
+        }
+        // The condition's one `?` is its value.
+        sql.append(&Statement::from_parts(condition.clone(), vec![param.clone()]));
+    }
+    sql
+}
+
+/// The group keys' select list (`<bucket> AS g_time, <dimension> AS g_<name>`)
+/// and names, over rows with the events' columns.
+fn group_keys(plan: &Plan) -> (Vec<String>, Vec<String>) {
+    let mut select = Vec::new();
+    let mut keys = Vec::new();
+    if let Some(granularity) = plan.granularity {
+        select.push(format!("{} AS g_time", granularity.sql));
+        keys.push("g_time".to_string());
+    }
+    for dimension in &plan.dimensions {
+        select.push(format!("{} AS g_{}", dimension.sql, dimension.name));
+        keys.push(format!("g_{}", dimension.name));
+    }
+    (select, keys)
+}
+
+/// ` GROUP BY …` when there are keys.
+fn group_by(keys: &[String]) -> String {
+    if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) }
+}
+
+/// The statement of `plan` with the hours `rolled` from the hourly rollup:
+/// with none, one aggregation over the deduplicated events of the range;
+/// otherwise each metric from its parts ([`lists::PartDef`]), summed over
+/// a raw branch (the rest of the range) and a rollup branch.
+fn build(plan: &Plan, rolled: &[u32]) -> Statement {
+    let (group_select, keys) = group_keys(plan);
+    let filters = filter_conditions(plan);
     let mut order = Vec::new();
-    if granularity.is_some() {
+    if plan.granularity.is_some() {
         order.push("g_time".to_string());
     }
-    if let Some(metric) = order_by {
+    if let Some(metric) = plan.order_by {
         order.push(format!("m_{} DESC", metric.name));
     }
-    order.extend(dimensions.iter().map(|d| format!("g_{}", d.name)));
+    order.extend(plan.dimensions.iter().map(|d| format!("g_{}", d.name)));
+    let tail = |sql: &mut Statement| {
+        sql.sql(&group_by(&keys));
+        if !order.is_empty() {
+            sql.sql(&format!(" ORDER BY {}", order.join(", ")));
+        }
+        sql.sql(" LIMIT ").bind(plan.limit as u64 + 1);
+    };
 
-    let table = if non_negative(start_ms) >= by_time_from_ms { EVENTS_BY_TIME_TABLE } else { EVENTS_TABLE };
-    let inner = metrics_sql::first_copies_of_events(table, &columns_read, &conditions.join(" AND "));
-    let mut sql = format!("SELECT {} FROM ({inner})", select.join(", "));
-    if !group_keys.is_empty() {
-        sql.push_str(&format!(" GROUP BY {}", group_keys.join(", ")));
+    let mut columns_read: Vec<&'static str> = vec!["event_id"];
+    let mut read = |columns: &[&'static str]| {
+        for column in columns {
+            if !columns_read.contains(column) {
+                columns_read.push(column);
+            }
+        }
+    };
+    plan.filtered.iter().for_each(|d| read(d.columns));
+    if plan.granularity.is_some() {
+        read(&["timestamp"]);
     }
-    if !order.is_empty() {
-        sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
-    }
-    sql.push_str(" LIMIT ?");
-    params.push(Param::U64(limit as u64 + 1));
+    plan.dimensions.iter().for_each(|d| read(d.columns));
 
-    Ok(CompiledQuery { statement: Statement::from_parts(sql, params), columns, limit, start, end })
+    let raw_events = |sql: &mut Statement, ranges: &[(u64, u64)], columns: &[&'static str]| {
+        let table = match ranges.first() {
+            Some(&(from_ms, _)) if from_ms >= plan.by_time_from_ms => EVENTS_BY_TIME_TABLE,
+            _ => EVENTS_TABLE,
+        };
+        // `((range) OR (range) …)`: the filters below are ANDed to the whole.
+        let mut filter = Statement::new(if ranges.len() > 1 { "((" } else { "" });
+        for (i, &(from_ms, to_ms)) in ranges.iter().enumerate() {
+            if i > 0 {
+                filter.sql(") OR (");
+            }
+            time_condition(&mut filter, from_ms, to_ms);
+        }
+        if ranges.len() > 1 {
+            filter.sql("))");
+        }
+        if !filters.text().is_empty() {
+            filter.sql(" AND ").append(&filters);
+        }
+        sql.append(&Statement::from_parts(
+            metrics_sql::first_copies_of_events(table, columns, filter.text()),
+            filter.params().to_vec(),
+        ));
+    };
+
+    if rolled.is_empty() {
+        let mut select = group_select.clone();
+        for metric in &plan.metrics {
+            read(metric.columns);
+            select.push(format!("{} AS m_{}", metric.sql, metric.name));
+        }
+        let mut sql = Statement::new(&format!("SELECT {} FROM (", select.join(", ")));
+        raw_events(&mut sql, &[(plan.start_ms, plan.end_ms)], &columns_read);
+        sql.sql(")");
+        tail(&mut sql);
+        return sql;
+    }
+
+    let mut parts: Vec<&'static lists::PartDef> = Vec::new();
+    for name in plan.metrics.iter().flat_map(|m| m.parts) {
+        let part = lists::part(name).expect("metrics name known parts (tested)");
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    let rolled = longest_runs(rolled, MAX_ROLLED_RUNS);
+    let raw_ranges = raw_ranges(plan.start_ms, plan.end_ms, &rolled);
+    let mut select: Vec<String> = keys.clone();
+    select.extend(plan.metrics.iter().map(|m| format!("{} AS m_{}", m.from_parts.expect("rollable"), m.name)));
+    let mut sql = Statement::new(&format!("SELECT {} FROM (", select.join(", ")));
+    if !raw_ranges.is_empty() {
+        parts.iter().for_each(|p| read(p.columns));
+        let mut branch = group_select.clone();
+        branch.extend(parts.iter().map(|p| format!("{} AS {}", p.raw, p.name)));
+        sql.sql(&format!("SELECT {} FROM (", branch.join(", ")));
+        raw_events(&mut sql, &raw_ranges, &columns_read);
+        sql.sql(&format!("){} UNION ALL ", group_by(&keys)));
+    }
+    let mut stored: Vec<&str> = Vec::new();
+    let mut branch = group_select;
+    for part in &parts {
+        let (aggregate, column) = hourly::rolled_part(part);
+        if !stored.contains(&column) {
+            stored.push(column);
+        }
+        branch.push(format!("{aggregate} AS {}", part.name));
+    }
+    sql.sql(&format!("SELECT {} FROM (", branch.join(", ")));
+    sql.append(&hourly::newest_rows(&rolled, &stored, &filters));
+    sql.sql(&format!("){})", group_by(&keys)));
+    tail(&mut sql);
+    sql
+}
+
+/// `hours` (ascending) with only the [`MAX_ROLLED_RUNS`] longest runs of
+/// consecutive hours kept.
+fn longest_runs(hours: &[u32], max_runs: usize) -> Vec<u32> {
+    let mut runs = metrics_sql::windows::runs(hours);
+    if runs.len() > max_runs {
+        runs.sort_by_key(|&(first, last)| std::cmp::Reverse(last - first));
+        runs.truncate(max_runs);
+        runs.sort_unstable();
+    }
+    runs.into_iter().flat_map(|(first, last)| first..=last).collect()
+}
+
+/// The parts of `[start_ms, end_ms)` outside the hours `rolled` (ascending), in order.
+fn raw_ranges(start_ms: u64, end_ms: u64, rolled: &[u32]) -> Vec<(u64, u64)> {
+    let mut ranges = Vec::new();
+    let mut from = start_ms;
+    for (first, last) in metrics_sql::windows::runs(rolled) {
+        let (run_start, run_end) = (Grain::Hour.start_of(first) * 1000, Grain::Hour.start_of(last + 1) * 1000);
+        if from < run_start {
+            ranges.push((from, run_start));
+        }
+        from = from.max(run_end);
+    }
+    if from < end_ms {
+        ranges.push((from, end_ms));
+    }
+    ranges
 }
 
 fn non_negative(n: i64) -> u64 {

@@ -5,11 +5,12 @@
 //! 18.16 quotes 64-bit integers (`"12"`) and current releases may not, so
 //! each value is normalised by its column's [`ValueKind`].
 
-use std::time::Instant;
+use std::{borrow::Cow, time::Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta};
 use clickhouse::Client;
+use metrics_sql::{hourly, rows, windows::Job};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 use utoipa::ToSchema;
@@ -36,13 +37,27 @@ pub struct QueryResponse {
     pub sql_ms: u64,
 }
 
-/// Runs `compiled`; ClickHouse out of reach is `Unavailable`, anything else `Internal`.
-pub async fn run(client: &Client, compiled: &CompiledQuery) -> Result<QueryResponse, ApiError> {
+/// Runs `compiled`; ClickHouse out of reach is `Unavailable`, anything else
+/// `Internal`. With `rollup`, the whole hours the hourly rollup covers up to
+/// their newest row are read from it ([`hourly::rolled_hours`]).
+pub async fn run(client: &Client, compiled: &CompiledQuery, rollup: bool) -> Result<QueryResponse, ApiError> {
     let started = Instant::now();
+    let rolled = match compiled.rollup_hours().filter(|_| rollup) {
+        Some(hours) => {
+            let (markers, last_inserted) = tokio::try_join!(
+                rows::fetch_markers(client, Job::EventsHourly, hours.start, hours.end),
+                hourly::fetch_last_inserts(client, hours.clone()),
+            )?;
+            hourly::rolled_hours(hours, &markers, &last_inserted)
+        }
+        None => Vec::new(),
+    };
+    let compiled = if rolled.is_empty() { Cow::Borrowed(compiled) } else { Cow::Owned(compiled.with_rolled(&rolled)) };
+    tracing::debug!(rolled_hours = rolled.len(), "custom query planned");
     let mut cursor = compiled.query(client).fetch_bytes("JSONCompact")?;
     let body = cursor.collect().await?;
     let sql_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    shape(compiled, &body, sql_ms).map_err(|e| ApiError::Internal(e.context("reading the clickhouse answer")))
+    shape(&compiled, &body, sql_ms).map_err(|e| ApiError::Internal(e.context("reading the clickhouse answer")))
 }
 
 #[derive(Deserialize)]

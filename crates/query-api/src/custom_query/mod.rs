@@ -108,7 +108,10 @@ pub async fn post_query(
     };
     let (start, end) = compiled.range();
     let ttl = crate::cache::ttl_for_range(&(start..end), now, state.freshness.lateness, state.cache.config());
-    let response = state.cache.get_or_compute(&key, ttl, || execute::run(&state.custom_clickhouse, &compiled)).await?;
+    let response = state
+        .cache
+        .get_or_compute(&key, ttl, || execute::run(&state.custom_clickhouse, &compiled, state.freshness.custom_rollup))
+        .await?;
     tracing::debug!(
         columns = response.columns.len(),
         rows = response.rows.len(),

@@ -678,3 +678,68 @@ fn the_openapi_schema_lists_the_names_from_the_tables() {
     }
     assert!(doc["paths"]["/api/metrics/query"]["post"].is_object());
 }
+
+// ------------------------------------------------------- hourly rollup ---
+
+#[test]
+fn only_queries_the_rollup_can_answer_offer_their_whole_hours() {
+    let hour = |text: &str| (DateTime::parse_from_rfc3339(text).unwrap().timestamp() / 3600) as u32;
+    let hours = |body: Value| compiled(body).rollup_hours();
+    // Whole hours only: a start inside an hour begins at the next one.
+    assert_eq!(
+        hours(with(json!({"start": "2026-11-01T05:30:00Z", "end": "2026-11-01T08:00:00.5Z"}))),
+        Some(hour("2026-11-01T06:00:00Z")..hour("2026-11-01T08:00:00Z"))
+    );
+    assert_eq!(hours(with(json!({"start": "2026-11-01T05:30:00Z", "end": "2026-11-01T06:59:59Z"}))), None);
+    assert!(hours(with(json!({"group_by": ["country", "hour", "day"], "granularity": "day"}))).is_some());
+    let filtered = json!([{"dimension": "cdn", "op": "in", "values": ["a"]}]);
+    assert!(hours(with(json!({"filters": filtered, "metrics": ["avg_bitrate_kbps", "error_rate"]}))).is_some());
+    // A distinct count, the video, or minute buckets: raw events only.
+    assert_eq!(hours(with(json!({"metrics": ["event_count", "unique_users"]}))), None);
+    assert_eq!(hours(with(json!({"group_by": ["video_id"]}))), None);
+    assert_eq!(hours(with(json!({"filters": [{"dimension": "video_id", "op": "eq", "value": "v"}]}))), None);
+    assert_eq!(hours(with(json!({"granularity": "minute"}))), None);
+}
+
+#[test]
+fn rolled_up_hours_are_read_from_the_rollup_and_the_rest_of_the_range_raw() {
+    let query = compiled(with(json!({
+        "metrics": ["views", "avg_bitrate_kbps"], "group_by": ["country"],
+        "filters": [{"dimension": "device_type", "op": "eq", "value": "tv"}],
+        "start": "2026-11-01T05:30:00Z", "end": "2026-11-01T12:00:00Z"
+    })));
+    let hours = query.rollup_hours().unwrap();
+    let first = hours.start;
+    // Rolled: 06, 07 and 09; raw: 05:30-06:00, 08-09 and 10-12.
+    let rolled = query.with_rolled(&[first, first + 1, first + 3]);
+    let sql = without_literals(&rolled.render_sql());
+    assert_eq!(sql.matches("events_hourly").count(), 1, "{sql}");
+    assert_eq!(sql.matches(" OR (timestamp >= ").count(), 2, "three raw ranges: {sql}");
+    assert!(sql.contains("UNION ALL"), "{sql}");
+    assert_eq!(sql.matches("device_type = ''").count(), 2, "the filter in both branches: {sql}");
+    assert!(
+        sql.contains("if(sum(p_bitrate_n) = 0, NULL, sum(p_bitrate_sum) / sum(p_bitrate_n)) AS m_avg_bitrate_kbps")
+    );
+    // Every hour rolled and the range on whole hours: no raw branch at all.
+    let whole =
+        compiled(with(json!({"metrics": ["views"], "start": "2026-11-01T06:00:00Z", "end": "2026-11-01T09:00:00Z"})));
+    let all: Vec<u32> = whole.rollup_hours().unwrap().collect();
+    let sql = whole.with_rolled(&all).render_sql();
+    assert!(!sql.contains("UNION ALL") && !sql.contains("argMin"), "{sql}");
+    // With nothing rolled, the statement is the raw one.
+    assert_eq!(whole.with_rolled(&[]).render_sql(), whole.render_sql());
+}
+
+#[test]
+fn scattered_rolled_hours_keep_only_the_longest_runs() {
+    let query =
+        compiled(with(json!({"metrics": ["views"], "start": "2026-10-01", "end": "2026-11-01", "granularity": "day"})));
+    let hours: Vec<u32> = query.rollup_hours().unwrap().collect();
+    // Every other hour rolled, and one run of ten hours.
+    let mut rolled: Vec<u32> = hours.iter().copied().step_by(2).collect();
+    rolled.extend(hours[101..110].iter().copied().filter(|h| h % 2 != hours[0] % 2));
+    rolled.sort_unstable();
+    let sql = without_literals(&query.with_rolled(&rolled).render_sql());
+    let runs = sql.matches("hour >= toDateTime(").count();
+    assert_eq!(runs, compile::MAX_ROLLED_RUNS, "{sql}");
+}

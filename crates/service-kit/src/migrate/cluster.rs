@@ -51,6 +51,9 @@ pub const VIEW_KEY: &str = "cityHash64(session_id)";
 pub const VIDEO_KEY: &str = "cityHash64(video_id)";
 /// The sharding key of per-user aggregates.
 pub const USER_KEY: &str = "cityHash64(user_id)";
+/// The sharding key of per-hour tables (the custom query's rollup): every
+/// version of an hour's rows lives on one shard.
+pub const HOUR_KEY: &str = "cityHash64(hour)";
 
 /// Where a table's rows live in a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +89,11 @@ pub static PLACEMENTS: &[(&str, Placement)] = &[
     // Their copies for one key's reads, beside their sources (0016).
     ("video_metrics_lookup", Placement::Sharded(VIDEO_KEY)),
     ("user_engagement_lookup", Placement::Sharded(USER_KEY)),
+    // The custom query's hourly rollup, and the last insert per hour: its
+    // view writes on the shard that stored the events, into a replica on
+    // every server, so any server holds every hour's newest insert (0017).
+    ("events_hourly", Placement::Sharded(HOUR_KEY)),
+    ("event_hour_inserts", Placement::Everywhere),
     // Bookkeeping: a few rows per window or pass, read whole.
     ("aggregation_windows", Placement::Everywhere),
     ("view_facts_passes", Placement::Everywhere),
