@@ -48,6 +48,10 @@ pub enum Trigger {
     Backfill,
     /// Run by hand (library call or `aggregator-cron retention`).
     Manual,
+    /// The custom query's rollup of the current hour, not closed yet (every
+    /// `aggregation.open_hour_interval`); it does not count as the hour's
+    /// scheduled run, which follows once the hour is due.
+    OpenHour,
 }
 
 impl Trigger {
@@ -59,6 +63,7 @@ impl Trigger {
             Trigger::Retry => "retry",
             Trigger::Backfill => "backfill",
             Trigger::Manual => "manual",
+            Trigger::OpenHour => "open_hour",
         }
     }
 }
@@ -387,9 +392,15 @@ impl Aggregator {
         let server_now = self.server_clock().await.map_err(clickhouse_step("read the server clock"))?;
         let covered_until = server_now.saturating_sub(self.margin_secs());
         let insert = match job {
-            // The time-clustered copy holds the recent hours: a key range there.
-            Job::EventsHourly if Grain::Hour.start_of(window) * 1000 >= self.by_time_from_ms(server_now) => {
-                hourly::insert_hour(window, version, metrics_sql::EVENTS_BY_TIME_TABLE)
+            // The rows inserted up to the record; the time-clustered copy
+            // holds the recent hours, a key range there.
+            Job::EventsHourly => {
+                let table = if Grain::Hour.start_of(window) * 1000 >= self.by_time_from_ms(server_now) {
+                    metrics_sql::EVENTS_BY_TIME_TABLE
+                } else {
+                    events_model::EVENTS_TABLE
+                };
+                hourly::insert_hour(window, version, table, covered_until)
             }
             _ => rows::insert_window(job, window, version),
         };
@@ -566,9 +577,25 @@ impl Aggregator {
             already_run: ran,
             recompute_before: server_now.saturating_sub(self.margin_secs()).saturating_sub(interval),
         };
-        let (late, deferred) = schedule::late_windows(&freshness, &plan);
+        let (mut late, deferred) = schedule::late_windows(&freshness, &plan);
         metrics::recomputes_deferred(job.name(), deferred);
         report.deferred.insert(job, deferred);
+
+        // (c) The custom query's rollup of the current hour, so that a read
+        // of it completes the rollup with the minutes since, not the hour.
+        let interval = u32::try_from(self.aggregation.open_hour_interval.as_secs()).unwrap_or(u32::MAX);
+        if job == Job::EventsHourly && interval > 0 {
+            let current = grain.index_of(now_secs);
+            if current > last_due {
+                let markers = rows::fetch_markers(&self.clickhouse, job, current, current + 1)
+                    .await
+                    .context("cannot read the current hour's record")?;
+                let newest_due = server_now.saturating_sub(self.margin_secs()).saturating_sub(interval);
+                if markers.get(&current).is_none_or(|m| m.covered_until <= newest_due) {
+                    late.push((current, Trigger::OpenHour));
+                }
+            }
+        }
         for (window, trigger) in late {
             if stop.is_triggered() {
                 break;

@@ -164,6 +164,13 @@ pub struct AggregationConfig {
     /// window from the raw events. `"0s"` turns the floor off.
     #[serde(with = "humantime_serde")]
     pub min_recompute_interval: Duration,
+    /// The custom query's hourly rollup (`events_hourly`) also rolls up the
+    /// current hour, at the ticks at least this long after its previous run
+    /// (`"5m"`, whole seconds; at most `tick_interval` matters), so that a
+    /// custom query reads from the raw events only the rows inserted since
+    /// (the minutes since, not the hour). `"0s"` leaves the current hour raw.
+    #[serde(with = "humantime_serde")]
+    pub open_hour_interval: Duration,
     /// On shutdown, a window in progress may finish within this time (`"2s"`);
     /// after it, it is abandoned (recorded as failed and run again at the next start).
     #[serde(with = "humantime_serde")]
@@ -201,6 +208,7 @@ impl Default for AggregationConfig {
             initial_lookback: Duration::from_secs(48 * 3600),
             tick_interval: Duration::from_secs(300),
             min_recompute_interval: Duration::from_secs(900),
+            open_hour_interval: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(2),
             external_group_by_bytes: 1_500_000_000,
             rollup_lookback: Duration::from_secs(31 * 86_400),

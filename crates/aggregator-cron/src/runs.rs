@@ -16,7 +16,7 @@ SET status = $2, rows = $3, duration_ms = $4, error = $5, finished_at = now()
 WHERE id = $1";
 
 const LAST_SUCCEEDED_WINDOW: &str = "\
-SELECT max(window_start) FROM aggregation_runs WHERE job = $1 AND status = 'succeeded'";
+SELECT max(window_start) FROM aggregation_runs WHERE job = $1 AND status = 'succeeded' AND trigger <> 'open_hour'";
 
 /// Per window of a job whose newest finished run failed: how many runs failed
 /// since its last succeeded one.

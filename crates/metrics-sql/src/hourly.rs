@@ -3,13 +3,15 @@
 //! video, the additive parts of the custom metrics ([`crate::custom::PARTS`])
 //! over the deduplicated events.
 //!
-//! aggregator-cron's `events_hourly` job writes an hour's rows under the
-//! run's version and records the hour in `aggregation_windows`
-//! ([`insert_hour`], [`retire_vanished`], [`count_hour_rows`]). A reader
-//! takes an hour from the rollup only when that record covers the hour's
-//! newest event row ([`rolled_hours`], from [`last_inserts`]): an hour with a
-//! row inserted after its run (a late event), never rolled up, or still
-//! open is read raw, so answers stay exact at once.
+//! aggregator-cron's `events_hourly` job writes an hour's rows (those
+//! inserted up to the run's `covered_until`) under the run's version and
+//! records the hour in `aggregation_windows` ([`insert_hour`],
+//! [`retire_vanished`], [`count_hour_rows`]); it runs the current hour too,
+//! every few minutes. A reader takes an hour with a record from the rollup
+//! ([`rolled_hours`], from [`last_inserts`]) and adds the events first
+//! inserted after that record ([`delta_events`]: the current hour's last
+//! minutes, a late event), so answers stay exact at once; an hour never
+//! rolled up is read raw.
 
 use std::{collections::BTreeMap, ops::Range};
 
@@ -41,9 +43,11 @@ fn stored_parts() -> impl Iterator<Item = (&'static str, &'static crate::custom:
 
 /// Rolls up hour `hour` (index of [`Grain::Hour`]) from `table` (`events`,
 /// or [`crate::EVENTS_BY_TIME_TABLE`] when it holds the hour): one row per
-/// combination of [`DIMENSIONS`] among the hour's deduplicated events, with
-/// `version`.
-pub fn insert_hour(hour: u32, version: u64, table: &str) -> Statement {
+/// combination of [`DIMENSIONS`] among the hour's deduplicated events whose
+/// rows were inserted up to `covered_until` (epoch seconds, the run's
+/// record), with `version`. Rows inserted later are left out even when the
+/// run sees them, so that a reader can add exactly those ([`delta_events`]).
+pub fn insert_hour(hour: u32, version: u64, table: &str, covered_until: u32) -> Statement {
     let (start, end) = (Grain::Hour.start_of(hour), Grain::Hour.start_of(hour + 1));
     let dimensions = DIMENSIONS.join(", ");
     let mut read: Vec<&str> = vec!["event_id"];
@@ -61,10 +65,10 @@ pub fn insert_hour(hour: u32, version: u64, table: &str) -> Statement {
     ));
     sql.bind(version).sql(" AS version, now() AS computed_at FROM (SELECT toDateTime(").bind(start);
     sql.sql(") AS hour, * FROM (");
-    let filter = "timestamp >= toDateTime(?) AND timestamp < toDateTime(?)";
+    let filter = "timestamp >= toDateTime(?) AND timestamp < toDateTime(?) AND inserted_at <= toDateTime(?)";
     sql.append(&Statement::from_parts(
         first_copies_of_events(table, &read, filter),
-        vec![Param::U64(start), Param::U64(end)],
+        vec![Param::U64(start), Param::U64(end), Param::U64(u64::from(covered_until))],
     ));
     sql.sql(&format!(")) GROUP BY hour, {dimensions}"));
     sql
@@ -116,22 +120,55 @@ pub async fn fetch_last_inserts(
     Ok(rows.into_iter().map(|r| (r.window, r.last_inserted)).collect())
 }
 
-/// The hours of `hours` a reader takes from the rollup: those with a record
-/// (`markers` of the `events_hourly` job) covering every event row inserted
-/// into them (`last_inserted`, from [`last_inserts`]; an hour without rows
-/// has nothing to cover).
+/// An hour the rollup holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolledHour {
+    pub hour: u32,
+    /// `None` when the rollup holds every row of the hour; otherwise its
+    /// record's `covered_until`, after which the hour got rows (a late
+    /// event, or the current hour's last minutes) that [`delta_events`] adds.
+    pub rows_after: Option<u32>,
+}
+
+/// The hours of `hours` that the rollup holds (a record among `markers` of
+/// the `events_hourly` job), each with whether rows were inserted into it
+/// after its run (`last_inserted`, from [`last_inserts`]).
 pub fn rolled_hours(
     hours: Range<u32>,
     markers: &BTreeMap<u32, Marker>,
     last_inserted: &BTreeMap<u32, u32>,
-) -> Vec<u32> {
+) -> Vec<RolledHour> {
     hours
-        .filter(|hour| {
-            markers
-                .get(hour)
-                .is_some_and(|marker| last_inserted.get(hour).is_none_or(|&last| last <= marker.covered_until))
+        .filter_map(|hour| {
+            let covered = markers.get(&hour)?.covered_until;
+            let rows_after = last_inserted.get(&hour).is_some_and(|&last| last > covered).then_some(covered);
+            Some(RolledHour { hour, rows_after })
         })
         .collect()
+}
+
+/// The deduplicated events (`columns`, as [`first_copies_of_events`] gives
+/// them) of `hour` that match `filter` (conditions on event columns, or
+/// empty) and were first inserted after `after` (epoch seconds): what a
+/// rollup run recorded with `covered_until = after` left out. An event with
+/// a copy inserted up to `after` is in the rollup, not here. The hour's rows
+/// are scanned for the ids inserted after `after`, and only those grouped.
+pub fn delta_events(table: &str, columns: &[&str], hour: u32, after: u32, filter: &Statement) -> Statement {
+    let (start, end) = (Grain::Hour.start_of(hour), Grain::Hour.start_of(hour + 1));
+    let in_hour = "timestamp >= toDateTime(?) AND timestamp < toDateTime(?)";
+    let mut condition = Statement::from_parts(in_hour.to_string(), vec![Param::U64(start), Param::U64(end)]);
+    if !filter.text().is_empty() {
+        condition.sql(" AND ").append(filter);
+    }
+    condition.sql(&format!(" AND event_id IN (SELECT event_id FROM {table} WHERE "));
+    condition.append(&Statement::from_parts(in_hour.to_string(), vec![Param::U64(start), Param::U64(end)]));
+    condition.sql(" AND inserted_at > toDateTime(").bind(u64::from(after)).sql("))");
+    let mut params = condition.params().to_vec();
+    params.push(Param::U64(u64::from(after)));
+    Statement::from_parts(
+        crate::first_copies_having(table, columns, condition.text(), "first_inserted_at > toDateTime(?)"),
+        params,
+    )
 }
 
 /// The newest rows of the rolled-up `hours` (ascending hour indexes) that
@@ -193,24 +230,29 @@ mod tests {
     }
 
     #[test]
-    fn an_hour_is_taken_from_the_rollup_only_when_its_record_covers_its_newest_row() {
+    fn an_hour_with_a_record_is_rolled_up_and_its_rows_after_the_record_are_named() {
         let marker = |covered_until| Marker { covered_until, version: 1 };
         let markers = BTreeMap::from([(10, marker(100)), (11, marker(100)), (12, marker(100)), (14, marker(100))]);
         // 10: newest row at the record's time; 11: a row inserted after it;
         // 12: no rows; 13: no record; 14: covered.
         let last = BTreeMap::from([(10, 100), (11, 101), (13, 50), (14, 20)]);
-        assert_eq!(rolled_hours(9..16, &markers, &last), [10, 12, 14]);
+        let rolled = |hour, rows_after| RolledHour { hour, rows_after };
+        let expected = [rolled(10, None), rolled(11, Some(100)), rolled(12, None), rolled(14, None)];
+        assert_eq!(rolled_hours(9..16, &markers, &last), expected);
     }
 
     #[test]
     fn a_run_groups_the_hours_deduplicated_events_by_every_dimension() {
-        let sql = insert_hour(500_000, 7, crate::EVENTS_BY_TIME_TABLE);
+        let sql = insert_hour(500_000, 7, crate::EVENTS_BY_TIME_TABLE, 1_800_000_000);
         let text = sql.text();
         assert!(text.starts_with(
             "INSERT INTO events_hourly (hour, event_type, device_type, browser, os, country, quality, cdn, event_count, \
              fatal_errors, buffer_ms_sum, bitrate_sum, bitrate_count, startup_sum, startup_count, version, computed_at)"
         ));
-        assert!(text.contains("FROM events_by_time_v2 WHERE timestamp >= toDateTime(?) AND timestamp < toDateTime(?)"));
+        assert!(text.contains(
+            "FROM events_by_time_v2 WHERE timestamp >= toDateTime(?) AND timestamp < toDateTime(?) \
+             AND inserted_at <= toDateTime(?)"
+        ));
         assert!(text.ends_with("GROUP BY hour, event_type, device_type, browser, os, country, quality, cdn"), "{text}");
         assert_eq!(text.matches('?').count(), sql.params().len());
     }

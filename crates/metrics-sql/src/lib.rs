@@ -104,6 +104,13 @@ pub fn by_time_holds_from_ms(now_ms: u64, lateness_ms: u64) -> u64 {
 /// `LIMIT 1 BY` holds every id in memory: custom queries over long ranges
 /// use it. `columns` must include `event_id`.
 pub fn first_copies_of_events(table: &str, columns: &[&str], filter: &str) -> String {
+    first_copies_having(table, columns, filter, "")
+}
+
+/// [`first_copies_of_events`] of the events whose copies meet `having`, a
+/// condition on `first_inserted_at` (the earliest `inserted_at` of the
+/// event's copies matching `filter`); none when empty.
+pub fn first_copies_having(table: &str, columns: &[&str], filter: &str, having: &str) -> String {
     assert!(columns.contains(&"event_id"), "the copies are told apart by event_id");
     // Inner names differ from the columns': on 18.16 an alias equal to a
     // column's name would be read inside its own aggregate.
@@ -116,8 +123,14 @@ pub fn first_copies_of_events(table: &str, columns: &[&str], filter: &str) -> St
             outer.push(format!("first_{c} AS {c}"));
         }
     }
+    let having = if having.is_empty() {
+        String::new()
+    } else {
+        inner.push("min(inserted_at) AS first_inserted_at".to_string());
+        format!(" HAVING {having}")
+    };
     format!(
-        "SELECT {} FROM (SELECT {} FROM {table} WHERE {filter} GROUP BY event_id)",
+        "SELECT {} FROM (SELECT {} FROM {table} WHERE {filter} GROUP BY event_id{having})",
         outer.join(", "),
         inner.join(", ")
     )

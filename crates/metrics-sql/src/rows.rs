@@ -208,7 +208,8 @@ pub fn job_rows(job: Job, scope: Scope<'_>, windows: &[u32]) -> Option<Statement
 /// hour ([`crate::hourly::insert_hour`]).
 pub fn insert_window(job: Job, window: u32, version: u64) -> Statement {
     let Some(view_job) = ViewJob::of(job) else {
-        return crate::hourly::insert_hour(window, version, events_model::EVENTS_TABLE);
+        // Every row inserted so far; aggregator-cron passes its record's time.
+        return crate::hourly::insert_hour(window, version, events_model::EVENTS_TABLE, u32::MAX);
     };
     let columns = match view_job {
         ViewJob::VideoMetrics => VIDEO_METRICS_COLUMNS,

@@ -18,7 +18,7 @@ use std::{
 
 use chrono::{DateTime, NaiveDate, SecondsFormat};
 use events_model::{EVENTS_TABLE, EventRow};
-use metrics_sql::windows::Job;
+use metrics_sql::{hourly::RolledHour, windows::Job};
 use query_api::{
     Config,
     custom_query::{QueryRequest, compile, execute},
@@ -607,9 +607,15 @@ fn roll_up(hour: u32, version: u64) -> metrics_sql::Statement {
 }
 
 /// Most of `hours`: every one but each fifth, so that rolled-up runs
-/// alternate with raw hours.
-fn some_hours(hours: std::ops::Range<u32>) -> Vec<u32> {
-    hours.filter(|h| h % 5 != 2).collect()
+/// alternate with raw hours; each seventh ([`completed`]) rolled up with
+/// nothing, all its rows inserted after its run.
+fn some_hours(hours: std::ops::Range<u32>) -> Vec<RolledHour> {
+    hours.filter(|h| h % 5 != 2).map(|hour| RolledHour { hour, rows_after: completed(hour).then_some(0) }).collect()
+}
+
+/// Whether [`some_hours`] has `hour` completed from the raw events.
+fn completed(hour: u32) -> bool {
+    hour % 7 == 3
 }
 
 /// Rolls up every hour of the fixture as aggregator-cron does (rows, retired
@@ -690,9 +696,23 @@ async fn rolled_up_hours_answer_as_the_raw_events_and_a_late_row_sends_its_hour_
     stored.push(late);
     assert_eq!(count(day.clone()).await, before + 1, "the late event's hour is read raw");
     assert!(answers_match(&http, &url, &stored, "a late event: ").await > 100);
+    // Where the time-clustered copy holds the hour (a lateness of 60 days
+    // makes the fixture's days recent), the rollup of the late event's hour
+    // is completed by the events inserted after its run instead.
+    let mut recent = config_for(&database, &postgres, false);
+    recent.freshness.lateness = Duration::from_secs(60 * 86_400);
+    let completing = InProcess::spawn(recent, query_api::run);
+    let completing_url = completing.url("/api/metrics/query");
+    assert!(answers_match(&http, &completing_url, &stored, "a late event, completed: ").await > 100);
+    // It did read the rollup: the bumped combination shows again once its
+    // row is the newest (version 4 over the run's 3).
+    clickhouse.query(&bumped.replace(", 2 FROM", ", 4 FROM")).execute().await.unwrap();
+    let (status, answer) = read(http.post(&completing_url).json(&day)).await;
+    assert_eq!((status, answer["rows"][0]["event_count"].as_u64()), (200, Some(before + 1001)), "{answer}");
 
     drop(http);
     service.stop().await.unwrap();
+    completing.stop().await.unwrap();
     database.drop().await.unwrap();
 }
 
@@ -742,10 +762,18 @@ fn compiled_sql_runs_on_current_clickhouse_via_chdb() {
         .filter_map(|(body, query)| Some((body.clone(), query.with_rolled(&some_hours(query.rollup_hours()?)))))
         .collect();
     assert!(rolled.len() >= 12, "{} queries read the rollup", rolled.len());
+    let completing = rolled.iter().filter(|(_, q)| q.sql().contains("HAVING first_inserted_at")).count();
+    assert!(completing >= 6, "{completing} queries complete rolled-up hours from the raw events");
     let compiled = [raw, rolled].concat();
     let input = json!({
         "rows": stored.iter().map(json_each_row).collect::<Vec<_>>().join("\n"),
-        "setup": fixture_hours().map(|hour| roll_up(hour, 1).render()).collect::<Vec<_>>(),
+        "setup": fixture_hours()
+            .map(|hour| match completed(hour) {
+                // A run that saw nothing: every row of the hour came after it.
+                true => metrics_sql::hourly::insert_hour(hour, 1, EVENTS_TABLE, 0).render(),
+                false => roll_up(hour, 1).render(),
+            })
+            .collect::<Vec<_>>(),
         "queries": compiled.iter().map(|(_, query)| query.render_sql()).collect::<Vec<_>>(),
     });
 

@@ -268,7 +268,7 @@ async fn insert_warm(ch: &Ch, rate: u64, start: u64, end: u64) -> Result<u64> {
     Ok(events)
 }
 
-/// `aggregator-cron run` for both jobs up to the current hour / day.
+/// `aggregator-cron run` for every job up to the current hour / day.
 async fn aggregate(layout: &Layout, env: &[(String, String)], now: DateTime<Utc>, days: u64) -> Result<()> {
     let hour = now.with_minute(0).and_then(|t| t.with_second(0)).context("the hour")?.with_nanosecond(0);
     let hour = hour.context("the hour")?;
@@ -277,6 +277,7 @@ async fn aggregate(layout: &Layout, env: &[(String, String)], now: DateTime<Utc>
     let jobs = [
         ("video_metrics", from.to_string(), hour.to_rfc3339()),
         ("user_engagement_daily", from.to_string(), today.to_string()),
+        ("events_hourly", from.to_string(), hour.to_rfc3339()),
     ];
     for (job, from, to) in jobs {
         let step = Step::start(format!("aggregator-cron run --job {job} --from {from} --to {to}"));
@@ -344,7 +345,8 @@ enum ApiMode {
     /// rebuild of the views touched since the pass.
     Exact,
     /// Exact, rebuilding every view of the open windows
-    /// (`freshness.stored_facts = "off"` too).
+    /// (`freshness.stored_facts = "off"` too), and custom queries reading
+    /// every hour raw (`freshness.custom_rollup = false`).
     Rebuild,
 }
 
@@ -437,16 +439,37 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
         path: format!("/api/metrics/user/{user}?{}", range(7)),
         body: None,
     });
+    let tomorrow = today.checked_add_days(Days::new(1)).unwrap_or(today);
+    let custom = |from: NaiveDate| {
+        format!(
+            r#"{{"metrics":["views","event_count","avg_bitrate_kbps"],"group_by":["device_type"],"start":"{from}T00:00:00Z","end":"{tomorrow}T00:00:00Z"}}"#
+        )
+    };
+    // The closed hours from the hourly rollup, the open one raw.
     out.push(Case {
         name: "custom by device 1d".into(),
         goal_ms: None,
         fixed: false,
         api: ApiMode::Default,
         path: "/api/metrics/query".into(),
-        body: Some(format!(
-            r#"{{"metrics":["views","event_count","avg_bitrate_kbps"],"group_by":["device_type"],"start":"{today}T00:00:00Z","end":"{}T00:00:00Z"}}"#,
-            today.checked_add_days(Days::new(1)).unwrap_or(today)
-        )),
+        body: Some(custom(today)),
+    });
+    out.push(Case {
+        name: "custom by device 7d".into(),
+        goal_ms: None,
+        fixed: false,
+        api: ApiMode::Default,
+        path: "/api/metrics/query".into(),
+        body: Some(custom(week)),
+    });
+    // Every hour raw (`freshness.custom_rollup = false`), as before the rollup.
+    out.push(Case {
+        name: "custom by device 1d, raw".into(),
+        goal_ms: None,
+        fixed: false,
+        api: ApiMode::Rebuild,
+        path: "/api/metrics/query".into(),
+        body: Some(custom(today)),
     });
     out.push(Case {
         name: "realtime".into(),
@@ -558,6 +581,7 @@ impl Plan {
         let (probes, main) = statements.iter().cloned().partition(|sql| {
             sql.contains("FROM aggregation_windows")
                 || sql.contains("FROM view_facts_passes")
+                || sql.contains("FROM event_hour_inserts")
                 || sql.starts_with(FRESHNESS_PREFIX)
         });
         Self { probes, main, settings: Default::default() }
@@ -1055,6 +1079,7 @@ async fn measure_all(
     )
     .await?;
     api_env.push(("QUERY_API__FRESHNESS__STORED_FACTS".to_string(), "off".to_string()));
+    api_env.push(("QUERY_API__FRESHNESS__CUSTOM_ROLLUP".to_string(), "false".to_string()));
     let (_api_rebuild, rebuild_port) = start_service(
         layout,
         "query-api",
@@ -1211,8 +1236,9 @@ mod tests {
             "SELECT job, window, max(version) FROM aggregation_windows".to_string(),
             format!("{FRESHNESS_PREFIX}, toUInt32(max(tupleElement(p, 2))) AS last_inserted FROM (SELECT 1)"),
             "SELECT video_id, max(inserted_at) AS last_inserted FROM events".to_string(),
+            "SELECT toUInt32(intDiv(toUInt32(hour), 3600)) AS window FROM event_hour_inserts".to_string(),
         ]);
-        assert_eq!(plan.probes.len(), 2);
+        assert_eq!(plan.probes.len(), 3);
         assert_eq!(plan.main, ["SELECT video_id, max(inserted_at) AS last_inserted FROM events"]);
     }
 

@@ -21,13 +21,29 @@
 //! same dimensions, so filtering before or after deduplication is the same.
 //! `table` is the time-clustered copy of `events` when it holds the whole
 //! range (the recent days), where the range is a key range; else `events`.
+//!
+//! With hours from the hourly rollup ([`CompiledQuery::with_rolled`]), each
+//! metric is its formula over the sums of its parts
+//! ([`lists::PartDef`]), and the parts come from two branches:
+//!
+//! ```text
+//! SELECT g_time, g_<name>, ..., <from_parts> AS m_<name>, ...
+//! FROM (SELECT <groups>, <part raw aggregate> AS p_<part>, ... FROM (<deduplicated events of the raw ranges>) GROUP BY ...
+//!       UNION ALL
+//!       SELECT <groups>, <part over the rollup> AS p_<part>, ... FROM (<metrics_sql::hourly::newest_rows>) GROUP BY ...)
+//! GROUP BY g_time, g_<name>, ... ORDER BY ... LIMIT <limit + 1>
+//! ```
 
 use std::ops::Range;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clickhouse::{Client, query::Query};
 use events_model::EVENTS_TABLE;
-use metrics_sql::{EVENTS_BY_TIME_TABLE, hourly, windows::Grain};
+use metrics_sql::{
+    EVENTS_BY_TIME_TABLE,
+    hourly::{self, RolledHour},
+    windows::Grain,
+};
 
 use super::{
     DEFAULT_LIMIT, MAX_FILTER_VALUE_CHARS, MAX_LIMIT, QueryRequest,
@@ -85,6 +101,11 @@ struct Plan {
 /// cannot make the SQL grow without bound.
 pub const MAX_ROLLED_RUNS: usize = 64;
 
+/// Most rolled-up hours with rows inserted after their run (the current
+/// hour, late events) one statement completes from the raw events, the
+/// newest first; older ones are read raw whole.
+pub const MAX_DELTA_HOURS: usize = 4;
+
 impl CompiledQuery {
     /// The SQL text with a `?` for each bound value (no request value in it).
     pub fn sql(&self) -> &str {
@@ -141,11 +162,30 @@ impl CompiledQuery {
     }
 
     /// The same query with the hours `rolled` (ascending, within
-    /// [`Self::rollup_hours`], their rollup up to date) read from the hourly
-    /// rollup and the rest of the range raw. The answer is the same.
-    pub fn with_rolled(&self, rolled: &[u32]) -> CompiledQuery {
-        debug_assert!(self.rollup_hours().is_some_and(|hours| rolled.iter().all(|h| hours.contains(h))));
-        CompiledQuery { statement: build(&self.plan, rolled), ..self.clone() }
+    /// [`Self::rollup_hours`]) read from the hourly rollup, each completed by
+    /// the events inserted after its run when there are any (from the
+    /// time-clustered copy, which must hold the hour; at most
+    /// [`MAX_DELTA_HOURS`]), and the rest of the range raw. The answer is
+    /// the same.
+    pub fn with_rolled(&self, rolled: &[RolledHour]) -> CompiledQuery {
+        debug_assert!(self.rollup_hours().is_some_and(|hours| rolled.iter().all(|r| hours.contains(&r.hour))));
+        let holds = |hour: u32| Grain::Hour.start_of(hour) * 1000 >= self.plan.by_time_from_ms;
+        let mut deltas: Vec<(u32, u32)> = rolled
+            .iter()
+            .filter_map(|r| r.rows_after.map(|after| (r.hour, after)))
+            .filter(|&(hour, _)| holds(hour))
+            .collect();
+        deltas.sort_unstable_by_key(|&(hour, _)| std::cmp::Reverse(hour));
+        deltas.truncate(MAX_DELTA_HOURS);
+        let hours: Vec<u32> = rolled
+            .iter()
+            .filter(|r| r.rows_after.is_none() || deltas.iter().any(|&(hour, _)| hour == r.hour))
+            .map(|r| r.hour)
+            .collect();
+        let hours = longest_runs(&hours, MAX_ROLLED_RUNS);
+        deltas.retain(|(hour, _)| hours.contains(hour));
+        deltas.sort_unstable();
+        CompiledQuery { statement: build(&self.plan, &hours, &deltas), ..self.clone() }
     }
 }
 
@@ -266,7 +306,7 @@ pub fn compile(request: &QueryRequest, now: DateTime<Utc>, by_time_from_ms: u64)
         end_ms: non_negative(end.timestamp_millis()),
         by_time_from_ms,
     };
-    Ok(CompiledQuery { statement: build(&plan, &[]), columns, limit, start, end, plan })
+    Ok(CompiledQuery { statement: build(&plan, &[], &[]), columns, limit, start, end, plan })
 }
 
 /// The time condition of events with client times in `[from_ms, to_ms)`:
@@ -312,11 +352,13 @@ fn group_by(keys: &[String]) -> String {
     if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) }
 }
 
-/// The statement of `plan` with the hours `rolled` from the hourly rollup:
-/// with none, one aggregation over the deduplicated events of the range;
-/// otherwise each metric from its parts ([`lists::PartDef`]), summed over
-/// a raw branch (the rest of the range) and a rollup branch.
-fn build(plan: &Plan, rolled: &[u32]) -> Statement {
+/// The statement of `plan` with the hours `rolled` from the hourly rollup,
+/// completed for the `(hour, after)` of `deltas` by the events first
+/// inserted after `after`: with no hour rolled, one aggregation over the
+/// deduplicated events of the range; otherwise each metric from its parts
+/// ([`lists::PartDef`]), summed over a raw branch (the rest of the range),
+/// a branch per delta and a rollup branch.
+fn build(plan: &Plan, rolled: &[u32], deltas: &[(u32, u32)]) -> Statement {
     let (group_select, keys) = group_keys(plan);
     let filters = filter_conditions(plan);
     let mut order = Vec::new();
@@ -394,17 +436,21 @@ fn build(plan: &Plan, rolled: &[u32]) -> Statement {
             parts.push(part);
         }
     }
-    let rolled = longest_runs(rolled, MAX_ROLLED_RUNS);
-    let raw_ranges = raw_ranges(plan.start_ms, plan.end_ms, &rolled);
+    let raw_ranges = raw_ranges(plan.start_ms, plan.end_ms, rolled);
     let mut select: Vec<String> = keys.clone();
     select.extend(plan.metrics.iter().map(|m| format!("{} AS m_{}", m.from_parts.expect("rollable"), m.name)));
     let mut sql = Statement::new(&format!("SELECT {} FROM (", select.join(", ")));
+    parts.iter().for_each(|p| read(p.columns));
+    let mut raw_branch = group_select.clone();
+    raw_branch.extend(parts.iter().map(|p| format!("{} AS {}", p.raw, p.name)));
     if !raw_ranges.is_empty() {
-        parts.iter().for_each(|p| read(p.columns));
-        let mut branch = group_select.clone();
-        branch.extend(parts.iter().map(|p| format!("{} AS {}", p.raw, p.name)));
-        sql.sql(&format!("SELECT {} FROM (", branch.join(", ")));
+        sql.sql(&format!("SELECT {} FROM (", raw_branch.join(", ")));
         raw_events(&mut sql, &raw_ranges, &columns_read);
+        sql.sql(&format!("){} UNION ALL ", group_by(&keys)));
+    }
+    for &(hour, after) in deltas {
+        sql.sql(&format!("SELECT {} FROM (", raw_branch.join(", ")));
+        sql.append(&hourly::delta_events(EVENTS_BY_TIME_TABLE, &columns_read, hour, after, &filters));
         sql.sql(&format!("){} UNION ALL ", group_by(&keys)));
     }
     let mut stored: Vec<&str> = Vec::new();
@@ -417,7 +463,7 @@ fn build(plan: &Plan, rolled: &[u32]) -> Statement {
         branch.push(format!("{aggregate} AS {}", part.name));
     }
     sql.sql(&format!("SELECT {} FROM (", branch.join(", ")));
-    sql.append(&hourly::newest_rows(&rolled, &stored, &filters));
+    sql.append(&hourly::newest_rows(rolled, &stored, &filters));
     sql.sql(&format!("){})", group_by(&keys)));
     tail(&mut sql);
     sql

@@ -38,8 +38,9 @@ pub struct QueryResponse {
 }
 
 /// Runs `compiled`; ClickHouse out of reach is `Unavailable`, anything else
-/// `Internal`. With `rollup`, the whole hours the hourly rollup covers up to
-/// their newest row are read from it ([`hourly::rolled_hours`]).
+/// `Internal`. With `rollup`, the whole hours the hourly rollup holds are
+/// read from it ([`hourly::rolled_hours`]), with the rows inserted after
+/// their run from the raw events.
 pub async fn run(client: &Client, compiled: &CompiledQuery, rollup: bool) -> Result<QueryResponse, ApiError> {
     let started = Instant::now();
     let rolled = match compiled.rollup_hours().filter(|_| rollup) {
@@ -53,7 +54,11 @@ pub async fn run(client: &Client, compiled: &CompiledQuery, rollup: bool) -> Res
         None => Vec::new(),
     };
     let compiled = if rolled.is_empty() { Cow::Borrowed(compiled) } else { Cow::Owned(compiled.with_rolled(&rolled)) };
-    tracing::debug!(rolled_hours = rolled.len(), "custom query planned");
+    tracing::debug!(
+        rolled_hours = rolled.len(),
+        completed_hours = rolled.iter().filter(|r| r.rows_after.is_some()).count(),
+        "custom query planned"
+    );
     let mut cursor = compiled.query(client).fetch_bytes("JSONCompact")?;
     let body = cursor.collect().await?;
     let sql_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

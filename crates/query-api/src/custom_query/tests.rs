@@ -4,6 +4,8 @@ use chrono::{DateTime, TimeZone as _, Utc};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use metrics_sql::hourly::RolledHour;
+
 use super::{
     lists::{self, DIMENSIONS, GRANULARITIES, METRICS, OPS, ValueKind},
     request::quoted,
@@ -711,7 +713,7 @@ fn rolled_up_hours_are_read_from_the_rollup_and_the_rest_of_the_range_raw() {
     let hours = query.rollup_hours().unwrap();
     let first = hours.start;
     // Rolled: 06, 07 and 09; raw: 05:30-06:00, 08-09 and 10-12.
-    let rolled = query.with_rolled(&[first, first + 1, first + 3]);
+    let rolled = query.with_rolled(&whole_hours(&[first, first + 1, first + 3]));
     let sql = without_literals(&rolled.render_sql());
     assert_eq!(sql.matches("events_hourly").count(), 1, "{sql}");
     assert_eq!(sql.matches(" OR (timestamp >= ").count(), 2, "three raw ranges: {sql}");
@@ -724,7 +726,7 @@ fn rolled_up_hours_are_read_from_the_rollup_and_the_rest_of_the_range_raw() {
     let whole =
         compiled(with(json!({"metrics": ["views"], "start": "2026-11-01T06:00:00Z", "end": "2026-11-01T09:00:00Z"})));
     let all: Vec<u32> = whole.rollup_hours().unwrap().collect();
-    let sql = whole.with_rolled(&all).render_sql();
+    let sql = whole.with_rolled(&whole_hours(&all)).render_sql();
     assert!(!sql.contains("UNION ALL") && !sql.contains("argMin"), "{sql}");
     // With nothing rolled, the statement is the raw one.
     assert_eq!(whole.with_rolled(&[]).render_sql(), whole.render_sql());
@@ -739,7 +741,40 @@ fn scattered_rolled_hours_keep_only_the_longest_runs() {
     let mut rolled: Vec<u32> = hours.iter().copied().step_by(2).collect();
     rolled.extend(hours[101..110].iter().copied().filter(|h| h % 2 != hours[0] % 2));
     rolled.sort_unstable();
-    let sql = without_literals(&query.with_rolled(&rolled).render_sql());
+    let sql = without_literals(&query.with_rolled(&whole_hours(&rolled)).render_sql());
     let runs = sql.matches("hour >= toDateTime(").count();
     assert_eq!(runs, compile::MAX_ROLLED_RUNS, "{sql}");
+}
+
+/// `hours` rolled up with every row of each.
+fn whole_hours(hours: &[u32]) -> Vec<RolledHour> {
+    hours.iter().map(|&hour| RolledHour { hour, rows_after: None }).collect()
+}
+
+#[test]
+fn hours_with_rows_after_their_run_are_completed_from_the_copy_the_newest_few_only() {
+    let body = with(json!({"metrics": ["views"], "start": "2026-11-14", "end": "2026-11-15T12:00:00Z"}));
+    let query = compiled(body.clone());
+    let hours: Vec<u32> = query.rollup_hours().unwrap().collect();
+    assert_eq!(hours.len(), 36);
+    // Every hour rolled up; six of them got rows after their run.
+    let late: Vec<u32> = [0, 5, 10, 20, 30, 35].map(|i| hours[i]).to_vec();
+    let rolled: Vec<RolledHour> = hours
+        .iter()
+        .map(|&hour| RolledHour { hour, rows_after: late.contains(&hour).then_some(1_000 + hour) })
+        .collect();
+    let sql = query.with_rolled(&rolled).render_sql();
+    // The copy holds them all (from 72 h before `now`, 2026-11-15T12:00):
+    // the newest four are completed by the rows after their run, the older
+    // two read raw whole.
+    assert_eq!(sql.matches("HAVING first_inserted_at > toDateTime(").count(), compile::MAX_DELTA_HOURS, "{sql}");
+    for &hour in &late[2..] {
+        assert!(sql.contains(&format!("inserted_at > toDateTime({})", 1_000 + hour)), "{hour}: {sql}");
+    }
+    assert!(!sql.contains(&format!("inserted_at > toDateTime({})", 1_000 + late[1])), "{sql}");
+    assert_eq!(sql.matches(" OR (timestamp >= ").count(), 1, "two raw hours, two ranges: {sql}");
+    // Where the copy does not hold the hours, they are read raw whole.
+    let older = compile(&QueryRequest::from_json(&body).unwrap(), now(), u64::MAX).unwrap();
+    let sql = older.with_rolled(&rolled).render_sql();
+    assert!(!sql.contains("HAVING"), "{sql}");
 }
