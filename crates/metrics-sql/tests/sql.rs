@@ -696,7 +696,7 @@ async fn an_incremental_pass_scans_from_its_keys_first_start_and_keeps_every_vie
     let stored = StoredFacts::settled(server_now(&db).await, u64::from(HOUR) * 3_600_000);
     let split = Split { raw: hours.to_vec(), facts: Some(stored), ..Split::default() };
     assert_eq!(one::<VideoSummaryRow>(&db, &read::video_summary("v1", &split, None)).await, exact);
-    // A pass with no key touched since writes nothing (its scan reads nothing).
+    // A pass with no key touched since succeeds and writes nothing.
     let now = server_now(&db).await;
     let plan =
         facts::PassPlan { version: 3, from_ms: u64::from(HOUR) * 3_600_000, since: Some(now), covered_until: now };
