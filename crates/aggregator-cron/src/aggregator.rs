@@ -590,7 +590,10 @@ impl Aggregator {
                 let markers = rows::fetch_markers(&self.clickhouse, job, current, current + 1)
                     .await
                     .context("cannot read the current hour's record")?;
-                let newest_due = server_now.saturating_sub(self.margin_secs()).saturating_sub(interval);
+                // A tenth of the interval early: ticks come every
+                // `tick_interval`, and this job's step within a tick moves
+                // with the work before it.
+                let newest_due = server_now.saturating_sub(self.margin_secs()).saturating_sub(interval - interval / 10);
                 if markers.get(&current).is_none_or(|m| m.covered_until <= newest_due) {
                     late.push((current, Trigger::OpenHour));
                 }

@@ -166,7 +166,8 @@ pub struct AggregationConfig {
     pub min_recompute_interval: Duration,
     /// The custom query's hourly rollup (`events_hourly`) also rolls up the
     /// current hour, at the ticks at least this long after its previous run
-    /// (`"5m"`, whole seconds; at most `tick_interval` matters), so that a
+    /// (`"5m"`, whole seconds, less a tenth of it for the ticks' jitter; the
+    /// ticks come every `tick_interval`), so that a
     /// custom query reads from the raw events only the rows inserted since
     /// (the minutes since, not the hour). `"0s"` leaves the current hour raw.
     #[serde(with = "humantime_serde")]
