@@ -166,59 +166,23 @@ pub(crate) fn user_engagement_aggregates(column: &dyn Fn(&str) -> String) -> Str
     )
 }
 
-/// The rows of a view aggregate's windows (`video_metrics`,
-/// `user_engagement_daily`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ViewJob {
-    VideoMetrics,
-    UserEngagementDaily,
-}
-
-impl ViewJob {
-    /// `None` for the custom query's rollup, which is built from events, not views.
-    fn of(job: Job) -> Option<ViewJob> {
-        match job {
-            Job::VideoMetrics => Some(ViewJob::VideoMetrics),
-            Job::UserEngagementDaily => Some(ViewJob::UserEngagementDaily),
-            Job::EventsHourly => None,
-        }
-    }
-
-    fn job(self) -> Job {
-        match self {
-            ViewJob::VideoMetrics => Job::VideoMetrics,
-            ViewJob::UserEngagementDaily => Job::UserEngagementDaily,
-        }
-    }
-}
-
-/// The rows of a view aggregate's `job` for `windows`, in the table's column
-/// order (the custom query's rollup has no view rows: `None`).
-pub fn job_rows(job: Job, scope: Scope<'_>, windows: &[u32]) -> Option<Statement> {
-    Some(match ViewJob::of(job)? {
-        ViewJob::VideoMetrics => video_metric_rows(scope, windows, Sources::default()),
-        ViewJob::UserEngagementDaily => user_engagement_rows(scope, windows, Sources::default()),
-    })
-}
-
 /// Recomputes one window of `job` from the raw events and inserts its rows
 /// with `version` (larger than any before, so they replace the window's
-/// previous rows). The custom query's rollup reads `events` here;
-/// aggregator-cron gives it the time-clustered copy where that holds the
-/// hour ([`crate::hourly::insert_hour`]).
+/// previous rows). The custom query's rollup reads `events` here, every row
+/// inserted so far; aggregator-cron gives it its record's time and the
+/// time-clustered copy where that holds the hour ([`crate::hourly::insert_hour`]).
 pub fn insert_window(job: Job, window: u32, version: u64) -> Statement {
-    let Some(view_job) = ViewJob::of(job) else {
-        // Every row inserted so far; aggregator-cron passes its record's time.
-        return crate::hourly::insert_hour(window, version, events_model::EVENTS_TABLE, u32::MAX);
-    };
-    let columns = match view_job {
-        ViewJob::VideoMetrics => VIDEO_METRICS_COLUMNS,
-        ViewJob::UserEngagementDaily => USER_ENGAGEMENT_COLUMNS,
+    let (columns, rows) = match job {
+        Job::VideoMetrics => (VIDEO_METRICS_COLUMNS, video_metric_rows(Scope::All, &[window], Sources::default())),
+        Job::UserEngagementDaily => {
+            (USER_ENGAGEMENT_COLUMNS, user_engagement_rows(Scope::All, &[window], Sources::default()))
+        }
+        Job::EventsHourly => return crate::hourly::insert_hour(window, version, events_model::EVENTS_TABLE, u32::MAX),
     };
     let table = job.name();
     let mut sql = Statement::new(&format!("INSERT INTO {table} ({columns}, version, computed_at) SELECT {columns}, "));
     sql.bind(version).sql(" AS version, now() AS computed_at FROM (");
-    sql.append(&job_rows(view_job.job(), Scope::All, &[window]).expect("a view job has rows")).sql(")");
+    sql.append(&rows).sql(")");
     sql
 }
 
@@ -228,35 +192,29 @@ pub fn insert_window(job: Job, window: u32, version: u64) -> Statement {
 /// first user changed). Run right after [`insert_window`] with the same
 /// version; without it such a key would keep its old numbers under `FINAL`.
 pub fn retire_vanished_rows(job: Job, window: u32, version: u64) -> Statement {
-    let Some(view_job) = ViewJob::of(job) else {
-        return crate::hourly::retire_vanished(window, version);
-    };
-    let (key, window_column, empty) = match view_job {
-        ViewJob::VideoMetrics => (
+    let (key, window_column, empty, columns, key_columns) = match job {
+        Job::VideoMetrics => (
             "video_id",
             "hour",
             "video_id, hour, date, toUInt32(0), toUInt32(0), 0., toFloat32(0), toFloat32(0), toUInt32(0), \
              toUInt32(0), toUInt32(0), toUInt64(0), emptyArrayString(), emptyArrayFloat64(), emptyArrayUInt64(), \
              CAST(NULL AS Nullable(Float64))",
+            VIDEO_METRICS_COLUMNS,
+            "hour, date",
         ),
-        ViewJob::UserEngagementDaily => (
+        Job::UserEngagementDaily => (
             "user_id",
             "toDateTime(date)",
             "user_id, date, emptyArrayString(), toUInt32(0), toUInt32(0), 0., emptyArrayString(), \
              emptyArrayString(), emptyArrayString(), emptyArrayUInt8(), emptyArrayFloat64()",
+            USER_ENGAGEMENT_COLUMNS,
+            "date",
         ),
-    };
-    let columns = match view_job {
-        ViewJob::VideoMetrics => VIDEO_METRICS_COLUMNS,
-        ViewJob::UserEngagementDaily => USER_ENGAGEMENT_COLUMNS,
+        Job::EventsHourly => return crate::hourly::retire_vanished(window, version),
     };
     let table = job.name();
     let mut sql = Statement::new(&format!("INSERT INTO {table} ({columns}, version, computed_at) SELECT {empty}, "));
-    sql.bind(version).sql(&format!(" AS version, now() AS computed_at FROM (SELECT {key}, "));
-    sql.sql(match view_job {
-        ViewJob::VideoMetrics => "hour, date",
-        ViewJob::UserEngagementDaily => "date",
-    });
+    sql.bind(version).sql(&format!(" AS version, now() AS computed_at FROM (SELECT {key}, {key_columns}"));
     sql.sql(&format!(" FROM {table} FINAL WHERE {window_column} = toDateTime("));
     sql.bind(job.grain().start_of(window)).sql(") AND version < ").bind(version).sql(" AND views > 0)");
     sql

@@ -186,9 +186,10 @@ pub struct FreshnessConfig {
     #[serde(with = "humantime_serde")]
     pub video_from_pass_max_lag: Duration,
     /// Whether custom queries read whole hours from aggregator-cron's hourly
-    /// rollup (`events_hourly`) where its run covers every row of the hour
-    /// (`true`); the rest of the range, and queries the rollup cannot answer
-    /// (distinct counts, the video, minute buckets), read the raw events.
+    /// rollup (`events_hourly`), with the rows inserted after each hour's run
+    /// from the raw events (`true`); the rest of the range, and queries the
+    /// rollup cannot answer (distinct counts, the video, minute buckets),
+    /// read the raw events.
     /// The answers are the same either way; `false` reads everything raw.
     pub custom_rollup: bool,
 }

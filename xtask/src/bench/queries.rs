@@ -447,7 +447,8 @@ fn cases(today: NaiveDate, hot: &str, median_video: &str, tail: &str, user: &str
             r#"{{"metrics":["views","event_count","avg_bitrate_kbps"],"group_by":["device_type"],"start":"{from}T00:00:00Z","end":"{tomorrow}T00:00:00Z"}}"#
         )
     };
-    // The closed hours from the hourly rollup, the open one raw.
+    // The hours from the hourly rollup (the current one completed by the
+    // events inserted since its run).
     out.push(Case {
         name: "custom by device 1d".into(),
         goal_ms: None,

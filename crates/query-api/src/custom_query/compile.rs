@@ -152,10 +152,10 @@ impl CompiledQuery {
         let rollable =
             |d: &&DimensionDef| d.columns.iter().all(|c| *c == "timestamp" || hourly::DIMENSIONS.contains(c));
         let possible = plan.metrics.iter().all(|m| m.from_parts.is_some())
-            && plan.granularity.is_none_or(|g| g.seconds % HOUR_SECS == 0)
+            && plan.granularity.is_none_or(|g| g.seconds as u64 % Grain::Hour.secs() == 0)
             && plan.dimensions.iter().all(rollable)
             && plan.filtered.iter().all(rollable);
-        let hour_ms = HOUR_SECS as u64 * 1000;
+        let hour_ms = Grain::Hour.millis();
         let first = u32::try_from(plan.start_ms.div_ceil(hour_ms)).ok()?;
         let end = u32::try_from(plan.end_ms / hour_ms).ok()?;
         (possible && first < end).then_some(first..end)
@@ -188,8 +188,6 @@ impl CompiledQuery {
         CompiledQuery { statement: build(&self.plan, &hours, &deltas), ..self.clone() }
     }
 }
-
-const HOUR_SECS: i64 = 3600;
 
 /// Validates `request` against the lists and limits and builds its SQL;
 /// `now` is the end of the range when the request gives none. A range

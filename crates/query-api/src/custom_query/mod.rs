@@ -13,9 +13,9 @@
 //! disk on long ranges), so an event stored twice counts once; a range of
 //! the recent days from the time-clustered copy of `events`
 //! ([`metrics_sql::EVENTS_BY_TIME_TABLE`]), an older one from `events`.
-//! Whole hours that aggregator-cron rolled up ([`metrics_sql::hourly`]) and
-//! that got no row since are read from the rollup instead, when the query
-//! allows it ([`CompiledQuery::rollup_hours`]); the answer is the same.
+//! Whole hours that aggregator-cron rolled up ([`metrics_sql::hourly`]) are
+//! read from the rollup instead, plus the rows inserted after their run, when
+//! the query allows it ([`CompiledQuery::rollup_hours`]); the answer is the same.
 
 pub mod compile;
 pub mod execute;
