@@ -395,12 +395,7 @@ impl Aggregator {
             // The rows inserted up to the record; the time-clustered copy
             // holds the recent hours, a key range there.
             Job::EventsHourly => {
-                let table = if Grain::Hour.start_of(window) * 1000 >= self.by_time_from_ms(server_now) {
-                    metrics_sql::EVENTS_BY_TIME_TABLE
-                } else {
-                    events_model::EVENTS_TABLE
-                };
-                hourly::insert_hour(window, version, table, covered_until)
+                hourly::insert_hour(window, version, Some(self.by_time_from_ms(server_now)), covered_until)
             }
             _ => rows::insert_window(job, window, version),
         };

@@ -41,14 +41,16 @@ fn stored_parts() -> impl Iterator<Item = (&'static str, &'static crate::custom:
     })
 }
 
-/// Rolls up hour `hour` (index of [`Grain::Hour`]) from `table` (`events`,
-/// or [`crate::EVENTS_BY_TIME_TABLE`] when it holds the hour): one row per
+/// Rolls up hour `hour` (index of [`Grain::Hour`]) from the raw events (the
+/// time-clustered copy when it holds the hour from `by_time_from_ms` on,
+/// [`crate::events_table_from`]): one row per
 /// combination of [`DIMENSIONS`] among the hour's deduplicated events whose
 /// rows were inserted up to `covered_until` (epoch seconds, the run's
 /// record), with `version`. Rows inserted later are left out even when the
 /// run sees them, so that a reader can add exactly those ([`delta_events`]).
-pub fn insert_hour(hour: u32, version: u64, table: &str, covered_until: u32) -> Statement {
+pub fn insert_hour(hour: u32, version: u64, by_time_from_ms: Option<u64>, covered_until: u32) -> Statement {
     let (start, end) = (Grain::Hour.start_of(hour), Grain::Hour.start_of(hour + 1));
+    let table = crate::events_table_from(start * 1000, by_time_from_ms);
     let dimensions = DIMENSIONS.join(", ");
     let mut read: Vec<&str> = vec!["event_id"];
     for column in DIMENSIONS.iter().chain(stored_parts().flat_map(|(_, part)| part.columns)) {
@@ -243,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_run_groups_the_hours_deduplicated_events_by_every_dimension() {
-        let sql = insert_hour(500_000, 7, crate::EVENTS_BY_TIME_TABLE, 1_800_000_000);
+        let sql = insert_hour(500_000, 7, Some(0), 1_800_000_000);
         let text = sql.text();
         assert!(text.starts_with(
             "INSERT INTO events_hourly (hour, event_type, device_type, browser, os, country, quality, cdn, event_count, \

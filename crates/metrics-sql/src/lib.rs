@@ -94,6 +94,18 @@ pub fn by_time_holds_from_ms(now_ms: u64, lateness_ms: u64) -> u64 {
     now_ms.saturating_sub(lateness_ms.saturating_add(windows::VIEW_SPAN_MS))
 }
 
+/// The table a scan of raw events starting at client time `scan_from_ms`
+/// reads: [`EVENTS_BY_TIME_TABLE`], where a time range is a key range, when
+/// the copy holds every event from there on (`by_time_from_ms`, from
+/// [`by_time_holds_from_ms`]; `None` when the caller cannot tell), else
+/// `events`.
+pub fn events_table_from(scan_from_ms: u64, by_time_from_ms: Option<u64>) -> &'static str {
+    match by_time_from_ms {
+        Some(by_time) if scan_from_ms >= by_time => EVENTS_BY_TIME_TABLE,
+        _ => events_model::EVENTS_TABLE,
+    }
+}
+
 /// The first received copy of each `event_id` among the rows of `table`
 /// (`events`, or [`EVENTS_BY_TIME_TABLE`] for a time range it holds) matching
 /// `filter`, as `SELECT {columns}`: the rows of

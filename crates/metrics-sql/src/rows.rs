@@ -177,7 +177,7 @@ pub fn insert_window(job: Job, window: u32, version: u64) -> Statement {
         Job::UserEngagementDaily => {
             (USER_ENGAGEMENT_COLUMNS, user_engagement_rows(Scope::All, &[window], Sources::default()))
         }
-        Job::EventsHourly => return crate::hourly::insert_hour(window, version, events_model::EVENTS_TABLE, u32::MAX),
+        Job::EventsHourly => return crate::hourly::insert_hour(window, version, None, u32::MAX),
     };
     let table = job.name();
     let mut sql = Statement::new(&format!("INSERT INTO {table} ({columns}, version, computed_at) SELECT {columns}, "));

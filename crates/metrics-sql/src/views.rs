@@ -56,8 +56,8 @@ pub fn view_facts(
     let from = grain.start_of(first);
     let scan_to = grain.start_of(last) + grain.secs() + VIEW_SPAN_MS / 1000;
     let scan_from_ms = from.saturating_sub(VIEW_SPAN_MS / 1000) * 1000;
-    let table = match (scope, by_time_from_ms) {
-        (Scope::All, Some(by_time)) if scan_from_ms >= by_time => EVENTS_BY_TIME_TABLE,
+    let table = match scope {
+        Scope::All => crate::events_table_from(scan_from_ms, by_time_from_ms),
         _ => EVENTS_TABLE,
     };
     let mut filter = scan_filter(from, Some(scan_to));

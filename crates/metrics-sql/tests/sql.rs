@@ -375,7 +375,7 @@ fn every_statement_runs_on_current_clickhouse() {
         rows::insert_marker(Job::VideoMetrics, HOUR, 1, 1_764_000_000, 3),
         rows::markers(Job::UserEngagementDaily, DAY, DAY + 3),
         rows::insert_window(Job::EventsHourly, HOUR, 1),
-        metrics_sql::hourly::insert_hour(HOUR, 1, metrics_sql::EVENTS_BY_TIME_TABLE, 1_764_000_000),
+        metrics_sql::hourly::insert_hour(HOUR, 1, Some(0), 1_764_000_000),
         metrics_sql::hourly::delta_events(
             metrics_sql::EVENTS_BY_TIME_TABLE,
             &["event_id", "event_type", "country"],

@@ -762,7 +762,7 @@ fn compiled_sql_runs_on_current_clickhouse_via_chdb() {
         "setup": fixture_hours()
             .map(|hour| match completed(hour) {
                 // A run that saw nothing: every row of the hour came after it.
-                true => metrics_sql::hourly::insert_hour(hour, 1, EVENTS_TABLE, 0).render(),
+                true => metrics_sql::hourly::insert_hour(hour, 1, None, 0).render(),
                 false => roll_up(hour, 1).render(),
             })
             .collect::<Vec<_>>(),

@@ -72,7 +72,6 @@ pub struct OutputColumn {
 pub struct CompiledQuery {
     statement: Statement,
     columns: Vec<OutputColumn>,
-    limit: usize,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     plan: Plan,
@@ -124,7 +123,7 @@ impl CompiledQuery {
 
     /// Most rows returned; the SQL fetches one more to detect truncation.
     pub fn limit(&self) -> usize {
-        self.limit
+        self.plan.limit
     }
 
     /// The half-open range `[start, end)` on the event time.
@@ -304,7 +303,7 @@ pub fn compile(request: &QueryRequest, now: DateTime<Utc>, by_time_from_ms: u64)
         end_ms: non_negative(end.timestamp_millis()),
         by_time_from_ms,
     };
-    Ok(CompiledQuery { statement: build(&plan, &[], &[]), columns, limit, start, end, plan })
+    Ok(CompiledQuery { statement: build(&plan, &[], &[]), columns, start, end, plan })
 }
 
 /// The time condition of events with client times in `[from_ms, to_ms)`:
@@ -391,8 +390,8 @@ fn build(plan: &Plan, rolled: &[u32], deltas: &[(u32, u32)]) -> Statement {
 
     let raw_events = |sql: &mut Statement, ranges: &[(u64, u64)], columns: &[&'static str]| {
         let table = match ranges.first() {
-            Some(&(from_ms, _)) if from_ms >= plan.by_time_from_ms => EVENTS_BY_TIME_TABLE,
-            _ => EVENTS_TABLE,
+            Some(&(from_ms, _)) => metrics_sql::events_table_from(from_ms, Some(plan.by_time_from_ms)),
+            None => EVENTS_TABLE,
         };
         // `((range) OR (range) …)`: the filters below are ANDed to the whole.
         let mut filter = Statement::new(if ranges.len() > 1 { "((" } else { "" });
