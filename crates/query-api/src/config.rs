@@ -192,6 +192,12 @@ pub struct FreshnessConfig {
     /// read the raw events.
     /// The answers are the same either way; `false` reads everything raw.
     pub custom_rollup: bool,
+    /// Whether a user's read runs beside its freshness check on the guess
+    /// that nothing of the user's is newer than the days' runs and the
+    /// newest facts pass (`true`), the check then confirming the guess or
+    /// the read running again exactly; `false` runs the check first (as
+    /// video reads always do). The answers are the same either way.
+    pub settled_guess: bool,
 }
 
 impl Default for FreshnessConfig {
@@ -207,6 +213,7 @@ impl Default for FreshnessConfig {
             video_from_pass_min_views: 5_000,
             video_from_pass_max_lag: Duration::from_secs(30),
             custom_rollup: true,
+            settled_guess: true,
         }
     }
 }

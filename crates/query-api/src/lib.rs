@@ -67,6 +67,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     service_kit::ops::describe_metrics(|| {
         cache::describe_metrics();
         catalog::describe_metrics();
+        metric_api::freshness::describe_metrics();
     });
     let timeout = config.http.probe_timeout;
     let pool = postgres::pool(&config.postgres)?;

@@ -2,7 +2,7 @@
 //! computed from the raw events (docs/metrics.md, "Pre-aggregated tables and
 //! freshness").
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, future::Future};
 
 use chrono::{DateTime, Utc};
 use metrics_sql::{
@@ -18,69 +18,243 @@ use crate::{
     error::ApiError,
 };
 
-/// Splits `windows` (ascending, of `job`'s grain) for `scope` at `now`.
+const GUESSES: &str = "analytics_service_query_settled_guesses_total";
+
+/// Registers the counter's description (and makes its outcomes appear at 0).
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        GUESSES,
+        "user reads run on the guess that nothing of theirs is newer than the aggregates and the newest \
+         facts pass, beside the freshness check (freshness.settled_guess); outcome held = the check confirmed \
+         it and the answer was used, missed = read again exactly"
+    );
+    for outcome in ["held", "missed"] {
+        metrics::counter!(GUESSES, "outcome" => outcome).increment(0);
+    }
+}
+
+/// Splits `windows` (ascending hours) of a read of every video (top videos)
+/// at `now`.
 ///
 /// Windows that ended more than `lateness` ago are final: aggregated if the
 /// aggregator recorded them, raw otherwise. Younger windows are aggregated
 /// only when none of their views received a row after the aggregator's mark;
-/// the others are read from the newest facts pass (when enabled and recent)
-/// plus the views touched since it.
-pub async fn split(
+/// the others are read from the newest facts pass: as of it on a busy
+/// platform, else its stored facts plus the views touched since it.
+pub async fn split_all(
+    client: &clickhouse::Client,
+    windows: &[u32],
+    now: DateTime<Utc>,
+    config: &FreshnessConfig,
+) -> Result<Split, ApiError> {
+    if windows.is_empty() {
+        return Ok(Split::default());
+    }
+    let horizon = windows::horizon(Grain::Hour, now.timestamp().max(0) as u64, config.lateness.as_secs());
+    top_videos_split(client, windows, horizon, config).await
+}
+
+/// A video's or a user's answer over `windows` (ascending, of `job`'s
+/// grain) at `now`, computed by `read` from the split of the windows, which
+/// is returned beside it (the answer's `freshness`).
+///
+/// The split follows the rules of [`split_all`], for `scope`'s views only:
+/// a busy video answers its open hours as of the newest pass; otherwise the
+/// freshness check (the last inserts of the scope's views per open window)
+/// decides which open windows are still aggregated, which are raw and which
+/// hold no view of the scope, and the raw windows are read from the newest
+/// pass's stored facts, settled or with the keys touched since it rebuilt.
+///
+/// Most users have nothing newer than their days' runs and the newest pass,
+/// a few seconds old, and their check is a read of their keys across tables
+/// sorted by video (tens of milliseconds). With `freshness.settled_guess` a
+/// user's read therefore runs on that guess ([`settled_guess`]) *beside* the
+/// check instead of after it, and the check then confirms the guess
+/// ([`guess_holds`]: the answer is the one the exact read gives) or the read
+/// runs again on the exact split: one statement's latency less for most
+/// reads, a second read for the others. A video's check is one key range,
+/// and it finds most open hours of a small video empty, which the exact read
+/// skips and the guess would read from the stored facts: guessing made the
+/// bench's small videos slower (BENCHMARKS.md), so videos check first.
+#[allow(clippy::too_many_arguments)]
+pub async fn read_scoped<T, F, Fut>(
     client: &clickhouse::Client,
     job: Job,
     scope: Scope<'_>,
     windows: &[u32],
     now: DateTime<Utc>,
     config: &FreshnessConfig,
-) -> Result<Split, ApiError> {
-    let lateness = config.lateness;
+    read: F,
+) -> Result<(Split, T), ApiError>
+where
+    F: Fn(Split) -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    debug_assert!(scope != Scope::All, "top videos: split_all");
     let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
-        return Ok(Split::default());
+        return answer(Split::default(), &read).await;
     };
     let grain = job.grain();
-    let horizon = windows::horizon(grain, now.timestamp().max(0) as u64, lateness.as_secs());
-    if job == Job::VideoMetrics && scope == Scope::All {
-        return top_videos_split(client, windows, horizon, config).await;
-    }
-    let markers = rows::fetch_markers(client, job, first, last + 1);
+    let horizon = windows::horizon(grain, now.timestamp().max(0) as u64, config.lateness.as_secs());
+    let markers = async { Ok::<_, ApiError>(rows::fetch_markers(client, job, first, last + 1).await?) };
     if last < horizon {
         // Every window is final: the markers alone decide.
-        return Ok(windows::split(windows, &markers.await?, None, horizon));
+        return answer(windows::split(windows, &markers.await?, None, horizon), &read).await;
     }
-    if let (Scope::Video(video_id), true) = (scope, config.stored_facts != StoredFactsUse::Off) {
+    let stored = config.stored_facts != StoredFactsUse::Off;
+    let scoped = Scoped { client, windows, grain, horizon, config, scope };
+    if let (Scope::Video(video_id), true) = (scope, stored) {
         // A busy video answers its open hours as of the newest pass; the
-        // others read exactly, checking their views' last inserts after.
-        let from = grain.start_of(horizon);
+        // others check their views' last inserts after (a busy video's check
+        // would cost more than its whole read).
         let (markers, pass, views) = tokio::join!(
             markers,
             facts::fetch_newest_pass(client),
-            facts::fetch_video_pass_views(client, video_id, from)
+            facts::fetch_video_pass_views(client, video_id, grain.start_of(horizon))
         );
         let (markers, pass) = (markers?, pass?);
         if let Some(pass) = &pass
             && video_answers_from_pass(pass, views?, config)
             && let Some(split) = windows::split_as_of_pass(windows, &markers, horizon, pass.from_ms, pass.covered_until)
         {
-            return Ok(split);
+            return answer(split, &read).await;
         }
-        let last_inserted = views::fetch_last_inserted(client, scope, grain, horizon).await?;
-        return exact_scoped_split(client, windows, &markers, &last_inserted, pass, grain, horizon, config, scope)
-            .await;
+        return scoped.read_checked(async { Ok((markers, pass)) }, false, &read).await;
     }
-    // Some window is still open to late events: its check runs beside the
-    // markers' read (one round trip of latency, not two in a row). It decides
-    // whether an aggregated window is still exact, and which open windows
-    // hold no view of the scope at all (the open hour of most videos), which
-    // a read then skips.
+    // The check runs beside the markers' and the pass's reads (one round
+    // trip of latency, not two in a row).
     let pass = async {
-        match config.stored_facts {
-            StoredFactsUse::Off => Ok(None),
-            _ => facts::fetch_newest_pass(client).await,
+        match stored {
+            true => Ok::<_, ApiError>(facts::fetch_newest_pass(client).await?),
+            false => Ok(None),
         }
     };
-    let (markers, last_inserted, pass) =
-        tokio::join!(markers, views::fetch_last_inserted(client, scope, grain, horizon), pass);
-    exact_scoped_split(client, windows, &markers?, &last_inserted?, pass?, grain, horizon, config, scope).await
+    let first_reads = async {
+        let (markers, pass) = tokio::join!(markers, pass);
+        Ok((markers?, pass?))
+    };
+    let guess = matches!(scope, Scope::User(_)) && config.settled_guess;
+    scoped.read_checked(first_reads, guess, &read).await
+}
+
+/// `read` on `split`, and the split.
+async fn answer<T, F, Fut>(split: Split, read: &F) -> Result<(Split, T), ApiError>
+where
+    F: Fn(Split) -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let answer = read(split.clone()).await?;
+    Ok((split, answer))
+}
+
+/// What a video's or a user's read with open windows decides its split by.
+struct Scoped<'a> {
+    client: &'a clickhouse::Client,
+    windows: &'a [u32],
+    grain: Grain,
+    horizon: u32,
+    config: &'a FreshnessConfig,
+    scope: Scope<'a>,
+}
+
+impl Scoped<'_> {
+    /// [`read_scoped`] once `first_reads` (the markers and the newest pass)
+    /// are under way: the freshness check beside them, and beside it, when
+    /// `guess` and there is a settled guess, the read on it.
+    async fn read_checked<T, F, Fut>(
+        &self,
+        first_reads: impl Future<Output = Result<(BTreeMap<u32, Marker>, Option<PassRow>), ApiError>>,
+        guess: bool,
+        read: &F,
+    ) -> Result<(Split, T), ApiError>
+    where
+        F: Fn(Split) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let check = views::fetch_last_inserted(self.client, self.scope, self.grain, self.horizon);
+        let guessed = async {
+            let (markers, pass) = first_reads.await?;
+            let guess = match (&pass, guess) {
+                (Some(pass), true) => settled_guess(self.windows, &markers, pass, self.grain, self.horizon),
+                _ => None,
+            };
+            let answer = match &guess {
+                Some(split) => Some(read(split.clone()).await),
+                None => None,
+            };
+            Ok::<_, ApiError>((markers, pass, guess, answer))
+        };
+        let (last_inserted, guessed) = tokio::join!(check, guessed);
+        let (markers, pass, guess, guessed_answer) = guessed?;
+        let last_inserted = last_inserted?;
+        if let (Some(guess), Some(guessed_answer), Some(pass)) = (guess, guessed_answer, &pass) {
+            if guess_holds(&guess, &markers, &last_inserted, pass.covered_until) {
+                metrics::counter!(GUESSES, "outcome" => "held").increment(1);
+                return Ok((guess, guessed_answer?));
+            }
+            metrics::counter!(GUESSES, "outcome" => "missed").increment(1);
+        }
+        let split = exact_scoped_split(
+            self.client,
+            self.windows,
+            &markers,
+            &last_inserted,
+            pass,
+            self.grain,
+            self.horizon,
+            self.config,
+            self.scope,
+        )
+        .await?;
+        answer(split, read).await
+    }
+}
+
+/// The split of a video's or a user's read if nothing of its scope was
+/// inserted after its open windows' runs nor after `pass`: the windows with
+/// a marker aggregated, the others raw and read from the pass's stored facts
+/// alone (settled). `None` when the pass's facts do not begin by the first
+/// raw window (a final window never aggregated, a pass that has not yet
+/// covered the horizon): such a read rebuilds views whatever the check says.
+fn settled_guess(
+    windows: &[u32],
+    markers: &BTreeMap<u32, Marker>,
+    pass: &PassRow,
+    grain: Grain,
+    horizon: u32,
+) -> Option<Split> {
+    // As if the check had found a row, older than every run, in each open window.
+    let quiet: BTreeMap<u32, u32> = windows.iter().filter(|&&w| w >= horizon).map(|&w| (w, 0)).collect();
+    let mut split = exact_split(windows, markers, &quiet, grain, horizon, None);
+    if !split.raw.is_empty() {
+        let settled = StoredFacts::settled(pass.covered_until, pass.from_ms);
+        if !settled.covers(grain, &split.raw) {
+            return None;
+        }
+        split.facts = Some(settled);
+    }
+    Some(split)
+}
+
+/// Whether the freshness check's `last_inserted` confirms `guess`
+/// ([`settled_guess`] with a pass that covered inserts up to
+/// `pass_covered_until`): each window it reads from the aggregates got no
+/// row after its marker's run, and each it reads settled got none after the
+/// pass. The exact split then reads the same windows the same way, except
+/// the windows where the check found no `video_start` of the scope, which it
+/// skips and the guess reads from stored facts that hold no start there
+/// either: the answers are equal.
+fn guess_holds(
+    guess: &Split,
+    markers: &BTreeMap<u32, Marker>,
+    last_inserted: &BTreeMap<u32, u32>,
+    pass_covered_until: u32,
+) -> bool {
+    let quiet_until = |window: &u32, until: Option<u32>| {
+        last_inserted.get(window).is_none_or(|&last| until.is_some_and(|until| last <= until))
+    };
+    guess.aggregated.iter().all(|w| quiet_until(w, markers.get(w).map(|m| m.covered_until)))
+        && guess.raw.iter().all(|w| quiet_until(w, Some(pass_covered_until)))
 }
 
 /// The exact split of a video or user read: the markers and the open windows'
@@ -286,6 +460,49 @@ mod tests {
         assert_eq!(settled(vec![10, 12], &[(12, 3)]), None);
         assert_eq!(settled(vec![9, 12], &[(9, 3), (12, 3)]), None);
         assert_eq!(settled(vec![], &[]), None);
+    }
+
+    #[test]
+    fn the_settled_guess_reads_marked_windows_aggregated_and_the_others_from_the_pass() {
+        let marker = |covered_until| Marker { covered_until, version: 1 };
+        // Hours 8..=13, the horizon at 10: 8 and 11 aggregated, 12 and 13
+        // never (the current hours), 9 final and never aggregated.
+        let markers = BTreeMap::from([(8, marker(100)), (10, marker(100)), (11, marker(200))]);
+        let pass = PassRow { version: 1, covered_until: 1_000, from_ms: 10 * 3_600_000, open_views: 0, now: 1_005 };
+        let open: Vec<u32> = (10..=13).collect();
+        let guess = settled_guess(&open, &markers, &pass, Grain::Hour, 10).unwrap();
+        assert_eq!(
+            (guess.aggregated.clone(), guess.raw.clone(), guess.empty.clone()),
+            (vec![10, 11], vec![12, 13], vec![])
+        );
+        assert_eq!(guess.facts, Some(StoredFacts::settled(1_000, pass.from_ms)));
+        assert_eq!(
+            guess.by_time_from_ms,
+            exact_split(&open, &markers, &BTreeMap::new(), Grain::Hour, 10, None).by_time_from_ms
+        );
+        // Only aggregated windows: no facts, as the exact split has none.
+        let marked = settled_guess(&[10, 11], &markers, &pass, Grain::Hour, 10).unwrap();
+        assert_eq!((marked.aggregated, marked.raw, marked.facts), (vec![10, 11], vec![], None));
+        // A raw window before the pass's facts (9: final, never aggregated)
+        // is rebuilt whatever the check says: no guess.
+        assert_eq!(settled_guess(&[8, 9, 10, 12], &markers, &pass, Grain::Hour, 10), None);
+
+        let holds = |last: &[(u32, u32)]| guess_holds(&guess, &markers, &last.iter().copied().collect(), 1_000);
+        // Nothing of the scope in the open windows, or nothing newer than
+        // each window's run and the pass: the exact read reads the same.
+        assert!(holds(&[]));
+        assert!(holds(&[(10, 100), (11, 200), (12, 1_000), (13, 3)]));
+        // A row after an aggregated hour's run, or after the pass in a raw
+        // hour: the exact read differs, the guess is dropped.
+        assert!(!holds(&[(10, 101)]));
+        assert!(!holds(&[(11, 201), (12, 5)]));
+        assert!(!holds(&[(13, 1_001)]));
+        // Where the guess holds, the exact split reads the same windows the
+        // same way, skipping only the windows without a start of the scope.
+        let last = BTreeMap::from([(10, 100), (12, 999)]);
+        let exact = exact_split(&open, &markers, &last, Grain::Hour, 10, None);
+        assert_eq!((exact.aggregated, exact.raw, exact.empty), (guess.aggregated.clone(), vec![12], vec![13]));
+        assert_eq!(settled_facts(&Split { raw: vec![12], ..Split::default() }, &last, Grain::Hour, &pass), guess.facts);
     }
 
     #[test]

@@ -66,10 +66,21 @@ struct RangeRequest {
 }
 
 impl RangeRequest {
-    /// The windows of `job` in the range, split into aggregated and raw for `scope`.
-    async fn split(&self, state: &AppState, job: Job, scope: Scope<'_>) -> Result<Split, ApiError> {
+    /// `read`'s answer for `scope` (a video or a user) from the split of the
+    /// range's windows of `job`, and that split ([`freshness::read_scoped`]).
+    async fn read_scoped<T, F, Fut>(
+        &self,
+        state: &AppState,
+        job: Job,
+        scope: Scope<'_>,
+        read: F,
+    ) -> Result<(Split, T), ApiError>
+    where
+        F: Fn(Split) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
         let windows = self.range.windows(job.grain());
-        freshness::split(&state.clickhouse, job, scope, &windows, self.now, &state.freshness).await
+        freshness::read_scoped(&state.clickhouse, job, scope, &windows, self.now, &state.freshness, read).await
     }
 }
 
@@ -141,23 +152,26 @@ pub async fn get_video_metrics(
     catalog::validate_video_id(&video_id)?;
     let (state, video_id) = (&**state, video_id.as_str());
     let answer = answer_range(state, &req, &[], |request| async move {
-        // The catalog (PostgreSQL) and the windows' freshness (ClickHouse) at once.
-        let (entry, split) = tokio::try_join!(
-            state.catalog.video_for_metrics(video_id),
-            request.split(state, Job::VideoMetrics, Scope::Video(video_id))
-        )?;
-        let catalog_duration = match &entry {
-            CatalogRead::Read(entry) => entry.as_ref().and_then(|v| v.duration_seconds),
-            CatalogRead::Unavailable => None,
-        };
-        let row = if split.reads_nothing() {
-            VideoSummaryRow::default()
-        } else {
-            read::video_summary(video_id, &split, catalog_duration)
+        // The catalog (PostgreSQL) and the windows' freshness (ClickHouse) at
+        // once; the statement needs the catalog's duration.
+        let catalog = tokio::sync::OnceCell::new();
+        let entry = || catalog.get_or_try_init(|| state.catalog.video_for_metrics(video_id));
+        let summary = |split: Split| async move {
+            let catalog_duration = match entry().await? {
+                CatalogRead::Read(entry) => entry.as_ref().and_then(|v| v.duration_seconds),
+                CatalogRead::Unavailable => None,
+            };
+            if split.reads_nothing() {
+                return Ok((VideoSummaryRow::default(), catalog_duration));
+            }
+            let row = read::video_summary(video_id, &split, catalog_duration)
                 .query(&state.clickhouse)
                 .fetch_one::<VideoSummaryRow>()
-                .await?
+                .await?;
+            Ok((row, catalog_duration))
         };
+        let (entry, (split, (row, catalog_duration))) =
+            tokio::try_join!(entry(), request.read_scoped(state, Job::VideoMetrics, Scope::Video(video_id), summary))?;
         let freshness = formulas::freshness(&split);
         Ok(match entry {
             CatalogRead::Read(_) => formulas::video_metrics(video_id, request.range, &row, catalog_duration, freshness),
@@ -190,12 +204,14 @@ pub async fn get_user_metrics(
     catalog::validate_id("userId", &user_id)?;
     let (state, user_id) = (&**state, user_id.as_str());
     let answer = answer_range(state, &req, &[], |request| async move {
-        let split = request.split(state, Job::UserEngagementDaily, Scope::User(user_id)).await?;
-        let days = if split.reads_nothing() {
-            Vec::new()
-        } else {
-            read::user_days(user_id, &split).query(&state.clickhouse).fetch_all::<UserDayRow>().await?
+        let user_days = |split: Split| async move {
+            if split.reads_nothing() {
+                return Ok(Vec::new());
+            }
+            Ok(read::user_days(user_id, &split).query(&state.clickhouse).fetch_all::<UserDayRow>().await?)
         };
+        let (split, days) =
+            request.read_scoped(state, Job::UserEngagementDaily, Scope::User(user_id), user_days).await?;
         let videos: BTreeSet<String> = days.iter().flat_map(|d| d.view_video_ids.iter().cloned()).collect();
         let freshness = formulas::freshness(&split);
         Ok(match state.catalog.categories_for_metrics(&videos.into_iter().collect::<Vec<_>>()).await? {
@@ -261,7 +277,8 @@ pub async fn get_top_videos(state: web::Data<AppState>, req: HttpRequest) -> Res
     let answer = answer_range(state, &req, &["metric", "limit"], |request| async move {
         let metric = top_metric(request.params.get("metric").map_or("views", String::as_str))?;
         let limit = top_limit(request.params.get("limit").map(String::as_str))?;
-        let split = request.split(state, Job::VideoMetrics, Scope::All).await?;
+        let windows = request.range.windows(Job::VideoMetrics.grain());
+        let split = freshness::split_all(&state.clickhouse, &windows, request.now, &state.freshness).await?;
         let rows = if split.reads_nothing() {
             Vec::new()
         } else {
