@@ -429,13 +429,29 @@ pub fn pass_video_rows(video_id: &str, windows: &[u32]) -> Statement {
     crate::read::newest_rows(HOUR_METRICS_TABLE, VIDEO_METRICS_COLUMNS, Scope::Video(video_id), windows)
 }
 
-/// The views of `video_id` in the hours from `from` on (epoch seconds) by
-/// the newest [`HOUR_METRICS_TABLE`] row of each: one `UInt64`, the size of
-/// what an exact read of the video's open hours groups and rebuilds.
+/// What the facts passes stored of one video from a time on
+/// ([`video_pass_views`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, clickhouse::Row, Deserialize)]
+pub struct VideoPassHours {
+    /// The views of its newest [`HOUR_METRICS_TABLE`] row of each hour: the
+    /// size of what an exact read of the video's open hours groups and
+    /// rebuilds.
+    pub views: u64,
+    /// The hours (ascending indexes of [`Grain::Hour`]) with a row: those
+    /// where a pass stored a start of the video (a view's or not). A pass
+    /// stores every start of the keys it rebuilds from its `from_ms` on, and
+    /// the first pass rebuilds every key, so an hour from there on without a
+    /// row had no start of the video inserted up to the newest pass.
+    pub hours: Vec<u32>,
+}
+
+/// [`VideoPassHours`] of `video_id` in the hours from `from` on (epoch
+/// seconds), by the newest [`HOUR_METRICS_TABLE`] row of each hour.
 pub fn video_pass_views(video_id: &str, from: u64) -> Statement {
     let mut sql = Statement::new(&format!(
-        "SELECT toUInt64(sum(newest_views)) FROM (SELECT argMax(views, version) AS newest_views \
-         FROM {HOUR_METRICS_TABLE} WHERE video_id = "
+        "SELECT toUInt64(sum(newest_views)) AS views, \
+         arraySort(groupArray(toUInt32(intDiv(toUInt32(hour), 3600)))) AS hours \
+         FROM (SELECT hour, argMax(views, version) AS newest_views FROM {HOUR_METRICS_TABLE} WHERE video_id = "
     ));
     sql.bind(video_id).sql(" AND hour >= toDateTime(").bind(from).sql(") GROUP BY hour)");
     sql
@@ -446,7 +462,7 @@ pub async fn fetch_video_pass_views(
     client: &clickhouse::Client,
     video_id: &str,
     from: u64,
-) -> Result<u64, clickhouse::error::Error> {
+) -> Result<VideoPassHours, clickhouse::error::Error> {
     video_pass_views(video_id, from).query(client).fetch_one().await
 }
 

@@ -573,9 +573,12 @@ async fn stored_facts_and_touched_keys_read_like_the_raw_rebuild() {
         }
     }
     let views_from = |hour: u32| facts::video_pass_views("v1", u64::from(hour) * 3600);
-    assert_eq!(one::<u64>(&db, &views_from(HOUR)).await, 3);
-    assert_eq!(one::<u64>(&db, &views_from(HOUR + 2)).await, 0);
-    assert_eq!(one::<u64>(&db, &facts::video_pass_views("v2", u64::from(HOUR) * 3600)).await, 0);
+    let hours = |views, hours: &[u32]| facts::VideoPassHours { views, hours: hours.to_vec() };
+    assert_eq!(one::<facts::VideoPassHours>(&db, &views_from(HOUR)).await, hours(3, &[HOUR, HOUR + 1]));
+    assert_eq!(one::<facts::VideoPassHours>(&db, &views_from(HOUR + 1)).await.hours, [HOUR + 1]);
+    assert_eq!(one::<facts::VideoPassHours>(&db, &views_from(HOUR + 2)).await, hours(0, &[]));
+    let other = facts::video_pass_views("v2", u64::from(HOUR) * 3600);
+    assert_eq!(one::<facts::VideoPassHours>(&db, &other).await, hours(0, &[]));
     let day_from = u64::from(DAY) * 86_400_000;
     for mut split in facts_splits(&db, &[DAY]).await {
         split.facts.as_mut().unwrap().from_ms = day_from;

@@ -192,11 +192,11 @@ pub struct FreshnessConfig {
     /// read the raw events.
     /// The answers are the same either way; `false` reads everything raw.
     pub custom_rollup: bool,
-    /// Whether a user's read runs beside its freshness check on the guess
-    /// that nothing of the user's is newer than the days' runs and the
+    /// Whether video and user reads run beside their freshness check on the
+    /// guess that nothing of theirs is newer than the windows' runs and the
     /// newest facts pass (`true`), the check then confirming the guess or
-    /// the read running again exactly; `false` runs the check first (as
-    /// video reads always do). The answers are the same either way.
+    /// the read running again exactly; `false` runs the check first. The
+    /// answers are the same either way.
     pub settled_guess: bool,
 }
 

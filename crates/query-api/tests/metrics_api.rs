@@ -653,26 +653,26 @@ async fn video_and_user_reads_take_the_pass_facts_and_rebuild_only_the_keys_touc
     assert_eq!(api.ok(&user).await, exact_user, "the pass's stored facts answer like the rebuild");
     // A tampered stored view shows: these answers do come from the stored
     // facts alone (no key of theirs is rebuilt).
-    // The user's read runs on the settled guess beside its freshness check,
-    // which confirms it (freshness.settled_guess).
+    // Both run on the settled guess beside their freshness check, which
+    // confirms it (freshness.settled_guess).
     tamper_stored_view(&api, "v1", "s1", "u1", base + 10 * HOUR_MS).await;
     let held = counter(GUESS_HELD);
     assert!(watch_time(&api.ok(&video).await) >= 1000.0, "video from the stored facts");
     assert!(watch_time(&api.ok(&user).await) >= 1000.0, "user from the stored facts");
-    assert!(counter(GUESS_HELD) > held, "the user's guess held");
+    assert!(counter(GUESS_HELD) >= held + 2.0, "both guesses held");
 
     // One new view of v1 by u1: the very next read counts it, without any
     // read margin. The freshness check sees a row younger than the pass, so
     // the read lists the keys touched since it (s5 alone) and rebuilds them
     // from the raw events; s1 is still read as stored (tampered).
-    // The user's settled guess misses (the check finds the younger row) and
-    // is dropped for that exact read.
+    // The settled guesses miss (the check finds the younger row) and are
+    // dropped for those exact reads.
     api.insert(&[event("video_start", "s5", "u1", "v1", base + 12 * HOUR_MS + 5_000, Some(0.0))]).await;
     let missed = counter(GUESS_MISSED);
     let (video_now, user_now) = (api.ok(&video).await, api.ok(&user).await);
     assert_eq!(video_now["views"], 3, "the new view at once: {video_now}");
     assert_eq!(user_now["views"], 3, "the new view at once: {user_now}");
-    assert!(counter(GUESS_MISSED) > missed, "the user's guess missed");
+    assert!(counter(GUESS_MISSED) >= missed + 2.0, "both guesses missed");
     assert!(watch_time(&video_now) >= 1000.0, "untouched s1 still from the stored facts: {video_now}");
     assert!(watch_time(&user_now) >= 1000.0, "untouched s1 still from the stored facts: {user_now}");
     // A redelivered copy of one of s1's events (same event_id: nothing

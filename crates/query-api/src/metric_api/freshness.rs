@@ -2,7 +2,10 @@
 //! computed from the raw events (docs/metrics.md, "Pre-aggregated tables and
 //! freshness").
 
-use std::{collections::BTreeMap, future::Future};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    future::Future,
+};
 
 use chrono::{DateTime, Utc};
 use metrics_sql::{
@@ -24,9 +27,9 @@ const GUESSES: &str = "analytics_service_query_settled_guesses_total";
 pub fn describe_metrics() {
     metrics::describe_counter!(
         GUESSES,
-        "user reads run on the guess that nothing of theirs is newer than the aggregates and the newest \
-         facts pass, beside the freshness check (freshness.settled_guess); outcome held = the check confirmed \
-         it and the answer was used, missed = read again exactly"
+        "video and user reads run on the guess that nothing of theirs is newer than the aggregates and the \
+         newest facts pass, beside the freshness check (freshness.settled_guess); outcome held = the check \
+         confirmed it and the answer was used, missed = read again exactly"
     );
     for outcome in ["held", "missed"] {
         metrics::counter!(GUESSES, "outcome" => outcome).increment(0);
@@ -65,18 +68,16 @@ pub async fn split_all(
 /// hold no view of the scope, and the raw windows are read from the newest
 /// pass's stored facts, settled or with the keys touched since it rebuilt.
 ///
-/// Most users have nothing newer than their days' runs and the newest pass,
-/// a few seconds old, and their check is a read of their keys across tables
-/// sorted by video (tens of milliseconds). With `freshness.settled_guess` a
-/// user's read therefore runs on that guess ([`settled_guess`]) *beside* the
-/// check instead of after it, and the check then confirms the guess
+/// Most videos and users have nothing newer than their windows' runs and
+/// the newest pass, a few seconds old. With `freshness.settled_guess` the
+/// read therefore runs on that guess ([`settled_guess`]) *beside* the check
+/// instead of after it, and the check then confirms the guess
 /// ([`guess_holds`]: the answer is the one the exact read gives) or the read
 /// runs again on the exact split: one statement's latency less for most
-/// reads, a second read for the others. A video's check is one key range,
-/// and it finds most open hours of a small video empty, which the exact read
-/// skips and the guess would read from the stored facts: guessing made the
-/// bench's small videos slower (BENCHMARKS.md), so videos check first.
-#[allow(clippy::too_many_arguments)]
+/// reads, a second read for the others. A video's guess also skips the open
+/// hours where the newest pass stored no start of the video
+/// ([`facts::VideoPassHours`]), as the exact read skips those where the check
+/// finds none: most open hours of a small video.
 pub async fn read_scoped<T, F, Fut>(
     client: &clickhouse::Client,
     job: Job,
@@ -112,14 +113,18 @@ where
             facts::fetch_newest_pass(client),
             facts::fetch_video_pass_views(client, video_id, grain.start_of(horizon))
         );
-        let (markers, pass) = (markers?, pass?);
+        let (markers, pass, stored_hours) = (markers?, pass?, views?);
         if let Some(pass) = &pass
-            && video_answers_from_pass(pass, views?, config)
+            && video_answers_from_pass(pass, stored_hours.views, config)
             && let Some(split) = windows::split_as_of_pass(windows, &markers, horizon, pass.from_ms, pass.covered_until)
         {
             return answer(split, &read).await;
         }
-        return scoped.read_checked(async { Ok((markers, pass)) }, false, &read).await;
+        let guess = match config.settled_guess {
+            true => Guess::StartsIn(stored_hours.hours.into_iter().collect()),
+            false => Guess::No,
+        };
+        return scoped.read_checked(async { Ok((markers, pass)) }, guess, &read).await;
     }
     // The check runs beside the markers' and the pass's reads (one round
     // trip of latency, not two in a row).
@@ -133,8 +138,23 @@ where
         let (markers, pass) = tokio::join!(markers, pass);
         Ok((markers?, pass?))
     };
-    let guess = matches!(scope, Scope::User(_)) && config.settled_guess;
+    let guess = match config.settled_guess {
+        true => Guess::Unmarked,
+        false => Guess::No,
+    };
     scoped.read_checked(first_reads, guess, &read).await
+}
+
+/// Whether a read runs on the settled guess ([`settled_guess`]), and which
+/// of its open windows without a marker it guesses to hold starts of its
+/// scope.
+enum Guess {
+    No,
+    /// All of them (a user: finding out costs about what the check does).
+    Unmarked,
+    /// Those among these windows (a video: the hours where the newest pass
+    /// stored a start of it, [`facts::VideoPassHours`]); the others empty.
+    StartsIn(BTreeSet<u32>),
 }
 
 /// `read` on `split`, and the split.
@@ -159,12 +179,12 @@ struct Scoped<'a> {
 
 impl Scoped<'_> {
     /// [`read_scoped`] once `first_reads` (the markers and the newest pass)
-    /// are under way: the freshness check beside them, and beside it, when
-    /// `guess` and there is a settled guess, the read on it.
+    /// are under way: the freshness check beside them, and beside it the read
+    /// on the settled `guess` when there is one.
     async fn read_checked<T, F, Fut>(
         &self,
         first_reads: impl Future<Output = Result<(BTreeMap<u32, Marker>, Option<PassRow>), ApiError>>,
-        guess: bool,
+        guess: Guess,
         read: &F,
     ) -> Result<(Split, T), ApiError>
     where
@@ -175,7 +195,12 @@ impl Scoped<'_> {
         let guessed = async {
             let (markers, pass) = first_reads.await?;
             let guess = match (&pass, guess) {
-                (Some(pass), true) => settled_guess(self.windows, &markers, pass, self.grain, self.horizon),
+                (Some(pass), Guess::Unmarked) => {
+                    settled_guess(self.windows, &markers, pass, self.grain, self.horizon, None)
+                }
+                (Some(pass), Guess::StartsIn(starts)) => {
+                    settled_guess(self.windows, &markers, pass, self.grain, self.horizon, Some(&starts))
+                }
                 _ => None,
             };
             let answer = match &guess {
@@ -213,18 +238,26 @@ impl Scoped<'_> {
 /// The split of a video's or a user's read if nothing of its scope was
 /// inserted after its open windows' runs nor after `pass`: the windows with
 /// a marker aggregated, the others raw and read from the pass's stored facts
-/// alone (settled). `None` when the pass's facts do not begin by the first
-/// raw window (a final window never aggregated, a pass that has not yet
-/// covered the horizon): such a read rebuilds views whatever the check says.
+/// alone (settled), except the open windows outside `starts` (when given),
+/// guessed to hold no start of the scope (empty). `None` when the pass's
+/// facts do not begin by the first raw window (a final window never
+/// aggregated, a pass that has not yet covered the horizon): such a read
+/// rebuilds views whatever the check says.
 fn settled_guess(
     windows: &[u32],
     markers: &BTreeMap<u32, Marker>,
     pass: &PassRow,
     grain: Grain,
     horizon: u32,
+    starts: Option<&BTreeSet<u32>>,
 ) -> Option<Split> {
-    // As if the check had found a row, older than every run, in each open window.
-    let quiet: BTreeMap<u32, u32> = windows.iter().filter(|&&w| w >= horizon).map(|&w| (w, 0)).collect();
+    // As if the check had found a row, older than every run, in each open
+    // window with starts.
+    let quiet: BTreeMap<u32, u32> = windows
+        .iter()
+        .filter(|&&w| w >= horizon && starts.is_none_or(|starts| starts.contains(&w)))
+        .map(|&w| (w, 0))
+        .collect();
     let mut split = exact_split(windows, markers, &quiet, grain, horizon, None);
     if !split.raw.is_empty() {
         let settled = StoredFacts::settled(pass.covered_until, pass.from_ms);
@@ -239,11 +272,12 @@ fn settled_guess(
 /// Whether the freshness check's `last_inserted` confirms `guess`
 /// ([`settled_guess`] with a pass that covered inserts up to
 /// `pass_covered_until`): each window it reads from the aggregates got no
-/// row after its marker's run, and each it reads settled got none after the
-/// pass. The exact split then reads the same windows the same way, except
-/// the windows where the check found no `video_start` of the scope, which it
-/// skips and the guess reads from stored facts that hold no start there
-/// either: the answers are equal.
+/// row after its marker's run, each it reads settled got none after the
+/// pass, and each it skips as empty has no start of the scope. The exact
+/// split then reads the same windows the same way, except windows where the
+/// check found no `video_start` of the scope, which it skips and the guess
+/// may read from stored facts that hold no start there either: the answers
+/// are equal.
 fn guess_holds(
     guess: &Split,
     markers: &BTreeMap<u32, Marker>,
@@ -255,6 +289,7 @@ fn guess_holds(
     };
     guess.aggregated.iter().all(|w| quiet_until(w, markers.get(w).map(|m| m.covered_until)))
         && guess.raw.iter().all(|w| quiet_until(w, Some(pass_covered_until)))
+        && guess.empty.iter().all(|w| !last_inserted.contains_key(w))
 }
 
 /// The exact split of a video or user read: the markers and the open windows'
@@ -470,7 +505,7 @@ mod tests {
         let markers = BTreeMap::from([(8, marker(100)), (10, marker(100)), (11, marker(200))]);
         let pass = PassRow { version: 1, covered_until: 1_000, from_ms: 10 * 3_600_000, open_views: 0, now: 1_005 };
         let open: Vec<u32> = (10..=13).collect();
-        let guess = settled_guess(&open, &markers, &pass, Grain::Hour, 10).unwrap();
+        let guess = settled_guess(&open, &markers, &pass, Grain::Hour, 10, None).unwrap();
         assert_eq!(
             (guess.aggregated.clone(), guess.raw.clone(), guess.empty.clone()),
             (vec![10, 11], vec![12, 13], vec![])
@@ -481,11 +516,11 @@ mod tests {
             exact_split(&open, &markers, &BTreeMap::new(), Grain::Hour, 10, None).by_time_from_ms
         );
         // Only aggregated windows: no facts, as the exact split has none.
-        let marked = settled_guess(&[10, 11], &markers, &pass, Grain::Hour, 10).unwrap();
+        let marked = settled_guess(&[10, 11], &markers, &pass, Grain::Hour, 10, None).unwrap();
         assert_eq!((marked.aggregated, marked.raw, marked.facts), (vec![10, 11], vec![], None));
         // A raw window before the pass's facts (9: final, never aggregated)
         // is rebuilt whatever the check says: no guess.
-        assert_eq!(settled_guess(&[8, 9, 10, 12], &markers, &pass, Grain::Hour, 10), None);
+        assert_eq!(settled_guess(&[8, 9, 10, 12], &markers, &pass, Grain::Hour, 10, None), None);
 
         let holds = |last: &[(u32, u32)]| guess_holds(&guess, &markers, &last.iter().copied().collect(), 1_000);
         // Nothing of the scope in the open windows, or nothing newer than
@@ -501,8 +536,29 @@ mod tests {
         // same way, skipping only the windows without a start of the scope.
         let last = BTreeMap::from([(10, 100), (12, 999)]);
         let exact = exact_split(&open, &markers, &last, Grain::Hour, 10, None);
-        assert_eq!((exact.aggregated, exact.raw, exact.empty), (guess.aggregated.clone(), vec![12], vec![13]));
+        assert_eq!(
+            (exact.aggregated.clone(), exact.raw.clone(), exact.empty.clone()),
+            (guess.aggregated.clone(), vec![12], vec![13])
+        );
         assert_eq!(settled_facts(&Split { raw: vec![12], ..Split::default() }, &last, Grain::Hour, &pass), guess.facts);
+
+        // A video's guess: the open hours where the pass stored no start of
+        // it (13) are guessed empty, as the exact split makes them, and the
+        // guess then reads what the exact read does.
+        let starts = BTreeSet::from([10, 12]);
+        let video = settled_guess(&open, &markers, &pass, Grain::Hour, 10, Some(&starts)).unwrap();
+        assert_eq!(
+            (video.aggregated.clone(), video.raw.clone(), video.empty.clone()),
+            (vec![10, 11], vec![12], vec![13])
+        );
+        assert!(guess_holds(&video, &markers, &last, 1_000));
+        assert_eq!((exact.raw, exact.empty), (video.raw.clone(), video.empty.clone()));
+        // A start in a window guessed empty (inserted after the pass, or
+        // before the pass began storing them) drops the guess.
+        assert!(!guess_holds(&video, &markers, &BTreeMap::from([(13, 3)]), 1_000));
+        // No starts anywhere: everything unmarked is empty, nothing settled.
+        let none = settled_guess(&open, &markers, &pass, Grain::Hour, 10, Some(&BTreeSet::new())).unwrap();
+        assert_eq!((none.raw, none.empty, none.facts), (vec![], vec![12, 13], None));
     }
 
     #[test]
