@@ -499,11 +499,11 @@ pub fn pass_totals(windows: &[u32]) -> Statement {
 
 /// The rows `version` wrote (a pass's size, for its record and logs) and
 /// the earliest start among them: a [`PassWritten`].
-pub fn count_pass_rows(version: u64, from_ms: u64) -> Statement {
+pub fn pass_written(version: u64, from_ms: u64) -> Statement {
     written_by("count() AS rows, min(start_ms) AS first_start_ms", from_ms, version)
 }
 
-/// A row of [`count_pass_rows`].
+/// A row of [`pass_written`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clickhouse::Row, Deserialize)]
 pub struct PassWritten {
     pub rows: u64,
@@ -601,7 +601,7 @@ pub async fn run_pass(
         .await
         .map_err(failed("store the touched views' facts"))?;
     let written: PassWritten =
-        count_pass_rows(version, from_ms).query(client).fetch_one().await.map_err(failed("count the pass's rows"))?;
+        pass_written(version, from_ms).query(client).fetch_one().await.map_err(failed("count the pass's rows"))?;
     if written.rows > 0 {
         let hours_from_ms = written.hours_from_ms(from_ms);
         insert_pass_metrics(hours_from_ms, version)

@@ -394,7 +394,7 @@ fn every_statement_runs_on_current_clickhouse() {
         read::realtime(T, T + 60_000),
         facts::insert_pass_facts(u64::from(HOUR) * 3_600_000, None, 1),
         facts::insert_pass_facts(u64::from(HOUR) * 3_600_000, Some(1_764_000_000), 2),
-        facts::count_pass_rows(2, 1_764_000_000_000),
+        facts::pass_written(2, 1_764_000_000_000),
         facts::insert_pass_metrics(u64::from(HOUR) * 3_600_000, 2),
         facts::insert_pass_totals(u64::from(HOUR) * 3_600_000, 2),
         facts::video_pass_views("v'1", u64::from(HOUR) * 3600),
