@@ -2,10 +2,7 @@
 //! computed from the raw events (docs/metrics.md, "Pre-aggregated tables and
 //! freshness").
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    future::Future,
-};
+use std::{collections::BTreeMap, future::Future};
 
 use chrono::{DateTime, Utc};
 use metrics_sql::{
@@ -121,7 +118,7 @@ where
             return answer(split, &read).await;
         }
         let guess = match config.settled_guess {
-            true => Guess::StartsIn(stored_hours.hours.into_iter().collect()),
+            true => Guess::StartsIn(stored_hours.hours),
             false => Guess::No,
         };
         return scoped.read_checked(async { Ok((markers, pass)) }, guess, &read).await;
@@ -152,9 +149,10 @@ enum Guess {
     No,
     /// All of them (a user: finding out costs about what the check does).
     Unmarked,
-    /// Those among these windows (a video: the hours where the newest pass
-    /// stored a start of it, [`facts::VideoPassHours`]); the others empty.
-    StartsIn(BTreeSet<u32>),
+    /// Those among these windows, ascending (a video: the hours where the
+    /// newest pass stored a start of it, [`facts::VideoPassHours`]); the
+    /// others empty.
+    StartsIn(Vec<u32>),
 }
 
 /// `read` on `split`, and the split.
@@ -203,11 +201,11 @@ impl Scoped<'_> {
                 }
                 _ => None,
             };
-            let answer = match &guess {
+            let answered = match &guess {
                 Some(split) => Some(read(split.clone()).await),
                 None => None,
             };
-            Ok::<_, ApiError>((markers, pass, guess, answer))
+            Ok::<_, ApiError>((markers, pass, guess, answered))
         };
         let (last_inserted, guessed) = tokio::join!(check, guessed);
         let (markers, pass, guess, guessed_answer) = guessed?;
@@ -219,27 +217,33 @@ impl Scoped<'_> {
             }
             metrics::counter!(GUESSES, "outcome" => "missed").increment(1);
         }
-        let split = exact_scoped_split(
-            self.client,
-            self.windows,
-            &markers,
-            &last_inserted,
-            pass,
-            self.grain,
-            self.horizon,
-            self.config,
-            self.scope,
-        )
-        .await?;
+        let split = self.exact(&markers, &last_inserted, pass).await?;
         answer(split, read).await
+    }
+
+    /// The exact split: the markers and the open windows' last inserts
+    /// decide, and the raw windows use the newest `pass`'s stored facts when
+    /// they can ([`scoped_facts`]).
+    async fn exact(
+        &self,
+        markers: &BTreeMap<u32, Marker>,
+        last_inserted: &BTreeMap<u32, u32>,
+        pass: Option<PassRow>,
+    ) -> Result<Split, ApiError> {
+        let mut split = exact_split(self.windows, markers, last_inserted, self.grain, self.horizon, None);
+        if let Some(pass) = pass {
+            split.facts =
+                scoped_facts(self.client, &split, last_inserted, self.grain, &pass, self.config, self.scope).await?;
+        }
+        Ok(split)
     }
 }
 
 /// The split of a video's or a user's read if nothing of its scope was
 /// inserted after its open windows' runs nor after `pass`: the windows with
 /// a marker aggregated, the others raw and read from the pass's stored facts
-/// alone (settled), except the open windows outside `starts` (when given),
-/// guessed to hold no start of the scope (empty). `None` when the pass's
+/// alone (settled), except the open windows outside `starts` (ascending,
+/// when given), guessed to hold no start of the scope (empty). `None` when the pass's
 /// facts do not begin by the first raw window (a final window never
 /// aggregated, a pass that has not yet covered the horizon): such a read
 /// rebuilds views whatever the check says.
@@ -249,13 +253,13 @@ fn settled_guess(
     pass: &PassRow,
     grain: Grain,
     horizon: u32,
-    starts: Option<&BTreeSet<u32>>,
+    starts: Option<&[u32]>,
 ) -> Option<Split> {
     // As if the check had found a row, older than every run, in each open
     // window with starts.
     let quiet: BTreeMap<u32, u32> = windows
         .iter()
-        .filter(|&&w| w >= horizon && starts.is_none_or(|starts| starts.contains(&w)))
+        .filter(|&&w| w >= horizon && starts.is_none_or(|starts| starts.binary_search(&w).is_ok()))
         .map(|&w| (w, 0))
         .collect();
     let mut split = exact_split(windows, markers, &quiet, grain, horizon, None);
@@ -290,28 +294,6 @@ fn guess_holds(
     guess.aggregated.iter().all(|w| quiet_until(w, markers.get(w).map(|m| m.covered_until)))
         && guess.raw.iter().all(|w| quiet_until(w, Some(pass_covered_until)))
         && guess.empty.iter().all(|w| !last_inserted.contains_key(w))
-}
-
-/// The exact split of a video or user read: the markers and the open windows'
-/// last inserts decide, and the raw windows use the newest `pass`'s stored
-/// facts when they can ([`scoped_facts`]).
-#[allow(clippy::too_many_arguments)]
-async fn exact_scoped_split(
-    client: &clickhouse::Client,
-    windows: &[u32],
-    markers: &BTreeMap<u32, Marker>,
-    last_inserted: &BTreeMap<u32, u32>,
-    pass: Option<PassRow>,
-    grain: Grain,
-    horizon: u32,
-    config: &FreshnessConfig,
-    scope: Scope<'_>,
-) -> Result<Split, ApiError> {
-    let mut split = exact_split(windows, markers, last_inserted, grain, horizon, None);
-    if let Some(pass) = pass {
-        split.facts = scoped_facts(client, &split, last_inserted, grain, &pass, config, scope).await?;
-    }
-    Ok(split)
 }
 
 /// Whether a video's read answers its open hours from `pass`'s hour rows of
@@ -545,8 +527,7 @@ mod tests {
         // A video's guess: the open hours where the pass stored no start of
         // it (13) are guessed empty, as the exact split makes them, and the
         // guess then reads what the exact read does.
-        let starts = BTreeSet::from([10, 12]);
-        let video = settled_guess(&open, &markers, &pass, Grain::Hour, 10, Some(&starts)).unwrap();
+        let video = settled_guess(&open, &markers, &pass, Grain::Hour, 10, Some(&[10, 12])).unwrap();
         assert_eq!(
             (video.aggregated.clone(), video.raw.clone(), video.empty.clone()),
             (vec![10, 11], vec![12], vec![13])
@@ -557,7 +538,7 @@ mod tests {
         // before the pass began storing them) drops the guess.
         assert!(!guess_holds(&video, &markers, &BTreeMap::from([(13, 3)]), 1_000));
         // No starts anywhere: everything unmarked is empty, nothing settled.
-        let none = settled_guess(&open, &markers, &pass, Grain::Hour, 10, Some(&BTreeSet::new())).unwrap();
+        let none = settled_guess(&open, &markers, &pass, Grain::Hour, 10, Some(&[])).unwrap();
         assert_eq!((none.raw, none.empty, none.facts), (vec![], vec![12, 13], None));
     }
 
