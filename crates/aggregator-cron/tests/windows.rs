@@ -179,8 +179,18 @@ async fn a_late_event_is_folded_into_exactly_the_window_of_its_view() {
     assert_eq!(report.runs.len(), 7, "{report:?}");
     assert_eq!(report.failures().count(), 0);
     let before = env.markers(Job::VideoMetrics, H, H + 3).await;
-    let covered = before.values().map(|m| m.covered_until).max().unwrap();
     let rolled_up_before = env.markers(Job::EventsHourly, H, H + 3).await;
+    // Past every run's record, the rollup's runs (after the views') and the
+    // open hour's included: an insert within a later run's covered_until
+    // would not be late for it.
+    let open_hour = env.markers(Job::EventsHourly, H + 3, H + 4).await;
+    let covered = before
+        .values()
+        .chain(rolled_up_before.values())
+        .chain(open_hour.values())
+        .map(|m| m.covered_until)
+        .max()
+        .unwrap();
     let (events, progress) = rolled_up(&env, H + 1).await;
     assert_eq!((events, progress), (deduplicated(&env, H + 1).await, 1), "s2's start and progress");
 
